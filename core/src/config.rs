@@ -1,0 +1,422 @@
+//! Configuration: embedded defaults, then a TOML file, then `MEETBOT_*` environment variables
+//! (nested keys joined by a double underscore: `MEETBOT_STORE__KIND=mongodb`).
+//!
+//! [`Config::load`] validates everything before any service starts; each problem names its field
+//! and what is allowed, and all problems are reported at once.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub keys: KeysConfig,
+    pub queue: QueueConfig,
+    pub telemetry: TelemetryConfig,
+    pub ops: OpsConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// MongoDB 7+ (or a wire-compatible server): one database per tenant.
+    Mongodb,
+    /// SQLite files on local disk: one file per tenant.
+    Embedded,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub mongodb_uri: String,
+    /// Prefix of every database name: `<prefix>_control`, `<prefix>_t_<tenant>`.
+    pub db_prefix: String,
+    /// Directory of the embedded store.
+    pub embedded_dir: PathBuf,
+    /// How long to wait for the server before giving up at start.
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyProviderKind {
+    /// A 256-bit key-encryption key in a local file (created on first use, mode 0600).
+    Local,
+    /// An RSA key in Azure Key Vault, used with wrapKey/unwrapKey (RSA-OAEP-256).
+    AzureKeyVault,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureCredentialKind {
+    ManagedIdentity,
+    ClientSecret,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureKeyVaultConfig {
+    /// `https://<vault>.vault.azure.net`
+    pub vault_url: String,
+    pub key_name: String,
+    pub credential: AzureCredentialKind,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Only for `credential = "client-secret"`; prefer the environment over the file.
+    #[serde(skip_serializing)]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub provider: KeyProviderKind,
+    pub local_key_file: PathBuf,
+    pub azure: AzureKeyVaultConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueKind {
+    Rabbitmq,
+    InProcess,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub kind: QueueKind,
+    /// `amqp://user:password@host:port/vhost`; the password never reaches a log line.
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// A `tracing` filter: `info`, `meetbot=debug,warn`, ...
+    pub log_level: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for Config {
+    /// The embedded defaults: a single machine, no cloud account, nothing listening beyond loopback.
+    fn default() -> Self {
+        Config {
+            store: StoreConfig {
+                kind: StoreKind::Embedded,
+                mongodb_uri: "mongodb://127.0.0.1:27017".into(),
+                db_prefix: "meetbot".into(),
+                embedded_dir: PathBuf::from("./data"),
+                connect_timeout_ms: 5_000,
+            },
+            keys: KeysConfig {
+                provider: KeyProviderKind::Local,
+                local_key_file: PathBuf::from("./data/kek.key"),
+                azure: AzureKeyVaultConfig {
+                    vault_url: String::new(),
+                    key_name: String::new(),
+                    credential: AzureCredentialKind::ManagedIdentity,
+                    tenant_id: None,
+                    client_id: None,
+                    client_secret: None,
+                },
+            },
+            queue: QueueConfig {
+                kind: QueueKind::InProcess,
+                amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                prefix: "meetbot".into(),
+                connect_timeout_ms: 5_000,
+            },
+            telemetry: TelemetryConfig { log_format: LogFormat::Text, log_level: "info".into() },
+            ops: OpsConfig { listen: "127.0.0.1:9464".parse().expect("literal address") },
+        }
+    }
+}
+
+/// One invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path, e.g. `store.mongodb_uri`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason} (set MEETBOT_CONFIG or --config to a readable TOML file)")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {}: {}", e.field, e.problem)).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist and be readable when given), then the
+    /// process environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, Env::prefixed("MEETBOT_").split("__"))
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(file: Option<&Path>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut fig = Self::base(file)?;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("MEETBOT_") else { continue };
+            if rest == "CONFIG" {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            fig = fig.merge(Serialized::global(&key, parse_env_value(v)));
+        }
+        Self::finish(fig)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let fig = Self::base(file)?.merge(env.ignore(&["config"]));
+        Self::finish(fig)
+    }
+
+    fn base(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+            fig = fig.merge(Toml::string(&text));
+        }
+        Ok(fig)
+    }
+
+    fn finish(fig: Figment) -> Result<Config, ConfigError> {
+        let config: Config = fig.extract().map_err(|errs| {
+            ConfigError::Invalid(
+                errs.into_iter()
+                    .map(|e| FieldError {
+                        field: if e.path.is_empty() { "(root)".into() } else { e.path.join(".") },
+                        problem: e.kind.to_string(),
+                    })
+                    .collect(),
+            )
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// Every problem with this configuration, each naming its field.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let mut bad = |field: &str, problem: String| errs.push(FieldError { field: field.into(), problem });
+
+        let s = &self.store;
+        if s.kind == StoreKind::Mongodb
+            && !(s.mongodb_uri.starts_with("mongodb://") || s.mongodb_uri.starts_with("mongodb+srv://"))
+        {
+            bad("store.mongodb_uri", "must start with mongodb:// or mongodb+srv://".into());
+        }
+        if s.db_prefix.is_empty()
+            || s.db_prefix.len() > 20
+            || !s.db_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            bad("store.db_prefix", format!("{:?} is not allowed: use 1 to 20 of a-z, 0-9 and _", s.db_prefix));
+        }
+        if s.kind == StoreKind::Embedded && s.embedded_dir.as_os_str().is_empty() {
+            bad("store.embedded_dir", "must name a directory".into());
+        }
+        if !(100..=600_000).contains(&s.connect_timeout_ms) {
+            bad("store.connect_timeout_ms", format!("{} is out of range 100..=600000", s.connect_timeout_ms));
+        }
+
+        let k = &self.keys;
+        match k.provider {
+            KeyProviderKind::Local if k.local_key_file.as_os_str().is_empty() => {
+                bad("keys.local_key_file", "must name a file".into())
+            }
+            KeyProviderKind::AzureKeyVault => {
+                let a = &k.azure;
+                match url::Url::parse(&a.vault_url) {
+                    Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+                    _ => bad("keys.azure.vault_url", format!("{:?} is not an https:// vault URL", a.vault_url)),
+                }
+                if a.key_name.is_empty()
+                    || !a.key_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    bad("keys.azure.key_name", "must be 1+ of letters, digits and -".into());
+                }
+                if a.credential == AzureCredentialKind::ClientSecret {
+                    for (field, v) in [
+                        ("keys.azure.tenant_id", &a.tenant_id),
+                        ("keys.azure.client_id", &a.client_id),
+                        ("keys.azure.client_secret", &a.client_secret),
+                    ] {
+                        if v.as_deref().unwrap_or("").is_empty() {
+                            bad(field, "required when keys.azure.credential = \"client-secret\"".into());
+                        }
+                    }
+                }
+            }
+            KeyProviderKind::Local => {}
+        }
+
+        let q = &self.queue;
+        if q.kind == QueueKind::Rabbitmq {
+            match url::Url::parse(&q.amqp_url) {
+                Ok(u) if (u.scheme() == "amqp" || u.scheme() == "amqps") && u.host_str().is_some() => {}
+                _ => bad("queue.amqp_url", "must be amqp://user:password@host:port/vhost or amqps://...".into()),
+            }
+        }
+        if q.prefix.is_empty() || !q.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            bad("queue.prefix", format!("{:?} is not allowed: use letters, digits, - _ .", q.prefix));
+        }
+        if !(100..=600_000).contains(&q.connect_timeout_ms) {
+            bad("queue.connect_timeout_ms", format!("{} is out of range 100..=600000", q.connect_timeout_ms));
+        }
+
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
+            bad("telemetry.log_level", format!("{:?} is not a tracing filter ({e}); try info or meetbot=debug", self.telemetry.log_level));
+        }
+        errs
+    }
+}
+
+/// The `host:port` part of a server URL, for error messages that must not carry credentials.
+pub fn server_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            match u.port_or_known_default().or(match u.scheme() {
+                "amqp" => Some(5672),
+                "amqps" => Some(5671),
+                "mongodb" => Some(27017),
+                _ => None,
+            }) {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            }
+        }
+        Err(_) => "(unparseable address)".to_string(),
+    }
+}
+
+fn parse_env_value(v: &str) -> figment::value::Value {
+    use std::str::FromStr;
+    figment::value::Value::from_str(v).unwrap_or_else(|_| v.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load_with_env(Some(f.path()), env)
+    }
+
+    fn fields(err: ConfigError) -> Vec<String> {
+        match err {
+            ConfigError::Invalid(v) => v.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid config, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.store.kind, StoreKind::Embedded);
+        assert_eq!(c.queue.kind, QueueKind::InProcess);
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error_not_a_default() {
+        let err = Config::load_with_env(Some(Path::new("/nonexistent/meetbot.toml")), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/meetbot.toml"));
+    }
+
+    #[test]
+    fn file_then_environment_override_in_that_order() {
+        let c = load(
+            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"mongodb://db.internal:27017\"\n",
+            &[("MEETBOT_STORE__DB_PREFIX", "acme"), ("MEETBOT_QUEUE__KIND", "rabbitmq")],
+        )
+        .unwrap();
+        assert_eq!(c.store.kind, StoreKind::Mongodb);
+        assert_eq!(c.store.mongodb_uri, "mongodb://db.internal:27017");
+        assert_eq!(c.store.db_prefix, "acme");
+        assert_eq!(c.queue.kind, QueueKind::Rabbitmq);
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_field_and_allowed_values() {
+        let err = load("[store]\nkind = \"postgres\"\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("store.kind"), "{msg}");
+        assert!(msg.contains("mongodb") && msg.contains("embedded"), "{msg}");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let err = load(
+            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"http://x\"\ndb_prefix = \"Bad Prefix\"\n[queue]\nkind = \"rabbitmq\"\namqp_url = \"nope\"\n[telemetry]\nlog_level = \"[[[\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let f = fields(err);
+        for want in ["store.mongodb_uri", "store.db_prefix", "queue.amqp_url", "telemetry.log_level"] {
+            assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
+        let err = load("[store]\nknd = \"mongodb\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("knd"), "{err}");
+    }
+
+    #[test]
+    fn azure_client_secret_credential_requires_its_three_fields() {
+        let err = load(
+            "[keys]\nprovider = \"azure-key-vault\"\n[keys.azure]\nvault_url = \"https://v.vault.azure.net\"\nkey_name = \"kek\"\ncredential = \"client-secret\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let f = fields(err);
+        assert_eq!(f, vec!["keys.azure.tenant_id", "keys.azure.client_id", "keys.azure.client_secret"]);
+    }
+
+    #[test]
+    fn server_address_drops_credentials() {
+        assert_eq!(server_address("amqp://guest:secret@10.0.0.1:5673/%2f"), "10.0.0.1:5673");
+        assert_eq!(server_address("amqp://u:p@rabbit/%2f"), "rabbit:5672");
+        assert_eq!(server_address("mongodb://u:p@mongo"), "mongo:27017");
+    }
+}

@@ -1,0 +1,313 @@
+//! The stored data model.
+//!
+//! Every field that could identify a person or reveal what was said is a [`Sealed`] value:
+//! the store only ever receives ciphertext for it. Plain fields are ids, timestamps, states and
+//! enumerations that the store must be able to index.
+
+use crate::TenantId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An AES-256-GCM ciphertext sealed under one version of a tenant's data key.
+///
+/// Produced and opened only by `meetbot-crypto`; stored as-is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Version of the tenant data key that sealed this value.
+    pub key_version: u32,
+    /// Random 96-bit nonce, never reused under one key.
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// Ciphertext followed by the 128-bit tag.
+    #[serde(with = "b64")]
+    pub ciphertext: Vec<u8>,
+}
+
+pub(crate) mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lifecycle of a tenant in the control registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    /// Crypto-erased: its keys are destroyed and its database dropped. The registry keeps the row
+    /// so that the id is never reused and the deletion receipt has something to point at.
+    Erased,
+}
+
+/// A customer, as the control registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// Organisation name chosen by the operator (not personal data).
+    pub name: String,
+    pub status: TenantStatus,
+    /// Version of the data key new seals use.
+    pub current_key_version: u32,
+    pub created_at: DateTime<Utc>,
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// One version of a tenant data key, as stored: wrapped by a key-encryption key (KEK), never plain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    pub tenant_id: TenantId,
+    pub version: u32,
+    /// Which key provider wrapped it (`local`, `azure-key-vault`).
+    pub provider: String,
+    /// Identifier of the KEK that wrapped it (key file fingerprint, or Key Vault key id with version).
+    pub kek_id: String,
+    /// Wrapping algorithm (e.g. `A256GCM-local`, `RSA-OAEP-256`).
+    pub algorithm: String,
+    #[serde(with = "b64")]
+    pub wrapped: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarProvider {
+    Google,
+    Microsoft,
+    Ics,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    /// The provider refused the refresh token (`invalid_grant`): the user must consent again.
+    NeedsReconsent,
+    Disconnected,
+}
+
+/// A user's connected calendar account. Tokens and the account address are sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarConnection {
+    pub id: String,
+    /// The meetbot user who connected it (an opaque id, not an email).
+    pub user_id: String,
+    pub provider: CalendarProvider,
+    pub account_email: Sealed,
+    pub access_token: Sealed,
+    pub refresh_token: Option<Sealed>,
+    pub scopes: Vec<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub status: ConnectionStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeetingStatus {
+    Confirmed,
+    Tentative,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Zoom,
+    GoogleMeet,
+    Teams,
+    Webex,
+    Jitsi,
+    Janus,
+    WebRtc,
+    Unknown,
+}
+
+/// One instance of a calendar event (a recurring series yields one per occurrence).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meeting {
+    pub id: String,
+    pub connection_id: Option<String>,
+    /// Provider's id of this instance; with the tenant and the start it forms the bot idempotency key.
+    pub event_instance_id: String,
+    pub series_id: Option<String>,
+    pub title: Sealed,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub all_day: bool,
+    pub status: MeetingStatus,
+    pub platform: Option<Platform>,
+    /// Join URL (may carry passcodes), sealed.
+    pub join_url: Option<Sealed>,
+    /// Organizer and attendees (emails, names, responses) as one sealed JSON list.
+    pub attendees: Sealed,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum BotJobState {
+    Scheduled,
+    Dispatched,
+    Launched,
+    Joined,
+    Done,
+    Failed(String),
+    Skipped(String),
+    Cancelled,
+}
+
+impl BotJobState {
+    /// Short name, used as an index value and a metrics label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BotJobState::Scheduled => "scheduled",
+            BotJobState::Dispatched => "dispatched",
+            BotJobState::Launched => "launched",
+            BotJobState::Joined => "joined",
+            BotJobState::Done => "done",
+            BotJobState::Failed(_) => "failed",
+            BotJobState::Skipped(_) => "skipped",
+            BotJobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            BotJobState::Done | BotJobState::Failed(_) | BotJobState::Skipped(_) | BotJobState::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub state: BotJobState,
+    pub at: DateTime<Utc>,
+}
+
+/// A request for one bot in one meeting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotJob {
+    pub id: String,
+    pub meeting_id: String,
+    /// tenant + event instance + start: unique per tenant.
+    pub idempotency_key: String,
+    pub join_at: DateTime<Utc>,
+    pub state: BotJobState,
+    pub history: Vec<StateChange>,
+}
+
+/// A meeting's transcript: segments (speaker, offsets, text) as one sealed JSON document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub id: String,
+    pub meeting_id: String,
+    pub language: Option<String>,
+    pub segments: Sealed,
+    pub created_at: DateTime<Utc>,
+    /// Retention: the store hides the record from this instant and purges it soon after.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub meeting_id: String,
+    pub body: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Who did what to which record. Actors and targets are opaque ids, never emails or names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+}
+
+/// Proof of an erasure, kept outside the erased tenant's database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionReceipt {
+    pub id: String,
+    pub tenant_id: TenantId,
+    /// What was erased (`tenant`, `session`, `transcript`, ...).
+    pub scope: String,
+    pub target: String,
+    pub requested_by: String,
+    pub erased_at: DateTime<Utc>,
+    /// Records removed, per collection.
+    pub counts: Vec<(String, u64)>,
+    /// Identifiers of destroyed data-key versions (`<tenant>/v<version>@<kek id>`).
+    pub keys_destroyed: Vec<String>,
+    /// SHA-256 (hex) over the receipt's canonical JSON without this field.
+    pub digest: String,
+}
+
+/// A stored record type with sealed fields: names its collection (part of every field's
+/// associated data) and lets key rotation reach each sealed field.
+pub trait SealedRecord {
+    const COLLECTION: &'static str;
+    fn record_id(&self) -> &str;
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)>;
+}
+
+impl SealedRecord for CalendarConnection {
+    const COLLECTION: &'static str = "calendar_connections";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        let mut v = vec![("account_email", &mut self.account_email), ("access_token", &mut self.access_token)];
+        if let Some(r) = self.refresh_token.as_mut() {
+            v.push(("refresh_token", r));
+        }
+        v
+    }
+}
+
+impl SealedRecord for Meeting {
+    const COLLECTION: &'static str = "meetings";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        let mut v = vec![("title", &mut self.title), ("attendees", &mut self.attendees)];
+        if let Some(u) = self.join_url.as_mut() {
+            v.push(("join_url", u));
+        }
+        v
+    }
+}
+
+impl SealedRecord for Transcript {
+    const COLLECTION: &'static str = "transcripts";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("segments", &mut self.segments)]
+    }
+}
+
+impl SealedRecord for Summary {
+    const COLLECTION: &'static str = "summaries";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("body", &mut self.body)]
+    }
+}

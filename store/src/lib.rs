@@ -1,0 +1,152 @@
+//! The `Store` seam: typed repositories for everything meetbot keeps, isolated per tenant.
+//!
+//! * [`Store`] is what services use. It speaks in domain records (`meetbot_core::model`), takes
+//!   the tenant on every tenant-scoped call, and routes each call to that tenant's own database.
+//!   Sensitive fields arrive already sealed (see [`vault`]); the store never sees their plaintext.
+//! * Below it, an [`engine::Engine`] stores documents: [`MongoEngine`] (one database per tenant)
+//!   and [`SqliteEngine`] (one file per tenant). Both run the same conformance suite
+//!   (`tests/tests/store_conformance.rs`).
+//! * [`vault::Tenants`] creates, rotates and erases tenants and their keys and seals/opens fields.
+
+pub mod engine;
+mod mongo;
+mod specs;
+mod sqlite;
+mod typed;
+pub mod vault;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use meetbot_core::TenantId;
+use meetbot_core::config::{StoreConfig, StoreKind};
+use meetbot_core::model::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use mongo::MongoEngine;
+pub use specs::{CONTROL_COLLECTIONS, TENANT_COLLECTIONS};
+pub use sqlite::SqliteEngine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach {server}: {detail}")]
+    Unavailable { server: String, detail: String },
+    #[error("write conflict in {collection}: the record changed meanwhile or its unique key is taken")]
+    Conflict { collection: String },
+    #[error("tenant {0} does not exist or has been erased")]
+    UnknownTenant(TenantId),
+    #[error("stored {collection} record {id} cannot be read: {detail}")]
+    Corrupt { collection: String, id: String, detail: String },
+    #[error("{0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A record with the version the store holds, for compare-and-set updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// What erasing a tenant removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantErasure {
+    pub counts: Vec<(String, u64)>,
+    pub keys_destroyed: Vec<WrappedKey>,
+}
+
+/// Selects bot jobs.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub state: Option<&'static str>,
+    pub meeting_id: Option<String>,
+    pub join_before: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which server or directory this store talks to (no credentials).
+    fn describe(&self) -> String;
+    async fn ping(&self) -> Result<()>;
+
+    // ---- control database: registry, wrapped keys, leases, deletion log ----
+    /// Registers a tenant with its first wrapped data key and creates its database and indexes.
+    async fn create_tenant(&self, tenant: &Tenant, key: &WrappedKey) -> Result<()>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Stores a new data-key version and makes it the tenant's current one.
+    async fn add_key_version(&self, key: &WrappedKey) -> Result<()>;
+    async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>>;
+    /// Destroys wrapped key versions below `keep_from`; returns what was destroyed.
+    async fn destroy_key_versions_below(&self, id: &TenantId, keep_from: u32) -> Result<Vec<WrappedKey>>;
+    /// Crypto-erasure: destroys every wrapped key, drops the tenant database, marks the tenant erased.
+    async fn erase_tenant(&self, id: &TenantId) -> Result<TenantErasure>;
+    async fn record_deletion(&self, receipt: &DeletionReceipt) -> Result<()>;
+    async fn deletion_receipts(&self, tenant: Option<&TenantId>) -> Result<Vec<DeletionReceipt>>;
+    /// Takes or renews the named lease for `holder` if it is free, expired or already theirs.
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    // ---- tenant databases ----
+    async fn put_connection(&self, t: &TenantId, c: &CalendarConnection) -> Result<()>;
+    async fn get_connection(&self, t: &TenantId, id: &str) -> Result<Option<CalendarConnection>>;
+    async fn list_connections(&self, t: &TenantId) -> Result<Vec<CalendarConnection>>;
+    async fn delete_connection(&self, t: &TenantId, id: &str) -> Result<bool>;
+
+    async fn put_meeting(&self, t: &TenantId, m: &Meeting) -> Result<()>;
+    async fn get_meeting(&self, t: &TenantId, id: &str) -> Result<Option<Meeting>>;
+    /// Meetings starting in `[from, to)`, by start time.
+    async fn list_meetings(&self, t: &TenantId, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<Meeting>>;
+    async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool>;
+
+    /// Inserts a job; `Conflict` if its id or idempotency key exists already.
+    async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64>;
+    async fn get_bot_job(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<BotJob>>>;
+    /// Replaces the job if the store still holds `expected_version`; `Conflict` otherwise.
+    async fn update_bot_job(&self, t: &TenantId, job: &BotJob, expected_version: u64) -> Result<u64>;
+    async fn find_bot_jobs(&self, t: &TenantId, f: &JobFilter) -> Result<Vec<Versioned<BotJob>>>;
+
+    async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()>;
+    async fn get_transcript(&self, t: &TenantId, id: &str) -> Result<Option<Transcript>>;
+    async fn transcript_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Transcript>>;
+    async fn list_transcripts(&self, t: &TenantId) -> Result<Vec<Transcript>>;
+    async fn delete_transcript(&self, t: &TenantId, id: &str) -> Result<bool>;
+
+    async fn put_summary(&self, t: &TenantId, s: &Summary) -> Result<()>;
+    async fn summary_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Summary>>;
+    async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>>;
+    async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool>;
+
+    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()>;
+    /// Audit events, oldest first.
+    async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>>;
+
+    /// Deletes records whose retention has expired; returns counts per collection.
+    async fn purge_expired(&self, t: &TenantId, now: DateTime<Utc>) -> Result<Vec<(String, u64)>>;
+}
+
+/// Opens the configured store, checks the server answers and creates the control collections.
+pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>> {
+    let timeout = Duration::from_millis(cfg.connect_timeout_ms);
+    match cfg.kind {
+        StoreKind::Mongodb => {
+            let e = MongoEngine::connect(&cfg.mongodb_uri, &cfg.db_prefix, timeout).await?;
+            typed::init(&e).await?;
+            Ok(Arc::new(e))
+        }
+        StoreKind::Embedded => {
+            let e = SqliteEngine::open(&cfg.embedded_dir)?;
+            typed::init(&e).await?;
+            Ok(Arc::new(e))
+        }
+    }
+}
+
+/// Opens an engine as a store (for tests and tools that need the concrete engine too).
+pub async fn init_engine<E: engine::Engine>(e: E) -> Result<Arc<E>> {
+    typed::init(&e).await?;
+    Ok(Arc::new(e))
+}

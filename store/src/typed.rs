@@ -1,0 +1,389 @@
+//! The typed repository, written once over any [`Engine`].
+
+use crate::engine::{CollectionSpec, Engine, Expect, IndexVal, Order, Query, RawRecord, Scope};
+use crate::specs::*;
+use crate::{JobFilter, Result, Store, StoreError, TenantErasure, Versioned};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use meetbot_core::TenantId;
+use meetbot_core::model::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+pub(crate) async fn init<E: Engine>(e: &E) -> Result<()> {
+    e.ensure_scope(&Scope::Control, CONTROL_COLLECTIONS).await
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| StoreError::Backend(format!("cannot encode record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(spec: &CollectionSpec, raw: RawRecord) -> Result<T> {
+    serde_json::from_value(raw.body)
+        .map_err(|e| StoreError::Corrupt { collection: spec.name.into(), id: raw.id, detail: e.to_string() })
+}
+
+fn decode_versioned<T: DeserializeOwned>(spec: &CollectionSpec, raw: RawRecord) -> Result<Versioned<T>> {
+    let version = raw.version;
+    Ok(Versioned { value: decode(spec, raw)?, version })
+}
+
+fn record<T: Serialize>(
+    id: &str,
+    index: Vec<(&'static str, IndexVal)>,
+    expires_at: Option<DateTime<Utc>>,
+    v: &T,
+) -> Result<RawRecord> {
+    Ok(RawRecord { id: id.to_string(), version: 0, index, expires_at, body: encode(v)? })
+}
+
+fn tenant(t: &TenantId) -> Scope {
+    Scope::Tenant(t.clone())
+}
+
+async fn all<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, q: Query) -> Result<Vec<T>> {
+    e.find(scope, spec, &q).await?.into_iter().map(|r| decode(spec, r)).collect()
+}
+
+async fn one<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, q: Query) -> Result<Option<T>> {
+    let q = Query { limit: Some(1), ..q };
+    Ok(all(e, scope, spec, q).await?.into_iter().next())
+}
+
+async fn by_id<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<Option<T>> {
+    e.get(scope, spec, id).await?.map(|r| decode(spec, r)).transpose()
+}
+
+fn eq(field: &'static str, v: impl Into<IndexVal>) -> Query {
+    Query { eq: vec![(field, v.into())], ..Default::default() }
+}
+
+fn key_id(t: &TenantId, version: u32) -> String {
+    format!("{t}/v{version}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Lease {
+    holder: String,
+    expires_at: DateTime<Utc>,
+}
+
+
+trait Guard {
+    async fn require_active(&self, t: &TenantId) -> Result<()>;
+}
+
+impl<E: Engine> Guard for E {
+    /// Writes into a tenant database are refused unless the tenant is registered and active, so
+    /// no write can resurrect an erased tenant's database.
+    async fn require_active(&self, t: &TenantId) -> Result<()> {
+        let found: Option<Tenant> = by_id(self, &Scope::Control, &TENANTS, t.as_str()).await?;
+        match found {
+            Some(x) if x.status == TenantStatus::Active => Ok(()),
+            _ => Err(StoreError::UnknownTenant(t.clone())),
+        }
+    }
+}
+
+#[async_trait]
+impl<E: Engine> Store for E {
+    fn describe(&self) -> String {
+        Engine::describe(self)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Engine::ping(self).await
+    }
+
+    async fn create_tenant(&self, t: &Tenant, key: &WrappedKey) -> Result<()> {
+        if key.tenant_id != t.id {
+            return Err(StoreError::Backend("wrapped key belongs to another tenant".into()));
+        }
+        self.ensure_scope(&tenant(&t.id), TENANT_COLLECTIONS).await?;
+        let k = record(
+            &key_id(&t.id, key.version),
+            vec![("tenant_id", t.id.as_str().into()), ("version", i64::from(key.version).into())],
+            None,
+            key,
+        )?;
+        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent).await?;
+        let rec = record(t.id.as_str(), vec![("status", "active".into())], None, t)?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Absent).await?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        by_id(self, &Scope::Control, &TENANTS, id.as_str()).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        all(self, &Scope::Control, &TENANTS, Query::default()).await
+    }
+
+    async fn add_key_version(&self, key: &WrappedKey) -> Result<()> {
+        let t = &key.tenant_id;
+        let raw = self.get(&Scope::Control, &TENANTS, t.as_str()).await?.ok_or_else(|| StoreError::UnknownTenant(t.clone()))?;
+        let version = raw.version;
+        let mut ten: Tenant = decode(&TENANTS, raw)?;
+        if ten.status != TenantStatus::Active {
+            return Err(StoreError::UnknownTenant(t.clone()));
+        }
+        let k = record(
+            &key_id(t, key.version),
+            vec![("tenant_id", t.as_str().into()), ("version", i64::from(key.version).into())],
+            None,
+            key,
+        )?;
+        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent).await?;
+        ten.current_key_version = key.version;
+        let rec = record(t.as_str(), vec![("status", "active".into())], None, &ten)?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version)).await?;
+        Ok(())
+    }
+
+    async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>> {
+        let q = Query { order: Some(("version", Order::Asc)), ..eq("tenant_id", id.as_str()) };
+        all(self, &Scope::Control, &DATA_KEYS, q).await
+    }
+
+    async fn destroy_key_versions_below(&self, id: &TenantId, keep_from: u32) -> Result<Vec<WrappedKey>> {
+        let mut destroyed = Vec::new();
+        for k in Store::wrapped_keys(self, id).await? {
+            if k.version < keep_from {
+                self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version)).await?;
+                destroyed.push(k);
+            }
+        }
+        Ok(destroyed)
+    }
+
+    async fn erase_tenant(&self, id: &TenantId) -> Result<TenantErasure> {
+        let raw = self.get(&Scope::Control, &TENANTS, id.as_str()).await?.ok_or_else(|| StoreError::UnknownTenant(id.clone()))?;
+        let version = raw.version;
+        let mut ten: Tenant = decode(&TENANTS, raw)?;
+        if ten.status == TenantStatus::Erased {
+            return Err(StoreError::UnknownTenant(id.clone()));
+        }
+        // Keys first: once they are gone, whatever copy of the data survives anywhere is unreadable.
+        let keys_destroyed = Store::destroy_key_versions_below(self, id, u32::MAX).await?;
+        ten.status = TenantStatus::Erased;
+        ten.erased_at = Some(Utc::now());
+        let rec = record(id.as_str(), vec![("status", "erased".into())], None, &ten)?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version)).await?;
+        let counts = self.drop_scope(id, TENANT_COLLECTIONS).await?;
+        Ok(TenantErasure { counts, keys_destroyed })
+    }
+
+    async fn record_deletion(&self, r: &DeletionReceipt) -> Result<()> {
+        let rec = record(
+            &r.id,
+            vec![("tenant_id", r.tenant_id.as_str().into()), ("erased_at", r.erased_at.into())],
+            None,
+            r,
+        )?;
+        self.put(&Scope::Control, &DELETION_LOG, rec, Expect::Absent).await.map(|_| ())
+    }
+
+    async fn deletion_receipts(&self, t: Option<&TenantId>) -> Result<Vec<DeletionReceipt>> {
+        let mut q = Query { order: Some(("erased_at", Order::Asc)), ..Default::default() };
+        if let Some(t) = t {
+            q.eq.push(("tenant_id", t.as_str().into()));
+        }
+        all(self, &Scope::Control, &DELETION_LOG, q).await
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = Utc::now();
+        let lease = Lease {
+            holder: holder.to_string(),
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30)),
+        };
+        let rec = record(name, vec![], None, &lease)?;
+        let expect = match self.get(&Scope::Control, &LEASES, name).await? {
+            None => Expect::Absent,
+            Some(raw) => {
+                let v = raw.version;
+                let cur: Lease = decode(&LEASES, raw)?;
+                if cur.holder != holder && cur.expires_at > now {
+                    return Ok(false);
+                }
+                Expect::Version(v)
+            }
+        };
+        match self.put(&Scope::Control, &LEASES, rec, expect).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        if let Some(raw) = self.get(&Scope::Control, &LEASES, name).await? {
+            let v = raw.version;
+            let cur: Lease = decode(&LEASES, raw)?;
+            if cur.holder == holder {
+                let expired = Lease { holder: String::new(), expires_at: DateTime::<Utc>::MIN_UTC };
+                let rec = record(name, vec![], None, &expired)?;
+                match self.put(&Scope::Control, &LEASES, rec, Expect::Version(v)).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_connection(&self, t: &TenantId, c: &CalendarConnection) -> Result<()> {
+        self.require_active(t).await?;
+        let status = serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let rec = record(&c.id, vec![("user_id", c.user_id.clone().into()), ("status", status.into())], None, c)?;
+        self.put(&tenant(t), &CONNECTIONS, rec, Expect::Any).await.map(|_| ())
+    }
+
+    async fn get_connection(&self, t: &TenantId, id: &str) -> Result<Option<CalendarConnection>> {
+        by_id(self, &tenant(t), &CONNECTIONS, id).await
+    }
+
+    async fn list_connections(&self, t: &TenantId) -> Result<Vec<CalendarConnection>> {
+        all(self, &tenant(t), &CONNECTIONS, Query::default()).await
+    }
+
+    async fn delete_connection(&self, t: &TenantId, id: &str) -> Result<bool> {
+        self.delete(&tenant(t), &CONNECTIONS, id).await
+    }
+
+    async fn put_meeting(&self, t: &TenantId, m: &Meeting) -> Result<()> {
+        self.require_active(t).await?;
+        let status = serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let rec = record(
+            &m.id,
+            vec![
+                ("connection_id", m.connection_id.clone().unwrap_or_default().into()),
+                ("event_instance_id", m.event_instance_id.clone().into()),
+                ("starts_at", m.starts_at.into()),
+                ("status", status.into()),
+            ],
+            None,
+            m,
+        )?;
+        self.put(&tenant(t), &MEETINGS, rec, Expect::Any).await.map(|_| ())
+    }
+
+    async fn get_meeting(&self, t: &TenantId, id: &str) -> Result<Option<Meeting>> {
+        by_id(self, &tenant(t), &MEETINGS, id).await
+    }
+
+    async fn list_meetings(&self, t: &TenantId, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<Meeting>> {
+        let q = Query {
+            range: Some(("starts_at", from.map(Into::into), to.map(Into::into))),
+            order: Some(("starts_at", Order::Asc)),
+            ..Default::default()
+        };
+        all(self, &tenant(t), &MEETINGS, q).await
+    }
+
+    async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool> {
+        self.delete(&tenant(t), &MEETINGS, id).await
+    }
+
+    async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64> {
+        self.require_active(t).await?;
+        self.put(&tenant(t), &BOT_JOBS, job_record(job)?, Expect::Absent).await
+    }
+
+    async fn get_bot_job(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<BotJob>>> {
+        self.get(&tenant(t), &BOT_JOBS, id).await?.map(|r| decode_versioned(&BOT_JOBS, r)).transpose()
+    }
+
+    async fn update_bot_job(&self, t: &TenantId, job: &BotJob, expected_version: u64) -> Result<u64> {
+        self.put(&tenant(t), &BOT_JOBS, job_record(job)?, Expect::Version(expected_version)).await
+    }
+
+    async fn find_bot_jobs(&self, t: &TenantId, f: &JobFilter) -> Result<Vec<Versioned<BotJob>>> {
+        let mut q = Query { order: Some(("join_at", Order::Asc)), limit: f.limit, ..Default::default() };
+        if let Some(s) = f.state {
+            q.eq.push(("state", s.into()));
+        }
+        if let Some(m) = &f.meeting_id {
+            q.eq.push(("meeting_id", m.clone().into()));
+        }
+        if let Some(b) = f.join_before {
+            q.range = Some(("join_at", None, Some(b.into())));
+        }
+        self.find(&tenant(t), &BOT_JOBS, &q).await?.into_iter().map(|r| decode_versioned(&BOT_JOBS, r)).collect()
+    }
+
+    async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&tr.id, vec![("meeting_id", tr.meeting_id.clone().into())], tr.expires_at, tr)?;
+        self.put(&tenant(t), &TRANSCRIPTS, rec, Expect::Any).await.map(|_| ())
+    }
+
+    async fn get_transcript(&self, t: &TenantId, id: &str) -> Result<Option<Transcript>> {
+        by_id(self, &tenant(t), &TRANSCRIPTS, id).await
+    }
+
+    async fn transcript_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Transcript>> {
+        one(self, &tenant(t), &TRANSCRIPTS, eq("meeting_id", meeting_id)).await
+    }
+
+    async fn list_transcripts(&self, t: &TenantId) -> Result<Vec<Transcript>> {
+        all(self, &tenant(t), &TRANSCRIPTS, Query::default()).await
+    }
+
+    async fn delete_transcript(&self, t: &TenantId, id: &str) -> Result<bool> {
+        self.delete(&tenant(t), &TRANSCRIPTS, id).await
+    }
+
+    async fn put_summary(&self, t: &TenantId, s: &Summary) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&s.id, vec![("meeting_id", s.meeting_id.clone().into())], s.expires_at, s)?;
+        self.put(&tenant(t), &SUMMARIES, rec, Expect::Any).await.map(|_| ())
+    }
+
+    async fn summary_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Summary>> {
+        one(self, &tenant(t), &SUMMARIES, eq("meeting_id", meeting_id)).await
+    }
+
+    async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>> {
+        all(self, &tenant(t), &SUMMARIES, Query::default()).await
+    }
+
+    async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool> {
+        self.delete(&tenant(t), &SUMMARIES, id).await
+    }
+
+    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&e.id, vec![("at", e.at.into())], None, e)?;
+        self.put(&tenant(t), &AUDIT, rec, Expect::Absent).await.map(|_| ())
+    }
+
+    async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>> {
+        let q = Query { order: Some(("at", Order::Asc)), ..Default::default() };
+        all(self, &tenant(t), &AUDIT, q).await
+    }
+
+    async fn purge_expired(&self, t: &TenantId, now: DateTime<Utc>) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for spec in TENANT_COLLECTIONS.iter().filter(|s| s.ttl) {
+            out.push((spec.name.to_string(), Engine::purge_expired(self, &tenant(t), spec, now).await?));
+        }
+        Ok(out)
+    }
+}
+
+fn job_record(job: &BotJob) -> Result<RawRecord> {
+    record(
+        &job.id,
+        vec![
+            ("meeting_id", job.meeting_id.clone().into()),
+            ("idempotency_key", job.idempotency_key.clone().into()),
+            ("state", job.state.name().into()),
+            ("join_at", job.join_at.into()),
+        ],
+        None,
+        job,
+    )
+}

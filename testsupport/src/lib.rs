@@ -1,0 +1,95 @@
+//! Test support shared by every test that needs a real server or a stand-in.
+//!
+//! * [`mongodb_uri`] finds the MongoDB-wire server (`MEETBOT_TEST_MONGODB_URI`, set by
+//!   `scripts/test.sh`) or starts a private mongoeco server for this test process.
+//! * [`amqp_url`] finds RabbitMQ (`MEETBOT_TEST_AMQP_URL`, default the machine's 127.0.0.1:5672).
+//! * [`unique`] gives each test its own database prefix and queue names so tests run in parallel.
+//! * [`keyvault`] is a stand-in for the Azure Key Vault keys REST API (no emulator exists).
+
+pub mod keyvault;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A short unique name: `<prefix><12 hex>`, valid as a database prefix, queue name or tenant name.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The workspace root (where `Cargo.lock` is).
+pub fn workspace_root() -> PathBuf {
+    let mut p = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    p.pop();
+    p
+}
+
+fn reachable(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .map(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+        .unwrap_or(false)
+}
+
+/// The AMQP URL of the real RabbitMQ the tests use. Panics with what to do if it is not running.
+pub fn amqp_url() -> String {
+    let url = std::env::var("MEETBOT_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let hostport = url.rsplit('@').next().unwrap_or("").split('/').next().unwrap_or("").to_string();
+    assert!(
+        reachable(&hostport),
+        "RabbitMQ is not reachable at {hostport}: start it with `rabbitmq-server -detached` (scripts/test.sh does)"
+    );
+    url
+}
+
+struct Mongo {
+    uri: String,
+    _child: Option<Child>,
+}
+
+static MONGO: OnceLock<Mutex<Mongo>> = OnceLock::new();
+
+/// The URI of a MongoDB-wire server for tests: the shared one from `MEETBOT_TEST_MONGODB_URI`, or
+/// a private mongoeco server started for this process (it exits when this process does).
+pub fn mongodb_uri() -> String {
+    let m = MONGO.get_or_init(|| {
+        if let Ok(uri) = std::env::var("MEETBOT_TEST_MONGODB_URI") {
+            return Mutex::new(Mongo { uri, _child: None });
+        }
+        let (uri, child) = start_mongoeco().unwrap_or_else(|e| panic!("{e}"));
+        Mutex::new(Mongo { uri, _child: Some(child) })
+    });
+    m.lock().unwrap_or_else(|p| p.into_inner()).uri.clone()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27018)
+}
+
+fn start_mongoeco() -> anyhow::Result<(String, Child)> {
+    let root = workspace_root();
+    let python = std::env::var("MEETBOT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/test-env/mongo/bin/python"));
+    anyhow::ensure!(
+        python.exists(),
+        "no MongoDB-wire test server: {} is missing; run `bash scripts/test.sh` (it installs mongoeco) or set MEETBOT_TEST_MONGODB_URI",
+        python.display()
+    );
+    let port = free_port();
+    let child = Command::new(&python)
+        .arg(root.join("testsupport/mongoeco/serve.py"))
+        .args(["--port", &port.to_string(), "--exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    while !reachable(&addr) {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "mongoeco did not start on {addr} within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((format!("mongodb://{addr}/?directConnection=true"), child))
+}
