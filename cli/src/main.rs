@@ -1,1 +1,91 @@
-fn main(){}
+//! `meetbot`: every service and tool of meetbot in one binary.
+
+mod runtime;
+mod tenant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use meetbot_core::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "meetbot",
+    version,
+    about = "Self-hostable meeting-bot orchestrator",
+    propagate_version = true
+)]
+struct Cli {
+    /// TOML config file (also MEETBOT_CONFIG). Without one, embedded single-machine defaults apply;
+    /// `MEETBOT_*` environment variables override either.
+    #[arg(long, global = true, env = "MEETBOT_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything on one machine: embedded store, local key file, ops server; creates a demo tenant.
+    Dev,
+    /// Validates the configuration and checks every configured server answers.
+    Check,
+    /// Tenants: create, list, delete (crypto-erasure with a deletion receipt).
+    #[command(subcommand)]
+    Tenant(tenant::TenantCmd),
+    /// Tenant data keys: rotate, re-encrypt, retire old versions.
+    #[command(subcommand)]
+    Keys(tenant::KeysCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    meetbot_core::telemetry::init(&config.telemetry);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+async fn run(cmd: Command, config: Config) -> Result<()> {
+    match cmd {
+        Command::Dev => runtime::dev(config).await,
+        Command::Check => runtime::check(&config).await,
+        Command::Tenant(c) => tenant::run_tenant(c, &config).await,
+        Command::Keys(c) => tenant::run_keys(c, &config).await,
+    }
+}

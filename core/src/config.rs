@@ -150,8 +150,13 @@ impl Default for Config {
                 prefix: "meetbot".into(),
                 connect_timeout_ms: 5_000,
             },
-            telemetry: TelemetryConfig { log_format: LogFormat::Text, log_level: "info".into() },
-            ops: OpsConfig { listen: "127.0.0.1:9464".parse().expect("literal address") },
+            telemetry: TelemetryConfig {
+                log_format: LogFormat::Text,
+                log_level: "info".into(),
+            },
+            ops: OpsConfig {
+                listen: "127.0.0.1:9464".parse().expect("literal address"),
+            },
         }
     }
 }
@@ -167,7 +172,9 @@ pub struct FieldError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason} (set MEETBOT_CONFIG or --config to a readable TOML file)")]
+    #[error(
+        "cannot read config file {path}: {reason} (set MEETBOT_CONFIG or --config to a readable TOML file)"
+    )]
     File { path: PathBuf, reason: String },
     #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {}: {}", e.field, e.problem)).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
@@ -190,7 +197,9 @@ impl Config {
     pub fn load_with_env(file: Option<&Path>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut fig = Self::base(file)?;
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix("MEETBOT_") else { continue };
+            let Some(rest) = k.strip_prefix("MEETBOT_") else {
+                continue;
+            };
             if rest == "CONFIG" {
                 continue;
             }
@@ -208,8 +217,10 @@ impl Config {
     fn base(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
             fig = fig.merge(Toml::string(&text));
         }
         Ok(fig)
@@ -220,38 +231,67 @@ impl Config {
             ConfigError::Invalid(
                 errs.into_iter()
                     .map(|e| FieldError {
-                        field: if e.path.is_empty() { "(root)".into() } else { e.path.join(".") },
+                        field: if e.path.is_empty() {
+                            "(root)".into()
+                        } else {
+                            e.path.join(".")
+                        },
                         problem: e.kind.to_string(),
                     })
                     .collect(),
             )
         })?;
         let problems = config.validate();
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// Every problem with this configuration, each naming its field.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        let mut bad = |field: &str, problem: String| errs.push(FieldError { field: field.into(), problem });
+        let mut bad = |field: &str, problem: String| {
+            errs.push(FieldError {
+                field: field.into(),
+                problem,
+            })
+        };
 
         let s = &self.store;
         if s.kind == StoreKind::Mongodb
-            && !(s.mongodb_uri.starts_with("mongodb://") || s.mongodb_uri.starts_with("mongodb+srv://"))
+            && !(s.mongodb_uri.starts_with("mongodb://")
+                || s.mongodb_uri.starts_with("mongodb+srv://"))
         {
-            bad("store.mongodb_uri", "must start with mongodb:// or mongodb+srv://".into());
+            bad(
+                "store.mongodb_uri",
+                "must start with mongodb:// or mongodb+srv://".into(),
+            );
         }
         if s.db_prefix.is_empty()
             || s.db_prefix.len() > 20
-            || !s.db_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || !s
+                .db_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
-            bad("store.db_prefix", format!("{:?} is not allowed: use 1 to 20 of a-z, 0-9 and _", s.db_prefix));
+            bad(
+                "store.db_prefix",
+                format!(
+                    "{:?} is not allowed: use 1 to 20 of a-z, 0-9 and _",
+                    s.db_prefix
+                ),
+            );
         }
         if s.kind == StoreKind::Embedded && s.embedded_dir.as_os_str().is_empty() {
             bad("store.embedded_dir", "must name a directory".into());
         }
         if !(100..=600_000).contains(&s.connect_timeout_ms) {
-            bad("store.connect_timeout_ms", format!("{} is out of range 100..=600000", s.connect_timeout_ms));
+            bad(
+                "store.connect_timeout_ms",
+                format!("{} is out of range 100..=600000", s.connect_timeout_ms),
+            );
         }
 
         let k = &self.keys;
@@ -263,12 +303,21 @@ impl Config {
                 let a = &k.azure;
                 match url::Url::parse(&a.vault_url) {
                     Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
-                    _ => bad("keys.azure.vault_url", format!("{:?} is not an https:// vault URL", a.vault_url)),
+                    _ => bad(
+                        "keys.azure.vault_url",
+                        format!("{:?} is not an https:// vault URL", a.vault_url),
+                    ),
                 }
                 if a.key_name.is_empty()
-                    || !a.key_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    || !a
+                        .key_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 {
-                    bad("keys.azure.key_name", "must be 1+ of letters, digits and -".into());
+                    bad(
+                        "keys.azure.key_name",
+                        "must be 1+ of letters, digits and -".into(),
+                    );
                 }
                 if a.credential == AzureCredentialKind::ClientSecret {
                     for (field, v) in [
@@ -277,7 +326,10 @@ impl Config {
                         ("keys.azure.client_secret", &a.client_secret),
                     ] {
                         if v.as_deref().unwrap_or("").is_empty() {
-                            bad(field, "required when keys.azure.credential = \"client-secret\"".into());
+                            bad(
+                                field,
+                                "required when keys.azure.credential = \"client-secret\"".into(),
+                            );
                         }
                     }
                 }
@@ -288,19 +340,41 @@ impl Config {
         let q = &self.queue;
         if q.kind == QueueKind::Rabbitmq {
             match url::Url::parse(&q.amqp_url) {
-                Ok(u) if (u.scheme() == "amqp" || u.scheme() == "amqps") && u.host_str().is_some() => {}
-                _ => bad("queue.amqp_url", "must be amqp://user:password@host:port/vhost or amqps://...".into()),
+                Ok(u)
+                    if (u.scheme() == "amqp" || u.scheme() == "amqps")
+                        && u.host_str().is_some() => {}
+                _ => bad(
+                    "queue.amqp_url",
+                    "must be amqp://user:password@host:port/vhost or amqps://...".into(),
+                ),
             }
         }
-        if q.prefix.is_empty() || !q.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            bad("queue.prefix", format!("{:?} is not allowed: use letters, digits, - _ .", q.prefix));
+        if q.prefix.is_empty()
+            || !q
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bad(
+                "queue.prefix",
+                format!("{:?} is not allowed: use letters, digits, - _ .", q.prefix),
+            );
         }
         if !(100..=600_000).contains(&q.connect_timeout_ms) {
-            bad("queue.connect_timeout_ms", format!("{} is out of range 100..=600000", q.connect_timeout_ms));
+            bad(
+                "queue.connect_timeout_ms",
+                format!("{} is out of range 100..=600000", q.connect_timeout_ms),
+            );
         }
 
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
-            bad("telemetry.log_level", format!("{:?} is not a tracing filter ({e}); try info or meetbot=debug", self.telemetry.log_level));
+            bad(
+                "telemetry.log_level",
+                format!(
+                    "{:?} is not a tracing filter ({e}); try info or meetbot=debug",
+                    self.telemetry.log_level
+                ),
+            );
         }
         errs
     }
@@ -357,7 +431,8 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_an_error_not_a_default() {
-        let err = Config::load_with_env(Some(Path::new("/nonexistent/meetbot.toml")), &[]).unwrap_err();
+        let err =
+            Config::load_with_env(Some(Path::new("/nonexistent/meetbot.toml")), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::File { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/meetbot.toml"));
     }
@@ -366,7 +441,10 @@ mod tests {
     fn file_then_environment_override_in_that_order() {
         let c = load(
             "[store]\nkind = \"mongodb\"\nmongodb_uri = \"mongodb://db.internal:27017\"\n",
-            &[("MEETBOT_STORE__DB_PREFIX", "acme"), ("MEETBOT_QUEUE__KIND", "rabbitmq")],
+            &[
+                ("MEETBOT_STORE__DB_PREFIX", "acme"),
+                ("MEETBOT_QUEUE__KIND", "rabbitmq"),
+            ],
         )
         .unwrap();
         assert_eq!(c.store.kind, StoreKind::Mongodb);
@@ -391,7 +469,12 @@ mod tests {
         )
         .unwrap_err();
         let f = fields(err);
-        for want in ["store.mongodb_uri", "store.db_prefix", "queue.amqp_url", "telemetry.log_level"] {
+        for want in [
+            "store.mongodb_uri",
+            "store.db_prefix",
+            "queue.amqp_url",
+            "telemetry.log_level",
+        ] {
             assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
         }
     }
@@ -410,12 +493,22 @@ mod tests {
         )
         .unwrap_err();
         let f = fields(err);
-        assert_eq!(f, vec!["keys.azure.tenant_id", "keys.azure.client_id", "keys.azure.client_secret"]);
+        assert_eq!(
+            f,
+            vec![
+                "keys.azure.tenant_id",
+                "keys.azure.client_id",
+                "keys.azure.client_secret"
+            ]
+        );
     }
 
     #[test]
     fn server_address_drops_credentials() {
-        assert_eq!(server_address("amqp://guest:secret@10.0.0.1:5673/%2f"), "10.0.0.1:5673");
+        assert_eq!(
+            server_address("amqp://guest:secret@10.0.0.1:5673/%2f"),
+            "10.0.0.1:5673"
+        );
         assert_eq!(server_address("amqp://u:p@rabbit/%2f"), "rabbit:5672");
         assert_eq!(server_address("mongodb://u:p@mongo"), "mongo:27017");
     }

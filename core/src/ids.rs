@@ -34,7 +34,8 @@ impl FromStr for TenantId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = (6..=32).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if ok {
             Ok(TenantId(s.to_string()))
         } else {
@@ -82,7 +83,16 @@ mod tests {
 
     #[test]
     fn tenant_id_rejects_characters_that_could_escape_a_database_name() {
-        for bad in ["abc", "ABCDEFGH", "abc/def", "abc.def", "abc$def1", "a b c d e f", "", &"a".repeat(33)] {
+        for bad in [
+            "abc",
+            "ABCDEFGH",
+            "abc/def",
+            "abc.def",
+            "abc$def1",
+            "a b c d e f",
+            "",
+            &"a".repeat(33),
+        ] {
             assert!(bad.parse::<TenantId>().is_err(), "{bad:?} accepted");
         }
     }

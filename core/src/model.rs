@@ -184,7 +184,10 @@ impl BotJobState {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            BotJobState::Done | BotJobState::Failed(_) | BotJobState::Skipped(_) | BotJobState::Cancelled
+            BotJobState::Done
+                | BotJobState::Failed(_)
+                | BotJobState::Skipped(_)
+                | BotJobState::Cancelled
         )
     }
 }
@@ -270,7 +273,10 @@ impl SealedRecord for CalendarConnection {
         &self.id
     }
     fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
-        let mut v = vec![("account_email", &mut self.account_email), ("access_token", &mut self.access_token)];
+        let mut v = vec![
+            ("account_email", &mut self.account_email),
+            ("access_token", &mut self.access_token),
+        ];
         if let Some(r) = self.refresh_token.as_mut() {
             v.push(("refresh_token", r));
         }
@@ -284,7 +290,10 @@ impl SealedRecord for Meeting {
         &self.id
     }
     fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
-        let mut v = vec![("title", &mut self.title), ("attendees", &mut self.attendees)];
+        let mut v = vec![
+            ("title", &mut self.title),
+            ("attendees", &mut self.attendees),
+        ];
         if let Some(u) = self.join_url.as_mut() {
             v.push(("join_url", u));
         }

@@ -27,7 +27,10 @@ impl ReadinessCheck {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        ReadinessCheck { name: name.into(), check: Box::new(move || Box::pin(f())) }
+        ReadinessCheck {
+            name: name.into(),
+            check: Box::new(move || Box::pin(f())),
+        }
     }
 }
 
@@ -40,8 +43,16 @@ pub struct Ops {
 }
 
 impl Ops {
-    pub fn new(service: impl Into<String>, registry: Registry, checks: Vec<ReadinessCheck>) -> Self {
-        Ops { service: service.into(), registry: Arc::new(Mutex::new(registry)), checks: Arc::new(checks) }
+    pub fn new(
+        service: impl Into<String>,
+        registry: Registry,
+        checks: Vec<ReadinessCheck>,
+    ) -> Self {
+        Ops {
+            service: service.into(),
+            registry: Arc::new(Mutex::new(registry)),
+            checks: Arc::new(checks),
+        }
     }
 
     pub fn router(&self) -> Router {
@@ -59,12 +70,17 @@ impl Ops {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for the ops server on {addr}: {e}"))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen for the ops server on {addr}: {e}"),
+            )
         })?;
         let local = listener.local_addr()?;
         let app = self.router();
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
         });
         Ok((local, handle))
     }
@@ -89,7 +105,11 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
             }
         }
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, body)
 }
 
@@ -102,11 +122,18 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     match encoded {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             out,
         )
             .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response(),
     }
 }
 
@@ -137,9 +164,11 @@ mod tests {
     async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.unwrap();
         let status = buf[9..12].parse().unwrap();
@@ -157,15 +186,23 @@ mod tests {
             reg,
             vec![
                 ReadinessCheck::new("store", || async { Ok(()) }),
-                ReadinessCheck::new("rabbitmq", || async { Err("connection refused".to_string()) }),
+                ReadinessCheck::new("rabbitmq", || async {
+                    Err("connection refused".to_string())
+                }),
             ],
         );
-        let (addr, _h) = ops.serve("127.0.0.1:0".parse().unwrap(), std::future::pending()).await.unwrap();
+        let (addr, _h) = ops
+            .serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+            .await
+            .unwrap();
         let (s, _) = get(addr, "/healthz").await;
         assert_eq!(s, 200);
         let (s, body) = get(addr, "/readyz").await;
         assert_eq!(s, 503);
-        assert!(body.contains("ok store") && body.contains("FAIL rabbitmq: connection refused"), "{body}");
+        assert!(
+            body.contains("ok store") && body.contains("FAIL rabbitmq: connection refused"),
+            "{body}"
+        );
         let (s, body) = get(addr, "/metrics").await;
         assert_eq!(s, 200);
         assert!(body.contains("meetbot_test_events_total 1"), "{body}");

@@ -12,12 +12,16 @@ impl DataKey {
     /// A fresh key from the system CSPRNG.
     pub fn generate() -> Result<Self, CryptoError> {
         let mut k = [0u8; 32];
-        SystemRandom::new().fill(&mut k).map_err(|_| CryptoError::Random)?;
+        SystemRandom::new()
+            .fill(&mut k)
+            .map_err(|_| CryptoError::Random)?;
         Ok(DataKey(k))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::KeyLength(bytes.len()))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
         Ok(DataKey(arr))
     }
 
@@ -62,7 +66,12 @@ impl Aad<'_> {
     fn bytes(&self, key_version: u32) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         v.extend_from_slice(b"meetbot/seal/v1");
-        for part in [self.tenant.as_str(), self.collection, self.record_id, self.field] {
+        for part in [
+            self.tenant.as_str(),
+            self.collection,
+            self.record_id,
+            self.field,
+        ] {
             v.push(0);
             v.extend_from_slice(&(part.len() as u32).to_be_bytes());
             v.extend_from_slice(part.as_bytes());
@@ -73,10 +82,18 @@ impl Aad<'_> {
 }
 
 /// Seals `plaintext` under `key` (version `key_version`) with a fresh random nonce.
-pub fn seal(key: &DataKey, key_version: u32, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Sealed, CryptoError> {
-    let lkey = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| CryptoError::Seal)?);
+pub fn seal(
+    key: &DataKey,
+    key_version: u32,
+    aad: &Aad<'_>,
+    plaintext: &[u8],
+) -> Result<Sealed, CryptoError> {
+    let lkey =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| CryptoError::Seal)?);
     let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new().fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| CryptoError::Random)?;
     let mut buf = plaintext.to_vec();
     lkey.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
@@ -84,17 +101,33 @@ pub fn seal(key: &DataKey, key_version: u32, aad: &Aad<'_>, plaintext: &[u8]) ->
         &mut buf,
     )
     .map_err(|_| CryptoError::Seal)?;
-    Ok(Sealed { key_version, nonce: nonce.to_vec(), ciphertext: buf })
+    Ok(Sealed {
+        key_version,
+        nonce: nonce.to_vec(),
+        ciphertext: buf,
+    })
 }
 
 /// Opens a value sealed by [`seal`]; the plaintext is wiped when the returned buffer drops.
-pub fn open(key: &DataKey, aad: &Aad<'_>, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let nonce: [u8; NONCE_LEN] =
-        sealed.nonce.as_slice().try_into().map_err(|_| CryptoError::Malformed(sealed.nonce.len()))?;
-    let lkey = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| CryptoError::Open)?);
+pub fn open(
+    key: &DataKey,
+    aad: &Aad<'_>,
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let nonce: [u8; NONCE_LEN] = sealed
+        .nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::Malformed(sealed.nonce.len()))?;
+    let lkey =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| CryptoError::Open)?);
     let mut buf = Zeroizing::new(sealed.ciphertext.clone());
     let len = lkey
-        .open_in_place(Nonce::assume_unique_for_key(nonce), LcAad::from(aad.bytes(sealed.key_version)), &mut buf)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            LcAad::from(aad.bytes(sealed.key_version)),
+            &mut buf,
+        )
         .map_err(|_| CryptoError::Open)?
         .len();
     buf.truncate(len);
@@ -111,7 +144,12 @@ mod tests {
     }
 
     fn aad<'a>(tenant: &'a TenantId, record: &'a str) -> Aad<'a> {
-        Aad { tenant, collection: "transcripts", record_id: record, field: "segments" }
+        Aad {
+            tenant,
+            collection: "transcripts",
+            record_id: record,
+            field: "segments",
+        }
     }
 
     #[test]
@@ -119,15 +157,40 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let (a, b) = (t("tenanta1"), t("tenantb1"));
         let s = seal(&key, 1, &aad(&a, "r1"), b"the quarterly numbers").unwrap();
-        assert_eq!(&open(&key, &aad(&a, "r1"), &s).unwrap()[..], b"the quarterly numbers");
-        assert_eq!(open(&key, &aad(&b, "r1"), &s), Err(CryptoError::Open), "other tenant");
-        assert_eq!(open(&key, &aad(&a, "r2"), &s), Err(CryptoError::Open), "other record");
-        let other_field = Aad { field: "title", ..aad(&a, "r1") };
-        assert_eq!(open(&key, &other_field, &s), Err(CryptoError::Open), "other field");
+        assert_eq!(
+            &open(&key, &aad(&a, "r1"), &s).unwrap()[..],
+            b"the quarterly numbers"
+        );
+        assert_eq!(
+            open(&key, &aad(&b, "r1"), &s),
+            Err(CryptoError::Open),
+            "other tenant"
+        );
+        assert_eq!(
+            open(&key, &aad(&a, "r2"), &s),
+            Err(CryptoError::Open),
+            "other record"
+        );
+        let other_field = Aad {
+            field: "title",
+            ..aad(&a, "r1")
+        };
+        assert_eq!(
+            open(&key, &other_field, &s),
+            Err(CryptoError::Open),
+            "other field"
+        );
         let mut relabelled = s.clone();
         relabelled.key_version = 2;
-        assert_eq!(open(&key, &aad(&a, "r1"), &relabelled), Err(CryptoError::Open), "version label");
-        assert_eq!(open(&DataKey::generate().unwrap(), &aad(&a, "r1"), &s), Err(CryptoError::Open));
+        assert_eq!(
+            open(&key, &aad(&a, "r1"), &relabelled),
+            Err(CryptoError::Open),
+            "version label"
+        );
+        assert_eq!(
+            open(&DataKey::generate().unwrap(), &aad(&a, "r1"), &s),
+            Err(CryptoError::Open)
+        );
     }
 
     #[test]
@@ -148,7 +211,11 @@ mod tests {
         let a = t("tenanta1");
         let p = b"patient reports chest pain since Tuesday";
         let s = seal(&key, 1, &aad(&a, "r"), p).unwrap();
-        assert!(!s.ciphertext.windows(8).any(|w| p.windows(8).any(|x| x == w)));
+        assert!(
+            !s.ciphertext
+                .windows(8)
+                .any(|w| p.windows(8).any(|x| x == w))
+        );
     }
 
     proptest! {

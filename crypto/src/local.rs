@@ -18,23 +18,36 @@ const ALG: &str = "A256GCM-local";
 impl LocalKeyFile {
     /// Opens the key file, creating it (and its directory) with a fresh key if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Self, KeyProviderError> {
-        let err = |detail: String| KeyProviderError::KeyFile { path: path.display().to_string(), detail };
+        let err = |detail: String| KeyProviderError::KeyFile {
+            path: path.display().to_string(),
+            detail,
+        };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| err(format!("cannot create its directory: {e}")))?;
                 }
                 let key = DataKey::generate()?;
-                write_private(path, key.expose()).map_err(|e| err(format!("cannot create it: {e}")))?;
+                write_private(path, key.expose())
+                    .map_err(|e| err(format!("cannot create it: {e}")))?;
                 key.expose().to_vec()
             }
             Err(e) => return Err(err(format!("cannot read it: {e}"))),
         };
-        let kek = DataKey::from_bytes(&bytes)
-            .map_err(|_| err(format!("holds {} bytes; a key file holds exactly 32", bytes.len())))?;
+        let kek = DataKey::from_bytes(&bytes).map_err(|_| {
+            err(format!(
+                "holds {} bytes; a key file holds exactly 32",
+                bytes.len()
+            ))
+        })?;
         let kek_id = format!("local:{}", &hex::encode(Sha256::digest(kek.expose()))[..16]);
-        Ok(LocalKeyFile { path: path.to_path_buf(), kek, kek_id })
+        Ok(LocalKeyFile {
+            path: path.to_path_buf(),
+            kek,
+            kek_id,
+        })
     }
 
     pub fn kek_id(&self) -> &str {
@@ -66,13 +79,27 @@ impl KeyProvider for LocalKeyFile {
         "local"
     }
 
-    async fn wrap(&self, tenant: &TenantId, version: u32, key: &DataKey) -> Result<WrapOutput, KeyProviderError> {
+    async fn wrap(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        key: &DataKey,
+    ) -> Result<WrapOutput, KeyProviderError> {
         let (t, v) = wrap_aad(tenant, version);
-        let aad = Aad { tenant: &t, collection: "data_keys", record_id: &v, field: "key" };
+        let aad = Aad {
+            tenant: &t,
+            collection: "data_keys",
+            record_id: &v,
+            field: "key",
+        };
         let s = seal(&self.kek, 0, &aad, key.expose())?;
         let mut wrapped = s.nonce;
         wrapped.extend_from_slice(&s.ciphertext);
-        Ok(WrapOutput { kek_id: self.kek_id.clone(), algorithm: ALG.into(), wrapped })
+        Ok(WrapOutput {
+            kek_id: self.kek_id.clone(),
+            algorithm: ALG.into(),
+            wrapped,
+        })
     }
 
     async fn unwrap(
@@ -93,13 +120,27 @@ impl KeyProvider for LocalKeyFile {
             });
         }
         if wrapped.len() < 12 {
-            return Err(KeyProviderError::Unwrap { provider: "local", detail: "wrapped key is truncated".into() });
+            return Err(KeyProviderError::Unwrap {
+                provider: "local",
+                detail: "wrapped key is truncated".into(),
+            });
         }
         let (t, v) = wrap_aad(tenant, version);
-        let aad = Aad { tenant: &t, collection: "data_keys", record_id: &v, field: "key" };
-        let sealed = Sealed { key_version: 0, nonce: wrapped[..12].to_vec(), ciphertext: wrapped[12..].to_vec() };
-        let plain = open(&self.kek, &aad, &sealed)
-            .map_err(|e| KeyProviderError::Unwrap { provider: "local", detail: e.to_string() })?;
+        let aad = Aad {
+            tenant: &t,
+            collection: "data_keys",
+            record_id: &v,
+            field: "key",
+        };
+        let sealed = Sealed {
+            key_version: 0,
+            nonce: wrapped[..12].to_vec(),
+            ciphertext: wrapped[12..].to_vec(),
+        };
+        let plain = open(&self.kek, &aad, &sealed).map_err(|e| KeyProviderError::Unwrap {
+            provider: "local",
+            detail: e.to_string(),
+        })?;
         Ok(DataKey::from_bytes(&plain)?)
     }
 
@@ -126,7 +167,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let b = LocalKeyFile::open_or_create(&path).unwrap();
         assert_eq!(a.kek_id(), b.kek_id());
@@ -137,7 +181,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kek.key");
         std::fs::write(&path, b"short").unwrap();
-        let err = LocalKeyFile::open_or_create(&path).err().unwrap().to_string();
-        assert!(err.contains("exactly 32") && err.contains("kek.key"), "{err}");
+        let err = LocalKeyFile::open_or_create(&path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("exactly 32") && err.contains("kek.key"),
+            "{err}"
+        );
     }
 }

@@ -14,9 +14,15 @@ pub struct WrapOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyProviderError {
     #[error("key provider {provider} is unreachable or refused the request: {detail}")]
-    Unavailable { provider: &'static str, detail: String },
+    Unavailable {
+        provider: &'static str,
+        detail: String,
+    },
     #[error("key provider {provider} cannot unwrap this key: {detail}")]
-    Unwrap { provider: &'static str, detail: String },
+    Unwrap {
+        provider: &'static str,
+        detail: String,
+    },
     #[error("key file {path}: {detail}")]
     KeyFile { path: String, detail: String },
     #[error(transparent)]
@@ -35,7 +41,12 @@ pub trait KeyProvider: Send + Sync {
 
     /// Wraps `key`, the data key `version` of `tenant`. The wrapping is bound to that tenant and
     /// version where the algorithm allows associated data.
-    async fn wrap(&self, tenant: &TenantId, version: u32, key: &DataKey) -> Result<WrapOutput, KeyProviderError>;
+    async fn wrap(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        key: &DataKey,
+    ) -> Result<WrapOutput, KeyProviderError>;
 
     /// Unwraps what [`KeyProvider::wrap`] produced.
     async fn unwrap(

@@ -108,20 +108,54 @@ pub trait Engine: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Creates the scope's collections and indexes if they do not exist yet.
-    async fn ensure_scope(&self, scope: &Scope, specs: &[&'static CollectionSpec]) -> Result<(), StoreError>;
+    async fn ensure_scope(
+        &self,
+        scope: &Scope,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<(), StoreError>;
 
     /// Removes a tenant's whole database; returns how many records each collection held.
-    async fn drop_scope(&self, tenant: &TenantId, specs: &[&'static CollectionSpec]) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn drop_scope(
+        &self,
+        tenant: &TenantId,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<Vec<(String, u64)>, StoreError>;
 
-    async fn get(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<Option<RawRecord>, StoreError>;
+    async fn get(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<Option<RawRecord>, StoreError>;
 
-    async fn find(&self, scope: &Scope, spec: &'static CollectionSpec, q: &Query) -> Result<Vec<RawRecord>, StoreError>;
+    async fn find(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        q: &Query,
+    ) -> Result<Vec<RawRecord>, StoreError>;
 
     /// Writes `rec` (its `version` is ignored) under `expect`; returns the new version.
-    async fn put(&self, scope: &Scope, spec: &'static CollectionSpec, rec: RawRecord, expect: Expect) -> Result<u64, StoreError>;
+    async fn put(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        rec: RawRecord,
+        expect: Expect,
+    ) -> Result<u64, StoreError>;
 
-    async fn delete(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<bool, StoreError>;
+    async fn delete(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes records whose expiry has passed; returns how many.
-    async fn purge_expired(&self, scope: &Scope, spec: &'static CollectionSpec, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn purge_expired(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }

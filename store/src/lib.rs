@@ -31,12 +31,18 @@ pub use sqlite::SqliteEngine;
 pub enum StoreError {
     #[error("cannot reach {server}: {detail}")]
     Unavailable { server: String, detail: String },
-    #[error("write conflict in {collection}: the record changed meanwhile or its unique key is taken")]
+    #[error(
+        "write conflict in {collection}: the record changed meanwhile or its unique key is taken"
+    )]
     Conflict { collection: String },
     #[error("tenant {0} does not exist or has been erased")]
     UnknownTenant(TenantId),
     #[error("stored {collection} record {id} cannot be read: {detail}")]
-    Corrupt { collection: String, id: String, detail: String },
+    Corrupt {
+        collection: String,
+        id: String,
+        detail: String,
+    },
     #[error("{0}")]
     Backend(String),
 }
@@ -81,7 +87,11 @@ pub trait Store: Send + Sync {
     async fn add_key_version(&self, key: &WrappedKey) -> Result<()>;
     async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>>;
     /// Destroys wrapped key versions below `keep_from`; returns what was destroyed.
-    async fn destroy_key_versions_below(&self, id: &TenantId, keep_from: u32) -> Result<Vec<WrappedKey>>;
+    async fn destroy_key_versions_below(
+        &self,
+        id: &TenantId,
+        keep_from: u32,
+    ) -> Result<Vec<WrappedKey>>;
     /// Crypto-erasure: destroys every wrapped key, drops the tenant database, marks the tenant erased.
     async fn erase_tenant(&self, id: &TenantId) -> Result<TenantErasure>;
     async fn record_deletion(&self, receipt: &DeletionReceipt) -> Result<()>;
@@ -99,19 +109,33 @@ pub trait Store: Send + Sync {
     async fn put_meeting(&self, t: &TenantId, m: &Meeting) -> Result<()>;
     async fn get_meeting(&self, t: &TenantId, id: &str) -> Result<Option<Meeting>>;
     /// Meetings starting in `[from, to)`, by start time.
-    async fn list_meetings(&self, t: &TenantId, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<Meeting>>;
+    async fn list_meetings(
+        &self,
+        t: &TenantId,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Meeting>>;
     async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool>;
 
     /// Inserts a job; `Conflict` if its id or idempotency key exists already.
     async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64>;
     async fn get_bot_job(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<BotJob>>>;
     /// Replaces the job if the store still holds `expected_version`; `Conflict` otherwise.
-    async fn update_bot_job(&self, t: &TenantId, job: &BotJob, expected_version: u64) -> Result<u64>;
+    async fn update_bot_job(
+        &self,
+        t: &TenantId,
+        job: &BotJob,
+        expected_version: u64,
+    ) -> Result<u64>;
     async fn find_bot_jobs(&self, t: &TenantId, f: &JobFilter) -> Result<Vec<Versioned<BotJob>>>;
 
     async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()>;
     async fn get_transcript(&self, t: &TenantId, id: &str) -> Result<Option<Transcript>>;
-    async fn transcript_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Transcript>>;
+    async fn transcript_for_meeting(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+    ) -> Result<Option<Transcript>>;
     async fn list_transcripts(&self, t: &TenantId) -> Result<Vec<Transcript>>;
     async fn delete_transcript(&self, t: &TenantId, id: &str) -> Result<bool>;
 

@@ -29,13 +29,23 @@ impl MongoEngine {
     /// within `timeout`.
     pub async fn connect(uri: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         let address = meetbot_core::config::server_address(uri);
-        let unavailable = |detail: String| StoreError::Unavailable { server: format!("MongoDB at {address}"), detail };
-        let mut opts = ClientOptions::parse(uri).await.map_err(|e| unavailable(first_line(&e.to_string())))?;
+        let unavailable = |detail: String| StoreError::Unavailable {
+            server: format!("MongoDB at {address}"),
+            detail,
+        };
+        let mut opts = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| unavailable(first_line(&e.to_string())))?;
         opts.connect_timeout = Some(timeout);
         opts.server_selection_timeout = Some(timeout);
         opts.app_name = Some("meetbot".into());
-        let client = Client::with_options(opts).map_err(|e| unavailable(first_line(&e.to_string())))?;
-        let engine = MongoEngine { client, prefix: prefix.to_string(), address };
+        let client =
+            Client::with_options(opts).map_err(|e| unavailable(first_line(&e.to_string())))?;
+        let engine = MongoEngine {
+            client,
+            prefix: prefix.to_string(),
+            address,
+        };
         engine.ping().await?;
         Ok(engine)
     }
@@ -54,19 +64,45 @@ impl MongoEngine {
     }
 
     fn coll(&self, scope: &Scope, spec: &CollectionSpec) -> Collection<Document> {
-        self.client.database(&self.database_name(scope)).collection(spec.name)
+        self.client
+            .database(&self.database_name(scope))
+            .collection(spec.name)
     }
 
     fn err(&self, e: mongodb::error::Error) -> StoreError {
-        if matches!(*e.kind, ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }) {
-            StoreError::Unavailable { server: format!("MongoDB at {}", self.address), detail: first_line(&e.to_string()) }
+        if matches!(
+            *e.kind,
+            ErrorKind::ServerSelection { .. }
+                | ErrorKind::Io(_)
+                | ErrorKind::ConnectionPoolCleared { .. }
+        ) {
+            StoreError::Unavailable {
+                server: format!("MongoDB at {}", self.address),
+                detail: first_line(&e.to_string()),
+            }
         } else {
-            StoreError::Backend(format!("MongoDB at {}: {}", self.address, first_line(&e.to_string())))
+            StoreError::Backend(format!(
+                "MongoDB at {}: {}",
+                self.address,
+                first_line(&e.to_string())
+            ))
         }
     }
 }
 
+/// A short cause for an error message: the driver's server-selection errors embed the whole
+/// topology; the underlying I/O error is what an operator needs.
 fn first_line(s: &str) -> String {
+    for cause in [
+        "Connection refused",
+        "timed out",
+        "No route to host",
+        "failed to lookup address",
+    ] {
+        if s.contains(cause) {
+            return format!("{} (no server answered)", cause.to_lowercase());
+        }
+    }
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
@@ -96,9 +132,12 @@ fn fields_doc(rec: &RawRecord) -> Result<Document, StoreError> {
     }
     d.insert(
         "expire_at",
-        rec.expires_at.map(|t| Bson::DateTime(bson::DateTime::from_chrono(t))).unwrap_or(Bson::Null),
+        rec.expires_at
+            .map(|t| Bson::DateTime(bson::DateTime::from_chrono(t)))
+            .unwrap_or(Bson::Null),
     );
-    let body = bson::to_bson(&rec.body).map_err(|e| StoreError::Backend(format!("cannot encode record: {e}")))?;
+    let body = bson::to_bson(&rec.body)
+        .map_err(|e| StoreError::Backend(format!("cannot encode record: {e}")))?;
     d.insert("body", body);
     Ok(d)
 }
@@ -109,7 +148,10 @@ fn to_raw(spec: &CollectionSpec, d: Document) -> Result<RawRecord, StoreError> {
         id: d.get_str("_id").unwrap_or("?").to_string(),
         detail: detail.to_string(),
     };
-    let id = d.get_str("_id").map_err(|_| corrupt("no string _id"))?.to_string();
+    let id = d
+        .get_str("_id")
+        .map_err(|_| corrupt("no string _id"))?
+        .to_string();
     let version = match d.get(REV) {
         Some(Bson::Int64(v)) => *v as u64,
         Some(Bson::Int32(v)) => *v as u64,
@@ -120,7 +162,11 @@ fn to_raw(spec: &CollectionSpec, d: Document) -> Result<RawRecord, StoreError> {
         Some(Bson::DateTime(t)) => Some(t.to_chrono()),
         _ => None,
     };
-    let body = d.get("body").cloned().ok_or_else(|| corrupt("no body"))?.into_relaxed_extjson();
+    let body = d
+        .get("body")
+        .cloned()
+        .ok_or_else(|| corrupt("no body"))?
+        .into_relaxed_extjson();
     let mut index = Vec::new();
     for f in spec.fields {
         match d.get(*f) {
@@ -130,7 +176,13 @@ fn to_raw(spec: &CollectionSpec, d: Document) -> Result<RawRecord, StoreError> {
             _ => {}
         }
     }
-    Ok(RawRecord { id, version, index, expires_at, body })
+    Ok(RawRecord {
+        id,
+        version,
+        index,
+        expires_at,
+        body,
+    })
 }
 
 #[async_trait]
@@ -140,18 +192,32 @@ impl Engine for MongoEngine {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client.database("admin").run_command(doc! { "ping": 1 }).await.map(|_| ()).map_err(|e| {
-            StoreError::Unavailable { server: format!("MongoDB at {}", self.address), detail: first_line(&e.to_string()) }
-        })
+        self.client
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable {
+                server: format!("MongoDB at {}", self.address),
+                detail: first_line(&e.to_string()),
+            })
     }
 
-    async fn ensure_scope(&self, scope: &Scope, specs: &[&'static CollectionSpec]) -> Result<(), StoreError> {
+    async fn ensure_scope(
+        &self,
+        scope: &Scope,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<(), StoreError> {
         for spec in specs {
             let coll = self.coll(scope, spec);
             let mut models = Vec::new();
             // A single-field unique index already serves lookups on that field; MongoDB refuses
             // a second index on the same key pattern.
-            for f in spec.fields.iter().filter(|f| !spec.unique.iter().any(|u| u == &[**f])) {
+            for f in spec
+                .fields
+                .iter()
+                .filter(|f| !spec.unique.iter().any(|u| u == &[**f]))
+            {
                 models.push(IndexModel::builder().keys(doc! { *f: 1 }).build());
             }
             for (i, set) in spec.unique.iter().enumerate() {
@@ -159,12 +225,23 @@ impl Engine for MongoEngine {
                 for f in *set {
                     keys.insert(*f, 1);
                 }
-                let opts = IndexOptions::builder().unique(true).name(format!("unique_{i}")).build();
+                let opts = IndexOptions::builder()
+                    .unique(true)
+                    .name(format!("unique_{i}"))
+                    .build();
                 models.push(IndexModel::builder().keys(keys).options(opts).build());
             }
             if spec.ttl {
-                let opts = IndexOptions::builder().expire_after(Duration::from_secs(0)).name("ttl".to_string()).build();
-                models.push(IndexModel::builder().keys(doc! { "expire_at": 1 }).options(opts).build());
+                let opts = IndexOptions::builder()
+                    .expire_after(Duration::from_secs(0))
+                    .name("ttl".to_string())
+                    .build();
+                models.push(
+                    IndexModel::builder()
+                        .keys(doc! { "expire_at": 1 })
+                        .options(opts)
+                        .build(),
+                );
             }
             for m in models {
                 coll.create_index(m).await.map_err(|e| self.err(e))?;
@@ -173,25 +250,51 @@ impl Engine for MongoEngine {
         Ok(())
     }
 
-    async fn drop_scope(&self, tenant: &TenantId, specs: &[&'static CollectionSpec]) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn drop_scope(
+        &self,
+        tenant: &TenantId,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let scope = Scope::Tenant(tenant.clone());
         let mut counts = Vec::new();
         for spec in specs {
-            let n = self.coll(&scope, spec).count_documents(doc! {}).await.map_err(|e| self.err(e))?;
+            let n = self
+                .coll(&scope, spec)
+                .count_documents(doc! {})
+                .await
+                .map_err(|e| self.err(e))?;
             counts.push((spec.name.to_string(), n));
         }
-        self.client.database(&self.database_name(&scope)).drop().await.map_err(|e| self.err(e))?;
+        self.client
+            .database(&self.database_name(&scope))
+            .drop()
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(counts)
     }
 
-    async fn get(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<Option<RawRecord>, StoreError> {
+    async fn get(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<Option<RawRecord>, StoreError> {
         let mut filter = live(Utc::now());
         filter.insert("_id", id);
-        let found = self.coll(scope, spec).find_one(filter).await.map_err(|e| self.err(e))?;
+        let found = self
+            .coll(scope, spec)
+            .find_one(filter)
+            .await
+            .map_err(|e| self.err(e))?;
         found.map(|d| to_raw(spec, d)).transpose()
     }
 
-    async fn find(&self, scope: &Scope, spec: &'static CollectionSpec, q: &Query) -> Result<Vec<RawRecord>, StoreError> {
+    async fn find(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        q: &Query,
+    ) -> Result<Vec<RawRecord>, StoreError> {
         let mut filter = live(Utc::now());
         for (k, v) in &q.eq {
             filter.insert(*k, bson_val(v));
@@ -218,13 +321,26 @@ impl Engine for MongoEngine {
         if let Some(l) = q.limit {
             action = action.limit(i64::from(l));
         }
-        let docs: Vec<Document> = action.await.map_err(|e| self.err(e))?.try_collect().await.map_err(|e| self.err(e))?;
+        let docs: Vec<Document> = action
+            .await
+            .map_err(|e| self.err(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
         docs.into_iter().map(|d| to_raw(spec, d)).collect()
     }
 
-    async fn put(&self, scope: &Scope, spec: &'static CollectionSpec, rec: RawRecord, expect: Expect) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        rec: RawRecord,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         let coll = self.coll(scope, spec);
-        let conflict = || StoreError::Conflict { collection: spec.name.to_string() };
+        let conflict = || StoreError::Conflict {
+            collection: spec.name.to_string(),
+        };
         let fields = fields_doc(&rec)?;
         match expect {
             Expect::Absent => {
@@ -263,14 +379,32 @@ impl Engine for MongoEngine {
         }
     }
 
-    async fn delete(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<bool, StoreError> {
-        let r = self.coll(scope, spec).delete_one(doc! { "_id": id }).await.map_err(|e| self.err(e))?;
+    async fn delete(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .coll(scope, spec)
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(r.deleted_count > 0)
     }
 
-    async fn purge_expired(&self, scope: &Scope, spec: &'static CollectionSpec, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_expired(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let filter = doc! { "expire_at": { "$lte": bson::DateTime::from_chrono(now) } };
-        let r = self.coll(scope, spec).delete_many(filter).await.map_err(|e| self.err(e))?;
+        let r = self
+            .coll(scope, spec)
+            .delete_many(filter)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(r.deleted_count)
     }
 }

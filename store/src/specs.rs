@@ -3,15 +3,37 @@
 
 use crate::engine::CollectionSpec;
 
-pub static TENANTS: CollectionSpec = CollectionSpec { name: "tenants", fields: &["status"], unique: &[], ttl: false };
-pub static DATA_KEYS: CollectionSpec =
-    CollectionSpec { name: "data_keys", fields: &["tenant_id", "version"], unique: &[&["tenant_id", "version"]], ttl: false };
-pub static LEASES: CollectionSpec = CollectionSpec { name: "leases", fields: &[], unique: &[], ttl: false };
-pub static DELETION_LOG: CollectionSpec =
-    CollectionSpec { name: "deletion_log", fields: &["tenant_id", "erased_at"], unique: &[], ttl: false };
+pub static TENANTS: CollectionSpec = CollectionSpec {
+    name: "tenants",
+    fields: &["status"],
+    unique: &[],
+    ttl: false,
+};
+pub static DATA_KEYS: CollectionSpec = CollectionSpec {
+    name: "data_keys",
+    fields: &["tenant_id", "version"],
+    unique: &[&["tenant_id", "version"]],
+    ttl: false,
+};
+pub static LEASES: CollectionSpec = CollectionSpec {
+    name: "leases",
+    fields: &[],
+    unique: &[],
+    ttl: false,
+};
+pub static DELETION_LOG: CollectionSpec = CollectionSpec {
+    name: "deletion_log",
+    fields: &["tenant_id", "erased_at"],
+    unique: &[],
+    ttl: false,
+};
 
-pub static CONNECTIONS: CollectionSpec =
-    CollectionSpec { name: "calendar_connections", fields: &["user_id", "status"], unique: &[], ttl: false };
+pub static CONNECTIONS: CollectionSpec = CollectionSpec {
+    name: "calendar_connections",
+    fields: &["user_id", "status"],
+    unique: &[],
+    ttl: false,
+};
 pub static MEETINGS: CollectionSpec = CollectionSpec {
     name: "meetings",
     fields: &["connection_id", "event_instance_id", "starts_at", "status"],
@@ -24,12 +46,32 @@ pub static BOT_JOBS: CollectionSpec = CollectionSpec {
     unique: &[&["idempotency_key"]],
     ttl: false,
 };
-pub static TRANSCRIPTS: CollectionSpec =
-    CollectionSpec { name: "transcripts", fields: &["meeting_id"], unique: &[&["meeting_id"]], ttl: true };
-pub static SUMMARIES: CollectionSpec =
-    CollectionSpec { name: "summaries", fields: &["meeting_id"], unique: &[&["meeting_id"]], ttl: true };
-pub static AUDIT: CollectionSpec = CollectionSpec { name: "audit_log", fields: &["at"], unique: &[], ttl: false };
+pub static TRANSCRIPTS: CollectionSpec = CollectionSpec {
+    name: "transcripts",
+    fields: &["meeting_id"],
+    unique: &[&["meeting_id"]],
+    ttl: true,
+};
+pub static SUMMARIES: CollectionSpec = CollectionSpec {
+    name: "summaries",
+    fields: &["meeting_id"],
+    unique: &[&["meeting_id"]],
+    ttl: true,
+};
+pub static AUDIT: CollectionSpec = CollectionSpec {
+    name: "audit_log",
+    fields: &["at"],
+    unique: &[],
+    ttl: false,
+};
 
-pub static CONTROL_COLLECTIONS: &[&CollectionSpec] = &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG];
-pub static TENANT_COLLECTIONS: &[&CollectionSpec] =
-    &[&CONNECTIONS, &MEETINGS, &BOT_JOBS, &TRANSCRIPTS, &SUMMARIES, &AUDIT];
+pub static CONTROL_COLLECTIONS: &[&CollectionSpec] =
+    &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG];
+pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
+    &CONNECTIONS,
+    &MEETINGS,
+    &BOT_JOBS,
+    &TRANSCRIPTS,
+    &SUMMARIES,
+    &AUDIT,
+];

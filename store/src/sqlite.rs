@@ -26,7 +26,10 @@ impl SqliteEngine {
             server: format!("embedded store at {}", dir.display()),
             detail: format!("cannot create the directory: {e}"),
         })?;
-        Ok(SqliteEngine { dir: dir.to_path_buf(), conns: Mutex::new(HashMap::new()) })
+        Ok(SqliteEngine {
+            dir: dir.to_path_buf(),
+            conns: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Path of the file that holds `scope`.
@@ -39,7 +42,11 @@ impl SqliteEngine {
 
     /// The connection for `scope`. Tenant files are only created by `ensure_scope`; `None` means
     /// the tenant has no database here.
-    fn conn(&self, scope: &Scope, create: bool) -> Result<Option<Arc<Mutex<Connection>>>, StoreError> {
+    fn conn(
+        &self,
+        scope: &Scope,
+        create: bool,
+    ) -> Result<Option<Arc<Mutex<Connection>>>, StoreError> {
         let mut map = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(scope) {
             return Ok(Some(c.clone()));
@@ -71,7 +78,9 @@ impl SqliteEngine {
         create: bool,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Option<T>, StoreError> {
-        let Some(conn) = self.conn(scope, create)? else { return Ok(None) };
+        let Some(conn) = self.conn(scope, create)? else {
+            return Ok(None);
+        };
         tokio::task::spawn_blocking(move || {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut c).map(Some)
@@ -97,12 +106,20 @@ fn now_ms() -> i64 {
 }
 
 fn select_list(spec: &CollectionSpec) -> String {
-    let mut cols = vec!["id".to_string(), "version".to_string(), "expires_at".to_string(), "body".to_string()];
+    let mut cols = vec![
+        "id".to_string(),
+        "version".to_string(),
+        "expires_at".to_string(),
+        "body".to_string(),
+    ];
     cols.extend(spec.fields.iter().map(|f| col(f)));
     cols.join(", ")
 }
 
-fn row_to_raw(spec: &'static CollectionSpec, row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RawRecord, StoreError>> {
+fn row_to_raw(
+    spec: &'static CollectionSpec,
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<RawRecord, StoreError>> {
     let id: String = row.get(0)?;
     let version: i64 = row.get(1)?;
     let expires: Option<i64> = row.get(2)?;
@@ -118,7 +135,11 @@ fn row_to_raw(spec: &'static CollectionSpec, row: &rusqlite::Row<'_>) -> rusqlit
     let body = match serde_json::from_str(&body) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(Err(StoreError::Corrupt { collection: spec.name.into(), id, detail: e.to_string() }));
+            return Ok(Err(StoreError::Corrupt {
+                collection: spec.name.into(),
+                id,
+                detail: e.to_string(),
+            }));
         }
     };
     Ok(Ok(RawRecord {
@@ -142,13 +163,18 @@ impl Engine for SqliteEngine {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_conn(&Scope::Control, true, |c| {
-            c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| StoreError::Backend(e.to_string()))
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| StoreError::Backend(e.to_string()))
         })
         .await
         .map(|_| ())
     }
 
-    async fn ensure_scope(&self, scope: &Scope, specs: &[&'static CollectionSpec]) -> Result<(), StoreError> {
+    async fn ensure_scope(
+        &self,
+        scope: &Scope,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<(), StoreError> {
         let specs: Vec<&'static CollectionSpec> = specs.to_vec();
         let dir = self.dir.display().to_string();
         self.with_conn(scope, true, move |c| {
@@ -177,7 +203,11 @@ impl Engine for SqliteEngine {
         .map(|_| ())
     }
 
-    async fn drop_scope(&self, tenant: &TenantId, specs: &[&'static CollectionSpec]) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn drop_scope(
+        &self,
+        tenant: &TenantId,
+        specs: &[&'static CollectionSpec],
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let scope = Scope::Tenant(tenant.clone());
         let specs_v: Vec<&'static CollectionSpec> = specs.to_vec();
         let counts = self
@@ -185,7 +215,9 @@ impl Engine for SqliteEngine {
                 let mut out = Vec::new();
                 for s in specs_v {
                     let n: i64 = c
-                        .query_row(&format!("SELECT count(*) FROM \"{}\"", s.name), [], |r| r.get(0))
+                        .query_row(&format!("SELECT count(*) FROM \"{}\"", s.name), [], |r| {
+                            r.get(0)
+                        })
                         .unwrap_or(0);
                     out.push((s.name.to_string(), n as u64));
                 }
@@ -193,20 +225,33 @@ impl Engine for SqliteEngine {
             })
             .await?
             .unwrap_or_else(|| specs.iter().map(|s| (s.name.to_string(), 0)).collect());
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&scope);
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&scope);
         let path = self.file_of(&scope);
         for suffix in ["", "-journal", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", path.display()));
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::Backend(format!("cannot remove {}: {e}", p.display()))),
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot remove {}: {e}",
+                        p.display()
+                    )));
+                }
             }
         }
         Ok(counts)
     }
 
-    async fn get(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<Option<RawRecord>, StoreError> {
+    async fn get(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<Option<RawRecord>, StoreError> {
         let id = id.to_string();
         let r = self
             .with_conn(scope, false, move |c| {
@@ -224,7 +269,12 @@ impl Engine for SqliteEngine {
         Ok(r.flatten())
     }
 
-    async fn find(&self, scope: &Scope, spec: &'static CollectionSpec, q: &Query) -> Result<Vec<RawRecord>, StoreError> {
+    async fn find(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        q: &Query,
+    ) -> Result<Vec<RawRecord>, StoreError> {
         let mut sql = format!(
             "SELECT {} FROM \"{}\" WHERE (expires_at IS NULL OR expires_at > ?)",
             select_list(spec),
@@ -246,7 +296,11 @@ impl Engine for SqliteEngine {
             }
         }
         match q.order {
-            Some((f, o)) => sql.push_str(&format!(" ORDER BY {} {}, id ASC", col(f), if o == Order::Asc { "ASC" } else { "DESC" })),
+            Some((f, o)) => sql.push_str(&format!(
+                " ORDER BY {} {}, id ASC",
+                col(f),
+                if o == Order::Asc { "ASC" } else { "DESC" }
+            )),
             None => sql.push_str(" ORDER BY id ASC"),
         }
         if let Some(l) = q.limit {
@@ -254,7 +308,9 @@ impl Engine for SqliteEngine {
         }
         let r = self
             .with_conn(scope, false, move |c| {
-                let mut stmt = c.prepare(&sql).map_err(|e| StoreError::Backend(e.to_string()))?;
+                let mut stmt = c
+                    .prepare(&sql)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 let rows = stmt
                     .query_map(params_from_iter(args), |row| row_to_raw(spec, row))
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -268,18 +324,33 @@ impl Engine for SqliteEngine {
         Ok(r.unwrap_or_default())
     }
 
-    async fn put(&self, scope: &Scope, spec: &'static CollectionSpec, rec: RawRecord, expect: Expect) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        rec: RawRecord,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         let tenant_missing = match scope {
             Scope::Tenant(t) => Some(StoreError::UnknownTenant(t.clone())),
             Scope::Control => None,
         };
-        let body = serde_json::to_string(&rec.body).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let body =
+            serde_json::to_string(&rec.body).map_err(|e| StoreError::Backend(e.to_string()))?;
         let r = self
             .with_conn(scope, false, move |c| {
-                let conflict = || StoreError::Conflict { collection: spec.name.to_string() };
-                let tx = c.transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
+                let conflict = || StoreError::Conflict {
+                    collection: spec.name.to_string(),
+                };
+                let tx = c
+                    .transaction()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 let current: Option<i64> = tx
-                    .query_row(&format!("SELECT version FROM \"{}\" WHERE id = ?1", spec.name), [&rec.id], |r| r.get(0))
+                    .query_row(
+                        &format!("SELECT version FROM \"{}\" WHERE id = ?1", spec.name),
+                        [&rec.id],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
                 let next = match (expect, current) {
@@ -288,11 +359,18 @@ impl Engine for SqliteEngine {
                     (Expect::Version(_), None) => return Err(conflict()),
                     (_, cur) => cur.unwrap_or(0) + 1,
                 };
-                let mut cols = vec!["id".to_string(), "version".into(), "expires_at".into(), "body".into()];
+                let mut cols = vec![
+                    "id".to_string(),
+                    "version".into(),
+                    "expires_at".into(),
+                    "body".into(),
+                ];
                 let mut args: Vec<Value> = vec![
                     Value::Text(rec.id.clone()),
                     Value::Integer(next),
-                    rec.expires_at.map(|t| Value::Integer(t.timestamp_millis())).unwrap_or(Value::Null),
+                    rec.expires_at
+                        .map(|t| Value::Integer(t.timestamp_millis()))
+                        .unwrap_or(Value::Null),
                     Value::Text(body),
                 ];
                 for (k, v) in &rec.index {
@@ -300,20 +378,35 @@ impl Engine for SqliteEngine {
                     args.push(sql_val(v));
                 }
                 let marks: Vec<&str> = cols.iter().map(|_| "?").collect();
-                let sql = format!("INSERT OR REPLACE INTO \"{}\" ({}) VALUES ({})", spec.name, cols.join(", "), marks.join(", "));
+                let sql = format!(
+                    "INSERT OR REPLACE INTO \"{}\" ({}) VALUES ({})",
+                    spec.name,
+                    cols.join(", "),
+                    marks.join(", ")
+                );
                 // INSERT OR REPLACE would silently delete a *different* row holding the same unique
                 // fields; check the unique sets first so that is a conflict instead.
                 for set in spec.unique {
                     let vals: Vec<Value> = set
                         .iter()
-                        .map(|f| rec.index.iter().find(|(k, _)| k == f).map(|(_, v)| sql_val(v)).unwrap_or(Value::Null))
+                        .map(|f| {
+                            rec.index
+                                .iter()
+                                .find(|(k, _)| k == f)
+                                .map(|(_, v)| sql_val(v))
+                                .unwrap_or(Value::Null)
+                        })
                         .collect();
                     let cond: Vec<String> = set.iter().map(|f| format!("{} = ?", col(f))).collect();
                     let mut a = vals;
                     a.push(Value::Text(rec.id.clone()));
                     let clash: Option<String> = tx
                         .query_row(
-                            &format!("SELECT id FROM \"{}\" WHERE {} AND id != ? LIMIT 1", spec.name, cond.join(" AND ")),
+                            &format!(
+                                "SELECT id FROM \"{}\" WHERE {} AND id != ? LIMIT 1",
+                                spec.name,
+                                cond.join(" AND ")
+                            ),
                             params_from_iter(a),
                             |r| r.get(0),
                         )
@@ -328,7 +421,8 @@ impl Engine for SqliteEngine {
                     Err(e) if is_unique_violation(&e) => return Err(conflict()),
                     Err(e) => return Err(StoreError::Backend(e.to_string())),
                 }
-                tx.commit().map_err(|e| StoreError::Backend(e.to_string()))?;
+                tx.commit()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 Ok(next as u64)
             })
             .await?;
@@ -339,23 +433,39 @@ impl Engine for SqliteEngine {
         }
     }
 
-    async fn delete(&self, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        id: &str,
+    ) -> Result<bool, StoreError> {
         let id = id.to_string();
         let r = self
             .with_conn(scope, false, move |c| {
-                c.execute(&format!("DELETE FROM \"{}\" WHERE id = ?1", spec.name), [id])
-                    .map(|n| n > 0)
-                    .map_err(|e| StoreError::Backend(e.to_string()))
+                c.execute(
+                    &format!("DELETE FROM \"{}\" WHERE id = ?1", spec.name),
+                    [id],
+                )
+                .map(|n| n > 0)
+                .map_err(|e| StoreError::Backend(e.to_string()))
             })
             .await?;
         Ok(r.unwrap_or(false))
     }
 
-    async fn purge_expired(&self, scope: &Scope, spec: &'static CollectionSpec, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_expired(
+        &self,
+        scope: &Scope,
+        spec: &'static CollectionSpec,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let r = self
             .with_conn(scope, false, move |c| {
                 c.execute(
-                    &format!("DELETE FROM \"{}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1", spec.name),
+                    &format!(
+                        "DELETE FROM \"{}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                        spec.name
+                    ),
                     [now.timestamp_millis()],
                 )
                 .map(|n| n as u64)

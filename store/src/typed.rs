@@ -20,13 +20,22 @@ fn encode<T: Serialize>(v: &T) -> Result<serde_json::Value> {
 }
 
 fn decode<T: DeserializeOwned>(spec: &CollectionSpec, raw: RawRecord) -> Result<T> {
-    serde_json::from_value(raw.body)
-        .map_err(|e| StoreError::Corrupt { collection: spec.name.into(), id: raw.id, detail: e.to_string() })
+    serde_json::from_value(raw.body).map_err(|e| StoreError::Corrupt {
+        collection: spec.name.into(),
+        id: raw.id,
+        detail: e.to_string(),
+    })
 }
 
-fn decode_versioned<T: DeserializeOwned>(spec: &CollectionSpec, raw: RawRecord) -> Result<Versioned<T>> {
+fn decode_versioned<T: DeserializeOwned>(
+    spec: &CollectionSpec,
+    raw: RawRecord,
+) -> Result<Versioned<T>> {
     let version = raw.version;
-    Ok(Versioned { value: decode(spec, raw)?, version })
+    Ok(Versioned {
+        value: decode(spec, raw)?,
+        version,
+    })
 }
 
 fn record<T: Serialize>(
@@ -35,28 +44,62 @@ fn record<T: Serialize>(
     expires_at: Option<DateTime<Utc>>,
     v: &T,
 ) -> Result<RawRecord> {
-    Ok(RawRecord { id: id.to_string(), version: 0, index, expires_at, body: encode(v)? })
+    Ok(RawRecord {
+        id: id.to_string(),
+        version: 0,
+        index,
+        expires_at,
+        body: encode(v)?,
+    })
 }
 
 fn tenant(t: &TenantId) -> Scope {
     Scope::Tenant(t.clone())
 }
 
-async fn all<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, q: Query) -> Result<Vec<T>> {
-    e.find(scope, spec, &q).await?.into_iter().map(|r| decode(spec, r)).collect()
+async fn all<E: Engine + ?Sized, T: DeserializeOwned>(
+    e: &E,
+    scope: &Scope,
+    spec: &'static CollectionSpec,
+    q: Query,
+) -> Result<Vec<T>> {
+    e.find(scope, spec, &q)
+        .await?
+        .into_iter()
+        .map(|r| decode(spec, r))
+        .collect()
 }
 
-async fn one<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, q: Query) -> Result<Option<T>> {
-    let q = Query { limit: Some(1), ..q };
+async fn one<E: Engine + ?Sized, T: DeserializeOwned>(
+    e: &E,
+    scope: &Scope,
+    spec: &'static CollectionSpec,
+    q: Query,
+) -> Result<Option<T>> {
+    let q = Query {
+        limit: Some(1),
+        ..q
+    };
     Ok(all(e, scope, spec, q).await?.into_iter().next())
 }
 
-async fn by_id<E: Engine + ?Sized, T: DeserializeOwned>(e: &E, scope: &Scope, spec: &'static CollectionSpec, id: &str) -> Result<Option<T>> {
-    e.get(scope, spec, id).await?.map(|r| decode(spec, r)).transpose()
+async fn by_id<E: Engine + ?Sized, T: DeserializeOwned>(
+    e: &E,
+    scope: &Scope,
+    spec: &'static CollectionSpec,
+    id: &str,
+) -> Result<Option<T>> {
+    e.get(scope, spec, id)
+        .await?
+        .map(|r| decode(spec, r))
+        .transpose()
 }
 
 fn eq(field: &'static str, v: impl Into<IndexVal>) -> Query {
-    Query { eq: vec![(field, v.into())], ..Default::default() }
+    Query {
+        eq: vec![(field, v.into())],
+        ..Default::default()
+    }
 }
 
 fn key_id(t: &TenantId, version: u32) -> String {
@@ -68,7 +111,6 @@ struct Lease {
     holder: String,
     expires_at: DateTime<Utc>,
 }
-
 
 trait Guard {
     async fn require_active(&self, t: &TenantId) -> Result<()>;
@@ -98,18 +140,26 @@ impl<E: Engine> Store for E {
 
     async fn create_tenant(&self, t: &Tenant, key: &WrappedKey) -> Result<()> {
         if key.tenant_id != t.id {
-            return Err(StoreError::Backend("wrapped key belongs to another tenant".into()));
+            return Err(StoreError::Backend(
+                "wrapped key belongs to another tenant".into(),
+            ));
         }
-        self.ensure_scope(&tenant(&t.id), TENANT_COLLECTIONS).await?;
+        self.ensure_scope(&tenant(&t.id), TENANT_COLLECTIONS)
+            .await?;
         let k = record(
             &key_id(&t.id, key.version),
-            vec![("tenant_id", t.id.as_str().into()), ("version", i64::from(key.version).into())],
+            vec![
+                ("tenant_id", t.id.as_str().into()),
+                ("version", i64::from(key.version).into()),
+            ],
             None,
             key,
         )?;
-        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent).await?;
+        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
+            .await?;
         let rec = record(t.id.as_str(), vec![("status", "active".into())], None, t)?;
-        self.put(&Scope::Control, &TENANTS, rec, Expect::Absent).await?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Absent)
+            .await?;
         Ok(())
     }
 
@@ -123,7 +173,10 @@ impl<E: Engine> Store for E {
 
     async fn add_key_version(&self, key: &WrappedKey) -> Result<()> {
         let t = &key.tenant_id;
-        let raw = self.get(&Scope::Control, &TENANTS, t.as_str()).await?.ok_or_else(|| StoreError::UnknownTenant(t.clone()))?;
+        let raw = self
+            .get(&Scope::Control, &TENANTS, t.as_str())
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(t.clone()))?;
         let version = raw.version;
         let mut ten: Tenant = decode(&TENANTS, raw)?;
         if ten.status != TenantStatus::Active {
@@ -131,27 +184,40 @@ impl<E: Engine> Store for E {
         }
         let k = record(
             &key_id(t, key.version),
-            vec![("tenant_id", t.as_str().into()), ("version", i64::from(key.version).into())],
+            vec![
+                ("tenant_id", t.as_str().into()),
+                ("version", i64::from(key.version).into()),
+            ],
             None,
             key,
         )?;
-        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent).await?;
+        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
+            .await?;
         ten.current_key_version = key.version;
         let rec = record(t.as_str(), vec![("status", "active".into())], None, &ten)?;
-        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version)).await?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version))
+            .await?;
         Ok(())
     }
 
     async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>> {
-        let q = Query { order: Some(("version", Order::Asc)), ..eq("tenant_id", id.as_str()) };
+        let q = Query {
+            order: Some(("version", Order::Asc)),
+            ..eq("tenant_id", id.as_str())
+        };
         all(self, &Scope::Control, &DATA_KEYS, q).await
     }
 
-    async fn destroy_key_versions_below(&self, id: &TenantId, keep_from: u32) -> Result<Vec<WrappedKey>> {
+    async fn destroy_key_versions_below(
+        &self,
+        id: &TenantId,
+        keep_from: u32,
+    ) -> Result<Vec<WrappedKey>> {
         let mut destroyed = Vec::new();
         for k in Store::wrapped_keys(self, id).await? {
             if k.version < keep_from {
-                self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version)).await?;
+                self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
+                    .await?;
                 destroyed.push(k);
             }
         }
@@ -159,7 +225,10 @@ impl<E: Engine> Store for E {
     }
 
     async fn erase_tenant(&self, id: &TenantId) -> Result<TenantErasure> {
-        let raw = self.get(&Scope::Control, &TENANTS, id.as_str()).await?.ok_or_else(|| StoreError::UnknownTenant(id.clone()))?;
+        let raw = self
+            .get(&Scope::Control, &TENANTS, id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(id.clone()))?;
         let version = raw.version;
         let mut ten: Tenant = decode(&TENANTS, raw)?;
         if ten.status == TenantStatus::Erased {
@@ -170,23 +239,35 @@ impl<E: Engine> Store for E {
         ten.status = TenantStatus::Erased;
         ten.erased_at = Some(Utc::now());
         let rec = record(id.as_str(), vec![("status", "erased".into())], None, &ten)?;
-        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version)).await?;
+        self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version))
+            .await?;
         let counts = self.drop_scope(id, TENANT_COLLECTIONS).await?;
-        Ok(TenantErasure { counts, keys_destroyed })
+        Ok(TenantErasure {
+            counts,
+            keys_destroyed,
+        })
     }
 
     async fn record_deletion(&self, r: &DeletionReceipt) -> Result<()> {
         let rec = record(
             &r.id,
-            vec![("tenant_id", r.tenant_id.as_str().into()), ("erased_at", r.erased_at.into())],
+            vec![
+                ("tenant_id", r.tenant_id.as_str().into()),
+                ("erased_at", r.erased_at.into()),
+            ],
             None,
             r,
         )?;
-        self.put(&Scope::Control, &DELETION_LOG, rec, Expect::Absent).await.map(|_| ())
+        self.put(&Scope::Control, &DELETION_LOG, rec, Expect::Absent)
+            .await
+            .map(|_| ())
     }
 
     async fn deletion_receipts(&self, t: Option<&TenantId>) -> Result<Vec<DeletionReceipt>> {
-        let mut q = Query { order: Some(("erased_at", Order::Asc)), ..Default::default() };
+        let mut q = Query {
+            order: Some(("erased_at", Order::Asc)),
+            ..Default::default()
+        };
         if let Some(t) = t {
             q.eq.push(("tenant_id", t.as_str().into()));
         }
@@ -197,7 +278,8 @@ impl<E: Engine> Store for E {
         let now = Utc::now();
         let lease = Lease {
             holder: holder.to_string(),
-            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30)),
+            expires_at: now
+                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30)),
         };
         let rec = record(name, vec![], None, &lease)?;
         let expect = match self.get(&Scope::Control, &LEASES, name).await? {
@@ -223,9 +305,15 @@ impl<E: Engine> Store for E {
             let v = raw.version;
             let cur: Lease = decode(&LEASES, raw)?;
             if cur.holder == holder {
-                let expired = Lease { holder: String::new(), expires_at: DateTime::<Utc>::MIN_UTC };
+                let expired = Lease {
+                    holder: String::new(),
+                    expires_at: DateTime::<Utc>::MIN_UTC,
+                };
                 let rec = record(name, vec![], None, &expired)?;
-                match self.put(&Scope::Control, &LEASES, rec, Expect::Version(v)).await {
+                match self
+                    .put(&Scope::Control, &LEASES, rec, Expect::Version(v))
+                    .await
+                {
                     Ok(_) | Err(StoreError::Conflict { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -236,9 +324,22 @@ impl<E: Engine> Store for E {
 
     async fn put_connection(&self, t: &TenantId, c: &CalendarConnection) -> Result<()> {
         self.require_active(t).await?;
-        let status = serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let rec = record(&c.id, vec![("user_id", c.user_id.clone().into()), ("status", status.into())], None, c)?;
-        self.put(&tenant(t), &CONNECTIONS, rec, Expect::Any).await.map(|_| ())
+        let status = serde_json::to_value(c.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let rec = record(
+            &c.id,
+            vec![
+                ("user_id", c.user_id.clone().into()),
+                ("status", status.into()),
+            ],
+            None,
+            c,
+        )?;
+        self.put(&tenant(t), &CONNECTIONS, rec, Expect::Any)
+            .await
+            .map(|_| ())
     }
 
     async fn get_connection(&self, t: &TenantId, id: &str) -> Result<Option<CalendarConnection>> {
@@ -255,11 +356,17 @@ impl<E: Engine> Store for E {
 
     async fn put_meeting(&self, t: &TenantId, m: &Meeting) -> Result<()> {
         self.require_active(t).await?;
-        let status = serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let status = serde_json::to_value(m.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         let rec = record(
             &m.id,
             vec![
-                ("connection_id", m.connection_id.clone().unwrap_or_default().into()),
+                (
+                    "connection_id",
+                    m.connection_id.clone().unwrap_or_default().into(),
+                ),
                 ("event_instance_id", m.event_instance_id.clone().into()),
                 ("starts_at", m.starts_at.into()),
                 ("status", status.into()),
@@ -267,14 +374,21 @@ impl<E: Engine> Store for E {
             None,
             m,
         )?;
-        self.put(&tenant(t), &MEETINGS, rec, Expect::Any).await.map(|_| ())
+        self.put(&tenant(t), &MEETINGS, rec, Expect::Any)
+            .await
+            .map(|_| ())
     }
 
     async fn get_meeting(&self, t: &TenantId, id: &str) -> Result<Option<Meeting>> {
         by_id(self, &tenant(t), &MEETINGS, id).await
     }
 
-    async fn list_meetings(&self, t: &TenantId, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<Meeting>> {
+    async fn list_meetings(
+        &self,
+        t: &TenantId,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Meeting>> {
         let q = Query {
             range: Some(("starts_at", from.map(Into::into), to.map(Into::into))),
             order: Some(("starts_at", Order::Asc)),
@@ -289,19 +403,38 @@ impl<E: Engine> Store for E {
 
     async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64> {
         self.require_active(t).await?;
-        self.put(&tenant(t), &BOT_JOBS, job_record(job)?, Expect::Absent).await
+        self.put(&tenant(t), &BOT_JOBS, job_record(job)?, Expect::Absent)
+            .await
     }
 
     async fn get_bot_job(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<BotJob>>> {
-        self.get(&tenant(t), &BOT_JOBS, id).await?.map(|r| decode_versioned(&BOT_JOBS, r)).transpose()
+        self.get(&tenant(t), &BOT_JOBS, id)
+            .await?
+            .map(|r| decode_versioned(&BOT_JOBS, r))
+            .transpose()
     }
 
-    async fn update_bot_job(&self, t: &TenantId, job: &BotJob, expected_version: u64) -> Result<u64> {
-        self.put(&tenant(t), &BOT_JOBS, job_record(job)?, Expect::Version(expected_version)).await
+    async fn update_bot_job(
+        &self,
+        t: &TenantId,
+        job: &BotJob,
+        expected_version: u64,
+    ) -> Result<u64> {
+        self.put(
+            &tenant(t),
+            &BOT_JOBS,
+            job_record(job)?,
+            Expect::Version(expected_version),
+        )
+        .await
     }
 
     async fn find_bot_jobs(&self, t: &TenantId, f: &JobFilter) -> Result<Vec<Versioned<BotJob>>> {
-        let mut q = Query { order: Some(("join_at", Order::Asc)), limit: f.limit, ..Default::default() };
+        let mut q = Query {
+            order: Some(("join_at", Order::Asc)),
+            limit: f.limit,
+            ..Default::default()
+        };
         if let Some(s) = f.state {
             q.eq.push(("state", s.into()));
         }
@@ -311,20 +444,35 @@ impl<E: Engine> Store for E {
         if let Some(b) = f.join_before {
             q.range = Some(("join_at", None, Some(b.into())));
         }
-        self.find(&tenant(t), &BOT_JOBS, &q).await?.into_iter().map(|r| decode_versioned(&BOT_JOBS, r)).collect()
+        self.find(&tenant(t), &BOT_JOBS, &q)
+            .await?
+            .into_iter()
+            .map(|r| decode_versioned(&BOT_JOBS, r))
+            .collect()
     }
 
     async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()> {
         self.require_active(t).await?;
-        let rec = record(&tr.id, vec![("meeting_id", tr.meeting_id.clone().into())], tr.expires_at, tr)?;
-        self.put(&tenant(t), &TRANSCRIPTS, rec, Expect::Any).await.map(|_| ())
+        let rec = record(
+            &tr.id,
+            vec![("meeting_id", tr.meeting_id.clone().into())],
+            tr.expires_at,
+            tr,
+        )?;
+        self.put(&tenant(t), &TRANSCRIPTS, rec, Expect::Any)
+            .await
+            .map(|_| ())
     }
 
     async fn get_transcript(&self, t: &TenantId, id: &str) -> Result<Option<Transcript>> {
         by_id(self, &tenant(t), &TRANSCRIPTS, id).await
     }
 
-    async fn transcript_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Transcript>> {
+    async fn transcript_for_meeting(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+    ) -> Result<Option<Transcript>> {
         one(self, &tenant(t), &TRANSCRIPTS, eq("meeting_id", meeting_id)).await
     }
 
@@ -338,8 +486,15 @@ impl<E: Engine> Store for E {
 
     async fn put_summary(&self, t: &TenantId, s: &Summary) -> Result<()> {
         self.require_active(t).await?;
-        let rec = record(&s.id, vec![("meeting_id", s.meeting_id.clone().into())], s.expires_at, s)?;
-        self.put(&tenant(t), &SUMMARIES, rec, Expect::Any).await.map(|_| ())
+        let rec = record(
+            &s.id,
+            vec![("meeting_id", s.meeting_id.clone().into())],
+            s.expires_at,
+            s,
+        )?;
+        self.put(&tenant(t), &SUMMARIES, rec, Expect::Any)
+            .await
+            .map(|_| ())
     }
 
     async fn summary_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Summary>> {
@@ -357,18 +512,26 @@ impl<E: Engine> Store for E {
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {
         self.require_active(t).await?;
         let rec = record(&e.id, vec![("at", e.at.into())], None, e)?;
-        self.put(&tenant(t), &AUDIT, rec, Expect::Absent).await.map(|_| ())
+        self.put(&tenant(t), &AUDIT, rec, Expect::Absent)
+            .await
+            .map(|_| ())
     }
 
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>> {
-        let q = Query { order: Some(("at", Order::Asc)), ..Default::default() };
+        let q = Query {
+            order: Some(("at", Order::Asc)),
+            ..Default::default()
+        };
         all(self, &tenant(t), &AUDIT, q).await
     }
 
     async fn purge_expired(&self, t: &TenantId, now: DateTime<Utc>) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for spec in TENANT_COLLECTIONS.iter().filter(|s| s.ttl) {
-            out.push((spec.name.to_string(), Engine::purge_expired(self, &tenant(t), spec, now).await?));
+            out.push((
+                spec.name.to_string(),
+                Engine::purge_expired(self, &tenant(t), spec, now).await?,
+            ));
         }
         Ok(out)
     }

@@ -24,7 +24,9 @@ pub enum VaultError {
     UnknownTenant(TenantId),
     #[error("tenant {tenant} has no data key version {version} (destroyed or never created)")]
     MissingKeyVersion { tenant: TenantId, version: u32 },
-    #[error("key versions below {0} are still in use by {1} sealed fields: run re-encryption first")]
+    #[error(
+        "key versions below {0} are still in use by {1} sealed fields: run re-encryption first"
+    )]
     KeysInUse(u32, u64),
 }
 
@@ -45,29 +47,66 @@ impl TenantVault {
     }
 
     /// Seals one field of record `record_id` of collection `R::COLLECTION`.
-    pub fn seal<R: SealedRecord>(&self, record_id: &str, field: &str, plaintext: &[u8]) -> Result<Sealed, VaultError> {
+    pub fn seal<R: SealedRecord>(
+        &self,
+        record_id: &str,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, VaultError> {
         self.seal_in(R::COLLECTION, record_id, field, plaintext)
     }
 
-    pub fn seal_in(&self, collection: &str, record_id: &str, field: &str, plaintext: &[u8]) -> Result<Sealed, VaultError> {
+    pub fn seal_in(
+        &self,
+        collection: &str,
+        record_id: &str,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, VaultError> {
         let key = self.key(self.current)?;
-        let aad = Aad { tenant: &self.tenant, collection, record_id, field };
+        let aad = Aad {
+            tenant: &self.tenant,
+            collection,
+            record_id,
+            field,
+        };
         Ok(seal(key, self.current, &aad, plaintext)?)
     }
 
     /// Opens a field sealed by [`TenantVault::seal`] for the same record and field.
-    pub fn open<R: SealedRecord>(&self, record_id: &str, field: &str, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub fn open<R: SealedRecord>(
+        &self,
+        record_id: &str,
+        field: &str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         self.open_in(R::COLLECTION, record_id, field, sealed)
     }
 
-    pub fn open_in(&self, collection: &str, record_id: &str, field: &str, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub fn open_in(
+        &self,
+        collection: &str,
+        record_id: &str,
+        field: &str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let key = self.key(sealed.key_version)?;
-        let aad = Aad { tenant: &self.tenant, collection, record_id, field };
+        let aad = Aad {
+            tenant: &self.tenant,
+            collection,
+            record_id,
+            field,
+        };
         Ok(open(key, &aad, sealed)?)
     }
 
     fn key(&self, version: u32) -> Result<&DataKey, VaultError> {
-        self.keys.get(&version).ok_or(VaultError::MissingKeyVersion { tenant: self.tenant.clone(), version })
+        self.keys
+            .get(&version)
+            .ok_or(VaultError::MissingKeyVersion {
+                tenant: self.tenant.clone(),
+                version,
+            })
     }
 
     /// Re-seals every field of `rec` not under the current key; returns how many changed.
@@ -101,7 +140,11 @@ pub struct Tenants {
 
 impl Tenants {
     pub fn new(store: Arc<dyn Store>, keys: Arc<dyn KeyProvider>) -> Self {
-        Tenants { store, keys, cache: Mutex::new(HashMap::new()) }
+        Tenants {
+            store,
+            keys,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -141,12 +184,18 @@ impl Tenants {
             return Ok(v.clone());
         }
         let v = Arc::new(self.load(t).await?);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(t.clone(), v.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(t.clone(), v.clone());
         Ok(v)
     }
 
     fn forget(&self, t: &TenantId) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(t);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(t);
     }
 
     async fn load(&self, t: &TenantId) -> Result<TenantVault, VaultError> {
@@ -156,13 +205,23 @@ impl Tenants {
         };
         let mut keys = HashMap::new();
         for w in self.store.wrapped_keys(t).await? {
-            let k = self.keys.unwrap(t, w.version, &w.kek_id, &w.wrapped).await?;
+            let k = self
+                .keys
+                .unwrap(t, w.version, &w.kek_id, &w.wrapped)
+                .await?;
             keys.insert(w.version, k);
         }
         if !keys.contains_key(&tenant.current_key_version) {
-            return Err(VaultError::MissingKeyVersion { tenant: t.clone(), version: tenant.current_key_version });
+            return Err(VaultError::MissingKeyVersion {
+                tenant: t.clone(),
+                version: tenant.current_key_version,
+            });
         }
-        Ok(TenantVault { tenant: t.clone(), current: tenant.current_key_version, keys })
+        Ok(TenantVault {
+            tenant: t.clone(),
+            current: tenant.current_key_version,
+            keys,
+        })
     }
 
     /// Adds a new data-key version and makes it current. Records sealed under older versions
@@ -230,7 +289,10 @@ impl Tenants {
         let s = &self.store;
         let mut stale = 0u64;
         let mut tally = |fields: Vec<(&'static str, &mut Sealed)>| {
-            stale += fields.iter().filter(|(_, f)| f.key_version < current).count() as u64;
+            stale += fields
+                .iter()
+                .filter(|(_, f)| f.key_version < current)
+                .count() as u64;
         };
         for mut c in s.list_connections(t).await? {
             tally(c.sealed_fields_mut());
@@ -254,7 +316,11 @@ impl Tenants {
 
     /// Crypto-erasure of a whole tenant: its wrapped keys destroyed, its database dropped, and a
     /// receipt written to the deletion log (outside the tenant database).
-    pub async fn erase(&self, t: &TenantId, requested_by: &str) -> Result<DeletionReceipt, VaultError> {
+    pub async fn erase(
+        &self,
+        t: &TenantId,
+        requested_by: &str,
+    ) -> Result<DeletionReceipt, VaultError> {
         let erasure = self.store.erase_tenant(t).await.map_err(|e| match e {
             StoreError::UnknownTenant(t) => VaultError::UnknownTenant(t),
             other => VaultError::Store(other),

@@ -14,14 +14,26 @@ struct Env {
 async fn local() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let p = LocalKeyFile::open_or_create(&dir.path().join("kek.key")).unwrap();
-    Env { provider: Arc::new(p), _keep: Box::new(dir) }
+    Env {
+        provider: Arc::new(p),
+        _keep: Box::new(dir),
+    }
 }
 
 async fn azure() -> Env {
     let vault = KeyVaultStandIn::start("meetbot-kek").await;
-    let p = AzureKeyVaultProvider::new(&vault.vault_url(), "meetbot-kek", Arc::new(StandInCredential), client_options(), false)
-        .unwrap();
-    Env { provider: Arc::new(p), _keep: Box::new(vault) }
+    let p = AzureKeyVaultProvider::new(
+        &vault.vault_url(),
+        "meetbot-kek",
+        Arc::new(StandInCredential),
+        client_options(),
+        false,
+    )
+    .unwrap();
+    Env {
+        provider: Arc::new(p),
+        _keep: Box::new(vault),
+    }
 }
 
 fn tenant(s: &str) -> TenantId {
@@ -33,7 +45,10 @@ async fn wrapped_key_unwraps_to_the_same_key(env: Env) {
     let t = tenant("tenantaaa1");
     let key = DataKey::generate().unwrap();
     let w = p.wrap(&t, 1, &key).await.unwrap();
-    assert!(!w.wrapped.windows(32).any(|x| x == key.expose()), "wrapped form contains the key");
+    assert!(
+        !w.wrapped.windows(32).any(|x| x == key.expose()),
+        "wrapped form contains the key"
+    );
     let back = p.unwrap(&t, 1, &w.kek_id, &w.wrapped).await.unwrap();
     assert_eq!(back.expose(), key.expose());
 }
@@ -42,8 +57,16 @@ async fn wrapped_key_refuses_another_tenant_or_version(env: Env) {
     let p = &env.provider;
     let key = DataKey::generate().unwrap();
     let w = p.wrap(&tenant("tenantaaa1"), 1, &key).await.unwrap();
-    assert!(p.unwrap(&tenant("tenantbbb1"), 1, &w.kek_id, &w.wrapped).await.is_err());
-    assert!(p.unwrap(&tenant("tenantaaa1"), 2, &w.kek_id, &w.wrapped).await.is_err());
+    assert!(
+        p.unwrap(&tenant("tenantbbb1"), 1, &w.kek_id, &w.wrapped)
+            .await
+            .is_err()
+    );
+    assert!(
+        p.unwrap(&tenant("tenantaaa1"), 2, &w.kek_id, &w.wrapped)
+            .await
+            .is_err()
+    );
 }
 
 async fn tampered_wrapped_key_is_refused(env: Env) {
@@ -54,7 +77,11 @@ async fn tampered_wrapped_key_is_refused(env: Env) {
     let mid = bad.len() / 2;
     bad[mid] ^= 0x40;
     assert!(p.unwrap(&t, 1, &w.kek_id, &bad).await.is_err());
-    assert!(p.unwrap(&t, 1, &w.kek_id, &w.wrapped[..w.wrapped.len() / 2]).await.is_err());
+    assert!(
+        p.unwrap(&t, 1, &w.kek_id, &w.wrapped[..w.wrapped.len() / 2])
+            .await
+            .is_err()
+    );
 }
 
 async fn readiness_check_passes_when_the_kek_is_usable(env: Env) {
@@ -78,25 +105,50 @@ suite!(
 #[tokio::test]
 async fn azure_provider_answers_the_vault_challenge_then_sends_a_bearer_token() {
     let vault = KeyVaultStandIn::start("meetbot-kek").await;
-    let p = AzureKeyVaultProvider::new(&vault.vault_url(), "meetbot-kek", Arc::new(StandInCredential), client_options(), false)
-        .unwrap();
+    let p = AzureKeyVaultProvider::new(
+        &vault.vault_url(),
+        "meetbot-kek",
+        Arc::new(StandInCredential),
+        client_options(),
+        false,
+    )
+    .unwrap();
     let t = tenant("tenantaaa1");
     let w = p.wrap(&t, 1, &DataKey::generate().unwrap()).await.unwrap();
-    assert!(w.kek_id.contains("/keys/meetbot-kek/"), "kid names the key and version: {}", w.kek_id);
+    assert!(
+        w.kek_id.contains("/keys/meetbot-kek/"),
+        "kid names the key and version: {}",
+        w.kek_id
+    );
     assert_eq!(w.algorithm, "RSA-OAEP-256");
-    assert_eq!(vault.challenges(), 1, "first request is sent without a token and challenged");
+    assert_eq!(
+        vault.challenges(),
+        1,
+        "first request is sent without a token and challenged"
+    );
     assert_eq!(vault.requests(), 2, "then retried once with the token");
 }
 
 #[tokio::test]
 async fn azure_provider_reports_a_deleted_vault_key_as_an_error_naming_the_vault() {
     let vault = KeyVaultStandIn::start("meetbot-kek").await;
-    let p = AzureKeyVaultProvider::new(&vault.vault_url(), "meetbot-kek", Arc::new(StandInCredential), client_options(), false)
-        .unwrap();
+    let p = AzureKeyVaultProvider::new(
+        &vault.vault_url(),
+        "meetbot-kek",
+        Arc::new(StandInCredential),
+        client_options(),
+        false,
+    )
+    .unwrap();
     let t = tenant("tenantaaa1");
     let w = p.wrap(&t, 1, &DataKey::generate().unwrap()).await.unwrap();
     vault.delete_key();
-    let err = p.unwrap(&t, 1, &w.kek_id, &w.wrapped).await.err().unwrap().to_string();
+    let err = p
+        .unwrap(&t, 1, &w.kek_id, &w.wrapped)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains(&vault.vault_url()), "{err}");
     assert!(p.check().await.is_err());
 }

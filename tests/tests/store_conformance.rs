@@ -9,7 +9,7 @@ use meetbot_core::TenantId;
 use meetbot_core::ids::new_record_id;
 use meetbot_core::model::*;
 use meetbot_crypto::{KeyProvider, LocalKeyFile};
-use meetbot_store::vault::{Tenants, TenantVault, VaultError, verify_receipt};
+use meetbot_store::vault::{TenantVault, Tenants, VaultError, verify_receipt};
 use meetbot_store::{JobFilter, MongoEngine, SqliteEngine, Store, StoreError, init_engine};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +49,14 @@ impl Env {
                 for db_name in [format!("{prefix}_control"), format!("{prefix}_t_{t}")] {
                     let db = e.client().database(&db_name);
                     for coll in db.list_collection_names().await.unwrap() {
-                        let docs: Vec<bson::Document> =
-                            db.collection::<bson::Document>(&coll).find(bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+                        let docs: Vec<bson::Document> = db
+                            .collection::<bson::Document>(&coll)
+                            .find(bson::doc! {})
+                            .await
+                            .unwrap()
+                            .try_collect()
+                            .await
+                            .unwrap();
                         for d in docs {
                             out.extend(bson::to_vec(&d).unwrap());
                         }
@@ -66,30 +72,48 @@ impl Env {
         use meetbot_store::engine::Scope;
         match &self.raw {
             Raw::Sqlite(e) => e.file_of(&Scope::Tenant(t.clone())).exists(),
-            Raw::Mongo(e, prefix) => {
-                e.client().list_database_names().await.unwrap().contains(&format!("{prefix}_t_{t}"))
-            }
+            Raw::Mongo(e, prefix) => e
+                .client()
+                .list_database_names()
+                .await
+                .unwrap()
+                .contains(&format!("{prefix}_t_{t}")),
         }
     }
 }
 
 async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let engine = init_engine(SqliteEngine::open(&dir.path().join("store")).unwrap()).await.unwrap();
+    let engine = init_engine(SqliteEngine::open(&dir.path().join("store")).unwrap())
+        .await
+        .unwrap();
     finish(engine.clone(), Raw::Sqlite(engine), dir)
 }
 
 async fn mongodb() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let prefix = meetbot_testsupport::unique("t");
-    let engine = MongoEngine::connect(&meetbot_testsupport::mongodb_uri(), &prefix, Duration::from_secs(10)).await.unwrap();
+    let engine = MongoEngine::connect(
+        &meetbot_testsupport::mongodb_uri(),
+        &prefix,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     let engine = init_engine(engine).await.unwrap();
     finish(engine.clone(), Raw::Mongo(engine, prefix), dir)
 }
 
 fn finish(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Env {
-    let keys: Arc<dyn KeyProvider> = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("kek.key")).unwrap());
-    Env { tenants: Tenants::new(store.clone(), keys.clone()), store, keys, raw, _dir: dir }
+    let keys: Arc<dyn KeyProvider> =
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("kek.key")).unwrap());
+    Env {
+        tenants: Tenants::new(store.clone(), keys.clone()),
+        store,
+        keys,
+        raw,
+        _dir: dir,
+    }
 }
 
 const TRANSCRIPT_TEXT: &str = "Dr. Okafor: the biopsy results for Mrs. Delacroix came back benign";
@@ -101,9 +125,16 @@ fn connection(v: &TenantVault) -> CalendarConnection {
     let id = new_record_id();
     let now = Utc::now();
     CalendarConnection {
-        account_email: v.seal::<CalendarConnection>(&id, "account_email", EMAIL.as_bytes()).unwrap(),
-        access_token: v.seal::<CalendarConnection>(&id, "access_token", ACCESS_TOKEN.as_bytes()).unwrap(),
-        refresh_token: Some(v.seal::<CalendarConnection>(&id, "refresh_token", b"1//refresh-plaintext-token").unwrap()),
+        account_email: v
+            .seal::<CalendarConnection>(&id, "account_email", EMAIL.as_bytes())
+            .unwrap(),
+        access_token: v
+            .seal::<CalendarConnection>(&id, "access_token", ACCESS_TOKEN.as_bytes())
+            .unwrap(),
+        refresh_token: Some(
+            v.seal::<CalendarConnection>(&id, "refresh_token", b"1//refresh-plaintext-token")
+                .unwrap(),
+        ),
         id,
         user_id: "user-1".into(),
         provider: CalendarProvider::Google,
@@ -120,8 +151,17 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
     let start = Utc::now() + CDuration::minutes(starts_in_min);
     Meeting {
         title: v.seal::<Meeting>(&id, "title", TITLE.as_bytes()).unwrap(),
-        attendees: v.seal::<Meeting>(&id, "attendees", format!("[{{\"email\":\"{EMAIL}\"}}]").as_bytes()).unwrap(),
-        join_url: Some(v.seal::<Meeting>(&id, "join_url", b"https://meet.example/abc-defg-hij").unwrap()),
+        attendees: v
+            .seal::<Meeting>(
+                &id,
+                "attendees",
+                format!("[{{\"email\":\"{EMAIL}\"}}]").as_bytes(),
+            )
+            .unwrap(),
+        join_url: Some(
+            v.seal::<Meeting>(&id, "join_url", b"https://meet.example/abc-defg-hij")
+                .unwrap(),
+        ),
         event_instance_id: format!("evt_{id}"),
         id,
         connection_id: Some("conn-1".into()),
@@ -135,10 +175,16 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
     }
 }
 
-fn transcript(v: &TenantVault, meeting_id: &str, expires_at: Option<chrono::DateTime<Utc>>) -> Transcript {
+fn transcript(
+    v: &TenantVault,
+    meeting_id: &str,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> Transcript {
     let id = new_record_id();
     Transcript {
-        segments: v.seal::<Transcript>(&id, "segments", TRANSCRIPT_TEXT.as_bytes()).unwrap(),
+        segments: v
+            .seal::<Transcript>(&id, "segments", TRANSCRIPT_TEXT.as_bytes())
+            .unwrap(),
         id,
         meeting_id: meeting_id.into(),
         language: Some("en".into()),
@@ -150,7 +196,9 @@ fn transcript(v: &TenantVault, meeting_id: &str, expires_at: Option<chrono::Date
 fn summary(v: &TenantVault, meeting_id: &str) -> Summary {
     let id = new_record_id();
     Summary {
-        body: v.seal::<Summary>(&id, "body", b"Decision: no further treatment").unwrap(),
+        body: v
+            .seal::<Summary>(&id, "body", b"Decision: no further treatment")
+            .unwrap(),
         id,
         meeting_id: meeting_id.into(),
         created_at: Utc::now(),
@@ -162,15 +210,28 @@ fn job(meeting: &Meeting, t: &TenantId) -> BotJob {
     BotJob {
         id: new_record_id(),
         meeting_id: meeting.id.clone(),
-        idempotency_key: format!("{t}:{}:{}", meeting.event_instance_id, meeting.starts_at.timestamp()),
+        idempotency_key: format!(
+            "{t}:{}:{}",
+            meeting.event_instance_id,
+            meeting.starts_at.timestamp()
+        ),
         join_at: meeting.starts_at - CDuration::seconds(60),
         state: BotJobState::Scheduled,
-        history: vec![StateChange { state: BotJobState::Scheduled, at: Utc::now() }],
+        history: vec![StateChange {
+            state: BotJobState::Scheduled,
+            at: Utc::now(),
+        }],
     }
 }
 
 fn audit(action: &str) -> AuditEvent {
-    AuditEvent { id: new_record_id(), at: Utc::now(), actor: "user-1".into(), action: action.into(), target: "t-1".into() }
+    AuditEvent {
+        id: new_record_id(),
+        at: Utc::now(),
+        actor: "user-1".into(),
+        action: action.into(),
+        target: "t-1".into(),
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -216,8 +277,24 @@ async fn no_repository_method_reads_or_deletes_across_tenants(env: Env) {
     assert_eq!(s.get_meeting(&b, &m.id).await.unwrap(), None);
     assert!(s.list_meetings(&b, None, None).await.unwrap().is_empty());
     assert_eq!(s.get_bot_job(&b, &j.id).await.unwrap(), None);
-    assert!(s.find_bot_jobs(&b, &JobFilter::default()).await.unwrap().is_empty());
-    assert!(s.find_bot_jobs(&b, &JobFilter { meeting_id: Some(m.id.clone()), ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        s.find_bot_jobs(&b, &JobFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.find_bot_jobs(
+            &b,
+            &JobFilter {
+                meeting_id: Some(m.id.clone()),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
     assert_eq!(s.get_transcript(&b, &tr.id).await.unwrap(), None);
     assert_eq!(s.transcript_for_meeting(&b, &m.id).await.unwrap(), None);
     assert!(s.list_transcripts(&b).await.unwrap().is_empty());
@@ -226,21 +303,39 @@ async fn no_repository_method_reads_or_deletes_across_tenants(env: Env) {
     assert!(s.list_audit(&b).await.unwrap().is_empty());
 
     // Updating A's job through B fails; deleting A's records through B removes nothing.
-    assert!(matches!(s.update_bot_job(&b, &j, 1).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        s.update_bot_job(&b, &j, 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
     assert!(!s.delete_connection(&b, &c.id).await.unwrap());
     assert!(!s.delete_meeting(&b, &m.id).await.unwrap());
     assert!(!s.delete_transcript(&b, &tr.id).await.unwrap());
     assert!(!s.delete_summary(&b, &su.id).await.unwrap());
-    let purged: u64 = s.purge_expired(&b, Utc::now() + CDuration::days(3650)).await.unwrap().iter().map(|x| x.1).sum();
+    let purged: u64 = s
+        .purge_expired(&b, Utc::now() + CDuration::days(3650))
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.1)
+        .sum();
     assert_eq!(purged, 0);
 
     // A still has everything, intact.
     assert_eq!(s.get_connection(&a, &c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(s.get_meeting(&a, &m.id).await.unwrap(), Some(m.clone()));
     assert_eq!(s.get_bot_job(&a, &j.id).await.unwrap().unwrap().value, j);
-    assert_eq!(s.get_transcript(&a, &tr.id).await.unwrap(), Some(tr.clone()));
-    assert_eq!(s.transcript_for_meeting(&a, &m.id).await.unwrap(), Some(tr.clone()));
-    assert_eq!(s.summary_for_meeting(&a, &m.id).await.unwrap(), Some(su.clone()));
+    assert_eq!(
+        s.get_transcript(&a, &tr.id).await.unwrap(),
+        Some(tr.clone())
+    );
+    assert_eq!(
+        s.transcript_for_meeting(&a, &m.id).await.unwrap(),
+        Some(tr.clone())
+    );
+    assert_eq!(
+        s.summary_for_meeting(&a, &m.id).await.unwrap(),
+        Some(su.clone())
+    );
     assert_eq!(s.list_audit(&a).await.unwrap().len(), 1);
 
     // And A's own deletes work.
@@ -253,10 +348,22 @@ async fn writes_to_an_unknown_tenant_are_refused(env: Env) {
     let real = env.tenants.create("R").await.unwrap().id;
     let v = env.tenants.vault(&real).await.unwrap();
     let m = meeting(&v, 5);
-    assert!(matches!(env.store.put_meeting(&ghost, &m).await, Err(StoreError::UnknownTenant(_))));
-    assert!(matches!(env.store.insert_bot_job(&ghost, &job(&m, &ghost)).await, Err(StoreError::UnknownTenant(_))));
-    assert!(!env.tenant_db_exists(&ghost).await, "a refused write must not create a database");
-    assert!(matches!(env.tenants.vault(&ghost).await, Err(VaultError::UnknownTenant(_))));
+    assert!(matches!(
+        env.store.put_meeting(&ghost, &m).await,
+        Err(StoreError::UnknownTenant(_))
+    ));
+    assert!(matches!(
+        env.store.insert_bot_job(&ghost, &job(&m, &ghost)).await,
+        Err(StoreError::UnknownTenant(_))
+    ));
+    assert!(
+        !env.tenant_db_exists(&ghost).await,
+        "a refused write must not create a database"
+    );
+    assert!(matches!(
+        env.tenants.vault(&ghost).await,
+        Err(VaultError::UnknownTenant(_))
+    ));
 }
 
 async fn raw_database_holds_no_plaintext_of_transcripts_tokens_emails_or_titles(env: Env) {
@@ -268,19 +375,48 @@ async fn raw_database_holds_no_plaintext_of_transcripts_tokens_emails_or_titles(
     env.store.put_connection(&t, &c).await.unwrap();
     env.store.put_meeting(&t, &m).await.unwrap();
     env.store.put_transcript(&t, &tr).await.unwrap();
-    env.store.put_summary(&t, &summary(&v, &m.id)).await.unwrap();
+    env.store
+        .put_summary(&t, &summary(&v, &m.id))
+        .await
+        .unwrap();
 
     let dump = env.dump(&t).await;
-    assert!(dump.len() > 1000, "the dump has the records ({} bytes)", dump.len());
-    assert!(contains(&dump, m.id.as_bytes()), "the dump does contain the records' ids");
-    for secret in [TRANSCRIPT_TEXT, ACCESS_TOKEN, EMAIL, TITLE, "1//refresh-plaintext-token", "Delacroix", "no further treatment"] {
-        assert!(!contains(&dump, secret.as_bytes()), "plaintext {secret:?} found in the raw store");
+    assert!(
+        dump.len() > 1000,
+        "the dump has the records ({} bytes)",
+        dump.len()
+    );
+    assert!(
+        contains(&dump, m.id.as_bytes()),
+        "the dump does contain the records' ids"
+    );
+    for secret in [
+        TRANSCRIPT_TEXT,
+        ACCESS_TOKEN,
+        EMAIL,
+        TITLE,
+        "1//refresh-plaintext-token",
+        "Delacroix",
+        "no further treatment",
+    ] {
+        assert!(
+            !contains(&dump, secret.as_bytes()),
+            "plaintext {secret:?} found in the raw store"
+        );
     }
     // The store gives back what it was given, and the vault opens it.
     let back = env.store.get_transcript(&t, &tr.id).await.unwrap().unwrap();
-    assert_eq!(&v.open::<Transcript>(&back.id, "segments", &back.segments).unwrap()[..], TRANSCRIPT_TEXT.as_bytes());
+    assert_eq!(
+        &v.open::<Transcript>(&back.id, "segments", &back.segments)
+            .unwrap()[..],
+        TRANSCRIPT_TEXT.as_bytes()
+    );
     let back = env.store.get_connection(&t, &c.id).await.unwrap().unwrap();
-    assert_eq!(&v.open::<CalendarConnection>(&back.id, "access_token", &back.access_token).unwrap()[..], ACCESS_TOKEN.as_bytes());
+    assert_eq!(
+        &v.open::<CalendarConnection>(&back.id, "access_token", &back.access_token)
+            .unwrap()[..],
+        ACCESS_TOKEN.as_bytes()
+    );
 }
 
 async fn sealed_record_fails_to_open_as_another_tenant_or_record(env: Env) {
@@ -292,21 +428,44 @@ async fn sealed_record_fails_to_open_as_another_tenant_or_record(env: Env) {
     let tr = transcript(&va, &m.id, None);
     env.store.put_transcript(&a, &tr).await.unwrap();
     let stored = env.store.get_transcript(&a, &tr.id).await.unwrap().unwrap();
-    assert!(va.open::<Transcript>(&stored.id, "segments", &stored.segments).is_ok());
+    assert!(
+        va.open::<Transcript>(&stored.id, "segments", &stored.segments)
+            .is_ok()
+    );
     // B's key, same record id: refused.
-    assert!(vb.open::<Transcript>(&stored.id, "segments", &stored.segments).is_err());
+    assert!(
+        vb.open::<Transcript>(&stored.id, "segments", &stored.segments)
+            .is_err()
+    );
     // A's key, copied onto another record: refused.
     let other = new_record_id();
-    assert!(va.open::<Transcript>(&other, "segments", &stored.segments).is_err());
+    assert!(
+        va.open::<Transcript>(&other, "segments", &stored.segments)
+            .is_err()
+    );
     // Moved into another collection or field: refused.
-    assert!(va.open::<Summary>(&stored.id, "segments", &stored.segments).is_err());
-    assert!(va.open::<Transcript>(&stored.id, "title", &stored.segments).is_err());
+    assert!(
+        va.open::<Summary>(&stored.id, "segments", &stored.segments)
+            .is_err()
+    );
+    assert!(
+        va.open::<Transcript>(&stored.id, "title", &stored.segments)
+            .is_err()
+    );
     // Copied into tenant B's database as-is, it still does not open there.
     let mut moved = stored.clone();
     moved.meeting_id = "m-b".into();
     env.store.put_transcript(&b, &moved).await.unwrap();
-    let in_b = env.store.get_transcript(&b, &moved.id).await.unwrap().unwrap();
-    assert!(vb.open::<Transcript>(&in_b.id, "segments", &in_b.segments).is_err());
+    let in_b = env
+        .store
+        .get_transcript(&b, &moved.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        vb.open::<Transcript>(&in_b.id, "segments", &in_b.segments)
+            .is_err()
+    );
 }
 
 async fn bot_job_idempotency_key_is_unique_and_updates_are_compare_and_set(env: Env) {
@@ -316,30 +475,65 @@ async fn bot_job_idempotency_key_is_unique_and_updates_are_compare_and_set(env: 
     let j = job(&m, &t);
     let v1 = env.store.insert_bot_job(&t, &j).await.unwrap();
     // Same idempotency key under a new job id: refused.
-    let dup = BotJob { id: new_record_id(), ..j.clone() };
-    assert!(matches!(env.store.insert_bot_job(&t, &dup).await, Err(StoreError::Conflict { .. })));
+    let dup = BotJob {
+        id: new_record_id(),
+        ..j.clone()
+    };
+    assert!(matches!(
+        env.store.insert_bot_job(&t, &dup).await,
+        Err(StoreError::Conflict { .. })
+    ));
     // Same id again: refused.
-    assert!(matches!(env.store.insert_bot_job(&t, &j).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        env.store.insert_bot_job(&t, &j).await,
+        Err(StoreError::Conflict { .. })
+    ));
 
     let mut next = j.clone();
     next.state = BotJobState::Dispatched;
-    next.history.push(StateChange { state: BotJobState::Dispatched, at: Utc::now() });
+    next.history.push(StateChange {
+        state: BotJobState::Dispatched,
+        at: Utc::now(),
+    });
     let v2 = env.store.update_bot_job(&t, &next, v1).await.unwrap();
     assert!(v2 > v1);
     // A second writer holding the old version loses.
     let mut stale = j.clone();
     stale.state = BotJobState::Cancelled;
-    assert!(matches!(env.store.update_bot_job(&t, &stale, v1).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        env.store.update_bot_job(&t, &stale, v1).await,
+        Err(StoreError::Conflict { .. })
+    ));
     let got = env.store.get_bot_job(&t, &j.id).await.unwrap().unwrap();
     assert_eq!(got.value.state, BotJobState::Dispatched);
     assert_eq!(got.version, v2);
 
-    let due = env.store
-        .find_bot_jobs(&t, &JobFilter { state: Some("dispatched"), join_before: Some(Utc::now() + CDuration::hours(1)), ..Default::default() })
+    let due = env
+        .store
+        .find_bot_jobs(
+            &t,
+            &JobFilter {
+                state: Some("dispatched"),
+                join_before: Some(Utc::now() + CDuration::hours(1)),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
-    assert!(env.store.find_bot_jobs(&t, &JobFilter { state: Some("scheduled"), ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        env.store
+            .find_bot_jobs(
+                &t,
+                &JobFilter {
+                    state: Some("scheduled"),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn meetings_list_by_start_window_in_order(env: Env) {
@@ -350,26 +544,66 @@ async fn meetings_list_by_start_window_in_order(env: Env) {
         env.store.put_meeting(&t, m).await.unwrap();
     }
     let now = Utc::now();
-    let got = env.store.list_meetings(&t, Some(now), Some(now + CDuration::minutes(60))).await.unwrap();
+    let got = env
+        .store
+        .list_meetings(&t, Some(now), Some(now + CDuration::minutes(60)))
+        .await
+        .unwrap();
     let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, vec![ms[1].id.as_str(), ms[2].id.as_str()]);
     // Same provider instance id on the same connection is one meeting: a second record is a conflict.
     let mut clash = meeting(&v, 20);
     clash.event_instance_id = ms[0].event_instance_id.clone();
-    assert!(matches!(env.store.put_meeting(&t, &clash).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        env.store.put_meeting(&t, &clash).await,
+        Err(StoreError::Conflict { .. })
+    ));
 }
 
 async fn leases_are_exclusive_until_released_or_expired(env: Env) {
     let name = meetbot_testsupport::unique("lease-");
-    assert!(env.store.try_lease(&name, "a", Duration::from_secs(30)).await.unwrap());
-    assert!(!env.store.try_lease(&name, "b", Duration::from_secs(30)).await.unwrap());
-    assert!(env.store.try_lease(&name, "a", Duration::from_secs(30)).await.unwrap(), "holder renews");
+    assert!(
+        env.store
+            .try_lease(&name, "a", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !env.store
+            .try_lease(&name, "b", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        env.store
+            .try_lease(&name, "a", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "holder renews"
+    );
     env.store.release_lease(&name, "b").await.unwrap();
-    assert!(!env.store.try_lease(&name, "b", Duration::from_secs(30)).await.unwrap(), "non-holder cannot release");
+    assert!(
+        !env.store
+            .try_lease(&name, "b", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "non-holder cannot release"
+    );
     env.store.release_lease(&name, "a").await.unwrap();
-    assert!(env.store.try_lease(&name, "b", Duration::from_millis(200)).await.unwrap());
+    assert!(
+        env.store
+            .try_lease(&name, "b", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(env.store.try_lease(&name, "c", Duration::from_secs(30)).await.unwrap(), "expired lease is taken over");
+    assert!(
+        env.store
+            .try_lease(&name, "c", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "expired lease is taken over"
+    );
 }
 
 async fn concurrent_lease_attempts_have_exactly_one_winner(env: Env) {
@@ -379,7 +613,11 @@ async fn concurrent_lease_attempts_have_exactly_one_winner(env: Env) {
     for i in 0..8 {
         let s = store.clone();
         let n = name.clone();
-        tasks.push(tokio::spawn(async move { s.try_lease(&n, &format!("h{i}"), Duration::from_secs(60)).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.try_lease(&n, &format!("h{i}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+        }));
     }
     let mut winners = 0;
     for t in tasks {
@@ -399,13 +637,26 @@ async fn expired_transcripts_are_hidden_at_once_and_purged(env: Env) {
     let kept = transcript(&v, &m2.id, Some(Utc::now() + CDuration::days(30)));
     env.store.put_transcript(&t, &old).await.unwrap();
     env.store.put_transcript(&t, &kept).await.unwrap();
-    assert_eq!(env.store.get_transcript(&t, &old.id).await.unwrap(), None, "expired is hidden before any purge");
-    assert_eq!(env.store.transcript_for_meeting(&t, &m.id).await.unwrap(), None);
-    assert_eq!(env.store.list_transcripts(&t).await.unwrap(), vec![kept.clone()]);
+    assert_eq!(
+        env.store.get_transcript(&t, &old.id).await.unwrap(),
+        None,
+        "expired is hidden before any purge"
+    );
+    assert_eq!(
+        env.store.transcript_for_meeting(&t, &m.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        env.store.list_transcripts(&t).await.unwrap(),
+        vec![kept.clone()]
+    );
     // MongoDB's TTL monitor may have removed it already; either way the purge leaves nothing.
     let counts = env.store.purge_expired(&t, Utc::now()).await.unwrap();
     assert!(counts.iter().all(|(_, n)| *n <= 1), "{counts:?}");
-    assert!(!contains(&env.dump(&t).await, old.id.as_bytes()), "the purged record is gone from the raw store");
+    assert!(
+        !contains(&env.dump(&t).await, old.id.as_bytes()),
+        "the purged record is gone from the raw store"
+    );
 }
 
 async fn rotation_keeps_old_records_readable_and_reencryption_moves_them(env: Env) {
@@ -424,24 +675,44 @@ async fn rotation_keeps_old_records_readable_and_reencryption_moves_them(env: En
     // Old record still opens; new seals use v2.
     let stored = env.store.get_transcript(&t, &tr.id).await.unwrap().unwrap();
     assert_eq!(stored.segments.key_version, 1);
-    assert_eq!(&v2.open::<Transcript>(&tr.id, "segments", &stored.segments).unwrap()[..], TRANSCRIPT_TEXT.as_bytes());
-    assert_eq!(v2.seal::<Summary>("x", "body", b"y").unwrap().key_version, 2);
+    assert_eq!(
+        &v2.open::<Transcript>(&tr.id, "segments", &stored.segments)
+            .unwrap()[..],
+        TRANSCRIPT_TEXT.as_bytes()
+    );
+    assert_eq!(
+        v2.seal::<Summary>("x", "body", b"y").unwrap().key_version,
+        2
+    );
 
     // Old keys cannot be retired while records use them.
-    assert!(matches!(env.tenants.retire_old_keys(&t).await, Err(VaultError::KeysInUse(2, _))));
+    assert!(matches!(
+        env.tenants.retire_old_keys(&t).await,
+        Err(VaultError::KeysInUse(2, _))
+    ));
     let rep = env.tenants.reencrypt(&t).await.unwrap();
     assert_eq!(rep.records, 3);
     assert_eq!(rep.fields, 3 + 3 + 1);
     let destroyed = env.tenants.retire_old_keys(&t).await.unwrap();
-    assert_eq!(destroyed.iter().map(|k| k.version).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        destroyed.iter().map(|k| k.version).collect::<Vec<_>>(),
+        vec![1]
+    );
     assert_eq!(env.store.wrapped_keys(&t).await.unwrap().len(), 1);
 
     let v = env.tenants.vault(&t).await.unwrap();
     let stored = env.store.get_transcript(&t, &tr.id).await.unwrap().unwrap();
     assert_eq!(stored.segments.key_version, 2);
-    assert_eq!(&v.open::<Transcript>(&tr.id, "segments", &stored.segments).unwrap()[..], TRANSCRIPT_TEXT.as_bytes());
+    assert_eq!(
+        &v.open::<Transcript>(&tr.id, "segments", &stored.segments)
+            .unwrap()[..],
+        TRANSCRIPT_TEXT.as_bytes()
+    );
     let cm = env.store.get_meeting(&t, &m.id).await.unwrap().unwrap();
-    assert_eq!(&v.open::<Meeting>(&m.id, "title", &cm.title).unwrap()[..], TITLE.as_bytes());
+    assert_eq!(
+        &v.open::<Meeting>(&m.id, "title", &cm.title).unwrap()[..],
+        TITLE.as_bytes()
+    );
 }
 
 async fn tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt(env: Env) {
@@ -458,23 +729,53 @@ async fn tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable
     let receipt = env.tenants.erase(&t, "operator-7").await.unwrap();
     assert!(verify_receipt(&receipt));
     assert_eq!(receipt.scope, "tenant");
-    assert!(receipt.counts.iter().any(|(c, n)| c == "transcripts" && *n == 1));
-    assert!(receipt.counts.iter().any(|(c, n)| c == "meetings" && *n == 1));
+    assert!(
+        receipt
+            .counts
+            .iter()
+            .any(|(c, n)| c == "transcripts" && *n == 1)
+    );
+    assert!(
+        receipt
+            .counts
+            .iter()
+            .any(|(c, n)| c == "meetings" && *n == 1)
+    );
     assert_eq!(receipt.keys_destroyed.len(), 1);
     assert!(receipt.keys_destroyed[0].starts_with(&format!("{t}/v1@local:")));
 
     assert!(!env.tenant_db_exists(&t).await, "tenant database dropped");
-    assert!(env.store.wrapped_keys(&t).await.unwrap().is_empty(), "wrapped keys destroyed");
-    assert_eq!(env.store.get_tenant(&t).await.unwrap().unwrap().status, TenantStatus::Erased);
-    assert!(matches!(env.tenants.vault(&t).await, Err(VaultError::UnknownTenant(_))));
-    assert!(matches!(env.store.put_meeting(&t, &m).await, Err(StoreError::UnknownTenant(_))));
-    assert!(!env.tenant_db_exists(&t).await, "a late write did not resurrect it");
+    assert!(
+        env.store.wrapped_keys(&t).await.unwrap().is_empty(),
+        "wrapped keys destroyed"
+    );
+    assert_eq!(
+        env.store.get_tenant(&t).await.unwrap().unwrap().status,
+        TenantStatus::Erased
+    );
+    assert!(matches!(
+        env.tenants.vault(&t).await,
+        Err(VaultError::UnknownTenant(_))
+    ));
+    assert!(matches!(
+        env.store.put_meeting(&t, &m).await,
+        Err(StoreError::UnknownTenant(_))
+    ));
+    assert!(
+        !env.tenant_db_exists(&t).await,
+        "a late write did not resurrect it"
+    );
 
     // A backup of the sealed record cannot be opened: the only key that could is gone. Even
     // someone holding a copy of the old wrapped key and the KEK gets a key for tenant t v1 only,
     // which the receipt shows destroyed; without that copy nothing unwraps.
     assert!(env.store.wrapped_keys(&t).await.unwrap().is_empty());
-    assert!(env.keys.unwrap(&t, 1, &wrapped_before[0].kek_id, b"not the wrapped key").await.is_err());
+    assert!(
+        env.keys
+            .unwrap(&t, 1, &wrapped_before[0].kek_id, b"not the wrapped key")
+            .await
+            .is_err()
+    );
     let _ = backup;
 
     let receipts = env.store.deletion_receipts(Some(&t)).await.unwrap();

@@ -11,7 +11,10 @@
 //! The SDK refuses http endpoints, so tests give it `https://127.0.0.1:PORT` and add
 //! [`HttpSchemePolicy`] (per-try) which sends the request over plain http to this stand-in.
 
-use aws_lc_rs::rsa::{KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey};
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+    PrivateDecryptingKey,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -54,12 +57,18 @@ impl KeyVaultStandIn {
             .route("/keys/{name}/{version}/{op}", post(op_with_version))
             .route("/keys/{name}/{op}", post(op_current))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        KeyVaultStandIn { addr, state, _task: task }
+        KeyVaultStandIn {
+            addr,
+            state,
+            _task: task,
+        }
     }
 
     /// The vault URL to give the SDK (https, as it requires; see [`HttpSchemePolicy`]).
@@ -82,7 +91,11 @@ impl KeyVaultStandIn {
 }
 
 fn kv_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
 }
 
 async fn op_current(
@@ -103,9 +116,19 @@ async fn op_with_version(
     handle(v, name, version, op, headers, body)
 }
 
-fn handle(v: Arc<Vault>, name: String, version: String, op: String, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+fn handle(
+    v: Arc<Vault>,
+    name: String,
+    version: String,
+    op: String,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     v.requests.fetch_add(1, Ordering::SeqCst);
-    let auth = headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let auth = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     if auth.is_empty() {
         v.challenges.fetch_add(1, Ordering::SeqCst);
         return (
@@ -118,25 +141,59 @@ fn handle(v: Arc<Vault>, name: String, version: String, op: String, headers: Hea
             .into_response();
     }
     if auth != format!("Bearer {TOKEN}") {
-        return kv_error(StatusCode::UNAUTHORIZED, "Unauthorized", "AKV10022: Invalid audience or token.");
+        return kv_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "AKV10022: Invalid audience or token.",
+        );
     }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
     if name != v.key_name || !(version.is_empty() || version == KEY_VERSION) {
-        return kv_error(StatusCode::NOT_FOUND, "KeyNotFound", &format!("A key with (name/id) {name}/{version} was not found in this key vault."));
+        return kv_error(
+            StatusCode::NOT_FOUND,
+            "KeyNotFound",
+            &format!("A key with (name/id) {name}/{version} was not found in this key vault."),
+        );
     }
     let guard = v.key.lock().unwrap_or_else(|p| p.into_inner());
     let Some(key) = guard.as_ref() else {
-        return kv_error(StatusCode::NOT_FOUND, "KeyNotFound", &format!("A key with (name/id) {name} was not found in this key vault."));
+        return kv_error(
+            StatusCode::NOT_FOUND,
+            "KeyNotFound",
+            &format!("A key with (name/id) {name} was not found in this key vault."),
+        );
     };
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return kv_error(StatusCode::BAD_REQUEST, "BadParameter", &format!("invalid JSON body: {e}")),
+        Err(e) => {
+            return kv_error(
+                StatusCode::BAD_REQUEST,
+                "BadParameter",
+                &format!("invalid JSON body: {e}"),
+            );
+        }
     };
     if req.get("alg").and_then(Value::as_str) != Some("RSA-OAEP-256") {
-        return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "Property 'alg' must be RSA-OAEP-256 for this stand-in.");
+        return kv_error(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "Property 'alg' must be RSA-OAEP-256 for this stand-in.",
+        );
     }
-    let Some(value) = req.get("value").and_then(Value::as_str).and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()) else {
-        return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "Property 'value' must be base64url.");
+    let Some(value) = req
+        .get("value")
+        .and_then(Value::as_str)
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+    else {
+        return kv_error(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "Property 'value' must be base64url.",
+        );
     };
     let kid = format!("https://{host}/keys/{name}/{KEY_VERSION}");
     let out = match op.as_str() {
@@ -147,7 +204,13 @@ fn handle(v: Arc<Vault>, name: String, version: String, op: String, headers: Hea
             let mut buf = vec![0u8; public.ciphertext_size()];
             match public.encrypt(&OAEP_SHA256_MGF1SHA256, &value, &mut buf, None) {
                 Ok(c) => c.to_vec(),
-                Err(_) => return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "Value is too long for this key."),
+                Err(_) => {
+                    return kv_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadParameter",
+                        "Value is too long for this key.",
+                    );
+                }
             }
         }
         "unwrapkey" => {
@@ -157,7 +220,13 @@ fn handle(v: Arc<Vault>, name: String, version: String, op: String, headers: Hea
             let mut buf = vec![0u8; private.min_output_size()];
             match private.decrypt(&OAEP_SHA256_MGF1SHA256, &value, &mut buf, None) {
                 Ok(p) => p.to_vec(),
-                Err(_) => return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "The parameter is incorrect."),
+                Err(_) => {
+                    return kv_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadParameter",
+                        "The parameter is incorrect.",
+                    );
+                }
             }
         }
         _ => return kv_error(StatusCode::NOT_FOUND, "NotFound", "unknown operation"),
@@ -202,5 +271,8 @@ impl azure_core::http::policies::Policy for HttpSchemePolicy {
 
 /// Client options that route the SDK to the stand-in.
 pub fn client_options() -> azure_core::http::ClientOptions {
-    azure_core::http::ClientOptions { per_try_policies: vec![Arc::new(HttpSchemePolicy)], ..Default::default() }
+    azure_core::http::ClientOptions {
+        per_try_policies: vec![Arc::new(HttpSchemePolicy)],
+        ..Default::default()
+    }
 }

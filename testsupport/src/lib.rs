@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 /// A short unique name: `<prefix><12 hex>`, valid as a database prefix, queue name or tenant name.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// The workspace root (where `Cargo.lock` is).
@@ -34,8 +37,16 @@ fn reachable(addr: &str) -> bool {
 
 /// The AMQP URL of the real RabbitMQ the tests use. Panics with what to do if it is not running.
 pub fn amqp_url() -> String {
-    let url = std::env::var("MEETBOT_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let hostport = url.rsplit('@').next().unwrap_or("").split('/').next().unwrap_or("").to_string();
+    let url = std::env::var("MEETBOT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let hostport = url
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
     assert!(
         reachable(&hostport),
         "RabbitMQ is not reachable at {hostport}: start it with `rabbitmq-server -detached` (scripts/test.sh does)"
@@ -58,13 +69,19 @@ pub fn mongodb_uri() -> String {
             return Mutex::new(Mongo { uri, _child: None });
         }
         let (uri, child) = start_mongoeco().unwrap_or_else(|e| panic!("{e}"));
-        Mutex::new(Mongo { uri, _child: Some(child) })
+        Mutex::new(Mongo {
+            uri,
+            _child: Some(child),
+        })
     });
     m.lock().unwrap_or_else(|p| p.into_inner()).uri.clone()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27018)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(27018)
 }
 
 fn start_mongoeco() -> anyhow::Result<(String, Child)> {
@@ -88,7 +105,10 @@ fn start_mongoeco() -> anyhow::Result<(String, Child)> {
     let addr = format!("127.0.0.1:{port}");
     let start = Instant::now();
     while !reachable(&addr) {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "mongoeco did not start on {addr} within 30 s");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "mongoeco did not start on {addr} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok((format!("mongodb://{addr}/?directConnection=true"), child))

@@ -1,0 +1,202 @@
+//! The binary as an operator meets it: help, version, config errors, unreachable servers, and the
+//! tenant commands against both stores.
+
+use std::process::{Command, Output};
+
+fn meetbot(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    c.current_dir(dir).args(args).env_remove("MEETBOT_CONFIG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn help_lists_the_commands_and_version_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = meetbot(dir.path(), &["--help"], &[]);
+    assert!(o.status.success());
+    for c in ["dev", "check", "tenant", "keys"] {
+        assert!(stdout(&o).contains(c), "{c} missing from help");
+    }
+    let o = meetbot(dir.path(), &["--version"], &[]);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("meetbot {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn unreachable_mongodb_is_a_one_line_error_naming_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let uri = format!("mongodb://127.0.0.1:{port}");
+    let o = meetbot(
+        dir.path(),
+        &["tenant", "list"],
+        &[
+            ("MEETBOT_STORE__KIND", "mongodb"),
+            ("MEETBOT_STORE__MONGODB_URI", &uri),
+            ("MEETBOT_STORE__CONNECT_TIMEOUT_MS", "1000"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains(&format!("MongoDB at 127.0.0.1:{port}")), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn unreachable_rabbitmq_is_a_one_line_error_naming_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let o = meetbot(
+        dir.path(),
+        &["check"],
+        &[
+            ("MEETBOT_QUEUE__KIND", "rabbitmq"),
+            ("MEETBOT_QUEUE__AMQP_URL", &url),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains(&format!("RabbitMQ at 127.0.0.1:{port}")), "{e}");
+    assert!(!e.contains("guest"), "credentials leaked: {e}");
+}
+
+#[test]
+fn reachable_rabbitmq_passes_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = meetbot_testsupport::amqp_url();
+    let o = meetbot(
+        dir.path(),
+        &["check"],
+        &[
+            ("MEETBOT_QUEUE__KIND", "rabbitmq"),
+            ("MEETBOT_QUEUE__AMQP_URL", &url),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("queue: ok (RabbitMQ at 127.0.0.1:5672)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_config_names_the_field_and_exits_2_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "[store]\nkind = \"postgres\"\n[queue]\nconnect_timeout_ms = 5\n",
+    )
+    .unwrap();
+    let o = meetbot(dir.path(), &["--config", "m.toml", "check"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("store.kind") && e.contains("embedded"), "{e}");
+    let o = meetbot(
+        dir.path(),
+        &["check"],
+        &[("MEETBOT_QUEUE__CONNECT_TIMEOUT_MS", "5")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("queue.connect_timeout_ms"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meetbot(
+        dir.path(),
+        &["check"],
+        &[("MEETBOT_CONFIG", "missing.toml")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.toml"));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+fn tenant_lifecycle(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = meetbot(dir.path(), &["tenant", "create", "Acme Clinic"], env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let o = meetbot(dir.path(), &["tenant", "list"], env);
+    assert!(
+        stdout(&o).contains(&id) && stdout(&o).contains("active"),
+        "{}",
+        stdout(&o)
+    );
+    let o = meetbot(dir.path(), &["keys", "rotate", &id], env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = meetbot(
+        dir.path(),
+        &["tenant", "delete", &id, "--requested-by", "ops-1"],
+        env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let receipt: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(receipt["tenant_id"], id.as_str());
+    assert_eq!(receipt["requested_by"], "ops-1");
+    assert_eq!(
+        receipt["keys_destroyed"].as_array().unwrap().len(),
+        2,
+        "both key versions destroyed"
+    );
+    assert_eq!(receipt["digest"].as_str().unwrap().len(), 64);
+    let o = meetbot(dir.path(), &["tenant", "list", "--json"], env);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(t["status"], "erased");
+    let o = meetbot(dir.path(), &["tenant", "delete", &id], env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("does not exist or has been erased"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tenant_create_list_delete_with_the_embedded_store() {
+    tenant_lifecycle(&[]);
+}
+
+#[test]
+fn tenant_create_list_delete_with_mongodb() {
+    let uri = meetbot_testsupport::mongodb_uri();
+    let prefix = meetbot_testsupport::unique("c");
+    tenant_lifecycle(&[
+        ("MEETBOT_STORE__KIND", "mongodb"),
+        ("MEETBOT_STORE__MONGODB_URI", &uri),
+        ("MEETBOT_STORE__DB_PREFIX", &prefix),
+    ]);
+}

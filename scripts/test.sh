@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Sets up and runs meetbot's tests against real servers, on a fresh machine or a developer's.
+#   1. a Python >= 3.13 venv with mongoeco (the MongoDB-wire test server) in target/test-env/
+#   2. RabbitMQ on 127.0.0.1:5672 (installed from Debian and started if it is not running)
+#   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
+#   4. every test of the workspace: cargo nextest (cargo test if nextest is missing)
+# Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ENV_DIR="$ROOT/target/test-env"
+mkdir -p "$ENV_DIR"
+
+log() { echo "[test.sh] $*" >&2; }
+
+find_python313() {
+    for c in "${MEETBOT_PYTHON313:-}" python3.13 /root/.pyenv/versions/3.13*/bin/python "$HOME"/.pyenv/versions/3.13*/bin/python; do
+        [ -n "$c" ] || continue
+        if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)' 2>/dev/null; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# 1. mongoeco venv
+if ! "$ENV_DIR/mongo/bin/python" -c 'import mongoeco, pymongo' 2>/dev/null; then
+    PY=$(find_python313) || { log "need Python >= 3.13 for mongoeco (set MEETBOT_PYTHON313)"; exit 1; }
+    log "creating the mongoeco venv with $PY"
+    rm -rf "$ENV_DIR/mongo"
+    "$PY" -m venv "$ENV_DIR/mongo"
+    "$ENV_DIR/mongo/bin/pip" install --quiet --disable-pip-version-check mongoeco==4.11.0 pymongo
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# 2. RabbitMQ
+if ! port_open 5672; then
+    if ! command -v rabbitmq-server >/dev/null; then
+        log "installing rabbitmq-server"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+    fi
+    log "starting RabbitMQ"
+    rabbitmq-server -detached
+    for _ in $(seq 1 120); do port_open 5672 && break; sleep 1; done
+    port_open 5672 || { log "RabbitMQ did not open 127.0.0.1:5672 within 120 s"; exit 1; }
+fi
+export MEETBOT_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
+
+# 3. shared MongoDB-wire server
+MONGO_PORT=$("$ENV_DIR/mongo/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$ENV_DIR/mongo/bin/python" testsupport/mongoeco/serve.py --port "$MONGO_PORT" >"$ENV_DIR/mongoeco.log" 2>&1 &
+MONGO_PID=$!
+trap 'kill "$MONGO_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do port_open "$MONGO_PORT" && break; sleep 0.2; done
+port_open "$MONGO_PORT" || { log "mongoeco did not start; see $ENV_DIR/mongoeco.log"; cat "$ENV_DIR/mongoeco.log" >&2; exit 1; }
+export MEETBOT_TEST_MONGODB_URI="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
+export MEETBOT_TEST_PYTHON="$ENV_DIR/mongo/bin/python"
+log "RabbitMQ on 127.0.0.1:5672, mongoeco on 127.0.0.1:$MONGO_PORT (pid $MONGO_PID)"
+
+# 4. tests
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
