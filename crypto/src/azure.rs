@@ -100,7 +100,11 @@ fn binding(tenant: &TenantId, version: u32) -> String {
 }
 
 fn params(value: Vec<u8>) -> KeyOperationParameters {
-    KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() }
+    KeyOperationParameters {
+        algorithm: Some(EncryptionAlgorithm::RsaOaep256),
+        value: Some(value),
+        ..Default::default()
+    }
 }
 
 #[async_trait]
