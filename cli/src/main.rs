@@ -32,6 +32,8 @@ enum Command {
     Dev,
     /// Validates the configuration and checks every configured server answers.
     Check,
+    /// The scheduler service: arms a bot job per meeting and publishes it at join time minus the lead.
+    Scheduler,
     /// Tenants: create, list, delete (crypto-erasure with a deletion receipt).
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
@@ -85,6 +87,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
     match cmd {
         Command::Dev => runtime::dev(config).await,
         Command::Check => runtime::check(&config).await,
+        Command::Scheduler => runtime::scheduler(config).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
     }

@@ -2,13 +2,17 @@
 
 use anyhow::{Context, Result};
 use meetbot_core::config::{Config, KeyProviderKind, QueueKind, server_address};
+use meetbot_core::model::TenantStatus;
 use meetbot_core::ops::{Ops, ReadinessCheck, shutdown_signal};
 use meetbot_crypto::{AzureKeyVaultProvider, KeyProvider, LocalKeyFile};
+use meetbot_queue::{InProcessQueue, JobQueue, RabbitQueue};
+use meetbot_scheduler::{Scheduler, SchedulerSettings};
 use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(meetbot_store::open(&config.store).await?)
@@ -30,32 +34,22 @@ pub async fn tenants(config: &Config) -> Result<Tenants> {
     Ok(Tenants::new(store, key_provider(config)?))
 }
 
-/// Opens an AMQP connection to check RabbitMQ answers, with the configured timeout.
-pub async fn check_rabbitmq(config: &Config) -> Result<()> {
-    let addr = server_address(&config.queue.amqp_url);
-    let timeout = Duration::from_millis(config.queue.connect_timeout_ms);
-    let connect = lapin::Connection::connect(
-        &config.queue.amqp_url,
-        lapin::ConnectionProperties::default(),
-    );
-    match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close(200, "check done".into()).await;
-            Ok(())
-        }
-        Ok(Err(e)) => anyhow::bail!(
-            "cannot reach RabbitMQ at {addr}: {}",
-            first_line(&e.to_string())
-        ),
-        Err(_) => anyhow::bail!(
-            "cannot reach RabbitMQ at {addr}: no answer within {} ms",
-            timeout.as_millis()
-        ),
-    }
+/// Connects to RabbitMQ and declares the topology (idempotent).
+pub async fn rabbitmq(config: &Config, role: &str) -> Result<Arc<RabbitQueue>> {
+    let q = &config.queue;
+    let name = format!("meetbot-{role}-{}", std::process::id());
+    let timeout = Duration::from_millis(q.connect_timeout_ms);
+    Ok(Arc::new(
+        RabbitQueue::connect(&q.amqp_url, &q.prefix, &name, q.delivery_limit, timeout).await?,
+    ))
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+/// The configured queue; the in-process one only where everything runs in one process.
+async fn queue(config: &Config, role: &str) -> Result<Arc<dyn JobQueue>> {
+    Ok(match config.queue.kind {
+        QueueKind::InProcess => Arc::new(InProcessQueue::new(config.queue.delivery_limit)),
+        QueueKind::Rabbitmq => rabbitmq(config, role).await?,
+    })
 }
 
 /// `meetbot check`: every configured dependency, one line each.
@@ -67,7 +61,7 @@ pub async fn check(config: &Config) -> Result<()> {
     keys.check().await.context("key provider")?;
     println!("keys: ok ({})", keys.name());
     if config.queue.kind == QueueKind::Rabbitmq {
-        check_rabbitmq(config).await?;
+        rabbitmq(config, "check").await?.check().await?;
         println!(
             "queue: ok (RabbitMQ at {})",
             server_address(&config.queue.amqp_url)
@@ -79,8 +73,12 @@ pub async fn check(config: &Config) -> Result<()> {
 }
 
 /// Readiness checks for the dependencies a service uses.
-pub fn readiness(store: Arc<dyn Store>, keys: Arc<dyn KeyProvider>) -> Vec<ReadinessCheck> {
-    vec![
+pub fn readiness(
+    store: Arc<dyn Store>,
+    keys: Arc<dyn KeyProvider>,
+    queue: Option<Arc<dyn JobQueue>>,
+) -> Vec<ReadinessCheck> {
+    let mut checks = vec![
         ReadinessCheck::new("store", move || {
             let s = store.clone();
             async move { s.ping().await.map_err(|e| e.to_string()) }
@@ -89,7 +87,72 @@ pub fn readiness(store: Arc<dyn Store>, keys: Arc<dyn KeyProvider>) -> Vec<Readi
             let k = keys.clone();
             async move { k.check().await.map_err(|e| e.to_string()) }
         }),
-    ]
+    ];
+    if let Some(queue) = queue {
+        checks.push(ReadinessCheck::new("queue", move || {
+            let q = queue.clone();
+            async move { q.check().await.map_err(|e| e.to_string()) }
+        }));
+    }
+    checks
+}
+
+/// Serves the ops endpoints and runs the scheduler until SIGINT/SIGTERM, then stops both and
+/// releases the scheduler's leases.
+async fn serve_with_scheduler(
+    config: &Config,
+    service: &str,
+    sched: Scheduler,
+    checks: Vec<ReadinessCheck>,
+    registry: Registry,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut ops_stop = stop_rx.clone();
+    let (addr, server) = Ops::new(service, registry, checks)
+        .serve(config.ops.listen, async move {
+            let _ = ops_stop.changed().await;
+        })
+        .await?;
+    eprintln!("ops server on http://{addr} (/healthz /readyz /metrics); Ctrl-C stops");
+    let mut sched_stop = stop_rx;
+    let run = sched.run(async move {
+        let _ = sched_stop.changed().await;
+    });
+    tokio::pin!(run);
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = &mut run => {}
+    }
+    let _ = stop_tx.send(true);
+    run.await;
+    server.await??;
+    Ok(())
+}
+
+/// `meetbot scheduler`: the scheduler service against the configured store and RabbitMQ.
+pub async fn scheduler(config: Config) -> Result<()> {
+    anyhow::ensure!(
+        config.queue.kind == QueueKind::Rabbitmq,
+        "the scheduler service needs queue.kind = \"rabbitmq\" (the in-process queue only connects the parts of `meetbot dev`)"
+    );
+    let store = open_store(&config).await?;
+    let keys = key_provider(&config)?;
+    let queue = queue(&config, "scheduler").await?;
+    let settings = SchedulerSettings::from_config(&config.scheduler);
+    tracing::info!(replica = %settings.replica, store = %store.describe(), queue = %queue.describe(), "scheduler starting");
+    let sched = Scheduler::new(store.clone(), queue.clone(), settings);
+    let mut registry = Registry::default();
+    sched.register_metrics(&mut registry);
+    serve_with_scheduler(
+        &config,
+        "scheduler",
+        sched,
+        readiness(store, keys, Some(queue)),
+        registry,
+    )
+    .await?;
+    tracing::info!("scheduler stopped; leases released");
+    Ok(())
 }
 
 /// `meetbot dev`: the single-machine runtime on embedded defaults.
@@ -103,12 +166,12 @@ pub async fn dev(config: Config) -> Result<()> {
     let keys = key_provider(&config)?;
     let tenants = Tenants::new(store.clone(), keys.clone());
     eprintln!("[1/3] store open: {}", store.describe());
-    let demo = match store
+    let existing = store
         .list_tenants()
         .await?
         .into_iter()
-        .find(|t| t.name == "Demo" && t.status == meetbot_core::model::TenantStatus::Active)
-    {
+        .find(|t| t.name == "Demo" && t.status == TenantStatus::Active);
+    let demo = match existing {
         Some(t) => t,
         None => tenants.create("Demo").await?,
     };
@@ -122,10 +185,28 @@ pub async fn dev(config: Config) -> Result<()> {
         demo.current_key_version,
         keys.name()
     );
-    let ops = Ops::new("dev", Registry::default(), readiness(store, keys));
-    let (addr, server) = ops.serve(config.ops.listen, shutdown_signal()).await?;
-    eprintln!("[3/3] ops server on http://{addr} (/healthz /readyz /metrics); Ctrl-C stops");
-    server.await??;
+    let queue = queue(&config, "dev").await?;
+    let sched = Scheduler::new(
+        store.clone(),
+        queue.clone(),
+        SchedulerSettings::from_config(&config.scheduler),
+    );
+    let mut registry = Registry::default();
+    sched.register_metrics(&mut registry);
+    eprintln!(
+        "[3/3] scheduler running on the {} (lead {} s, tick {} ms)",
+        queue.describe(),
+        config.scheduler.lead_seconds,
+        config.scheduler.tick_ms
+    );
+    serve_with_scheduler(
+        &config,
+        "dev",
+        sched,
+        readiness(store, keys, Some(queue)),
+        registry,
+    )
+    .await?;
     eprintln!("meetbot dev: stopped");
     Ok(())
 }

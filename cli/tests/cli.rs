@@ -200,3 +200,98 @@ fn tenant_create_list_delete_with_mongodb() {
         ("MEETBOT_STORE__DB_PREFIX", &prefix),
     ]);
 }
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some((buf.get(9..12)?.parse().ok()?, buf))
+}
+
+/// Starts a long-running command, waits for its ops server, checks it, then stops it with SIGTERM.
+fn service_serves_ops_and_stops_on_sigterm(args: &[&str], env: &[(&str, &str)], metric: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    c.current_dir(dir.path())
+        .args(args)
+        .env("MEETBOT_OPS__LISTEN", &addr)
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("MEETBOT_OPS__LISTEN", &addr);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let ready = loop {
+        if let Some((200, body)) = http_get(&addr, "/readyz") {
+            break body;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no ops server on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        ready.contains("ok store") && ready.contains("ok keys") && ready.contains("ok queue"),
+        "{ready}"
+    );
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, metrics) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains(metric), "{metric} missing from {metrics}");
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn scheduler_service_serves_readiness_and_metrics_and_stops_cleanly_on_sigterm() {
+    let url = meetbot_testsupport::amqp_url();
+    let prefix = meetbot_testsupport::unique("cli");
+    service_serves_ops_and_stops_on_sigterm(
+        &["scheduler"],
+        &[
+            ("MEETBOT_QUEUE__KIND", "rabbitmq"),
+            ("MEETBOT_QUEUE__AMQP_URL", &url),
+            ("MEETBOT_QUEUE__PREFIX", &prefix),
+        ],
+        "meetbot_scheduler_passes_total",
+    );
+}
+
+#[test]
+fn dev_runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
+    service_serves_ops_and_stops_on_sigterm(&["dev"], &[], "meetbot_scheduler_passes_total");
+}
+
+#[test]
+fn scheduler_service_refuses_the_in_process_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = meetbot(dir.path(), &["scheduler"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("queue.kind = \"rabbitmq\""),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -19,6 +19,20 @@ pub struct Config {
     pub queue: QueueConfig,
     pub telemetry: TelemetryConfig,
     pub ops: OpsConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// A bot's job is published this long before the meeting starts.
+    pub lead_seconds: u64,
+    /// A job found later than this past its join time is skipped with a reason, not launched.
+    pub grace_seconds: u64,
+    /// How often the scheduler looks for due jobs and changed meetings.
+    pub tick_ms: u64,
+    /// How long a replica's claim on a tenant lasts without renewal.
+    pub lease_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +111,8 @@ pub struct QueueConfig {
     /// Prefix of every exchange and queue name.
     pub prefix: String,
     pub connect_timeout_ms: u64,
+    /// Deliveries of one job before RabbitMQ dead-letters it (quorum queue `x-delivery-limit`).
+    pub delivery_limit: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +165,7 @@ impl Default for Config {
                 amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
                 prefix: "meetbot".into(),
                 connect_timeout_ms: 5_000,
+                delivery_limit: 5,
             },
             telemetry: TelemetryConfig {
                 log_format: LogFormat::Text,
@@ -156,6 +173,12 @@ impl Default for Config {
             },
             ops: OpsConfig {
                 listen: "127.0.0.1:9464".parse().expect("literal address"),
+            },
+            scheduler: SchedulerConfig {
+                lead_seconds: 60,
+                grace_seconds: 600,
+                tick_ms: 1_000,
+                lease_seconds: 15,
             },
         }
     }
@@ -367,6 +390,37 @@ impl Config {
             );
         }
 
+        if !(1..=100).contains(&q.delivery_limit) {
+            bad(
+                "queue.delivery_limit",
+                format!("{} is out of range 1..=100", q.delivery_limit),
+            );
+        }
+        let sc = &self.scheduler;
+        if sc.lead_seconds > 3_600 {
+            bad(
+                "scheduler.lead_seconds",
+                format!("{} is out of range 0..=3600", sc.lead_seconds),
+            );
+        }
+        if !(1..=86_400).contains(&sc.grace_seconds) {
+            bad(
+                "scheduler.grace_seconds",
+                format!("{} is out of range 1..=86400", sc.grace_seconds),
+            );
+        }
+        if !(10..=60_000).contains(&sc.tick_ms) {
+            bad(
+                "scheduler.tick_ms",
+                format!("{} is out of range 10..=60000", sc.tick_ms),
+            );
+        }
+        if sc.lease_seconds < 2 || sc.lease_seconds * 1000 < sc.tick_ms * 2 {
+            bad(
+                "scheduler.lease_seconds",
+                "must be at least 2 and at least two ticks".into(),
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             bad(
                 "telemetry.log_level",

@@ -150,6 +150,9 @@ pub struct Meeting {
     pub join_url: Option<Sealed>,
     /// Organizer and attendees (emails, names, responses) as one sealed JSON list.
     pub attendees: Sealed,
+    /// Whether a bot should join: set by the user's auto-join rules or an ad-hoc request.
+    pub wants_bot: bool,
+    /// Last change; the scheduler reads meetings changed since its last pass by this field.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -208,6 +211,10 @@ pub struct BotJob {
     pub join_at: DateTime<Utc>,
     pub state: BotJobState,
     pub history: Vec<StateChange>,
+    /// When the broker confirmed the job message (set after `Dispatched`); a dispatched job without
+    /// it is republished after a crash, and consumers deduplicate by job id.
+    #[serde(default)]
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// A meeting's transcript: segments (speaker, offsets, text) as one sealed JSON document.

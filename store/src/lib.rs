@@ -116,6 +116,12 @@ pub trait Store: Send + Sync {
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Meeting>>;
     async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool>;
+    /// Meetings whose `updated_at` is at or after `since` (all when `None`), oldest change first.
+    async fn meetings_updated_since(
+        &self,
+        t: &TenantId,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Meeting>>;
 
     /// Inserts a job; `Conflict` if its id or idempotency key exists already.
     async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64>;

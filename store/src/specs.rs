@@ -36,7 +36,13 @@ pub static CONNECTIONS: CollectionSpec = CollectionSpec {
 };
 pub static MEETINGS: CollectionSpec = CollectionSpec {
     name: "meetings",
-    fields: &["connection_id", "event_instance_id", "starts_at", "status"],
+    fields: &[
+        "connection_id",
+        "event_instance_id",
+        "starts_at",
+        "status",
+        "updated_at",
+    ],
     unique: &[&["connection_id", "event_instance_id"]],
     ttl: false,
 };

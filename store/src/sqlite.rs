@@ -342,8 +342,10 @@ impl Engine for SqliteEngine {
                 let conflict = || StoreError::Conflict {
                     collection: spec.name.to_string(),
                 };
+                // IMMEDIATE takes the write lock up front: processes sharing the file wait for each
+                // other (busy_timeout) instead of failing on a read-to-write lock upgrade.
                 let tx = c
-                    .transaction()
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
                 let current: Option<i64> = tx
                     .query_row(

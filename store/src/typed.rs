@@ -370,6 +370,7 @@ impl<E: Engine> Store for E {
                 ("event_instance_id", m.event_instance_id.clone().into()),
                 ("starts_at", m.starts_at.into()),
                 ("status", status.into()),
+                ("updated_at", m.updated_at.into()),
             ],
             None,
             m,
@@ -399,6 +400,19 @@ impl<E: Engine> Store for E {
 
     async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool> {
         self.delete(&tenant(t), &MEETINGS, id).await
+    }
+
+    async fn meetings_updated_since(
+        &self,
+        t: &TenantId,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Meeting>> {
+        let q = Query {
+            range: Some(("updated_at", since.map(Into::into), None)),
+            order: Some(("updated_at", Order::Asc)),
+            ..Default::default()
+        };
+        all(self, &tenant(t), &MEETINGS, q).await
     }
 
     async fn insert_bot_job(&self, t: &TenantId, job: &BotJob) -> Result<u64> {

@@ -171,6 +171,7 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
         all_day: false,
         status: MeetingStatus::Confirmed,
         platform: Some(Platform::GoogleMeet),
+        wants_bot: true,
         updated_at: Utc::now(),
     }
 }
@@ -221,6 +222,7 @@ fn job(meeting: &Meeting, t: &TenantId) -> BotJob {
             state: BotJobState::Scheduled,
             at: Utc::now(),
         }],
+        published_at: None,
     }
 }
 
@@ -560,6 +562,36 @@ async fn meetings_list_by_start_window_in_order(env: Env) {
     ));
 }
 
+async fn meetings_changed_since_a_point_are_listed_oldest_change_first(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let base = Utc::now() - CDuration::minutes(10);
+    let mut ms = Vec::new();
+    for i in 0..3 {
+        let mut m = meeting(&v, 10 + i);
+        m.updated_at = base + CDuration::minutes(i * 2);
+        env.store.put_meeting(&t, &m).await.unwrap();
+        ms.push(m);
+    }
+    let all = env.store.meetings_updated_since(&t, None).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let recent = env
+        .store
+        .meetings_updated_since(&t, Some(base + CDuration::minutes(1)))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = recent.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, vec![ms[1].id.as_str(), ms[2].id.as_str()]);
+    let other = env.tenants.create("O").await.unwrap().id;
+    assert!(
+        env.store
+            .meetings_updated_since(&other, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn leases_are_exclusive_until_released_or_expired(env: Env) {
     let name = meetbot_testsupport::unique("lease-");
     assert!(
@@ -805,6 +837,7 @@ suite!(
     sealed_record_fails_to_open_as_another_tenant_or_record,
     bot_job_idempotency_key_is_unique_and_updates_are_compare_and_set,
     meetings_list_by_start_window_in_order,
+    meetings_changed_since_a_point_are_listed_oldest_change_first,
     leases_are_exclusive_until_released_or_expired,
     concurrent_lease_attempts_have_exactly_one_winner,
     expired_transcripts_are_hidden_at_once_and_purged,

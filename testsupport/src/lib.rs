@@ -113,3 +113,44 @@ fn start_mongoeco() -> anyhow::Result<(String, Child)> {
     }
     Ok((format!("mongodb://{addr}/?directConnection=true"), child))
 }
+
+/// Closes (server side, like a broker restart would) every RabbitMQ connection whose client
+/// properties mention `name`, via `rabbitmqctl`. Returns how many were closed.
+pub fn rabbitmq_close_connections(name: &str) -> anyhow::Result<usize> {
+    // Text output: one connection per line, `<pid>\t<client properties>`; the pid is in the form
+    // close_connection accepts (the JSON formatter prints a form it does not).
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--quiet",
+            "--no-table-headers",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl list_connections failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut closed = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((pid, props)) = line.split_once('\t') else {
+            continue;
+        };
+        if props.contains(&format!("\"{name}\"")) {
+            let st = Command::new("rabbitmqctl")
+                .args([
+                    "close_connection",
+                    pid.trim(),
+                    "closed by a meetbot fault test",
+                    "--quiet",
+                ])
+                .status()?;
+            if st.success() {
+                closed += 1;
+            }
+        }
+    }
+    Ok(closed)
+}

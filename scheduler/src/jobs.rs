@@ -1,0 +1,125 @@
+//! The bot job state machine.
+
+use chrono::{DateTime, Utc};
+use meetbot_core::TenantId;
+use meetbot_core::model::{BotJob, BotJobState, StateChange};
+
+/// The idempotency key of the job for one meeting instance at one start time.
+pub fn idempotency_key(tenant: &TenantId, event_instance_id: &str, start: DateTime<Utc>) -> String {
+    format!("{tenant}:{event_instance_id}:{}", start.timestamp())
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bot job cannot go from {from} to {to}")]
+pub struct InvalidTransition {
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+/// Whether the state machine allows `from -> to`.
+pub fn allowed(from: &BotJobState, to: &BotJobState) -> bool {
+    use BotJobState::*;
+    matches!(
+        (from, to),
+        (Scheduled, Dispatched | Skipped(_) | Cancelled)
+            | (Dispatched, Launched | Failed(_) | Cancelled)
+            | (Launched, Joined | Done | Failed(_) | Cancelled)
+            | (Joined, Done | Failed(_))
+            // A withdrawn job whose meeting moved back to the same start is armed again.
+            | (Cancelled, Scheduled)
+    )
+}
+
+/// Moves `job` to `to` at `at`, recording the change in its history.
+pub fn transition(
+    job: &mut BotJob,
+    to: BotJobState,
+    at: DateTime<Utc>,
+) -> Result<(), InvalidTransition> {
+    if !allowed(&job.state, &to) {
+        return Err(InvalidTransition {
+            from: job.state.name(),
+            to: to.name(),
+        });
+    }
+    job.history.push(StateChange {
+        state: to.clone(),
+        at,
+    });
+    job.state = to;
+    if job.state == BotJobState::Scheduled {
+        job.published_at = None;
+    }
+    Ok(())
+}
+
+/// A job that reached the meeting: its meeting is served and is never armed again.
+pub fn served(state: &BotJobState) -> bool {
+    matches!(state, BotJobState::Joined | BotJobState::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> BotJob {
+        BotJob {
+            id: "j".into(),
+            meeting_id: "m".into(),
+            idempotency_key: "k".into(),
+            join_at: Utc::now(),
+            state: BotJobState::Scheduled,
+            history: vec![],
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn happy_path_is_recorded_with_timestamps() {
+        let mut j = job();
+        for s in [
+            BotJobState::Dispatched,
+            BotJobState::Launched,
+            BotJobState::Joined,
+            BotJobState::Done,
+        ] {
+            transition(&mut j, s, Utc::now()).unwrap();
+        }
+        let names: Vec<&str> = j.history.iter().map(|h| h.state.name()).collect();
+        assert_eq!(names, ["dispatched", "launched", "joined", "done"]);
+    }
+
+    #[test]
+    fn terminal_states_do_not_move_and_served_jobs_are_never_rescheduled() {
+        for terminal in [
+            BotJobState::Done,
+            BotJobState::Failed("x".into()),
+            BotJobState::Skipped("late".into()),
+        ] {
+            for to in [
+                BotJobState::Scheduled,
+                BotJobState::Dispatched,
+                BotJobState::Cancelled,
+            ] {
+                assert!(!allowed(&terminal, &to), "{terminal:?} -> {to:?}");
+            }
+        }
+        assert!(
+            !allowed(&BotJobState::Joined, &BotJobState::Cancelled),
+            "a bot in the call is not withdrawn"
+        );
+        assert!(!allowed(&BotJobState::Dispatched, &BotJobState::Scheduled));
+        assert!(allowed(&BotJobState::Cancelled, &BotJobState::Scheduled));
+    }
+
+    #[test]
+    fn idempotency_key_changes_with_the_start_time() {
+        let t: TenantId = "tenant01".parse().unwrap();
+        let s = Utc::now();
+        assert_eq!(idempotency_key(&t, "e1", s), idempotency_key(&t, "e1", s));
+        assert_ne!(
+            idempotency_key(&t, "e1", s),
+            idempotency_key(&t, "e1", s + chrono::Duration::minutes(5))
+        );
+    }
+}

@@ -1,0 +1,454 @@
+use crate::jobs::{idempotency_key, served, transition};
+use chrono::{DateTime, Duration as CDuration, Utc};
+use meetbot_core::TenantId;
+use meetbot_core::config::SchedulerConfig;
+use meetbot_core::model::{BotJob, BotJobState, Meeting, MeetingStatus, StateChange, TenantStatus};
+use meetbot_queue::{BotEvent, EventKind, JOB_MESSAGE_VERSION, JobMessage, JobQueue};
+use meetbot_store::{JobFilter, Store, StoreError, Versioned};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timing and identity of one scheduler replica.
+#[derive(Clone, Debug)]
+pub struct SchedulerSettings {
+    pub lead: Duration,
+    pub grace: Duration,
+    pub tick: Duration,
+    pub lease: Duration,
+    /// Unique per replica; names it in the tenant leases.
+    pub replica: String,
+}
+
+impl SchedulerSettings {
+    pub fn from_config(c: &SchedulerConfig) -> Self {
+        SchedulerSettings {
+            lead: Duration::from_secs(c.lead_seconds),
+            grace: Duration::from_secs(c.grace_seconds),
+            tick: Duration::from_millis(c.tick_ms),
+            lease: Duration::from_secs(c.lease_seconds),
+            replica: format!("scheduler-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub tenants: u64,
+    pub armed: u64,
+    pub rearmed: u64,
+    pub withdrawn: u64,
+    pub dispatched: u64,
+    pub republished: u64,
+    pub skipped: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+struct Metrics {
+    jobs: Family<Outcome, Counter>,
+    lateness: Histogram,
+    passes: Counter,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    s: SchedulerSettings,
+    /// Tenants whose lease this replica holds, with the newest meeting change it has handled
+    /// (`None` until it has seen one: the next pass reads every meeting).
+    cursors: Mutex<HashMap<TenantId, Option<DateTime<Utc>>>>,
+    metrics: Metrics,
+}
+
+/// Changes written within this window before the cursor are read again: writers' clocks and
+/// commit order may disagree a little; re-reading is harmless (reconciling is idempotent).
+const CURSOR_OVERLAP: CDuration = CDuration::seconds(5);
+
+fn lease_name(t: &TenantId) -> String {
+    format!("scheduler/{t}")
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>, s: SchedulerSettings) -> Self {
+        let metrics = Metrics {
+            jobs: Family::default(),
+            lateness: Histogram::new([
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            passes: Counter::default(),
+        };
+        Scheduler {
+            store,
+            queue,
+            s,
+            cursors: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &SchedulerSettings {
+        &self.s
+    }
+
+    pub fn register_metrics(&self, r: &mut Registry) {
+        r.register(
+            "meetbot_scheduler_jobs",
+            "Bot jobs by scheduler outcome",
+            self.metrics.jobs.clone(),
+        );
+        r.register(
+            "meetbot_scheduler_dispatch_lateness_seconds",
+            "Dispatch time minus planned join time",
+            self.metrics.lateness.clone(),
+        );
+        r.register(
+            "meetbot_scheduler_passes",
+            "Scheduler passes",
+            self.metrics.passes.clone(),
+        );
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.metrics.jobs.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Runs a pass every tick until `shutdown` resolves, then releases this replica's leases.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.s.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    match self.pass(Utc::now()).await {
+                        Ok(r) if r != PassReport { tenants: r.tenants, ..Default::default() } => {
+                            tracing::info!(armed = r.armed, rearmed = r.rearmed, withdrawn = r.withdrawn, dispatched = r.dispatched,
+                                republished = r.republished, skipped = r.skipped, errors = r.errors, "scheduler pass");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
+                    }
+                }
+            }
+        }
+        self.release_leases().await;
+    }
+
+    /// Gives up every tenant lease this replica holds, so another replica takes over at once.
+    pub async fn release_leases(&self) {
+        let held: Vec<TenantId> = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(t, _)| t)
+            .collect();
+        for t in held {
+            let _ = self
+                .store
+                .release_lease(&lease_name(&t), &self.s.replica)
+                .await;
+        }
+    }
+
+    /// One pass over every tenant whose lease this replica holds or can take.
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<PassReport, StoreError> {
+        self.metrics.passes.inc();
+        let mut r = PassReport::default();
+        for tenant in self.store.list_tenants().await? {
+            if tenant.status != TenantStatus::Active {
+                continue;
+            }
+            let t = tenant.id;
+            if !self
+                .store
+                .try_lease(&lease_name(&t), &self.s.replica, self.s.lease)
+                .await?
+            {
+                // Another replica has it; if this one had it before, its cursor is stale now.
+                self.cursors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&t);
+                continue;
+            }
+            r.tenants += 1;
+            if let Err(e) = self.arm(&t, &mut r).await {
+                r.errors += 1;
+                tracing::warn!(tenant = %t, error = %e, "arming failed");
+                continue;
+            }
+            if let Err(e) = self.dispatch(&t, now, &mut r).await {
+                r.errors += 1;
+                tracing::warn!(tenant = %t, error = %e, "dispatching failed");
+            }
+        }
+        Ok(r)
+    }
+
+    async fn arm(&self, t: &TenantId, r: &mut PassReport) -> Result<(), StoreError> {
+        let since = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(t)
+            .copied()
+            .flatten()
+            .and_then(|c| c.checked_sub_signed(CURSOR_OVERLAP));
+        let changed = self.store.meetings_updated_since(t, since).await?;
+        let mut newest = None;
+        for m in &changed {
+            self.reconcile(t, m, r).await?;
+            newest = newest.max(Some(m.updated_at));
+        }
+        let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cursors.entry(t.clone()).or_insert(None);
+        *entry = (*entry).max(newest);
+        Ok(())
+    }
+
+    /// Brings the jobs of one meeting in line with the meeting.
+    async fn reconcile(
+        &self,
+        t: &TenantId,
+        m: &Meeting,
+        r: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let jobs = self
+            .store
+            .find_bot_jobs(
+                t,
+                &JobFilter {
+                    meeting_id: Some(m.id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let wants = m.wants_bot
+            && m.status != MeetingStatus::Cancelled
+            && m.join_url.is_some()
+            && !m.all_day;
+        let desired = wants.then(|| idempotency_key(t, &m.event_instance_id, m.starts_at));
+
+        for j in &jobs {
+            let live = matches!(
+                j.value.state,
+                BotJobState::Scheduled | BotJobState::Dispatched | BotJobState::Launched
+            );
+            if live && desired.as_deref() != Some(j.value.idempotency_key.as_str()) {
+                let reason = if wants {
+                    "meeting moved"
+                } else {
+                    "meeting cancelled or no longer wants a bot"
+                };
+                if self.withdraw(t, j, reason).await? {
+                    r.withdrawn += 1;
+                }
+            }
+        }
+        if jobs.iter().any(|j| served(&j.value.state)) {
+            return Ok(()); // a meeting already served is never armed again
+        }
+        let Some(key) = desired else { return Ok(()) };
+        let join_at = m.starts_at - CDuration::from_std(self.s.lead).unwrap_or_default();
+        if let Some(existing) = jobs.iter().find(|j| j.value.idempotency_key == key) {
+            if existing.value.state == BotJobState::Cancelled {
+                let mut job = existing.value.clone();
+                job.join_at = join_at;
+                if transition(&mut job, BotJobState::Scheduled, Utc::now()).is_ok() {
+                    match self.store.update_bot_job(t, &job, existing.version).await {
+                        Ok(_) => {
+                            r.rearmed += 1;
+                            self.count("rearmed");
+                        }
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let now = Utc::now();
+        let job = BotJob {
+            id: meetbot_core::ids::new_record_id(),
+            meeting_id: m.id.clone(),
+            idempotency_key: key,
+            join_at,
+            state: BotJobState::Scheduled,
+            history: vec![StateChange {
+                state: BotJobState::Scheduled,
+                at: now,
+            }],
+            published_at: None,
+        };
+        match self.store.insert_bot_job(t, &job).await {
+            Ok(_) => {
+                r.armed += 1;
+                self.count("armed");
+                Ok(())
+            }
+            // Another replica armed the same key first: that is the one job.
+            Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels a live job; if it was already handed to the queue, tells launchers to stop it.
+    async fn withdraw(
+        &self,
+        t: &TenantId,
+        j: &Versioned<BotJob>,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut job = j.value.clone();
+        let was = job.state.clone();
+        if transition(&mut job, BotJobState::Cancelled, Utc::now()).is_err() {
+            return Ok(false);
+        }
+        match self.store.update_bot_job(t, &job, j.version).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.count("withdrawn");
+        if was != BotJobState::Scheduled {
+            let ev = BotEvent {
+                v: JOB_MESSAGE_VERSION,
+                job_id: job.id.clone(),
+                tenant_id: t.clone(),
+                meeting_id: job.meeting_id.clone(),
+                kind: EventKind::Withdrawn(reason.to_string()),
+                at: Utc::now(),
+            };
+            if let Err(e) = self.queue.publish_event(&ev).await {
+                // The job is cancelled in the store, which is what a launcher checks before
+                // launching; a running bot learns it at its next state check.
+                tracing::warn!(job = %job.id, error = %e, "withdrawal event not published");
+            }
+        }
+        Ok(true)
+    }
+
+    async fn dispatch(
+        &self,
+        t: &TenantId,
+        now: DateTime<Utc>,
+        r: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        // Dispatched before a crash or a broker outage, never confirmed: publish again.
+        let pending = self
+            .store
+            .find_bot_jobs(
+                t,
+                &JobFilter {
+                    state: Some("dispatched"),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        for j in pending
+            .into_iter()
+            .filter(|j| j.value.published_at.is_none())
+        {
+            if self.publish(t, j).await? {
+                r.republished += 1;
+            }
+        }
+
+        let due = self
+            .store
+            .find_bot_jobs(
+                t,
+                &JobFilter {
+                    state: Some("scheduled"),
+                    join_before: Some(now + CDuration::milliseconds(1)),
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let grace = CDuration::from_std(self.s.grace).unwrap_or_default();
+        for j in due {
+            let mut job = j.value.clone();
+            let late = now - job.join_at;
+            let (to, outcome) = if late > grace {
+                (
+                    BotJobState::Skipped(format!(
+                        "late by {} s (grace {} s)",
+                        late.num_seconds(),
+                        grace.num_seconds()
+                    )),
+                    "skipped",
+                )
+            } else {
+                (BotJobState::Dispatched, "dispatched")
+            };
+            if transition(&mut job, to, now).is_err() {
+                continue;
+            }
+            let version = match self.store.update_bot_job(t, &job, j.version).await {
+                Ok(v) => v,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            self.count(outcome);
+            if outcome == "skipped" {
+                r.skipped += 1;
+                continue;
+            }
+            if self
+                .publish(
+                    t,
+                    Versioned {
+                        value: job,
+                        version,
+                    },
+                )
+                .await?
+            {
+                r.dispatched += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes a dispatched job and records the confirm. `false` if the broker did not confirm
+    /// (the job stays dispatched-unconfirmed and is published again on a later pass).
+    async fn publish(&self, t: &TenantId, j: Versioned<BotJob>) -> Result<bool, StoreError> {
+        let mut job = j.value;
+        let now = Utc::now();
+        let msg = JobMessage {
+            v: JOB_MESSAGE_VERSION,
+            job_id: job.id.clone(),
+            tenant_id: t.clone(),
+            meeting_id: job.meeting_id.clone(),
+            idempotency_key: job.idempotency_key.clone(),
+            join_at: job.join_at,
+            dispatched_at: now,
+        };
+        if let Err(e) = self.queue.publish_job(&msg).await {
+            tracing::warn!(job = %job.id, error = %e, "job not confirmed by the queue; will publish again");
+            return Ok(false);
+        }
+        self.metrics
+            .lateness
+            .observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
+        job.published_at = Some(now);
+        match self.store.update_bot_job(t, &job, j.version).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
