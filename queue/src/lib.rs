@@ -45,6 +45,16 @@ pub trait JobQueue: Send + Sync {
     /// Publishes a job and returns once the broker has confirmed it.
     async fn publish_job(&self, job: &JobMessage) -> Result<(), QueueError>;
 
+    /// Publishes several jobs and returns once the broker has confirmed all of them. Confirms are
+    /// awaited together, so this is much faster than one `publish_job` per job. On failure some
+    /// may have been delivered: callers publish them again, consumers deduplicate by job id.
+    async fn publish_jobs(&self, jobs: &[JobMessage]) -> Result<(), QueueError> {
+        for j in jobs {
+            self.publish_job(j).await?;
+        }
+        Ok(())
+    }
+
     /// Publishes a lifecycle event (confirmed).
     async fn publish_event(&self, ev: &BotEvent) -> Result<(), QueueError>;
 

@@ -237,22 +237,20 @@ impl RabbitQueue {
     }
 
     /// Publishes with a confirm; reconnects and retries until confirmed or the deadline passes.
-    async fn publish(
-        &self,
-        exchange: &str,
-        key: &str,
-        payload: &[u8],
-        props: BasicProperties,
-    ) -> Result<(), QueueError> {
+    async fn publish(&self, exchange: &str, key: &str, payload: &[u8], props: BasicProperties) -> Result<(), QueueError> {
+        self.publish_batch(exchange, key, &[(payload.to_vec(), props)]).await
+    }
+
+    /// Publishes every message, then awaits all confirms; messages not confirmed are published
+    /// again on a fresh connection (exponential backoff) until confirmed or the deadline passes.
+    async fn publish_batch(&self, exchange: &str, key: &str, msgs: &[(Vec<u8>, BasicProperties)]) -> Result<(), QueueError> {
         let deadline = tokio::time::Instant::now() + self.publish_deadline;
         let mut backoff = Duration::from_millis(50);
+        let mut pending: Vec<usize> = (0..msgs.len()).collect();
         loop {
-            let attempt = async {
-                let mut guard = self.link.lock().await;
-                if guard
-                    .as_ref()
-                    .is_none_or(|l| !l.channel.status().connected())
-                {
+            let mut guard = self.link.lock().await;
+            let attempt: Result<(), QueueError> = async {
+                if guard.as_ref().is_none_or(|l| !l.channel.status().connected()) {
                     *guard = None;
                     self.reconnects.inc();
                     let link = self.open("publisher", true).await?;
@@ -260,48 +258,53 @@ impl RabbitQueue {
                     tracing::info!(broker = %self.address, "publisher reconnected");
                     *guard = Some(link);
                 }
-                let link = guard
-                    .as_ref()
-                    .ok_or_else(|| QueueError::Other("no link".into()))?;
-                let opts = BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                };
-                let confirm = link
-                    .channel
-                    .basic_publish(short(exchange), short(key), opts, payload, props.clone())
-                    .await
-                    .map_err(|e| self.unavailable(e));
-                let result = match confirm {
-                    Ok(c) => match c.await {
+                let link = guard.as_ref().ok_or_else(|| QueueError::Other("no link".into()))?;
+                let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+                let mut confirms = Vec::with_capacity(pending.len());
+                for &i in &pending {
+                    let (payload, props) = &msgs[i];
+                    match link.channel.basic_publish(short(exchange), short(key), opts, payload, props.clone()).await {
+                        Ok(c) => confirms.push((i, c)),
+                        Err(e) => return Err(self.unavailable(e)),
+                    }
+                }
+                let mut failed = Vec::new();
+                let mut last_err = None;
+                for (i, c) in confirms {
+                    let r = match c.await {
                         Ok(Confirmation::Ack(None)) => Ok(()),
-                        Ok(Confirmation::Ack(Some(_))) => {
-                            Err(QueueError::Other(format!("{exchange}: message unroutable")))
-                        }
+                        Ok(Confirmation::Ack(Some(_))) => Err(QueueError::Other(format!("{exchange}: message unroutable"))),
                         Ok(Confirmation::Nack(_)) => Err(QueueError::Nacked(exchange.to_string())),
-                        Ok(Confirmation::NotRequested) => {
-                            Err(QueueError::Other("publisher confirms are off".into()))
-                        }
+                        Ok(Confirmation::NotRequested) => Err(QueueError::Other("publisher confirms are off".into())),
                         Err(e) => Err(self.unavailable(e)),
-                    },
-                    Err(e) => Err(e),
-                };
-                if result.is_err() {
-                    // Whatever went wrong, start the next attempt on a fresh connection.
+                    };
+                    if let Err(e) = r {
+                        failed.push(i);
+                        last_err = Some(e);
+                    }
+                }
+                pending = failed;
+                match last_err {
+                    None => Ok(()),
+                    Some(e) => Err(e),
+                }
+            }
+            .await;
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // Whatever went wrong, the next attempt starts on a fresh connection.
                     if let Some(l) = guard.take() {
                         let _ = l.connection.close(200, "reconnecting".into()).await;
                     }
-                }
-                result
-            };
-            match attempt.await {
-                Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publish failed; retrying");
+                    drop(guard);
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, unconfirmed = pending.len(), retry_in_ms = backoff.as_millis() as u64, "publish failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -350,10 +353,16 @@ impl JobQueue for RabbitQueue {
     }
 
     async fn publish_job(&self, job: &JobMessage) -> Result<(), QueueError> {
-        let payload = serde_json::to_vec(job).map_err(|e| QueueError::Other(e.to_string()))?;
-        let props = persistent().with_message_id(short(&job.job_id));
-        self.publish(&self.topo.jobs_exchange, ROUTING_KEY, &payload, props)
-            .await
+        self.publish_jobs(std::slice::from_ref(job)).await
+    }
+
+    async fn publish_jobs(&self, jobs: &[JobMessage]) -> Result<(), QueueError> {
+        let mut msgs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let payload = serde_json::to_vec(job).map_err(|e| QueueError::Other(e.to_string()))?;
+            msgs.push((payload, persistent().with_message_id(short(&job.job_id))));
+        }
+        self.publish_batch(&self.topo.jobs_exchange, ROUTING_KEY, &msgs).await
     }
 
     async fn publish_event(&self, ev: &BotEvent) -> Result<(), QueueError> {

@@ -341,31 +341,16 @@ impl Scheduler {
         Ok(true)
     }
 
-    async fn dispatch(
-        &self,
-        t: &TenantId,
-        now: DateTime<Utc>,
-        r: &mut PassReport,
-    ) -> Result<(), StoreError> {
+    async fn dispatch(&self, t: &TenantId, now: DateTime<Utc>, r: &mut PassReport) -> Result<(), StoreError> {
         // Dispatched before a crash or a broker outage, never confirmed: publish again.
-        let pending = self
+        let pending: Vec<Versioned<BotJob>> = self
             .store
-            .find_bot_jobs(
-                t,
-                &JobFilter {
-                    state: Some("dispatched"),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        for j in pending
+            .find_bot_jobs(t, &JobFilter { state: Some("dispatched"), ..Default::default() })
+            .await?
             .into_iter()
             .filter(|j| j.value.published_at.is_none())
-        {
-            if self.publish(t, j).await? {
-                r.republished += 1;
-            }
-        }
+            .collect();
+        r.republished += self.publish(t, pending).await?;
 
         let due = self
             .store
@@ -380,75 +365,72 @@ impl Scheduler {
             )
             .await?;
         let grace = CDuration::from_std(self.s.grace).unwrap_or_default();
+        let mut dispatched = Vec::with_capacity(due.len());
         for j in due {
             let mut job = j.value.clone();
             let late = now - job.join_at;
-            let (to, outcome) = if late > grace {
-                (
-                    BotJobState::Skipped(format!(
-                        "late by {} s (grace {} s)",
-                        late.num_seconds(),
-                        grace.num_seconds()
-                    )),
-                    "skipped",
-                )
+            let skip = late > grace;
+            let to = if skip {
+                BotJobState::Skipped(format!("late by {} s (grace {} s)", late.num_seconds(), grace.num_seconds()))
             } else {
-                (BotJobState::Dispatched, "dispatched")
+                BotJobState::Dispatched
             };
             if transition(&mut job, to, now).is_err() {
                 continue;
             }
+            // The compare-and-set is what makes this replica the only one to dispatch the job.
             let version = match self.store.update_bot_job(t, &job, j.version).await {
                 Ok(v) => v,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            self.count(outcome);
-            if outcome == "skipped" {
+            if skip {
                 r.skipped += 1;
-                continue;
-            }
-            if self
-                .publish(
-                    t,
-                    Versioned {
-                        value: job,
-                        version,
-                    },
-                )
-                .await?
-            {
-                r.dispatched += 1;
+                self.count("skipped");
+            } else {
+                self.count("dispatched");
+                dispatched.push(Versioned { value: job, version });
             }
         }
+        r.dispatched += self.publish(t, dispatched).await?;
         Ok(())
     }
 
-    /// Publishes a dispatched job and records the confirm. `false` if the broker did not confirm
-    /// (the job stays dispatched-unconfirmed and is published again on a later pass).
-    async fn publish(&self, t: &TenantId, j: Versioned<BotJob>) -> Result<bool, StoreError> {
-        let mut job = j.value;
+    /// Publishes dispatched jobs (confirms awaited together) and records each confirm. Returns
+    /// how many were confirmed; unconfirmed jobs stay dispatched-unconfirmed and are published
+    /// again on a later pass.
+    async fn publish(&self, t: &TenantId, jobs: Vec<Versioned<BotJob>>) -> Result<u64, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
         let now = Utc::now();
-        let msg = JobMessage {
-            v: JOB_MESSAGE_VERSION,
-            job_id: job.id.clone(),
-            tenant_id: t.clone(),
-            meeting_id: job.meeting_id.clone(),
-            idempotency_key: job.idempotency_key.clone(),
-            join_at: job.join_at,
-            dispatched_at: now,
-        };
-        if let Err(e) = self.queue.publish_job(&msg).await {
-            tracing::warn!(job = %job.id, error = %e, "job not confirmed by the queue; will publish again");
-            return Ok(false);
+        let msgs: Vec<JobMessage> = jobs
+            .iter()
+            .map(|j| JobMessage {
+                v: JOB_MESSAGE_VERSION,
+                job_id: j.value.id.clone(),
+                tenant_id: t.clone(),
+                meeting_id: j.value.meeting_id.clone(),
+                idempotency_key: j.value.idempotency_key.clone(),
+                join_at: j.value.join_at,
+                dispatched_at: now,
+            })
+            .collect();
+        if let Err(e) = self.queue.publish_jobs(&msgs).await {
+            tracing::warn!(tenant = %t, jobs = msgs.len(), error = %e, "jobs not confirmed by the queue; will publish again");
+            return Ok(0);
         }
-        self.metrics
-            .lateness
-            .observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
-        job.published_at = Some(now);
-        match self.store.update_bot_job(t, &job, j.version).await {
-            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(true),
-            Err(e) => Err(e),
+        let mut confirmed = 0;
+        for j in jobs {
+            let mut job = j.value;
+            self.metrics.lateness.observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
+            job.published_at = Some(now);
+            match self.store.update_bot_job(t, &job, j.version).await {
+                // A conflict means a consumer already moved the job on: it was delivered.
+                Ok(_) | Err(StoreError::Conflict { .. }) => confirmed += 1,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(confirmed)
     }
 }

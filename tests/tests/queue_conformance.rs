@@ -97,6 +97,19 @@ async fn published_job_is_delivered_once_and_gone_after_ack(env: Env) {
     env.teardown().await;
 }
 
+async fn a_batch_of_jobs_is_confirmed_together_and_delivered_in_order(env: Env) {
+    let batch: Vec<JobMessage> = (0..50).map(job).collect();
+    env.queue.publish_jobs(&batch).await.unwrap();
+    let mut s = env.queue.consume_jobs().await.unwrap();
+    for want in &batch {
+        let d = within(s.next()).await.unwrap();
+        assert_eq!(&d.job, want);
+        d.ack().await.unwrap();
+    }
+    drop(s);
+    env.teardown().await;
+}
+
 async fn unsettled_job_is_redelivered_when_its_consumer_dies(env: Env) {
     env.queue.publish_job(&job(7)).await.unwrap();
     let mut a = env.queue.consume_jobs().await.unwrap();
@@ -262,6 +275,7 @@ macro_rules! suite {
 
 suite!(
     published_job_is_delivered_once_and_gone_after_ack,
+    a_batch_of_jobs_is_confirmed_together_and_delivered_in_order,
     unsettled_job_is_redelivered_when_its_consumer_dies,
     poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_going,
     a_job_requeued_past_the_delivery_limit_is_dead_lettered,
