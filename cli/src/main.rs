@@ -40,6 +40,26 @@ enum Command {
     /// Tenant data keys: rotate, re-encrypt, retire old versions.
     #[command(subcommand)]
     Keys(tenant::KeysCmd),
+    /// Calendar tools for support staff.
+    #[command(subcommand)]
+    Calendar(CalendarCmd),
+}
+
+#[derive(Subcommand)]
+enum CalendarCmd {
+    /// Prints the normalised meeting(s) of a provider JSON payload (an event or a list/delta page).
+    Parse {
+        #[arg(long, value_enum)]
+        provider: Provider,
+        /// The JSON file (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Provider {
+    Google,
+    Microsoft,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +103,27 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
+    } else {
+        bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    }
+    let provider = match provider {
+        Provider::Google => meetbot_core::model::CalendarProvider::Google,
+        Provider::Microsoft => meetbot_core::model::CalendarProvider::Microsoft,
+    };
+    let events = meetbot_calendar_sync::parse_payload(provider, &bytes)
+        .with_context(|| format!("parsing {}", file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&events)?);
+    Ok(())
+}
+
 async fn run(cmd: Command, config: Config) -> Result<()> {
     match cmd {
         Command::Dev => runtime::dev(config).await,
@@ -90,5 +131,6 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Scheduler => runtime::scheduler(config).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
+        Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
     }
 }

@@ -295,3 +295,36 @@ fn scheduler_service_refuses_the_in_process_queue() {
         stderr(&o)
     );
 }
+
+#[test]
+fn calendar_parse_prints_normalised_meetings_and_rejects_bad_json_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../calendar-sync/tests/fixtures/graph_calendarview_delta.json"
+    );
+    let o = meetbot(
+        dir.path(),
+        &["calendar", "parse", "--provider", "microsoft", fixture],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let evs = v.as_array().unwrap();
+    assert_eq!(evs.len(), 10);
+    assert_eq!(evs[0]["link"]["platform"], "teams");
+    assert_eq!(evs[0]["series_id"], "AAMkAGI2TGuLAAA=");
+    std::fs::write(dir.path().join("bad.json"), "{\"items\": [ {\"id\": ").unwrap();
+    let o = meetbot(
+        dir.path(),
+        &["calendar", "parse", "--provider", "google", "bad.json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("parsing bad.json") && e.contains("not JSON"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1);
+}

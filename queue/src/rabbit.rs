@@ -237,20 +237,35 @@ impl RabbitQueue {
     }
 
     /// Publishes with a confirm; reconnects and retries until confirmed or the deadline passes.
-    async fn publish(&self, exchange: &str, key: &str, payload: &[u8], props: BasicProperties) -> Result<(), QueueError> {
-        self.publish_batch(exchange, key, &[(payload.to_vec(), props)]).await
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), QueueError> {
+        self.publish_batch(exchange, key, &[(payload.to_vec(), props)])
+            .await
     }
 
     /// Publishes every message, then awaits all confirms; messages not confirmed are published
     /// again on a fresh connection (exponential backoff) until confirmed or the deadline passes.
-    async fn publish_batch(&self, exchange: &str, key: &str, msgs: &[(Vec<u8>, BasicProperties)]) -> Result<(), QueueError> {
+    async fn publish_batch(
+        &self,
+        exchange: &str,
+        key: &str,
+        msgs: &[(Vec<u8>, BasicProperties)],
+    ) -> Result<(), QueueError> {
         let deadline = tokio::time::Instant::now() + self.publish_deadline;
         let mut backoff = Duration::from_millis(50);
         let mut pending: Vec<usize> = (0..msgs.len()).collect();
         loop {
             let mut guard = self.link.lock().await;
             let attempt: Result<(), QueueError> = async {
-                if guard.as_ref().is_none_or(|l| !l.channel.status().connected()) {
+                if guard
+                    .as_ref()
+                    .is_none_or(|l| !l.channel.status().connected())
+                {
                     *guard = None;
                     self.reconnects.inc();
                     let link = self.open("publisher", true).await?;
@@ -258,12 +273,21 @@ impl RabbitQueue {
                     tracing::info!(broker = %self.address, "publisher reconnected");
                     *guard = Some(link);
                 }
-                let link = guard.as_ref().ok_or_else(|| QueueError::Other("no link".into()))?;
-                let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+                let link = guard
+                    .as_ref()
+                    .ok_or_else(|| QueueError::Other("no link".into()))?;
+                let opts = BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                };
                 let mut confirms = Vec::with_capacity(pending.len());
                 for &i in &pending {
                     let (payload, props) = &msgs[i];
-                    match link.channel.basic_publish(short(exchange), short(key), opts, payload, props.clone()).await {
+                    match link
+                        .channel
+                        .basic_publish(short(exchange), short(key), opts, payload, props.clone())
+                        .await
+                    {
                         Ok(c) => confirms.push((i, c)),
                         Err(e) => return Err(self.unavailable(e)),
                     }
@@ -273,9 +297,13 @@ impl RabbitQueue {
                 for (i, c) in confirms {
                     let r = match c.await {
                         Ok(Confirmation::Ack(None)) => Ok(()),
-                        Ok(Confirmation::Ack(Some(_))) => Err(QueueError::Other(format!("{exchange}: message unroutable"))),
+                        Ok(Confirmation::Ack(Some(_))) => {
+                            Err(QueueError::Other(format!("{exchange}: message unroutable")))
+                        }
                         Ok(Confirmation::Nack(_)) => Err(QueueError::Nacked(exchange.to_string())),
-                        Ok(Confirmation::NotRequested) => Err(QueueError::Other("publisher confirms are off".into())),
+                        Ok(Confirmation::NotRequested) => {
+                            Err(QueueError::Other("publisher confirms are off".into()))
+                        }
                         Err(e) => Err(self.unavailable(e)),
                     };
                     if let Err(e) = r {
@@ -362,7 +390,8 @@ impl JobQueue for RabbitQueue {
             let payload = serde_json::to_vec(job).map_err(|e| QueueError::Other(e.to_string()))?;
             msgs.push((payload, persistent().with_message_id(short(&job.job_id))));
         }
-        self.publish_batch(&self.topo.jobs_exchange, ROUTING_KEY, &msgs).await
+        self.publish_batch(&self.topo.jobs_exchange, ROUTING_KEY, &msgs)
+            .await
     }
 
     async fn publish_event(&self, ev: &BotEvent) -> Result<(), QueueError> {

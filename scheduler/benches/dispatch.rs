@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(sorted: &[i64], p: f64) -> i64 {
@@ -33,7 +36,8 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let url = std::env::var("MEETBOT_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let url = std::env::var("MEETBOT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let n = env_num("MEETBOT_BENCH_MEETINGS", 10_000) as usize;
     let tick_ms = env_num("MEETBOT_BENCH_TICK_MS", 100);
     let tenants_n = 20usize;
@@ -41,7 +45,11 @@ async fn main() {
 
     // 1. Publish throughput with confirms (sequential, one publisher connection).
     let prefix = meetbot_testsupport::unique("bench");
-    let queue = Arc::new(RabbitQueue::connect(&url, &prefix, &prefix, 5, Duration::from_secs(5)).await.expect("RabbitMQ"));
+    let queue = Arc::new(
+        RabbitQueue::connect(&url, &prefix, &prefix, 5, Duration::from_secs(5))
+            .await
+            .expect("RabbitMQ"),
+    );
     let msg = |i: usize| JobMessage {
         v: JOB_MESSAGE_VERSION,
         job_id: format!("bench-{i}"),
@@ -57,16 +65,25 @@ async fn main() {
         queue.publish_job(&msg(i)).await.unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
-    rows.push(("publish with confirm (sequential)".into(), format!("{:.0} jobs/s ({n} in {secs:.2} s)", n as f64 / secs)));
+    rows.push((
+        "publish with confirm (sequential)".into(),
+        format!("{:.0} jobs/s ({n} in {secs:.2} s)", n as f64 / secs),
+    ));
     queue.delete_topology().await.unwrap();
 
     // 2. End to end: meetings -> scheduler -> RabbitMQ -> consumer claims.
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("store")).unwrap()).await.unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("store")).unwrap())
+        .await
+        .unwrap();
     let keys = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("kek.key")).unwrap());
     let tenants = Tenants::new(store.clone(), keys);
     let prefix = meetbot_testsupport::unique("bench");
-    let queue = Arc::new(RabbitQueue::connect(&url, &prefix, &prefix, 5, Duration::from_secs(5)).await.unwrap());
+    let queue = Arc::new(
+        RabbitQueue::connect(&url, &prefix, &prefix, 5, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
     let mut ids = Vec::new();
     for i in 0..tenants_n {
         ids.push(tenants.create(&format!("bench {i}")).await.unwrap().id);
@@ -88,7 +105,10 @@ async fn main() {
         let m = Meeting {
             title: v.seal::<Meeting>(&id, "title", b"bench").unwrap(),
             attendees: v.seal::<Meeting>(&id, "attendees", b"[]").unwrap(),
-            join_url: Some(v.seal::<Meeting>(&id, "join_url", b"https://meet.example/b").unwrap()),
+            join_url: Some(
+                v.seal::<Meeting>(&id, "join_url", b"https://meet.example/b")
+                    .unwrap(),
+            ),
             event_instance_id: format!("e-{id}"),
             id,
             connection_id: Some("c".into()),
@@ -105,7 +125,10 @@ async fn main() {
         metas.push(m.starts_at);
     }
     let stored = t.elapsed().as_secs_f64();
-    rows.push(("store meetings (embedded SQLite)".into(), format!("{:.0} meetings/s", n as f64 / stored)));
+    rows.push((
+        "store meetings (embedded SQLite)".into(),
+        format!("{:.0} meetings/s", n as f64 / stored),
+    ));
 
     let settings = SchedulerSettings {
         lead: Duration::from_millis(lead_ms as u64),
@@ -119,7 +142,14 @@ async fn main() {
     let arm_t = Instant::now();
     let first = sched.pass(Utc::now()).await.unwrap();
     let arm_secs = arm_t.elapsed().as_secs_f64();
-    rows.push(("first pass: arm jobs".into(), format!("{} jobs in {arm_secs:.2} s ({:.0} jobs/s)", first.armed, first.armed as f64 / arm_secs)));
+    rows.push((
+        "first pass: arm jobs".into(),
+        format!(
+            "{} jobs in {arm_secs:.2} s ({:.0} jobs/s)",
+            first.armed,
+            first.armed as f64 / arm_secs
+        ),
+    ));
     let sched_task = {
         let s = sched.clone();
         tokio::spawn(async move {
@@ -134,10 +164,16 @@ async fn main() {
     let mut lateness = Vec::with_capacity(n);
     let mut delivery = Vec::with_capacity(n);
     let mut dup = 0;
-    let deadline = Instant::now() + Duration::from_millis((head_start_ms + spread_ms + 60_000) as u64);
-    eprintln!("dispatching {n} jobs over {} s with tick {tick_ms} ms...", spread_ms / 1000);
+    let deadline =
+        Instant::now() + Duration::from_millis((head_start_ms + spread_ms + 60_000) as u64);
+    eprintln!(
+        "dispatching {n} jobs over {} s with tick {tick_ms} ms...",
+        spread_ms / 1000
+    );
     while lateness.len() < n && Instant::now() < deadline {
-        let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else { continue };
+        let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else {
+            continue;
+        };
         let now = Utc::now();
         match claim(store.as_ref(), &d.job).await.unwrap() {
             Claim::Launch(_) => {
@@ -154,14 +190,27 @@ async fn main() {
     queue.delete_topology().await.unwrap();
     lateness.sort_unstable();
     delivery.sort_unstable();
-    rows.push(("jobs dispatched / launched once".into(), format!("{} of {n} ({dup} duplicate deliveries)", lateness.len())));
+    rows.push((
+        "jobs dispatched / launched once".into(),
+        format!("{} of {n} ({dup} duplicate deliveries)", lateness.len()),
+    ));
     rows.push((
         format!("dispatch lateness vs plan (tick {tick_ms} ms)"),
-        format!("p50 {} ms, p99 {} ms, max {} ms", pct(&lateness, 0.5), pct(&lateness, 0.99), lateness.last().copied().unwrap_or(0)),
+        format!(
+            "p50 {} ms, p99 {} ms, max {} ms",
+            pct(&lateness, 0.5),
+            pct(&lateness, 0.99),
+            lateness.last().copied().unwrap_or(0)
+        ),
     ));
     rows.push((
         "consumer receipt lateness vs plan".into(),
-        format!("p50 {} ms, p99 {} ms, max {} ms", pct(&delivery, 0.5), pct(&delivery, 0.99), delivery.last().copied().unwrap_or(0)),
+        format!(
+            "p50 {} ms, p99 {} ms, max {} ms",
+            pct(&delivery, 0.5),
+            pct(&delivery, 0.99),
+            delivery.last().copied().unwrap_or(0)
+        ),
     ));
 
     println!(

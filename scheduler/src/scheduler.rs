@@ -68,6 +68,9 @@ pub struct Scheduler {
     /// Tenants whose lease this replica holds, with the newest meeting change it has handled
     /// (`None` until it has seen one: the next pass reads every meeting).
     cursors: Mutex<HashMap<TenantId, Option<DateTime<Utc>>>>,
+    /// When this replica last took or renewed each tenant's lease. Renewal is a durable write, so
+    /// it happens only once a third of the lease has run out, not on every tick.
+    renewed: Mutex<HashMap<TenantId, std::time::Instant>>,
     metrics: Metrics,
 }
 
@@ -93,6 +96,7 @@ impl Scheduler {
             queue,
             s,
             cursors: Mutex::new(HashMap::new()),
+            renewed: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -148,6 +152,10 @@ impl Scheduler {
 
     /// Gives up every tenant lease this replica holds, so another replica takes over at once.
     pub async fn release_leases(&self) {
+        self.renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let held: Vec<TenantId> = self
             .cursors
             .lock()
@@ -163,6 +171,32 @@ impl Scheduler {
         }
     }
 
+    /// Whether this replica holds `t`'s lease now, taking or renewing it when a third of it has
+    /// run out. Between renewals the lease is valid for at least two thirds of its length.
+    async fn hold_lease(&self, t: &TenantId) -> Result<bool, StoreError> {
+        let fresh = self
+            .renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(t)
+            .is_some_and(|at| at.elapsed() < self.s.lease / 3);
+        if fresh {
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        let held = self
+            .store
+            .try_lease(&lease_name(t), &self.s.replica, self.s.lease)
+            .await?;
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        if held {
+            renewed.insert(t.clone(), started);
+        } else {
+            renewed.remove(t);
+        }
+        Ok(held)
+    }
+
     /// One pass over every tenant whose lease this replica holds or can take.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<PassReport, StoreError> {
         self.metrics.passes.inc();
@@ -172,11 +206,7 @@ impl Scheduler {
                 continue;
             }
             let t = tenant.id;
-            if !self
-                .store
-                .try_lease(&lease_name(&t), &self.s.replica, self.s.lease)
-                .await?
-            {
+            if !self.hold_lease(&t).await? {
                 // Another replica has it; if this one had it before, its cursor is stale now.
                 self.cursors
                     .lock()
@@ -341,11 +371,22 @@ impl Scheduler {
         Ok(true)
     }
 
-    async fn dispatch(&self, t: &TenantId, now: DateTime<Utc>, r: &mut PassReport) -> Result<(), StoreError> {
+    async fn dispatch(
+        &self,
+        t: &TenantId,
+        now: DateTime<Utc>,
+        r: &mut PassReport,
+    ) -> Result<(), StoreError> {
         // Dispatched before a crash or a broker outage, never confirmed: publish again.
         let pending: Vec<Versioned<BotJob>> = self
             .store
-            .find_bot_jobs(t, &JobFilter { state: Some("dispatched"), ..Default::default() })
+            .find_bot_jobs(
+                t,
+                &JobFilter {
+                    state: Some("dispatched"),
+                    ..Default::default()
+                },
+            )
             .await?
             .into_iter()
             .filter(|j| j.value.published_at.is_none())
@@ -371,7 +412,11 @@ impl Scheduler {
             let late = now - job.join_at;
             let skip = late > grace;
             let to = if skip {
-                BotJobState::Skipped(format!("late by {} s (grace {} s)", late.num_seconds(), grace.num_seconds()))
+                BotJobState::Skipped(format!(
+                    "late by {} s (grace {} s)",
+                    late.num_seconds(),
+                    grace.num_seconds()
+                ))
             } else {
                 BotJobState::Dispatched
             };
@@ -389,7 +434,10 @@ impl Scheduler {
                 self.count("skipped");
             } else {
                 self.count("dispatched");
-                dispatched.push(Versioned { value: job, version });
+                dispatched.push(Versioned {
+                    value: job,
+                    version,
+                });
             }
         }
         r.dispatched += self.publish(t, dispatched).await?;
@@ -423,7 +471,9 @@ impl Scheduler {
         let mut confirmed = 0;
         for j in jobs {
             let mut job = j.value;
-            self.metrics.lateness.observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
+            self.metrics
+                .lateness
+                .observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
             job.published_at = Some(now);
             match self.store.update_bot_job(t, &job, j.version).await {
                 // A conflict means a consumer already moved the job on: it was delivered.

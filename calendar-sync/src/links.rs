@@ -1,0 +1,343 @@
+//! Finding the meeting link in an event: structured conference fields first, then the location,
+//! then the description (HTML or text). Tracking wrappers (Outlook safelinks, Google redirects,
+//! Proofpoint URL Defense) are unwrapped first.
+
+use meetbot_core::model::Platform;
+use url::Url;
+
+/// A join link and the platform it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MeetingLink {
+    pub url: String,
+    pub platform: Platform,
+}
+
+/// Where a candidate link was found; decides whether an unknown https link counts as a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A provider's conference field (`conferenceData`, `onlineMeeting`): trusted as is.
+    Conference,
+    /// The event's location: an https link there is taken as a generic WebRTC room.
+    Location,
+    /// Free text: only links of known meeting platforms count (documents are linked there too).
+    Description,
+}
+
+fn host_is(host: &str, domain: &str) -> bool {
+    host == domain || host.ends_with(&format!(".{domain}"))
+}
+
+/// The platform of a join URL, or `None` if it is not a meeting link this knows.
+pub fn classify(url: &Url) -> Option<Platform> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    let path = url.path().to_ascii_lowercase();
+    if host_is(&host, "zoom.us") || host_is(&host, "zoomgov.com") {
+        // /j/ID meetings, /w/ID webinars, /s/ID host start, /my/NAME personal rooms, web client.
+        let joinable = [
+            "/j/",
+            "/w/",
+            "/s/",
+            "/my/",
+            "/wc/join/",
+            "/wc/",
+            "/webinar/register/",
+        ];
+        return joinable
+            .iter()
+            .any(|p| path.starts_with(p))
+            .then_some(Platform::Zoom);
+    }
+    if host == "meet.google.com" {
+        let code = path.trim_start_matches('/');
+        let ok = code.len() >= 10 && code.split('-').count() == 3 || code.starts_with("lookup/");
+        return ok.then_some(Platform::GoogleMeet);
+    }
+    if host == "teams.microsoft.com" || host == "teams.live.com" || host == "gov.teams.microsoft.us"
+    {
+        let ok = path.starts_with("/l/meetup-join/")
+            || path.starts_with("/meet/")
+            || path.starts_with("/l/meet/");
+        return ok.then_some(Platform::Teams);
+    }
+    if host_is(&host, "webex.com") {
+        let ok = path.starts_with("/meet/")
+            || path.starts_with("/join/")
+            || path.contains("j.php")
+            || path.starts_with("/wbxmjs/joinservice/")
+            || path.contains("/webappng/sites/");
+        return ok.then_some(Platform::Webex);
+    }
+    if host == "meet.jit.si" || host_is(&host, "8x8.vc") {
+        return (path.len() > 1).then_some(Platform::Jitsi);
+    }
+    if host_is(&host, "whereby.com") && path.len() > 1 {
+        return Some(Platform::WebRtc);
+    }
+    None
+}
+
+/// Unwraps tracking redirects, repeatedly (a safelink around a Google redirect, ...).
+pub fn unwrap_tracking(url: Url) -> Url {
+    let mut current = url;
+    for _ in 0..4 {
+        let Some(host) = current.host_str().map(str::to_ascii_lowercase) else {
+            break;
+        };
+        let inner = if host.ends_with("safelinks.protection.outlook.com") {
+            query_param(&current, "url")
+        } else if (host == "www.google.com" || host == "google.com") && current.path() == "/url" {
+            query_param(&current, "q").or_else(|| query_param(&current, "url"))
+        } else if host == "urldefense.com" && current.path().starts_with("/v3/__") {
+            // https://urldefense.com/v3/__<url>__;<signature>
+            let p = current.as_str();
+            p.find("/v3/__").and_then(|i| {
+                let rest = &p[i + 6..];
+                rest.find("__;")
+                    .map(|j| rest[..j].to_string())
+                    .or_else(|| rest.strip_suffix("__").map(String::from))
+            })
+        } else {
+            None
+        };
+        match inner.and_then(|s| Url::parse(&s).ok()) {
+            Some(u) if u.scheme() == "https" || u.scheme() == "http" => current = u,
+            _ => break,
+        }
+    }
+    current
+}
+
+fn query_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Every URL in `text` (HTML entities decoded, tags ignored), tracking wrappers unwrapped.
+pub fn urls_in(text: &str) -> Vec<Url> {
+    let decoded = html_escape::decode_html_entities(text);
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    finder
+        .links(&decoded)
+        .filter_map(|l| Url::parse(l.as_str()).ok())
+        .filter(|u| u.scheme() == "https" || u.scheme() == "http")
+        .map(unwrap_tracking)
+        .collect()
+}
+
+/// The meeting link of a text from `source`, if it has one.
+pub fn link_in(text: &str, source: Source) -> Option<MeetingLink> {
+    let urls = urls_in(text);
+    if let Some((u, p)) = urls.iter().find_map(|u| classify(u).map(|p| (u, p))) {
+        return Some(MeetingLink {
+            url: u.to_string(),
+            platform: p,
+        });
+    }
+    match source {
+        Source::Conference => urls.first().map(|u| MeetingLink {
+            url: u.to_string(),
+            platform: Platform::Unknown,
+        }),
+        Source::Location => urls
+            .iter()
+            .find(|u| u.scheme() == "https")
+            .map(|u| MeetingLink {
+                url: u.to_string(),
+                platform: Platform::WebRtc,
+            }),
+        Source::Description => None,
+    }
+}
+
+/// The best link among candidate texts, tried in order (conference fields, location, body).
+pub fn best_link<'a>(
+    candidates: impl IntoIterator<Item = (&'a str, Source)>,
+) -> Option<MeetingLink> {
+    candidates
+        .into_iter()
+        .find_map(|(text, source)| link_in(text, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(text: &str, s: Source) -> Option<(String, Platform)> {
+        link_in(text, s).map(|l| (l.url, l.platform))
+    }
+
+    #[test]
+    fn zoom_meetings_webinars_and_vanity_domains() {
+        assert_eq!(
+            p(
+                "Join https://us02web.zoom.us/j/81234567890?pwd=abc",
+                Source::Description
+            )
+            .unwrap()
+            .1,
+            Platform::Zoom
+        );
+        assert_eq!(
+            p(
+                "https://acme-corp.zoom.us/w/91234567890?tk=x",
+                Source::Description
+            )
+            .unwrap()
+            .1,
+            Platform::Zoom
+        );
+        assert_eq!(
+            p("https://zoom.us/my/dr.okafor", Source::Description)
+                .unwrap()
+                .1,
+            Platform::Zoom
+        );
+        assert_eq!(
+            p("https://zoomgov.com/j/1600000000", Source::Description)
+                .unwrap()
+                .1,
+            Platform::Zoom
+        );
+        assert_eq!(
+            p("see https://zoom.us/pricing", Source::Description),
+            None,
+            "not a join link"
+        );
+    }
+
+    #[test]
+    fn meet_teams_webex_jitsi() {
+        assert_eq!(
+            p("https://meet.google.com/abc-defg-hij", Source::Description)
+                .unwrap()
+                .1,
+            Platform::GoogleMeet
+        );
+        let teams = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjA1%40thread.v2/0?context=%7b%22Tid%22%3a%22x%22%7d";
+        assert_eq!(p(teams, Source::Description).unwrap().1, Platform::Teams);
+        assert_eq!(
+            p(
+                "https://teams.microsoft.com/meet/2345678901234?p=AbCdEf",
+                Source::Description
+            )
+            .unwrap()
+            .1,
+            Platform::Teams
+        );
+        assert_eq!(
+            p(
+                "https://acme.webex.com/acme/j.php?MTID=m0123456789abcdef",
+                Source::Description
+            )
+            .unwrap()
+            .1,
+            Platform::Webex
+        );
+        assert_eq!(
+            p("https://acme.webex.com/meet/jdoe", Source::Description)
+                .unwrap()
+                .1,
+            Platform::Webex
+        );
+        assert_eq!(
+            p("https://meet.jit.si/WeeklyStandupRoom", Source::Description)
+                .unwrap()
+                .1,
+            Platform::Jitsi
+        );
+    }
+
+    #[test]
+    fn a_teams_link_only_in_an_html_body_is_found() {
+        let html = r#"<html><body><div>Agenda: Q3 numbers</div><a href="https://teams.microsoft.com/l/meetup-join/19%3ameeting_ZmY%40thread.v2/0?context=%7b%7d" target="_blank" rel="noreferrer noopener"><span>Join the meeting now</span></a><a href="https://aka.ms/JoinTeamsMeeting">Learn more</a></body></html>"#;
+        let l = link_in(html, Source::Description).unwrap();
+        assert_eq!(l.platform, Platform::Teams);
+        assert!(
+            l.url.starts_with(
+                "https://teams.microsoft.com/l/meetup-join/19%3ameeting_ZmY%40thread.v2/0"
+            ),
+            "{}",
+            l.url
+        );
+    }
+
+    #[test]
+    fn html_entities_in_links_are_decoded() {
+        let html = r#"<a href="https://us02web.zoom.us/j/812345?pwd=ab&amp;uname=x">Zoom</a>"#;
+        assert_eq!(
+            link_in(html, Source::Description).unwrap().url,
+            "https://us02web.zoom.us/j/812345?pwd=ab&uname=x"
+        );
+    }
+
+    #[test]
+    fn tracking_wrappers_are_unwrapped() {
+        let safelink = "https://nam12.safelinks.protection.outlook.com/?url=https%3A%2F%2Fus02web.zoom.us%2Fj%2F81234567890%3Fpwd%3Dabc&data=05%7C01&sdata=x&reserved=0";
+        assert_eq!(
+            link_in(safelink, Source::Description).unwrap().url,
+            "https://us02web.zoom.us/j/81234567890?pwd=abc"
+        );
+        let google = "https://www.google.com/url?q=https://meet.google.com/abc-defg-hij&sa=D&ust=1";
+        assert_eq!(
+            link_in(google, Source::Description).unwrap().platform,
+            Platform::GoogleMeet
+        );
+        let pp = "https://urldefense.com/v3/__https://acme.webex.com/meet/jdoe__;!!abc$";
+        assert_eq!(
+            link_in(pp, Source::Description).unwrap().url,
+            "https://acme.webex.com/meet/jdoe"
+        );
+    }
+
+    #[test]
+    fn unknown_https_links_count_only_in_the_location() {
+        assert_eq!(
+            p(
+                "https://rooms.example-clinic.org/telehealth/42",
+                Source::Location
+            )
+            .unwrap()
+            .1,
+            Platform::WebRtc
+        );
+        assert_eq!(
+            p("Slides: https://docs.example.com/deck", Source::Description),
+            None
+        );
+        assert_eq!(p("Room 4B, 2nd floor", Source::Location), None);
+    }
+
+    #[test]
+    fn known_platform_wins_over_other_links_in_the_same_text() {
+        let text = "Docs https://docs.example.com/x then https://meet.google.com/abc-defg-hij";
+        assert_eq!(p(text, Source::Location).unwrap().1, Platform::GoogleMeet);
+    }
+
+    proptest! {
+        #[test]
+        fn link_extraction_never_panics(s in ".{0,400}") {
+            for src in [Source::Conference, Source::Location, Source::Description] {
+                let _ = link_in(&s, src);
+            }
+        }
+
+        #[test]
+        fn link_extraction_never_panics_on_url_shaped_text(
+            host in "[a-z0-9.-]{1,30}",
+            path in "[a-zA-Z0-9/%?&=._~:;!$-]{0,60}",
+            wrap in 0u8..4,
+        ) {
+            let u = format!("https://{host}/{path}");
+            let text = match wrap {
+                0 => u,
+                1 => format!("https://x.safelinks.protection.outlook.com/?url={u}&data=1"),
+                2 => format!("https://urldefense.com/v3/__{u}__;!!x"),
+                _ => format!("<a href=\"{u}\">x</a>"),
+            };
+            let _ = link_in(&text, Source::Location);
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Provider payloads (Google Calendar API v3 `Event` / `Events` list, Microsoft Graph `event` /
+//! collection or delta page) normalised into one plain [`NormalizedEvent`].
+//!
+//! Plain means unsealed: this is what sync code holds in memory before sealing it into a
+//! `meetbot_core::model::Meeting`, and what `meetbot calendar parse` prints for support staff.
+//! Every malformed input is an [`ParseError`] naming the event and field, never a panic.
+
+use crate::links::{MeetingLink, Source, best_link};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use meetbot_core::model::{CalendarProvider, MeetingStatus, Platform};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Accepted,
+    Tentative,
+    Declined,
+    NeedsAction,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attendee {
+    pub email: String,
+    pub name: Option<String>,
+    pub response: Response,
+    pub organizer: bool,
+    /// The connected user themself.
+    pub is_self: bool,
+    /// A room or other resource, not a person.
+    pub resource: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NormalizedEvent {
+    pub provider: CalendarProvider,
+    /// The provider's id of this instance (for recurring series, of this occurrence).
+    pub instance_id: String,
+    pub series_id: Option<String>,
+    pub title: String,
+    /// `None` only for a removed/cancelled instance the provider sent without times.
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub time_zone: Option<String>,
+    pub all_day: bool,
+    pub status: MeetingStatus,
+    pub organizer_email: Option<String>,
+    pub attendees: Vec<Attendee>,
+    /// The connected user's own answer.
+    pub self_response: Response,
+    pub link: Option<MeetingLink>,
+    /// Deleted from the calendar (Graph delta `@removed`, Google cancelled instance).
+    pub removed: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("not a {provider} event or event list: {detail}")]
+    Shape {
+        provider: &'static str,
+        detail: String,
+    },
+    #[error("event {id}: field {field}: {detail}")]
+    Field {
+        id: String,
+        field: &'static str,
+        detail: String,
+    },
+}
+
+/// Parses an event or a list/delta page from `provider` into normalised events.
+pub fn parse_payload(
+    provider: CalendarProvider,
+    bytes: &[u8],
+) -> Result<Vec<NormalizedEvent>, ParseError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
+    match provider {
+        CalendarProvider::Google => {
+            if let Some(items) = v.get("items") {
+                let items = items
+                    .as_array()
+                    .ok_or_else(|| shape("google", "`items` is not an array"))?;
+                items.iter().map(google_event).collect()
+            } else if v.get("id").is_some() {
+                Ok(vec![google_event(&v)?])
+            } else {
+                Err(shape(
+                    "google",
+                    "neither an event (with `id`) nor a list (with `items`)",
+                ))
+            }
+        }
+        CalendarProvider::Microsoft => {
+            if let Some(items) = v.get("value") {
+                let items = items
+                    .as_array()
+                    .ok_or_else(|| shape("microsoft", "`value` is not an array"))?;
+                items.iter().map(graph_event).collect()
+            } else if v.get("id").is_some() {
+                Ok(vec![graph_event(&v)?])
+            } else {
+                Err(shape(
+                    "microsoft",
+                    "neither an event (with `id`) nor a collection (with `value`)",
+                ))
+            }
+        }
+        CalendarProvider::Ics => Err(shape("ics", "ICS feeds are not JSON")),
+    }
+}
+
+fn shape(provider: &'static str, detail: &str) -> ParseError {
+    ParseError::Shape {
+        provider,
+        detail: detail.to_string(),
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn b(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn field(id: &str, field: &'static str, detail: impl Into<String>) -> ParseError {
+    ParseError::Field {
+        id: id.chars().take(200).collect(),
+        field,
+        detail: detail.into(),
+    }
+}
+
+fn tz(id: &str, name: &str, f: &'static str) -> Result<chrono_tz::Tz, ParseError> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        field(id, f, format!("unknown time zone {name:?} (IANA names and UTC are understood; ask Graph for Prefer: outlook.timezone=\"UTC\")"))
+    })
+}
+
+fn local_to_utc(
+    id: &str,
+    f: &'static str,
+    naive: NaiveDateTime,
+    zone: Option<&str>,
+) -> Result<DateTime<Utc>, ParseError> {
+    match zone {
+        None | Some("UTC") | Some("Etc/UTC") | Some("tzone://Microsoft/Utc") => {
+            Ok(Utc.from_utc_datetime(&naive))
+        }
+        Some(z) => {
+            let tz = tz(id, z, f)?;
+            // In a DST gap the wall time does not exist: take the instant just after the gap;
+            // in an overlap take the earlier instant (what calendar clients show).
+            match tz.from_local_datetime(&naive) {
+                chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+                chrono::LocalResult::Ambiguous(a, _) => Ok(a.with_timezone(&Utc)),
+                chrono::LocalResult::None => tz
+                    .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                    .earliest()
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok_or_else(|| field(id, f, "time does not exist in its time zone")),
+            }
+        }
+    }
+}
+
+/// A provider's start or end, resolved.
+struct When {
+    at: DateTime<Utc>,
+    all_day: bool,
+    zone: Option<String>,
+}
+
+// ---------------------------------------------------------------- Google
+
+/// Google `start`/`end`: `{dateTime (RFC 3339), timeZone}` or `{date}` for all-day.
+fn google_time(id: &str, v: Option<&Value>, f: &'static str) -> Result<Option<When>, ParseError> {
+    let Some(v) = v else { return Ok(None) };
+    let zone = s(v, "timeZone").map(String::from);
+    if let Some(dt) = s(v, "dateTime") {
+        let t = DateTime::parse_from_rfc3339(dt)
+            .map_err(|e| field(id, f, format!("bad dateTime {dt:?}: {e}")))?;
+        return Ok(Some(When {
+            at: t.with_timezone(&Utc),
+            all_day: false,
+            zone,
+        }));
+    }
+    if let Some(d) = s(v, "date") {
+        let day = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|e| field(id, f, format!("bad date {d:?}: {e}")))?;
+        let midnight = day
+            .and_hms_opt(0, 0, 0)
+            .ok_or_else(|| field(id, f, "bad date"))?;
+        let at = local_to_utc(id, f, midnight, zone.as_deref())?;
+        return Ok(Some(When {
+            at,
+            all_day: true,
+            zone,
+        }));
+    }
+    Err(field(id, f, "has neither dateTime nor date"))
+}
+
+fn google_response(r: Option<&str>) -> Response {
+    match r {
+        Some("accepted") => Response::Accepted,
+        Some("tentative") => Response::Tentative,
+        Some("declined") => Response::Declined,
+        Some("needsAction") => Response::NeedsAction,
+        _ => Response::None,
+    }
+}
+
+/// One Google Calendar API v3 `Event` resource.
+pub fn google_event(v: &Value) -> Result<NormalizedEvent, ParseError> {
+    let id = s(v, "id")
+        .filter(|x| !x.is_empty())
+        .ok_or_else(|| shape("google", "event without `id`"))?
+        .to_string();
+    let status = match s(v, "status") {
+        Some("cancelled") => MeetingStatus::Cancelled,
+        Some("tentative") => MeetingStatus::Tentative,
+        _ => MeetingStatus::Confirmed,
+    };
+    let start = google_time(&id, v.get("start"), "start")?;
+    let end = google_time(&id, v.get("end"), "end")?;
+    // Cancelled instances in incremental results may carry only originalStartTime.
+    let start = match start {
+        Some(x) => Some(x),
+        None => google_time(&id, v.get("originalStartTime"), "originalStartTime")?,
+    };
+    if start.is_none() && status != MeetingStatus::Cancelled {
+        return Err(field(&id, "start", "missing"));
+    }
+    let attendees: Vec<Attendee> = v
+        .get("attendees")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| {
+                    Some(Attendee {
+                        email: s(a, "email")?.to_ascii_lowercase(),
+                        name: s(a, "displayName").map(String::from),
+                        response: google_response(s(a, "responseStatus")),
+                        organizer: b(a, "organizer"),
+                        is_self: b(a, "self"),
+                        resource: b(a, "resource"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let organizer = v.get("organizer");
+    let organizer_is_self = organizer.is_some_and(|o| b(o, "self"));
+    let self_response = attendees
+        .iter()
+        .find(|a| a.is_self)
+        .map(|a| a.response)
+        .unwrap_or(if organizer_is_self {
+            Response::Accepted
+        } else {
+            Response::None
+        });
+
+    let mut conference = Vec::new();
+    if let Some(eps) = v
+        .pointer("/conferenceData/entryPoints")
+        .and_then(Value::as_array)
+    {
+        for ep in eps {
+            if s(ep, "entryPointType") == Some("video")
+                && let Some(u) = s(ep, "uri")
+            {
+                conference.push(u.to_string());
+            }
+        }
+    }
+    if let Some(h) = s(v, "hangoutLink") {
+        conference.push(h.to_string());
+    }
+    let location = s(v, "location").unwrap_or("");
+    let description = s(v, "description").unwrap_or("");
+    let link = best_link(
+        conference
+            .iter()
+            .map(|c| (c.as_str(), Source::Conference))
+            .chain([
+                (location, Source::Location),
+                (description, Source::Description),
+            ]),
+    );
+    let (starts_at, all_day, time_zone) = match start {
+        Some(w) => (Some(w.at), w.all_day, w.zone),
+        None => (None, false, None),
+    };
+    Ok(NormalizedEvent {
+        provider: CalendarProvider::Google,
+        series_id: s(v, "recurringEventId").map(String::from),
+        title: s(v, "summary").unwrap_or("").to_string(),
+        starts_at,
+        ends_at: end.map(|e| e.at),
+        time_zone,
+        all_day,
+        removed: status == MeetingStatus::Cancelled,
+        status,
+        organizer_email: organizer
+            .and_then(|o| s(o, "email"))
+            .map(str::to_ascii_lowercase),
+        attendees,
+        self_response,
+        link,
+        instance_id: id,
+    })
+}
+
+// ---------------------------------------------------------------- Microsoft Graph
+
+fn graph_time(id: &str, v: Option<&Value>, f: &'static str) -> Result<Option<When>, ParseError> {
+    let Some(v) = v else { return Ok(None) };
+    let dt = s(v, "dateTime").ok_or_else(|| field(id, f, "missing dateTime"))?;
+    let zone = s(v, "timeZone");
+    let naive = NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|e| field(id, f, format!("bad dateTime {dt:?}: {e}")))?;
+    let at = local_to_utc(id, f, naive, zone)?;
+    Ok(Some(When {
+        at,
+        all_day: false,
+        zone: zone.map(String::from),
+    }))
+}
+
+fn graph_response(r: Option<&str>) -> Response {
+    match r {
+        Some("accepted") | Some("organizer") => Response::Accepted,
+        Some("tentativelyAccepted") => Response::Tentative,
+        Some("declined") => Response::Declined,
+        Some("notResponded") => Response::NeedsAction,
+        _ => Response::None,
+    }
+}
+
+/// One Microsoft Graph `event` (from `calendarView`, `calendarView/delta` or `events`).
+pub fn graph_event(v: &Value) -> Result<NormalizedEvent, ParseError> {
+    let id = s(v, "id")
+        .filter(|x| !x.is_empty())
+        .ok_or_else(|| shape("microsoft", "event without `id`"))?
+        .to_string();
+    let removed = v.get("@removed").is_some();
+    let cancelled = removed || b(v, "isCancelled");
+    let start = graph_time(&id, v.get("start"), "start")?;
+    let end = graph_time(&id, v.get("end"), "end")?;
+    if start.is_none() && !cancelled {
+        return Err(field(&id, "start", "missing"));
+    }
+    let self_response = graph_response(
+        v.pointer("/responseStatus/response")
+            .and_then(Value::as_str),
+    );
+    let organizer_email = v
+        .pointer("/organizer/emailAddress/address")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    let attendees: Vec<Attendee> = v
+        .get("attendees")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| {
+                    let email = a
+                        .pointer("/emailAddress/address")
+                        .and_then(Value::as_str)?
+                        .to_ascii_lowercase();
+                    Some(Attendee {
+                        organizer: organizer_email.as_deref() == Some(email.as_str()),
+                        name: a
+                            .pointer("/emailAddress/name")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                        response: graph_response(
+                            a.pointer("/status/response").and_then(Value::as_str),
+                        ),
+                        is_self: false,
+                        resource: s(a, "type") == Some("resource"),
+                        email,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = if cancelled {
+        MeetingStatus::Cancelled
+    } else if self_response == Response::Tentative || s(v, "showAs") == Some("tentative") {
+        MeetingStatus::Tentative
+    } else {
+        MeetingStatus::Confirmed
+    };
+    let mut conference: Vec<String> = Vec::new();
+    if let Some(u) = v.pointer("/onlineMeeting/joinUrl").and_then(Value::as_str) {
+        conference.push(u.to_string());
+    }
+    if let Some(u) = s(v, "onlineMeetingUrl") {
+        conference.push(u.to_string());
+    }
+    let mut locations: Vec<String> = Vec::new();
+    if let Some(l) = v.pointer("/location/displayName").and_then(Value::as_str) {
+        locations.push(l.to_string());
+    }
+    if let Some(l) = v.pointer("/location/locationUri").and_then(Value::as_str) {
+        locations.push(l.to_string());
+    }
+    for l in v
+        .get("locations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for k in ["displayName", "locationUri"] {
+            if let Some(x) = s(l, k) {
+                locations.push(x.to_string());
+            }
+        }
+    }
+    let body = v
+        .pointer("/body/content")
+        .and_then(Value::as_str)
+        .or_else(|| s(v, "bodyPreview"))
+        .unwrap_or("");
+    let link = best_link(
+        conference
+            .iter()
+            .map(|c| (c.as_str(), Source::Conference))
+            .chain(locations.iter().map(|l| (l.as_str(), Source::Location)))
+            .chain([(body, Source::Description)]),
+    );
+    let (starts_at, time_zone) = match start {
+        Some(w) => (Some(w.at), w.zone),
+        None => (None, None),
+    };
+    let series_id = match s(v, "type") {
+        Some("occurrence") | Some("exception") => s(v, "seriesMasterId").map(String::from),
+        _ => None,
+    };
+    Ok(NormalizedEvent {
+        provider: CalendarProvider::Microsoft,
+        instance_id: id,
+        series_id,
+        title: s(v, "subject").unwrap_or("").to_string(),
+        starts_at,
+        ends_at: end.map(|e| e.at),
+        time_zone,
+        all_day: b(v, "isAllDay"),
+        status,
+        organizer_email,
+        attendees,
+        self_response,
+        link,
+        removed,
+    })
+}
+
+impl NormalizedEvent {
+    pub fn platform(&self) -> Option<Platform> {
+        self.link.as_ref().map(|l| l.platform)
+    }
+}

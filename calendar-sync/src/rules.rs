@@ -1,0 +1,125 @@
+//! Per-user auto-join rules: which meetings get a bot. Every "no" carries its reason, which is
+//! recorded with the meeting so a user can see why a bot did not come.
+
+use crate::normalize::{NormalizedEvent, Response};
+use meetbot_core::model::MeetingStatus;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    /// Every meeting with a link.
+    #[default]
+    AllWithLink,
+    /// Only meetings the user organises.
+    OrganizedByMe,
+    /// Only meetings with at least one attendee outside the user's organisation.
+    WithExternalAttendees,
+    /// Only meetings the user has accepted.
+    AcceptedOnly,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoJoinRules {
+    pub mode: JoinMode,
+    /// If not empty, the title must contain one of these (case-insensitive).
+    pub include_keywords: Vec<String>,
+    /// The title must contain none of these (case-insensitive); wins over `include_keywords`.
+    pub exclude_keywords: Vec<String>,
+    /// The user's organisation's email domains (for `WithExternalAttendees`); the user's own
+    /// domain always counts as internal.
+    pub internal_domains: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub join: bool,
+    pub reason: String,
+}
+
+impl Decision {
+    fn no(reason: impl Into<String>) -> Self {
+        Decision {
+            join: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn domain(email: &str) -> &str {
+    email.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+impl AutoJoinRules {
+    /// Whether a bot should join `ev` for the user whose address is `user_email`.
+    pub fn decide(&self, ev: &NormalizedEvent, user_email: &str) -> Decision {
+        let user = user_email.to_ascii_lowercase();
+        if ev.removed || ev.status == MeetingStatus::Cancelled {
+            return Decision::no("cancelled");
+        }
+        if ev.link.is_none() {
+            return Decision::no("no meeting link");
+        }
+        if ev.all_day {
+            return Decision::no("all-day event");
+        }
+        if ev.self_response == Response::Declined {
+            return Decision::no("you declined");
+        }
+        let title = ev.title.to_lowercase();
+        if let Some(k) = self
+            .exclude_keywords
+            .iter()
+            .find(|k| !k.is_empty() && title.contains(&k.to_lowercase()))
+        {
+            return Decision::no(format!("title contains excluded keyword {k:?}"));
+        }
+        if !self.include_keywords.is_empty()
+            && !self
+                .include_keywords
+                .iter()
+                .any(|k| title.contains(&k.to_lowercase()))
+        {
+            return Decision::no("title contains none of the included keywords");
+        }
+        let organizer_is_user = ev.organizer_email.as_deref() == Some(user.as_str())
+            || ev
+                .attendees
+                .iter()
+                .any(|a| a.organizer && (a.is_self || a.email == user));
+        match self.mode {
+            JoinMode::AllWithLink => {}
+            JoinMode::OrganizedByMe if !organizer_is_user => {
+                return Decision::no("you do not organise it");
+            }
+            JoinMode::OrganizedByMe => {}
+            JoinMode::WithExternalAttendees => {
+                let own = domain(&user).to_string();
+                let internal = |d: &str| {
+                    d == own
+                        || self
+                            .internal_domains
+                            .iter()
+                            .any(|i| i.eq_ignore_ascii_case(d))
+                };
+                if !ev
+                    .attendees
+                    .iter()
+                    .any(|a| !a.resource && !internal(domain(&a.email)))
+                {
+                    return Decision::no("no external attendees");
+                }
+            }
+            JoinMode::AcceptedOnly => {
+                if !(ev.self_response == Response::Accepted || organizer_is_user) {
+                    return Decision::no("you have not accepted");
+                }
+            }
+        }
+        Decision {
+            join: true,
+            reason: "matches your auto-join rules".into(),
+        }
+    }
+}
