@@ -1,9 +1,11 @@
 //! Calendar sync.
 //!
 //! Built so far: normalisation of Google Calendar and Microsoft Graph payloads into one event
-//! model ([`normalize`]), meeting-link extraction ([`links`]) and per-user auto-join rules
-//! ([`rules`]). OAuth, incremental sync, push channels and polling are not built yet.
+//! model ([`normalize`]), meeting-link extraction ([`links`]), per-user auto-join rules
+//! ([`rules`]) and applying events to the tenant store for the scheduler ([`apply`]).
+//! OAuth, provider clients, push channels and polling are not built yet.
 
+pub mod apply;
 pub mod links;
 pub mod normalize;
 pub mod rules;

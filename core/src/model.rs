@@ -107,6 +107,9 @@ pub struct CalendarConnection {
     pub scopes: Vec<String>,
     pub access_expires_at: Option<DateTime<Utc>>,
     pub status: ConnectionStatus,
+    /// Where incremental sync resumes (Google syncToken, Graph deltaLink); `None`: full sync next.
+    #[serde(default)]
+    pub sync_cursor: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -152,6 +155,9 @@ pub struct Meeting {
     pub attendees: Sealed,
     /// Whether a bot should join: set by the user's auto-join rules or an ad-hoc request.
     pub wants_bot: bool,
+    /// Why a bot will or will not join (the auto-join rule that decided), shown to the user.
+    #[serde(default)]
+    pub join_reason: Option<String>,
     /// Last change; the scheduler reads meetings changed since its last pass by this field.
     pub updated_at: DateTime<Utc>,
 }

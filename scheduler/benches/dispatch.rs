@@ -119,6 +119,7 @@ async fn main() {
             status: MeetingStatus::Confirmed,
             platform: Some(Platform::GoogleMeet),
             wants_bot: true,
+            join_reason: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(tenant, &m).await.unwrap();

@@ -65,18 +65,27 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     queue: Arc<dyn JobQueue>,
     s: SchedulerSettings,
-    /// Tenants whose lease this replica holds, with the newest meeting change it has handled
-    /// (`None` until it has seen one: the next pass reads every meeting).
-    cursors: Mutex<HashMap<TenantId, Option<DateTime<Utc>>>>,
+    /// Tenants whose lease this replica holds, with how far it has read their meeting changes.
+    cursors: Mutex<HashMap<TenantId, Cursor>>,
     /// When this replica last took or renewed each tenant's lease. Renewal is a durable write, so
     /// it happens only once a third of the lease has run out, not on every tick.
     renewed: Mutex<HashMap<TenantId, std::time::Instant>>,
     metrics: Metrics,
 }
 
-/// Changes written within this window before the cursor are read again: writers' clocks and
-/// commit order may disagree a little; re-reading is harmless (reconciling is idempotent).
+/// Changes stamped up to this long before the previous scan started are read again: a change is
+/// stamped when written but visible only once committed, and writers' clocks may differ a little.
 const CURSOR_OVERLAP: CDuration = CDuration::seconds(5);
+
+/// How far one replica has read a tenant's meeting changes.
+#[derive(Default)]
+struct Cursor {
+    /// When the previous scan started (`None`: never scanned, read everything).
+    scanned_at: Option<DateTime<Utc>>,
+    /// Meetings handled within the overlap window, with the version (`updated_at`) handled, so a
+    /// re-read of an unchanged meeting costs nothing.
+    seen: HashMap<String, DateTime<Utc>>,
+}
 
 fn lease_name(t: &TenantId) -> String {
     format!("scheduler/{t}")
@@ -229,24 +238,39 @@ impl Scheduler {
     }
 
     async fn arm(&self, t: &TenantId, r: &mut PassReport) -> Result<(), StoreError> {
-        let since = self
-            .cursors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(t)
-            .copied()
-            .flatten()
-            .and_then(|c| c.checked_sub_signed(CURSOR_OVERLAP));
+        let scan_started = Utc::now();
+        let (since, mut seen) = {
+            let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+            let c = cursors.entry(t.clone()).or_default();
+            (
+                c.scanned_at
+                    .and_then(|at| at.checked_sub_signed(CURSOR_OVERLAP)),
+                std::mem::take(&mut c.seen),
+            )
+        };
         let changed = self.store.meetings_updated_since(t, since).await?;
-        let mut newest = None;
+        let mut result = Ok(());
         for m in &changed {
-            self.reconcile(t, m, r).await?;
-            newest = newest.max(Some(m.updated_at));
+            if seen.get(&m.id) == Some(&m.updated_at) {
+                continue;
+            }
+            if let Err(e) = self.reconcile(t, m, r).await {
+                result = Err(e);
+                break;
+            }
+            seen.insert(m.id.clone(), m.updated_at);
+        }
+        if let Some(horizon) = scan_started.checked_sub_signed(CURSOR_OVERLAP) {
+            seen.retain(|_, at| *at >= horizon);
         }
         let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cursors.entry(t.clone()).or_insert(None);
-        *entry = (*entry).max(newest);
-        Ok(())
+        let c = cursors.entry(t.clone()).or_default();
+        c.seen = seen;
+        if result.is_ok() {
+            // Only a complete scan moves the cursor; after a failure the next pass reads again.
+            c.scanned_at = Some(scan_started);
+        }
+        result
     }
 
     /// Brings the jobs of one meeting in line with the meeting.

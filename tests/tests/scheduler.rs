@@ -70,6 +70,7 @@ impl World {
             status: MeetingStatus::Confirmed,
             platform: Some(Platform::GoogleMeet),
             wants_bot: true,
+            join_reason: None,
             updated_at: Utc::now(),
         };
         self.store.put_meeting(t, &m).await.unwrap();

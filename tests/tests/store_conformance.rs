@@ -141,6 +141,7 @@ fn connection(v: &TenantVault) -> CalendarConnection {
         scopes: vec!["https://www.googleapis.com/auth/calendar.events.readonly".into()],
         access_expires_at: Some(now + CDuration::hours(1)),
         status: ConnectionStatus::Active,
+        sync_cursor: None,
         created_at: now,
         updated_at: now,
     }
@@ -172,6 +173,7 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
         status: MeetingStatus::Confirmed,
         platform: Some(Platform::GoogleMeet),
         wants_bot: true,
+        join_reason: None,
         updated_at: Utc::now(),
     }
 }

@@ -1,0 +1,191 @@
+//! Applying normalised events of one calendar connection to the tenant's store: each event
+//! instance becomes one meeting record (same id on every sync), sealed, with the user's auto-join
+//! decision; removed instances are marked cancelled. The scheduler reads the result.
+
+use crate::normalize::{Attendee, NormalizedEvent};
+use crate::rules::AutoJoinRules;
+use chrono::Utc;
+use meetbot_core::TenantId;
+use meetbot_core::model::{Meeting, MeetingStatus};
+use meetbot_store::StoreError;
+use meetbot_store::vault::{TenantVault, Tenants, VaultError};
+use serde::{Deserialize, Serialize};
+
+/// Whose calendar the events come from.
+pub struct Target<'a> {
+    pub tenants: &'a Tenants,
+    pub tenant: &'a TenantId,
+    pub connection_id: &'a str,
+    /// The connected user's address (for "organised by me", "external attendees").
+    pub user_email: &'a str,
+    pub rules: &'a AutoJoinRules,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub written: u64,
+    pub cancelled: u64,
+    pub unchanged: u64,
+    /// Removals of instances this store never had.
+    pub ignored: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("event {0} has no start time")]
+    NoStart(String),
+}
+
+/// The meeting id of an event instance of a connection: stable across syncs.
+pub fn meeting_id(connection_id: &str, instance_id: &str) -> String {
+    let name = format!("{connection_id}\u{0}{instance_id}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+/// The people of a meeting as sealed in `Meeting::attendees`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct People {
+    pub organizer: Option<String>,
+    pub attendees: Vec<SealedAttendee>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedAttendee {
+    pub email: String,
+    pub name: Option<String>,
+    pub response: String,
+    pub organizer: bool,
+}
+
+fn people(ev: &NormalizedEvent) -> People {
+    let resp = |a: &Attendee| {
+        serde_json::to_value(a.response)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    People {
+        organizer: ev.organizer_email.clone(),
+        attendees: ev
+            .attendees
+            .iter()
+            .filter(|a| !a.resource)
+            .map(|a| SealedAttendee {
+                email: a.email.clone(),
+                name: a.name.clone(),
+                response: resp(a),
+                organizer: a.organizer,
+            })
+            .collect(),
+    }
+}
+
+/// The plaintext of a stored meeting, for comparing and for readers with access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedMeeting {
+    pub title: String,
+    pub join_url: Option<String>,
+    pub people: People,
+}
+
+pub fn open_meeting(v: &TenantVault, m: &Meeting) -> Result<OpenedMeeting, VaultError> {
+    let title = String::from_utf8_lossy(&v.open::<Meeting>(&m.id, "title", &m.title)?).into_owned();
+    let join_url = match &m.join_url {
+        Some(u) => {
+            Some(String::from_utf8_lossy(&v.open::<Meeting>(&m.id, "join_url", u)?).into_owned())
+        }
+        None => None,
+    };
+    let raw = v.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
+    let people = serde_json::from_slice(&raw).unwrap_or(People {
+        organizer: None,
+        attendees: vec![],
+    });
+    Ok(OpenedMeeting {
+        title,
+        join_url,
+        people,
+    })
+}
+
+/// Writes `events` into the tenant store.
+pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyReport, ApplyError> {
+    let store = t.tenants.store();
+    let vault = t.tenants.vault(t.tenant).await?;
+    let mut rep = ApplyReport::default();
+    for ev in events {
+        let id = meeting_id(t.connection_id, &ev.instance_id);
+        let existing = store.get_meeting(t.tenant, &id).await?;
+        if ev.removed && ev.starts_at.is_none() {
+            match existing {
+                Some(mut m) if m.status != MeetingStatus::Cancelled => {
+                    m.status = MeetingStatus::Cancelled;
+                    m.wants_bot = false;
+                    m.join_reason = Some("cancelled".into());
+                    m.updated_at = Utc::now();
+                    store.put_meeting(t.tenant, &m).await?;
+                    rep.cancelled += 1;
+                }
+                Some(_) => rep.unchanged += 1,
+                None => rep.ignored += 1,
+            }
+            continue;
+        }
+        let starts_at = ev
+            .starts_at
+            .ok_or_else(|| ApplyError::NoStart(ev.instance_id.clone()))?;
+        let decision = t.rules.decide(ev, t.user_email);
+        let opened_new = OpenedMeeting {
+            title: ev.title.clone(),
+            join_url: ev.link.as_ref().map(|l| l.url.clone()),
+            people: people(ev),
+        };
+        let ends_at = ev.ends_at.unwrap_or(starts_at);
+        if let Some(old) = &existing {
+            let same_plain = old.starts_at == starts_at
+                && old.ends_at == ends_at
+                && old.all_day == ev.all_day
+                && old.status == ev.status
+                && old.series_id == ev.series_id
+                && old.platform == ev.platform()
+                && old.wants_bot == decision.join
+                && old.join_reason.as_deref() == Some(decision.reason.as_str());
+            if same_plain && open_meeting(&vault, old)? == opened_new {
+                rep.unchanged += 1;
+                continue;
+            }
+        }
+        let people_json = serde_json::to_vec(&opened_new.people).unwrap_or_default();
+        let m = Meeting {
+            title: vault.seal::<Meeting>(&id, "title", ev.title.as_bytes())?,
+            attendees: vault.seal::<Meeting>(&id, "attendees", &people_json)?,
+            join_url: match &opened_new.join_url {
+                Some(u) => Some(vault.seal::<Meeting>(&id, "join_url", u.as_bytes())?),
+                None => None,
+            },
+            id,
+            connection_id: Some(t.connection_id.to_string()),
+            event_instance_id: ev.instance_id.clone(),
+            series_id: ev.series_id.clone(),
+            starts_at,
+            ends_at,
+            all_day: ev.all_day,
+            status: ev.status,
+            platform: ev.platform(),
+            wants_bot: decision.join,
+            join_reason: Some(decision.reason),
+            updated_at: Utc::now(),
+        };
+        store.put_meeting(t.tenant, &m).await?;
+        if m.status == MeetingStatus::Cancelled {
+            rep.cancelled += 1;
+        } else {
+            rep.written += 1;
+        }
+    }
+    Ok(rep)
+}
