@@ -1,0 +1,338 @@
+//! Microsoft Graph sync rounds against the stand-in of the documented delta API: paging, resume,
+//! 410 -> full resync, 429 with Retry-After, and convergence: a full sync followed by 50
+//! incremental changes ends in the same state as a fresh full sync.
+
+use chrono::{DateTime, Duration as CDuration, Utc};
+use meetbot_calendar_sync::apply::open_meeting;
+use meetbot_calendar_sync::graph::{GraphClient, GraphError};
+use meetbot_calendar_sync::rules::AutoJoinRules;
+use meetbot_calendar_sync::sync::{SyncError, sync_microsoft};
+use meetbot_core::TenantId;
+use meetbot_core::ids::new_record_id;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_store::vault::Tenants;
+use meetbot_store::{SqliteEngine, Store, init_engine};
+use meetbot_testsupport::graph::{GraphStandIn, TOKEN};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USER: &str = "anna@lawfirm.example";
+
+fn fmt(t: DateTime<Utc>) -> String {
+    format!("{}0", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
+}
+
+fn event(
+    id: &str,
+    subject: &str,
+    start: DateTime<Utc>,
+    teams: bool,
+    cancelled: bool,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": id,
+        "type": "singleInstance",
+        "subject": subject,
+        "isCancelled": cancelled,
+        "isAllDay": false,
+        "responseStatus": {"response": "organizer"},
+        "start": {"dateTime": fmt(start), "timeZone": "UTC"},
+        "end": {"dateTime": fmt(start + CDuration::minutes(30)), "timeZone": "UTC"},
+        "organizer": {"emailAddress": {"address": USER}},
+        "attendees": [{"type": "required", "status": {"response": "accepted"}, "emailAddress": {"address": "client@acme.example"}}]
+    });
+    if teams {
+        v["onlineMeeting"] = serde_json::json!({"joinUrl": format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_{id}%40thread.v2/0")});
+    }
+    v
+}
+
+struct Side {
+    tenants: Tenants,
+    tenant: TenantId,
+    conn: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn side() -> Side {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
+        .await
+        .unwrap();
+    let tenants = Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+    );
+    let tenant = tenants.create("Law firm").await.unwrap().id;
+    let v = tenants.vault(&tenant).await.unwrap();
+    let id = new_record_id();
+    let now = Utc::now();
+    let conn = CalendarConnection {
+        account_email: v
+            .seal::<CalendarConnection>(&id, "account_email", USER.as_bytes())
+            .unwrap(),
+        access_token: v
+            .seal::<CalendarConnection>(&id, "access_token", TOKEN.as_bytes())
+            .unwrap(),
+        refresh_token: None,
+        id: id.clone(),
+        user_id: "user-anna".into(),
+        provider: CalendarProvider::Microsoft,
+        scopes: vec!["Calendars.Read".into(), "offline_access".into()],
+        access_expires_at: None,
+        status: ConnectionStatus::Active,
+        sync_cursor: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_connection(&tenant, &conn).await.unwrap();
+    Side {
+        tenants,
+        tenant,
+        conn: id,
+        _dir: dir,
+    }
+}
+
+/// What a side holds, comparable across tenants: live meetings by provider instance id.
+async fn state(
+    s: &Side,
+) -> BTreeMap<String, (String, DateTime<Utc>, MeetingStatus, Option<String>, bool)> {
+    let v = s.tenants.vault(&s.tenant).await.unwrap();
+    let mut out = BTreeMap::new();
+    for m in s
+        .tenants
+        .store()
+        .list_meetings(&s.tenant, None, None)
+        .await
+        .unwrap()
+    {
+        if m.status == MeetingStatus::Cancelled {
+            continue;
+        }
+        let o = open_meeting(&v, &m).unwrap();
+        out.insert(
+            m.event_instance_id.clone(),
+            (o.title, m.starts_at, m.status, o.join_url, m.wants_bot),
+        );
+    }
+    out
+}
+
+fn window() -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        Utc::now() - CDuration::days(1),
+        Utc::now() + CDuration::days(28),
+    )
+}
+
+fn client(g: &GraphStandIn, page: u32) -> GraphClient {
+    GraphClient::new(reqwest::Client::new(), &g.base_url())
+        .unwrap()
+        .with_page_size(page)
+}
+
+#[tokio::test]
+async fn a_full_sync_then_fifty_incremental_changes_converge_to_a_fresh_full_sync() {
+    let g = GraphStandIn::start().await;
+    let mut rng = rand::rng();
+    let now = Utc::now();
+    for i in 0..30 {
+        let start = now + CDuration::minutes(rng.random_range(60..20 * 24 * 60));
+        g.upsert(event(
+            &format!("ev{i:03}"),
+            &format!("Matter {i}"),
+            start,
+            rng.random_bool(0.7),
+            false,
+        ));
+    }
+    let graph = client(&g, 7);
+    let rules = AutoJoinRules::default();
+    let a = side().await;
+    let first = sync_microsoft(&graph, &a.tenants, &a.tenant, &a.conn, &rules, window())
+        .await
+        .unwrap();
+    assert!(
+        first.full && first.pages >= 5,
+        "paged with nextLink: {first:?}"
+    );
+    assert_eq!(first.events, 30);
+
+    let mut next_id = 30;
+    for change in 0..50 {
+        let ids = g.live_ids();
+        let pick = ids[rng.random_range(0..ids.len())].clone();
+        match rng.random_range(0..6) {
+            0 => {
+                let start = now + CDuration::minutes(rng.random_range(60..20 * 24 * 60));
+                g.upsert(event(
+                    &format!("ev{next_id:03}"),
+                    &format!("New matter {next_id}"),
+                    start,
+                    true,
+                    false,
+                ));
+                next_id += 1;
+            }
+            1 => {
+                let mut e = g.event(&pick).unwrap();
+                e["subject"] = format!("Renamed {change}").into();
+                g.upsert(e);
+            }
+            2 => {
+                let start = now + CDuration::minutes(rng.random_range(60..20 * 24 * 60));
+                let mut e = g.event(&pick).unwrap();
+                e["start"]["dateTime"] = fmt(start).into();
+                e["end"]["dateTime"] = fmt(start + CDuration::minutes(45)).into();
+                g.upsert(e);
+            }
+            3 => g.delete(&pick),
+            4 => {
+                let mut e = g.event(&pick).unwrap();
+                e["isCancelled"] = true.into();
+                g.upsert(e);
+            }
+            _ => {
+                let mut e = g.event(&pick).unwrap();
+                if e.get("onlineMeeting").is_some() {
+                    e.as_object_mut().unwrap().remove("onlineMeeting");
+                } else {
+                    e["onlineMeeting"] = serde_json::json!({"joinUrl": "https://teams.microsoft.com/meet/123456789?p=x"});
+                }
+                g.upsert(e);
+            }
+        }
+        // Sync after every few changes, as push notifications would trigger.
+        if change % 4 == 3 || change == 49 {
+            let r = sync_microsoft(&graph, &a.tenants, &a.tenant, &a.conn, &rules, window())
+                .await
+                .unwrap();
+            assert!(!r.full, "incremental from the stored deltaLink");
+        }
+    }
+    let b = side().await;
+    sync_microsoft(&graph, &b.tenants, &b.tenant, &b.conn, &rules, window())
+        .await
+        .unwrap();
+    let (sa, sb) = (state(&a).await, state(&b).await);
+    assert!(sb.len() >= 10, "the fresh sync has meetings ({})", sb.len());
+    assert_eq!(sa, sb, "incremental state equals a fresh full sync");
+}
+
+#[tokio::test]
+async fn a_forgotten_sync_state_410_triggers_a_full_resync_and_nothing_is_lost() {
+    let g = GraphStandIn::start().await;
+    let now = Utc::now();
+    g.upsert(event(
+        "keep",
+        "Kept",
+        now + CDuration::hours(3),
+        true,
+        false,
+    ));
+    g.upsert(event(
+        "gone",
+        "Deleted while forgotten",
+        now + CDuration::hours(4),
+        true,
+        false,
+    ));
+    let graph = client(&g, 10);
+    let rules = AutoJoinRules::default();
+    let a = side().await;
+    sync_microsoft(&graph, &a.tenants, &a.tenant, &a.conn, &rules, window())
+        .await
+        .unwrap();
+    g.forget_sync_states();
+    g.upsert(event(
+        "new",
+        "Added while forgotten",
+        now + CDuration::hours(5),
+        true,
+        false,
+    ));
+    let r = sync_microsoft(&graph, &a.tenants, &a.tenant, &a.conn, &rules, window())
+        .await
+        .unwrap();
+    assert!(r.resynced && r.full, "{r:?}");
+    let s = state(&a).await;
+    assert!(s.contains_key("keep") && s.contains_key("new"));
+    // The next round is incremental again.
+    g.delete("keep");
+    let r = sync_microsoft(&graph, &a.tenants, &a.tenant, &a.conn, &rules, window())
+        .await
+        .unwrap();
+    assert!(!r.full && !r.resynced);
+    assert_eq!(r.applied.cancelled, 1);
+    assert!(!state(&a).await.contains_key("keep"));
+}
+
+#[tokio::test]
+async fn throttling_and_a_bad_token_are_reported_with_what_to_do() {
+    let g = GraphStandIn::start().await;
+    g.upsert(event(
+        "e1",
+        "x",
+        Utc::now() + CDuration::hours(1),
+        true,
+        false,
+    ));
+    let graph = client(&g, 10);
+    g.throttle_next(1);
+    let (from, to) = window();
+    match graph.calendar_view_delta(TOKEN, None, from, to).await {
+        Err(GraphError::Throttled {
+            status: 429,
+            retry_after,
+        }) => assert_eq!(retry_after, Some(Duration::from_secs(1))),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        graph
+            .calendar_view_delta(TOKEN, None, from, to)
+            .await
+            .is_ok(),
+        "after the pause it works"
+    );
+    let err = graph
+        .calendar_view_delta("wrong-token", None, from, to)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Unauthorized));
+    assert!(err.to_string().contains("reconnect"));
+}
+
+#[tokio::test]
+async fn a_stored_delta_link_pointing_elsewhere_is_refused_before_the_token_is_sent() {
+    let g = GraphStandIn::start().await;
+    let a = side().await;
+    let store = a.tenants.store();
+    let mut c = store
+        .get_connection(&a.tenant, &a.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    c.sync_cursor =
+        Some("https://attacker.example/v1.0/me/calendarView/delta?$deltatoken=x".into());
+    store.put_connection(&a.tenant, &c).await.unwrap();
+    let before = g.requests();
+    let err = sync_microsoft(
+        &client(&g, 10),
+        &a.tenants,
+        &a.tenant,
+        &a.conn,
+        &AutoJoinRules::default(),
+        window(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, SyncError::Graph(GraphError::Protocol(ref m)) if m.contains("refusing to send the token")),
+        "{err}"
+    );
+    assert_eq!(g.requests(), before);
+}

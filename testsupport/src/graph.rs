@@ -1,0 +1,263 @@
+//! A stand-in for Microsoft Graph's `GET /v1.0/me/calendarView/delta`, following the documented
+//! behaviour: an initial round needs `startDateTime`/`endDateTime`; pages hold at most
+//! `Prefer: odata.maxpagesize` events and link on with `@odata.nextLink` (`$skiptoken`); the last
+//! page carries `@odata.deltaLink` (`$deltatoken`); an incremental round returns what changed
+//! since, with deleted (or moved out of the window) events as `{"id", "@removed": {"reason"}}`;
+//! a forgotten sync state answers `410 Gone` (`SyncStateNotFound`), throttling `429` with
+//! `Retry-After`, a wrong token `401` (`InvalidAuthenticationToken`).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub const TOKEN: &str = "graph-stand-in-token";
+
+#[derive(Default)]
+struct Cal {
+    /// id -> (event JSON, change sequence, deleted)
+    events: BTreeMap<String, (Value, u64, bool)>,
+    seq: u64,
+    /// Delta tokens below this sequence are forgotten (410).
+    forgotten_below: u64,
+    throttle_next: u32,
+    requests: u64,
+}
+
+pub struct GraphStandIn {
+    pub addr: SocketAddr,
+    cal: Arc<Mutex<Cal>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl GraphStandIn {
+    pub async fn start() -> Self {
+        let cal = Arc::new(Mutex::new(Cal::default()));
+        let app = axum::Router::new()
+            .route("/v1.0/me/calendarView/delta", get(delta))
+            .with_state(cal.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        GraphStandIn {
+            addr,
+            cal,
+            _task: task,
+        }
+    }
+
+    /// The base URL to configure the client with.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1.0", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cal> {
+        self.cal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates or replaces an event (Graph JSON with UTC `start`/`end`).
+    pub fn upsert(&self, event: Value) {
+        let mut c = self.lock();
+        c.seq += 1;
+        let id = event["id"].as_str().expect("event id").to_string();
+        let seq = c.seq;
+        c.events.insert(id, (event, seq, false));
+    }
+
+    pub fn delete(&self, id: &str) {
+        let mut c = self.lock();
+        c.seq += 1;
+        let seq = c.seq;
+        if let Some(e) = c.events.get_mut(id) {
+            e.1 = seq;
+            e.2 = true;
+        }
+    }
+
+    pub fn event(&self, id: &str) -> Option<Value> {
+        self.lock()
+            .events
+            .get(id)
+            .filter(|e| !e.2)
+            .map(|e| e.0.clone())
+    }
+
+    pub fn live_ids(&self) -> Vec<String> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|(_, e)| !e.2)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Every delta token handed out so far stops working (as after Graph's retention period).
+    pub fn forget_sync_states(&self) {
+        let mut c = self.lock();
+        c.seq += 1;
+        c.forgotten_below = c.seq;
+    }
+
+    /// The next `n` requests get `429 Too Many Requests` with `Retry-After: 1`.
+    pub fn throttle_next(&self, n: u32) {
+        self.lock().throttle_next = n;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+}
+
+fn err(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message, "innerError": {"date": Utc::now().to_rfc3339()}}}))).into_response()
+}
+
+fn start_of(ev: &Value) -> Option<DateTime<Utc>> {
+    let s = ev.pointer("/start/dateTime")?.as_str()?;
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+fn parse_window(s: &str, e: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    Some((
+        DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc),
+        DateTime::parse_from_rfc3339(e).ok()?.with_timezone(&Utc),
+    ))
+}
+
+async fn delta(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    c.requests += 1;
+    if headers.get("authorization").and_then(|h| h.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    if c.throttle_next > 0 {
+        c.throttle_next -= 1;
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], Json(json!({"error": {"code": "TooManyRequests", "message": "Please retry again later."}})))
+            .into_response();
+    }
+    let page_size = headers
+        .get("prefer")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|p| {
+            p.split(',').find_map(|x| {
+                x.trim()
+                    .strip_prefix("odata.maxpagesize=")?
+                    .parse::<usize>()
+                    .ok()
+            })
+        })
+        .unwrap_or(10)
+        .max(1);
+    // Tokens are opaque to clients: "<since>.<snapshot>.<offset>.<start>.<end>".
+    let (since, snapshot, offset, window) = if let Some(tok) =
+        q.get("$skiptoken").or_else(|| q.get("$deltatoken"))
+    {
+        let parts: Vec<&str> = tok.split('~').collect();
+        let parsed = (|| {
+            let since: u64 = parts.first()?.parse().ok()?;
+            let snapshot: u64 = parts.get(1)?.parse().ok()?;
+            let offset: usize = parts.get(2)?.parse().ok()?;
+            let window = parse_window(parts.get(3)?, parts.get(4)?)?;
+            Some((since, snapshot, offset, window))
+        })();
+        let Some((since, snapshot, offset, window)) = parsed else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidParameter",
+                "The token is malformed.",
+            );
+        };
+        if q.contains_key("$deltatoken") {
+            // A delta token starts a new round at the current state.
+            if snapshot < c.forgotten_below {
+                return err(
+                    StatusCode::GONE,
+                    "SyncStateNotFound",
+                    "The sync state generation is not found.",
+                );
+            }
+            (snapshot, c.seq, 0, window)
+        } else {
+            (since, snapshot, offset, window)
+        }
+    } else {
+        let (Some(s), Some(e)) = (q.get("startDateTime"), q.get("endDateTime")) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidParameter",
+                "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.",
+            );
+        };
+        let Some(window) = parse_window(s, e) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidParameter",
+                "startDateTime or endDateTime is not a valid date-time.",
+            );
+        };
+        (0, c.seq, 0, window)
+    };
+    let in_window = |ev: &Value| start_of(ev).is_some_and(|t| t >= window.0 && t < window.1);
+    let mut changes: Vec<Value> = Vec::new();
+    for (id, (ev, seq, deleted)) in &c.events {
+        // Only changes in (since, snapshot]: later ones belong to the next round.
+        if *seq <= since || *seq > snapshot {
+            continue;
+        }
+        if !*deleted && in_window(ev) {
+            changes.push(ev.clone());
+        } else if since > 0 {
+            changes.push(json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}}));
+        }
+    }
+    let page: Vec<Value> = changes
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .cloned()
+        .collect();
+    let base = format!(
+        "http://{}/v1.0/me/calendarView/delta",
+        headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+    );
+    let w = format!(
+        "{}~{}",
+        window.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        window.1.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": page});
+    if offset + page_size < changes.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "{base}?$skiptoken={since}~{snapshot}~{}~{w}",
+            offset + page_size
+        ));
+    } else {
+        body["@odata.deltaLink"] = json!(format!("{base}?$deltatoken={since}~{snapshot}~0~{w}"));
+    }
+    Json(body).into_response()
+}
