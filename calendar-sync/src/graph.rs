@@ -21,6 +21,8 @@ pub enum GraphError {
     },
     #[error("Graph no longer knows this sync state (410): a full resync is needed")]
     ResyncRequired,
+    #[error("Graph does not know this resource (404)")]
+    NotFound,
     #[error("Graph request failed: {0}")]
     Http(String),
     #[error("Graph answered something unexpected: {0}")]
@@ -36,6 +38,31 @@ pub struct DeltaRound {
     /// Where the next incremental round starts.
     pub delta_link: String,
     pub pages: u32,
+}
+
+/// A Graph change-notification subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn subscription(v: &Value) -> Result<Subscription, GraphError> {
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GraphError::Protocol("subscription without id".into()))?;
+    let exp = v
+        .get("expirationDateTime")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .ok_or_else(|| {
+            GraphError::Protocol("subscription without a valid expirationDateTime".into())
+        })?;
+    Ok(Subscription {
+        id: id.to_string(),
+        expires_at: exp.with_timezone(&Utc),
+    })
 }
 
 #[derive(Clone)]
@@ -131,18 +158,100 @@ impl GraphClient {
         Ok(u)
     }
 
-    async fn get(&self, token: &str, url: Url) -> Result<Value, GraphError> {
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .header(
-                "Prefer",
-                format!(
-                    "outlook.timezone=\"UTC\", odata.maxpagesize={}",
-                    self.page_size
-                ),
+    fn url(&self, segments: &[&str]) -> Result<Url, GraphError> {
+        let mut u = self.base.clone();
+        u.path_segments_mut()
+            .map_err(|_| GraphError::Protocol("base URL cannot have a path".into()))?
+            .extend(segments);
+        Ok(u)
+    }
+
+    /// Creates a subscription to the user's event changes. Graph first POSTs a `validationToken`
+    /// to `notification_url`, which must echo it (see `webhook`).
+    pub async fn create_subscription(
+        &self,
+        token: &str,
+        notification_url: &str,
+        lifecycle_url: &str,
+        client_state: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Subscription, GraphError> {
+        let body = serde_json::json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "resource": "me/events",
+            "expirationDateTime": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "clientState": client_state,
+        });
+        let v = self
+            .send(
+                reqwest::Method::POST,
+                self.url(&["subscriptions"])?,
+                token,
+                Some(body),
             )
+            .await?;
+        subscription(&v)
+    }
+
+    /// Moves a subscription's expiry.
+    pub async fn renew_subscription(
+        &self,
+        token: &str,
+        id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Subscription, GraphError> {
+        let body = serde_json::json!({"expirationDateTime": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+        let v = self
+            .send(
+                reqwest::Method::PATCH,
+                self.url(&["subscriptions", id])?,
+                token,
+                Some(body),
+            )
+            .await?;
+        subscription(&v)
+    }
+
+    /// Deletes a subscription; one Graph no longer has counts as deleted.
+    pub async fn delete_subscription(&self, token: &str, id: &str) -> Result<(), GraphError> {
+        match self
+            .send(
+                reqwest::Method::DELETE,
+                self.url(&["subscriptions", id])?,
+                token,
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(GraphError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, token: &str, url: Url) -> Result<Value, GraphError> {
+        self.send(reqwest::Method::GET, url, token, None).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<Value, GraphError> {
+        let mut req = self.http.request(method, url).bearer_auth(token).header(
+            "Prefer",
+            format!(
+                "outlook.timezone=\"UTC\", odata.maxpagesize={}",
+                self.page_size
+            ),
+        );
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| GraphError::Http(e.without_url().to_string()))?;
@@ -154,11 +263,13 @@ impl GraphClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         match status {
-            200 => resp
+            200 | 201 => resp
                 .json::<Value>()
                 .await
                 .map_err(|e| GraphError::Protocol(e.without_url().to_string())),
+            202 | 204 => Ok(Value::Null),
             401 => Err(GraphError::Unauthorized),
+            404 => Err(GraphError::NotFound),
             410 => Err(GraphError::ResyncRequired),
             429 | 500..=599 => Err(GraphError::Throttled {
                 status,

@@ -3,8 +3,9 @@
 //! Built so far: normalisation of Google Calendar and Microsoft Graph payloads into one event
 //! model ([`normalize`]), meeting-link extraction ([`links`]), per-user auto-join rules
 //! ([`rules`]) and applying events to the tenant store for the scheduler ([`apply`]).
-//! Microsoft Graph `calendarView/delta` sync rounds ([`graph`], [`sync`]).
-//! OAuth, the Google client, push channels and polling are not built yet.
+//! Microsoft Graph `calendarView/delta` sync rounds ([`graph`], [`sync`]), change-notification
+//! subscriptions with their webhook ([`webhook`]) and the worker that renews them, reacts to
+//! notifications and polls as a fallback ([`worker`]). OAuth and the Google client are not built yet.
 
 pub mod apply;
 pub mod graph;
@@ -12,5 +13,7 @@ pub mod links;
 pub mod normalize;
 pub mod rules;
 pub mod sync;
+pub mod webhook;
+pub mod worker;
 
 pub use normalize::{NormalizedEvent, ParseError, parse_payload};

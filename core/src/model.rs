@@ -110,8 +110,20 @@ pub struct CalendarConnection {
     /// Where incremental sync resumes (Google syncToken, Graph deltaLink); `None`: full sync next.
     #[serde(default)]
     pub sync_cursor: Option<String>,
+    /// The provider's push channel for this calendar, if one is active.
+    #[serde(default)]
+    pub push: Option<PushChannel>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A provider push channel (Graph subscription, Google watch channel).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushChannel {
+    pub id: String,
+    pub expires_at: DateTime<Utc>,
+    /// The secret the provider echoes in every notification (Graph `clientState`).
+    pub client_state: Sealed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

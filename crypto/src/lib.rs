@@ -16,3 +16,18 @@ pub use aead::{Aad, CryptoError, DataKey, open, seal};
 pub use azure::{AzureKeyVaultProvider, azure_credential_from_config};
 pub use local::LocalKeyFile;
 pub use provider::{KeyProvider, KeyProviderError, WrapOutput};
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+/// `n` random bytes from the system CSPRNG, hex-encoded (for channel secrets and the like).
+pub fn random_hex(n: usize) -> Result<String, CryptoError> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut b = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| CryptoError::Random)?;
+    Ok(hex::encode(b))
+}

@@ -85,6 +85,7 @@ async fn side() -> Side {
         access_expires_at: None,
         status: ConnectionStatus::Active,
         sync_cursor: None,
+        push: None,
         created_at: now,
         updated_at: now,
     };

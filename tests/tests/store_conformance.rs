@@ -142,6 +142,7 @@ fn connection(v: &TenantVault) -> CalendarConnection {
         access_expires_at: Some(now + CDuration::hours(1)),
         status: ConnectionStatus::Active,
         sync_cursor: None,
+        push: None,
         created_at: now,
         updated_at: now,
     }

@@ -19,8 +19,19 @@ use std::sync::{Arc, Mutex};
 
 pub const TOKEN: &str = "graph-stand-in-token";
 
+#[derive(Clone)]
+struct Sub {
+    url: String,
+    lifecycle_url: String,
+    client_state: String,
+    expires: DateTime<Utc>,
+}
+
 #[derive(Default)]
 struct Cal {
+    subs: BTreeMap<String, Sub>,
+    sub_seq: u64,
+    renewals: u64,
     /// id -> (event JSON, change sequence, deleted)
     events: BTreeMap<String, (Value, u64, bool)>,
     seq: u64,
@@ -41,6 +52,11 @@ impl GraphStandIn {
         let cal = Arc::new(Mutex::new(Cal::default()));
         let app = axum::Router::new()
             .route("/v1.0/me/calendarView/delta", get(delta))
+            .route("/v1.0/subscriptions", axum::routing::post(create_sub))
+            .route(
+                "/v1.0/subscriptions/{id}",
+                axum::routing::patch(renew_sub).delete(delete_sub),
+            )
             .with_state(cal.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -65,23 +81,89 @@ impl GraphStandIn {
         self.cal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates or replaces an event (Graph JSON with UTC `start`/`end`).
+    /// Creates or replaces an event (Graph JSON with UTC `start`/`end`), and notifies subscribers.
     pub fn upsert(&self, event: Value) {
-        let mut c = self.lock();
-        c.seq += 1;
         let id = event["id"].as_str().expect("event id").to_string();
-        let seq = c.seq;
-        c.events.insert(id, (event, seq, false));
+        {
+            let mut c = self.lock();
+            c.seq += 1;
+            let seq = c.seq;
+            c.events.insert(id.clone(), (event, seq, false));
+        }
+        self.notify_change(&id, "updated");
     }
 
     pub fn delete(&self, id: &str) {
-        let mut c = self.lock();
-        c.seq += 1;
-        let seq = c.seq;
-        if let Some(e) = c.events.get_mut(id) {
-            e.1 = seq;
-            e.2 = true;
+        {
+            let mut c = self.lock();
+            c.seq += 1;
+            let seq = c.seq;
+            if let Some(e) = c.events.get_mut(id) {
+                e.1 = seq;
+                e.2 = true;
+            }
         }
+        self.notify_change(id, "deleted");
+    }
+
+    /// Sends a change notification to every live subscription, as Graph does.
+    fn notify_change(&self, event_id: &str, change: &str) {
+        let subs: Vec<(String, Sub)> = self
+            .lock()
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expires > Utc::now())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, sub) in subs {
+            let body = json!({"value": [{
+                "subscriptionId": id,
+                "subscriptionExpirationDateTime": sub.expires.to_rfc3339(),
+                "changeType": change,
+                "resource": format!("Users/00000000-0000-0000-0000-000000000001/Events/{event_id}"),
+                "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "@odata.id": format!("Users/1/Events/{event_id}"), "id": event_id},
+                "clientState": sub.client_state,
+                "tenantId": "00000000-0000-0000-0000-000000000002"
+            }]});
+            post_later(sub.url.clone(), body);
+        }
+    }
+
+    /// Sends a lifecycle notification (`reauthorizationRequired`, `missed`, `subscriptionRemoved`).
+    pub fn send_lifecycle(&self, subscription_id: &str, event: &str) {
+        let Some(sub) = self.lock().subs.get(subscription_id).cloned() else {
+            return;
+        };
+        let body = json!({"value": [{
+            "subscriptionId": subscription_id,
+            "subscriptionExpirationDateTime": sub.expires.to_rfc3339(),
+            "tenantId": "00000000-0000-0000-0000-000000000002",
+            "clientState": sub.client_state,
+            "lifecycleEvent": event
+        }]});
+        post_later(sub.lifecycle_url, body);
+    }
+
+    /// Sends a notification for `subscription_id` with a made-up clientState (a forgery).
+    pub fn send_forged(&self, subscription_id: &str) {
+        let Some(sub) = self.lock().subs.get(subscription_id).cloned() else {
+            return;
+        };
+        let body = json!({"value": [{"subscriptionId": subscription_id, "changeType": "updated", "clientState": "forged", "resource": "Users/1/Events/x"}]});
+        post_later(sub.url, body);
+    }
+
+    /// Live subscriptions: id -> expiry.
+    pub fn subscriptions(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.lock()
+            .subs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expires))
+            .collect()
+    }
+
+    pub fn renewals(&self) -> u64 {
+        self.lock().renewals
     }
 
     pub fn event(&self, id: &str) -> Option<Value> {
@@ -260,4 +342,160 @@ async fn delta(
         body["@odata.deltaLink"] = json!(format!("{base}?$deltatoken={since}~{snapshot}~0~{w}"));
     }
     Json(body).into_response()
+}
+
+fn post_later(url: String, body: Value) {
+    tokio::spawn(async move {
+        let _ = reqwest::Client::new().post(url).json(&body).send().await;
+    });
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+}
+
+/// Graph's validation handshake: POST `<url>?validationToken=<t>`; the endpoint must answer 200
+/// with exactly `<t>` as text within 10 seconds.
+async fn validate(url: &str) -> bool {
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        uuid::Uuid::new_v4()
+    );
+    let Ok(mut u) = url::Url::parse(url) else {
+        return false;
+    };
+    u.query_pairs_mut().append_pair("validationToken", &token);
+    let resp = reqwest::Client::new()
+        .post(u)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status() == 200 => r.text().await.map(|t| t == token).unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Graph's cap for Outlook event subscriptions.
+const MAX_MINUTES: i64 = 4230;
+
+fn sub_json(id: &str, s: &Sub) -> Value {
+    json!({"id": id, "resource": "me/events", "changeType": "created,updated,deleted", "notificationUrl": s.url,
+           "lifecycleNotificationUrl": s.lifecycle_url, "expirationDateTime": s.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+}
+
+fn expiry(v: &Value) -> Option<DateTime<Utc>> {
+    let t = DateTime::parse_from_rfc3339(v.get("expirationDateTime")?.as_str()?)
+        .ok()?
+        .with_timezone(&Utc);
+    Some(t.min(Utc::now() + chrono::Duration::minutes(MAX_MINUTES)))
+}
+
+async fn create_sub(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorized(&headers) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    let (Some(url), Some(lifecycle), Some(expires)) = (
+        body.get("notificationUrl").and_then(Value::as_str),
+        body.get("lifecycleNotificationUrl").and_then(Value::as_str),
+        expiry(&body),
+    ) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "notificationUrl, lifecycleNotificationUrl and expirationDateTime are required.",
+        );
+    };
+    if !validate(url).await || !validate(lifecycle).await {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "Subscription validation request failed. Response must exactly match validationToken query parameter.",
+        );
+    }
+    let sub = Sub {
+        url: url.into(),
+        lifecycle_url: lifecycle.into(),
+        client_state: body
+            .get("clientState")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .into(),
+        expires,
+    };
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    c.sub_seq += 1;
+    let id = format!("7f105c7d-2dc5-4530-97cd-4e7a{:08x}", c.sub_seq);
+    let out = sub_json(&id, &sub);
+    c.subs.insert(id, sub);
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+async fn renew_sub(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorized(&headers) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    let Some(expires) = expiry(&body) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "expirationDateTime is required.",
+        );
+    };
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    c.renewals += 1;
+    let Some(s) = c.subs.get_mut(&id) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        );
+    };
+    s.expires = expires;
+    let out = sub_json(&id, s);
+    Json(out).into_response()
+}
+
+async fn delete_sub(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&headers) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    match cal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .subs
+        .remove(&id)
+    {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
+    }
 }

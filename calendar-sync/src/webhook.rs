@@ -1,0 +1,109 @@
+//! The Microsoft Graph change-notification webhook.
+//!
+//! * `POST ...?validationToken=X` (subscription creation and lifecycle validation): answers 200
+//!   `text/plain` with X, as Graph requires within 10 s.
+//! * `POST` with `{"value": [notification, ...]}`: each notification's `clientState` is checked
+//!   in constant time against the sealed secret of the subscription's connection; accepted ones
+//!   become sync triggers (a `lifecycleEvent` becomes a renewal or resubscription). Answers 202 at
+//!   once; unknown subscriptions and wrong secrets are counted and dropped, not retried.
+
+use crate::worker::{SubscriptionIndex, Trigger};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use meetbot_core::model::CalendarConnection;
+use meetbot_store::vault::Tenants;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+pub struct WebhookCounters {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub unknown: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub tenants: Arc<Tenants>,
+    pub index: SubscriptionIndex,
+    pub triggers: mpsc::Sender<Trigger>,
+    pub counters: Arc<WebhookCounters>,
+}
+
+/// Routes: `/webhooks/microsoft` (notifications) and `/webhooks/microsoft/lifecycle`.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhooks/microsoft", post(notify))
+        .route("/webhooks/microsoft/lifecycle", post(notify))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+async fn notify(
+    State(st): State<WebhookState>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(token) = q.get("validationToken") {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            token.clone(),
+        )
+            .into_response();
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+    };
+    let Some(items) = v.get("value").and_then(Value::as_array) else {
+        return (StatusCode::BAD_REQUEST, "body has no `value` array").into_response();
+    };
+    for it in items {
+        if let Some(trigger) = check(&st, it).await {
+            st.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if st.triggers.try_send(trigger).is_err() {
+                // The worker is busy; its next poll will sync anyway.
+                tracing::warn!("sync trigger dropped: worker queue full");
+            }
+        }
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The trigger for one notification, if it is genuine.
+async fn check(st: &WebhookState, it: &Value) -> Option<Trigger> {
+    let sub = it.get("subscriptionId").and_then(Value::as_str)?;
+    let Some((tenant, connection)) = st.index.read().await.get(sub).cloned() else {
+        st.counters.unknown.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let given = it.get("clientState").and_then(Value::as_str).unwrap_or("");
+    let conn = st
+        .tenants
+        .store()
+        .get_connection(&tenant, &connection)
+        .await
+        .ok()??;
+    let push = conn.push.as_ref()?;
+    let vault = st.tenants.vault(&tenant).await.ok()?;
+    let expected = vault
+        .open::<CalendarConnection>(&conn.id, "push_client_state", &push.client_state)
+        .ok()?;
+    if push.id != sub || !meetbot_crypto::constant_time_eq(given.as_bytes(), &expected) {
+        st.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(tenant = %tenant, "notification with a wrong clientState rejected");
+        return None;
+    }
+    Some(match it.get("lifecycleEvent").and_then(Value::as_str) {
+        Some("reauthorizationRequired") => Trigger::Renew { tenant, connection },
+        Some("subscriptionRemoved") => Trigger::Resubscribe { tenant, connection },
+        _ => Trigger::Sync { tenant, connection },
+    })
+}

@@ -1,0 +1,326 @@
+//! The sync worker: turns push notifications into sync rounds, keeps each Microsoft connection's
+//! subscription alive (created, renewed before expiry), and polls connections without a working
+//! push channel. A throttled connection waits as long as the provider asked (`Retry-After`), or
+//! an exponentially growing pause when it did not say.
+
+use crate::graph::{GraphClient, GraphError};
+use crate::rules::AutoJoinRules;
+use crate::sync::{SyncError, SyncReport, sync_microsoft};
+use chrono::{Duration as CDuration, Utc};
+use meetbot_core::TenantId;
+use meetbot_core::model::{
+    CalendarConnection, CalendarProvider, ConnectionStatus, PushChannel, TenantStatus,
+};
+use meetbot_store::vault::Tenants;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{RwLock, mpsc};
+
+/// Subscription id -> (tenant, connection), shared with the webhook.
+pub type SubscriptionIndex = Arc<RwLock<HashMap<String, (TenantId, String)>>>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Sync {
+        tenant: TenantId,
+        connection: String,
+    },
+    Renew {
+        tenant: TenantId,
+        connection: String,
+    },
+    Resubscribe {
+        tenant: TenantId,
+        connection: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub window_back: CDuration,
+    pub window_ahead: CDuration,
+    pub poll_every: Duration,
+    /// Public URLs of the webhook; without them no subscriptions are made and polling carries sync.
+    pub notification_url: Option<String>,
+    pub lifecycle_url: Option<String>,
+    /// Lifetime asked for a new or renewed subscription (Graph allows 4230 min for events).
+    pub push_lifetime: CDuration,
+    /// Renew when less than this is left.
+    pub renew_before: CDuration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            window_back: CDuration::days(1),
+            window_ahead: CDuration::days(28),
+            poll_every: Duration::from_secs(300),
+            notification_url: None,
+            lifecycle_url: None,
+            push_lifetime: CDuration::minutes(4200),
+            renew_before: CDuration::hours(6),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    Current,
+    Created,
+    Renewed,
+    Disabled,
+}
+
+pub struct SyncWorker {
+    graph: GraphClient,
+    tenants: Arc<Tenants>,
+    rules: AutoJoinRules,
+    s: WorkerSettings,
+    index: SubscriptionIndex,
+    /// (tenant, connection) -> (not before, last pause)
+    backoff: Mutex<HashMap<(TenantId, String), (Instant, Duration)>>,
+}
+
+impl SyncWorker {
+    pub fn new(
+        graph: GraphClient,
+        tenants: Arc<Tenants>,
+        rules: AutoJoinRules,
+        s: WorkerSettings,
+        index: SubscriptionIndex,
+    ) -> Self {
+        SyncWorker {
+            graph,
+            tenants,
+            rules,
+            s,
+            index,
+            backoff: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Rebuilds the subscription index from the store (at start).
+    pub async fn load_index(&self) -> Result<usize, SyncError> {
+        let mut map = HashMap::new();
+        for t in self.tenants.store().list_tenants().await? {
+            if t.status != TenantStatus::Active {
+                continue;
+            }
+            for c in self.tenants.store().list_connections(&t.id).await? {
+                if let Some(p) = &c.push {
+                    map.insert(p.id.clone(), (t.id.clone(), c.id.clone()));
+                }
+            }
+        }
+        let n = map.len();
+        *self.index.write().await = map;
+        Ok(n)
+    }
+
+    fn key(t: &TenantId, c: &str) -> (TenantId, String) {
+        (t.clone(), c.to_string())
+    }
+
+    /// One sync round, unless the connection is paused after throttling (`Ok(None)`).
+    pub async fn sync(
+        &self,
+        t: &TenantId,
+        connection: &str,
+    ) -> Result<Option<SyncReport>, SyncError> {
+        let now = Instant::now();
+        if let Some((until, _)) = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::key(t, connection))
+            && *until > now
+        {
+            return Ok(None);
+        }
+        let window = (
+            Utc::now() - self.s.window_back,
+            Utc::now() + self.s.window_ahead,
+        );
+        match sync_microsoft(
+            &self.graph,
+            &self.tenants,
+            t,
+            connection,
+            &self.rules,
+            window,
+        )
+        .await
+        {
+            Ok(r) => {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&Self::key(t, connection));
+                Ok(Some(r))
+            }
+            Err(SyncError::Graph(GraphError::Throttled {
+                status,
+                retry_after,
+            })) => {
+                let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                let last = b
+                    .get(&Self::key(t, connection))
+                    .map(|x| x.1)
+                    .unwrap_or(Duration::from_millis(500));
+                let pause = retry_after.unwrap_or((last * 2).min(Duration::from_secs(600)));
+                b.insert(Self::key(t, connection), (Instant::now() + pause, pause));
+                tracing::warn!(tenant = %t, status, pause_ms = pause.as_millis() as u64, "calendar provider throttling; pausing this connection");
+                Err(SyncError::Graph(GraphError::Throttled {
+                    status,
+                    retry_after,
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes sure the connection has a live subscription: creates, or renews when due.
+    pub async fn ensure_push(
+        &self,
+        t: &TenantId,
+        connection: &str,
+        force_new: bool,
+    ) -> Result<PushOutcome, SyncError> {
+        let (Some(url), Some(lifecycle)) = (&self.s.notification_url, &self.s.lifecycle_url) else {
+            return Ok(PushOutcome::Disabled);
+        };
+        let store = self.tenants.store();
+        let mut conn = store
+            .get_connection(t, connection)
+            .await?
+            .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
+        let vault = self.tenants.vault(t).await?;
+        let token = String::from_utf8_lossy(&vault.open::<CalendarConnection>(
+            &conn.id,
+            "access_token",
+            &conn.access_token,
+        )?)
+        .into_owned();
+        let now = Utc::now();
+        let expires = now + self.s.push_lifetime;
+        let outcome = match conn.push.clone() {
+            Some(p) if !force_new && p.expires_at > now + self.s.renew_before => {
+                return Ok(PushOutcome::Current);
+            }
+            Some(p) if !force_new && p.expires_at > now => {
+                let sub = self
+                    .graph
+                    .renew_subscription(&token, &p.id, expires)
+                    .await?;
+                conn.push = Some(PushChannel {
+                    expires_at: sub.expires_at,
+                    ..p
+                });
+                PushOutcome::Renewed
+            }
+            old => {
+                if let Some(p) = old {
+                    self.index.write().await.remove(&p.id);
+                    let _ = self.graph.delete_subscription(&token, &p.id).await;
+                }
+                let secret = meetbot_crypto::random_hex(32)
+                    .map_err(meetbot_store::vault::VaultError::from)?;
+                let sub = self
+                    .graph
+                    .create_subscription(&token, url, lifecycle, &secret, expires)
+                    .await?;
+                let client_state = vault.seal::<CalendarConnection>(
+                    &conn.id,
+                    "push_client_state",
+                    secret.as_bytes(),
+                )?;
+                self.index
+                    .write()
+                    .await
+                    .insert(sub.id.clone(), (t.clone(), conn.id.clone()));
+                conn.push = Some(PushChannel {
+                    id: sub.id,
+                    expires_at: sub.expires_at,
+                    client_state,
+                });
+                PushOutcome::Created
+            }
+        };
+        conn.updated_at = now;
+        store.put_connection(t, &conn).await?;
+        Ok(outcome)
+    }
+
+    /// Handles one trigger from the webhook.
+    pub async fn handle(&self, trigger: Trigger) {
+        let (t, c, what) = match &trigger {
+            Trigger::Sync { tenant, connection } => (tenant, connection, "sync"),
+            Trigger::Renew { tenant, connection } => (tenant, connection, "renew"),
+            Trigger::Resubscribe { tenant, connection } => (tenant, connection, "resubscribe"),
+        };
+        let result = match &trigger {
+            Trigger::Sync { .. } => self.sync(t, c).await.map(|_| ()),
+            Trigger::Renew { .. } => self.ensure_push(t, c, false).await.map(|_| ()),
+            Trigger::Resubscribe { .. } => self.ensure_push(t, c, true).await.map(|_| ()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(tenant = %t, action = what, error = %e, "calendar trigger failed");
+        }
+    }
+
+    /// One polling pass: every active Microsoft connection gets its subscription checked, and
+    /// those without a live one are synced (the fallback when push is unavailable).
+    pub async fn poll(&self) -> Result<u64, SyncError> {
+        let mut synced = 0;
+        for t in self.tenants.store().list_tenants().await? {
+            if t.status != TenantStatus::Active {
+                continue;
+            }
+            for c in self.tenants.store().list_connections(&t.id).await? {
+                if c.provider != CalendarProvider::Microsoft || c.status != ConnectionStatus::Active
+                {
+                    continue;
+                }
+                if let Err(e) = self.ensure_push(&t.id, &c.id, false).await {
+                    tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
+                }
+                let live_push = self
+                    .tenants
+                    .store()
+                    .get_connection(&t.id, &c.id)
+                    .await?
+                    .and_then(|c| c.push)
+                    .is_some_and(|p| p.expires_at > Utc::now());
+                if (!live_push || c.sync_cursor.is_none())
+                    && matches!(self.sync(&t.id, &c.id).await, Ok(Some(_)))
+                {
+                    synced += 1;
+                }
+            }
+        }
+        Ok(synced)
+    }
+
+    /// Runs until `shutdown`: webhook triggers as they come, a poll every `poll_every`.
+    pub async fn run(
+        &self,
+        mut triggers: mpsc::Receiver<Trigger>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.s.poll_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(t) = triggers.recv() => self.handle(t).await,
+                _ = tick.tick() => {
+                    if let Err(e) = self.poll().await {
+                        tracing::warn!(error = %e, "calendar poll failed");
+                    }
+                }
+            }
+        }
+    }
+}
