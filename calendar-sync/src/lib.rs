@@ -5,9 +5,10 @@
 //! ([`rules`]) and applying events to the tenant store for the scheduler ([`apply`]).
 //! Microsoft Graph `calendarView/delta` sync rounds ([`graph`], [`sync`]), change-notification
 //! subscriptions with their webhook ([`webhook`]) and the worker that renews them, reacts to
-//! notifications and polls as a fallback ([`worker`]). OAuth and the Google client are not built yet.
+//! notifications and polls as a fallback ([`worker`]). Google Calendar rounds with syncToken ([`google`]). OAuth and Google push channels are not built yet.
 
 pub mod apply;
+pub mod google;
 pub mod graph;
 pub mod links;
 pub mod normalize;

@@ -180,7 +180,10 @@ struct When {
 
 /// Google `start`/`end`: `{dateTime (RFC 3339), timeZone}` or `{date}` for all-day.
 fn google_time(id: &str, v: Option<&Value>, f: &'static str) -> Result<Option<When>, ParseError> {
-    let Some(v) = v else { return Ok(None) };
+    // Absent and null are the same (typed clients re-serialise missing fields as null).
+    let Some(v) = v.filter(|x| !x.is_null()) else {
+        return Ok(None);
+    };
     let zone = s(v, "timeZone").map(String::from);
     if let Some(dt) = s(v, "dateTime") {
         let t = DateTime::parse_from_rfc3339(dt)
@@ -322,7 +325,10 @@ pub fn google_event(v: &Value) -> Result<NormalizedEvent, ParseError> {
 // ---------------------------------------------------------------- Microsoft Graph
 
 fn graph_time(id: &str, v: Option<&Value>, f: &'static str) -> Result<Option<When>, ParseError> {
-    let Some(v) = v else { return Ok(None) };
+    // Absent and null are the same (typed clients re-serialise missing fields as null).
+    let Some(v) = v.filter(|x| !x.is_null()) else {
+        return Ok(None);
+    };
     let dt = s(v, "dateTime").ok_or_else(|| field(id, f, "missing dateTime"))?;
     let zone = s(v, "timeZone");
     let naive = NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f")

@@ -1,20 +1,25 @@
-//! One sync round of a Microsoft calendar connection: incremental from its stored deltaLink (or
-//! full over the window), a full resync when Graph has forgotten the state, the events applied to
-//! the tenant store, and the new deltaLink saved on the connection.
+//! One sync round of a calendar connection: incremental from its stored cursor (Graph deltaLink,
+//! Google syncToken) or full over the window, a full resync when the provider has forgotten the
+//! cursor, the events applied to the tenant store, and the new cursor saved on the connection.
 
 use crate::apply::{ApplyError, ApplyReport, Target, apply};
+use crate::google::{GoogleClient, GoogleError};
 use crate::graph::{GraphClient, GraphError};
+use crate::normalize::NormalizedEvent;
 use crate::rules::AutoJoinRules;
 use chrono::{DateTime, Utc};
 use meetbot_core::TenantId;
 use meetbot_core::model::CalendarConnection;
 use meetbot_store::StoreError;
 use meetbot_store::vault::{Tenants, VaultError};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error(transparent)]
+    Google(#[from] GoogleError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
@@ -25,19 +30,85 @@ pub enum SyncError {
     NoConnection(String),
 }
 
+impl SyncError {
+    /// The provider asked to slow down: its status and how long to wait, if it said.
+    pub fn throttled(&self) -> Option<(u16, Option<Duration>)> {
+        match self {
+            SyncError::Graph(GraphError::Throttled {
+                status,
+                retry_after,
+            })
+            | SyncError::Google(GoogleError::Throttled {
+                status,
+                retry_after,
+            }) => Some((*status, *retry_after)),
+            _ => None,
+        }
+    }
+
+    fn resync_required(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Graph(GraphError::ResyncRequired)
+                | SyncError::Google(GoogleError::ResyncRequired)
+        )
+    }
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub full: bool,
-    /// A stored deltaLink was refused (410) and a full round replaced it.
+    /// A stored cursor was refused (410) and a full round replaced it.
     pub resynced: bool,
     pub events: u64,
     pub pages: u32,
     pub applied: ApplyReport,
 }
 
+/// The provider client a round runs on.
+#[derive(Clone, Copy)]
+pub enum Provider<'a> {
+    Microsoft(&'a GraphClient),
+    Google(&'a GoogleClient),
+}
+
+struct Round {
+    events: Vec<NormalizedEvent>,
+    cursor: String,
+    pages: u32,
+}
+
+async fn round(
+    p: Provider<'_>,
+    token: &str,
+    cursor: Option<&str>,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Round, SyncError> {
+    Ok(match p {
+        Provider::Microsoft(g) => {
+            let r = g
+                .calendar_view_delta(token, cursor, window.0, window.1)
+                .await?;
+            Round {
+                events: r.events,
+                cursor: r.delta_link,
+                pages: r.pages,
+            }
+        }
+        Provider::Google(g) => {
+            let r = g.events_round(token, cursor, window.0, window.1).await?;
+            Round {
+                events: r.events,
+                cursor: r.next_sync_token,
+                pages: r.pages,
+            }
+        }
+    })
+}
+
 /// Runs one round for connection `connection_id` of `tenant`.
-pub async fn sync_microsoft(
-    graph: &GraphClient,
+pub async fn sync_connection(
+    provider: Provider<'_>,
     tenants: &Tenants,
     tenant: &TenantId,
     connection_id: &str,
@@ -60,22 +131,17 @@ pub async fn sync_microsoft(
         full: conn.sync_cursor.is_none(),
         ..Default::default()
     };
-    let round = match graph
-        .calendar_view_delta(&token, conn.sync_cursor.as_deref(), window.0, window.1)
-        .await
-    {
-        Err(GraphError::ResyncRequired) => {
-            tracing::info!(tenant = %tenant, connection = %conn.id, "sync state gone (410); full resync");
+    let r = match round(provider, &token, conn.sync_cursor.as_deref(), window).await {
+        Err(e) if e.resync_required() => {
+            tracing::info!(tenant = %tenant, connection = %conn.id, "sync cursor gone (410); full resync");
             report.full = true;
             report.resynced = true;
-            graph
-                .calendar_view_delta(&token, None, window.0, window.1)
-                .await?
+            round(provider, &token, None, window).await?
         }
         other => other?,
     };
-    report.events = round.events.len() as u64;
-    report.pages = round.pages;
+    report.events = r.events.len() as u64;
+    report.pages = r.pages;
     let target = Target {
         tenants,
         tenant,
@@ -83,9 +149,29 @@ pub async fn sync_microsoft(
         user_email: &user_email,
         rules,
     };
-    report.applied = apply(&target, &round.events).await?;
-    conn.sync_cursor = Some(round.delta_link);
+    report.applied = apply(&target, &r.events).await?;
+    conn.sync_cursor = Some(r.cursor);
     conn.updated_at = Utc::now();
     store.put_connection(tenant, &conn).await?;
     Ok(report)
+}
+
+/// [`sync_connection`] for a Microsoft connection.
+pub async fn sync_microsoft(
+    graph: &GraphClient,
+    tenants: &Tenants,
+    tenant: &TenantId,
+    connection_id: &str,
+    rules: &AutoJoinRules,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<SyncReport, SyncError> {
+    sync_connection(
+        Provider::Microsoft(graph),
+        tenants,
+        tenant,
+        connection_id,
+        rules,
+        window,
+    )
+    .await
 }

@@ -1,11 +1,12 @@
 //! The sync worker: turns push notifications into sync rounds, keeps each Microsoft connection's
 //! subscription alive (created, renewed before expiry), and polls connections without a working
-//! push channel. A throttled connection waits as long as the provider asked (`Retry-After`), or
+//! push channel (every Google connection, until Google push channels are built). A throttled connection waits as long as the provider asked (`Retry-After`), or
 //! an exponentially growing pause when it did not say.
 
-use crate::graph::{GraphClient, GraphError};
+use crate::google::GoogleClient;
+use crate::graph::GraphClient;
 use crate::rules::AutoJoinRules;
-use crate::sync::{SyncError, SyncReport, sync_microsoft};
+use crate::sync::{Provider, SyncError, SyncReport, sync_connection};
 use chrono::{Duration as CDuration, Utc};
 use meetbot_core::TenantId;
 use meetbot_core::model::{
@@ -74,6 +75,8 @@ pub enum PushOutcome {
 
 pub struct SyncWorker {
     graph: GraphClient,
+    /// Google connections are synced (by polling; push channels for Google are not built) when set.
+    google: Option<GoogleClient>,
     tenants: Arc<Tenants>,
     rules: AutoJoinRules,
     s: WorkerSettings,
@@ -92,12 +95,19 @@ impl SyncWorker {
     ) -> Self {
         SyncWorker {
             graph,
+            google: None,
             tenants,
             rules,
             s,
             index,
             backoff: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also syncs Google connections (by polling).
+    pub fn with_google(mut self, google: GoogleClient) -> Self {
+        self.google = Some(google);
+        self
     }
 
     /// Rebuilds the subscription index from the store (at start).
@@ -138,20 +148,22 @@ impl SyncWorker {
         {
             return Ok(None);
         }
+        let conn = self
+            .tenants
+            .store()
+            .get_connection(t, connection)
+            .await?
+            .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
+        let provider = match (conn.provider, &self.google) {
+            (CalendarProvider::Microsoft, _) => Provider::Microsoft(&self.graph),
+            (CalendarProvider::Google, Some(g)) => Provider::Google(g),
+            _ => return Ok(None),
+        };
         let window = (
             Utc::now() - self.s.window_back,
             Utc::now() + self.s.window_ahead,
         );
-        match sync_microsoft(
-            &self.graph,
-            &self.tenants,
-            t,
-            connection,
-            &self.rules,
-            window,
-        )
-        .await
-        {
+        match sync_connection(provider, &self.tenants, t, connection, &self.rules, window).await {
             Ok(r) => {
                 self.backoff
                     .lock()
@@ -159,24 +171,19 @@ impl SyncWorker {
                     .remove(&Self::key(t, connection));
                 Ok(Some(r))
             }
-            Err(SyncError::Graph(GraphError::Throttled {
-                status,
-                retry_after,
-            })) => {
-                let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-                let last = b
-                    .get(&Self::key(t, connection))
-                    .map(|x| x.1)
-                    .unwrap_or(Duration::from_millis(500));
-                let pause = retry_after.unwrap_or((last * 2).min(Duration::from_secs(600)));
-                b.insert(Self::key(t, connection), (Instant::now() + pause, pause));
-                tracing::warn!(tenant = %t, status, pause_ms = pause.as_millis() as u64, "calendar provider throttling; pausing this connection");
-                Err(SyncError::Graph(GraphError::Throttled {
-                    status,
-                    retry_after,
-                }))
+            Err(e) => {
+                if let Some((status, retry_after)) = e.throttled() {
+                    let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    let last = b
+                        .get(&Self::key(t, connection))
+                        .map(|x| x.1)
+                        .unwrap_or(Duration::from_millis(500));
+                    let pause = retry_after.unwrap_or((last * 2).min(Duration::from_secs(600)));
+                    b.insert(Self::key(t, connection), (Instant::now() + pause, pause));
+                    tracing::warn!(tenant = %t, status, pause_ms = pause.as_millis() as u64, "calendar provider throttling; pausing this connection");
+                }
+                Err(e)
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -278,11 +285,17 @@ impl SyncWorker {
                 continue;
             }
             for c in self.tenants.store().list_connections(&t.id).await? {
-                if c.provider != CalendarProvider::Microsoft || c.status != ConnectionStatus::Active
-                {
+                let syncable = match c.provider {
+                    CalendarProvider::Microsoft => true,
+                    CalendarProvider::Google => self.google.is_some(),
+                    CalendarProvider::Ics => false,
+                };
+                if !syncable || c.status != ConnectionStatus::Active {
                     continue;
                 }
-                if let Err(e) = self.ensure_push(&t.id, &c.id, false).await {
+                if c.provider == CalendarProvider::Microsoft
+                    && let Err(e) = self.ensure_push(&t.id, &c.id, false).await
+                {
                     tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
                 }
                 let live_push = self

@@ -277,6 +277,16 @@ fn malformed_payloads_are_clear_errors() {
     assert!(e.contains("event e3: field start: missing"), "{e}");
 }
 
+#[test]
+fn null_fields_count_as_absent() {
+    let g = br#"{"id":"x1","status":"cancelled","start":null,"end":null,"attendees":null,"organizer":null,"originalStartTime":null}"#;
+    let e = &parse_payload(CalendarProvider::Google, g).unwrap()[0];
+    assert!(e.removed && e.starts_at.is_none());
+    let m = br#"{"id":"x2","@removed":{"reason":"deleted"},"start":null,"end":null,"onlineMeeting":null,"body":null}"#;
+    let e = &parse_payload(CalendarProvider::Microsoft, m).unwrap()[0];
+    assert!(e.removed && e.starts_at.is_none());
+}
+
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),

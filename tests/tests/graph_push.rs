@@ -11,19 +11,19 @@ use meetbot_calendar_sync::worker::{
     PushOutcome, SubscriptionIndex, SyncWorker, Trigger, WorkerSettings,
 };
 use meetbot_core::TenantId;
-use meetbot_core::ids::new_record_id;
 use meetbot_core::model::*;
-use meetbot_crypto::LocalKeyFile;
 use meetbot_queue::{InProcessQueue, JobQueue};
 use meetbot_scheduler::gate::{Claim, claim};
 use meetbot_scheduler::{Scheduler, SchedulerSettings};
+use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
-use meetbot_store::{SqliteEngine, Store, init_engine};
 use meetbot_testsupport::graph::{GraphStandIn, TOKEN};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+mod common;
 
 const USER: &str = "anna@lawfirm.example";
 
@@ -57,43 +57,8 @@ struct World {
 
 async fn world(push: bool, settings: impl FnOnce(&mut WorkerSettings)) -> World {
     let g = GraphStandIn::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
-        .await
-        .unwrap();
-    let tenants = Arc::new(Tenants::new(
-        store.clone(),
-        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    ));
-    let tenant = tenants.create("Law firm").await.unwrap().id;
-    let v = tenants.vault(&tenant).await.unwrap();
-    let id = new_record_id();
-    let now = Utc::now();
-    store
-        .put_connection(
-            &tenant,
-            &CalendarConnection {
-                account_email: v
-                    .seal::<CalendarConnection>(&id, "account_email", USER.as_bytes())
-                    .unwrap(),
-                access_token: v
-                    .seal::<CalendarConnection>(&id, "access_token", TOKEN.as_bytes())
-                    .unwrap(),
-                refresh_token: None,
-                id: id.clone(),
-                user_id: "user-anna".into(),
-                provider: CalendarProvider::Microsoft,
-                scopes: vec!["Calendars.Read".into()],
-                access_expires_at: None,
-                status: ConnectionStatus::Active,
-                sync_cursor: None,
-                push: None,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .await
-        .unwrap();
+    let c = common::connected(CalendarProvider::Microsoft, TOKEN, USER).await;
+    let (tenants, store, tenant, id, dir) = (c.tenants, c.store, c.tenant, c.conn, c._dir);
     let index: SubscriptionIndex = Default::default();
     let (tx, rx) = mpsc::channel(64);
     let counters = Arc::new(WebhookCounters::default());

@@ -7,16 +7,10 @@ use meetbot_calendar_sync::apply::open_meeting;
 use meetbot_calendar_sync::graph::{GraphClient, GraphError};
 use meetbot_calendar_sync::rules::AutoJoinRules;
 use meetbot_calendar_sync::sync::{SyncError, sync_microsoft};
-use meetbot_core::TenantId;
-use meetbot_core::ids::new_record_id;
 use meetbot_core::model::*;
-use meetbot_crypto::LocalKeyFile;
-use meetbot_store::vault::Tenants;
-use meetbot_store::{SqliteEngine, Store, init_engine};
 use meetbot_testsupport::graph::{GraphStandIn, TOKEN};
 use rand::Rng;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 const USER: &str = "anna@lawfirm.example";
@@ -50,52 +44,11 @@ fn event(
     v
 }
 
-struct Side {
-    tenants: Tenants,
-    tenant: TenantId,
-    conn: String,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::{Connected as Side, connected};
 
 async fn side() -> Side {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
-        .await
-        .unwrap();
-    let tenants = Tenants::new(
-        store.clone(),
-        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    );
-    let tenant = tenants.create("Law firm").await.unwrap().id;
-    let v = tenants.vault(&tenant).await.unwrap();
-    let id = new_record_id();
-    let now = Utc::now();
-    let conn = CalendarConnection {
-        account_email: v
-            .seal::<CalendarConnection>(&id, "account_email", USER.as_bytes())
-            .unwrap(),
-        access_token: v
-            .seal::<CalendarConnection>(&id, "access_token", TOKEN.as_bytes())
-            .unwrap(),
-        refresh_token: None,
-        id: id.clone(),
-        user_id: "user-anna".into(),
-        provider: CalendarProvider::Microsoft,
-        scopes: vec!["Calendars.Read".into(), "offline_access".into()],
-        access_expires_at: None,
-        status: ConnectionStatus::Active,
-        sync_cursor: None,
-        push: None,
-        created_at: now,
-        updated_at: now,
-    };
-    store.put_connection(&tenant, &conn).await.unwrap();
-    Side {
-        tenants,
-        tenant,
-        conn: id,
-        _dir: dir,
-    }
+    connected(CalendarProvider::Microsoft, TOKEN, USER).await
 }
 
 /// What a side holds, comparable across tenants: live meetings by provider instance id.

@@ -6,6 +6,7 @@
 //! * [`unique`] gives each test its own database prefix and queue names so tests run in parallel.
 //! * [`keyvault`] is a stand-in for the Azure Key Vault keys REST API (no emulator exists).
 
+pub mod google;
 pub mod graph;
 pub mod keyvault;
 

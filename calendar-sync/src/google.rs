@@ -1,0 +1,191 @@
+//! Google Calendar through google-calendar3 (base URL configurable): `events.list` over a window
+//! with `singleEvents=true`, then incremental rounds with `syncToken`; `410 Gone` means the token
+//! expired and a full round is needed. Events are normalised by `normalize::google_event`.
+
+use crate::normalize::{NormalizedEvent, ParseError, google_event};
+use chrono::{DateTime, Utc};
+use google_calendar3::{CalendarHub, common, hyper_rustls, hyper_util};
+use std::time::Duration;
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+pub const GOOGLE_ROOT: &str = "https://www.googleapis.com/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GoogleError {
+    #[error("Google refused the access token (401): refresh it or ask the user to reconnect")]
+    Unauthorized,
+    #[error("Google is throttling this connection (HTTP {status}); retry after {retry_after:?}")]
+    Throttled {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("Google's sync token expired (410): a full resync is needed")]
+    ResyncRequired,
+    #[error("Google request failed: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// One full or incremental round.
+#[derive(Debug)]
+pub struct GoogleRound {
+    pub events: Vec<NormalizedEvent>,
+    pub next_sync_token: String,
+    pub pages: u32,
+}
+
+#[derive(Clone)]
+pub struct GoogleClient {
+    client: common::Client<Connector>,
+    root: String,
+    page_size: i32,
+}
+
+/// Records the status and `Retry-After` of a failed response (the hub keeps only the body).
+#[derive(Default)]
+struct Failure {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+impl common::Delegate for Failure {
+    fn http_failure(
+        &mut self,
+        resp: &common::Response,
+        _err: Option<&serde_json::Value>,
+    ) -> common::Retry {
+        self.status = resp.status().as_u16();
+        self.retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs);
+        common::Retry::Abort
+    }
+}
+
+impl GoogleClient {
+    /// `root` is `GOOGLE_ROOT` in production, a stand-in's URL in tests.
+    pub fn new(root: &str) -> Result<Self, GoogleError> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| GoogleError::Http(format!("loading the system's root certificates: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let root = if root.ends_with('/') {
+            root.to_string()
+        } else {
+            format!("{root}/")
+        };
+        Ok(GoogleClient {
+            client,
+            root,
+            page_size: 250,
+        })
+    }
+
+    pub fn with_page_size(mut self, n: i32) -> Self {
+        self.page_size = n.clamp(1, 2500);
+        self
+    }
+
+    fn hub(&self, token: &str) -> CalendarHub<Connector> {
+        let mut hub = CalendarHub::new(self.client.clone(), token.to_string());
+        hub.root_url(self.root.clone());
+        hub.base_url(format!("{}calendar/v3/", self.root));
+        hub
+    }
+
+    /// A full round over `[from, to)` (no `sync_token`) or an incremental one.
+    pub async fn events_round(
+        &self,
+        token: &str,
+        sync_token: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<GoogleRound, GoogleError> {
+        let hub = self.hub(token);
+        let mut page: Option<String> = None;
+        let mut events = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let mut failure = Failure::default();
+            let mut call = hub
+                .events()
+                .list("primary")
+                .single_events(true)
+                .max_results(self.page_size);
+            call = match sync_token {
+                Some(t) => call.sync_token(t),
+                None => call.time_min(from).time_max(to),
+            };
+            if let Some(p) = &page {
+                call = call.page_token(p);
+            }
+            let result = call.delegate(&mut failure).doit().await;
+            let list = match result {
+                Ok((_, list)) => list,
+                Err(e) => return Err(classify(e, &failure)),
+            };
+            for ev in list.items.unwrap_or_default() {
+                let v = serde_json::to_value(&ev)
+                    .map_err(|e| GoogleError::Http(format!("re-encoding an event: {e}")))?;
+                events.push(google_event(&v)?);
+            }
+            if let Some(next) = list.next_page_token {
+                page = Some(next);
+                continue;
+            }
+            let next_sync_token = list
+                .next_sync_token
+                .ok_or_else(|| GoogleError::Http("last page without nextSyncToken".into()))?;
+            return Ok(GoogleRound {
+                events,
+                next_sync_token,
+                pages,
+            });
+        }
+    }
+}
+
+fn classify(e: common::Error, f: &Failure) -> GoogleError {
+    let status = match &e {
+        common::Error::BadRequest(v) => v
+            .pointer("/error/code")
+            .and_then(serde_json::Value::as_u64)
+            .map(|c| c as u16)
+            .unwrap_or(f.status),
+        common::Error::Failure(r) => r.status().as_u16(),
+        _ => f.status,
+    };
+    match status {
+        401 => GoogleError::Unauthorized,
+        410 => GoogleError::ResyncRequired,
+        403 | 429 | 500..=599 if status != 403 || is_rate_limit(&e) => GoogleError::Throttled {
+            status,
+            retry_after: f.retry_after,
+        },
+        _ => GoogleError::Http(match e {
+            common::Error::BadRequest(v) => format!(
+                "HTTP {status}: {}",
+                v.pointer("/error/message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+            ),
+            other => other.to_string().lines().next().unwrap_or("").to_string(),
+        }),
+    }
+}
+
+/// Google answers rate limits with 403 `rateLimitExceeded` / `userRateLimitExceeded` too.
+fn is_rate_limit(e: &common::Error) -> bool {
+    matches!(e, common::Error::BadRequest(v) if v.to_string().contains("RateLimitExceeded") || v.to_string().contains("rateLimitExceeded"))
+}

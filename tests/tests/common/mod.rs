@@ -1,0 +1,62 @@
+#![allow(dead_code)] // each test binary uses its own part of this module
+//! Set-up shared by the calendar tests.
+
+use chrono::Utc;
+use meetbot_core::TenantId;
+use meetbot_core::ids::new_record_id;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_store::vault::Tenants;
+use meetbot_store::{SqliteEngine, Store, init_engine};
+use std::sync::Arc;
+
+/// A tenant on its own embedded store with one connected calendar.
+pub struct Connected {
+    pub tenants: Arc<Tenants>,
+    pub store: Arc<dyn Store>,
+    pub tenant: TenantId,
+    pub conn: String,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str) -> Connected {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
+        .await
+        .unwrap();
+    let tenants = Arc::new(Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+    ));
+    let tenant = tenants.create("Customer").await.unwrap().id;
+    let v = tenants.vault(&tenant).await.unwrap();
+    let id = new_record_id();
+    let now = Utc::now();
+    let conn = CalendarConnection {
+        account_email: v
+            .seal::<CalendarConnection>(&id, "account_email", user_email.as_bytes())
+            .unwrap(),
+        access_token: v
+            .seal::<CalendarConnection>(&id, "access_token", token.as_bytes())
+            .unwrap(),
+        refresh_token: None,
+        id: id.clone(),
+        user_id: "user-1".into(),
+        provider,
+        scopes: vec![],
+        access_expires_at: None,
+        status: ConnectionStatus::Active,
+        sync_cursor: None,
+        push: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_connection(&tenant, &conn).await.unwrap();
+    Connected {
+        tenants,
+        store,
+        tenant,
+        conn: id,
+        _dir: dir,
+    }
+}

@@ -1,0 +1,217 @@
+//! Google Calendar rounds through google-calendar3 against the stand-in of the documented
+//! events.list API: paging, syncToken resume, 410 -> full resync, 429 with Retry-After, and a full
+//! sync plus incremental changes converging to a fresh full sync.
+
+use chrono::{DateTime, Duration as CDuration, Utc};
+use meetbot_calendar_sync::apply::open_meeting;
+use meetbot_calendar_sync::google::{GoogleClient, GoogleError};
+use meetbot_calendar_sync::rules::AutoJoinRules;
+use meetbot_calendar_sync::sync::{Provider, sync_connection};
+use meetbot_core::model::*;
+use meetbot_testsupport::google::{GoogleStandIn, TOKEN};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+mod common;
+
+const USER: &str = "dr.okafor@clinic.example";
+
+fn event(id: &str, summary: &str, start: DateTime<Utc>, meet: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "kind": "calendar#event", "id": id, "status": "confirmed", "summary": summary,
+        "start": {"dateTime": start.to_rfc3339(), "timeZone": "UTC"},
+        "end": {"dateTime": (start + CDuration::minutes(30)).to_rfc3339(), "timeZone": "UTC"},
+        "organizer": {"email": USER, "self": true},
+        "attendees": [{"email": USER, "self": true, "organizer": true, "responseStatus": "accepted"},
+                      {"email": "consult@partner-hospital.example", "responseStatus": "needsAction"}]
+    });
+    if meet {
+        v["hangoutLink"] = format!("https://meet.google.com/{id}-abcd-efg").into();
+    }
+    v
+}
+
+fn window() -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        Utc::now() - CDuration::days(1),
+        Utc::now() + CDuration::days(28),
+    )
+}
+
+async fn state(
+    c: &common::Connected,
+) -> BTreeMap<String, (String, DateTime<Utc>, Option<String>, bool)> {
+    let v = c.tenants.vault(&c.tenant).await.unwrap();
+    let mut out = BTreeMap::new();
+    for m in c.store.list_meetings(&c.tenant, None, None).await.unwrap() {
+        if m.status != MeetingStatus::Cancelled {
+            let o = open_meeting(&v, &m).unwrap();
+            out.insert(
+                m.event_instance_id.clone(),
+                (o.title, m.starts_at, o.join_url, m.wants_bot),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_full_sync_then_incremental_changes_converge_to_a_fresh_full_sync() {
+    let g = GoogleStandIn::start().await;
+    let mut rng = rand::rng();
+    let now = Utc::now();
+    for i in 0..25 {
+        g.upsert(event(
+            &format!("gev{i:03}"),
+            &format!("Consult {i}"),
+            now + CDuration::minutes(rng.random_range(60..20_000)),
+            rng.random_bool(0.7),
+        ));
+    }
+    let client = GoogleClient::new(&g.root_url()).unwrap().with_page_size(6);
+    let rules = AutoJoinRules::default();
+    let a = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    let first = sync_connection(
+        Provider::Google(&client),
+        &a.tenants,
+        &a.tenant,
+        &a.conn,
+        &rules,
+        window(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        first.full && first.pages >= 5 && first.events == 25,
+        "{first:?}"
+    );
+    for change in 0..40 {
+        let ids = g.live_ids();
+        let pick = ids[rng.random_range(0..ids.len())].clone();
+        match rng.random_range(0..4) {
+            0 => g.upsert(event(
+                &format!("gnew{change:03}"),
+                "New consult",
+                now + CDuration::minutes(rng.random_range(60..20_000)),
+                true,
+            )),
+            1 => {
+                let mut e = g.event(&pick).unwrap();
+                e["summary"] = format!("Renamed {change}").into();
+                g.upsert(e);
+            }
+            2 => {
+                let start = now + CDuration::minutes(rng.random_range(60..20_000));
+                let mut e = g.event(&pick).unwrap();
+                e["start"]["dateTime"] = start.to_rfc3339().into();
+                e["end"]["dateTime"] = (start + CDuration::minutes(50)).to_rfc3339().into();
+                g.upsert(e);
+            }
+            _ => g.delete(&pick),
+        }
+        if change % 5 == 4 {
+            let r = sync_connection(
+                Provider::Google(&client),
+                &a.tenants,
+                &a.tenant,
+                &a.conn,
+                &rules,
+                window(),
+            )
+            .await
+            .unwrap();
+            assert!(!r.full, "incremental with the stored syncToken");
+        }
+    }
+    let b = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    sync_connection(
+        Provider::Google(&client),
+        &b.tenants,
+        &b.tenant,
+        &b.conn,
+        &rules,
+        window(),
+    )
+    .await
+    .unwrap();
+    let (sa, sb) = (state(&a).await, state(&b).await);
+    assert!(sb.len() >= 10, "{}", sb.len());
+    assert_eq!(sa, sb);
+}
+
+#[tokio::test]
+async fn an_expired_sync_token_410_triggers_a_full_resync() {
+    let g = GoogleStandIn::start().await;
+    let now = Utc::now();
+    g.upsert(event("keep", "Kept", now + CDuration::hours(2), true));
+    let client = GoogleClient::new(&g.root_url()).unwrap();
+    let rules = AutoJoinRules::default();
+    let a = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    sync_connection(
+        Provider::Google(&client),
+        &a.tenants,
+        &a.tenant,
+        &a.conn,
+        &rules,
+        window(),
+    )
+    .await
+    .unwrap();
+    g.forget_sync_tokens();
+    g.upsert(event(
+        "added",
+        "Added while expired",
+        now + CDuration::hours(3),
+        true,
+    ));
+    let r = sync_connection(
+        Provider::Google(&client),
+        &a.tenants,
+        &a.tenant,
+        &a.conn,
+        &rules,
+        window(),
+    )
+    .await
+    .unwrap();
+    assert!(r.resynced && r.full, "{r:?}");
+    assert_eq!(state(&a).await.len(), 2);
+    g.delete("keep");
+    let r = sync_connection(
+        Provider::Google(&client),
+        &a.tenants,
+        &a.tenant,
+        &a.conn,
+        &rules,
+        window(),
+    )
+    .await
+    .unwrap();
+    assert!(!r.full);
+    assert_eq!(
+        r.applied.cancelled, 1,
+        "a deletion arrives as a cancelled event"
+    );
+    assert_eq!(state(&a).await.len(), 1);
+}
+
+#[tokio::test]
+async fn throttling_and_a_bad_token_are_told_apart() {
+    let g = GoogleStandIn::start().await;
+    let client = GoogleClient::new(&g.root_url()).unwrap();
+    let (from, to) = window();
+    g.throttle_next(1);
+    match client.events_round(TOKEN, None, from, to).await {
+        Err(GoogleError::Throttled {
+            status: 429,
+            retry_after,
+        }) => assert_eq!(retry_after, Some(Duration::from_secs(1))),
+        other => panic!("{other:?}"),
+    }
+    assert!(client.events_round(TOKEN, None, from, to).await.is_ok());
+    assert!(matches!(
+        client.events_round("expired", None, from, to).await,
+        Err(GoogleError::Unauthorized)
+    ));
+}

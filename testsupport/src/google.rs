@@ -1,0 +1,250 @@
+//! A stand-in for Google Calendar API v3 `GET /calendar/v3/calendars/primary/events`, following
+//! the documented behaviour: a full listing takes `timeMin`/`timeMax` (not together with
+//! `syncToken`); pages of `maxResults` link on with `nextPageToken`; the last page carries
+//! `nextSyncToken`; an incremental listing (`syncToken`) returns what changed since, deleted
+//! events as `{"id", "status": "cancelled"}`; an expired token answers `410` with reason
+//! `fullSyncRequired`; throttling answers `429` with `Retry-After`.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub const TOKEN: &str = "google-stand-in-token";
+
+#[derive(Default)]
+struct Cal {
+    events: BTreeMap<String, (Value, u64, bool)>,
+    seq: u64,
+    forgotten_below: u64,
+    throttle_next: u32,
+    requests: u64,
+}
+
+pub struct GoogleStandIn {
+    pub addr: SocketAddr,
+    cal: Arc<Mutex<Cal>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl GoogleStandIn {
+    pub async fn start() -> Self {
+        let cal = Arc::new(Mutex::new(Cal::default()));
+        let app = axum::Router::new()
+            .route("/calendar/v3/calendars/primary/events", get(list))
+            .with_state(cal.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        GoogleStandIn {
+            addr,
+            cal,
+            _task: task,
+        }
+    }
+
+    /// The root URL to configure the client with.
+    pub fn root_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cal> {
+        self.cal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn upsert(&self, event: Value) {
+        let mut c = self.lock();
+        c.seq += 1;
+        let seq = c.seq;
+        let id = event["id"].as_str().expect("event id").to_string();
+        c.events.insert(id, (event, seq, false));
+    }
+
+    pub fn delete(&self, id: &str) {
+        let mut c = self.lock();
+        c.seq += 1;
+        let seq = c.seq;
+        if let Some(e) = c.events.get_mut(id) {
+            e.1 = seq;
+            e.2 = true;
+        }
+    }
+
+    pub fn event(&self, id: &str) -> Option<Value> {
+        self.lock()
+            .events
+            .get(id)
+            .filter(|e| !e.2)
+            .map(|e| e.0.clone())
+    }
+
+    pub fn live_ids(&self) -> Vec<String> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|(_, e)| !e.2)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn forget_sync_tokens(&self) {
+        let mut c = self.lock();
+        c.seq += 1;
+        c.forgotten_below = c.seq;
+    }
+
+    pub fn throttle_next(&self, n: u32) {
+        self.lock().throttle_next = n;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+}
+
+fn err(status: StatusCode, reason: &str, message: &str) -> Response {
+    let code = status.as_u16();
+    (status, Json(json!({"error": {"code": code, "message": message, "errors": [{"domain": "global", "reason": reason, "message": message}]}})))
+        .into_response()
+}
+
+fn start_of(ev: &Value) -> Option<DateTime<Utc>> {
+    let s = ev.pointer("/start/dateTime")?.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+async fn list(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    c.requests += 1;
+    if headers.get("authorization").and_then(|h| h.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
+    }
+    if c.throttle_next > 0 {
+        c.throttle_next -= 1;
+        let body = json!({"error": {"code": 429, "message": "Rate Limit Exceeded", "errors": [{"domain": "usageLimits", "reason": "rateLimitExceeded"}]}});
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            Json(body),
+        )
+            .into_response();
+    }
+    let max: usize = q
+        .get("maxResults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(250)
+        .clamp(1, 2500);
+    // Page tokens: "<since>~<snapshot>~<offset>~<timeMin>~<timeMax>"; sync tokens: "s<snapshot>~<timeMin>~<timeMax>".
+    let (since, snapshot, offset, window) = if let Some(p) = q.get("pageToken") {
+        let parts: Vec<&str> = p.split('~').collect();
+        let parsed = (|| {
+            Some((
+                parts.first()?.parse::<u64>().ok()?,
+                parts.get(1)?.parse::<u64>().ok()?,
+                parts.get(2)?.parse::<usize>().ok()?,
+                (parts.get(3)?.to_string(), parts.get(4)?.to_string()),
+            ))
+        })();
+        match parsed {
+            Some(x) => x,
+            None => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "Invalid page token value.",
+                );
+            }
+        }
+    } else if let Some(s) = q.get("syncToken") {
+        if q.contains_key("timeMin") || q.contains_key("timeMax") {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "Sync token cannot be used with timeMin or timeMax.",
+            );
+        }
+        let parts: Vec<&str> = s.trim_start_matches('s').split('~').collect();
+        let Some(snapshot) = parts.first().and_then(|x| x.parse::<u64>().ok()) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "Invalid sync token value.",
+            );
+        };
+        if snapshot < c.forgotten_below {
+            return err(
+                StatusCode::GONE,
+                "fullSyncRequired",
+                "Sync token is no longer valid, a full sync is required.",
+            );
+        }
+        let window = (
+            parts.get(1).unwrap_or(&"").to_string(),
+            parts.get(2).unwrap_or(&"").to_string(),
+        );
+        (snapshot, c.seq, 0, window)
+    } else {
+        (
+            0,
+            c.seq,
+            0,
+            (
+                q.get("timeMin").cloned().unwrap_or_default(),
+                q.get("timeMax").cloned().unwrap_or_default(),
+            ),
+        )
+    };
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let (lo, hi) = (parse(&window.0), parse(&window.1));
+    let in_window = |ev: &Value| {
+        start_of(ev).is_some_and(|t| lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t < h))
+    };
+    let mut items: Vec<Value> = Vec::new();
+    for (id, (ev, seq, deleted)) in &c.events {
+        if *seq <= since || *seq > snapshot {
+            continue;
+        }
+        if !*deleted && in_window(ev) {
+            items.push(ev.clone());
+        } else if since > 0 {
+            items.push(
+                json!({"kind": "calendar#event", "etag": "\"0\"", "id": id, "status": "cancelled"}),
+            );
+        }
+    }
+    let page: Vec<Value> = items.iter().skip(offset).take(max).cloned().collect();
+    let mut body = json!({"kind": "calendar#events", "summary": "primary", "timeZone": "UTC", "accessRole": "owner", "items": page});
+    if offset + max < items.len() {
+        body["nextPageToken"] = json!(format!(
+            "{since}~{snapshot}~{}~{}~{}",
+            offset + max,
+            window.0,
+            window.1
+        ));
+    } else {
+        body["nextSyncToken"] = json!(format!("s{snapshot}~{}~{}", window.0, window.1));
+    }
+    Json(body).into_response()
+}
