@@ -156,6 +156,81 @@ impl GoogleClient {
     }
 }
 
+/// A Google push channel (`events.watch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchChannel {
+    pub id: String,
+    pub resource_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl GoogleClient {
+    /// Opens a push channel on the primary calendar's events: Google POSTs to `address` with
+    /// `X-Goog-Channel-Token: token` on every change. Channels cannot be renewed: open a new one
+    /// before this one expires and stop the old one.
+    pub async fn watch(
+        &self,
+        token: &str,
+        channel_id: &str,
+        address: &str,
+        channel_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<WatchChannel, GoogleError> {
+        let hub = self.hub(token);
+        let req = google_calendar3::api::Channel {
+            id: Some(channel_id.to_string()),
+            type_: Some("web_hook".into()),
+            address: Some(address.to_string()),
+            token: Some(channel_token.to_string()),
+            expiration: Some(expires_at.timestamp_millis()),
+            ..Default::default()
+        };
+        let mut failure = Failure::default();
+        let (_, ch) = hub
+            .events()
+            .watch(req, "primary")
+            .delegate(&mut failure)
+            .doit()
+            .await
+            .map_err(|e| classify(e, &failure))?;
+        let resource_id = ch
+            .resource_id
+            .ok_or_else(|| GoogleError::Http("watch answered without resourceId".into()))?;
+        let expires_at = ch
+            .expiration
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or(expires_at);
+        Ok(WatchChannel {
+            id: ch.id.unwrap_or_else(|| channel_id.to_string()),
+            resource_id,
+            expires_at,
+        })
+    }
+
+    /// Stops a push channel; one Google no longer knows counts as stopped.
+    pub async fn stop(
+        &self,
+        token: &str,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), GoogleError> {
+        let hub = self.hub(token);
+        let req = google_calendar3::api::Channel {
+            id: Some(channel_id.to_string()),
+            resource_id: Some(resource_id.to_string()),
+            ..Default::default()
+        };
+        let mut failure = Failure::default();
+        match hub.channels().stop(req).delegate(&mut failure).doit().await {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e, &failure) {
+                GoogleError::Http(m) if failure.status == 404 || m.contains("404") => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
 fn classify(e: common::Error, f: &Failure) -> GoogleError {
     let status = match &e {
         common::Error::BadRequest(v) => v

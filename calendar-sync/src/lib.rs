@@ -5,7 +5,7 @@
 //! ([`rules`]) and applying events to the tenant store for the scheduler ([`apply`]).
 //! Microsoft Graph `calendarView/delta` sync rounds ([`graph`], [`sync`]), change-notification
 //! subscriptions with their webhook ([`webhook`]) and the worker that renews them, reacts to
-//! notifications and polls as a fallback ([`worker`]). Google Calendar rounds with syncToken ([`google`]). OAuth and Google push channels are not built yet.
+//! notifications and polls as a fallback ([`worker`]). Google Calendar rounds with syncToken and watch channels ([`google`]). OAuth is not built yet.
 
 pub mod apply;
 pub mod google;

@@ -1,4 +1,4 @@
-//! The Microsoft Graph change-notification webhook.
+//! The push webhooks: Microsoft Graph change notifications and Google channel notifications.
 //!
 //! * `POST ...?validationToken=X` (subscription creation and lifecycle validation): answers 200
 //!   `text/plain` with X, as Graph requires within 10 s.
@@ -6,12 +6,13 @@
 //!   in constant time against the sealed secret of the subscription's connection; accepted ones
 //!   become sync triggers (a `lifecycleEvent` becomes a renewal or resubscription). Answers 202 at
 //!   once; unknown subscriptions and wrong secrets are counted and dropped, not retried.
+//! * Google: headers name the channel and carry its token, checked the same way; answers 200.
 
 use crate::worker::{SubscriptionIndex, Trigger};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use meetbot_core::model::CalendarConnection;
@@ -37,11 +38,12 @@ pub struct WebhookState {
     pub counters: Arc<WebhookCounters>,
 }
 
-/// Routes: `/webhooks/microsoft` (notifications) and `/webhooks/microsoft/lifecycle`.
+/// Routes: `/webhooks/microsoft` (notifications), `/webhooks/microsoft/lifecycle`, `/webhooks/google`.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/webhooks/microsoft", post(notify))
         .route("/webhooks/microsoft/lifecycle", post(notify))
+        .route("/webhooks/google", post(google_notify))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -77,14 +79,29 @@ async fn notify(
     StatusCode::ACCEPTED.into_response()
 }
 
-/// The trigger for one notification, if it is genuine.
+/// The trigger for one Graph notification, if it is genuine.
 async fn check(st: &WebhookState, it: &Value) -> Option<Trigger> {
     let sub = it.get("subscriptionId").and_then(Value::as_str)?;
-    let Some((tenant, connection)) = st.index.read().await.get(sub).cloned() else {
+    let given = it.get("clientState").and_then(Value::as_str).unwrap_or("");
+    let (tenant, connection) = verify(st, sub, given).await?;
+    Some(match it.get("lifecycleEvent").and_then(Value::as_str) {
+        Some("reauthorizationRequired") => Trigger::Renew { tenant, connection },
+        Some("subscriptionRemoved") => Trigger::Resubscribe { tenant, connection },
+        _ => Trigger::Sync { tenant, connection },
+    })
+}
+
+/// The connection a push channel belongs to, if `given` is that channel's secret (compared in
+/// constant time). Unknown channels and wrong secrets are counted.
+async fn verify(
+    st: &WebhookState,
+    channel: &str,
+    given: &str,
+) -> Option<(meetbot_core::TenantId, String)> {
+    let Some((tenant, connection)) = st.index.read().await.get(channel).cloned() else {
         st.counters.unknown.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let given = it.get("clientState").and_then(Value::as_str).unwrap_or("");
     let conn = st
         .tenants
         .store()
@@ -96,14 +113,42 @@ async fn check(st: &WebhookState, it: &Value) -> Option<Trigger> {
     let expected = vault
         .open::<CalendarConnection>(&conn.id, "push_client_state", &push.client_state)
         .ok()?;
-    if push.id != sub || !meetbot_crypto::constant_time_eq(given.as_bytes(), &expected) {
+    if push.id != channel || !meetbot_crypto::constant_time_eq(given.as_bytes(), &expected) {
         st.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(tenant = %tenant, "notification with a wrong clientState rejected");
+        tracing::warn!(tenant = %tenant, "notification with a wrong channel secret rejected");
         return None;
     }
-    Some(match it.get("lifecycleEvent").and_then(Value::as_str) {
-        Some("reauthorizationRequired") => Trigger::Renew { tenant, connection },
-        Some("subscriptionRemoved") => Trigger::Resubscribe { tenant, connection },
-        _ => Trigger::Sync { tenant, connection },
-    })
+    Some((tenant, connection))
+}
+
+/// Google push: the notification is in the headers (`X-Goog-Channel-ID`, `X-Goog-Channel-Token`,
+/// `X-Goog-Resource-State`); `sync` is the handshake after `events.watch`, anything else a change.
+async fn google_notify(State(st): State<WebhookState>, headers: HeaderMap) -> Response {
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(channel), Some(state)) = (h("x-goog-channel-id"), h("x-goog-resource-state")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing X-Goog-Channel-ID or X-Goog-Resource-State",
+        )
+            .into_response();
+    };
+    let token = h("x-goog-channel-token").unwrap_or_default();
+    if let Some((tenant, connection)) = verify(&st, &channel, &token).await
+        && state != "sync"
+    {
+        st.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if st
+            .triggers
+            .try_send(Trigger::Sync { tenant, connection })
+            .is_err()
+        {
+            tracing::warn!("sync trigger dropped: worker queue full");
+        }
+    }
+    StatusCode::OK.into_response()
 }

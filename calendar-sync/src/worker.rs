@@ -1,6 +1,6 @@
 //! The sync worker: turns push notifications into sync rounds, keeps each Microsoft connection's
 //! subscription alive (created, renewed before expiry), and polls connections without a working
-//! push channel (every Google connection, until Google push channels are built). A throttled connection waits as long as the provider asked (`Retry-After`), or
+//! push channel  A throttled connection waits as long as the provider asked (`Retry-After`), or
 //! an exponentially growing pause when it did not say.
 
 use crate::google::GoogleClient;
@@ -45,6 +45,8 @@ pub struct WorkerSettings {
     /// Public URLs of the webhook; without them no subscriptions are made and polling carries sync.
     pub notification_url: Option<String>,
     pub lifecycle_url: Option<String>,
+    /// Public URL of the Google webhook (`/webhooks/google`).
+    pub google_notification_url: Option<String>,
     /// Lifetime asked for a new or renewed subscription (Graph allows 4230 min for events).
     pub push_lifetime: CDuration,
     /// Renew when less than this is left.
@@ -59,6 +61,7 @@ impl Default for WorkerSettings {
             poll_every: Duration::from_secs(300),
             notification_url: None,
             lifecycle_url: None,
+            google_notification_url: None,
             push_lifetime: CDuration::minutes(4200),
             renew_before: CDuration::hours(6),
         }
@@ -75,7 +78,7 @@ pub enum PushOutcome {
 
 pub struct SyncWorker {
     graph: GraphClient,
-    /// Google connections are synced (by polling; push channels for Google are not built) when set.
+    /// Google connections are synced (and watched) when set.
     google: Option<GoogleClient>,
     tenants: Arc<Tenants>,
     rules: AutoJoinRules,
@@ -104,7 +107,7 @@ impl SyncWorker {
         }
     }
 
-    /// Also syncs Google connections (by polling).
+    /// Also syncs and watches Google connections.
     pub fn with_google(mut self, google: GoogleClient) -> Self {
         self.google = Some(google);
         self
@@ -187,21 +190,39 @@ impl SyncWorker {
         }
     }
 
-    /// Makes sure the connection has a live subscription: creates, or renews when due.
+    /// Makes sure the connection has a live push channel: creates it, or renews it when due
+    /// (a Graph subscription is renewed in place; a Google channel is replaced and the old stopped).
     pub async fn ensure_push(
         &self,
         t: &TenantId,
         connection: &str,
         force_new: bool,
     ) -> Result<PushOutcome, SyncError> {
-        let (Some(url), Some(lifecycle)) = (&self.s.notification_url, &self.s.lifecycle_url) else {
-            return Ok(PushOutcome::Disabled);
-        };
         let store = self.tenants.store();
         let mut conn = store
             .get_connection(t, connection)
             .await?
             .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
+        let now = Utc::now();
+        let current = conn
+            .push
+            .as_ref()
+            .is_some_and(|p| p.expires_at > now + self.s.renew_before);
+        let enabled = match conn.provider {
+            CalendarProvider::Microsoft => {
+                self.s.notification_url.is_some() && self.s.lifecycle_url.is_some()
+            }
+            CalendarProvider::Google => {
+                self.google.is_some() && self.s.google_notification_url.is_some()
+            }
+            CalendarProvider::Ics => false,
+        };
+        if !enabled {
+            return Ok(PushOutcome::Disabled);
+        }
+        if current && !force_new {
+            return Ok(PushOutcome::Current);
+        }
         let vault = self.tenants.vault(t).await?;
         let token = String::from_utf8_lossy(&vault.open::<CalendarConnection>(
             &conn.id,
@@ -209,33 +230,16 @@ impl SyncWorker {
             &conn.access_token,
         )?)
         .into_owned();
-        let now = Utc::now();
         let expires = now + self.s.push_lifetime;
-        let outcome = match conn.push.clone() {
-            Some(p) if !force_new && p.expires_at > now + self.s.renew_before => {
-                return Ok(PushOutcome::Current);
-            }
-            Some(p) if !force_new && p.expires_at > now => {
-                let sub = self
-                    .graph
-                    .renew_subscription(&token, &p.id, expires)
-                    .await?;
-                conn.push = Some(PushChannel {
-                    expires_at: sub.expires_at,
-                    ..p
-                });
-                PushOutcome::Renewed
-            }
-            old => {
-                if let Some(p) = old {
-                    self.index.write().await.remove(&p.id);
-                    let _ = self.graph.delete_subscription(&token, &p.id).await;
-                }
+        let old = conn.push.clone();
+        let outcome = match (conn.provider, &self.google) {
+            (CalendarProvider::Google, Some(google)) => {
+                let address = self.s.google_notification_url.clone().unwrap_or_default();
                 let secret = meetbot_crypto::random_hex(32)
                     .map_err(meetbot_store::vault::VaultError::from)?;
-                let sub = self
-                    .graph
-                    .create_subscription(&token, url, lifecycle, &secret, expires)
+                let id = uuid::Uuid::new_v4().to_string();
+                let ch = google
+                    .watch(&token, &id, &address, &secret, expires)
                     .await?;
                 let client_state = vault.seal::<CalendarConnection>(
                     &conn.id,
@@ -245,18 +249,103 @@ impl SyncWorker {
                 self.index
                     .write()
                     .await
-                    .insert(sub.id.clone(), (t.clone(), conn.id.clone()));
+                    .insert(ch.id.clone(), (t.clone(), conn.id.clone()));
                 conn.push = Some(PushChannel {
-                    id: sub.id,
-                    expires_at: sub.expires_at,
+                    id: ch.id,
+                    expires_at: ch.expires_at,
                     client_state,
+                    resource_id: Some(ch.resource_id),
                 });
-                PushOutcome::Created
+                if let Some(p) = &old {
+                    self.index.write().await.remove(&p.id);
+                    if let Some(r) = &p.resource_id
+                        && let Err(e) = google.stop(&token, &p.id, r).await
+                    {
+                        tracing::warn!(tenant = %t, error = %e, "old Google channel not stopped; it expires by itself");
+                    }
+                }
+                if old.is_some() && !force_new {
+                    PushOutcome::Renewed
+                } else {
+                    PushOutcome::Created
+                }
             }
+            _ => match old {
+                Some(p) if !force_new && p.expires_at > now => {
+                    let sub = self
+                        .graph
+                        .renew_subscription(&token, &p.id, expires)
+                        .await?;
+                    conn.push = Some(PushChannel {
+                        expires_at: sub.expires_at,
+                        ..p
+                    });
+                    PushOutcome::Renewed
+                }
+                old => {
+                    if let Some(p) = old {
+                        self.index.write().await.remove(&p.id);
+                        let _ = self.graph.delete_subscription(&token, &p.id).await;
+                    }
+                    let (url, lifecycle) = (
+                        self.s.notification_url.clone().unwrap_or_default(),
+                        self.s.lifecycle_url.clone().unwrap_or_default(),
+                    );
+                    let secret = meetbot_crypto::random_hex(32)
+                        .map_err(meetbot_store::vault::VaultError::from)?;
+                    let sub = self
+                        .graph
+                        .create_subscription(&token, &url, &lifecycle, &secret, expires)
+                        .await?;
+                    let client_state = vault.seal::<CalendarConnection>(
+                        &conn.id,
+                        "push_client_state",
+                        secret.as_bytes(),
+                    )?;
+                    self.index
+                        .write()
+                        .await
+                        .insert(sub.id.clone(), (t.clone(), conn.id.clone()));
+                    conn.push = Some(PushChannel {
+                        id: sub.id,
+                        expires_at: sub.expires_at,
+                        client_state,
+                        resource_id: None,
+                    });
+                    PushOutcome::Created
+                }
+            },
         };
         conn.updated_at = now;
         store.put_connection(t, &conn).await?;
         Ok(outcome)
+    }
+
+    /// Stops the connection's push channel (on disconnect).
+    pub async fn stop_push(&self, t: &TenantId, connection: &str) -> Result<(), SyncError> {
+        let store = self.tenants.store();
+        let mut conn = store
+            .get_connection(t, connection)
+            .await?
+            .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
+        let Some(p) = conn.push.take() else {
+            return Ok(());
+        };
+        let vault = self.tenants.vault(t).await?;
+        let token = String::from_utf8_lossy(&vault.open::<CalendarConnection>(
+            &conn.id,
+            "access_token",
+            &conn.access_token,
+        )?)
+        .into_owned();
+        self.index.write().await.remove(&p.id);
+        match (&p.resource_id, &self.google) {
+            (Some(r), Some(g)) => g.stop(&token, &p.id, r).await?,
+            _ => self.graph.delete_subscription(&token, &p.id).await?,
+        }
+        conn.updated_at = Utc::now();
+        store.put_connection(t, &conn).await?;
+        Ok(())
     }
 
     /// Handles one trigger from the webhook.
@@ -293,9 +382,7 @@ impl SyncWorker {
                 if !syncable || c.status != ConnectionStatus::Active {
                     continue;
                 }
-                if c.provider == CalendarProvider::Microsoft
-                    && let Err(e) = self.ensure_push(&t.id, &c.id, false).await
-                {
+                if let Err(e) = self.ensure_push(&t.id, &c.id, false).await {
                     tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
                 }
                 let live_push = self

@@ -122,8 +122,11 @@ pub struct CalendarConnection {
 pub struct PushChannel {
     pub id: String,
     pub expires_at: DateTime<Utc>,
-    /// The secret the provider echoes in every notification (Graph `clientState`).
+    /// The secret the provider echoes in every notification (Graph `clientState`, Google channel token).
     pub client_state: Sealed,
+    /// The provider's id of the watched resource (Google `resourceId`, needed to stop the channel).
+    #[serde(default)]
+    pub resource_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -215,3 +215,129 @@ async fn throttling_and_a_bad_token_are_told_apart() {
         Err(GoogleError::Unauthorized)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_watch_channel_pushes_changes_is_replaced_before_expiry_and_stopped_on_disconnect()
+{
+    use meetbot_calendar_sync::apply::meeting_id;
+    use meetbot_calendar_sync::graph::GraphClient;
+    use meetbot_calendar_sync::webhook::{WebhookCounters, WebhookState, router};
+    use meetbot_calendar_sync::worker::{
+        PushOutcome, SubscriptionIndex, SyncWorker, WorkerSettings,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let g = GoogleStandIn::start().await;
+    let c = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    let index: SubscriptionIndex = Default::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let counters = Arc::new(WebhookCounters::default());
+    let app = router(WebhookState {
+        tenants: c.tenants.clone(),
+        index: index.clone(),
+        triggers: tx,
+        counters: counters.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/webhooks/google", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let settings = WorkerSettings {
+        poll_every: Duration::from_secs(3600),
+        google_notification_url: Some(hook),
+        push_lifetime: CDuration::minutes(10),
+        renew_before: CDuration::minutes(15),
+        ..Default::default()
+    };
+    // No Microsoft connection here; the Graph client is never called.
+    let graph = GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap();
+    let worker = Arc::new(
+        SyncWorker::new(
+            graph,
+            c.tenants.clone(),
+            AutoJoinRules::default(),
+            settings,
+            index,
+        )
+        .with_google(GoogleClient::new(&g.root_url()).unwrap()),
+    );
+    worker.sync(&c.tenant, &c.conn).await.unwrap();
+    assert_eq!(
+        worker.ensure_push(&c.tenant, &c.conn, false).await.unwrap(),
+        PushOutcome::Created
+    );
+    let first = g.channels()[0].0.clone();
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let w2 = worker.clone();
+    let task = tokio::spawn(async move {
+        w2.run(rx, async move {
+            let _ = stop_rx.changed().await;
+        })
+        .await
+    });
+    // The first poll replaces the channel (ten minutes left, fifteen of margin) and stops the old one.
+    let t0 = std::time::Instant::now();
+    while g.stopped() < 1 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        g.stopped(),
+        1,
+        "the old channel was stopped after its replacement opened"
+    );
+    let channels = g.channels();
+    assert_eq!(channels.len(), 1);
+    assert_ne!(channels[0].0, first);
+
+    g.upsert(event(
+        "pushed",
+        "Pushed consult",
+        Utc::now() + CDuration::hours(1),
+        true,
+    ));
+    let mid = meeting_id(&c.conn, "pushed");
+    while c
+        .store
+        .get_meeting(&c.tenant, &mid)
+        .await
+        .unwrap()
+        .is_none()
+        && t0.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        c.store
+            .get_meeting(&c.tenant, &mid)
+            .await
+            .unwrap()
+            .is_some(),
+        "the pushed change was synced"
+    );
+    g.send_forged(&channels[0].0);
+    while counters.rejected.load(Ordering::Relaxed) == 0 && t0.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        counters.rejected.load(Ordering::Relaxed),
+        1,
+        "a wrong channel token is rejected"
+    );
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    worker.stop_push(&c.tenant, &c.conn).await.unwrap();
+    assert!(g.channels().is_empty(), "disconnect stops the channel");
+    assert!(
+        c.store
+            .get_connection(&c.tenant, &c.conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .push
+            .is_none()
+    );
+}

@@ -18,8 +18,19 @@ use std::sync::{Arc, Mutex};
 
 pub const TOKEN: &str = "google-stand-in-token";
 
+#[derive(Clone)]
+struct Channel {
+    address: String,
+    token: String,
+    resource_id: String,
+    expires_ms: i64,
+    messages: u64,
+}
+
 #[derive(Default)]
 struct Cal {
+    channels: BTreeMap<String, Channel>,
+    stopped: u64,
     events: BTreeMap<String, (Value, u64, bool)>,
     seq: u64,
     forgotten_below: u64,
@@ -38,6 +49,11 @@ impl GoogleStandIn {
         let cal = Arc::new(Mutex::new(Cal::default()));
         let app = axum::Router::new()
             .route("/calendar/v3/calendars/primary/events", get(list))
+            .route(
+                "/calendar/v3/calendars/primary/events/watch",
+                axum::routing::post(watch),
+            )
+            .route("/calendar/v3/channels/stop", axum::routing::post(stop))
             .with_state(cal.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -62,22 +78,74 @@ impl GoogleStandIn {
         self.cal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Creates or replaces an event, and notifies every live channel.
     pub fn upsert(&self, event: Value) {
-        let mut c = self.lock();
-        c.seq += 1;
-        let seq = c.seq;
-        let id = event["id"].as_str().expect("event id").to_string();
-        c.events.insert(id, (event, seq, false));
+        {
+            let mut c = self.lock();
+            c.seq += 1;
+            let seq = c.seq;
+            let id = event["id"].as_str().expect("event id").to_string();
+            c.events.insert(id, (event, seq, false));
+        }
+        self.notify("exists");
     }
 
     pub fn delete(&self, id: &str) {
-        let mut c = self.lock();
-        c.seq += 1;
-        let seq = c.seq;
-        if let Some(e) = c.events.get_mut(id) {
-            e.1 = seq;
-            e.2 = true;
+        {
+            let mut c = self.lock();
+            c.seq += 1;
+            let seq = c.seq;
+            if let Some(e) = c.events.get_mut(id) {
+                e.1 = seq;
+                e.2 = true;
+            }
         }
+        self.notify("exists");
+    }
+
+    /// Google's notification: an empty POST whose headers say which channel and what happened.
+    fn notify(&self, state: &str) {
+        let now = Utc::now().timestamp_millis();
+        let mut c = self.lock();
+        for (id, ch) in c.channels.iter_mut().filter(|(_, ch)| ch.expires_ms > now) {
+            ch.messages += 1;
+            post_headers(
+                ch.address.clone(),
+                id.clone(),
+                ch.token.clone(),
+                ch.resource_id.clone(),
+                state.to_string(),
+                ch.messages,
+            );
+        }
+    }
+
+    /// Sends a notification for `channel_id` with a wrong token (a forgery).
+    pub fn send_forged(&self, channel_id: &str) {
+        let Some(ch) = self.lock().channels.get(channel_id).cloned() else {
+            return;
+        };
+        post_headers(
+            ch.address,
+            channel_id.to_string(),
+            "forged".into(),
+            ch.resource_id,
+            "exists".into(),
+            99,
+        );
+    }
+
+    /// Live channels: id -> expiry (ms since the epoch).
+    pub fn channels(&self) -> Vec<(String, i64)> {
+        self.lock()
+            .channels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expires_ms))
+            .collect()
+    }
+
+    pub fn stopped(&self) -> u64 {
+        self.lock().stopped
     }
 
     pub fn event(&self, id: &str) -> Option<Value> {
@@ -247,4 +315,123 @@ async fn list(
         body["nextSyncToken"] = json!(format!("s{snapshot}~{}~{}", window.0, window.1));
     }
     Json(body).into_response()
+}
+
+fn post_headers(
+    address: String,
+    id: String,
+    token: String,
+    resource: String,
+    state: String,
+    n: u64,
+) {
+    tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(address)
+            .header("X-Goog-Channel-ID", id)
+            .header("X-Goog-Channel-Token", token)
+            .header("X-Goog-Resource-ID", resource)
+            .header(
+                "X-Goog-Resource-URI",
+                "https://www.googleapis.com/calendar/v3/calendars/primary/events?alt=json",
+            )
+            .header("X-Goog-Resource-State", state)
+            .header("X-Goog-Message-Number", n.to_string())
+            .send()
+            .await;
+    });
+}
+
+/// `POST .../events/watch`: opens a channel (Google sends a `sync` message at once).
+async fn watch(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if headers.get("authorization").and_then(|h| h.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
+    }
+    let (Some(id), Some(address)) = (
+        body.get("id").and_then(Value::as_str),
+        body.get("address").and_then(Value::as_str),
+    ) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required: id and address",
+        );
+    };
+    if body.get("type").and_then(Value::as_str) != Some("web_hook") {
+        return err(StatusCode::BAD_REQUEST, "invalid", "Invalid channel type");
+    }
+    let max = Utc::now().timestamp_millis() + 7 * 24 * 3600 * 1000;
+    let expires_ms = body
+        .get("expiration")
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or_else(|| v.as_i64())
+        })
+        .unwrap_or(max)
+        .min(max);
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    if c.channels.contains_key(id) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "channelIdNotUnique",
+            "Channel id not unique",
+        );
+    }
+    let ch = Channel {
+        address: address.into(),
+        token: body
+            .get("token")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .into(),
+        resource_id: format!("ret{}", c.channels.len() + 1),
+        expires_ms,
+        messages: 1,
+    };
+    post_headers(
+        ch.address.clone(),
+        id.into(),
+        ch.token.clone(),
+        ch.resource_id.clone(),
+        "sync".into(),
+        1,
+    );
+    let out = json!({"kind": "api#channel", "id": id, "resourceId": ch.resource_id, "resourceUri": "https://www.googleapis.com/calendar/v3/calendars/primary/events?alt=json", "token": ch.token, "expiration": expires_ms.to_string()});
+    c.channels.insert(id.into(), ch);
+    Json(out).into_response()
+}
+
+/// `POST .../channels/stop` with `{id, resourceId}`: 204, or 404 for an unknown channel.
+async fn stop(
+    State(cal): State<Arc<Mutex<Cal>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if headers.get("authorization").and_then(|h| h.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
+    }
+    let id = body.get("id").and_then(Value::as_str).unwrap_or("");
+    let resource = body.get("resourceId").and_then(Value::as_str).unwrap_or("");
+    let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
+    match c.channels.get(id) {
+        Some(ch) if ch.resource_id == resource => {
+            c.channels.remove(id);
+            c.stopped += 1;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => err(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!("Channel '{id}' not found for project"),
+        ),
+    }
 }
