@@ -12,11 +12,16 @@ use meetbot_core::TenantId;
 use meetbot_core::model::{
     CalendarConnection, CalendarProvider, ConnectionStatus, PushChannel, TenantStatus,
 };
-use meetbot_store::vault::Tenants;
+use meetbot_store::vault::{TenantVault, Tenants};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, mpsc};
+
+/// A fresh channel secret (Graph `clientState`, Google channel token).
+fn new_secret() -> Result<String, SyncError> {
+    meetbot_crypto::random_hex(32).map_err(|e| SyncError::Vault(e.into()))
+}
 
 /// Subscription id -> (tenant, connection), shared with the webhook.
 pub type SubscriptionIndex = Arc<RwLock<HashMap<String, (TenantId, String)>>>;
@@ -235,27 +240,21 @@ impl SyncWorker {
         let outcome = match (conn.provider, &self.google) {
             (CalendarProvider::Google, Some(google)) => {
                 let address = self.s.google_notification_url.clone().unwrap_or_default();
-                let secret = meetbot_crypto::random_hex(32)
-                    .map_err(meetbot_store::vault::VaultError::from)?;
+                let secret = new_secret()?;
                 let id = uuid::Uuid::new_v4().to_string();
                 let ch = google
                     .watch(&token, &id, &address, &secret, expires)
                     .await?;
-                let client_state = vault.seal::<CalendarConnection>(
-                    &conn.id,
-                    "push_client_state",
-                    secret.as_bytes(),
-                )?;
-                self.index
-                    .write()
-                    .await
-                    .insert(ch.id.clone(), (t.clone(), conn.id.clone()));
-                conn.push = Some(PushChannel {
-                    id: ch.id,
-                    expires_at: ch.expires_at,
-                    client_state,
-                    resource_id: Some(ch.resource_id),
-                });
+                self.install(
+                    t,
+                    &mut conn,
+                    &vault,
+                    ch.id,
+                    ch.expires_at,
+                    &secret,
+                    Some(ch.resource_id),
+                )
+                .await?;
                 if let Some(p) = &old {
                     self.index.write().await.remove(&p.id);
                     if let Some(r) = &p.resource_id
@@ -291,27 +290,13 @@ impl SyncWorker {
                         self.s.notification_url.clone().unwrap_or_default(),
                         self.s.lifecycle_url.clone().unwrap_or_default(),
                     );
-                    let secret = meetbot_crypto::random_hex(32)
-                        .map_err(meetbot_store::vault::VaultError::from)?;
+                    let secret = new_secret()?;
                     let sub = self
                         .graph
                         .create_subscription(&token, &url, &lifecycle, &secret, expires)
                         .await?;
-                    let client_state = vault.seal::<CalendarConnection>(
-                        &conn.id,
-                        "push_client_state",
-                        secret.as_bytes(),
-                    )?;
-                    self.index
-                        .write()
-                        .await
-                        .insert(sub.id.clone(), (t.clone(), conn.id.clone()));
-                    conn.push = Some(PushChannel {
-                        id: sub.id,
-                        expires_at: sub.expires_at,
-                        client_state,
-                        resource_id: None,
-                    });
+                    self.install(t, &mut conn, &vault, sub.id, sub.expires_at, &secret, None)
+                        .await?;
                     PushOutcome::Created
                 }
             },
@@ -319,6 +304,33 @@ impl SyncWorker {
         conn.updated_at = now;
         store.put_connection(t, &conn).await?;
         Ok(outcome)
+    }
+
+    /// Records a new push channel on the connection: its secret sealed, its id indexed for the webhook.
+    #[allow(clippy::too_many_arguments)]
+    async fn install(
+        &self,
+        t: &TenantId,
+        conn: &mut CalendarConnection,
+        vault: &TenantVault,
+        id: String,
+        expires_at: chrono::DateTime<Utc>,
+        secret: &str,
+        resource_id: Option<String>,
+    ) -> Result<(), SyncError> {
+        let client_state =
+            vault.seal::<CalendarConnection>(&conn.id, "push_client_state", secret.as_bytes())?;
+        self.index
+            .write()
+            .await
+            .insert(id.clone(), (t.clone(), conn.id.clone()));
+        conn.push = Some(PushChannel {
+            id,
+            expires_at,
+            client_state,
+            resource_id,
+        });
+        Ok(())
     }
 
     /// Stops the connection's push channel (on disconnect).
