@@ -34,6 +34,8 @@ enum Command {
     Check,
     /// The scheduler service: arms a bot job per meeting and publishes it at join time minus the lead.
     Scheduler,
+    /// The calendar-sync service: push webhooks, push channels kept alive, sync rounds, polling.
+    CalendarSync,
     /// Tenants: create, list, delete (crypto-erasure with a deletion receipt).
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
@@ -129,6 +131,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Dev => runtime::dev(config).await,
         Command::Check => runtime::check(&config).await,
         Command::Scheduler => runtime::scheduler(config).await,
+        Command::CalendarSync => runtime::calendar_sync(config).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),

@@ -155,6 +155,114 @@ pub async fn scheduler(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// `meetbot calendar-sync`: webhooks, the sync worker (push channels, rounds, polling) and ops.
+pub async fn calendar_sync(config: Config) -> Result<()> {
+    use meetbot_calendar_sync::google::GoogleClient;
+    use meetbot_calendar_sync::graph::GraphClient;
+    use meetbot_calendar_sync::rules::AutoJoinRules;
+    use meetbot_calendar_sync::webhook::{WebhookCounters, WebhookState, router};
+    use meetbot_calendar_sync::worker::{SubscriptionIndex, SyncWorker, WorkerSettings};
+
+    let c = &config.calendar;
+    let store = open_store(&config).await?;
+    let keys = key_provider(&config)?;
+    let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
+    let base = c
+        .public_webhook_base
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').to_string());
+    let settings = WorkerSettings {
+        window_back: chrono::Duration::days(i64::from(c.window_days_back)),
+        window_ahead: chrono::Duration::days(i64::from(c.window_days_ahead)),
+        poll_every: Duration::from_secs(c.poll_seconds),
+        notification_url: base.as_ref().map(|b| format!("{b}/webhooks/microsoft")),
+        lifecycle_url: base
+            .as_ref()
+            .map(|b| format!("{b}/webhooks/microsoft/lifecycle")),
+        google_notification_url: base.as_ref().map(|b| format!("{b}/webhooks/google")),
+        ..Default::default()
+    };
+    let index: SubscriptionIndex = Default::default();
+    let graph = GraphClient::new(reqwest_client()?, &c.graph_base_url)?;
+    let google = GoogleClient::new(&c.google_root_url)?;
+    let worker = SyncWorker::new(
+        graph,
+        tenants.clone(),
+        AutoJoinRules::default(),
+        settings,
+        index.clone(),
+    )
+    .with_google(google);
+    let channels = worker.load_index().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let hooks = router(WebhookState {
+        tenants,
+        index,
+        triggers: tx,
+        counters: Arc::new(WebhookCounters::default()),
+    });
+    let listener = tokio::net::TcpListener::bind(c.webhook_listen)
+        .await
+        .with_context(|| format!("cannot listen for webhooks on {}", c.webhook_listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut hook_stop = stop_rx.clone();
+    let hook_server = tokio::spawn(async move {
+        axum_serve(listener, hooks, async move {
+            let _ = hook_stop.changed().await;
+        })
+        .await
+    });
+    let mut ops_stop = stop_rx.clone();
+    let (addr, ops) = Ops::new(
+        "calendar-sync",
+        Registry::default(),
+        readiness(store, keys, None),
+    )
+    .serve(config.ops.listen, async move {
+        let _ = ops_stop.changed().await;
+    })
+    .await?;
+    eprintln!(
+        "calendar-sync: webhooks on {}, ops on http://{addr}, {channels} push channels, push {}",
+        c.webhook_listen,
+        if base.is_some() {
+            "on"
+        } else {
+            "off (polling only: set calendar.public_webhook_base)"
+        }
+    );
+    let mut worker_stop = stop_rx;
+    let run = worker.run(rx, async move {
+        let _ = worker_stop.changed().await;
+    });
+    tokio::pin!(run);
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = &mut run => {}
+    }
+    let _ = stop_tx.send(true);
+    run.await;
+    hook_server.await??;
+    ops.await??;
+    Ok(())
+}
+
+fn reqwest_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
 /// `meetbot dev`: the single-machine runtime on embedded defaults.
 pub async fn dev(config: Config) -> Result<()> {
     eprintln!(

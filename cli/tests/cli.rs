@@ -212,7 +212,12 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 }
 
 /// Starts a long-running command, waits for its ops server, checks it, then stops it with SIGTERM.
-fn service_serves_ops_and_stops_on_sigterm(args: &[&str], env: &[(&str, &str)], metric: &str) {
+fn service_serves_ops_and_stops_on_sigterm(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready_checks: &[&str],
+    metric: Option<&str>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", closed_port());
     let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
@@ -241,15 +246,19 @@ fn service_serves_ops_and_stops_on_sigterm(args: &[&str], env: &[(&str, &str)], 
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert!(
-        ready.contains("ok store") && ready.contains("ok keys") && ready.contains("ok queue"),
-        "{ready}"
-    );
+    for check in ready_checks {
+        assert!(
+            ready.contains(&format!("ok {check}")),
+            "{check} not ready: {ready}"
+        );
+    }
     assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (code, metrics) = http_get(&addr, "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(metrics.contains(metric), "{metric} missing from {metrics}");
+    if let Some(metric) = metric {
+        assert!(metrics.contains(metric), "{metric} missing from {metrics}");
+    }
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -275,13 +284,30 @@ fn scheduler_service_serves_readiness_and_metrics_and_stops_cleanly_on_sigterm()
             ("MEETBOT_QUEUE__AMQP_URL", &url),
             ("MEETBOT_QUEUE__PREFIX", &prefix),
         ],
-        "meetbot_scheduler_passes_total",
+        &["store", "keys", "queue"],
+        Some("meetbot_scheduler_passes_total"),
     );
 }
 
 #[test]
 fn dev_runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
-    service_serves_ops_and_stops_on_sigterm(&["dev"], &[], "meetbot_scheduler_passes_total");
+    service_serves_ops_and_stops_on_sigterm(
+        &["dev"],
+        &[],
+        &["store", "keys", "queue"],
+        Some("meetbot_scheduler_passes_total"),
+    );
+}
+
+#[test]
+fn calendar_sync_service_serves_readiness_and_stops_cleanly_on_sigterm() {
+    let hooks = format!("127.0.0.1:{}", closed_port());
+    service_serves_ops_and_stops_on_sigterm(
+        &["calendar-sync"],
+        &[("MEETBOT_CALENDAR__WEBHOOK_LISTEN", &hooks)],
+        &["store", "keys"],
+        None,
+    );
 }
 
 #[test]

@@ -20,6 +20,26 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub ops: OpsConfig,
     pub scheduler: SchedulerConfig,
+    pub calendar: CalendarConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// Microsoft Graph base URL.
+    pub graph_base_url: String,
+    /// Google APIs root URL.
+    pub google_root_url: String,
+    /// Where the push webhooks listen (`/webhooks/microsoft`, `/webhooks/google`).
+    pub webhook_listen: SocketAddr,
+    /// The public https URL that reaches `webhook_listen`; without it no push channels are made
+    /// and polling carries sync.
+    pub public_webhook_base: Option<String>,
+    /// Polling interval (the fallback when push is unavailable).
+    pub poll_seconds: u64,
+    /// Sync window around now.
+    pub window_days_back: u32,
+    pub window_days_ahead: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -173,6 +193,15 @@ impl Default for Config {
             },
             ops: OpsConfig {
                 listen: "127.0.0.1:9464".parse().expect("literal address"),
+            },
+            calendar: CalendarConfig {
+                graph_base_url: "https://graph.microsoft.com/v1.0".into(),
+                google_root_url: "https://www.googleapis.com/".into(),
+                webhook_listen: "127.0.0.1:9465".parse().expect("literal address"),
+                public_webhook_base: None,
+                poll_seconds: 300,
+                window_days_back: 1,
+                window_days_ahead: 28,
             },
             scheduler: SchedulerConfig {
                 lead_seconds: 60,
@@ -421,6 +450,38 @@ impl Config {
                 "must be at least 2 and at least two ticks".into(),
             );
         }
+        let cal = &self.calendar;
+        for (field, v) in [
+            ("calendar.graph_base_url", &cal.graph_base_url),
+            ("calendar.google_root_url", &cal.google_root_url),
+        ] {
+            match url::Url::parse(v) {
+                Ok(u)
+                    if (u.scheme() == "https" || u.scheme() == "http")
+                        && u.host_str().is_some() => {}
+                _ => bad(field, format!("{v:?} is not an http(s) URL")),
+            }
+        }
+        if let Some(b) = &cal.public_webhook_base
+            && !url::Url::parse(b).is_ok_and(|u| u.scheme() == "https")
+        {
+            bad(
+                "calendar.public_webhook_base",
+                format!("{b:?} is not an https URL (providers only call https webhooks)"),
+            );
+        }
+        if !(10..=86_400).contains(&cal.poll_seconds) {
+            bad(
+                "calendar.poll_seconds",
+                format!("{} is out of range 10..=86400", cal.poll_seconds),
+            );
+        }
+        if cal.window_days_back > 31 || !(1..=366).contains(&cal.window_days_ahead) {
+            bad(
+                "calendar.window_days_ahead",
+                "window must be 0..=31 days back and 1..=366 days ahead".into(),
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             bad(
                 "telemetry.log_level",
@@ -518,7 +579,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported_at_once() {
         let err = load(
-            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"http://x\"\ndb_prefix = \"Bad Prefix\"\n[queue]\nkind = \"rabbitmq\"\namqp_url = \"nope\"\n[telemetry]\nlog_level = \"[[[\"\n",
+            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"http://x\"\ndb_prefix = \"Bad Prefix\"\n[queue]\nkind = \"rabbitmq\"\namqp_url = \"nope\"\n[telemetry]\nlog_level = \"[[[\"\n[calendar]\npublic_webhook_base = \"http://hooks.example\"\n",
             &[],
         )
         .unwrap_err();
@@ -528,6 +589,7 @@ mod tests {
             "store.db_prefix",
             "queue.amqp_url",
             "telemetry.log_level",
+            "calendar.public_webhook_base",
         ] {
             assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
         }
