@@ -93,11 +93,9 @@ pub struct OpenedMeeting {
 }
 
 pub fn open_meeting(v: &TenantVault, m: &Meeting) -> Result<OpenedMeeting, VaultError> {
-    let title = String::from_utf8_lossy(&v.open::<Meeting>(&m.id, "title", &m.title)?).into_owned();
+    let title = v.open_string::<Meeting>(&m.id, "title", &m.title)?;
     let join_url = match &m.join_url {
-        Some(u) => {
-            Some(String::from_utf8_lossy(&v.open::<Meeting>(&m.id, "join_url", u)?).into_owned())
-        }
+        Some(u) => Some(v.open_string::<Meeting>(&m.id, "join_url", u)?),
         None => None,
     };
     let raw = v.open::<Meeting>(&m.id, "attendees", &m.attendees)?;

@@ -79,37 +79,34 @@ pub fn parse_payload(
 ) -> Result<Vec<NormalizedEvent>, ParseError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
     match provider {
-        CalendarProvider::Google => {
-            if let Some(items) = v.get("items") {
-                let items = items
-                    .as_array()
-                    .ok_or_else(|| shape("google", "`items` is not an array"))?;
-                items.iter().map(google_event).collect()
-            } else if v.get("id").is_some() {
-                Ok(vec![google_event(&v)?])
-            } else {
-                Err(shape(
-                    "google",
-                    "neither an event (with `id`) nor a list (with `items`)",
-                ))
-            }
-        }
+        CalendarProvider::Google => one_or_list(&v, "google", "items", "list", google_event),
         CalendarProvider::Microsoft => {
-            if let Some(items) = v.get("value") {
-                let items = items
-                    .as_array()
-                    .ok_or_else(|| shape("microsoft", "`value` is not an array"))?;
-                items.iter().map(graph_event).collect()
-            } else if v.get("id").is_some() {
-                Ok(vec![graph_event(&v)?])
-            } else {
-                Err(shape(
-                    "microsoft",
-                    "neither an event (with `id`) nor a collection (with `value`)",
-                ))
-            }
+            one_or_list(&v, "microsoft", "value", "collection", graph_event)
         }
         CalendarProvider::Ics => Err(shape("ics", "ICS feeds are not JSON")),
+    }
+}
+
+/// A single event (it has an `id`) or a page whose events are under `list_key`.
+fn one_or_list(
+    v: &Value,
+    provider: &'static str,
+    list_key: &str,
+    list_name: &str,
+    parse: fn(&Value) -> Result<NormalizedEvent, ParseError>,
+) -> Result<Vec<NormalizedEvent>, ParseError> {
+    if let Some(items) = v.get(list_key) {
+        let items = items
+            .as_array()
+            .ok_or_else(|| shape(provider, &format!("`{list_key}` is not an array")))?;
+        items.iter().map(parse).collect()
+    } else if v.get("id").is_some() {
+        Ok(vec![parse(v)?])
+    } else {
+        Err(shape(
+            provider,
+            &format!("neither an event (with `id`) nor a {list_name} (with `{list_key}`)"),
+        ))
     }
 }
 

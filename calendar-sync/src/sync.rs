@@ -121,11 +121,10 @@ pub async fn sync_connection(
         .await?
         .ok_or_else(|| SyncError::NoConnection(connection_id.into()))?;
     let vault = tenants.vault(tenant).await?;
-    let token = vault.open::<CalendarConnection>(&conn.id, "access_token", &conn.access_token)?;
-    let token = String::from_utf8_lossy(&token).into_owned();
+    let token =
+        vault.open_string::<CalendarConnection>(&conn.id, "access_token", &conn.access_token)?;
     let user_email =
-        vault.open::<CalendarConnection>(&conn.id, "account_email", &conn.account_email)?;
-    let user_email = String::from_utf8_lossy(&user_email).into_owned();
+        vault.open_string::<CalendarConnection>(&conn.id, "account_email", &conn.account_email)?;
 
     let mut report = SyncReport {
         full: conn.sync_cursor.is_none(),

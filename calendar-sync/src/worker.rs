@@ -229,12 +229,11 @@ impl SyncWorker {
             return Ok(PushOutcome::Current);
         }
         let vault = self.tenants.vault(t).await?;
-        let token = String::from_utf8_lossy(&vault.open::<CalendarConnection>(
+        let token = vault.open_string::<CalendarConnection>(
             &conn.id,
             "access_token",
             &conn.access_token,
-        )?)
-        .into_owned();
+        )?;
         let expires = now + self.s.push_lifetime;
         let old = conn.push.clone();
         let outcome = match (conn.provider, &self.google) {
@@ -344,12 +343,11 @@ impl SyncWorker {
             return Ok(());
         };
         let vault = self.tenants.vault(t).await?;
-        let token = String::from_utf8_lossy(&vault.open::<CalendarConnection>(
+        let token = vault.open_string::<CalendarConnection>(
             &conn.id,
             "access_token",
             &conn.access_token,
-        )?)
-        .into_owned();
+        )?;
         self.index.write().await.remove(&p.id);
         match (&p.resource_id, &self.google) {
             (Some(r), Some(g)) => g.stop(&token, &p.id, r).await?,
@@ -394,16 +392,17 @@ impl SyncWorker {
                 if !syncable || c.status != ConnectionStatus::Active {
                     continue;
                 }
-                if let Err(e) = self.ensure_push(&t.id, &c.id, false).await {
-                    tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
-                }
-                let live_push = self
-                    .tenants
-                    .store()
-                    .get_connection(&t.id, &c.id)
-                    .await?
-                    .and_then(|c| c.push)
-                    .is_some_and(|p| p.expires_at > Utc::now());
+                // `ensure_push` either leaves a live channel or leaves the stored one as listed.
+                let live_push = match self.ensure_push(&t.id, &c.id, false).await {
+                    Ok(PushOutcome::Current | PushOutcome::Created | PushOutcome::Renewed) => true,
+                    Ok(PushOutcome::Disabled) => {
+                        c.push.as_ref().is_some_and(|p| p.expires_at > Utc::now())
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
+                        c.push.as_ref().is_some_and(|p| p.expires_at > Utc::now())
+                    }
+                };
                 if (!live_push || c.sync_cursor.is_none())
                     && matches!(self.sync(&t.id, &c.id).await, Ok(Some(_)))
                 {

@@ -53,6 +53,14 @@ fn record<T: Serialize>(
     })
 }
 
+/// An enum's serialised name (`"active"`, `"cancelled"`), as stored in index fields.
+fn wire_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 fn tenant(t: &TenantId) -> Scope {
     Scope::Tenant(t.clone())
 }
@@ -324,10 +332,7 @@ impl<E: Engine> Store for E {
 
     async fn put_connection(&self, t: &TenantId, c: &CalendarConnection) -> Result<()> {
         self.require_active(t).await?;
-        let status = serde_json::to_value(c.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = wire_name(&c.status);
         let rec = record(
             &c.id,
             vec![
@@ -356,10 +361,7 @@ impl<E: Engine> Store for E {
 
     async fn put_meeting(&self, t: &TenantId, m: &Meeting) -> Result<()> {
         self.require_active(t).await?;
-        let status = serde_json::to_value(m.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = wire_name(&m.status);
         let rec = record(
             &m.id,
             vec![

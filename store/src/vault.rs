@@ -83,6 +83,16 @@ impl TenantVault {
         self.open_in(R::COLLECTION, record_id, field, sealed)
     }
 
+    /// [`TenantVault::open`], as text (invalid UTF-8 replaced, as stored values are always text).
+    pub fn open_string<R: SealedRecord>(
+        &self,
+        record_id: &str,
+        field: &str,
+        sealed: &Sealed,
+    ) -> Result<String, VaultError> {
+        Ok(String::from_utf8_lossy(&self.open::<R>(record_id, field, sealed)?).into_owned())
+    }
+
     pub fn open_in(
         &self,
         collection: &str,
