@@ -3,7 +3,9 @@
 #   1. a Python >= 3.13 venv with mongoeco (the MongoDB-wire test server) in target/test-env/
 #   2. RabbitMQ on 127.0.0.1:5672 (installed from Debian and started if it is not running)
 #   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
-#   4. every test of the workspace: cargo nextest (cargo test if nextest is missing)
+#   4. node-oidc-provider (the OpenID provider of the OAuth tests) installed from its lockfile;
+#      each OAuth test starts its own (testsupport::oidc)
+#   5. every test of the workspace: cargo nextest (cargo test if nextest is missing)
 # Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +61,17 @@ export MEETBOT_TEST_MONGODB_URI="mongodb://127.0.0.1:$MONGO_PORT/?directConnecti
 export MEETBOT_TEST_PYTHON="$ENV_DIR/mongo/bin/python"
 log "RabbitMQ on 127.0.0.1:5672, mongoeco on 127.0.0.1:$MONGO_PORT (pid $MONGO_PID)"
 
-# 4. tests
+# 4. the OpenID provider's npm package (Node.js from the machine, or Debian's nodejs + npm)
+if [ ! -f testsupport/oidc/node_modules/oidc-provider/package.json ]; then
+    if ! command -v npm >/dev/null; then
+        log "installing nodejs and npm"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    log "installing oidc-provider (npm ci in testsupport/oidc)"
+    (cd testsupport/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 5. tests
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -187,3 +187,27 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
     }
     Ok(rep)
 }
+
+/// Withdraws bots from the connection's meetings that have not ended (on disconnect): they stay
+/// in the store, marked as not wanting a bot, with `reason`; the scheduler withdraws their jobs.
+pub async fn withdraw_connection(
+    tenants: &Tenants,
+    t: &TenantId,
+    connection_id: &str,
+    reason: &str,
+) -> Result<u64, ApplyError> {
+    let store = tenants.store();
+    let now = Utc::now();
+    let mut n = 0;
+    for mut m in store.list_meetings(t, None, None).await? {
+        if m.connection_id.as_deref() != Some(connection_id) || m.ends_at <= now || !m.wants_bot {
+            continue;
+        }
+        m.wants_bot = false;
+        m.join_reason = Some(reason.to_string());
+        m.updated_at = now;
+        store.put_meeting(t, &m).await?;
+        n += 1;
+    }
+    Ok(n)
+}

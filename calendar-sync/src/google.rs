@@ -156,6 +156,28 @@ impl GoogleClient {
     }
 }
 
+impl GoogleClient {
+    /// The account's address: the `summary` of the primary calendar's event list, which Google
+    /// sets to the account's email (reachable with calendar.events.readonly; no profile scope).
+    pub async fn account_address(&self, token: &str) -> Result<String, GoogleError> {
+        let hub = self.hub(token);
+        let mut failure = Failure::default();
+        let (_, list) = hub
+            .events()
+            .list("primary")
+            .max_results(1)
+            .time_min(Utc::now())
+            .delegate(&mut failure)
+            .doit()
+            .await
+            .map_err(|e| classify(e, &failure))?;
+        list.summary
+            .filter(|s| s.contains('@'))
+            .map(|s| s.to_ascii_lowercase())
+            .ok_or_else(|| GoogleError::Http("primary calendar has no address summary".into()))
+    }
+}
+
 /// A Google push channel (`events.watch`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchChannel {

@@ -230,6 +230,19 @@ impl GraphClient {
         }
     }
 
+    /// The address of the signed-in user's calendar owner (`GET /me/calendar`, allowed by
+    /// Calendars.Read; no User.Read scope needed).
+    pub async fn account_address(&self, token: &str) -> Result<String, GraphError> {
+        let url = Url::parse(&format!("{}/me/calendar", self.base))
+            .map_err(|e| GraphError::Protocol(e.to_string()))?;
+        let v = self.get(token, url).await?;
+        v.pointer("/owner/address")
+            .and_then(Value::as_str)
+            .filter(|a| a.contains('@'))
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| GraphError::Protocol("calendar without owner.address".into()))
+    }
+
     async fn get(&self, token: &str, url: Url) -> Result<Value, GraphError> {
         self.send(reqwest::Method::GET, url, token, None).await
     }

@@ -12,6 +12,7 @@ pub mod google;
 pub mod graph;
 pub mod links;
 pub mod normalize;
+pub mod oauth;
 pub mod rules;
 pub mod sync;
 pub mod webhook;

@@ -2,7 +2,10 @@
 //! recorded with the meeting so a user can see why a bot did not come.
 
 use crate::normalize::{NormalizedEvent, Response};
-use meetbot_core::model::MeetingStatus;
+use crate::sync::SyncError;
+use meetbot_core::TenantId;
+use meetbot_core::model::{MeetingStatus, UserSettings};
+use meetbot_store::vault::Tenants;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -122,4 +125,49 @@ impl AutoJoinRules {
             reason: "matches your auto-join rules".into(),
         }
     }
+}
+
+/// The auto-join rules `user_id` saved, if any (sealed in the user's settings).
+pub async fn rules_for(
+    tenants: &Tenants,
+    t: &TenantId,
+    user_id: &str,
+) -> Result<Option<AutoJoinRules>, SyncError> {
+    let Some(s) = tenants.store().get_user_settings(t, user_id).await? else {
+        return Ok(None);
+    };
+    let vault = tenants.vault(t).await?;
+    let json = vault.open_string::<UserSettings>(user_id, "auto_join", &s.auto_join)?;
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| SyncError::Rules(user_id.into(), e.to_string()))
+}
+
+/// Saves `user_id`'s auto-join rules; the next sync round of each of the user's calendars
+/// re-decides every meeting under them.
+pub async fn save_rules(
+    tenants: &Tenants,
+    t: &TenantId,
+    user_id: &str,
+    rules: &AutoJoinRules,
+) -> Result<(), SyncError> {
+    let vault = tenants.vault(t).await?;
+    let json =
+        serde_json::to_vec(rules).map_err(|e| SyncError::Rules(user_id.into(), e.to_string()))?;
+    let s = UserSettings {
+        user_id: user_id.into(),
+        auto_join: vault.seal::<UserSettings>(user_id, "auto_join", &json)?,
+        updated_at: chrono::Utc::now(),
+    };
+    let store = tenants.store();
+    store.put_user_settings(t, &s).await?;
+    // Unchanged events are not re-sent by an incremental round: the next round of each of the
+    // user's calendars is a full one, so every meeting is decided again under the new rules.
+    for mut c in store.list_connections(t).await? {
+        if c.user_id == user_id && c.sync_cursor.is_some() {
+            c.sync_cursor = None;
+            store.put_connection(t, &c).await?;
+        }
+    }
+    Ok(())
 }

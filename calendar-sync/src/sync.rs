@@ -12,6 +12,7 @@ use meetbot_core::TenantId;
 use meetbot_core::model::CalendarConnection;
 use meetbot_store::StoreError;
 use meetbot_store::vault::{Tenants, VaultError};
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +27,12 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     #[error("calendar connection {0} not found")]
     NoConnection(String),
+    #[error("the stored auto-join rules of user {0} are unreadable: {1}")]
+    Rules(String, String),
 }
 
 impl SyncError {
@@ -44,6 +49,15 @@ impl SyncError {
             }) => Some((*status, *retry_after)),
             _ => None,
         }
+    }
+
+    /// The provider refused the access token (401).
+    pub fn unauthorized(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Graph(GraphError::Unauthorized)
+                | SyncError::Google(GoogleError::Unauthorized)
+        )
     }
 
     fn resync_required(&self) -> bool {
@@ -106,13 +120,16 @@ async fn round(
     })
 }
 
-/// Runs one round for connection `connection_id` of `tenant`.
+/// Runs one round for connection `connection_id` of `tenant` with `token` (the stored access
+/// token when `None`). The connection's user's own auto-join rules apply; `default_rules` where
+/// the user has none.
 pub async fn sync_connection(
     provider: Provider<'_>,
     tenants: &Tenants,
     tenant: &TenantId,
     connection_id: &str,
-    rules: &AutoJoinRules,
+    token: Option<SecretString>,
+    default_rules: &AutoJoinRules,
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<SyncReport, SyncError> {
     let store = tenants.store();
@@ -121,8 +138,16 @@ pub async fn sync_connection(
         .await?
         .ok_or_else(|| SyncError::NoConnection(connection_id.into()))?;
     let vault = tenants.vault(tenant).await?;
-    let token =
-        vault.open_string::<CalendarConnection>(&conn.id, "access_token", &conn.access_token)?;
+    let token = match token {
+        Some(t) => t.expose_secret().to_string(),
+        None => {
+            vault.open_string::<CalendarConnection>(&conn.id, "access_token", &conn.access_token)?
+        }
+    };
+    let rules = crate::rules::rules_for(tenants, tenant, &conn.user_id)
+        .await?
+        .unwrap_or_else(|| default_rules.clone());
+    let rules = &rules;
     let user_email =
         vault.open_string::<CalendarConnection>(&conn.id, "account_email", &conn.account_email)?;
 
@@ -169,6 +194,7 @@ pub async fn sync_microsoft(
         tenants,
         tenant,
         connection_id,
+        None,
         rules,
         window,
     )

@@ -152,3 +152,62 @@ async fn google_notify(State(st): State<WebhookState>, headers: HeaderMap) -> Re
     }
     StatusCode::OK.into_response()
 }
+
+/// `GET /oauth/callback?code&state` (or `?error&state`): where the provider sends the user's
+/// browser back. Answers a short HTML page; the page never shows tokens or addresses.
+pub fn oauth_router(worker: Arc<crate::worker::SyncWorker>) -> Router {
+    Router::new()
+        .route("/oauth/callback", axum::routing::get(oauth_callback))
+        .with_state(worker)
+}
+
+async fn oauth_callback(
+    State(worker): State<Arc<crate::worker::SyncWorker>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let page = |status: StatusCode, title: &str, text: &str| {
+        let body = format!(
+            "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{}</p>",
+            html_escape::encode_text(text)
+        );
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    let Some(state) = q.get("state") else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Calendar not connected",
+            "The provider's answer has no state parameter. Start connecting the calendar again.",
+        );
+    };
+    match worker
+        .connect(
+            state,
+            q.get("code").map(String::as_str),
+            q.get("error").map(String::as_str),
+        )
+        .await
+    {
+        Ok(_) => page(
+            StatusCode::OK,
+            "Calendar connected",
+            "meetbot can now see your meetings. You can close this window.",
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "calendar connection failed");
+            page(
+                StatusCode::BAD_REQUEST,
+                "Calendar not connected",
+                &e.to_string(),
+            )
+        }
+    }
+}

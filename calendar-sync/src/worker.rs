@@ -5,6 +5,7 @@
 
 use crate::google::GoogleClient;
 use crate::graph::GraphClient;
+use crate::oauth::{OAuth, OAuthError, Revocation};
 use crate::rules::AutoJoinRules;
 use crate::sync::{Provider, SyncError, SyncReport, sync_connection};
 use chrono::{Duration as CDuration, Utc};
@@ -13,6 +14,7 @@ use meetbot_core::model::{
     CalendarConnection, CalendarProvider, ConnectionStatus, PushChannel, TenantStatus,
 };
 use meetbot_store::vault::{TenantVault, Tenants};
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +91,8 @@ pub struct SyncWorker {
     rules: AutoJoinRules,
     s: WorkerSettings,
     index: SubscriptionIndex,
+    /// Refreshes access tokens and handles connect/disconnect when set.
+    oauth: Option<Arc<OAuth>>,
     /// (tenant, connection) -> (not before, last pause)
     backoff: Mutex<HashMap<(TenantId, String), (Instant, Duration)>>,
 }
@@ -108,8 +112,112 @@ impl SyncWorker {
             rules,
             s,
             index,
+            oauth: None,
             backoff: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Access tokens are refreshed before they expire, and `connect`/`disconnect` work.
+    pub fn with_oauth(mut self, oauth: Arc<OAuth>) -> Self {
+        self.oauth = Some(oauth);
+        self
+    }
+
+    pub fn oauth(&self) -> Option<&OAuth> {
+        self.oauth.as_deref()
+    }
+
+    /// The connection's access token: refreshed when due (or `force`d) if OAuth is set up,
+    /// else as stored.
+    async fn token(
+        &self,
+        t: &TenantId,
+        conn: &CalendarConnection,
+        force: bool,
+    ) -> Result<String, SyncError> {
+        if let Some(o) = &self.oauth {
+            return Ok(o
+                .access_token(t, &conn.id, force)
+                .await?
+                .expose_secret()
+                .to_string());
+        }
+        let vault = self.tenants.vault(t).await?;
+        Ok(
+            vault.open_string::<CalendarConnection>(
+                &conn.id,
+                "access_token",
+                &conn.access_token,
+            )?,
+        )
+    }
+
+    /// Finishes an OAuth authorization (the `/oauth/callback` query): stores the connection,
+    /// opens its push channel and runs its first sync. Push and sync failures are logged, not
+    /// returned: the connection exists and polling retries them.
+    pub async fn connect(
+        &self,
+        state: &str,
+        code: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(TenantId, CalendarConnection), SyncError> {
+        let oauth = self
+            .oauth
+            .as_ref()
+            .ok_or(OAuthError::NotConfigured(CalendarProvider::Google))?;
+        let granted = oauth.finish(state, code, error).await?;
+        let token = granted.access_token.expose_secret().to_string();
+        let email = match (granted.provider, &self.google) {
+            (CalendarProvider::Google, Some(g)) => g.account_address(&token).await?,
+            (CalendarProvider::Google, None) => {
+                return Err(OAuthError::NotConfigured(CalendarProvider::Google).into());
+            }
+            _ => self.graph.account_address(&token).await?,
+        };
+        let conn = oauth.store_connection(&granted, &email).await?;
+        let t = granted.tenant.clone();
+        tracing::info!(tenant = %t, connection = %conn.id, provider = ?conn.provider, "calendar connected");
+        if let Err(e) = self.ensure_push(&t, &conn.id, false).await {
+            tracing::warn!(tenant = %t, error = %e, "push channel not opened; polling covers it");
+        }
+        if let Err(e) = self.sync(&t, &conn.id).await {
+            tracing::warn!(tenant = %t, error = %e, "first sync failed; polling retries it");
+        }
+        Ok((t, conn))
+    }
+
+    /// Disconnects a calendar: stops its push channel, revokes its tokens at the provider
+    /// (where it can), erases them here, and withdraws bots from its future meetings.
+    pub async fn disconnect(
+        &self,
+        t: &TenantId,
+        connection: &str,
+        actor: &str,
+    ) -> Result<Option<Revocation>, SyncError> {
+        if let Err(e) = self.stop_push(t, connection).await {
+            tracing::warn!(tenant = %t, error = %e, "push channel not stopped; it expires by itself");
+            // Forget it here regardless: a disconnected calendar gets no more syncs.
+            let store = self.tenants.store();
+            if let Some(mut c) = store.get_connection(t, connection).await?
+                && let Some(p) = c.push.take()
+            {
+                self.index.write().await.remove(&p.id);
+                store.put_connection(t, &c).await?;
+            }
+        }
+        let revocation = match &self.oauth {
+            Some(o) => Some(o.revoke(t, connection, actor).await?),
+            None => None,
+        };
+        let withdrawn = crate::apply::withdraw_connection(
+            &self.tenants,
+            t,
+            connection,
+            "calendar disconnected",
+        )
+        .await?;
+        tracing::info!(tenant = %t, connection = %connection, withdrawn, "calendar disconnected");
+        Ok(revocation)
     }
 
     /// Also syncs and watches Google connections.
@@ -171,7 +279,38 @@ impl SyncWorker {
             Utc::now() - self.s.window_back,
             Utc::now() + self.s.window_ahead,
         );
-        match sync_connection(provider, &self.tenants, t, connection, &self.rules, window).await {
+        if conn.status != ConnectionStatus::Active {
+            return Ok(None);
+        }
+        let token = self.token(t, &conn, false).await?;
+        let mut result = sync_connection(
+            provider,
+            &self.tenants,
+            t,
+            connection,
+            Some(token.into()),
+            &self.rules,
+            window,
+        )
+        .await;
+        if let Err(e) = &result
+            && e.unauthorized()
+            && self.oauth.is_some()
+        {
+            // Revoked or expired early: one refresh, one retry.
+            let token = self.token(t, &conn, true).await?;
+            result = sync_connection(
+                provider,
+                &self.tenants,
+                t,
+                connection,
+                Some(token.into()),
+                &self.rules,
+                window,
+            )
+            .await;
+        }
+        match result {
             Ok(r) => {
                 self.backoff
                     .lock()
@@ -204,7 +343,7 @@ impl SyncWorker {
         force_new: bool,
     ) -> Result<PushOutcome, SyncError> {
         let store = self.tenants.store();
-        let mut conn = store
+        let conn = store
             .get_connection(t, connection)
             .await?
             .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
@@ -229,11 +368,12 @@ impl SyncWorker {
             return Ok(PushOutcome::Current);
         }
         let vault = self.tenants.vault(t).await?;
-        let token = vault.open_string::<CalendarConnection>(
-            &conn.id,
-            "access_token",
-            &conn.access_token,
-        )?;
+        let token = self.token(t, &conn, false).await?;
+        // A refresh rewrote the stored connection: continue from that version.
+        let mut conn = store
+            .get_connection(t, connection)
+            .await?
+            .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
         let expires = now + self.s.push_lifetime;
         let old = conn.push.clone();
         let outcome = match (conn.provider, &self.google) {
@@ -342,12 +482,12 @@ impl SyncWorker {
         let Some(p) = conn.push.take() else {
             return Ok(());
         };
-        let vault = self.tenants.vault(t).await?;
-        let token = vault.open_string::<CalendarConnection>(
-            &conn.id,
-            "access_token",
-            &conn.access_token,
-        )?;
+        let token = self.token(t, &conn, false).await?;
+        let mut conn = store
+            .get_connection(t, connection)
+            .await?
+            .ok_or_else(|| SyncError::NoConnection(connection.into()))?;
+        conn.push = None;
         self.index.write().await.remove(&p.id);
         match (&p.resource_id, &self.google) {
             (Some(r), Some(g)) => g.stop(&token, &p.id, r).await?,

@@ -48,7 +48,7 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum CalendarCmd {
+pub(crate) enum CalendarCmd {
     /// Prints the normalised meeting(s) of a provider JSON payload (an event or a list/delta page).
     Parse {
         #[arg(long, value_enum)]
@@ -56,10 +56,42 @@ enum CalendarCmd {
         /// The JSON file (`-` for standard input).
         file: PathBuf,
     },
+    /// Prints the URL that connects a user's calendar (OAuth consent; valid 10 minutes).
+    Connect {
+        #[arg(long)]
+        tenant: String,
+        /// The meetbot user id (opaque, not an email).
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_enum)]
+        provider: Provider,
+    },
+    /// Disconnects a calendar: stops push, revokes tokens at the provider, erases them here,
+    /// withdraws bots from its future meetings.
+    Disconnect {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        connection: String,
+    },
+    /// Lists a tenant's calendar connections (ids, provider, status; no addresses).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Shows a user's auto-join rules, or sets them from a JSON file (`--set FILE`).
+    Rules {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Provider {
+pub(crate) enum Provider {
     Google,
     Microsoft,
 }
@@ -135,5 +167,6 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
+        Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
     }
 }

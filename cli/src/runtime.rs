@@ -157,42 +157,16 @@ pub async fn scheduler(config: Config) -> Result<()> {
 
 /// `meetbot calendar-sync`: webhooks, the sync worker (push channels, rounds, polling) and ops.
 pub async fn calendar_sync(config: Config) -> Result<()> {
-    use meetbot_calendar_sync::google::GoogleClient;
-    use meetbot_calendar_sync::graph::GraphClient;
-    use meetbot_calendar_sync::rules::AutoJoinRules;
-    use meetbot_calendar_sync::webhook::{WebhookCounters, WebhookState, router};
-    use meetbot_calendar_sync::worker::{SubscriptionIndex, SyncWorker, WorkerSettings};
+    use meetbot_calendar_sync::webhook::{WebhookCounters, WebhookState, oauth_router, router};
+    use meetbot_calendar_sync::worker::SubscriptionIndex;
 
     let c = &config.calendar;
     let store = open_store(&config).await?;
     let keys = key_provider(&config)?;
     let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
-    let base = c
-        .public_webhook_base
-        .as_deref()
-        .map(|b| b.trim_end_matches('/').to_string());
-    let settings = WorkerSettings {
-        window_back: chrono::Duration::days(i64::from(c.window_days_back)),
-        window_ahead: chrono::Duration::days(i64::from(c.window_days_ahead)),
-        poll_every: Duration::from_secs(c.poll_seconds),
-        notification_url: base.as_ref().map(|b| format!("{b}/webhooks/microsoft")),
-        lifecycle_url: base
-            .as_ref()
-            .map(|b| format!("{b}/webhooks/microsoft/lifecycle")),
-        google_notification_url: base.as_ref().map(|b| format!("{b}/webhooks/google")),
-        ..Default::default()
-    };
     let index: SubscriptionIndex = Default::default();
-    let graph = GraphClient::new(reqwest_client()?, &c.graph_base_url)?;
-    let google = GoogleClient::new(&c.google_root_url)?;
-    let worker = SyncWorker::new(
-        graph,
-        tenants.clone(),
-        AutoJoinRules::default(),
-        settings,
-        index.clone(),
-    )
-    .with_google(google);
+    let worker = Arc::new(sync_worker(&config, tenants.clone(), index.clone())?);
+    let base = c.public_webhook_base.as_deref();
     let channels = worker.load_index().await?;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let hooks = router(WebhookState {
@@ -200,7 +174,8 @@ pub async fn calendar_sync(config: Config) -> Result<()> {
         index,
         triggers: tx,
         counters: Arc::new(WebhookCounters::default()),
-    });
+    })
+    .merge(oauth_router(worker.clone()));
     let listener = tokio::net::TcpListener::bind(c.webhook_listen)
         .await
         .with_context(|| format!("cannot listen for webhooks on {}", c.webhook_listen))?;
@@ -245,6 +220,92 @@ pub async fn calendar_sync(config: Config) -> Result<()> {
     hook_server.await??;
     ops.await??;
     Ok(())
+}
+
+/// The calendar sync worker as configured: Graph and Google clients, push URLs, OAuth.
+pub fn sync_worker(
+    config: &Config,
+    tenants: Arc<Tenants>,
+    index: meetbot_calendar_sync::worker::SubscriptionIndex,
+) -> Result<meetbot_calendar_sync::worker::SyncWorker> {
+    use meetbot_calendar_sync::google::GoogleClient;
+    use meetbot_calendar_sync::graph::GraphClient;
+    use meetbot_calendar_sync::oauth::{OAuth, OAuthHttp, ProviderSettings};
+    use meetbot_calendar_sync::rules::AutoJoinRules;
+    use meetbot_calendar_sync::worker::{SyncWorker, WorkerSettings};
+    use meetbot_core::model::CalendarProvider;
+    use secrecy::SecretString;
+
+    let c = &config.calendar;
+    let base = c
+        .public_webhook_base
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').to_string());
+    let settings = WorkerSettings {
+        window_back: chrono::Duration::days(i64::from(c.window_days_back)),
+        window_ahead: chrono::Duration::days(i64::from(c.window_days_ahead)),
+        poll_every: Duration::from_secs(c.poll_seconds),
+        notification_url: base.as_ref().map(|b| format!("{b}/webhooks/microsoft")),
+        lifecycle_url: base
+            .as_ref()
+            .map(|b| format!("{b}/webhooks/microsoft/lifecycle")),
+        google_notification_url: base.as_ref().map(|b| format!("{b}/webhooks/google")),
+        ..Default::default()
+    };
+    let graph = GraphClient::new(reqwest_client()?, &c.graph_base_url)?;
+    let google = GoogleClient::new(&c.google_root_url)?;
+    let mut worker = SyncWorker::new(
+        graph,
+        tenants.clone(),
+        AutoJoinRules::default(),
+        settings,
+        index,
+    )
+    .with_google(google);
+    if c.google_oauth.is_none() && c.microsoft_oauth.is_none() {
+        return Ok(worker);
+    }
+    let mut builder = reqwest::Client::builder();
+    if let Some(f) = &c.oauth_ca_file {
+        let pem = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", f.display()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let redirect = c.oauth_redirect();
+    let mut oauth = OAuth::new(tenants, OAuthHttp::new(builder)?);
+    oauth.refresh_before = chrono::Duration::seconds(c.oauth_refresh_before_seconds as i64);
+    for (provider, o) in [
+        (CalendarProvider::Google, &c.google_oauth),
+        (CalendarProvider::Microsoft, &c.microsoft_oauth),
+    ] {
+        let Some(o) = o else { continue };
+        let secret = o.client_secret.clone().map(SecretString::from);
+        let mut s = match provider {
+            CalendarProvider::Google => ProviderSettings::google(&o.client_id, secret, &redirect),
+            _ => ProviderSettings::microsoft(
+                o.directory.as_deref().unwrap_or("common"),
+                &o.client_id,
+                secret,
+                &redirect,
+            ),
+        };
+        if let Some(u) = &o.auth_url {
+            s.auth_url = u.clone();
+        }
+        if let Some(u) = &o.token_url {
+            s.token_url = u.clone();
+        }
+        if o.revocation_url.is_some() {
+            s.revocation_url = o.revocation_url.clone();
+        }
+        if let Some(sc) = &o.scopes {
+            s.scopes = sc.clone();
+        }
+        oauth = oauth.with_provider(provider, s)?;
+    }
+    worker = worker.with_oauth(Arc::new(oauth));
+    Ok(worker)
 }
 
 fn reqwest_client() -> Result<reqwest::Client> {

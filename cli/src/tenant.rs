@@ -105,3 +105,91 @@ pub async fn run_keys(cmd: KeysCmd, config: &Config) -> Result<()> {
     }
     Ok(())
 }
+
+/// `meetbot calendar connect|disconnect|list|rules`.
+pub async fn run_calendar(cmd: crate::CalendarCmd, config: &Config) -> Result<()> {
+    use crate::{CalendarCmd, Provider};
+    use anyhow::Context;
+    use meetbot_calendar_sync::rules::{AutoJoinRules, rules_for, save_rules};
+    use meetbot_core::model::CalendarProvider;
+    use std::sync::Arc;
+
+    let t = Arc::new(tenants(config).await?);
+    let parse = |s: &str| -> Result<TenantId> {
+        s.parse()
+            .map_err(|e| anyhow::anyhow!("--tenant {s:?}: {e}"))
+    };
+    match cmd {
+        CalendarCmd::Parse { .. } => unreachable!("handled in main"),
+        CalendarCmd::Connect {
+            tenant,
+            user,
+            provider,
+        } => {
+            let tenant = parse(&tenant)?;
+            let worker = crate::runtime::sync_worker(config, t, Default::default())?;
+            let oauth = worker.oauth().context(
+                "no OAuth client configured: set calendar.google_oauth / calendar.microsoft_oauth",
+            )?;
+            let p = match provider {
+                Provider::Google => CalendarProvider::Google,
+                Provider::Microsoft => CalendarProvider::Microsoft,
+            };
+            let url = oauth.begin(&tenant, &user, p).await?;
+            println!("{url}");
+            eprintln!(
+                "open this URL in the user's browser within 10 minutes; the provider returns to {}",
+                config.calendar.oauth_redirect()
+            );
+        }
+        CalendarCmd::Disconnect { tenant, connection } => {
+            let tenant = parse(&tenant)?;
+            let worker = crate::runtime::sync_worker(config, t, Default::default())?;
+            let r = worker.disconnect(&tenant, &connection, "cli").await?;
+            eprintln!(
+                "calendar {connection} disconnected; tokens {}",
+                match r {
+                    Some(meetbot_calendar_sync::oauth::Revocation::Revoked) =>
+                        "revoked at the provider and erased",
+                    _ => "erased (the provider offers no revocation endpoint)",
+                }
+            );
+        }
+        CalendarCmd::List { tenant } => {
+            let tenant = parse(&tenant)?;
+            println!(
+                "{:<38} {:<10} {:<16} {:<20} EXPIRES",
+                "ID", "PROVIDER", "STATUS", "USER"
+            );
+            for c in t.store().list_connections(&tenant).await? {
+                println!(
+                    "{:<38} {:<10} {:<16} {:<20} {}",
+                    c.id,
+                    format!("{:?}", c.provider).to_lowercase(),
+                    format!("{:?}", c.status).to_lowercase(),
+                    c.user_id,
+                    c.access_expires_at
+                        .map(|e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        CalendarCmd::Rules { tenant, user, set } => {
+            let tenant = parse(&tenant)?;
+            if let Some(f) = set {
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let rules: AutoJoinRules = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not valid auto-join rules", f.display()))?;
+                save_rules(&t, &tenant, &user, &rules).await?;
+                eprintln!("rules saved; the next sync round applies them");
+            }
+            let rules = rules_for(&t, &tenant, &user).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rules.unwrap_or_default())?
+            );
+        }
+    }
+    Ok(())
+}

@@ -40,6 +40,63 @@ pub struct CalendarConfig {
     /// Sync window around now.
     pub window_days_back: u32,
     pub window_days_ahead: u32,
+    /// Google OAuth client; without it Google calendars cannot be connected.
+    #[serde(default)]
+    pub google_oauth: Option<OAuthClientConfig>,
+    /// Microsoft OAuth client (identity platform v2.0).
+    #[serde(default)]
+    pub microsoft_oauth: Option<OAuthClientConfig>,
+    /// Where providers send the browser back; default `<public_webhook_base>/oauth/callback`,
+    /// else `http://<webhook_listen>/oauth/callback` (loopback, for one machine).
+    #[serde(default)]
+    pub oauth_redirect_url: Option<String>,
+    /// Extra PEM CA certificates to trust for OAuth endpoints (a private identity provider).
+    #[serde(default)]
+    pub oauth_ca_file: Option<PathBuf>,
+    /// Refresh an access token when less than this is left.
+    #[serde(default = "default_refresh_before")]
+    pub oauth_refresh_before_seconds: u64,
+}
+
+fn default_refresh_before() -> u64 {
+    300
+}
+
+/// An OAuth client registration. Endpoints default to the provider's; override them only for
+/// a sovereign cloud or a test provider.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientConfig {
+    pub client_id: String,
+    /// Prefer the environment (`MEETBOT_CALENDAR__GOOGLE_OAUTH__CLIENT_SECRET`) over the file.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// Microsoft only: `common`, `organizations` or a directory (tenant) id.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// Calendar scopes to ask for; default read-only events (+ offline_access for Microsoft).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub auth_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+}
+
+impl fmt::Debug for OAuthClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClientConfig")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("directory", &self.directory)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -202,6 +259,11 @@ impl Default for Config {
                 poll_seconds: 300,
                 window_days_back: 1,
                 window_days_ahead: 28,
+                google_oauth: None,
+                microsoft_oauth: None,
+                oauth_redirect_url: None,
+                oauth_ca_file: None,
+                oauth_refresh_before_seconds: 300,
             },
             scheduler: SchedulerConfig {
                 lead_seconds: 60,
@@ -209,6 +271,28 @@ impl Default for Config {
                 tick_ms: 1_000,
                 lease_seconds: 15,
             },
+        }
+    }
+}
+
+/// The only OAuth scopes meetbot may ask for (Google, Microsoft): calendar events.
+pub const CALENDAR_SCOPES: &[&str] = &[
+    "https://www.googleapis.com/auth/calendar.events.readonly",
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://graph.microsoft.com/Calendars.Read",
+    "https://graph.microsoft.com/Calendars.ReadWrite",
+    "offline_access",
+];
+
+impl CalendarConfig {
+    /// Where providers send the browser back after consent.
+    pub fn oauth_redirect(&self) -> String {
+        if let Some(r) = &self.oauth_redirect_url {
+            return r.clone();
+        }
+        match &self.public_webhook_base {
+            Some(b) => format!("{}/oauth/callback", b.trim_end_matches('/')),
+            None => format!("http://{}/oauth/callback", self.webhook_listen),
         }
     }
 }
@@ -461,6 +545,72 @@ impl Config {
                         && u.host_str().is_some() => {}
                 _ => bad(field, format!("{v:?} is not an http(s) URL")),
             }
+        }
+        for (name, o) in [
+            ("google_oauth", &cal.google_oauth),
+            ("microsoft_oauth", &cal.microsoft_oauth),
+        ] {
+            let Some(o) = o else { continue };
+            if o.client_id.trim().is_empty() {
+                bad(
+                    &format!("calendar.{name}.client_id"),
+                    "must not be empty".into(),
+                );
+            }
+            for (f, v) in [
+                ("auth_url", &o.auth_url),
+                ("token_url", &o.token_url),
+                ("revocation_url", &o.revocation_url),
+            ] {
+                if let Some(v) = v
+                    && !url::Url::parse(v).is_ok_and(|u| u.scheme() == "https")
+                {
+                    bad(
+                        &format!("calendar.{name}.{f}"),
+                        format!("{v:?} is not an https URL"),
+                    );
+                }
+            }
+            if let Some(sc) = &o.scopes
+                && let Some(x) = sc.iter().find(|x| !CALENDAR_SCOPES.contains(&x.as_str()))
+            {
+                bad(
+                    &format!("calendar.{name}.scopes"),
+                    format!(
+                        "{x:?} is not a calendar scope; allowed: {}",
+                        CALENDAR_SCOPES.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(r) = &cal.oauth_redirect_url
+            && !url::Url::parse(r).is_ok_and(|u| {
+                u.scheme() == "https"
+                    || u.host_str() == Some("127.0.0.1")
+                    || u.host_str() == Some("localhost")
+            })
+        {
+            bad(
+                "calendar.oauth_redirect_url",
+                format!("{r:?} must be https (or http on loopback)"),
+            );
+        }
+        if let Some(f) = &cal.oauth_ca_file
+            && !f.is_file()
+        {
+            bad(
+                "calendar.oauth_ca_file",
+                format!("{} is not a readable file", f.display()),
+            );
+        }
+        if !(0..=3_000).contains(&cal.oauth_refresh_before_seconds) {
+            bad(
+                "calendar.oauth_refresh_before_seconds",
+                format!(
+                    "{} is out of range 0..=3000",
+                    cal.oauth_refresh_before_seconds
+                ),
+            );
         }
         if let Some(b) = &cal.public_webhook_base
             && !url::Url::parse(b).is_ok_and(|u| u.scheme() == "https")

@@ -269,6 +269,27 @@ pub struct AuditEvent {
     pub target: String,
 }
 
+/// A user's own settings. The auto-join rules are sealed: their keywords can name clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSettings {
+    pub user_id: String,
+    /// JSON of the calendar-sync crate's `AutoJoinRules`.
+    pub auto_join: Sealed,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An OAuth authorization in flight: created when the user is sent to the provider, taken (once)
+/// when the provider redirects back. `id` is the random part of the `state` parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthPending {
+    pub id: String,
+    pub user_id: String,
+    pub provider: CalendarProvider,
+    pub pkce_verifier: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Proof of an erasure, kept outside the erased tenant's database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionReceipt {
@@ -308,7 +329,30 @@ impl SealedRecord for CalendarConnection {
         if let Some(r) = self.refresh_token.as_mut() {
             v.push(("refresh_token", r));
         }
+        if let Some(p) = self.push.as_mut() {
+            v.push(("push_client_state", &mut p.client_state));
+        }
         v
+    }
+}
+
+impl SealedRecord for UserSettings {
+    const COLLECTION: &'static str = "user_settings";
+    fn record_id(&self) -> &str {
+        &self.user_id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("auto_join", &mut self.auto_join)]
+    }
+}
+
+impl SealedRecord for OAuthPending {
+    const COLLECTION: &'static str = "oauth_pending";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("pkce_verifier", &mut self.pkce_verifier)]
     }
 }
 

@@ -150,6 +150,15 @@ pub trait Store: Send + Sync {
     async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>>;
     async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool>;
 
+    async fn put_user_settings(&self, t: &TenantId, s: &UserSettings) -> Result<()>;
+    async fn get_user_settings(&self, t: &TenantId, user_id: &str) -> Result<Option<UserSettings>>;
+    async fn list_user_settings(&self, t: &TenantId) -> Result<Vec<UserSettings>>;
+
+    async fn put_oauth_pending(&self, t: &TenantId, p: &OAuthPending) -> Result<()>;
+    /// Removes and returns a pending authorization: at most one caller gets it, and never once
+    /// it has expired.
+    async fn take_oauth_pending(&self, t: &TenantId, id: &str) -> Result<Option<OAuthPending>>;
+
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()>;
     /// Audit events, oldest first.
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>>;

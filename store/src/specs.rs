@@ -71,6 +71,19 @@ pub static AUDIT: CollectionSpec = CollectionSpec {
     ttl: false,
 };
 
+pub static USER_SETTINGS: CollectionSpec = CollectionSpec {
+    name: "user_settings",
+    fields: &[],
+    unique: &[],
+    ttl: false,
+};
+pub static OAUTH_PENDING: CollectionSpec = CollectionSpec {
+    name: "oauth_pending",
+    fields: &[],
+    unique: &[],
+    ttl: true,
+};
+
 pub static CONTROL_COLLECTIONS: &[&CollectionSpec] =
     &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG];
 pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
@@ -80,4 +93,6 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &TRANSCRIPTS,
     &SUMMARIES,
     &AUDIT,
+    &USER_SETTINGS,
+    &OAUTH_PENDING,
 ];

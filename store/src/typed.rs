@@ -12,7 +12,14 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 pub(crate) async fn init<E: Engine>(e: &E) -> Result<()> {
-    e.ensure_scope(&Scope::Control, CONTROL_COLLECTIONS).await
+    e.ensure_scope(&Scope::Control, CONTROL_COLLECTIONS).await?;
+    // Tenants created by an older version get the collections added since.
+    for t in Store::list_tenants(e).await? {
+        if t.status == TenantStatus::Active {
+            e.ensure_scope(&tenant(&t.id), TENANT_COLLECTIONS).await?;
+        }
+    }
+    Ok(())
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<serde_json::Value> {
@@ -523,6 +530,41 @@ impl<E: Engine> Store for E {
 
     async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool> {
         self.delete(&tenant(t), &SUMMARIES, id).await
+    }
+
+    async fn put_user_settings(&self, t: &TenantId, s: &UserSettings) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&s.user_id, vec![], None, s)?;
+        self.put(&tenant(t), &USER_SETTINGS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_user_settings(&self, t: &TenantId, user_id: &str) -> Result<Option<UserSettings>> {
+        by_id(self, &tenant(t), &USER_SETTINGS, user_id).await
+    }
+
+    async fn list_user_settings(&self, t: &TenantId) -> Result<Vec<UserSettings>> {
+        all(self, &tenant(t), &USER_SETTINGS, Query::default()).await
+    }
+
+    async fn put_oauth_pending(&self, t: &TenantId, p: &OAuthPending) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&p.id, vec![], Some(p.expires_at), p)?;
+        self.put(&tenant(t), &OAUTH_PENDING, rec, Expect::Absent)
+            .await
+            .map(|_| ())
+    }
+
+    async fn take_oauth_pending(&self, t: &TenantId, id: &str) -> Result<Option<OAuthPending>> {
+        let Some(p) = by_id::<_, OAuthPending>(self, &tenant(t), &OAUTH_PENDING, id).await? else {
+            return Ok(None);
+        };
+        // Only the caller whose delete removed the record may use it.
+        if !self.delete(&tenant(t), &OAUTH_PENDING, id).await? || p.expires_at <= Utc::now() {
+            return Ok(None);
+        }
+        Ok(Some(p))
     }
 
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {

@@ -289,6 +289,11 @@ impl Tenants {
                 s.put_summary(t, &x).await?;
             }
         }
+        for mut x in s.list_user_settings(t).await? {
+            if count(vault.reseal(&mut x)?) {
+                s.put_user_settings(t, &x).await?;
+            }
+        }
         Ok(rep)
     }
 
@@ -314,6 +319,9 @@ impl Tenants {
             tally(x.sealed_fields_mut());
         }
         for mut x in s.list_summaries(t).await? {
+            tally(x.sealed_fields_mut());
+        }
+        for mut x in s.list_user_settings(t).await? {
             tally(x.sealed_fields_mut());
         }
         if stale > 0 {

@@ -77,6 +77,7 @@ async fn a_full_sync_then_incremental_changes_converge_to_a_fresh_full_sync() {
         &a.tenants,
         &a.tenant,
         &a.conn,
+        None,
         &rules,
         window(),
     )
@@ -116,6 +117,7 @@ async fn a_full_sync_then_incremental_changes_converge_to_a_fresh_full_sync() {
                 &a.tenants,
                 &a.tenant,
                 &a.conn,
+                None,
                 &rules,
                 window(),
             )
@@ -130,6 +132,7 @@ async fn a_full_sync_then_incremental_changes_converge_to_a_fresh_full_sync() {
         &b.tenants,
         &b.tenant,
         &b.conn,
+        None,
         &rules,
         window(),
     )
@@ -153,6 +156,7 @@ async fn an_expired_sync_token_410_triggers_a_full_resync() {
         &a.tenants,
         &a.tenant,
         &a.conn,
+        None,
         &rules,
         window(),
     )
@@ -170,6 +174,7 @@ async fn an_expired_sync_token_410_triggers_a_full_resync() {
         &a.tenants,
         &a.tenant,
         &a.conn,
+        None,
         &rules,
         window(),
     )
@@ -183,6 +188,7 @@ async fn an_expired_sync_token_410_triggers_a_full_resync() {
         &a.tenants,
         &a.tenant,
         &a.conn,
+        None,
         &rules,
         window(),
     )

@@ -290,3 +290,68 @@ async fn a_stored_delta_link_pointing_elsewhere_is_refused_before_the_token_is_s
     );
     assert_eq!(g.requests(), before);
 }
+
+#[tokio::test]
+async fn a_users_saved_auto_join_rules_decide_their_meetings_and_a_change_redecides_all() {
+    use meetbot_calendar_sync::rules::{JoinMode, rules_for, save_rules};
+    let g = GraphStandIn::start().await;
+    let now = Utc::now();
+    g.upsert(event(
+        "m1",
+        "Acme merger",
+        now + CDuration::hours(2),
+        true,
+        false,
+    ));
+    g.upsert(event(
+        "m2",
+        "Weekly sync",
+        now + CDuration::hours(3),
+        true,
+        false,
+    ));
+    let graph = client(&g, 10);
+    let s = side().await;
+    let defaults = AutoJoinRules::default();
+    let wants = |st: BTreeMap<String, _>| -> Vec<(String, bool)> {
+        st.into_iter()
+            .map(|(k, v): (String, (String, _, _, _, bool))| (k, v.4))
+            .collect()
+    };
+    // The user excludes a keyword: their rules win over the service default.
+    let mine = AutoJoinRules {
+        exclude_keywords: vec!["merger".into()],
+        ..Default::default()
+    };
+    save_rules(&s.tenants, &s.tenant, "user-1", &mine)
+        .await
+        .unwrap();
+    assert_eq!(
+        rules_for(&s.tenants, &s.tenant, "user-1").await.unwrap(),
+        Some(mine)
+    );
+    sync_microsoft(&graph, &s.tenants, &s.tenant, &s.conn, &defaults, window())
+        .await
+        .unwrap();
+    assert_eq!(
+        wants(state(&s).await),
+        vec![("m1".into(), false), ("m2".into(), true)]
+    );
+    // Changing the rules makes the next round a full one: unchanged events are decided again.
+    let only_merger = AutoJoinRules {
+        include_keywords: vec!["merger".into()],
+        mode: JoinMode::AllWithLink,
+        ..Default::default()
+    };
+    save_rules(&s.tenants, &s.tenant, "user-1", &only_merger)
+        .await
+        .unwrap();
+    let r = sync_microsoft(&graph, &s.tenants, &s.tenant, &s.conn, &defaults, window())
+        .await
+        .unwrap();
+    assert!(r.full);
+    assert_eq!(
+        wants(state(&s).await),
+        vec![("m1".into(), true), ("m2".into(), false)]
+    );
+}

@@ -694,6 +694,98 @@ async fn expired_transcripts_are_hidden_at_once_and_purged(env: Env) {
     );
 }
 
+async fn oauth_pending_is_taken_exactly_once_never_after_expiry_and_only_in_its_tenant(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let pending = |id: &str, ttl: i64| OAuthPending {
+        id: id.into(),
+        user_id: "user-1".into(),
+        provider: CalendarProvider::Google,
+        pkce_verifier: v
+            .seal::<OAuthPending>(id, "pkce_verifier", b"verifier-secret-value")
+            .unwrap(),
+        created_at: Utc::now(),
+        expires_at: Utc::now() + CDuration::seconds(ttl),
+    };
+    env.store
+        .put_oauth_pending(&t, &pending("p1", 600))
+        .await
+        .unwrap();
+    env.store
+        .put_oauth_pending(&t, &pending("p2", -1))
+        .await
+        .unwrap();
+    assert!(
+        env.store
+            .put_oauth_pending(&t, &pending("p1", 600))
+            .await
+            .is_err(),
+        "an id is never reused"
+    );
+    assert_eq!(
+        env.store.take_oauth_pending(&other, "p1").await.unwrap(),
+        None
+    );
+    // Two callbacks with the same state at once: exactly one gets it.
+    let (a, b) = tokio::join!(
+        env.store.take_oauth_pending(&t, "p1"),
+        env.store.take_oauth_pending(&t, "p1")
+    );
+    let got: Vec<OAuthPending> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].user_id, "user-1");
+    assert_eq!(env.store.take_oauth_pending(&t, "p1").await.unwrap(), None);
+    assert_eq!(
+        env.store.take_oauth_pending(&t, "p2").await.unwrap(),
+        None,
+        "expired"
+    );
+    assert!(!contains(&env.dump(&t).await, b"verifier-secret-value"));
+}
+
+async fn user_settings_are_sealed_per_user_and_kept_through_key_rotation(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let settings = UserSettings {
+        user_id: "user-1".into(),
+        auto_join: v
+            .seal::<UserSettings>(
+                "user-1",
+                "auto_join",
+                br#"{"include_keywords":["Acme merger"]}"#,
+            )
+            .unwrap(),
+        updated_at: Utc::now(),
+    };
+    env.store.put_user_settings(&t, &settings).await.unwrap();
+    assert_eq!(
+        env.store.get_user_settings(&t, "user-1").await.unwrap(),
+        Some(settings.clone())
+    );
+    assert_eq!(
+        env.store.get_user_settings(&t, "user-2").await.unwrap(),
+        None
+    );
+    assert!(!contains(&env.dump(&t).await, b"Acme merger"));
+    env.tenants.rotate(&t).await.unwrap();
+    env.tenants.reencrypt(&t).await.unwrap();
+    env.tenants.retire_old_keys(&t).await.unwrap();
+    let s = env
+        .store
+        .get_user_settings(&t, "user-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.auto_join.key_version, 2);
+    let v2 = env.tenants.vault(&t).await.unwrap();
+    assert!(
+        v2.open_string::<UserSettings>("user-1", "auto_join", &s.auto_join)
+            .unwrap()
+            .contains("Acme merger")
+    );
+}
+
 async fn rotation_keeps_old_records_readable_and_reencryption_moves_them(env: Env) {
     let t = env.tenants.create("T").await.unwrap().id;
     let v1 = env.tenants.vault(&t).await.unwrap();
@@ -845,5 +937,7 @@ suite!(
     concurrent_lease_attempts_have_exactly_one_winner,
     expired_transcripts_are_hidden_at_once_and_purged,
     rotation_keeps_old_records_readable_and_reencryption_moves_them,
+    oauth_pending_is_taken_exactly_once_never_after_expiry_and_only_in_its_tenant,
+    user_settings_are_sealed_per_user_and_kept_through_key_rotation,
     tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt,
 );

@@ -36,6 +36,12 @@ struct Cal {
     forgotten_below: u64,
     throttle_next: u32,
     requests: u64,
+    /// Bearer tokens accepted besides `TOKEN` (e.g. ones a real OAuth server issued).
+    tokens: Vec<String>,
+    /// The account's address (Graph `/me/calendar` owner, Google primary list `summary`).
+    owner: Option<String>,
+    /// Checks other tokens at a real OAuth provider.
+    introspector: Option<crate::oidc::Introspector>,
 }
 
 pub struct GoogleStandIn {
@@ -72,6 +78,26 @@ impl GoogleStandIn {
     /// The root URL to configure the client with.
     pub fn root_url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// Accepts `token` as a bearer token from now on.
+    pub fn accept_token(&self, token: &str) {
+        self.lock().tokens.push(token.to_string());
+    }
+
+    /// Stops accepting `token` (as when the provider revokes it).
+    pub fn refuse_token(&self, token: &str) {
+        self.lock().tokens.retain(|t| t != token);
+    }
+
+    /// Accepts the tokens a real OAuth provider says are active (RFC 7662 introspection).
+    pub fn accept_tokens_of(&self, i: crate::oidc::Introspector) {
+        self.lock().introspector = Some(i);
+    }
+
+    /// Sets the account's address the stand-in reports.
+    pub fn set_owner(&self, address: &str) {
+        self.lock().owner = Some(address.to_string());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cal> {
@@ -198,11 +224,10 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let ok = authorized(&cal, &headers).await;
     let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
     c.requests += 1;
-    if headers.get("authorization").and_then(|h| h.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
-    {
+    if !ok {
         return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
     }
     if c.throttle_next > 0 {
@@ -303,7 +328,11 @@ async fn list(
         }
     }
     let page: Vec<Value> = items.iter().skip(offset).take(max).cloned().collect();
-    let mut body = json!({"kind": "calendar#events", "summary": "primary", "timeZone": "UTC", "accessRole": "owner", "items": page});
+    let summary = c
+        .owner
+        .clone()
+        .unwrap_or_else(|| "user@example.test".into());
+    let mut body = json!({"kind": "calendar#events", "summary": summary, "timeZone": "UTC", "accessRole": "owner", "items": page});
     if offset + max < items.len() {
         body["nextPageToken"] = json!(format!(
             "{since}~{snapshot}~{}~{}~{}",
@@ -348,9 +377,7 @@ async fn watch(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if headers.get("authorization").and_then(|h| h.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
-    {
+    if !authorized(&cal, &headers).await {
         return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
     }
     let (Some(id), Some(address)) = (
@@ -414,9 +441,7 @@ async fn stop(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if headers.get("authorization").and_then(|h| h.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
-    {
+    if !authorized(&cal, &headers).await {
         return err(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
     }
     let id = body.get("id").and_then(Value::as_str).unwrap_or("");
@@ -433,5 +458,27 @@ async fn stop(
             "notFound",
             &format!("Channel '{id}' not found for project"),
         ),
+    }
+}
+
+/// `Authorization: Bearer T` with T = `TOKEN` or a token accepted with `accept_token`.
+async fn authorized(cal: &Mutex<Cal>, headers: &HeaderMap) -> bool {
+    let Some(t) = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let introspector = {
+        let c = cal.lock().unwrap_or_else(|p| p.into_inner());
+        if t == TOKEN || c.tokens.iter().any(|x| x == t) {
+            return true;
+        }
+        c.introspector.clone()
+    };
+    match introspector {
+        Some(i) => i.active(t).await,
+        None => false,
     }
 }

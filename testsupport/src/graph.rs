@@ -39,6 +39,12 @@ struct Cal {
     forgotten_below: u64,
     throttle_next: u32,
     requests: u64,
+    /// Bearer tokens accepted besides `TOKEN` (e.g. ones a real OAuth server issued).
+    tokens: Vec<String>,
+    /// The account's address (Graph `/me/calendar` owner, Google primary list `summary`).
+    owner: Option<String>,
+    /// Checks other tokens at a real OAuth provider.
+    introspector: Option<crate::oidc::Introspector>,
 }
 
 pub struct GraphStandIn {
@@ -52,6 +58,7 @@ impl GraphStandIn {
         let cal = Arc::new(Mutex::new(Cal::default()));
         let app = axum::Router::new()
             .route("/v1.0/me/calendarView/delta", get(delta))
+            .route("/v1.0/me/calendar", get(me_calendar))
             .route("/v1.0/subscriptions", axum::routing::post(create_sub))
             .route(
                 "/v1.0/subscriptions/{id}",
@@ -75,6 +82,26 @@ impl GraphStandIn {
     /// The base URL to configure the client with.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1.0", self.addr)
+    }
+
+    /// Accepts `token` as a bearer token from now on.
+    pub fn accept_token(&self, token: &str) {
+        self.lock().tokens.push(token.to_string());
+    }
+
+    /// Stops accepting `token` (as when the provider revokes it).
+    pub fn refuse_token(&self, token: &str) {
+        self.lock().tokens.retain(|t| t != token);
+    }
+
+    /// Accepts the tokens a real OAuth provider says are active (RFC 7662 introspection).
+    pub fn accept_tokens_of(&self, i: crate::oidc::Introspector) {
+        self.lock().introspector = Some(i);
+    }
+
+    /// Sets the account's address the stand-in reports.
+    pub fn set_owner(&self, address: &str) {
+        self.lock().owner = Some(address.to_string());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cal> {
@@ -223,11 +250,10 @@ async fn delta(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let ok = authorized(&cal, &headers).await;
     let mut c = cal.lock().unwrap_or_else(|p| p.into_inner());
     c.requests += 1;
-    if headers.get("authorization").and_then(|h| h.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
-    {
+    if !ok {
         return err(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
@@ -350,10 +376,6 @@ fn post_later(url: String, body: Value) {
     });
 }
 
-fn authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
-}
-
 /// Graph's validation handshake: POST `<url>?validationToken=<t>`; the endpoint must answer 200
 /// with exactly `<t>` as text within 10 seconds.
 async fn validate(url: &str) -> bool {
@@ -396,7 +418,7 @@ async fn create_sub(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !authorized(&headers) {
+    if !authorized(&cal, &headers).await {
         return err(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
@@ -445,7 +467,7 @@ async fn renew_sub(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !authorized(&headers) {
+    if !authorized(&cal, &headers).await {
         return err(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
@@ -478,7 +500,7 @@ async fn delete_sub(
     axum::extract::Path(id): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&headers) {
+    if !authorized(&cal, &headers).await {
         return err(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
@@ -498,4 +520,54 @@ async fn delete_sub(
             "The object was not found.",
         ),
     }
+}
+
+/// `Authorization: Bearer T` with T = `TOKEN` or a token accepted with `accept_token`.
+async fn authorized(cal: &Mutex<Cal>, headers: &HeaderMap) -> bool {
+    let Some(t) = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let introspector = {
+        let c = cal.lock().unwrap_or_else(|p| p.into_inner());
+        if t == TOKEN || c.tokens.iter().any(|x| x == t) {
+            return true;
+        }
+        c.introspector.clone()
+    };
+    match introspector {
+        Some(i) => i.active(t).await,
+        None => false,
+    }
+}
+
+/// `GET /me/calendar`: the user's default calendar, with its owner.
+async fn me_calendar(State(cal): State<Arc<Mutex<Cal>>>, headers: HeaderMap) -> Response {
+    if !authorized(&cal, &headers).await {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    let owner = cal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .owner
+        .clone()
+        .unwrap_or_else(|| "user@example.test".into());
+    Json(json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('me')/calendar/$entity",
+        "id": "AAMkAGI2TGuLAAA=",
+        "name": "Calendar",
+        "color": "auto",
+        "canShare": true,
+        "canViewPrivateItems": true,
+        "canEdit": true,
+        "owner": {"name": "Calendar Owner", "address": owner}
+    }))
+    .into_response()
 }
