@@ -5,7 +5,8 @@
 //! ([`rules`]) and applying events to the tenant store for the scheduler ([`apply`]).
 //! Microsoft Graph `calendarView/delta` sync rounds ([`graph`], [`sync`]), change-notification
 //! subscriptions with their webhook ([`webhook`]) and the worker that renews them, reacts to
-//! notifications and polls as a fallback ([`worker`]). Google Calendar rounds with syncToken and watch channels ([`google`]). OAuth is not built yet.
+//! notifications and polls as a fallback ([`worker`]). Google Calendar rounds with syncToken and watch channels ([`google`]). OAuth 2.0 with
+//! PKCE for both providers, token refresh and revocation ([`oauth`]).
 
 pub mod apply;
 pub mod google;
