@@ -62,6 +62,20 @@ pub struct BotEvent {
     pub at: DateTime<Utc>,
 }
 
+impl BotEvent {
+    /// A current-version event about `job_id`, stamped now.
+    pub fn new(tenant_id: TenantId, job_id: String, meeting_id: String, kind: EventKind) -> Self {
+        BotEvent {
+            v: JOB_MESSAGE_VERSION,
+            job_id,
+            tenant_id,
+            meeting_id,
+            kind,
+            at: Utc::now(),
+        }
+    }
+}
+
 /// Why a message could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Poison {

@@ -1,0 +1,352 @@
+//! The launch consumer: takes bot jobs from the queue one at a time (prefetch 1), claims each in
+//! the store (`gate::claim`: `dispatched -> launched`, exactly one winner), starts its bot through
+//! the [`BotLauncher`], and acks only after the launch is recorded. It also stops bots whose jobs
+//! are withdrawn and watches the bots it started: one that cannot start fails its job with the
+//! reason; one that dies while its meeting runs is launched again (at most `max_relaunches`), the
+//! gap recorded in the job's history.
+
+use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
+use chrono::Utc;
+use meetbot_core::TenantId;
+use meetbot_core::model::{BotJobState, StateChange};
+use meetbot_queue::{BotEvent, EventKind, JobDelivery, JobMessage, JobQueue, QueueError};
+use meetbot_scheduler::gate::{Claim, claim};
+use meetbot_scheduler::jobs::transition;
+use meetbot_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone, Debug)]
+pub struct LaunchSettings {
+    /// A bot's hard time limit (the launcher enforces it).
+    pub max_duration: Duration,
+    /// How often launched bots are looked at.
+    pub watch_every: Duration,
+    /// How often one job's bot is launched again after dying mid-meeting.
+    pub max_relaunches: u32,
+}
+
+impl Default for LaunchSettings {
+    fn default() -> Self {
+        LaunchSettings {
+            max_duration: Duration::from_secs(4 * 3600),
+            watch_every: Duration::from_secs(5),
+            max_relaunches: 3,
+        }
+    }
+}
+
+/// What became of one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    Launched,
+    /// The job had been claimed but its bot was missing (a consumer died in between): launched now.
+    Recovered,
+    Duplicate,
+    Withdrawn,
+    /// The platform refused the bot: the job failed with this reason.
+    Failed(String),
+    /// The platform was unavailable: the message went back to the queue.
+    Requeued,
+    /// No such job: dead-lettered.
+    Unknown,
+}
+
+struct Tracked {
+    tenant: TenantId,
+    meeting_id: String,
+    relaunches: u32,
+}
+
+pub struct LaunchConsumer {
+    queue: Arc<dyn JobQueue>,
+    store: Arc<dyn Store>,
+    launcher: Arc<dyn BotLauncher>,
+    s: LaunchSettings,
+    /// Jobs whose bots this consumer started.
+    tracked: Mutex<HashMap<String, Tracked>>,
+}
+
+impl LaunchConsumer {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        store: Arc<dyn Store>,
+        launcher: Arc<dyn BotLauncher>,
+        s: LaunchSettings,
+    ) -> Self {
+        LaunchConsumer {
+            queue,
+            store,
+            launcher,
+            s,
+            tracked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn spec(&self, m: &JobMessage) -> LaunchSpec {
+        LaunchSpec {
+            tenant: m.tenant_id.clone(),
+            job_id: m.job_id.clone(),
+            meeting_id: m.meeting_id.clone(),
+            max_duration: self.s.max_duration,
+        }
+    }
+
+    fn track(&self, m: &JobMessage) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(m.job_id.clone())
+            .or_insert(Tracked {
+                tenant: m.tenant_id.clone(),
+                meeting_id: m.meeting_id.clone(),
+                relaunches: 0,
+            });
+    }
+
+    async fn event(&self, t: &TenantId, job: &str, meeting: &str, kind: EventKind) {
+        let ev = BotEvent::new(t.clone(), job.into(), meeting.into(), kind);
+        if let Err(e) = self.queue.publish_event(&ev).await {
+            tracing::warn!(job = %job, error = %e, "bot event not published");
+        }
+    }
+
+    /// Moves the job to `Failed(reason)` (compare-and-set, retried on conflict).
+    async fn fail_job(&self, t: &TenantId, job_id: &str, reason: &str) -> Result<(), StoreError> {
+        loop {
+            let Some(cur) = self.store.get_bot_job(t, job_id).await? else {
+                return Ok(());
+            };
+            let mut job = cur.value.clone();
+            if transition(&mut job, BotJobState::Failed(reason.into()), Utc::now()).is_err() {
+                return Ok(());
+            }
+            match self.store.update_bot_job(t, &job, cur.version).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Handles one delivery and settles it.
+    pub async fn handle(&self, d: JobDelivery) -> Result<Handled, ConsumerError> {
+        self.launcher.ready_for_one().await;
+        let m = d.job.clone();
+        let recovering = match claim(&*self.store, &m).await? {
+            Claim::Launch(_) => false,
+            Claim::Duplicate("launched")
+                if self.launcher.state(&m.job_id).await.ok() == Some(BotRun::NotFound) =>
+            {
+                true
+            }
+            Claim::Duplicate(_) => {
+                d.ack().await?;
+                return Ok(Handled::Duplicate);
+            }
+            Claim::Withdrawn => {
+                d.ack().await?;
+                return Ok(Handled::Withdrawn);
+            }
+            Claim::Unknown => {
+                d.dead_letter("no such bot job in that tenant").await?;
+                return Ok(Handled::Unknown);
+            }
+        };
+        match self.launcher.launch(&self.spec(&m)).await {
+            Ok(()) => {
+                self.track(&m);
+                tracing::info!(tenant = %m.tenant_id, job = %m.job_id, recovering, "bot launched");
+                d.ack().await?;
+                Ok(if recovering {
+                    Handled::Recovered
+                } else {
+                    Handled::Launched
+                })
+            }
+            Err(LaunchError::Refused(reason)) => {
+                let reason = format!("bot not launched: {reason}");
+                self.fail_job(&m.tenant_id, &m.job_id, &reason).await?;
+                self.event(
+                    &m.tenant_id,
+                    &m.job_id,
+                    &m.meeting_id,
+                    EventKind::Failed(reason.clone()),
+                )
+                .await;
+                d.ack().await?;
+                Ok(Handled::Failed(reason))
+            }
+            Err(e) => {
+                // The job stays `launched` without a bot: the redelivery finds it and launches.
+                tracing::warn!(job = %m.job_id, error = %e, "bot launch failed; requeued");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                d.requeue().await?;
+                Ok(Handled::Requeued)
+            }
+        }
+    }
+
+    /// Reacts to a bot event: a withdrawn job's bot is stopped.
+    pub async fn on_event(&self, ev: &BotEvent) {
+        if let EventKind::Withdrawn(reason) = &ev.kind {
+            self.tracked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ev.job_id);
+            match self.launcher.stop(&ev.job_id).await {
+                Ok(true) => {
+                    tracing::info!(job = %ev.job_id, reason = %reason, "bot stopped: job withdrawn")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(job = %ev.job_id, error = %e, "bot not stopped"),
+            }
+        }
+    }
+
+    /// One look at every bot this consumer started. Returns how many were launched again.
+    pub async fn watch_once(&self) -> Result<u32, ConsumerError> {
+        let jobs: Vec<(String, TenantId, String, u32)> = self
+            .tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(j, t)| {
+                (
+                    j.clone(),
+                    t.tenant.clone(),
+                    t.meeting_id.clone(),
+                    t.relaunches,
+                )
+            })
+            .collect();
+        let mut relaunched = 0;
+        for (job_id, tenant, meeting_id, relaunches) in jobs {
+            let run = match self.launcher.state(&job_id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "bot state unknown");
+                    continue;
+                }
+            };
+            let forget = || {
+                self.tracked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&job_id);
+            };
+            let reason = match run {
+                BotRun::Failed(r) => r,
+                BotRun::Succeeded | BotRun::NotFound => {
+                    forget();
+                    continue;
+                }
+                BotRun::Starting | BotRun::Running => continue,
+            };
+            let Some(cur) = self.store.get_bot_job(&tenant, &job_id).await? else {
+                forget();
+                continue;
+            };
+            let meeting_open = self
+                .store
+                .get_meeting(&tenant, &meeting_id)
+                .await?
+                .is_some_and(|m| m.ends_at > Utc::now());
+            let live = matches!(cur.value.state, BotJobState::Launched | BotJobState::Joined);
+            if live && meeting_open && relaunches < self.s.max_relaunches {
+                // Mark the gap: the job's history shows when the bot was found gone and why.
+                let mut job = cur.value.clone();
+                job.history.push(StateChange {
+                    state: BotJobState::Failed(format!("bot lost, relaunching: {reason}")),
+                    at: Utc::now(),
+                });
+                job.history.push(StateChange {
+                    state: cur.value.state.clone(),
+                    at: Utc::now(),
+                });
+                if self
+                    .store
+                    .update_bot_job(&tenant, &job, cur.version)
+                    .await
+                    .is_err()
+                {
+                    continue; // changed meanwhile: look again next time
+                }
+                let spec = LaunchSpec {
+                    tenant: tenant.clone(),
+                    job_id: job_id.clone(),
+                    meeting_id: meeting_id.clone(),
+                    max_duration: self.s.max_duration,
+                };
+                match self.launcher.launch(&spec).await {
+                    Ok(()) => {
+                        relaunched += 1;
+                        if let Some(t) = self
+                            .tracked
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_mut(&job_id)
+                        {
+                            t.relaunches += 1;
+                        }
+                        tracing::warn!(job = %job_id, reason = %reason, "bot lost mid-meeting; launched again");
+                    }
+                    Err(e) => tracing::warn!(job = %job_id, error = %e, "relaunch failed"),
+                }
+                continue;
+            }
+            if live {
+                self.fail_job(&tenant, &job_id, &reason).await?;
+                self.event(&tenant, &job_id, &meeting_id, EventKind::Failed(reason))
+                    .await;
+            }
+            forget();
+        }
+        Ok(relaunched)
+    }
+
+    /// Runs until `shutdown`: deliveries one at a time, withdrawals, and a watch every
+    /// `watch_every`.
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ConsumerError> {
+        let mut jobs = self.queue.consume_jobs().await?;
+        let mut events = self.queue.subscribe_events().await?;
+        let mut tick = tokio::time::interval(self.s.watch_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                d = jobs.next() => {
+                    let d = d?;
+                    let job = d.job.job_id.clone();
+                    match self.handle(d).await {
+                        Ok(h) => tracing::debug!(job = %job, handled = ?h, "bot job delivery"),
+                        Err(e) => tracing::warn!(job = %job, error = %e, "bot job delivery failed"),
+                    }
+                }
+                ev = events.next() => {
+                    if let Ok(ev) = ev {
+                        self.on_event(&ev).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(e) = self.watch_once().await {
+                        tracing::warn!(error = %e, "watching bots failed");
+                    }
+                }
+            }
+        }
+    }
+}

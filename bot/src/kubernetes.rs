@@ -1,0 +1,415 @@
+//! Bots as Kubernetes Jobs (batch/v1), through the kube crate: one Job per bot job, named after
+//! it (so a second create is a 409 and starts nothing), `backoffLimit: 0` (a crashed bot is not
+//! restarted by Kubernetes: the launch consumer decides), `activeDeadlineSeconds` = the meeting's
+//! maximum length, `ttlSecondsAfterFinished`, labels for tenant/meeting/job, the job passed by id
+//! in the arguments and secrets only by reference (`envFrom` Secret/ConfigMap names).
+//!
+//! A Job's state comes from its conditions (`Complete`, `Failed` with the reason, e.g.
+//! `DeadlineExceeded`) and, while it has not started, from its pods' waiting reasons
+//! (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...), so a bot that cannot
+//! start is reported as failed instead of waiting for its deadline.
+
+use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapEnvSource, Container, EnvFromSource, Pod, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretEnvSource,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use std::collections::BTreeMap;
+
+pub const APP_LABEL: &str = "app.kubernetes.io/name";
+pub const APP: &str = "meetbot-bot";
+pub const TENANT_LABEL: &str = "meetbot.io/tenant";
+pub const MEETING_LABEL: &str = "meetbot.io/meeting";
+pub const JOB_LABEL: &str = "meetbot.io/job";
+
+/// Pod waiting reasons that mean the bot will not start without a change by an operator.
+const STUCK: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// What every bot Job is made from.
+#[derive(Clone, Debug)]
+pub struct JobTemplate {
+    pub namespace: String,
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub service_account: Option<String>,
+    /// Arguments before `--tenant T --job ID`; default `["bot"]` (the `meetbot` image's entrypoint).
+    pub args: Vec<String>,
+    /// Secrets and ConfigMaps whose keys become the bot's environment (by reference only).
+    pub env_from_secrets: Vec<String>,
+    pub env_from_config_maps: Vec<String>,
+    pub cpu_request: Option<String>,
+    pub memory_request: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_limit: Option<String>,
+    pub ttl_seconds_after_finished: i32,
+}
+
+impl JobTemplate {
+    pub fn new(namespace: &str, image: &str) -> Self {
+        JobTemplate {
+            namespace: namespace.into(),
+            image: image.into(),
+            image_pull_policy: None,
+            service_account: None,
+            args: vec!["bot".into()],
+            env_from_secrets: vec![],
+            env_from_config_maps: vec![],
+            cpu_request: Some("250m".into()),
+            memory_request: Some("256Mi".into()),
+            cpu_limit: Some("1".into()),
+            memory_limit: Some("512Mi".into()),
+            ttl_seconds_after_finished: 3600,
+        }
+    }
+}
+
+/// The Job name of a bot job: `meetbot-bot-<job id>`, lower-case, at most 63 characters.
+pub fn job_name(job_id: &str) -> String {
+    let id: String = job_id
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut name = format!("{APP}-{id}");
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
+/// A label value: at most 63 of `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
+fn label_value(v: &str) -> String {
+    let mut s: String = v
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.truncate(63);
+    s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// The Job manifest for `spec`.
+pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
+    let labels = BTreeMap::from([
+        (APP_LABEL.to_string(), APP.to_string()),
+        (TENANT_LABEL.to_string(), label_value(spec.tenant.as_str())),
+        (MEETING_LABEL.to_string(), label_value(&spec.meeting_id)),
+        (JOB_LABEL.to_string(), label_value(&spec.job_id)),
+    ]);
+    let mut args = t.args.clone();
+    args.extend([
+        "--tenant".into(),
+        spec.tenant.to_string(),
+        "--job".into(),
+        spec.job_id.clone(),
+    ]);
+    let q = |v: &Option<String>| v.clone().map(Quantity);
+    let pairs = |cpu: &Option<String>, mem: &Option<String>| {
+        let mut m = BTreeMap::new();
+        if let Some(c) = q(cpu) {
+            m.insert("cpu".to_string(), c);
+        }
+        if let Some(x) = q(mem) {
+            m.insert("memory".to_string(), x);
+        }
+        (!m.is_empty()).then_some(m)
+    };
+    let env_from: Vec<EnvFromSource> = t
+        .env_from_secrets
+        .iter()
+        .map(|s| EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: s.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        })
+        .chain(t.env_from_config_maps.iter().map(|c| EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: c.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }))
+        .collect();
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&spec.job_id)),
+            namespace: Some(t.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(spec.max_duration.as_secs().max(1) as i64),
+            ttl_seconds_after_finished: Some(t.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: t.service_account.clone(),
+                    automount_service_account_token: Some(t.service_account.is_some()),
+                    containers: vec![Container {
+                        name: "bot".into(),
+                        image: Some(t.image.clone()),
+                        image_pull_policy: t.image_pull_policy.clone(),
+                        args: Some(args),
+                        env_from: (!env_from.is_empty()).then_some(env_from),
+                        resources: Some(ResourceRequirements {
+                            requests: pairs(&t.cpu_request, &t.memory_request),
+                            limits: pairs(&t.cpu_limit, &t.memory_limit),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub struct KubernetesLauncher {
+    jobs: Api<Job>,
+    pods: Api<Pod>,
+    template: JobTemplate,
+    describe: String,
+}
+
+fn classify(e: kube::Error) -> LaunchError {
+    match e {
+        kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429 => {
+            LaunchError::Refused(format!("{} {}: {}", s.code, s.reason, s.message))
+        }
+        kube::Error::Api(s) => {
+            LaunchError::Unavailable(format!("{} {}: {}", s.code, s.reason, s.message))
+        }
+        other => LaunchError::Unavailable(other.to_string()),
+    }
+}
+
+impl KubernetesLauncher {
+    /// Bots in `template.namespace` through `client` (in-cluster or kubeconfig credentials).
+    pub fn new(client: kube::Client, template: JobTemplate) -> Self {
+        let describe = format!(
+            "Kubernetes Jobs in namespace {} (image {})",
+            template.namespace, template.image
+        );
+        KubernetesLauncher {
+            jobs: Api::namespaced(client.clone(), &template.namespace),
+            pods: Api::namespaced(client, &template.namespace),
+            template,
+            describe,
+        }
+    }
+
+    /// Why the job's pod cannot start, if it is stuck.
+    async fn stuck_reason(&self, name: &str) -> Result<Option<String>, LaunchError> {
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(&format!("job-name={name}")))
+            .await
+            .map_err(classify)?;
+        for p in pods.items {
+            let statuses = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default();
+            for c in statuses {
+                if let Some(w) = c.state.and_then(|s| s.waiting)
+                    && let Some(r) = w.reason
+                    && STUCK.contains(&r.as_str())
+                {
+                    return Ok(Some(format!(
+                        "the bot could not start: {r}{}",
+                        w.message.map(|m| format!(" ({m})")).unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn run_of(job: &Job) -> BotRun {
+    let status = job.status.clone().unwrap_or_default();
+    for c in status.conditions.unwrap_or_default() {
+        if c.status != "True" {
+            continue;
+        }
+        match c.type_.as_str() {
+            "Complete" | "SuccessCriteriaMet" => return BotRun::Succeeded,
+            "Failed" | "FailureTarget" => {
+                return BotRun::Failed(format!(
+                    "{}{}",
+                    c.reason.unwrap_or_else(|| "Failed".into()),
+                    c.message.map(|m| format!(": {m}")).unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    // `active` counts pending pods too; only a ready pod means the bot runs.
+    if status.ready.unwrap_or(0) > 0 {
+        BotRun::Running
+    } else {
+        BotRun::Starting
+    }
+}
+
+#[async_trait]
+impl BotLauncher for KubernetesLauncher {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    async fn launch(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
+        let name = job_name(&spec.job_id);
+        // A finished Job of the same bot job (a relaunch) is removed first.
+        if let Some(old) = self.jobs.get_opt(&name).await.map_err(classify)? {
+            if !run_of(&old).is_finished() {
+                return Ok(());
+            }
+            self.jobs
+                .delete(&name, &DeleteParams::background())
+                .await
+                .map_err(classify)?;
+        }
+        match self
+            .jobs
+            .create(&PostParams::default(), &manifest(&self.template, spec))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another consumer: one bot, as wanted.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn state(&self, job_id: &str) -> Result<BotRun, LaunchError> {
+        let name = job_name(job_id);
+        let Some(job) = self.jobs.get_opt(&name).await.map_err(classify)? else {
+            return Ok(BotRun::NotFound);
+        };
+        let run = run_of(&job);
+        if matches!(run, BotRun::Starting)
+            && let Some(reason) = self.stuck_reason(&name).await?
+        {
+            return Ok(BotRun::Failed(reason));
+        }
+        Ok(run)
+    }
+
+    async fn stop(&self, job_id: &str) -> Result<bool, LaunchError> {
+        match self
+            .jobs
+            .delete(&job_name(job_id), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn active(&self) -> Result<usize, LaunchError> {
+        let list = self
+            .jobs
+            .list(&ListParams::default().labels(&format!("{APP_LABEL}={APP}")))
+            .await
+            .map_err(classify)?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|j| !run_of(j).is_finished())
+            .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn spec() -> LaunchSpec {
+        LaunchSpec {
+            tenant: "clinic01".parse().unwrap(),
+            job_id: "0b0e6a7c-94a5-4c52-9a43-4b1f4a7b1e11".into(),
+            meeting_id: "5f6a1b2c-0000-4000-8000-000000000001".into(),
+            max_duration: Duration::from_secs(4 * 3600),
+        }
+    }
+
+    #[test]
+    fn manifest_follows_the_template_and_passes_only_ids_and_secret_references() {
+        let mut t = JobTemplate::new("meetbot", "registry.example/meetbot:1.2.3");
+        t.service_account = Some("meetbot-bot".into());
+        t.env_from_secrets = vec!["meetbot-bot-secrets".into()];
+        let job = manifest(&t, &spec());
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            v["metadata"]["name"],
+            "meetbot-bot-0b0e6a7c-94a5-4c52-9a43-4b1f4a7b1e11"
+        );
+        assert_eq!(v["spec"]["backoffLimit"], 0);
+        assert_eq!(v["spec"]["activeDeadlineSeconds"], 14400);
+        assert_eq!(v["spec"]["ttlSecondsAfterFinished"], 3600);
+        assert_eq!(v["metadata"]["labels"][TENANT_LABEL], "clinic01");
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"][JOB_LABEL],
+            "0b0e6a7c-94a5-4c52-9a43-4b1f4a7b1e11"
+        );
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["serviceAccountName"], "meetbot-bot");
+        let c = &pod["containers"][0];
+        assert_eq!(
+            c["args"],
+            serde_json::json!([
+                "bot",
+                "--tenant",
+                "clinic01",
+                "--job",
+                "0b0e6a7c-94a5-4c52-9a43-4b1f4a7b1e11"
+            ])
+        );
+        assert_eq!(c["envFrom"][0]["secretRef"]["name"], "meetbot-bot-secrets");
+        assert!(c.get("env").is_none(), "no inline environment values");
+        assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    }
+
+    #[test]
+    fn job_names_are_valid_kubernetes_names_for_any_id() {
+        for id in ["ABC_def", &"x".repeat(100), "a--", "ünïcode"] {
+            let n = job_name(id);
+            assert!(n.len() <= 63 && n.starts_with("meetbot-bot-"), "{n}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            );
+            assert!(!n.ends_with('-'));
+        }
+        assert_eq!(label_value("--x y--"), "x_y");
+    }
+}

@@ -1,0 +1,212 @@
+//! Bots as child processes on this machine (`meetbot dev`, single-machine installs): each bot is
+//! `<program> <args..> --tenant T --job ID` in its own process group, at most `limit` at a time,
+//! reaped when it exits, stopped (SIGTERM, then SIGKILL after a grace period) on cancel or when it
+//! outlives its deadline. Children are killed if the launcher is dropped.
+
+use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot};
+
+struct Entry {
+    run: BotRun,
+    stop: Option<oneshot::Sender<()>>,
+    pid: Option<u32>,
+}
+
+pub struct LocalProcessLauncher {
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    limit: usize,
+    grace: Duration,
+    slots: Arc<Semaphore>,
+    bots: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+fn lock(m: &Mutex<HashMap<String, Entry>>) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends `sig` to the process group led by `pid`.
+fn signal_group(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 0
+    {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+        unsafe {
+            libc::kill(-pid, sig);
+        }
+    }
+}
+
+impl LocalProcessLauncher {
+    /// `program args.. --tenant T --job ID` per bot, at most `limit` at once.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<String>, limit: usize) -> Self {
+        let limit = limit.max(1);
+        LocalProcessLauncher {
+            program: program.into(),
+            args,
+            envs: Vec::new(),
+            limit,
+            grace: Duration::from_secs(10),
+            slots: Arc::new(Semaphore::new(limit)),
+            bots: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Extra environment for every bot (e.g. `MEETBOT_CONFIG`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long a stopped bot has to leave cleanly before SIGKILL.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The process id of the job's running bot.
+    pub fn pid(&self, job_id: &str) -> Option<u32> {
+        lock(&self.bots).get(job_id).and_then(|e| e.pid)
+    }
+}
+
+impl Drop for LocalProcessLauncher {
+    fn drop(&mut self) {
+        for e in lock(&self.bots).values() {
+            if let (Some(pid), false) = (e.pid, e.run.is_finished()) {
+                signal_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BotLauncher for LocalProcessLauncher {
+    fn describe(&self) -> String {
+        format!(
+            "local processes ({} {}, at most {})",
+            self.program.display(),
+            self.args.join(" "),
+            self.limit
+        )
+    }
+
+    async fn launch(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
+        if lock(&self.bots)
+            .get(&spec.job_id)
+            .is_some_and(|e| !e.run.is_finished())
+        {
+            return Ok(());
+        }
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| LaunchError::AtCapacity(self.limit))?;
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .args(["--tenant", spec.tenant.as_str(), "--job", &spec.job_id])
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            LaunchError::Refused(format!("cannot start {}: {e}", self.program.display()))
+        })?;
+        let pid = child.id();
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        lock(&self.bots).insert(
+            spec.job_id.clone(),
+            Entry {
+                run: BotRun::Running,
+                stop: Some(stop_tx),
+                pid,
+            },
+        );
+        let bots = self.bots.clone();
+        let job = spec.job_id.clone();
+        let deadline = spec.max_duration;
+        let grace = self.grace;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = tokio::select! {
+                status = child.wait() => match status {
+                    Ok(s) if s.success() => BotRun::Succeeded,
+                    Ok(s) => BotRun::Failed(match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                        (Some(c), _) => format!("bot exited with code {c}"),
+                        (None, Some(sig)) => format!("bot killed by signal {sig}"),
+                        _ => "bot ended abnormally".into(),
+                    }),
+                    Err(e) => BotRun::Failed(format!("cannot wait for the bot: {e}")),
+                },
+                stopped = &mut stop_rx => {
+                    // Dropped sender: the launcher forgot the job; stop it all the same.
+                    let _ = stopped;
+                    if let Some(pid) = pid { signal_group(pid, libc::SIGTERM); }
+                    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                        if let Some(pid) = pid { signal_group(pid, libc::SIGKILL); }
+                        let _ = child.wait().await;
+                    }
+                    BotRun::Failed("stopped".into())
+                }
+                _ = tokio::time::sleep(deadline) => {
+                    if let Some(pid) = pid { signal_group(pid, libc::SIGTERM); }
+                    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                        if let Some(pid) = pid { signal_group(pid, libc::SIGKILL); }
+                        let _ = child.wait().await;
+                    }
+                    BotRun::Failed("DeadlineExceeded: the bot ran past its maximum duration".into())
+                }
+            };
+            tracing::info!(job = %job, outcome = ?outcome, "bot process ended");
+            if let Some(e) = lock(&bots).get_mut(&job) {
+                e.run = outcome;
+                e.stop = None;
+                e.pid = None;
+            }
+        });
+        Ok(())
+    }
+
+    async fn state(&self, job_id: &str) -> Result<BotRun, LaunchError> {
+        Ok(lock(&self.bots)
+            .get(job_id)
+            .map(|e| e.run.clone())
+            .unwrap_or(BotRun::NotFound))
+    }
+
+    async fn stop(&self, job_id: &str) -> Result<bool, LaunchError> {
+        let entry = lock(&self.bots).remove(job_id);
+        let Some(mut e) = entry else {
+            return Ok(false);
+        };
+        let running = !e.run.is_finished();
+        if let Some(tx) = e.stop.take() {
+            let _ = tx.send(());
+        }
+        Ok(running)
+    }
+
+    async fn active(&self) -> Result<usize, LaunchError> {
+        Ok(lock(&self.bots)
+            .values()
+            .filter(|e| !e.run.is_finished())
+            .count())
+    }
+
+    async fn ready_for_one(&self) {
+        // Wait for a slot without taking it: `launch` takes it.
+        if let Ok(p) = self.slots.acquire().await {
+            drop(p);
+        }
+    }
+}
