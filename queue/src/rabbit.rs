@@ -244,17 +244,19 @@ impl RabbitQueue {
         payload: &[u8],
         props: BasicProperties,
     ) -> Result<(), QueueError> {
-        self.publish_batch(exchange, key, &[(payload.to_vec(), props)])
+        self.publish_batch(exchange, key, &[(payload.to_vec(), props)], true)
             .await
     }
 
     /// Publishes every message, then awaits all confirms; messages not confirmed are published
     /// again on a fresh connection (exponential backoff) until confirmed or the deadline passes.
+    /// `mandatory`: a message no queue takes is an error (jobs); events may have no subscriber.
     async fn publish_batch(
         &self,
         exchange: &str,
         key: &str,
         msgs: &[(Vec<u8>, BasicProperties)],
+        mandatory: bool,
     ) -> Result<(), QueueError> {
         let deadline = tokio::time::Instant::now() + self.publish_deadline;
         let mut backoff = Duration::from_millis(50);
@@ -277,7 +279,7 @@ impl RabbitQueue {
                     .as_ref()
                     .ok_or_else(|| QueueError::Other("no link".into()))?;
                 let opts = BasicPublishOptions {
-                    mandatory: true,
+                    mandatory,
                     ..Default::default()
                 };
                 let mut confirms = Vec::with_capacity(pending.len());
@@ -390,17 +392,18 @@ impl JobQueue for RabbitQueue {
             let payload = serde_json::to_vec(job).map_err(|e| QueueError::Other(e.to_string()))?;
             msgs.push((payload, persistent().with_message_id(short(&job.job_id))));
         }
-        self.publish_batch(&self.topo.jobs_exchange, ROUTING_KEY, &msgs)
+        self.publish_batch(&self.topo.jobs_exchange, ROUTING_KEY, &msgs, true)
             .await
     }
 
     async fn publish_event(&self, ev: &BotEvent) -> Result<(), QueueError> {
         let payload = serde_json::to_vec(ev).map_err(|e| QueueError::Other(e.to_string()))?;
-        self.publish(
+        // Events are notifications: with no subscriber bound, nobody needed this one.
+        self.publish_batch(
             &self.topo.events_exchange,
             &format!("bot.{}", ev.kind.name()),
-            &payload,
-            persistent(),
+            &[(payload, persistent())],
+            false,
         )
         .await
     }

@@ -266,6 +266,20 @@ async fn lifecycle_events_reach_subscribers(env: Env) {
     env.teardown().await;
 }
 
+async fn an_event_nobody_subscribed_to_is_published_not_retried(env: Env) {
+    let ev = BotEvent::new(
+        "tenant0001".parse().unwrap(),
+        "job-2".into(),
+        "m-2".into(),
+        EventKind::Failed("bot exited with code 3".into()),
+    );
+    // Events are notifications: with no subscriber the broker drops it, and that is success
+    // (a job, by contrast, must reach its queue). `within` bounds the wait, far below the
+    // publisher's retry deadline.
+    within(env.queue.publish_event(&ev)).await.unwrap();
+    env.teardown().await;
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod in_process { $( #[tokio::test] async fn $case() { super::$case(super::in_process().await).await } )* }
@@ -274,6 +288,7 @@ macro_rules! suite {
 }
 
 suite!(
+    an_event_nobody_subscribed_to_is_published_not_retried,
     published_job_is_delivered_once_and_gone_after_ack,
     a_batch_of_jobs_is_confirmed_together_and_delivered_in_order,
     unsettled_job_is_redelivered_when_its_consumer_dies,

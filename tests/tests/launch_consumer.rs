@@ -1,0 +1,285 @@
+//! The launch consumer over the real RabbitMQ broker, a tenant store and local bot processes:
+//! a dispatched job becomes exactly one running bot even when its message is delivered twice;
+//! a withdrawn job's bot is stopped; a bot lost mid-meeting is launched again with the gap in
+//! the job's history, and one that keeps dying fails the job with the reason; a bot the platform
+//! refuses fails its job at once; a consumer that died between claim and launch is recovered.
+
+use chrono::{Duration as CDuration, Utc};
+use meetbot_bot::consumer::{Handled, LaunchConsumer, LaunchSettings};
+use meetbot_bot::local::LocalProcessLauncher;
+use meetbot_bot::{BotLauncher, BotRun};
+use meetbot_core::TenantId;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_queue::{BotEvent, EventKind, JOB_MESSAGE_VERSION, JobMessage, JobQueue, RabbitQueue};
+use meetbot_scheduler::gate::{Claim, claim};
+use meetbot_store::vault::Tenants;
+use meetbot_store::{SqliteEngine, Store, init_engine};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BOT_SCRIPT: &str = r#"while :; do
+  [ -e "$0.$4.fail" ] && exit 3
+  sleep 0.05
+done"#;
+
+struct World {
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    queue: Arc<RabbitQueue>,
+    launcher: Arc<LocalProcessLauncher>,
+    consumer: LaunchConsumer,
+    dir: tempfile::TempDir,
+}
+
+async fn world(program: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
+        .await
+        .unwrap();
+    let tenants = Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+    );
+    let tenant = tenants.create("Clinic").await.unwrap().id;
+    let queue = Arc::new(
+        RabbitQueue::connect(
+            &meetbot_testsupport::amqp_url(),
+            &meetbot_testsupport::unique("launch"),
+            "launch-consumer-test",
+            5,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    let launcher = Arc::new(
+        LocalProcessLauncher::new(
+            program,
+            vec![
+                "-c".into(),
+                BOT_SCRIPT.into(),
+                dir.path().join("flag").display().to_string(),
+            ],
+            4,
+        )
+        .with_grace(Duration::from_millis(300)),
+    );
+    let consumer = LaunchConsumer::new(
+        queue.clone(),
+        store.clone(),
+        launcher.clone(),
+        LaunchSettings {
+            max_relaunches: 1,
+            ..Default::default()
+        },
+    );
+    World {
+        store,
+        tenant,
+        queue,
+        launcher,
+        consumer,
+        dir,
+    }
+}
+
+impl World {
+    /// A meeting running now and its job, dispatched; returns the job's message.
+    async fn dispatched(&self, n: u32) -> JobMessage {
+        let now = Utc::now();
+        let meeting_id = format!("meeting-{n}");
+        let m = Meeting {
+            id: meeting_id.clone(),
+            connection_id: None,
+            event_instance_id: format!("evt-{n}"),
+            series_id: None,
+            title: Sealed {
+                key_version: 1,
+                nonce: vec![0; 12],
+                ciphertext: vec![0; 16],
+            },
+            starts_at: now - CDuration::minutes(1),
+            ends_at: now + CDuration::minutes(30),
+            all_day: false,
+            status: MeetingStatus::Confirmed,
+            platform: None,
+            join_url: None,
+            attendees: Sealed {
+                key_version: 1,
+                nonce: vec![0; 12],
+                ciphertext: vec![0; 16],
+            },
+            wants_bot: true,
+            join_reason: None,
+            updated_at: now,
+        };
+        self.store.put_meeting(&self.tenant, &m).await.unwrap();
+        let job = BotJob {
+            id: format!("job-{n}"),
+            meeting_id: meeting_id.clone(),
+            idempotency_key: format!("{}:evt-{n}:{}", self.tenant, now.timestamp()),
+            join_at: now,
+            state: BotJobState::Dispatched,
+            history: vec![],
+            published_at: Some(now),
+        };
+        self.store.insert_bot_job(&self.tenant, &job).await.unwrap();
+        JobMessage {
+            v: JOB_MESSAGE_VERSION,
+            job_id: job.id,
+            tenant_id: self.tenant.clone(),
+            meeting_id,
+            idempotency_key: job.idempotency_key,
+            join_at: now,
+            dispatched_at: now,
+        }
+    }
+
+    async fn job(&self, id: &str) -> BotJob {
+        self.store
+            .get_bot_job(&self.tenant, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    }
+
+    fn crash(&self, job: &str) {
+        std::fs::write(self.dir.path().join(format!("flag.{job}.fail")), b"").unwrap();
+    }
+
+    fn uncrash(&self, job: &str) {
+        let _ = std::fs::remove_file(self.dir.path().join(format!("flag.{job}.fail")));
+    }
+
+    async fn finished(&self, job: &str) -> BotRun {
+        let start = Instant::now();
+        loop {
+            let s = self.launcher.state(job).await.unwrap();
+            if s.is_finished() || start.elapsed() > Duration::from_secs(10) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_delivered_twice_starts_one_bot_and_a_withdrawal_stops_it() {
+    let w = world("/bin/sh").await;
+    let msg = w.dispatched(1).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    w.queue.publish_job(&msg).await.unwrap();
+    let mut jobs = w.queue.consume_jobs().await.unwrap();
+    let first = w.consumer.handle(jobs.next().await.unwrap()).await.unwrap();
+    let second = w.consumer.handle(jobs.next().await.unwrap()).await.unwrap();
+    assert_eq!((first, second), (Handled::Launched, Handled::Duplicate));
+    assert_eq!(w.launcher.active().await.unwrap(), 1);
+    assert_eq!(w.job("job-1").await.state, BotJobState::Launched);
+    // Both deliveries were acked: nothing comes again.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), jobs.next())
+            .await
+            .is_err()
+    );
+    let pid = w.launcher.pid("job-1").unwrap();
+
+    w.consumer
+        .on_event(&BotEvent::new(
+            w.tenant.clone(),
+            "job-1".into(),
+            "meeting-1".into(),
+            EventKind::Withdrawn("meeting cancelled".into()),
+        ))
+        .await;
+    assert_eq!(w.launcher.state("job-1").await.unwrap(), BotRun::NotFound);
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(w.launcher.active().await.unwrap() == 0);
+    w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_lost_mid_meeting_is_launched_again_once_then_the_job_fails_with_the_reason() {
+    let w = world("/bin/sh").await;
+    let msg = w.dispatched(2).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    let mut jobs = w.queue.consume_jobs().await.unwrap();
+    let mut events = w.queue.subscribe_events().await.unwrap();
+    assert_eq!(
+        w.consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+        Handled::Launched
+    );
+    let first_pid = w.launcher.pid("job-2").unwrap();
+    w.crash("job-2");
+    assert!(matches!(w.finished("job-2").await, BotRun::Failed(_)));
+    w.uncrash("job-2");
+    assert_eq!(w.consumer.watch_once().await.unwrap(), 1);
+    let second_pid = w.launcher.pid("job-2").unwrap();
+    assert_ne!(first_pid, second_pid, "a new bot process");
+    let job = w.job("job-2").await;
+    assert_eq!(job.state, BotJobState::Launched);
+    assert!(
+        job.history.iter().any(|c| matches!(&c.state,
+            BotJobState::Failed(r) if r.starts_with("bot lost, relaunching: bot exited with code 3"))),
+        "{:?}",
+        job.history
+    );
+    // Lost again: the relaunch budget (1) is spent, the job fails with the reason.
+    w.crash("job-2");
+    assert!(matches!(w.finished("job-2").await, BotRun::Failed(_)));
+    assert_eq!(w.consumer.watch_once().await.unwrap(), 0);
+    assert_eq!(
+        w.job("job-2").await.state,
+        BotJobState::Failed("bot exited with code 3".into())
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.job_id, "job-2");
+    assert_eq!(ev.kind, EventKind::Failed("bot exited with code 3".into()));
+    w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_bot_fails_its_job_and_a_claimed_job_without_bot_is_recovered() {
+    let w = world("/nonexistent/meetbot").await;
+    let msg = w.dispatched(3).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    let mut jobs = w.queue.consume_jobs().await.unwrap();
+    let h = w.consumer.handle(jobs.next().await.unwrap()).await.unwrap();
+    let Handled::Failed(reason) = h else {
+        panic!("{h:?}")
+    };
+    assert!(
+        reason.contains("cannot start /nonexistent/meetbot"),
+        "{reason}"
+    );
+    assert!(matches!(w.job("job-3").await.state, BotJobState::Failed(_)));
+
+    // A consumer claimed job 4 and died before launching: the redelivery launches it.
+    let w2 = world("/bin/sh").await;
+    let msg = w2.dispatched(4).await;
+    assert!(matches!(
+        claim(&*w2.store, &msg).await.unwrap(),
+        Claim::Launch(_)
+    ));
+    w2.queue.publish_job(&msg).await.unwrap();
+    let mut jobs2 = w2.queue.consume_jobs().await.unwrap();
+    assert_eq!(
+        w2.consumer
+            .handle(jobs2.next().await.unwrap())
+            .await
+            .unwrap(),
+        Handled::Recovered
+    );
+    assert_eq!(w2.launcher.active().await.unwrap(), 1);
+    w.queue.delete_topology().await.unwrap();
+    w2.queue.delete_topology().await.unwrap();
+}
