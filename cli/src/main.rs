@@ -1,5 +1,6 @@
 //! `meetbot`: every service and tool of meetbot in one binary.
 
+mod bots;
 mod runtime;
 mod tenant;
 
@@ -36,6 +37,15 @@ enum Command {
     Scheduler,
     /// The calendar-sync service: push webhooks, push channels kept alive, sync rounds, polling.
     CalendarSync,
+    /// The launcher service: consumes bot jobs, launches one bot each (Kubernetes Job or process).
+    Launcher,
+    /// One bot for one job (started by the launcher).
+    Bot {
+        #[arg(long)]
+        tenant: meetbot_core::TenantId,
+        #[arg(long)]
+        job: String,
+    },
     /// Tenants: create, list, delete (crypto-erasure with a deletion receipt).
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
@@ -164,6 +174,8 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Check => runtime::check(&config).await,
         Command::Scheduler => runtime::scheduler(config).await,
         Command::CalendarSync => runtime::calendar_sync(config).await,
+        Command::Launcher => bots::launcher_service(config).await,
+        Command::Bot { tenant, job } => bots::bot(config, tenant, job).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),

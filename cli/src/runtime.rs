@@ -45,7 +45,7 @@ pub async fn rabbitmq(config: &Config, role: &str) -> Result<Arc<RabbitQueue>> {
 }
 
 /// The configured queue; the in-process one only where everything runs in one process.
-async fn queue(config: &Config, role: &str) -> Result<Arc<dyn JobQueue>> {
+pub async fn queue(config: &Config, role: &str) -> Result<Arc<dyn JobQueue>> {
     Ok(match config.queue.kind {
         QueueKind::InProcess => Arc::new(InProcessQueue::new(config.queue.delivery_limit)),
         QueueKind::Rabbitmq => rabbitmq(config, role).await?,
@@ -363,11 +363,21 @@ pub async fn dev(config: Config) -> Result<()> {
     let mut registry = Registry::default();
     sched.register_metrics(&mut registry);
     eprintln!(
-        "[3/3] scheduler running on the {} (lead {} s, tick {} ms)",
+        "[3/3] scheduler running on the {} (lead {} s, tick {} ms); bots launched here",
         queue.describe(),
         config.scheduler.lead_seconds,
         config.scheduler.tick_ms
     );
+    let (launch_stop_tx, mut launch_stop) = watch::channel(false);
+    let launch = {
+        let (config, queue, store) = (config.clone(), queue.clone(), store.clone());
+        tokio::spawn(async move {
+            crate::bots::run_consumer(&config, queue, store, async move {
+                let _ = launch_stop.changed().await;
+            })
+            .await
+        })
+    };
     serve_with_scheduler(
         &config,
         "dev",
@@ -376,6 +386,8 @@ pub async fn dev(config: Config) -> Result<()> {
         registry,
     )
     .await?;
+    let _ = launch_stop_tx.send(true);
+    launch.await??;
     eprintln!("meetbot dev: stopped");
     Ok(())
 }

@@ -21,6 +21,63 @@ pub struct Config {
     pub ops: OpsConfig,
     pub scheduler: SchedulerConfig,
     pub calendar: CalendarConfig,
+    #[serde(default)]
+    pub launcher: LauncherConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LauncherKind {
+    /// `meetbot bot` child processes on this machine.
+    Local,
+    /// One batch/v1 Job per bot in a Kubernetes namespace.
+    Kubernetes,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LauncherConfig {
+    pub kind: LauncherKind,
+    /// Local launcher: bots running at once.
+    pub max_concurrent: usize,
+    /// A bot's hard time limit (Kubernetes `activeDeadlineSeconds`).
+    pub max_meeting_minutes: u64,
+    /// How often launched bots are checked.
+    pub watch_seconds: u64,
+    /// Relaunches of a bot lost mid-meeting before its job fails.
+    pub max_relaunches: u32,
+    pub kubernetes: KubernetesLauncherConfig,
+}
+
+impl Default for LauncherConfig {
+    fn default() -> Self {
+        LauncherConfig {
+            kind: LauncherKind::Local,
+            max_concurrent: 4,
+            max_meeting_minutes: 240,
+            watch_seconds: 5,
+            max_relaunches: 3,
+            kubernetes: KubernetesLauncherConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesLauncherConfig {
+    pub namespace: String,
+    /// The meetbot image (its entrypoint is `meetbot`).
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub service_account: Option<String>,
+    /// Secrets / ConfigMaps whose keys become the bot's environment (by name, never values).
+    pub env_from_secrets: Vec<String>,
+    pub env_from_config_maps: Vec<String>,
+    pub cpu_request: Option<String>,
+    pub memory_request: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_limit: Option<String>,
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -271,6 +328,7 @@ impl Default for Config {
                 tick_ms: 1_000,
                 lease_seconds: 15,
             },
+            launcher: LauncherConfig::default(),
         }
     }
 }
@@ -533,6 +591,48 @@ impl Config {
                 "scheduler.lease_seconds",
                 "must be at least 2 and at least two ticks".into(),
             );
+        }
+        let l = &self.launcher;
+        if !(1..=1000).contains(&l.max_concurrent) {
+            bad(
+                "launcher.max_concurrent",
+                format!("{} is out of range 1..=1000", l.max_concurrent),
+            );
+        }
+        if !(1..=24 * 60).contains(&l.max_meeting_minutes) {
+            bad(
+                "launcher.max_meeting_minutes",
+                format!("{} is out of range 1..=1440", l.max_meeting_minutes),
+            );
+        }
+        if !(1..=300).contains(&l.watch_seconds) {
+            bad(
+                "launcher.watch_seconds",
+                format!("{} is out of range 1..=300", l.watch_seconds),
+            );
+        }
+        if l.kind == LauncherKind::Kubernetes {
+            let k = &l.kubernetes;
+            let dns_label = |v: &str| {
+                !v.is_empty()
+                    && v.len() <= 63
+                    && v.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !v.starts_with('-')
+                    && !v.ends_with('-')
+            };
+            if !dns_label(&k.namespace) {
+                bad(
+                    "launcher.kubernetes.namespace",
+                    format!("{:?} is not a Kubernetes namespace name", k.namespace),
+                );
+            }
+            if k.image.trim().is_empty() {
+                bad(
+                    "launcher.kubernetes.image",
+                    "required when launcher.kind = \"kubernetes\"".into(),
+                );
+            }
         }
         let cal = &self.calendar;
         for (field, v) in [
