@@ -1,7 +1,9 @@
 //! Bots: the [`launcher::BotLauncher`] seam with its Kubernetes and local-process implementations,
 //! and the launch consumer that turns claimed bot jobs into running bots ([`consumer`]).
 
+pub mod connector;
 pub mod consumer;
+pub mod janus;
 pub mod kubernetes;
 pub mod launcher;
 pub mod local;

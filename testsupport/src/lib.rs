@@ -5,11 +5,13 @@
 //! * [`amqp_url`] finds RabbitMQ (`MEETBOT_TEST_AMQP_URL`, default the machine's 127.0.0.1:5672).
 //! * [`unique`] gives each test its own database prefix and queue names so tests run in parallel.
 //! * [`keyvault`] is a stand-in for the Azure Key Vault keys REST API (no emulator exists).
+//! * [`janus`] runs the real Janus in a network namespace the test creates, with WebRTC publishers.
 //! * [`kube`] is a stand-in for the Kubernetes batch/v1 Jobs and Pods API (no API server here).
 //! * [`oidc`] runs a real OpenID provider (node-oidc-provider over HTTPS with a test CA).
 
 pub mod google;
 pub mod graph;
+pub mod janus;
 pub mod keyvault;
 pub mod kube;
 pub mod oidc;

@@ -1,0 +1,132 @@
+//! The Janus VideoRoom connector against the real Janus (Debian's 1.1.2) in a network namespace
+//! the test creates, with real WebRTC participants (webrtc-rs + libopus) speaking espeak-ng
+//! sentences: the bot receives each participant as its own stream, and what it decodes is what
+//! was said; a room that does not exist or refuses the bot fails the join with the reason.
+
+use meetbot_bot::connector::{ConnectError, ConnectorEvent, MeetingConnector, Signal};
+use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
+use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech, voiced_span};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const SENTENCES: [&str; 3] = [
+    "The quarterly numbers look better than we expected.",
+    "Please send the signed contract to the client by Friday.",
+    "We will review the treatment plan at the next appointment.",
+];
+
+fn settings(j: &JanusServer, room: u64, pin: Option<&str>) -> VideoRoomSettings {
+    VideoRoomSettings {
+        url: j.url(),
+        room,
+        pin: pin.map(String::from),
+        ice_ip: ice_ip(),
+        channel_depth: 4096,
+    }
+}
+
+#[test]
+fn bot_receives_each_of_three_speakers_as_its_own_stream_and_decodes_what_they_said() {
+    in_netns(|| async {
+        let j = JanusServer::start().await;
+        j.create_room(1234, None).await;
+        let (tx, mut rx) = mpsc::channel(4096);
+        let bot = JanusVideoRoom::new(settings(&j, 1234, None));
+        let joined = bot.join("meetbot (recording)", tx).await.unwrap();
+
+        let lead_in = Duration::from_millis(2500);
+        let mut sent = BTreeMap::new();
+        let mut publishers = Vec::new();
+        for (i, s) in SENTENCES.iter().enumerate() {
+            let pcm = speech(s);
+            let p = Publisher::start(&j.url(), 1234, &format!("Speaker {i}"), lead_in, pcm.clone()).await;
+            sent.insert(p.id.to_string(), pcm);
+            publishers.push(p);
+        }
+        let longest = sent.values().map(|p| p.len()).max().unwrap() as u64 * 1000 / 48_000;
+        let until = tokio::time::Instant::now() + lead_in + Duration::from_millis(longest + 2500);
+
+        let mut joined_ids = Vec::new();
+        let mut packets: BTreeMap<String, Vec<(u16, Vec<u8>)>> = BTreeMap::new();
+        let mut ssrcs: BTreeMap<String, u32> = BTreeMap::new();
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, rx.recv()).await {
+            match ev {
+                ConnectorEvent::Signal(Signal::ParticipantJoined { id, display }) => {
+                    assert!(display.unwrap().starts_with("Speaker "));
+                    joined_ids.push(id);
+                }
+                ConnectorEvent::Audio(a) => {
+                    let prev = ssrcs.insert(a.participant.clone(), a.ssrc);
+                    assert!(prev.is_none_or(|s| s == a.ssrc), "one SSRC per participant");
+                    packets.entry(a.participant).or_default().push((a.sequence, a.payload));
+                }
+                _ => {}
+            }
+        }
+        joined_ids.sort();
+        let mut expected: Vec<String> = sent.keys().cloned().collect();
+        expected.sort();
+        assert_eq!(joined_ids, expected, "every publisher announced");
+        assert_eq!(packets.len(), 3, "three separate streams");
+        let distinct: std::collections::BTreeSet<u32> = ssrcs.values().copied().collect();
+        assert_eq!(distinct.len(), 3, "three SSRCs");
+
+        for (id, mut pkts) in packets {
+            pkts.sort_by_key(|(seq, _)| *seq);
+            let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+            let mut pcm = Vec::new();
+            let mut buf = vec![0i16; 5760];
+            for (_, p) in &pkts {
+                let n = dec.decode(p, &mut buf, false).unwrap();
+                pcm.extend_from_slice(&buf[..n]);
+            }
+            let want = voiced_span(&sent[&id], 300.0);
+            let got = voiced_span(&pcm, 300.0);
+            let diff = (got.as_secs_f64() - want.as_secs_f64()).abs() / want.as_secs_f64();
+            assert!(
+                diff <= 0.02,
+                "participant {id}: sent {want:?} of speech, decoded {got:?} ({:.1}% off)",
+                diff * 100.0
+            );
+            eprintln!(
+                "participant {id}: {} packets, speech sent {want:?}, decoded {got:?} ({:.2}% off)",
+                pkts.len(),
+                diff * 100.0
+            );
+            let energy = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len() as f64;
+            assert!(energy.sqrt() > 300.0, "participant {id}: no speech energy");
+        }
+        for p in publishers {
+            p.leave().await;
+        }
+        joined.leave().await;
+    });
+}
+
+#[test]
+fn a_room_that_does_not_exist_or_wants_a_pin_fails_the_join_with_the_reason() {
+    in_netns(|| async {
+        let j = JanusServer::start().await;
+        let (tx, _rx) = mpsc::channel(16);
+        let e = JanusVideoRoom::new(settings(&j, 999, None))
+            .join("meetbot (recording)", tx.clone())
+            .await
+            .err()
+            .expect("joined a room that does not exist");
+        assert!(matches!(e, ConnectError::NoSuchMeeting(_)), "{e}");
+        j.create_room(77, Some("1234")).await;
+        let e = JanusVideoRoom::new(settings(&j, 77, Some("0000")))
+            .join("meetbot (recording)", tx.clone())
+            .await
+            .err()
+            .expect("joined with a wrong pin");
+        assert!(matches!(e, ConnectError::Refused(_)), "{e}");
+        // With the right pin it joins.
+        let ok = JanusVideoRoom::new(settings(&j, 77, Some("1234")))
+            .join("meetbot (recording)", tx)
+            .await
+            .unwrap();
+        ok.leave().await;
+    });
+}

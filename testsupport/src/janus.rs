@@ -1,0 +1,469 @@
+//! Real Janus (Debian's `janus` 1.1) for bot tests, inside a network namespace the test creates:
+//! Janus ignores loopback interfaces for ICE, so the namespace gets a veth pair carrying
+//! 127.0.0.2/32, Janus is told to use only that (`ice_enforce_list`), mDNS and STUN are off, and
+//! every peer binds 127.0.0.2. Nothing leaves the namespace.
+//!
+//! * [`in_netns`] runs a test body on a thread that has its own network namespace (sockets and
+//!   child processes made there live in it) with a current-thread tokio runtime.
+//! * [`JanusServer`] starts Janus with a generated configuration (HTTP transport on
+//!   127.0.0.1:8088 inside the namespace, VideoRoom plugin only) and stops it by PID.
+//! * [`Publisher`] is a real WebRTC participant (webrtc-rs): joins a VideoRoom, publishes an
+//!   Opus track encoded from PCM (libopus), paced at 20 ms a packet.
+//! * [`speech`] makes 48 kHz PCM of a sentence with espeak-ng.
+
+use meetbot_bot::janus::JanusSession;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+};
+
+/// The address every WebRTC peer in the namespace uses.
+pub const ICE_IP: &str = "127.0.0.2";
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]));
+    assert!(st.success(), "{args:?} failed");
+}
+
+/// Runs `body` on a thread in a new network namespace (loopback up, a veth pair with
+/// 127.0.0.2/32) with a current-thread tokio runtime; returns its result.
+pub fn in_netns<F, Fut, T>(body: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread (and what it starts) into
+        // a fresh network namespace; it touches no memory.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) failed: {} (the Janus tests need root or CAP_SYS_ADMIN)",
+            std::io::Error::last_os_error()
+        );
+        sh(&["ip", "link", "set", "lo", "up"]);
+        sh(&[
+            "ip", "link", "add", "mbv0", "type", "veth", "peer", "name", "mbv1",
+        ]);
+        sh(&["ip", "addr", "add", "127.0.0.2/32", "dev", "mbv0"]);
+        sh(&["ip", "link", "set", "mbv0", "up"]);
+        sh(&["ip", "link", "set", "mbv1", "up"]);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body())
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+pub struct JanusServer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl JanusServer {
+    /// Starts Janus in the current network namespace (call inside [`in_netns`]).
+    pub async fn start() -> Self {
+        assert!(
+            Command::new("janus").arg("--version").output().is_ok(),
+            "janus is not installed: `apt-get install janus` (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let lib = "/usr/lib/x86_64-linux-gnu/janus";
+        let plugins: Vec<String> = std::fs::read_dir(format!("{lib}/plugins"))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.ends_with(".so") && n != "libjanus_videoroom.so")
+                    .collect()
+            })
+            .unwrap_or_default();
+        let transports: Vec<String> = std::fs::read_dir(format!("{lib}/transports"))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.ends_with(".so") && n != "libjanus_http.so")
+                    .collect()
+            })
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join("janus.jcfg"),
+            format!(
+                r#"general: {{
+	configs_folder = "{d}"
+	plugins_folder = "{lib}/plugins"
+	transports_folder = "{lib}/transports"
+	events_folder = "{lib}/events"
+	loggers_folder = "{lib}/loggers"
+	debug_level = 4
+	session_timeout = 60
+}}
+media: {{
+	rtp_port_range = "20000-40000"
+}}
+nat: {{
+	ice_enforce_list = "mbv0"
+	ignore_mdns = true
+}}
+plugins: {{
+	disable = "{}"
+}}
+transports: {{
+	disable = "{}"
+}}
+events: {{
+	broadcast = false
+}}
+loggers: {{
+	disable = "libjanus_jsonlog.so"
+}}
+"#,
+                plugins.join(","),
+                transports.join(",")
+            ),
+        )
+        .expect("write janus.jcfg");
+        std::fs::write(
+            dir.path().join("janus.transport.http.jcfg"),
+            "general: {\n\tbase_path = \"/janus\"\n\thttp = true\n\tport = 8088\n\tip = \"127.0.0.1\"\n\thttps = false\n}\nadmin: {\n\tadmin_http = false\n}\n",
+        )
+        .expect("write http config");
+        std::fs::write(
+            dir.path().join("janus.plugin.videoroom.jcfg"),
+            "general: {\n}\n",
+        )
+        .expect("write videoroom config");
+        let log = std::fs::File::create(dir.path().join("janus.log")).expect("log");
+        let child = Command::new("janus")
+            .args(["-F", &d, "-C", &format!("{d}/janus.jcfg")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start janus");
+        let server = JanusServer { child, dir };
+        let start = Instant::now();
+        loop {
+            if reqwest::Client::new()
+                .get("http://127.0.0.1:8088/janus/info")
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "Janus did not answer within 15 s; log:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        "http://127.0.0.1:8088/janus".into()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("janus.log")).unwrap_or_default()
+    }
+
+    /// Creates an audio VideoRoom `room` (Opus), optionally with a `pin`.
+    pub async fn create_room(&self, room: u64, pin: Option<&str>) {
+        let s = JanusSession::create(&self.url()).await.expect("session");
+        let h = s.attach("janus.plugin.videoroom").await.expect("attach");
+        let mut req = json!({"request": "create", "room": room, "publishers": 16,
+                             "audiocodec": "opus", "description": "meetbot test room"});
+        if let Some(p) = pin {
+            req["pin"] = json!(p);
+        }
+        let v = s.message(h.id, req, None).await.expect("create room");
+        assert_eq!(v["plugindata"]["data"]["videoroom"], "created", "{v}");
+        s.destroy().await;
+    }
+
+    /// Destroys `room` (participants are told).
+    pub async fn destroy_room(&self, room: u64) {
+        let s = JanusSession::create(&self.url()).await.expect("session");
+        let h = s.attach("janus.plugin.videoroom").await.expect("attach");
+        let _ = s
+            .message(h.id, json!({"request": "destroy", "room": room}), None)
+            .await;
+        s.destroy().await;
+    }
+}
+
+impl Drop for JanusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 48 kHz mono PCM of `text` spoken by espeak-ng (its 22.05 kHz output, resampled linearly).
+pub fn speech(text: &str) -> Vec<i16> {
+    let out = Command::new("espeak-ng")
+        .args(["--stdout", "-s", "150", text])
+        .output()
+        .expect("espeak-ng is not installed (scripts/test.sh installs it)");
+    assert!(out.status.success(), "espeak-ng failed");
+    let wav = out.stdout;
+    let rate = u32::from_le_bytes(wav[24..28].try_into().expect("wav header")) as f64;
+    let data = wav
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("wav data chunk")
+        + 8;
+    let src: Vec<i16> = wav[data..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let n = (src.len() as f64 * 48_000.0 / rate) as usize;
+    (0..n)
+        .map(|i| {
+            let x = i as f64 * rate / 48_000.0;
+            let j = x as usize;
+            let f = x - j as f64;
+            let a = *src.get(j).unwrap_or(&0) as f64;
+            let b = *src.get(j + 1).unwrap_or(&0) as f64;
+            (a + (b - a) * f) as i16
+        })
+        .collect()
+}
+
+/// Length of the voiced part of 48 kHz PCM: from the first to the last 20 ms frame whose RMS is
+/// above `threshold`.
+pub fn voiced_span(pcm: &[i16], threshold: f64) -> Duration {
+    let frames: Vec<bool> = pcm
+        .chunks(960)
+        .map(|f| {
+            let e = f.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / f.len().max(1) as f64;
+            e.sqrt() > threshold
+        })
+        .collect();
+    let first = frames.iter().position(|&v| v);
+    let last = frames.iter().rposition(|&v| v);
+    match (first, last) {
+        (Some(a), Some(b)) => Duration::from_millis(((b - a + 1) * 20) as u64),
+        _ => Duration::ZERO,
+    }
+}
+
+struct Gathered(Mutex<Option<oneshot::Sender<()>>>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Gathered {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete
+            && let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A participant publishing Opus audio into a VideoRoom.
+pub struct Publisher {
+    pub id: u64,
+    session: Arc<JanusSession>,
+    handle: u64,
+    pc: Arc<dyn PeerConnection>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Joins `room` as `display` and sends `lead_in` of silence, then `pcm` (48 kHz mono), then
+    /// silence until it leaves, one 20 ms Opus packet at a time.
+    pub async fn start(url: &str, room: u64, display: &str, lead_in: Duration, pcm: Vec<i16>) -> Self {
+        let session = JanusSession::create(url).await.expect("publisher session");
+        let h = session
+            .attach("janus.plugin.videoroom")
+            .await
+            .expect("attach");
+        let joined = session
+            .message(
+                h.id,
+                json!({"request": "join", "ptype": "publisher", "room": room, "display": display}),
+                None,
+            )
+            .await
+            .expect("publisher join");
+        let id = joined["plugindata"]["data"]["id"].as_u64().expect("publisher id");
+
+        let mut me = MediaEngine::default();
+        me.register_default_codecs().expect("codecs");
+        let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+        let setting = SettingEngineBuilder::default()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let (gtx, grx) = oneshot::channel();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(me)
+            .with_setting_engine(setting)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Gathered(Mutex::new(Some(gtx)))) as Arc<dyn PeerConnectionEventHandler>)
+            .with_runtime(webrtc::runtime::default_runtime().expect("runtime"))
+            .with_udp_addrs(vec![format!("{ICE_IP}:0")])
+            .build()
+            .await
+            .expect("peer connection");
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let ssrc: u32 = rand_ssrc();
+        let codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    format!("stream-{id}"),
+                    format!("audio-{id}"),
+                    format!("audio-{id}"),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec,
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .expect("track"),
+        );
+        pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+            .expect("add track");
+        let offer = pc.create_offer(None).await.expect("offer");
+        pc.set_local_description(offer).await.expect("set local");
+        let _ = tokio::time::timeout(Duration::from_secs(10), grx).await;
+        let local = pc.local_description().await.expect("local description");
+        let configured = session
+            .message(
+                h.id,
+                json!({"request": "configure", "audio": true, "video": false}),
+                Some(serde_json::to_value(&local).expect("jsep")),
+            )
+            .await
+            .expect("configure");
+        let answer: RTCSessionDescription =
+            serde_json::from_value(configured["jsep"].clone()).expect("answer jsep");
+        pc.set_remote_description(answer).await.expect("set remote");
+
+        let payload_type = negotiated_opus_pt(&configured["jsep"]);
+        let sender = tokio::spawn(async move {
+            let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+                .expect("opus encoder");
+            let silence = vec![0i16; 960];
+            let lead = (lead_in.as_millis() / 20) as usize;
+            let mut frames: Vec<Vec<i16>> = Vec::new();
+            frames.extend(std::iter::repeat_n(silence.clone(), lead));
+            for f in pcm.chunks(960) {
+                let mut f = f.to_vec();
+                f.resize(960, 0);
+                frames.push(f);
+            }
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut out = vec![0u8; 1500];
+            let mut i = 0usize;
+            loop {
+                tick.tick().await;
+                let frame = frames.get(i).unwrap_or(&silence);
+                i += 1;
+                let n = match enc.encode(frame, &mut out) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                let sample = rtc::media::Sample {
+                    data: bytes::Bytes::copy_from_slice(&out[..n]),
+                    duration: Duration::from_millis(20),
+                    ..rtc::media::Sample::new(Instant::now())
+                };
+                if track
+                    .sample_writer(ssrc, payload_type)
+                    .write_sample(&sample)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Publisher {
+            id,
+            session,
+            handle: h.id,
+            pc,
+            sender,
+        }
+    }
+
+    /// Leaves the room (the bot sees `leaving`/`unpublished`).
+    pub async fn leave(self) {
+        self.sender.abort();
+        let _ = self
+            .session
+            .message(self.handle, json!({"request": "leave"}), None)
+            .await;
+        let _ = self.pc.close().await;
+        self.session.destroy().await;
+    }
+}
+
+fn rand_ssrc() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u32::from_le_bytes(b) | 1
+}
+
+/// The payload type Janus's answer gives Opus.
+fn negotiated_opus_pt(jsep: &Value) -> u8 {
+    jsep["sdp"]
+        .as_str()
+        .and_then(|sdp| {
+            sdp.lines().find_map(|l| {
+                let rest = l.strip_prefix("a=rtpmap:")?;
+                let (pt, codec) = rest.split_once(' ')?;
+                codec.to_ascii_lowercase().starts_with("opus/").then(|| pt.parse().ok())?
+            })
+        })
+        .unwrap_or(111)
+}
+
+/// `ip` from [`ICE_IP`].
+pub fn ice_ip() -> IpAddr {
+    ICE_IP.parse().expect("literal")
+}
