@@ -9,7 +9,9 @@
 //! an event with the same transaction; `GET /janus/{session}?maxev=N` long-polls events (and
 //! keeps the session alive).
 
-use crate::connector::{AudioPacket, ConnectError, ConnectorEvent, Joined, MeetingConnector, Signal};
+use crate::connector::{
+    AudioPacket, ConnectError, ConnectorEvent, Joined, MeetingConnector, Signal,
+};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -153,7 +155,12 @@ impl JanusSession {
         if let Some(j) = jsep {
             req["jsep"] = j;
         }
-        let v = post(&self.http, &format!("{}/{}/{handle}", self.url, self.id), req).await;
+        let v = post(
+            &self.http,
+            &format!("{}/{}/{handle}", self.url, self.id),
+            req,
+        )
+        .await;
         let v = match v {
             Ok(v) => v,
             Err(e) => {
@@ -257,10 +264,7 @@ async fn poll(
                 continue;
             }
             if let Some(tx) = ev["transaction"].as_str() {
-                let w = waiters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(tx);
+                let w = waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(tx);
                 if let Some(w) = w {
                     let _ = w.send(ev);
                     continue;
@@ -322,14 +326,20 @@ struct Receiver {
 impl PeerConnectionEventHandler for Receiver {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete
-            && let Some(tx) = self.gathered.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && let Some(tx) = self
+                .gathered
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
         {
             let _ = tx.send(());
         }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let (feed, events, dropped) = (self.feed.clone(), self.events.clone(), self.dropped.clone());
+        let (feed, events, dropped) =
+            (self.feed.clone(), self.events.clone(), self.dropped.clone());
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = ev {
@@ -448,7 +458,10 @@ async fn subscribe(
     events: mpsc::Sender<ConnectorEvent>,
     dropped: Arc<AtomicU64>,
 ) -> Result<Subscription, ConnectError> {
-    let h = session.attach("janus.plugin.videoroom").await.map_err(to_connect)?;
+    let h = session
+        .attach("janus.plugin.videoroom")
+        .await
+        .map_err(to_connect)?;
     let mut join = json!({"request": "join", "ptype": "subscriber", "room": s.room,
                           "streams": [{"feed": feed}], "offer_video": false});
     if let Some(pin) = &s.pin {
@@ -556,13 +569,19 @@ impl MeetingConnector for JanusVideoRoom {
                     let data = &ev["plugindata"]["data"];
                     if data["videoroom"] == "destroyed" {
                         let _ = events
-                            .send(ConnectorEvent::Signal(Signal::Ended("room destroyed".into())))
+                            .send(ConnectorEvent::Signal(Signal::Ended(
+                                "room destroyed".into(),
+                            )))
                             .await;
                         break;
                     }
-                    if data["leaving"] == "ok" || (my_id.is_some() && data["kicked"].as_u64() == my_id) {
+                    if data["leaving"] == "ok"
+                        || (my_id.is_some() && data["kicked"].as_u64() == my_id)
+                    {
                         let _ = events
-                            .send(ConnectorEvent::Signal(Signal::Ended("removed from the room".into())))
+                            .send(ConnectorEvent::Signal(Signal::Ended(
+                                "removed from the room".into(),
+                            )))
                             .await;
                         break;
                     }
@@ -580,7 +599,9 @@ impl MeetingConnector for JanusVideoRoom {
                             Ok(sub) => {
                                 subs.lock().await.insert(feed.to_string(), sub);
                             }
-                            Err(e) => tracing::warn!(feed, error = %e, "cannot subscribe to a participant"),
+                            Err(e) => {
+                                tracing::warn!(feed, error = %e, "cannot subscribe to a participant")
+                            }
                         }
                     }
                     for key in ["unpublished", "leaving"] {

@@ -7,5 +7,6 @@ pub mod janus;
 pub mod kubernetes;
 pub mod launcher;
 pub mod local;
+pub mod session;
 
 pub use launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};

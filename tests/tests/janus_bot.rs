@@ -5,6 +5,7 @@
 
 use meetbot_bot::connector::{ConnectError, ConnectorEvent, MeetingConnector, Signal};
 use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
+use meetbot_bot::session::{LeaveReason, Lifecycle, Rules, run_session};
 use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech, voiced_span};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,7 +41,14 @@ fn bot_receives_each_of_three_speakers_as_its_own_stream_and_decodes_what_they_s
         let mut publishers = Vec::new();
         for (i, s) in SENTENCES.iter().enumerate() {
             let pcm = speech(s);
-            let p = Publisher::start(&j.url(), 1234, &format!("Speaker {i}"), lead_in, pcm.clone()).await;
+            let p = Publisher::start(
+                &j.url(),
+                1234,
+                &format!("Speaker {i}"),
+                lead_in,
+                pcm.clone(),
+            )
+            .await;
             sent.insert(p.id.to_string(), pcm);
             publishers.push(p);
         }
@@ -59,7 +67,10 @@ fn bot_receives_each_of_three_speakers_as_its_own_stream_and_decodes_what_they_s
                 ConnectorEvent::Audio(a) => {
                     let prev = ssrcs.insert(a.participant.clone(), a.ssrc);
                     assert!(prev.is_none_or(|s| s == a.ssrc), "one SSRC per participant");
-                    packets.entry(a.participant).or_default().push((a.sequence, a.payload));
+                    packets
+                        .entry(a.participant)
+                        .or_default()
+                        .push((a.sequence, a.payload));
                 }
                 _ => {}
             }
@@ -128,5 +139,138 @@ fn a_room_that_does_not_exist_or_wants_a_pin_fails_the_join_with_the_reason() {
             .await
             .unwrap();
         ok.leave().await;
+    });
+}
+
+/// Runs a bot session in `room` with `rules`; returns the lifecycle it reported.
+async fn session(
+    j: &JanusServer,
+    room: u64,
+    rules: Rules,
+    stop: impl std::future::Future<Output = ()>,
+) -> (Vec<Lifecycle>, LeaveReason, u64) {
+    let (rtx, mut rrx) = mpsc::channel(64);
+    let (atx, mut arx) = mpsc::channel(4096);
+    let drain = tokio::spawn(async move {
+        let mut n = 0u64;
+        while arx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    let bot = JanusVideoRoom::new(settings(j, room, None));
+    let out = run_session(&bot, "meetbot (recording)", "", rules, rtx, atx, stop)
+        .await
+        .unwrap();
+    let mut life = Vec::new();
+    while let Ok(l) = rrx.try_recv() {
+        life.push(l);
+    }
+    let forwarded = drain.await.unwrap();
+    assert_eq!(
+        forwarded, out.packets,
+        "every packet went to the audio stream"
+    );
+    (life, out.reason, out.packets)
+}
+
+fn short(alone: u64, silence: u64, max: u64) -> Rules {
+    Rules {
+        alone_timeout: Duration::from_millis(alone),
+        silence_timeout: Duration::from_millis(silence),
+        max_duration: Duration::from_millis(max),
+        ..Rules::default()
+    }
+}
+
+#[test]
+fn alone_silence_max_duration_and_a_destroyed_room_each_end_the_session_with_their_reason() {
+    in_netns(|| async {
+        let j = JanusServer::start().await;
+        for room in [2001, 2002, 2003, 2004] {
+            j.create_room(room, None).await;
+        }
+        let talk = speech(SENTENCES[0]);
+
+        // Alone: the only participant speaks, then leaves.
+        let p = Publisher::start(&j.url(), 2001, "Speaker", Duration::ZERO, talk.clone()).await;
+        let url = j.url();
+        let leaver = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            p.leave().await;
+        });
+        let (life, reason, packets) = session(
+            &j,
+            2001,
+            short(1000, 30_000, 60_000),
+            std::future::pending(),
+        )
+        .await;
+        leaver.await.unwrap();
+        assert_eq!(reason, LeaveReason::Alone);
+        assert!(packets > 0);
+        assert_eq!(life.first(), Some(&Lifecycle::Joining));
+        assert!(
+            life.contains(&Lifecycle::InCall) && life.contains(&Lifecycle::Recording),
+            "{life:?}"
+        );
+        assert_eq!(life.last(), Some(&Lifecycle::Leaving(LeaveReason::Alone)));
+
+        // Silence: a participant is there, sending packets, saying nothing.
+        let quiet = Publisher::start(&url, 2002, "Quiet", Duration::ZERO, Vec::new()).await;
+        let (_, reason, packets) = session(
+            &j,
+            2002,
+            short(30_000, 2000, 60_000),
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(reason, LeaveReason::Silence);
+        assert!(packets > 0, "silence is measured on audio that arrives");
+        quiet.leave().await;
+
+        // Max duration: people keep talking.
+        let mut long = Vec::new();
+        for _ in 0..4 {
+            long.extend_from_slice(&talk);
+        }
+        let talker = Publisher::start(&url, 2003, "Talker", Duration::ZERO, long).await;
+        let (_, reason, _) = session(
+            &j,
+            2003,
+            short(30_000, 30_000, 2500),
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(reason, LeaveReason::MaxDuration);
+        talker.leave().await;
+
+        // The room is destroyed under the bot.
+        let other = Publisher::start(&url, 2004, "Host", Duration::ZERO, talk.clone()).await;
+        let destroyer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let s = meetbot_bot::janus::JanusSession::create(&url)
+                .await
+                .unwrap();
+            let h = s.attach("janus.plugin.videoroom").await.unwrap();
+            s.message(
+                h.id,
+                serde_json::json!({"request": "destroy", "room": 2004}),
+                None,
+            )
+            .await
+            .unwrap();
+            s.destroy().await;
+        });
+        let (_, reason, _) = session(
+            &j,
+            2004,
+            short(30_000, 30_000, 60_000),
+            std::future::pending(),
+        )
+        .await;
+        destroyer.await.unwrap();
+        assert_eq!(reason, LeaveReason::Ended("room destroyed".into()));
+        other.leave().await;
     });
 }

@@ -301,7 +301,13 @@ pub struct Publisher {
 impl Publisher {
     /// Joins `room` as `display` and sends `lead_in` of silence, then `pcm` (48 kHz mono), then
     /// silence until it leaves, one 20 ms Opus packet at a time.
-    pub async fn start(url: &str, room: u64, display: &str, lead_in: Duration, pcm: Vec<i16>) -> Self {
+    pub async fn start(
+        url: &str,
+        room: u64,
+        display: &str,
+        lead_in: Duration,
+        pcm: Vec<i16>,
+    ) -> Self {
         let session = JanusSession::create(url).await.expect("publisher session");
         let h = session
             .attach("janus.plugin.videoroom")
@@ -315,11 +321,14 @@ impl Publisher {
             )
             .await
             .expect("publisher join");
-        let id = joined["plugindata"]["data"]["id"].as_u64().expect("publisher id");
+        let id = joined["plugindata"]["data"]["id"]
+            .as_u64()
+            .expect("publisher id");
 
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
-        let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
         let setting = SettingEngineBuilder::default()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
@@ -329,7 +338,9 @@ impl Publisher {
             .with_media_engine(me)
             .with_setting_engine(setting)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Gathered(Mutex::new(Some(gtx)))) as Arc<dyn PeerConnectionEventHandler>)
+            .with_handler(
+                Arc::new(Gathered(Mutex::new(Some(gtx)))) as Arc<dyn PeerConnectionEventHandler>
+            )
             .with_runtime(webrtc::runtime::default_runtime().expect("runtime"))
             .with_udp_addrs(vec![format!("{ICE_IP}:0")])
             .build()
@@ -457,7 +468,10 @@ fn negotiated_opus_pt(jsep: &Value) -> u8 {
             sdp.lines().find_map(|l| {
                 let rest = l.strip_prefix("a=rtpmap:")?;
                 let (pt, codec) = rest.split_once(' ')?;
-                codec.to_ascii_lowercase().starts_with("opus/").then(|| pt.parse().ok())?
+                codec
+                    .to_ascii_lowercase()
+                    .starts_with("opus/")
+                    .then(|| pt.parse().ok())?
             })
         })
         .unwrap_or(111)
