@@ -5,7 +5,9 @@
 #   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
 #   4. node-oidc-provider (the OpenID provider of the OAuth tests) installed from its lockfile;
 #      each OAuth test starts its own (testsupport::oidc)
-#   5. every test of the workspace: cargo nextest (cargo test if nextest is missing)
+#   5. Janus, espeak-ng and cmake from Debian if missing (the bot tests run Janus in a network
+#      namespace they create; libopus is built by the opus crate)
+#   6. every test of the workspace: cargo nextest (cargo test if nextest is missing)
 # Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +73,18 @@ if [ ! -f testsupport/oidc/node_modules/oidc-provider/package.json ]; then
     (cd testsupport/oidc && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# 5. tests
+# 5. Janus and friends
+need=()
+command -v janus >/dev/null || need+=(janus)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v cmake >/dev/null || need+=(cmake)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 6. tests
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

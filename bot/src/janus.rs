@@ -633,3 +633,63 @@ impl MeetingConnector for JanusVideoRoom {
 fn me_id(v: &Value) -> Option<u64> {
     v["sender"].as_u64()
 }
+
+/// The VideoRoom a room link names: `https://<room_host>/room/<id>` or `...?room=<id>`, with an
+/// optional `pin` query parameter. `None` for links of other hosts or without a numeric room.
+pub fn room_from_link(link: &str, room_host: &str) -> Option<(u64, Option<String>)> {
+    let u = url::Url::parse(link).ok()?;
+    if !u.host_str()?.eq_ignore_ascii_case(room_host) {
+        return None;
+    }
+    let q = |k: &str| {
+        u.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let room = q("room").and_then(|r| r.parse().ok()).or_else(|| {
+        let mut segs = u.path_segments()?;
+        segs.find(|s| *s == "room")?;
+        segs.next()?.parse().ok()
+    })?;
+    Some((room, q("pin").filter(|p| !p.is_empty())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_links_name_their_room_and_pin_and_other_links_are_not_rooms() {
+        let h = "rooms.clinic.example";
+        assert_eq!(
+            room_from_link("https://rooms.clinic.example/room/1234", h),
+            Some((1234, None))
+        );
+        assert_eq!(
+            room_from_link("https://ROOMS.clinic.example/x?room=77&pin=s3cret", h),
+            Some((77, Some("s3cret".into())))
+        );
+        assert_eq!(room_from_link("https://evil.example/room/1", h), None);
+        assert_eq!(
+            room_from_link("https://rooms.clinic.example/room/abc", h),
+            None
+        );
+        assert_eq!(room_from_link("not a url", h), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn room_link_parsing_never_panics(s in ".{0,200}") {
+            let _ = room_from_link(&s, "rooms.clinic.example");
+        }
+
+        #[test]
+        fn janus_answers_of_any_shape_never_panic(s in ".{0,300}") {
+            if let Ok(v) = serde_json::from_str::<Value>(&s) {
+                let _ = publishers(&v);
+                let _ = janus_error(&v);
+                let _ = me_id(&v);
+            }
+        }
+    }
+}

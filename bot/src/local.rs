@@ -22,6 +22,7 @@ pub struct LocalProcessLauncher {
     program: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    removed: Vec<String>,
     limit: usize,
     grace: Duration,
     slots: Arc<Semaphore>,
@@ -52,6 +53,7 @@ impl LocalProcessLauncher {
             program: program.into(),
             args,
             envs: Vec::new(),
+            removed: Vec::new(),
             limit,
             grace: Duration::from_secs(10),
             slots: Arc::new(Semaphore::new(limit)),
@@ -62,6 +64,12 @@ impl LocalProcessLauncher {
     /// Extra environment for every bot (e.g. `MEETBOT_CONFIG`).
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Keeps `key` of this process's environment from the bots.
+    pub fn without_env(mut self, key: &str) -> Self {
+        self.removed.push(key.into());
         self
     }
 
@@ -111,6 +119,9 @@ impl BotLauncher for LocalProcessLauncher {
             .try_acquire_owned()
             .map_err(|_| LaunchError::AtCapacity(self.limit))?;
         let mut cmd = tokio::process::Command::new(&self.program);
+        for k in &self.removed {
+            cmd.env_remove(k);
+        }
         cmd.args(&self.args)
             .args(["--tenant", spec.tenant.as_str(), "--job", &spec.job_id])
             .envs(self.envs.iter().map(|(k, v)| (k, v)))

@@ -89,13 +89,62 @@ pub async fn launcher_service(config: Config) -> Result<()> {
     run_consumer(&config, queue, store, stop).await
 }
 
+/// Publishes a bot's lifecycle events (where a broker is configured).
+#[derive(Clone)]
+struct Events {
+    queue: Option<Arc<dyn JobQueue>>,
+    tenant: TenantId,
+    job: String,
+    meeting: String,
+}
+
+impl Events {
+    async fn publish(&self, kind: EventKind) {
+        let Some(q) = &self.queue else { return };
+        let ev = BotEvent::new(
+            self.tenant.clone(),
+            self.job.clone(),
+            self.meeting.clone(),
+            kind,
+        );
+        if let Err(e) = q.publish_event(&ev).await {
+            tracing::warn!(error = %e, "bot event not published");
+        }
+    }
+}
+
+/// Moves the job to `to` (compare-and-set; a job that moved on meanwhile is left as it is).
+async fn set_state(store: &dyn Store, t: &TenantId, job_id: &str, to: BotJobState) -> Result<()> {
+    for _ in 0..5 {
+        let Some(cur) = store.get_bot_job(t, job_id).await? else {
+            return Ok(());
+        };
+        let mut j = cur.value.clone();
+        if meetbot_scheduler::jobs::transition(&mut j, to.clone(), chrono::Utc::now()).is_err() {
+            return Ok(());
+        }
+        match store.update_bot_job(t, &j, cur.version).await {
+            Ok(_) => return Ok(()),
+            Err(meetbot_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `meetbot bot --tenant T --job ID`: one bot for one job.
 ///
-/// It loads its job and meeting, reports `joining`, and joins through the meeting connector for
-/// the meeting's platform. Where no connector for that platform exists in this build, the job
-/// fails with that reason (exit code 3) instead of pretending to join.
+/// Loads its job and meeting (the join link is opened with the tenant's key here, never passed
+/// in), joins through the connector for the link, reports its lifecycle as bot events, leaves by
+/// the rules, and records `done` or `failed` with the reason. SIGTERM (the launcher's stop) makes
+/// it leave cleanly. Where no connector fits the link, the job fails with that reason (exit 3).
 pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()> {
-    let store = open_store(&config).await?;
+    use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings, room_from_link};
+    use meetbot_bot::session::{Lifecycle, Rules, run_session};
+    use meetbot_core::model::Meeting;
+
+    let tenants = crate::runtime::tenants(&config).await?;
+    let store = tenants.store().clone();
     let job = store
         .get_bot_job(&tenant, &job_id)
         .await?
@@ -116,34 +165,136 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         // An in-process queue lives in another process: the job's state in the store tells.
         QueueKind::InProcess => None,
     };
-    let event = |kind: EventKind| {
-        let ev = BotEvent::new(tenant.clone(), job_id.clone(), meeting.id.clone(), kind);
-        let q = queue.clone();
-        async move {
-            if let Some(q) = q
-                && let Err(e) = q.publish_event(&ev).await
-            {
-                tracing::warn!(error = %e, "bot event not published");
-            }
-        }
+    let events = Events {
+        queue,
+        tenant: tenant.clone(),
+        job: job_id.clone(),
+        meeting: meeting.id.clone(),
     };
-    event(EventKind::Joining).await;
-    let platform = meeting
-        .platform
-        .map(|p| format!("{p:?}").to_lowercase())
-        .unwrap_or_else(|| "unknown".into());
-    let reason = format!("no meeting connector for platform {platform} in this build");
-    event(EventKind::Failed(reason.clone())).await;
-    let mut j = job.value.clone();
-    if meetbot_scheduler::jobs::transition(
-        &mut j,
-        BotJobState::Failed(reason.clone()),
-        chrono::Utc::now(),
+    let publish = |kind: EventKind| events.publish(kind);
+    let link = match &meeting.join_url {
+        Some(sealed) => Some(tenants.vault(&tenant).await?.open_string::<Meeting>(
+            &meeting.id,
+            "join_url",
+            sealed,
+        )?),
+        None => None,
+    };
+    let b = &config.bot;
+    let janus = match (&b.janus_api_url, &b.janus_room_host, &link) {
+        (Some(api), Some(host), Some(l)) => room_from_link(l, host).map(|(room, pin)| {
+            JanusVideoRoom::new(VideoRoomSettings {
+                url: api.clone(),
+                room,
+                pin,
+                ice_ip: b.ice_ip,
+                channel_depth: 4096,
+            })
+        }),
+        _ => None,
+    };
+    let Some(connector) = janus else {
+        let platform = meeting
+            .platform
+            .map(|p| format!("{p:?}").to_lowercase())
+            .unwrap_or_else(|| "unknown".into());
+        let reason = format!("no meeting connector for platform {platform} in this build");
+        publish(EventKind::Failed(reason.clone())).await;
+        set_state(
+            &*store,
+            &tenant,
+            &job_id,
+            BotJobState::Failed(reason.clone()),
+        )
+        .await?;
+        eprintln!("bot {job_id}: {reason}");
+        std::process::exit(3);
+    };
+    let rules = Rules {
+        waiting_room_timeout: Duration::from_secs(b.waiting_room_timeout_seconds),
+        alone_timeout: Duration::from_secs(b.alone_timeout_seconds),
+        silence_timeout: Duration::from_secs(b.silence_timeout_seconds),
+        max_duration: Duration::from_secs(b.max_duration_seconds),
+        ..Rules::default()
+    };
+    let (report_tx, mut report_rx) = tokio::sync::mpsc::channel(64);
+    let (audio_tx, mut audio_rx) = tokio::sync::mpsc::channel(4096);
+    // Until the transcriber stream exists (its own issue), audio is counted and released here;
+    // it is never written anywhere.
+    let audio = tokio::spawn(async move {
+        let mut n = 0u64;
+        while audio_rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    let reporter = {
+        let (store, tenant, job_id) = (store.clone(), tenant.clone(), job_id.clone());
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(l) = report_rx.recv().await {
+                let kind = match &l {
+                    Lifecycle::Joining => EventKind::Joining,
+                    Lifecycle::WaitingRoom => EventKind::WaitingRoom,
+                    Lifecycle::InCall => {
+                        let _ = set_state(&*store, &tenant, &job_id, BotJobState::Joined).await;
+                        EventKind::InCall
+                    }
+                    Lifecycle::Recording => EventKind::Recording,
+                    Lifecycle::Leaving(_) => EventKind::Leaving,
+                };
+                events.publish(kind).await;
+            }
+        })
+    };
+    let outcome = run_session(
+        &connector,
+        &b.display_name,
+        &b.chat_notice,
+        rules,
+        report_tx,
+        audio_tx,
+        meetbot_core::ops::shutdown_signal(),
     )
-    .is_ok()
-    {
-        store.update_bot_job(&tenant, &j, job.version).await?;
+    .await;
+    let _ = reporter.await;
+    let packets = audio.await.unwrap_or(0);
+    match outcome {
+        Ok(o) if o.reason.is_success() => {
+            publish(EventKind::Done).await;
+            set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;
+            eprintln!(
+                "bot {job_id}: left ({}); {packets} audio packets, {} malformed",
+                o.reason.describe(),
+                o.malformed
+            );
+            Ok(())
+        }
+        Ok(o) => {
+            let reason = o.reason.describe();
+            publish(EventKind::Failed(reason.clone())).await;
+            set_state(
+                &*store,
+                &tenant,
+                &job_id,
+                BotJobState::Failed(reason.clone()),
+            )
+            .await?;
+            eprintln!("bot {job_id}: {reason}");
+            std::process::exit(3);
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            publish(EventKind::Failed(reason.clone())).await;
+            set_state(
+                &*store,
+                &tenant,
+                &job_id,
+                BotJobState::Failed(reason.clone()),
+            )
+            .await?;
+            eprintln!("bot {job_id}: {reason}");
+            std::process::exit(3);
+        }
     }
-    eprintln!("bot {job_id}: {reason}");
-    std::process::exit(3);
 }

@@ -23,6 +23,44 @@ pub struct Config {
     pub calendar: CalendarConfig,
     #[serde(default)]
     pub launcher: LauncherConfig,
+    #[serde(default)]
+    pub bot: BotConfig,
+}
+
+/// What a bot does in a meeting. Timeouts are the defaults for every tenant and job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotConfig {
+    /// The name participants see; it says the bot records.
+    pub display_name: String,
+    /// Posted in the meeting chat on joining, where the platform has a chat.
+    pub chat_notice: String,
+    pub waiting_room_timeout_seconds: u64,
+    pub alone_timeout_seconds: u64,
+    pub silence_timeout_seconds: u64,
+    pub max_duration_seconds: u64,
+    /// Janus HTTP API for Janus VideoRoom meetings (e.g. `http://janus:8088/janus`).
+    pub janus_api_url: Option<String>,
+    /// Host of the room links that are Janus rooms (`https://<host>/room/<id>?pin=...`).
+    pub janus_room_host: Option<String>,
+    /// Local address WebRTC uses (host candidates only on it).
+    pub ice_ip: std::net::IpAddr,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig {
+            display_name: "meetbot (recording)".into(),
+            chat_notice: "meetbot is recording this meeting to transcribe it. Ask the organiser to remove it if you do not agree.".into(),
+            waiting_room_timeout_seconds: 900,
+            alone_timeout_seconds: 60,
+            silence_timeout_seconds: 600,
+            max_duration_seconds: 4 * 3600,
+            janus_api_url: None,
+            janus_room_host: None,
+            ice_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +367,7 @@ impl Default for Config {
                 lease_seconds: 15,
             },
             launcher: LauncherConfig::default(),
+            bot: BotConfig::default(),
         }
     }
 }
@@ -591,6 +630,36 @@ impl Config {
                 "scheduler.lease_seconds",
                 "must be at least 2 and at least two ticks".into(),
             );
+        }
+        let b = &self.bot;
+        if b.display_name.trim().is_empty() || b.display_name.len() > 64 {
+            bad(
+                "bot.display_name",
+                "must be 1..=64 characters (participants see it)".into(),
+            );
+        }
+        for (f, v, max) in [
+            (
+                "bot.waiting_room_timeout_seconds",
+                b.waiting_room_timeout_seconds,
+                86_400,
+            ),
+            ("bot.alone_timeout_seconds", b.alone_timeout_seconds, 86_400),
+            (
+                "bot.silence_timeout_seconds",
+                b.silence_timeout_seconds,
+                86_400,
+            ),
+            ("bot.max_duration_seconds", b.max_duration_seconds, 86_400),
+        ] {
+            if !(1..=max).contains(&v) {
+                bad(f, format!("{v} is out of range 1..={max}"));
+            }
+        }
+        if let Some(u) = &b.janus_api_url
+            && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            bad("bot.janus_api_url", format!("{u:?} is not an http(s) URL"));
         }
         let l = &self.launcher;
         if !(1..=1000).contains(&l.max_concurrent) {

@@ -1,0 +1,243 @@
+//! A bot end to end, in a network namespace with the real Janus: the launch consumer claims a
+//! dispatched job and starts a real `meetbot bot` process, which opens the sealed join link,
+//! joins the VideoRoom under its recording name and marks the job joined; the bot process is
+//! killed mid-meeting, the consumer's watch finds it lost and launches one new bot (the gap is
+//! in the job's history, and never two bots at once); when the last participant leaves, the bot
+//! leaves by the alone rule and the job is done.
+
+use chrono::{Duration as CDuration, Utc};
+use meetbot_bot::consumer::{Handled, LaunchConsumer, LaunchSettings};
+use meetbot_bot::janus::JanusSession;
+use meetbot_bot::local::LocalProcessLauncher;
+use meetbot_bot::{BotLauncher, BotRun};
+use meetbot_core::config::Config;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_queue::{InProcessQueue, JOB_MESSAGE_VERSION, JobMessage, JobQueue};
+use meetbot_store::vault::Tenants;
+use meetbot_testsupport::janus::{JanusServer, Publisher, in_netns, speech};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROOM: u64 = 3001;
+
+/// Participant ids of every meetbot in the room.
+async fn meetbots_in_room(j: &JanusServer) -> Vec<u64> {
+    let s = JanusSession::create(&j.url()).await.unwrap();
+    let h = s.attach("janus.plugin.videoroom").await.unwrap();
+    let v = s
+        .message(
+            h.id,
+            json!({"request": "listparticipants", "room": ROOM}),
+            None,
+        )
+        .await
+        .unwrap();
+    s.destroy().await;
+    v["plugindata"]["data"]["participants"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["display"] == "meetbot (recording)")
+                .filter_map(|p| p["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
+    in_netns(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.store.embedded_dir = dir.path().join("data");
+        cfg.keys.local_key_file = dir.path().join("key");
+        let store = meetbot_store::open(&cfg.store).await.unwrap();
+        let tenants = Tenants::new(
+            store.clone(),
+            Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
+        );
+        let tenant = tenants.create("Clinic").await.unwrap().id;
+        let vault = tenants.vault(&tenant).await.unwrap();
+
+        let j = JanusServer::start().await;
+        j.create_room(ROOM, None).await;
+        let mut talk = Vec::new();
+        for _ in 0..20 {
+            talk.extend(speech(
+                "We will review the treatment plan at the next appointment.",
+            ));
+        }
+        let speaker = Publisher::start(&j.url(), ROOM, "Dr. Example", Duration::ZERO, talk).await;
+
+        let now = Utc::now();
+        let meeting_id = "meeting-e2e".to_string();
+        let m = Meeting {
+            title: vault
+                .seal::<Meeting>(&meeting_id, "title", b"Follow-up")
+                .unwrap(),
+            attendees: vault
+                .seal::<Meeting>(&meeting_id, "attendees", b"{}")
+                .unwrap(),
+            join_url: Some(
+                vault
+                    .seal::<Meeting>(
+                        &meeting_id,
+                        "join_url",
+                        format!("https://rooms.test/room/{ROOM}").as_bytes(),
+                    )
+                    .unwrap(),
+            ),
+            id: meeting_id.clone(),
+            connection_id: None,
+            event_instance_id: "evt-e2e".into(),
+            series_id: None,
+            starts_at: now - CDuration::minutes(1),
+            ends_at: now + CDuration::minutes(30),
+            all_day: false,
+            status: MeetingStatus::Confirmed,
+            platform: Some(Platform::Janus),
+            wants_bot: true,
+            join_reason: None,
+            updated_at: now,
+        };
+        store.put_meeting(&tenant, &m).await.unwrap();
+        let job = BotJob {
+            id: "job-e2e".into(),
+            meeting_id: meeting_id.clone(),
+            idempotency_key: format!("{tenant}:evt-e2e:{}", now.timestamp()),
+            join_at: now,
+            state: BotJobState::Dispatched,
+            history: vec![],
+            published_at: Some(now),
+        };
+        store.insert_bot_job(&tenant, &job).await.unwrap();
+
+        let data = cfg.store.embedded_dir.display().to_string();
+        let key = cfg.keys.local_key_file.display().to_string();
+        // The bots get only the configuration given here (not the test runner's MEETBOT_TEST_*).
+        let mut local =
+            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+            local = local.without_env(&k);
+        }
+        let launcher = Arc::new(
+            local
+                .with_env("MEETBOT_STORE__EMBEDDED_DIR", &data)
+                .with_env("MEETBOT_KEYS__LOCAL_KEY_FILE", &key)
+                .with_env("MEETBOT_BOT__JANUS_API_URL", &j.url())
+                .with_env("MEETBOT_BOT__JANUS_ROOM_HOST", "rooms.test")
+                .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
+                .with_env("MEETBOT_BOT__ALONE_TIMEOUT_SECONDS", "2")
+                .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
+                .with_grace(Duration::from_secs(5)),
+        );
+        let queue = Arc::new(InProcessQueue::new(5));
+        let consumer = LaunchConsumer::new(
+            queue.clone(),
+            store.clone(),
+            launcher.clone(),
+            LaunchSettings::default(),
+        );
+        queue
+            .publish_job(&JobMessage {
+                v: JOB_MESSAGE_VERSION,
+                job_id: job.id.clone(),
+                tenant_id: tenant.clone(),
+                meeting_id: meeting_id.clone(),
+                idempotency_key: job.idempotency_key.clone(),
+                join_at: now,
+                dispatched_at: now,
+            })
+            .await
+            .unwrap();
+        let mut jobs = queue.consume_jobs().await.unwrap();
+        assert_eq!(
+            consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+            Handled::Launched
+        );
+
+        let state = || async {
+            store
+                .get_bot_job(&tenant, "job-e2e")
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+        };
+        wait_for("the bot to join", 20, || async {
+            state().await.state == BotJobState::Joined
+        })
+        .await;
+        let before = meetbots_in_room(&j).await;
+        assert_eq!(
+            before.len(),
+            1,
+            "the bot is in the room under its recording name"
+        );
+
+        // Killed mid-meeting: found lost, launched again once.
+        let first = launcher.pid("job-e2e").unwrap();
+        // SAFETY: kill(2) on the bot process this test's launcher started.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        wait_for("the kill to be seen", 10, || async {
+            matches!(launcher.state("job-e2e").await.unwrap(), BotRun::Failed(_))
+        })
+        .await;
+        assert_eq!(consumer.watch_once().await.unwrap(), 1);
+        let second = launcher.pid("job-e2e").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            launcher.active().await.unwrap(),
+            1,
+            "one bot process at a time"
+        );
+        let history = state().await.history;
+        assert!(
+            history.iter().any(|c| matches!(&c.state,
+                BotJobState::Failed(r) if r.starts_with("bot lost, relaunching: bot killed by signal 9"))),
+            "{history:?}"
+        );
+        // The new bot joins as a new participant (Janus drops the killed one's session when it
+        // times out).
+        wait_for("the new bot to join", 20, || async {
+            meetbots_in_room(&j)
+                .await
+                .iter()
+                .any(|id| !before.contains(id))
+        })
+        .await;
+
+        // The last participant leaves (after talking to the new bot for a while): the bot leaves
+        // by the alone rule and the job is done.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        speaker.leave().await;
+        wait_for("the bot to finish", 30, || async {
+            launcher.state("job-e2e").await.unwrap().is_finished()
+        })
+        .await;
+        assert_eq!(launcher.state("job-e2e").await.unwrap(), BotRun::Succeeded);
+        assert_eq!(state().await.state, BotJobState::Done);
+        assert_eq!(
+            consumer.watch_once().await.unwrap(),
+            0,
+            "a finished bot is not relaunched"
+        );
+    });
+}
