@@ -1,6 +1,8 @@
 //! Bots: the [`launcher::BotLauncher`] seam with its Kubernetes and local-process implementations,
 //! and the launch consumer that turns claimed bot jobs into running bots ([`consumer`]).
 
+pub mod audio_frame;
+pub mod audio_stream;
 pub mod connector;
 pub mod consumer;
 pub mod janus;

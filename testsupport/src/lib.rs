@@ -9,6 +9,7 @@
 //! * [`kube`] is a stand-in for the Kubernetes batch/v1 Jobs and Pods API (no API server here).
 //! * [`oidc`] runs a real OpenID provider (node-oidc-provider over HTTPS with a test CA).
 
+pub mod audio_sink;
 pub mod google;
 pub mod graph;
 pub mod janus;
