@@ -219,14 +219,44 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     };
     let (report_tx, mut report_rx) = tokio::sync::mpsc::channel(64);
     let (audio_tx, mut audio_rx) = tokio::sync::mpsc::channel(4096);
-    // Until the transcriber stream exists (its own issue), audio is counted and released here;
-    // it is never written anywhere.
+    // Audio goes to the transcriber when one is configured; otherwise it is counted and released.
+    // Either way it is only ever in memory.
+    let stream_cfg = match (&b.transcriber_url, &b.audio_token_secret) {
+        (Some(url), Some(secret)) => Some(meetbot_bot::audio_stream::StreamSettings {
+            url: url.clone(),
+            token: secrecy::SecretString::from(meetbot_bot::audio_stream::job_token(
+                &secrecy::SecretString::from(secret.clone()),
+                tenant.as_str(),
+                &job_id,
+            )),
+            buffer_frames: b.audio_buffer_frames,
+            max_outage: Duration::from_secs(60),
+        }),
+        _ => None,
+    };
     let audio = tokio::spawn(async move {
-        let mut n = 0u64;
-        while audio_rx.recv().await.is_some() {
-            n += 1;
-        }
-        n
+        use meetbot_bot::audio_stream::{Outgoing, stream_audio};
+        let Some(cfg) = stream_cfg else {
+            let mut n = 0u64;
+            while audio_rx.recv().await.is_some() {
+                n += 1;
+            }
+            return Ok(n);
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let forward = tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Some(p) = audio_rx.recv().await {
+                n += 1;
+                if tx.send(Outgoing::Audio(p)).await.is_err() {
+                    break;
+                }
+            }
+            n
+        });
+        let r = stream_audio(cfg, rx).await;
+        let n = forward.await.unwrap_or(0);
+        r.map(|_| n).map_err(|e| e.to_string())
     });
     let reporter = {
         let (store, tenant, job_id) = (store.clone(), tenant.clone(), job_id.clone());
@@ -258,7 +288,18 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     )
     .await;
     let _ = reporter.await;
-    let packets = audio.await.unwrap_or(0);
+    let (packets, stream_failure) = match audio.await {
+        Ok(Ok(n)) => (n, None),
+        Ok(Err(e)) => (0, Some(e)),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    // A broken audio stream fails the job whatever the meeting did.
+    let outcome = match (outcome, stream_failure) {
+        (_, Some(reason)) => Err(meetbot_bot::connector::ConnectError::Media(format!(
+            "audio stream to the transcriber failed: {reason}"
+        ))),
+        (o, None) => o,
+    };
     match outcome {
         Ok(o) if o.reason.is_success() => {
             publish(EventKind::Done).await;

@@ -45,6 +45,14 @@ pub struct BotConfig {
     pub janus_room_host: Option<String>,
     /// Local address WebRTC uses (host candidates only on it).
     pub ice_ip: std::net::IpAddr,
+    /// The transcriber's audio endpoint (`wss://.../v1/audio`); unset: audio is not streamed.
+    pub transcriber_url: Option<String>,
+    /// Shared with the transcriber to derive each job's audio token; prefer the environment
+    /// (`MEETBOT_BOT__AUDIO_TOKEN_SECRET`).
+    #[serde(skip_serializing)]
+    pub audio_token_secret: Option<String>,
+    /// Frames kept for resuming after a reconnect (50 per second per speaker).
+    pub audio_buffer_frames: usize,
 }
 
 impl Default for BotConfig {
@@ -59,6 +67,9 @@ impl Default for BotConfig {
             janus_api_url: None,
             janus_room_host: None,
             ice_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            transcriber_url: None,
+            audio_token_secret: None,
+            audio_buffer_frames: 15_000,
         }
     }
 }
@@ -660,6 +671,23 @@ impl Config {
             && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             bad("bot.janus_api_url", format!("{u:?} is not an http(s) URL"));
+        }
+        if let Some(u) = &b.transcriber_url {
+            if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "ws" | "wss")) {
+                bad("bot.transcriber_url", format!("{u:?} is not a ws(s) URL"));
+            }
+            if b.audio_token_secret.as_deref().is_none_or(|s| s.len() < 16) {
+                bad(
+                    "bot.audio_token_secret",
+                    "required (16+ characters) when bot.transcriber_url is set".into(),
+                );
+            }
+        }
+        if !(100..=1_000_000).contains(&b.audio_buffer_frames) {
+            bad(
+                "bot.audio_buffer_frames",
+                format!("{} is out of range 100..=1000000", b.audio_buffer_frames),
+            );
         }
         let l = &self.launcher;
         if !(1..=1000).contains(&l.max_concurrent) {
