@@ -74,6 +74,31 @@ impl JobTemplate {
     }
 }
 
+impl JobTemplate {
+    /// The template `[launcher.kubernetes]` describes (unset resources keep the defaults).
+    pub fn from_config(k: &meetbot_core::config::KubernetesLauncherConfig) -> Self {
+        let mut t = JobTemplate::new(&k.namespace, &k.image);
+        t.image_pull_policy = k.image_pull_policy.clone();
+        t.service_account = k.service_account.clone();
+        t.env_from_secrets = k.env_from_secrets.clone();
+        t.env_from_config_maps = k.env_from_config_maps.clone();
+        for (dst, src) in [
+            (&mut t.cpu_request, &k.cpu_request),
+            (&mut t.memory_request, &k.memory_request),
+            (&mut t.cpu_limit, &k.cpu_limit),
+            (&mut t.memory_limit, &k.memory_limit),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+        if let Some(ttl) = k.ttl_seconds_after_finished {
+            t.ttl_seconds_after_finished = ttl;
+        }
+        t
+    }
+}
+
 /// The Job name of a bot job: `meetbot-bot-<job id>`, lower-case, at most 63 characters.
 pub fn job_name(job_id: &str) -> String {
     let id: String = job_id

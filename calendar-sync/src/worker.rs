@@ -282,24 +282,8 @@ impl SyncWorker {
         if conn.status != ConnectionStatus::Active {
             return Ok(None);
         }
-        let token = self.token(t, &conn, false).await?;
-        let mut result = sync_connection(
-            provider,
-            &self.tenants,
-            t,
-            connection,
-            Some(token.into()),
-            &self.rules,
-            window,
-        )
-        .await;
-        if let Err(e) = &result
-            && e.unauthorized()
-            && self.oauth.is_some()
-        {
-            // Revoked or expired early: one refresh, one retry.
-            let token = self.token(t, &conn, true).await?;
-            result = sync_connection(
+        let round = |token: String| {
+            sync_connection(
                 provider,
                 &self.tenants,
                 t,
@@ -308,7 +292,14 @@ impl SyncWorker {
                 &self.rules,
                 window,
             )
-            .await;
+        };
+        let mut result = round(self.token(t, &conn, false).await?).await;
+        if let Err(e) = &result
+            && e.unauthorized()
+            && self.oauth.is_some()
+        {
+            // Revoked or expired early: one refresh, one retry.
+            result = round(self.token(t, &conn, true).await?).await;
         }
         match result {
             Ok(r) => {

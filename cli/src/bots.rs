@@ -36,28 +36,10 @@ pub async fn launcher(config: &Config) -> Result<Arc<dyn BotLauncher>> {
             Arc::new(local)
         }
         LauncherKind::Kubernetes => {
-            let k = &l.kubernetes;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to Kubernetes (in-cluster service account or kubeconfig)")?;
-            let mut t = JobTemplate::new(&k.namespace, &k.image);
-            t.image_pull_policy = k.image_pull_policy.clone();
-            t.service_account = k.service_account.clone();
-            t.env_from_secrets = k.env_from_secrets.clone();
-            t.env_from_config_maps = k.env_from_config_maps.clone();
-            for (dst, src) in [
-                (&mut t.cpu_request, &k.cpu_request),
-                (&mut t.memory_request, &k.memory_request),
-                (&mut t.cpu_limit, &k.cpu_limit),
-                (&mut t.memory_limit, &k.memory_limit),
-            ] {
-                if src.is_some() {
-                    *dst = src.clone();
-                }
-            }
-            if let Some(ttl) = k.ttl_seconds_after_finished {
-                t.ttl_seconds_after_finished = ttl;
-            }
+            let t = JobTemplate::from_config(&l.kubernetes);
             Arc::new(KubernetesLauncher::new(client, t))
         }
     })
@@ -111,6 +93,20 @@ impl Events {
             tracing::warn!(error = %e, "bot event not published");
         }
     }
+}
+
+/// Records the job as failed with `reason` (event and store) and ends the process with code 3.
+async fn fail_and_exit(
+    events: &Events,
+    store: &dyn Store,
+    tenant: &TenantId,
+    job_id: &str,
+    reason: String,
+) -> Result<()> {
+    events.publish(EventKind::Failed(reason.clone())).await;
+    set_state(store, tenant, job_id, BotJobState::Failed(reason.clone())).await?;
+    eprintln!("bot {job_id}: {reason}");
+    std::process::exit(3);
 }
 
 /// Moves the job to `to` (compare-and-set; a job that moved on meanwhile is left as it is).
@@ -171,7 +167,6 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         job: job_id.clone(),
         meeting: meeting.id.clone(),
     };
-    let publish = |kind: EventKind| events.publish(kind);
     let link = match &meeting.join_url {
         Some(sealed) => Some(tenants.vault(&tenant).await?.open_string::<Meeting>(
             &meeting.id,
@@ -199,16 +194,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             .map(|p| format!("{p:?}").to_lowercase())
             .unwrap_or_else(|| "unknown".into());
         let reason = format!("no meeting connector for platform {platform} in this build");
-        publish(EventKind::Failed(reason.clone())).await;
-        set_state(
-            &*store,
-            &tenant,
-            &job_id,
-            BotJobState::Failed(reason.clone()),
-        )
-        .await?;
-        eprintln!("bot {job_id}: {reason}");
-        std::process::exit(3);
+        return fail_and_exit(&events, &*store, &tenant, &job_id, reason).await;
     };
     let rules = Rules {
         waiting_room_timeout: Duration::from_secs(b.waiting_room_timeout_seconds),
@@ -302,7 +288,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     };
     match outcome {
         Ok(o) if o.reason.is_success() => {
-            publish(EventKind::Done).await;
+            events.publish(EventKind::Done).await;
             set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;
             eprintln!(
                 "bot {job_id}: left ({}); {packets} audio packets, {} malformed",
@@ -311,31 +297,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             );
             Ok(())
         }
-        Ok(o) => {
-            let reason = o.reason.describe();
-            publish(EventKind::Failed(reason.clone())).await;
-            set_state(
-                &*store,
-                &tenant,
-                &job_id,
-                BotJobState::Failed(reason.clone()),
-            )
-            .await?;
-            eprintln!("bot {job_id}: {reason}");
-            std::process::exit(3);
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            publish(EventKind::Failed(reason.clone())).await;
-            set_state(
-                &*store,
-                &tenant,
-                &job_id,
-                BotJobState::Failed(reason.clone()),
-            )
-            .await?;
-            eprintln!("bot {job_id}: {reason}");
-            std::process::exit(3);
-        }
+        Ok(o) => fail_and_exit(&events, &*store, &tenant, &job_id, o.reason.describe()).await,
+        Err(e) => fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await,
     }
 }

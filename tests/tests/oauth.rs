@@ -19,13 +19,14 @@ use meetbot_calendar_sync::webhook::oauth_router;
 use meetbot_calendar_sync::worker::{SyncWorker, WorkerSettings};
 use meetbot_core::TenantId;
 use meetbot_core::model::*;
-use meetbot_crypto::LocalKeyFile;
+use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
-use meetbot_store::{SqliteEngine, Store, init_engine};
 use meetbot_testsupport::google::GoogleStandIn;
 use meetbot_testsupport::graph::GraphStandIn;
 use meetbot_testsupport::oidc::{Introspector, OidcClient, OidcProvider};
 use std::sync::Arc;
+
+mod common;
 
 const USER: &str = "anna@lawfirm.example";
 
@@ -43,15 +44,7 @@ struct World {
 }
 
 async fn world(provider: CalendarProvider) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
-        .await
-        .unwrap();
-    let tenants = Arc::new(Tenants::new(
-        store.clone(),
-        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    ));
-    let tenant = tenants.create("Clinic").await.unwrap().id;
+    let (tenants, store, tenant, dir) = common::embedded_tenant("Clinic").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let callback = format!("http://{}/oauth/callback", listener.local_addr().unwrap());
     let scope = match provider {

@@ -40,13 +40,7 @@ impl AudioSink {
         let app = axum::Router::new()
             .route("/v1/audio", axum::routing::get(upgrade))
             .with_state(s.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve_on_loopback(app).await;
         AudioSink {
             addr,
             s,

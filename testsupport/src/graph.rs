@@ -40,11 +40,9 @@ struct Cal {
     throttle_next: u32,
     requests: u64,
     /// Bearer tokens accepted besides `TOKEN` (e.g. ones a real OAuth server issued).
-    tokens: Vec<String>,
+    bearer: crate::Bearer,
     /// The account's address (Graph `/me/calendar` owner, Google primary list `summary`).
     owner: Option<String>,
-    /// Checks other tokens at a real OAuth provider.
-    introspector: Option<crate::oidc::Introspector>,
 }
 
 pub struct GraphStandIn {
@@ -65,13 +63,7 @@ impl GraphStandIn {
                 axum::routing::patch(renew_sub).delete(delete_sub),
             )
             .with_state(cal.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stand-in");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve_on_loopback(app).await;
         GraphStandIn {
             addr,
             cal,
@@ -86,17 +78,17 @@ impl GraphStandIn {
 
     /// Accepts `token` as a bearer token from now on.
     pub fn accept_token(&self, token: &str) {
-        self.lock().tokens.push(token.to_string());
+        self.lock().bearer.tokens.push(token.to_string());
     }
 
     /// Stops accepting `token` (as when the provider revokes it).
     pub fn refuse_token(&self, token: &str) {
-        self.lock().tokens.retain(|t| t != token);
+        self.lock().bearer.tokens.retain(|t| t != token);
     }
 
     /// Accepts the tokens a real OAuth provider says are active (RFC 7662 introspection).
     pub fn accept_tokens_of(&self, i: crate::oidc::Introspector) {
-        self.lock().introspector = Some(i);
+        self.lock().bearer.introspector = Some(i);
     }
 
     /// Sets the account's address the stand-in reports.
@@ -524,24 +516,8 @@ async fn delete_sub(
 
 /// `Authorization: Bearer T` with T = `TOKEN` or a token accepted with `accept_token`.
 async fn authorized(cal: &Mutex<Cal>, headers: &HeaderMap) -> bool {
-    let Some(t) = headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let introspector = {
-        let c = cal.lock().unwrap_or_else(|p| p.into_inner());
-        if t == TOKEN || c.tokens.iter().any(|x| x == t) {
-            return true;
-        }
-        c.introspector.clone()
-    };
-    match introspector {
-        Some(i) => i.active(t).await,
-        None => false,
-    }
+    let bearer = cal.lock().unwrap_or_else(|p| p.into_inner()).bearer.clone();
+    bearer.allows(TOKEN, headers).await
 }
 
 /// `GET /me/calendar`: the user's default calendar, with its owner.

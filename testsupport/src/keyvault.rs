@@ -57,13 +57,7 @@ impl KeyVaultStandIn {
             .route("/keys/{name}/{version}/{op}", post(op_with_version))
             .route("/keys/{name}/{op}", post(op_current))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stand-in");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve_on_loopback(app).await;
         KeyVaultStandIn {
             addr,
             state,

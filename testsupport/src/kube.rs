@@ -73,13 +73,7 @@ impl KubeStandIn {
             )
             .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
             .with_state(c.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stand-in");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve_on_loopback(app).await;
         KubeStandIn {
             addr,
             c,
@@ -315,13 +309,7 @@ async fn list_jobs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let cl = c.lock().unwrap_or_else(|p| p.into_inner());
-    let items = cl
-        .jobs
-        .iter()
-        .filter(|((n, _), j)| *n == ns && matches(q.get("labelSelector"), j))
-        .map(|(_, j)| j.clone())
-        .collect();
-    list("JobList", items, cl.rv)
+    list("JobList", select(&cl.jobs, &ns, &q), cl.rv)
 }
 
 async fn list_pods(
@@ -330,11 +318,17 @@ async fn list_pods(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let cl = c.lock().unwrap_or_else(|p| p.into_inner());
-    let items = cl
-        .pods
-        .iter()
-        .filter(|((n, _), p)| *n == ns && matches(q.get("labelSelector"), p))
-        .map(|(_, p)| p.clone())
-        .collect();
-    list("PodList", items, cl.rv)
+    list("PodList", select(&cl.pods, &ns, &q), cl.rv)
+}
+
+/// The objects of namespace `ns` matching the query's `labelSelector`.
+fn select(
+    objs: &BTreeMap<(String, String), Value>,
+    ns: &str,
+    q: &HashMap<String, String>,
+) -> Vec<Value> {
+    objs.iter()
+        .filter(|((n, _), o)| n == ns && matches(q.get("labelSelector"), o))
+        .map(|(_, o)| o.clone())
+        .collect()
 }

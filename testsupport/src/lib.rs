@@ -163,3 +163,46 @@ pub fn rabbitmq_close_connections(name: &str) -> anyhow::Result<usize> {
     }
     Ok(closed)
 }
+
+/// Bearer tokens a calendar stand-in accepts: its fixed test token, tokens accepted one by one,
+/// and (when set) any token a real OAuth provider says is active.
+#[derive(Clone, Default)]
+pub(crate) struct Bearer {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) introspector: Option<oidc::Introspector>,
+}
+
+impl Bearer {
+    /// Whether `headers` carry `Authorization: Bearer T` with an accepted T (call without locks
+    /// held: introspection is a request).
+    pub(crate) async fn allows(self, fixed: &str, headers: &axum::http::HeaderMap) -> bool {
+        let Some(t) = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        if t == fixed || self.tokens.iter().any(|x| x == t) {
+            return true;
+        }
+        match self.introspector {
+            Some(i) => i.active(t).await,
+            None => false,
+        }
+    }
+}
+
+/// Serves `app` on a free 127.0.0.1 port until the returned task is dropped with its owner.
+pub(crate) async fn serve_on_loopback(
+    app: axum::Router,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port for a stand-in");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}

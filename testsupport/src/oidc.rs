@@ -186,11 +186,16 @@ impl OidcProvider {
             .expect("client")
     }
 
-    /// RFC 7662 introspection of `token` as `client`: the provider's answer (`active`, `scope`, ...).
-    pub async fn introspect(&self, client: &OidcClient, token: &str) -> anyhow::Result<Value> {
+    /// POSTs `token` with `client`'s credentials to an endpoint of the provider.
+    async fn post_token(
+        &self,
+        url: String,
+        client: &OidcClient,
+        token: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .http()
-            .post(self.introspection_url())
+            .post(url)
             .form(&[
                 ("token", token),
                 ("client_id", &client.client_id),
@@ -198,23 +203,22 @@ impl OidcProvider {
             ])
             .send()
             .await?
-            .error_for_status()?
+            .error_for_status()?)
+    }
+
+    /// RFC 7662 introspection of `token` as `client`: the provider's answer (`active`, `scope`, ...).
+    pub async fn introspect(&self, client: &OidcClient, token: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .post_token(self.introspection_url(), client, token)
+            .await?
             .json()
             .await?)
     }
 
     /// RFC 7009 revocation of `token` as `client` (what a user removing the app's access does).
     pub async fn revoke(&self, client: &OidcClient, token: &str) -> anyhow::Result<()> {
-        self.http()
-            .post(self.revocation_url())
-            .form(&[
-                ("token", token),
-                ("client_id", &client.client_id),
-                ("client_secret", &client.client_secret),
-            ])
-            .send()
-            .await?
-            .error_for_status()?;
+        self.post_token(self.revocation_url(), client, token)
+            .await?;
         Ok(())
     }
 

@@ -19,7 +19,10 @@ pub struct Connected {
     pub _dir: tempfile::TempDir,
 }
 
-pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str) -> Connected {
+/// A tenant named `name` on its own embedded store and local key file.
+pub async fn embedded_tenant(
+    name: &str,
+) -> (Arc<Tenants>, Arc<dyn Store>, TenantId, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
         .await
@@ -28,7 +31,12 @@ pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str
         store.clone(),
         Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
     ));
-    let tenant = tenants.create("Customer").await.unwrap().id;
+    let tenant = tenants.create(name).await.unwrap().id;
+    (tenants, store, tenant, dir)
+}
+
+pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str) -> Connected {
+    let (tenants, store, tenant, dir) = embedded_tenant("Customer").await;
     let v = tenants.vault(&tenant).await.unwrap();
     let id = new_record_id();
     let now = Utc::now();
