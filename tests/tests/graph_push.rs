@@ -302,7 +302,9 @@ async fn subscriptions_are_renewed_before_expiry_and_recreated_after_lifecycle_e
         "reauthorizationRequired renewed the subscription"
     );
     w.g.send_lifecycle(&first, "subscriptionRemoved");
-    while w.g.subscriptions().first().map(|s| s.0.clone()) == Some(first.clone())
+    // Between the old one's deletion and the new one's creation the list is empty: wait for the
+    // new one, not merely for the old one to be gone.
+    while !(w.g.subscriptions().len() == 1 && w.g.subscriptions()[0].0 != first)
         && t0.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
