@@ -315,13 +315,20 @@ async fn subscriptions_are_renewed_before_expiry_and_recreated_after_lifecycle_e
         subs[0].0, first,
         "a new subscription replaced the removed one"
     );
-    let conn = w
-        .store
-        .get_connection(&w.tenant, &w.conn)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(conn.push.unwrap().id, subs[0].0);
+    // The worker stores the connection right after the provider confirmed the subscription.
+    let stored = || async {
+        w.store
+            .get_connection(&w.tenant, &w.conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .push
+            .map(|p| p.id)
+    };
+    while stored().await.as_ref() != Some(&subs[0].0) && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored().await, Some(subs[0].0.clone()));
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
