@@ -8,7 +8,7 @@ use meetbot_bot::kubernetes::{JobTemplate, KubernetesLauncher};
 use meetbot_bot::local::LocalProcessLauncher;
 use meetbot_core::TenantId;
 use meetbot_core::config::{Config, LauncherKind, QueueKind};
-use meetbot_core::model::BotJobState;
+use meetbot_core::model::{BotJobState, BotRuleOverrides};
 use meetbot_queue::{BotEvent, EventKind, JobQueue};
 use meetbot_store::Store;
 use std::sync::Arc;
@@ -196,13 +196,39 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         let reason = format!("no meeting connector for platform {platform} in this build");
         return fail_and_exit(&events, &*store, &tenant, &job_id, reason).await;
     };
+    // The job's own rules, then the tenant's, then the service's.
+    let service = BotRuleOverrides {
+        display_name: Some(b.display_name.clone()),
+        chat_notice: Some(b.chat_notice.clone()),
+        waiting_room_timeout_seconds: Some(b.waiting_room_timeout_seconds),
+        alone_timeout_seconds: Some(b.alone_timeout_seconds),
+        silence_timeout_seconds: Some(b.silence_timeout_seconds),
+        max_duration_seconds: Some(b.max_duration_seconds),
+    };
+    let of_tenant = store
+        .get_tenant_settings(&tenant)
+        .await?
+        .map(|s| s.bot)
+        .unwrap_or_default();
+    let eff = job
+        .value
+        .bot_rules
+        .clone()
+        .unwrap_or_default()
+        .over(&of_tenant.over(&service));
+    let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
     let rules = Rules {
-        waiting_room_timeout: Duration::from_secs(b.waiting_room_timeout_seconds),
-        alone_timeout: Duration::from_secs(b.alone_timeout_seconds),
-        silence_timeout: Duration::from_secs(b.silence_timeout_seconds),
-        max_duration: Duration::from_secs(b.max_duration_seconds),
+        waiting_room_timeout: secs(
+            eff.waiting_room_timeout_seconds,
+            b.waiting_room_timeout_seconds,
+        ),
+        alone_timeout: secs(eff.alone_timeout_seconds, b.alone_timeout_seconds),
+        silence_timeout: secs(eff.silence_timeout_seconds, b.silence_timeout_seconds),
+        max_duration: secs(eff.max_duration_seconds, b.max_duration_seconds),
         ..Rules::default()
     };
+    let display_name = eff.display_name.unwrap_or_else(|| b.display_name.clone());
+    let chat_notice = eff.chat_notice.unwrap_or_else(|| b.chat_notice.clone());
     let (report_tx, mut report_rx) = tokio::sync::mpsc::channel(64);
     let (audio_tx, mut audio_rx) = tokio::sync::mpsc::channel(4096);
     // Audio goes to the transcriber when one is configured; otherwise it is counted and released.
@@ -265,8 +291,8 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     };
     let outcome = run_session(
         &connector,
-        &b.display_name,
-        &b.chat_notice,
+        &display_name,
+        &chat_notice,
         rules,
         report_tx,
         audio_tx,

@@ -16,6 +16,13 @@ pub enum TenantCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Shows the tenant's bot rules, or sets them from a JSON file (`--set FILE`): display_name,
+    /// chat_notice, waiting_room_/alone_/silence_timeout_seconds, max_duration_seconds.
+    BotRules {
+        id: TenantId,
+        #[arg(long)]
+        set: Option<std::path::PathBuf>,
+    },
     /// Crypto-erases a tenant: destroys its keys, drops its database, prints the deletion receipt.
     Delete {
         id: TenantId,
@@ -68,6 +75,35 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                     );
                 }
             }
+        }
+        TenantCmd::BotRules { id, set } => {
+            use anyhow::Context;
+            use meetbot_core::model::{BotRuleOverrides, TenantSettings};
+            if let Some(f) = set {
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let bot: BotRuleOverrides = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not valid bot rules", f.display()))?;
+                bot.validate()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                t.store()
+                    .put_tenant_settings(
+                        &id,
+                        &TenantSettings {
+                            bot,
+                            updated_at: chrono::Utc::now(),
+                        },
+                    )
+                    .await?;
+                eprintln!("bot rules of tenant {id} saved; bots started from now on use them");
+            }
+            let current = t
+                .store()
+                .get_tenant_settings(&id)
+                .await?
+                .map(|s| s.bot)
+                .unwrap_or_default();
+            println!("{}", serde_json::to_string_pretty(&current)?);
         }
         TenantCmd::Delete { id, requested_by } => {
             let receipt = t.erase(&id, &requested_by).await?;

@@ -3,7 +3,8 @@
 //! joins the VideoRoom under its recording name and marks the job joined; the bot process is
 //! killed mid-meeting, the consumer's watch finds it lost and launches one new bot (the gap is
 //! in the job's history, and never two bots at once); when the last participant leaves, the bot
-//! leaves by the alone rule and the job is done.
+//! leaves by the alone rule and the job is done. The bot's name is the tenant's and its alone
+//! timeout the job's own (job over tenant over service).
 
 use chrono::{Duration as CDuration, Utc};
 use meetbot_bot::consumer::{Handled, LaunchConsumer, LaunchSettings};
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROOM: u64 = 3001;
+/// The tenant's own name for its bot.
+const NAME: &str = "Clinic notetaker (recording)";
 
 /// Participant ids of every meetbot in the room.
 async fn meetbots_in_room(j: &JanusServer) -> Vec<u64> {
@@ -39,7 +42,7 @@ async fn meetbots_in_room(j: &JanusServer) -> Vec<u64> {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|p| p["display"] == "meetbot (recording)")
+                .filter(|p| p["display"] == NAME)
                 .filter_map(|p| p["id"].as_u64())
                 .collect()
         })
@@ -126,7 +129,26 @@ fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
             state: BotJobState::Dispatched,
             history: vec![],
             published_at: Some(now),
+            // The job's own rule wins over the tenant's (30 s) and the service's (60 s).
+            bot_rules: Some(BotRuleOverrides {
+                alone_timeout_seconds: Some(2),
+                ..Default::default()
+            }),
         };
+        store
+            .put_tenant_settings(
+                &tenant,
+                &TenantSettings {
+                    bot: BotRuleOverrides {
+                        display_name: Some(NAME.into()),
+                        alone_timeout_seconds: Some(30),
+                        ..Default::default()
+                    },
+                    updated_at: now,
+                },
+            )
+            .await
+            .unwrap();
         store.insert_bot_job(&tenant, &job).await.unwrap();
 
         let data = cfg.store.embedded_dir.display().to_string();
@@ -144,7 +166,6 @@ fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
                 .with_env("MEETBOT_BOT__JANUS_API_URL", &j.url())
                 .with_env("MEETBOT_BOT__JANUS_ROOM_HOST", "rooms.test")
                 .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
-                .with_env("MEETBOT_BOT__ALONE_TIMEOUT_SECONDS", "2")
                 .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
                 .with_grace(Duration::from_secs(5)),
         );

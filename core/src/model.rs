@@ -236,6 +236,72 @@ pub struct BotJob {
     /// it is republished after a crash, and consumers deduplicate by job id.
     #[serde(default)]
     pub published_at: Option<DateTime<Utc>>,
+    /// This job's own bot rules (an ad-hoc request may set them); they win over the tenant's.
+    #[serde(default)]
+    pub bot_rules: Option<BotRuleOverrides>,
+}
+
+/// Bot behaviour a tenant or a job sets for itself; unset fields fall back to the next level
+/// (job, then tenant, then the service's `[bot]` configuration).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotRuleOverrides {
+    pub display_name: Option<String>,
+    pub chat_notice: Option<String>,
+    pub waiting_room_timeout_seconds: Option<u64>,
+    pub alone_timeout_seconds: Option<u64>,
+    pub silence_timeout_seconds: Option<u64>,
+    pub max_duration_seconds: Option<u64>,
+}
+
+impl BotRuleOverrides {
+    /// Each set value checked: timeouts 1..=86400 s, a display name of 1..=64 characters.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(n) = &self.display_name
+            && (n.trim().is_empty() || n.chars().count() > 64)
+        {
+            return Err("display_name must be 1..=64 characters".into());
+        }
+        for (f, v) in [
+            (
+                "waiting_room_timeout_seconds",
+                self.waiting_room_timeout_seconds,
+            ),
+            ("alone_timeout_seconds", self.alone_timeout_seconds),
+            ("silence_timeout_seconds", self.silence_timeout_seconds),
+            ("max_duration_seconds", self.max_duration_seconds),
+        ] {
+            if let Some(v) = v
+                && !(1..=86_400).contains(&v)
+            {
+                return Err(format!("{f}: {v} is out of range 1..=86400"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` where set, else `base`.
+    pub fn over(&self, base: &BotRuleOverrides) -> BotRuleOverrides {
+        BotRuleOverrides {
+            display_name: self.display_name.clone().or(base.display_name.clone()),
+            chat_notice: self.chat_notice.clone().or(base.chat_notice.clone()),
+            waiting_room_timeout_seconds: self
+                .waiting_room_timeout_seconds
+                .or(base.waiting_room_timeout_seconds),
+            alone_timeout_seconds: self.alone_timeout_seconds.or(base.alone_timeout_seconds),
+            silence_timeout_seconds: self
+                .silence_timeout_seconds
+                .or(base.silence_timeout_seconds),
+            max_duration_seconds: self.max_duration_seconds.or(base.max_duration_seconds),
+        }
+    }
+}
+
+/// A tenant's own settings (one record per tenant database).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    pub bot: BotRuleOverrides,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A meeting's transcript: segments (speaker, offsets, text) as one sealed JSON document.
@@ -390,5 +456,47 @@ impl SealedRecord for Summary {
     }
     fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
         vec![("body", &mut self.body)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bot_rules_fall_back_level_by_level_and_are_checked() {
+        let service = BotRuleOverrides {
+            display_name: Some("meetbot (recording)".into()),
+            alone_timeout_seconds: Some(60),
+            silence_timeout_seconds: Some(600),
+            ..Default::default()
+        };
+        let tenant = BotRuleOverrides {
+            display_name: Some("Clinic notetaker (recording)".into()),
+            alone_timeout_seconds: Some(30),
+            ..Default::default()
+        };
+        let job = BotRuleOverrides {
+            alone_timeout_seconds: Some(5),
+            ..Default::default()
+        };
+        let eff = job.over(&tenant.over(&service));
+        assert_eq!(eff.alone_timeout_seconds, Some(5));
+        assert_eq!(
+            eff.display_name.as_deref(),
+            Some("Clinic notetaker (recording)")
+        );
+        assert_eq!(eff.silence_timeout_seconds, Some(600));
+        assert!(eff.validate().is_ok());
+        let bad = BotRuleOverrides {
+            max_duration_seconds: Some(0),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("max_duration_seconds"));
+        let nameless = BotRuleOverrides {
+            display_name: Some(" ".into()),
+            ..Default::default()
+        };
+        assert!(nameless.validate().is_err());
     }
 }

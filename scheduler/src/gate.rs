@@ -11,7 +11,7 @@ use meetbot_store::{Store, StoreError, Versioned};
 #[derive(Debug, PartialEq)]
 pub enum Claim {
     /// This consumer won: the job is now `launched`; start its bot, then ack.
-    Launch(Versioned<BotJob>),
+    Launch(Box<Versioned<BotJob>>),
     /// Already launched (or finished) by someone: ack without launching.
     Duplicate(&'static str),
     /// The scheduler withdrew the job (or re-armed it for later): ack without launching.
@@ -37,10 +37,10 @@ pub async fn claim(store: &dyn Store, msg: &JobMessage) -> Result<Claim, StoreEr
                     .await
                 {
                     Ok(version) => {
-                        return Ok(Claim::Launch(Versioned {
+                        return Ok(Claim::Launch(Box::new(Versioned {
                             value: job,
                             version,
-                        }));
+                        })));
                     }
                     // Someone else moved it meanwhile: look again.
                     Err(StoreError::Conflict { .. }) => continue,

@@ -71,6 +71,7 @@ mod tests {
             state: BotJobState::Scheduled,
             history: vec![],
             published_at: None,
+            bot_rules: None,
         }
     }
 

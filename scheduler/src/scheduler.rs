@@ -346,6 +346,7 @@ impl Scheduler {
                 at: now,
             }],
             published_at: None,
+            bot_rules: None,
         };
         match self.store.insert_bot_job(t, &job).await {
             Ok(_) => {

@@ -150,6 +150,9 @@ pub trait Store: Send + Sync {
     async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>>;
     async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool>;
 
+    async fn put_tenant_settings(&self, t: &TenantId, s: &TenantSettings) -> Result<()>;
+    async fn get_tenant_settings(&self, t: &TenantId) -> Result<Option<TenantSettings>>;
+
     async fn put_user_settings(&self, t: &TenantId, s: &UserSettings) -> Result<()>;
     async fn get_user_settings(&self, t: &TenantId, user_id: &str) -> Result<Option<UserSettings>>;
     async fn list_user_settings(&self, t: &TenantId) -> Result<Vec<UserSettings>>;

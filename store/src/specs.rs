@@ -77,6 +77,12 @@ pub static USER_SETTINGS: CollectionSpec = CollectionSpec {
     unique: &[],
     ttl: false,
 };
+pub static TENANT_SETTINGS: CollectionSpec = CollectionSpec {
+    name: "tenant_settings",
+    fields: &[],
+    unique: &[],
+    ttl: false,
+};
 pub static OAUTH_PENDING: CollectionSpec = CollectionSpec {
     name: "oauth_pending",
     fields: &[],
@@ -95,4 +101,5 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &AUDIT,
     &USER_SETTINGS,
     &OAUTH_PENDING,
+    &TENANT_SETTINGS,
 ];

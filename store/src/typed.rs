@@ -532,6 +532,18 @@ impl<E: Engine> Store for E {
         self.delete(&tenant(t), &SUMMARIES, id).await
     }
 
+    async fn put_tenant_settings(&self, t: &TenantId, s: &TenantSettings) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record("settings", vec![], None, s)?;
+        self.put(&tenant(t), &TENANT_SETTINGS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_tenant_settings(&self, t: &TenantId) -> Result<Option<TenantSettings>> {
+        by_id(self, &tenant(t), &TENANT_SETTINGS, "settings").await
+    }
+
     async fn put_user_settings(&self, t: &TenantId, s: &UserSettings) -> Result<()> {
         self.require_active(t).await?;
         let rec = record(&s.user_id, vec![], None, s)?;

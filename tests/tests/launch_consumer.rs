@@ -123,6 +123,7 @@ impl World {
             state: BotJobState::Dispatched,
             history: vec![],
             published_at: Some(now),
+            bot_rules: None,
         };
         self.store.insert_bot_job(&self.tenant, &job).await.unwrap();
         JobMessage {

@@ -226,6 +226,7 @@ fn job(meeting: &Meeting, t: &TenantId) -> BotJob {
             at: Utc::now(),
         }],
         published_at: None,
+        bot_rules: None,
     }
 }
 
@@ -786,6 +787,24 @@ async fn user_settings_are_sealed_per_user_and_kept_through_key_rotation(env: En
     );
 }
 
+async fn tenant_settings_are_one_record_per_tenant_and_stay_in_it(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let u = env.tenants.create("U").await.unwrap().id;
+    assert_eq!(env.store.get_tenant_settings(&t).await.unwrap(), None);
+    let mut s = TenantSettings {
+        bot: BotRuleOverrides {
+            alone_timeout_seconds: Some(30),
+            ..Default::default()
+        },
+        updated_at: Utc::now(),
+    };
+    env.store.put_tenant_settings(&t, &s).await.unwrap();
+    s.bot.display_name = Some("Clinic notetaker (recording)".into());
+    env.store.put_tenant_settings(&t, &s).await.unwrap();
+    assert_eq!(env.store.get_tenant_settings(&t).await.unwrap(), Some(s));
+    assert_eq!(env.store.get_tenant_settings(&u).await.unwrap(), None);
+}
+
 async fn rotation_keeps_old_records_readable_and_reencryption_moves_them(env: Env) {
     let t = env.tenants.create("T").await.unwrap().id;
     let v1 = env.tenants.vault(&t).await.unwrap();
@@ -939,5 +958,6 @@ suite!(
     rotation_keeps_old_records_readable_and_reencryption_moves_them,
     oauth_pending_is_taken_exactly_once_never_after_expiry_and_only_in_its_tenant,
     user_settings_are_sealed_per_user_and_kept_through_key_rotation,
+    tenant_settings_are_one_record_per_tenant_and_stay_in_it,
     tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt,
 );
