@@ -629,13 +629,249 @@ impl MeetingConnector for JanusVideoRoom {
     }
 }
 
+/// Janus's AudioBridge: one mixed stream of everybody else. The bot joins muted, offers a
+/// receive-only audio transceiver, and gets the room's mix (as participant `mix`); joins and leaves of participants are reported from the room's events. Use it where a
+/// deployment mixes in Janus; speaker attribution needs VideoRoom.
+pub struct JanusAudioBridge {
+    s: VideoRoomSettings,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl JanusAudioBridge {
+    pub fn new(s: VideoRoomSettings) -> Self {
+        JanusAudioBridge {
+            s,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Participants listed in an AudioBridge event.
+fn bridge_participants(data: &Value) -> Vec<(u64, Option<String>)> {
+    data["participants"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p["id"].as_u64()?, p["display"].as_str().map(String::from))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A peer connection that offers one receive-only audio transceiver; returns it and its offer.
+async fn offer_audio(
+    s: &VideoRoomSettings,
+    handler: Arc<Receiver>,
+    gathered: oneshot::Receiver<()>,
+) -> Result<(Arc<dyn PeerConnection>, Value), ConnectError> {
+    let media = |e: rtc::shared::error::Error| ConnectError::Media(e.to_string());
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().map_err(media)?;
+    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(media)?;
+    let setting = SettingEngineBuilder::default()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let runtime = webrtc::runtime::default_runtime()
+        .ok_or_else(|| ConnectError::Media("no async runtime for WebRTC".into()))?;
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(setting)
+        .with_interceptor_registry(registry)
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+        .with_runtime(runtime)
+        .with_udp_addrs(vec![format!("{}:0", s.ice_ip)])
+        .build()
+        .await
+        .map_err(media)?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    pc.add_transceiver_from_kind(
+        rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+        Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+            direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+            ..Default::default()
+        }),
+    )
+    .await
+    .map_err(media)?;
+    let offer = pc.create_offer(None).await.map_err(media)?;
+    pc.set_local_description(offer).await.map_err(media)?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), gathered).await;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or_else(|| ConnectError::Media("no local description".into()))?;
+    let jsep = serde_json::to_value(&local).map_err(|e| ConnectError::Media(e.to_string()))?;
+    Ok((pc, jsep))
+}
+
+struct Bridge {
+    session: Arc<JanusSession>,
+    me: u64,
+    pc: Arc<dyn PeerConnection>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+#[async_trait]
+impl Joined for Bridge {
+    async fn post_chat(&mut self, _text: &str) -> Result<bool, ConnectError> {
+        Ok(false)
+    }
+
+    async fn leave(self: Box<Self>) {
+        self.watcher.abort();
+        let _ = self
+            .session
+            .message(self.me, json!({"request": "leave"}), None)
+            .await;
+        let _ = self.pc.close().await;
+        self.session.detach(self.me).await;
+        self.session.destroy().await;
+    }
+}
+
+#[async_trait]
+impl MeetingConnector for JanusAudioBridge {
+    fn platform(&self) -> &'static str {
+        "janus-audiobridge"
+    }
+
+    async fn join(
+        &self,
+        display_name: &str,
+        events: mpsc::Sender<ConnectorEvent>,
+    ) -> Result<Box<dyn Joined>, ConnectError> {
+        let s = self.s.clone();
+        let session = JanusSession::create(&s.url)
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let mut me = session
+            .attach("janus.plugin.audiobridge")
+            .await
+            .map_err(to_connect)?;
+        let mut join = json!({"request": "join", "room": s.room, "display": display_name,
+                              "muted": true});
+        if let Some(pin) = &s.pin {
+            join["pin"] = json!(pin);
+        }
+        let joined = match session.message(me.id, join, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                session.destroy().await;
+                return Err(to_connect(e));
+            }
+        };
+        let _ = events.send(ConnectorEvent::Signal(Signal::Admitted)).await;
+        let mut known: std::collections::HashSet<u64> = Default::default();
+        for (id, display) in bridge_participants(&joined["plugindata"]["data"]) {
+            known.insert(id);
+            let _ = events
+                .send(ConnectorEvent::Signal(Signal::ParticipantJoined {
+                    id: id.to_string(),
+                    display,
+                }))
+                .await;
+        }
+        let (gtx, grx) = oneshot::channel();
+        let handler = Arc::new(Receiver {
+            feed: "mix".into(),
+            events: events.clone(),
+            dropped: self.dropped.clone(),
+            gathered: GatherDone(Mutex::new(Some(gtx))),
+        });
+        let (pc, offer) = offer_audio(&s, handler, grx).await?;
+        let configured = session
+            .message(
+                me.id,
+                json!({"request": "configure", "muted": true}),
+                Some(offer),
+            )
+            .await
+            .map_err(to_connect)?;
+        let answer: RTCSessionDescription = serde_json::from_value(configured["jsep"].clone())
+            .map_err(|e| ConnectError::Media(format!("AudioBridge answer unreadable: {e}")))?;
+        pc.set_remote_description(answer)
+            .await
+            .map_err(|e| ConnectError::Media(e.to_string()))?;
+        let my_id = joined["plugindata"]["data"]["id"].as_u64();
+        let watcher = tokio::spawn(async move {
+            while let Some(ev) = me.events.recv().await {
+                let data = &ev["plugindata"]["data"];
+                if data["audiobridge"] == "destroyed" {
+                    let _ = events
+                        .send(ConnectorEvent::Signal(Signal::Ended(
+                            "room destroyed".into(),
+                        )))
+                        .await;
+                    break;
+                }
+                if my_id.is_some() && data["kicked"].as_u64() == my_id {
+                    let _ = events
+                        .send(ConnectorEvent::Signal(Signal::Ended(
+                            "removed from the room".into(),
+                        )))
+                        .await;
+                    break;
+                }
+                for (id, display) in bridge_participants(data) {
+                    if known.insert(id) {
+                        let _ = events
+                            .send(ConnectorEvent::Signal(Signal::ParticipantJoined {
+                                id: id.to_string(),
+                                display,
+                            }))
+                            .await;
+                    }
+                }
+                if let Some(id) = data["leaving"].as_u64()
+                    && known.remove(&id)
+                {
+                    let _ = events
+                        .send(ConnectorEvent::Signal(Signal::ParticipantLeft {
+                            id: id.to_string(),
+                        }))
+                        .await;
+                }
+            }
+        });
+        Ok(Box::new(Bridge {
+            session,
+            me: me_id(&joined).unwrap_or_default(),
+            pc,
+            watcher,
+        }))
+    }
+}
+
 /// The handle id the `joined` answer came from.
 fn me_id(v: &Value) -> Option<u64> {
     v["sender"].as_u64()
 }
 
-/// The VideoRoom a room link names: `https://<room_host>/room/<id>` or `...?room=<id>`, with an
-/// optional `pin` query parameter. `None` for links of other hosts or without a numeric room.
+/// The Janus room a link names: `https://<room_host>/room/<id>` (or `...?room=<id>`) is a
+/// VideoRoom, `https://<room_host>/bridge/<id>` an AudioBridge; an optional `pin` query parameter.
+/// `None` for links of other hosts or without a numeric room.
+pub fn janus_room(link: &str, room_host: &str) -> Option<(JanusRoomKind, u64, Option<String>)> {
+    let u = url::Url::parse(link).ok()?;
+    let kind = if u.path_segments()?.any(|s| s == "bridge") {
+        JanusRoomKind::AudioBridge
+    } else {
+        JanusRoomKind::VideoRoom
+    };
+    let path = u.path().replacen("/bridge/", "/room/", 1);
+    let mut normal = u.clone();
+    normal.set_path(&path);
+    let (room, pin) = room_from_link(normal.as_str(), room_host)?;
+    Some((kind, room, pin))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JanusRoomKind {
+    VideoRoom,
+    AudioBridge,
+}
+
+/// The room id and pin of a VideoRoom link (see [`janus_room`]).
 pub fn room_from_link(link: &str, room_host: &str) -> Option<(u64, Option<String>)> {
     let u = url::Url::parse(link).ok()?;
     if !u.host_str()?.eq_ignore_ascii_case(room_host) {
@@ -675,6 +911,14 @@ mod tests {
             None
         );
         assert_eq!(room_from_link("not a url", h), None);
+        assert_eq!(
+            janus_room("https://rooms.clinic.example/bridge/9?pin=x", h),
+            Some((JanusRoomKind::AudioBridge, 9, Some("x".into())))
+        );
+        assert_eq!(
+            janus_room("https://rooms.clinic.example/room/9", h),
+            Some((JanusRoomKind::VideoRoom, 9, None))
+        );
     }
 
     proptest::proptest! {

@@ -135,7 +135,9 @@ async fn set_state(store: &dyn Store, t: &TenantId, job_id: &str, to: BotJobStat
 /// the rules, and records `done` or `failed` with the reason. SIGTERM (the launcher's stop) makes
 /// it leave cleanly. Where no connector fits the link, the job fails with that reason (exit 3).
 pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()> {
-    use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings, room_from_link};
+    use meetbot_bot::janus::{
+        JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
+    };
     use meetbot_bot::session::{Lifecycle, Rules, run_session};
     use meetbot_core::model::Meeting;
 
@@ -176,18 +178,24 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         None => None,
     };
     let b = &config.bot;
-    let janus = match (&b.janus_api_url, &b.janus_room_host, &link) {
-        (Some(api), Some(host), Some(l)) => room_from_link(l, host).map(|(room, pin)| {
-            JanusVideoRoom::new(VideoRoomSettings {
-                url: api.clone(),
-                room,
-                pin,
-                ice_ip: b.ice_ip,
-                channel_depth: 4096,
-            })
-        }),
-        _ => None,
-    };
+    let janus: Option<Box<dyn meetbot_bot::connector::MeetingConnector>> =
+        match (&b.janus_api_url, &b.janus_room_host, &link) {
+            (Some(api), Some(host), Some(l)) => janus_room(l, host).map(|(kind, room, pin)| {
+                let s = VideoRoomSettings {
+                    url: api.clone(),
+                    room,
+                    pin,
+                    ice_ip: b.ice_ip,
+                    channel_depth: 4096,
+                };
+                match kind {
+                    JanusRoomKind::VideoRoom => Box::new(JanusVideoRoom::new(s))
+                        as Box<dyn meetbot_bot::connector::MeetingConnector>,
+                    JanusRoomKind::AudioBridge => Box::new(JanusAudioBridge::new(s)),
+                }
+            }),
+            _ => None,
+        };
     let Some(connector) = janus else {
         let platform = meeting
             .platform
@@ -290,7 +298,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         })
     };
     let outcome = run_session(
-        &connector,
+        connector.as_ref(),
         &display_name,
         &chat_notice,
         rules,

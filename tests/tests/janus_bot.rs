@@ -4,9 +4,11 @@
 //! was said; a room that does not exist or refuses the bot fails the join with the reason.
 
 use meetbot_bot::connector::{ConnectError, ConnectorEvent, MeetingConnector, Signal};
-use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
+use meetbot_bot::janus::{JanusAudioBridge, JanusVideoRoom, VideoRoomSettings};
 use meetbot_bot::session::{LeaveReason, Lifecycle, Rules, run_session};
-use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech, voiced_span};
+use meetbot_testsupport::janus::{
+    JanusServer, Publisher, Room, ice_ip, in_netns, speech, voiced_span,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -272,5 +274,78 @@ fn alone_silence_max_duration_and_a_destroyed_room_each_end_the_session_with_the
         destroyer.await.unwrap();
         assert_eq!(reason, LeaveReason::Ended("room destroyed".into()));
         other.leave().await;
+    });
+}
+
+#[test]
+fn in_an_audiobridge_the_bot_receives_the_mix_of_both_speakers() {
+    in_netns(|| async {
+        let j = JanusServer::start().await;
+        j.create_bridge(4321).await;
+        let (tx, mut rx) = mpsc::channel(4096);
+        let bot = JanusAudioBridge::new(settings(&j, 4321, None));
+        let joined = bot.join("meetbot (recording)", tx).await.unwrap();
+        let lead_in = Duration::from_millis(2500);
+        let a = speech(SENTENCES[0]);
+        let b = speech(SENTENCES[1]);
+        let longest = a.len().max(b.len()) as u64 * 1000 / 48_000;
+        let pa = Publisher::start_in(
+            Room::AudioBridge,
+            &j.url(),
+            4321,
+            "Speaker A",
+            lead_in,
+            a.clone(),
+        )
+        .await;
+        let pb = Publisher::start_in(
+            Room::AudioBridge,
+            &j.url(),
+            4321,
+            "Speaker B",
+            lead_in,
+            b.clone(),
+        )
+        .await;
+        let until = tokio::time::Instant::now() + lead_in + Duration::from_millis(longest + 2500);
+        let mut joined_names = Vec::new();
+        let mut streams = std::collections::BTreeSet::new();
+        let mut pkts: Vec<(u16, Vec<u8>)> = Vec::new();
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, rx.recv()).await {
+            match ev {
+                ConnectorEvent::Signal(Signal::ParticipantJoined { display, .. }) => {
+                    joined_names.push(display.unwrap_or_default())
+                }
+                ConnectorEvent::Audio(p) => {
+                    streams.insert(p.participant.clone());
+                    pkts.push((p.sequence, p.payload));
+                }
+                _ => {}
+            }
+        }
+        joined_names.sort();
+        assert_eq!(joined_names, vec!["Speaker A", "Speaker B"]);
+        assert_eq!(
+            streams.into_iter().collect::<Vec<_>>(),
+            vec!["mix".to_string()]
+        );
+        let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let mut pcm = Vec::new();
+        let mut buf = vec![0i16; 5760];
+        for (_, p) in &pkts {
+            let n = dec.decode(p, &mut buf, false).unwrap();
+            pcm.extend_from_slice(&buf[..n]);
+        }
+        let want = voiced_span(if a.len() > b.len() { &a } else { &b }, 300.0);
+        let got = voiced_span(&pcm, 300.0);
+        let diff = (got.as_secs_f64() - want.as_secs_f64()).abs() / want.as_secs_f64();
+        eprintln!(
+            "mix: {} packets, longest speech {want:?}, decoded {got:?}",
+            pkts.len()
+        );
+        assert!(diff <= 0.05, "mix: speech {want:?}, decoded {got:?}");
+        pa.leave().await;
+        pb.leave().await;
+        joined.leave().await;
     });
 }

@@ -99,7 +99,11 @@ impl JanusServer {
             .map(|r| {
                 r.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().to_string())
-                    .filter(|n| n.ends_with(".so") && n != "libjanus_videoroom.so")
+                    .filter(|n| {
+                        n.ends_with(".so")
+                            && n != "libjanus_videoroom.so"
+                            && n != "libjanus_audiobridge.so"
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -158,6 +162,11 @@ loggers: {{
             "general: {\n}\n",
         )
         .expect("write videoroom config");
+        std::fs::write(
+            dir.path().join("janus.plugin.audiobridge.jcfg"),
+            "general: {\n}\n",
+        )
+        .expect("write audiobridge config");
         let log = std::fs::File::create(dir.path().join("janus.log")).expect("log");
         let child = Command::new("janus")
             .args(["-F", &d, "-C", &format!("{d}/janus.jcfg")])
@@ -206,6 +215,23 @@ loggers: {{
         }
         let v = s.message(h.id, req, None).await.expect("create room");
         assert_eq!(v["plugindata"]["data"]["videoroom"], "created", "{v}");
+        s.destroy().await;
+    }
+
+    /// Creates an AudioBridge `room` (48 kHz Opus mix).
+    pub async fn create_bridge(&self, room: u64) {
+        let s = JanusSession::create(&self.url()).await.expect("session");
+        let h = s.attach("janus.plugin.audiobridge").await.expect("attach");
+        let v = s
+            .message(
+                h.id,
+                json!({"request": "create", "room": room, "sampling_rate": 48000,
+                       "description": "meetbot test bridge"}),
+                None,
+            )
+            .await
+            .expect("create bridge");
+        assert_eq!(v["plugindata"]["data"]["audiobridge"], "created", "{v}");
         s.destroy().await;
     }
 
@@ -289,7 +315,14 @@ impl PeerConnectionEventHandler for Gathered {
     }
 }
 
-/// A participant publishing Opus audio into a VideoRoom.
+/// Which Janus room plugin a participant joins.
+#[derive(Clone, Copy, Debug)]
+pub enum Room {
+    VideoRoom,
+    AudioBridge,
+}
+
+/// A participant publishing Opus audio into a VideoRoom or an AudioBridge.
 pub struct Publisher {
     pub id: u64,
     session: Arc<JanusSession>,
@@ -308,17 +341,34 @@ impl Publisher {
         lead_in: Duration,
         pcm: Vec<i16>,
     ) -> Self {
+        Self::start_in(Room::VideoRoom, url, room, display, lead_in, pcm).await
+    }
+
+    /// [`Publisher::start`] in a VideoRoom or an AudioBridge room.
+    pub async fn start_in(
+        kind: Room,
+        url: &str,
+        room: u64,
+        display: &str,
+        lead_in: Duration,
+        pcm: Vec<i16>,
+    ) -> Self {
         let session = JanusSession::create(url).await.expect("publisher session");
-        let h = session
-            .attach("janus.plugin.videoroom")
-            .await
-            .expect("attach");
-        let joined = session
-            .message(
-                h.id,
+        let (plugin, join, configure) = match kind {
+            Room::VideoRoom => (
+                "janus.plugin.videoroom",
                 json!({"request": "join", "ptype": "publisher", "room": room, "display": display}),
-                None,
-            )
+                json!({"request": "configure", "audio": true, "video": false}),
+            ),
+            Room::AudioBridge => (
+                "janus.plugin.audiobridge",
+                json!({"request": "join", "room": room, "display": display, "muted": false}),
+                json!({"request": "configure", "muted": false}),
+            ),
+        };
+        let h = session.attach(plugin).await.expect("attach");
+        let joined = session
+            .message(h.id, join, None)
             .await
             .expect("publisher join");
         let id = joined["plugindata"]["data"]["id"]
@@ -385,7 +435,7 @@ impl Publisher {
         let configured = session
             .message(
                 h.id,
-                json!({"request": "configure", "audio": true, "video": false}),
+                configure,
                 Some(serde_json::to_value(&local).expect("jsep")),
             )
             .await
