@@ -312,7 +312,73 @@ impl JanusVideoRoom {
     }
 }
 
-struct GatherDone(Mutex<Option<oneshot::Sender<()>>>);
+/// A peer connection as every Janus peer here uses it: default codecs and interceptors, mDNS
+/// off, no ICE servers, UDP bound only to `ice_ip` (host candidates on that address alone).
+pub async fn peer_connection(
+    ice_ip: IpAddr,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<Arc<dyn PeerConnection>, ConnectError> {
+    let media = |e: rtc::shared::error::Error| ConnectError::Media(e.to_string());
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().map_err(media)?;
+    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(media)?;
+    let setting = SettingEngineBuilder::default()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let runtime = webrtc::runtime::default_runtime()
+        .ok_or_else(|| ConnectError::Media("no async runtime for WebRTC".into()))?;
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(setting)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_runtime(runtime)
+        .with_udp_addrs(vec![format!("{ice_ip}:0")])
+        .build()
+        .await
+        .map_err(media)?;
+    Ok(Arc::new(pc))
+}
+
+/// The local description as Janus's `jsep`, once ICE gathering finished (`gathered` fires; no
+/// trickle) or after 10 s.
+pub async fn gathered_description(
+    pc: &dyn PeerConnection,
+    gathered: oneshot::Receiver<()>,
+) -> Result<Value, ConnectError> {
+    let _ = tokio::time::timeout(Duration::from_secs(10), gathered).await;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or_else(|| ConnectError::Media("no local description".into()))?;
+    serde_json::to_value(&local).map_err(|e| ConnectError::Media(e.to_string()))
+}
+
+/// Signals ICE gathering's end once (what [`gathered_description`] waits for).
+pub struct GatherDone(Mutex<Option<oneshot::Sender<()>>>);
+
+impl GatherDone {
+    pub fn new() -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (GatherDone(Mutex::new(Some(tx))), rx)
+    }
+
+    fn gathering(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete
+            && let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[async_trait]
+impl PeerConnectionEventHandler for GatherDone {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathering(state);
+    }
+}
 
 /// Forwards one subscriber peer connection's audio as packets of participant `feed`.
 struct Receiver {
@@ -325,16 +391,7 @@ struct Receiver {
 #[async_trait]
 impl PeerConnectionEventHandler for Receiver {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete
-            && let Some(tx) = self
-                .gathered
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-        {
-            let _ = tx.send(());
-        }
+        self.gathered.gathering(state);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -372,37 +429,13 @@ async fn answer_offer(
     gathered: oneshot::Receiver<()>,
 ) -> Result<(Arc<dyn PeerConnection>, Value), ConnectError> {
     let media = |e: rtc::shared::error::Error| ConnectError::Media(e.to_string());
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().map_err(media)?;
-    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(media)?;
-    let setting = SettingEngineBuilder::default()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let runtime = webrtc::runtime::default_runtime()
-        .ok_or_else(|| ConnectError::Media("no async runtime for WebRTC".into()))?;
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(me)
-        .with_setting_engine(setting)
-        .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_runtime(runtime)
-        .with_udp_addrs(vec![format!("{}:0", s.ice_ip)])
-        .build()
-        .await
-        .map_err(media)?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let pc = peer_connection(s.ice_ip, handler).await?;
     let offer: RTCSessionDescription = serde_json::from_value(offer)
         .map_err(|e| ConnectError::Media(format!("Janus offer unreadable: {e}")))?;
     pc.set_remote_description(offer).await.map_err(media)?;
     let answer = pc.create_answer(None).await.map_err(media)?;
     pc.set_local_description(answer).await.map_err(media)?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), gathered).await;
-    let local = pc
-        .local_description()
-        .await
-        .ok_or_else(|| ConnectError::Media("no local description".into()))?;
-    let jsep = serde_json::to_value(&local).map_err(|e| ConnectError::Media(e.to_string()))?;
+    let jsep = gathered_description(pc.as_ref(), gathered).await?;
     Ok((pc, jsep))
 }
 
@@ -475,12 +508,12 @@ async fn subscribe(
         .get("jsep")
         .cloned()
         .ok_or_else(|| ConnectError::Media("subscription without an offer".into()))?;
-    let (gtx, grx) = oneshot::channel();
+    let (gathered, grx) = GatherDone::new();
     let handler = Arc::new(Receiver {
         feed: feed.to_string(),
         events,
         dropped,
-        gathered: GatherDone(Mutex::new(Some(gtx))),
+        gathered,
     });
     let (pc, answer) = answer_offer(s, offer, handler, grx).await?;
     session
@@ -665,26 +698,7 @@ async fn offer_audio(
     gathered: oneshot::Receiver<()>,
 ) -> Result<(Arc<dyn PeerConnection>, Value), ConnectError> {
     let media = |e: rtc::shared::error::Error| ConnectError::Media(e.to_string());
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().map_err(media)?;
-    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(media)?;
-    let setting = SettingEngineBuilder::default()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let runtime = webrtc::runtime::default_runtime()
-        .ok_or_else(|| ConnectError::Media("no async runtime for WebRTC".into()))?;
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(me)
-        .with_setting_engine(setting)
-        .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_runtime(runtime)
-        .with_udp_addrs(vec![format!("{}:0", s.ice_ip)])
-        .build()
-        .await
-        .map_err(media)?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let pc = peer_connection(s.ice_ip, handler).await?;
     pc.add_transceiver_from_kind(
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
         Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
@@ -696,12 +710,7 @@ async fn offer_audio(
     .map_err(media)?;
     let offer = pc.create_offer(None).await.map_err(media)?;
     pc.set_local_description(offer).await.map_err(media)?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), gathered).await;
-    let local = pc
-        .local_description()
-        .await
-        .ok_or_else(|| ConnectError::Media("no local description".into()))?;
-    let jsep = serde_json::to_value(&local).map_err(|e| ConnectError::Media(e.to_string()))?;
+    let jsep = gathered_description(pc.as_ref(), gathered).await?;
     Ok((pc, jsep))
 }
 
@@ -772,12 +781,12 @@ impl MeetingConnector for JanusAudioBridge {
                 }))
                 .await;
         }
-        let (gtx, grx) = oneshot::channel();
+        let (gathered, grx) = GatherDone::new();
         let handler = Arc::new(Receiver {
             feed: "mix".into(),
             events: events.clone(),
             dropped: self.dropped.clone(),
-            gathered: GatherDone(Mutex::new(Some(gtx))),
+            gathered,
         });
         let (pc, offer) = offer_audio(&s, handler, grx).await?;
         let configured = session

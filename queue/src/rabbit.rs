@@ -163,30 +163,15 @@ impl RabbitQueue {
             ..Default::default()
         };
         let err = |e: lapin::Error| QueueError::Other(format!("declaring the topology: {e}"));
-        ch.exchange_declare(
-            short(&t.jobs_exchange),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(err)?;
-        ch.exchange_declare(
-            short(&t.dead_exchange),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(err)?;
-        ch.exchange_declare(
-            short(&t.events_exchange),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(err)?;
+        for (name, kind) in [
+            (&t.jobs_exchange, ExchangeKind::Direct),
+            (&t.dead_exchange, ExchangeKind::Direct),
+            (&t.events_exchange, ExchangeKind::Topic),
+        ] {
+            ch.exchange_declare(short(name), kind, durable, FieldTable::default())
+                .await
+                .map_err(err)?;
+        }
         let mut quorum = FieldTable::default();
         quorum.insert(
             short("x-queue-type"),

@@ -11,13 +11,9 @@
 //!   Opus track encoded from PCM (libopus), paced at 20 ms a packet.
 //! * [`speech`] makes 48 kHz PCM of a sentence with espeak-ng.
 
-use meetbot_bot::janus::JanusSession;
-use rtc::interceptor::Registry;
+use meetbot_bot::janus::{GatherDone, JanusSession, gathered_description, peer_connection};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -25,14 +21,11 @@ use rtc::rtp_transceiver::rtp_sender::{
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-};
+use webrtc::peer_connection::PeerConnection;
 
 /// The address every WebRTC peer in the namespace uses.
 pub const ICE_IP: &str = "127.0.0.2";
@@ -302,19 +295,6 @@ pub fn voiced_span(pcm: &[i16], threshold: f64) -> Duration {
     }
 }
 
-struct Gathered(Mutex<Option<oneshot::Sender<()>>>);
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Gathered {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete
-            && let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// Which Janus room plugin a participant joins.
 #[derive(Clone, Copy, Debug)]
 pub enum Room {
@@ -375,28 +355,10 @@ impl Publisher {
             .as_u64()
             .expect("publisher id");
 
-        let mut me = MediaEngine::default();
-        me.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
-        let setting = SettingEngineBuilder::default()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .build();
-        let (gtx, grx) = oneshot::channel();
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(me)
-            .with_setting_engine(setting)
-            .with_interceptor_registry(registry)
-            .with_handler(
-                Arc::new(Gathered(Mutex::new(Some(gtx)))) as Arc<dyn PeerConnectionEventHandler>
-            )
-            .with_runtime(webrtc::runtime::default_runtime().expect("runtime"))
-            .with_udp_addrs(vec![format!("{ICE_IP}:0")])
-            .build()
+        let (gathered, grx) = GatherDone::new();
+        let pc = peer_connection(ice_ip(), Arc::new(gathered))
             .await
             .expect("peer connection");
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let ssrc: u32 = rand_ssrc();
         let codec = RTCRtpCodec {
             mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -430,14 +392,11 @@ impl Publisher {
             .expect("add track");
         let offer = pc.create_offer(None).await.expect("offer");
         pc.set_local_description(offer).await.expect("set local");
-        let _ = tokio::time::timeout(Duration::from_secs(10), grx).await;
-        let local = pc.local_description().await.expect("local description");
+        let offer = gathered_description(pc.as_ref(), grx)
+            .await
+            .expect("local description");
         let configured = session
-            .message(
-                h.id,
-                configure,
-                Some(serde_json::to_value(&local).expect("jsep")),
-            )
+            .message(h.id, configure, Some(offer))
             .await
             .expect("configure");
         let answer: RTCSessionDescription =
