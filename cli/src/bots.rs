@@ -243,7 +243,8 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     // Either way it is only ever in memory.
     let stream_cfg = match (&b.transcriber_url, &b.audio_token_secret) {
         (Some(url), Some(secret)) => Some(meetbot_bot::audio_stream::StreamSettings {
-            url: url.clone(),
+            // The transcriber's endpoint for this job: `<transcriber_url>/<tenant>/<job>`.
+            url: format!("{}/{}/{}", url.trim_end_matches('/'), tenant.as_str(), job_id),
             token: secrecy::SecretString::from(meetbot_bot::audio_stream::job_token(
                 &secrecy::SecretString::from(secret.clone()),
                 tenant.as_str(),

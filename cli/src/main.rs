@@ -2,6 +2,7 @@
 
 mod bots;
 mod runtime;
+mod speech;
 mod tenant;
 
 use anyhow::Result;
@@ -55,6 +56,29 @@ enum Command {
     /// Calendar tools for support staff.
     #[command(subcommand)]
     Calendar(CalendarCmd),
+    /// The transcriber service: the bots' audio in, sealed transcripts and summaries out.
+    Transcriber,
+    /// Speech models for the in-process engine: fetch (download, verify, convert), list.
+    #[command(subcommand)]
+    Model(speech::ModelCmd),
+    /// Transcribes a WAV or Ogg/Opus file (nothing is written; progress on stderr).
+    Transcribe {
+        file: PathBuf,
+        /// Engine (default: transcriber.engine, i.e. whisper.cpp with tiny.en).
+        #[arg(long, value_enum)]
+        engine: Option<speech::EngineArg>,
+        /// Model: a fetched model name or GGML path (whisper), or the service's model name.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: speech::Format,
+    },
+    /// Summarises a transcript (the JSON of `meetbot transcribe --format json`).
+    Summarize {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: speech::Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,5 +204,14 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
+        Command::Transcriber => speech::transcriber_service(config).await,
+        Command::Model(c) => speech::run_model(c, &config).await,
+        Command::Transcribe {
+            file,
+            engine,
+            model,
+            format,
+        } => speech::transcribe(&config, &file, engine, model, format).await,
+        Command::Summarize { file, format } => speech::summarize(&config, &file, format).await,
     }
 }

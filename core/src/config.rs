@@ -25,6 +25,135 @@ pub struct Config {
     pub launcher: LauncherConfig,
     #[serde(default)]
     pub bot: BotConfig,
+    #[serde(default)]
+    pub transcriber: TranscriberConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// whisper.cpp in process (the model from `meetbot model fetch`); no network.
+    Whisper,
+    /// An OpenAI-compatible `/v1/audio/transcriptions` (OpenAI, Azure OpenAI, faster-whisper).
+    Openai,
+    /// Deepgram live streaming (`wss://api.deepgram.com/v1/listen`).
+    Deepgram,
+}
+
+/// One speech engine. API keys come from the environment, e.g.
+/// `MEETBOT_TRANSCRIBER__ENGINE__API_KEY`, and are never printed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub kind: EngineKind,
+    /// whisper: a model name (`tiny.en`, `base`) or a GGML file path; HTTP engines: the model
+    /// name they take (`whisper-1`, `nova-2`, ...).
+    pub model: String,
+    /// whisper: threads per decode and decodes at once.
+    pub threads: usize,
+    pub parallel: usize,
+    /// whisper: beam search width (1: greedy decoding, fastest).
+    pub beam_size: usize,
+    pub language: String,
+    /// HTTP engines: the service's base URL (`https://api.openai.com`, an Azure OpenAI
+    /// endpoint, `http://whisper.internal:8000`, `wss://api.deepgram.com`).
+    pub base_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    /// Azure OpenAI: the deployment name and `api-version` (both set means Azure's URL scheme).
+    pub azure_deployment: Option<String>,
+    pub azure_api_version: Option<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            kind: EngineKind::Whisper,
+            model: "tiny.en".into(),
+            threads: 2,
+            parallel: 1,
+            beam_size: 5,
+            language: "en".into(),
+            base_url: None,
+            api_key: None,
+            azure_deployment: None,
+            azure_api_version: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SummarizerKind {
+    /// Local extractive summary: no network, no model.
+    Extractive,
+    /// OpenAI-compatible chat completions (OpenAI, Azure OpenAI, self-hosted).
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummarizerConfig {
+    pub kind: SummarizerKind,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    pub azure_deployment: Option<String>,
+    pub azure_api_version: Option<String>,
+    /// Transcript characters per request; longer transcripts are summarised in parts.
+    pub max_chunk_chars: usize,
+}
+
+impl Default for SummarizerConfig {
+    fn default() -> Self {
+        SummarizerConfig {
+            kind: SummarizerKind::Extractive,
+            base_url: None,
+            model: None,
+            api_key: None,
+            azure_deployment: None,
+            azure_api_version: None,
+            max_chunk_chars: 24_000,
+        }
+    }
+}
+
+/// The transcriber service: the bots' audio endpoint, the speech engine (default and per
+/// tenant) and the summarizer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriberConfig {
+    /// The audio endpoint (`ws://<listen>/v1/audio/<tenant>/<job>`) and live transcripts.
+    pub listen: SocketAddr,
+    /// Where fetched models live (default `~/.cache/meetbot/models`).
+    pub model_dir: Option<PathBuf>,
+    pub engine: EngineConfig,
+    /// Per-tenant engines, by tenant id; tenants not listed use `engine`.
+    pub tenants: std::collections::BTreeMap<String, EngineConfig>,
+    pub summarizer: SummarizerConfig,
+    /// The secret bots derive their audio tokens from (the same as `bot.audio_token_secret`);
+    /// prefer the environment (`MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET`).
+    #[serde(skip_serializing)]
+    pub audio_token_secret: Option<String>,
+    /// Transcripts expire this many days after the meeting (0: kept until deleted).
+    pub transcript_retention_days: u32,
+}
+
+impl Default for TranscriberConfig {
+    fn default() -> Self {
+        TranscriberConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
+            model_dir: None,
+            engine: EngineConfig::default(),
+            tenants: Default::default(),
+            summarizer: SummarizerConfig::default(),
+            audio_token_secret: None,
+            transcript_retention_days: 30,
+        }
+    }
 }
 
 /// What a bot does in a meeting. Timeouts are the defaults for every tenant and job.
@@ -379,6 +508,7 @@ impl Default for Config {
             },
             launcher: LauncherConfig::default(),
             bot: BotConfig::default(),
+            transcriber: TranscriberConfig::default(),
         }
     }
 }
@@ -687,6 +817,83 @@ impl Config {
             bad(
                 "bot.audio_buffer_frames",
                 format!("{} is out of range 100..=1000000", b.audio_buffer_frames),
+            );
+        }
+        let t = &self.transcriber;
+        let engines = std::iter::once(("transcriber.engine".to_string(), &t.engine)).chain(
+            t.tenants
+                .iter()
+                .map(|(k, e)| (format!("transcriber.tenants.{k}"), e)),
+        );
+        for (name, e) in engines {
+            if !(1..=64).contains(&e.threads) {
+                bad(&format!("{name}.threads"), format!("{} is out of range 1..=64", e.threads));
+            }
+            if !(1..=16).contains(&e.parallel) {
+                bad(&format!("{name}.parallel"), format!("{} is out of range 1..=16", e.parallel));
+            }
+            if !(1..=16).contains(&e.beam_size) {
+                bad(&format!("{name}.beam_size"), format!("{} is out of range 1..=16", e.beam_size));
+            }
+            if e.model.trim().is_empty() {
+                bad(&format!("{name}.model"), "must not be empty".into());
+            }
+            match e.kind {
+                EngineKind::Whisper => {}
+                EngineKind::Openai | EngineKind::Deepgram => {
+                    let schemes: &[&str] = if e.kind == EngineKind::Openai {
+                        &["http", "https"]
+                    } else {
+                        &["ws", "wss"]
+                    };
+                    match &e.base_url {
+                        Some(u) if url::Url::parse(u)
+                            .is_ok_and(|u| schemes.contains(&u.scheme())) => {}
+                        Some(u) => bad(
+                            &format!("{name}.base_url"),
+                            format!("{u:?} is not a {} URL", schemes.join("/")),
+                        ),
+                        None => bad(
+                            &format!("{name}.base_url"),
+                            format!("required for the {:?} engine", e.kind),
+                        ),
+                    }
+                }
+            }
+            if e.azure_deployment.is_some() != e.azure_api_version.is_some() {
+                bad(
+                    &format!("{name}.azure_api_version"),
+                    "azure_deployment and azure_api_version go together".into(),
+                );
+            }
+        }
+        let sm = &t.summarizer;
+        if sm.kind != SummarizerKind::Extractive {
+            if sm.base_url.as_deref().is_none_or(|u| {
+                !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+            }) {
+                bad(
+                    "transcriber.summarizer.base_url",
+                    "an http(s) URL is required for this summarizer".into(),
+                );
+            }
+            if sm.model.is_none() && sm.azure_deployment.is_none() {
+                bad(
+                    "transcriber.summarizer.model",
+                    "required for this summarizer".into(),
+                );
+            }
+        }
+        if !(2_000..=1_000_000).contains(&sm.max_chunk_chars) {
+            bad(
+                "transcriber.summarizer.max_chunk_chars",
+                format!("{} is out of range 2000..=1000000", sm.max_chunk_chars),
+            );
+        }
+        if t.audio_token_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            bad(
+                "transcriber.audio_token_secret",
+                "must be 16+ characters".into(),
             );
         }
         let l = &self.launcher;

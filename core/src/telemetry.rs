@@ -8,9 +8,14 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored).
 pub fn init(cfg: &TelemetryConfig) {
+    // whisper.cpp reports model loading and buffer sizes at info level: too chatty for a CLI.
+    let quiet = |f: EnvFilter| match "whisper_rs=warn".parse() {
+        Ok(d) => f.add_directive(d),
+        Err(_) => f,
+    };
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(&cfg.log_level).map(quiet))
+        .unwrap_or_else(|_| quiet(EnvFilter::new("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

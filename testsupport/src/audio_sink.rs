@@ -39,6 +39,7 @@ impl AudioSink {
         }));
         let app = axum::Router::new()
             .route("/v1/audio", axum::routing::get(upgrade))
+            .route("/v1/audio/{tenant}/{job}", axum::routing::get(upgrade))
             .with_state(s.clone());
         let (addr, task) = crate::serve_on_loopback(app).await;
         AudioSink {

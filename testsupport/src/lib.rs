@@ -9,6 +9,7 @@
 //! * [`kube`] is a stand-in for the Kubernetes batch/v1 Jobs and Pods API (no API server here).
 //! * [`oidc`] runs a real OpenID provider (node-oidc-provider over HTTPS with a test CA).
 
+pub mod ai;
 pub mod audio_sink;
 pub mod google;
 pub mod graph;
@@ -16,6 +17,7 @@ pub mod janus;
 pub mod keyvault;
 pub mod kube;
 pub mod oidc;
+pub mod speech;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -194,7 +196,7 @@ impl Bearer {
 }
 
 /// Serves `app` on a free 127.0.0.1 port until the returned task is dropped with its owner.
-pub(crate) async fn serve_on_loopback(
+pub async fn serve_on_loopback(
     app: axum::Router,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

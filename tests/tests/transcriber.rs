@@ -1,0 +1,420 @@
+//! The transcriber with real speech (espeak-ng in three voices) and the real tiny.en model:
+//! accuracy of the in-process engine, the bot's audio stream turned into a sealed transcript and
+//! summary (no plaintext and no audio in the raw store), the HTTP engine against a real
+//! faster-whisper server, and the Deepgram / chat-model protocols against their stand-ins.
+
+mod common;
+
+use meetbot_bot::audio_stream::{Outgoing, StreamError, StreamSettings, job_token, stream_audio};
+use meetbot_bot::connector::AudioPacket;
+use meetbot_core::config::{EngineConfig, EngineKind, SummarizerConfig, SummarizerKind};
+use meetbot_core::model::{BotJob, BotJobState, Summary};
+use meetbot_testsupport::speech::{self, MEETING};
+use meetbot_transcriber::audio::decode_file;
+use meetbot_transcriber::engine::{SpeechEngine, word_error_rate};
+use meetbot_transcriber::service::{Engines, Metrics, Service, Settings};
+use meetbot_transcriber::summarize::{Extractive, SummaryDoc};
+use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+use meetbot_transcriber::whisper::WhisperEngine;
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+fn whisper() -> Arc<WhisperEngine> {
+    Arc::new(WhisperEngine::load(&speech::whisper_model(), 2, 1, 5, "en").unwrap())
+}
+
+fn sentence_pcm(i: usize) -> meetbot_transcriber::audio::Pcm {
+    let (voice, text) = MEETING[i];
+    let (rate, pcm) = speech::espeak(text, voice);
+    decode_file(&speech::wav(rate, &pcm)).unwrap()
+}
+
+#[tokio::test]
+async fn whisper_tiny_en_transcribes_three_voices_within_fifteen_percent_wer() {
+    let engine = whisper();
+    let (mut errors, mut words) = (0, 0);
+    for i in 0..9 {
+        let got = engine.transcribe(&sentence_pcm(i)).await.unwrap();
+        let text: Vec<_> = got.iter().map(|r| r.text.as_str()).collect();
+        let (e, n) = word_error_rate(MEETING[i].1, &text.join(" "));
+        eprintln!("{} | {}", MEETING[i].1, text.join(" "));
+        errors += e;
+        words += n;
+    }
+    let wer = errors as f64 / words as f64;
+    eprintln!("WER {errors}/{words} = {:.1}%", wer * 100.0);
+    assert!(wer <= 0.15, "WER {:.1}% > 15%", wer * 100.0);
+}
+
+fn opus_packets(pcm48: &[i16]) -> Vec<Vec<u8>> {
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    pcm48
+        .chunks(960)
+        .map(|c| {
+            let mut f = c.to_vec();
+            f.resize(960, 0);
+            enc.encode_vec(&f, 1500).unwrap()
+        })
+        .collect()
+}
+
+struct Fixture {
+    tenants: Arc<meetbot_store::vault::Tenants>,
+    store: Arc<dyn meetbot_store::Store>,
+    tenant: meetbot_core::TenantId,
+    dir: tempfile::TempDir,
+    url: String,
+    metrics: Metrics,
+    secret: SecretString,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
+    let (tenants, store, tenant, dir) = common::embedded_tenant("Clinic").await;
+    let now = chrono::Utc::now();
+    store
+        .insert_bot_job(
+            &tenant,
+            &BotJob {
+                id: "job-1".into(),
+                meeting_id: "meeting-1".into(),
+                idempotency_key: format!("{tenant}:evt-1"),
+                join_at: now,
+                state: BotJobState::Joined,
+                history: vec![],
+                published_at: Some(now),
+                bot_rules: None,
+            },
+        )
+        .await
+        .unwrap();
+    let secret = SecretString::from("a shared secret of the bots".to_string());
+    let metrics = Metrics::new();
+    let svc = Service::new(
+        tenants.clone(),
+        Engines::single(engine),
+        Arc::new(Extractive),
+        Settings {
+            secret: secret.clone(),
+            vad: Default::default(),
+            retention: Some(Duration::from_secs(30 * 86_400)),
+        },
+        metrics.clone(),
+    );
+    let (addr, task) = meetbot_testsupport::serve_on_loopback(svc.router()).await;
+    Fixture {
+        tenants,
+        store,
+        tenant,
+        dir,
+        url: format!("ws://{addr}/v1/audio"),
+        metrics,
+        secret,
+        _task: task,
+    }
+}
+
+impl Fixture {
+    fn settings(&self, job: &str, token: &str) -> StreamSettings {
+        StreamSettings {
+            url: format!("{}/{}/{job}", self.url, self.tenant),
+            token: SecretString::from(token.to_string()),
+            buffer_frames: 20_000,
+            max_outage: Duration::from_secs(10),
+        }
+    }
+    fn token(&self, job: &str) -> String {
+        job_token(&self.secret, self.tenant.as_str(), job)
+    }
+}
+
+/// Everything in the raw store files (database and write-ahead log).
+fn raw_store_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_file() {
+            all.extend(std::fs::read(e.path()).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segments() {
+    let f = fixture(whisper()).await;
+    // Live segments, as a dashboard would follow them.
+    let live_url = f
+        .url
+        .replace("ws://", "http://")
+        .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant));
+    let live = reqwest::Client::new()
+        .get(&live_url)
+        .bearer_auth(f.token("job-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let live_task = tokio::spawn(async move { live.text().await.unwrap_or_default() });
+
+    // Two participants take turns: alice says sentences 5 and 7, bob says 11 and 18.
+    let turns = [("alice", 5usize), ("bob", 11), ("alice", 7), ("bob", 18)];
+    let (tx, rx) = mpsc::channel(4096);
+    let stream = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
+    let mut ts = std::collections::HashMap::<&str, u32>::new();
+    for (n, (who, i)) in turns.iter().enumerate() {
+        let (voice, text) = MEETING[*i];
+        let (rate, pcm) = speech::espeak(text, voice);
+        let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+        pcm48.extend(std::iter::repeat_n(0i16, 48_000)); // a second of silence after each turn
+        let t = ts.entry(who).or_insert(0);
+        for (k, p) in opus_packets(&pcm48).into_iter().enumerate() {
+            tx.send(Outgoing::Audio(AudioPacket {
+                participant: who.to_string(),
+                ssrc: if *who == "alice" { 1 } else { 2 },
+                sequence: k as u16,
+                timestamp: *t,
+                payload: p,
+                received_at: Instant::now(),
+            }))
+            .await
+            .unwrap();
+            *t = t.wrapping_add(960);
+        }
+        if n == 1 {
+            // A corrupt packet in the middle: counted, not fatal.
+            tx.send(Outgoing::Audio(AudioPacket {
+                participant: "bob".into(),
+                ssrc: 2,
+                sequence: 0,
+                timestamp: *ts.get("bob").unwrap(),
+                payload: vec![0xff, 0xff, 0xfe, 0x01],
+                received_at: Instant::now(),
+            }))
+            .await
+            .unwrap();
+        }
+    }
+    drop(tx);
+    let rep = stream.await.unwrap().unwrap();
+    assert_eq!(rep.acked, rep.frames + 1, "every frame and the end acknowledged");
+
+    // The transcript is stored sealed: the raw store holds neither the words nor any audio.
+    let rec = f
+        .store
+        .transcript_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .expect("transcript stored");
+    assert!(rec.expires_at.is_some(), "retention applied");
+    let vault = f.tenants.vault(&f.tenant).await.unwrap();
+    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
+    for s in &doc.segments {
+        eprintln!("{} {}-{} {}", s.participant, s.start_ms, s.end_ms, s.text);
+    }
+    let said = |who: &str| -> String {
+        doc.segments
+            .iter()
+            .filter(|s| s.participant == who)
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &said("alice"));
+    let (eb, nb) = word_error_rate(&format!("{} {}", MEETING[11].1, MEETING[18].1), &said("bob"));
+    let wer = (ea + eb) as f64 / (na + nb) as f64;
+    assert!(wer <= 0.2, "per-participant WER {:.1}%", wer * 100.0);
+    let raw = raw_store_bytes(f.dir.path());
+    for w in ["Sarah", "report", "Tuesday", "workshop"] {
+        assert!(!contains(&raw, w.as_bytes()), "{w:?} in plaintext in the raw store");
+    }
+    for magic in [&b"RIFF"[..], b"OggS", b"MBA1", b"OpusHead"] {
+        assert!(!contains(&raw, magic), "audio ({magic:?}) in the raw store");
+    }
+    assert!(f.metrics.decode_errors.get() >= 1);
+
+    // The summary: sealed too, with the decision and Sarah's action item (tiny.en may spell
+    // her "Sara").
+    let sum = f
+        .store
+        .summary_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .expect("summary stored");
+    let body = vault.open::<Summary>(&sum.id, "body", &sum.body).unwrap();
+    let sum: SummaryDoc = serde_json::from_slice(&body).unwrap();
+    assert!(
+        sum.decisions.iter().any(|d| d.contains("decided")),
+        "{sum:?}"
+    );
+    assert!(
+        sum.action_items
+            .iter()
+            .any(|a| a.owner.as_deref().is_some_and(|o| o.starts_with("Sar"))),
+        "{sum:?}"
+    );
+
+    // The live stream carried each segment, then the end.
+    let events = tokio::time::timeout(Duration::from_secs(10), live_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        events.matches("event: segment").count(),
+        doc.segments.len(),
+        "{events}"
+    );
+    assert!(events.contains("event: end\ndata: stored"), "{events}");
+    assert!(
+        !events.contains("latency_seconds\":-"),
+        "latencies are measured"
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_job_is_refused() {
+    let f = fixture(whisper()).await;
+    let (tx, rx) = mpsc::channel(8);
+    drop(tx);
+    let r = stream_audio(f.settings("job-1", &f.token("job-2")), rx).await;
+    assert!(matches!(r, Err(StreamError::Unauthorized)), "{r:?}");
+    let live = reqwest::get(
+        f.url
+            .replace("ws://", "http://")
+            .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(live.status(), 401);
+}
+
+#[tokio::test]
+async fn faster_whisper_server_gives_the_same_words_as_the_local_engine() {
+    let server = speech::FasterWhisperServer::start();
+    let http = meetbot_transcriber::openai::OpenAiEngine::from_config(&EngineConfig {
+        kind: EngineKind::Openai,
+        model: "tiny.en".into(),
+        base_url: Some(server.url()),
+        ..Default::default()
+    })
+    .unwrap();
+    let local = whisper();
+    let mut worst = 0;
+    // The en-us clips (every third sentence of the script).
+    for i in (0..MEETING.len()).step_by(3) {
+        let pcm = sentence_pcm(i);
+        let a: Vec<_> = local
+            .transcribe(&pcm)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        let b: Vec<_> = http
+            .transcribe(&pcm)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        let (d, _) = word_error_rate(&a.join(" "), &b.join(" "));
+        eprintln!("{d} | local: {} | http: {}", a.join(" "), b.join(" "));
+        worst = worst.max(d);
+    }
+    assert!(worst <= 1, "up to {worst} words differ in a sentence");
+}
+
+#[tokio::test]
+async fn deepgram_engine_streams_linear16_and_takes_the_final_result() {
+    let dg = meetbot_testsupport::ai::DeepgramStandIn::start("dg-key", "hello from the stand-in").await;
+    let cfg = |key: &str| EngineConfig {
+        kind: EngineKind::Deepgram,
+        model: "nova-2".into(),
+        base_url: Some(dg.url()),
+        api_key: Some(key.into()),
+        ..Default::default()
+    };
+    let engine = meetbot_transcriber::deepgram::DeepgramEngine::from_config(&cfg("dg-key")).unwrap();
+    let pcm = sentence_pcm(1);
+    let got = engine.transcribe(&pcm).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text, "hello from the stand-in");
+    assert_eq!(dg.received(), vec![pcm.len() * 2], "every sample sent as linear16");
+    let bad = meetbot_transcriber::deepgram::DeepgramEngine::from_config(&cfg("wrong")).unwrap();
+    assert!(matches!(
+        bad.transcribe(&pcm).await,
+        Err(meetbot_transcriber::engine::EngineError::Unauthorized(401))
+    ));
+}
+
+fn long_transcript(n: usize) -> TranscriptDoc {
+    TranscriptDoc {
+        meeting_id: Some("m".into()),
+        language: "en".into(),
+        engine: "test".into(),
+        segments: (0..n)
+            .map(|i| Segment {
+                participant: format!("p{}", i % 2),
+                speaker: Some(if i % 2 == 0 { "Alice" } else { "Bob" }.into()),
+                start_ms: i as u64 * 5_000,
+                end_ms: i as u64 * 5_000 + 4_000,
+                text: if i == 3 {
+                    "I will send the contract to the client tomorrow.".into()
+                } else {
+                    format!("This is sentence number {i} about the quarterly planning and budget.")
+                },
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn chat_summarizers_send_every_part_of_a_long_transcript_and_merge_them() {
+    let chat = meetbot_testsupport::ai::ChatStandIn::start("sk-test").await;
+    let doc = long_transcript(120);
+    for (kind, azure) in [
+        (SummarizerKind::Openai, false),
+        (SummarizerKind::Openai, true),
+        (SummarizerKind::Anthropic, false),
+    ] {
+        let before = chat.prompts().len();
+        let s = meetbot_transcriber::summarize::from_config(&SummarizerConfig {
+            kind,
+            base_url: Some(chat.url()),
+            model: Some("some-model".into()),
+            api_key: Some("sk-test".into()),
+            azure_deployment: azure.then(|| "summaries".into()),
+            azure_api_version: azure.then(|| "2024-10-21".into()),
+            max_chunk_chars: 2_000,
+        })
+        .unwrap();
+        let sum = s.summarize(&doc).await.unwrap();
+        let prompts = &chat.prompts()[before..];
+        let parts = meetbot_transcriber::summarize::chunks(&doc.to_text(), 2_000).len();
+        assert!(parts >= 4);
+        assert_eq!(prompts.len(), parts + 1, "{kind:?}: each part, then the merge");
+        assert!(prompts.last().unwrap().contains("Partial summaries"));
+        assert_eq!(sum.overview, format!("request {}", before + parts + 1));
+        // The part holding the action item was answered with it, and the merge saw it.
+        assert!(prompts.iter().any(|p| p.contains("I will send the contract")));
+    }
+    assert!(chat.refused().is_empty(), "{:?}", chat.refused());
+    let bad = meetbot_transcriber::summarize::from_config(&SummarizerConfig {
+        kind: SummarizerKind::Anthropic,
+        base_url: Some(chat.url()),
+        model: Some("m".into()),
+        api_key: Some("wrong".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        bad.summarize(&doc).await,
+        Err(meetbot_transcriber::summarize::SummarizeError::Unauthorized(401))
+    ));
+}

@@ -1,0 +1,19 @@
+//! The transcriber: the bots' audio in, transcripts and summaries out.
+//!
+//! - [`audio`]: WAV / Ogg-Opus files and Opus packets to 16 kHz mono, in memory only.
+//! - [`vad`]: per-participant voice-activity segmentation with pre-roll.
+//! - [`engine`]: the `SpeechEngine` seam; [`whisper`] is whisper.cpp in process.
+//! - [`convert`] and [`model`]: the registry's CTranslate2 model to a GGML file.
+
+pub mod audio;
+pub mod convert;
+pub mod engine;
+pub mod model;
+pub mod vad;
+pub mod whisper;
+pub mod deepgram;
+pub mod file;
+pub mod openai;
+pub mod summarize;
+pub mod transcript;
+pub mod service;

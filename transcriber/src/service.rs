@@ -1,0 +1,609 @@
+//! The transcriber service: the bots' audio streams in (`/v1/audio/<tenant>/<job>`, the frames of
+//! `meetbot_bot::audio_frame`), per-participant Opus decode, 48 -> 16 kHz, voice-activity
+//! segmentation, utterances queued to the tenant's `SpeechEngine`; recognised segments are
+//! streamed live (`/v1/live/<tenant>/<job>`, server-sent events) and, at the end of the stream,
+//! assembled into the meeting's transcript, sealed under the tenant's key and stored, then
+//! summarised and the summary sealed and stored.
+//!
+//! Audio exists only in memory and is zeroized once its text exists. A frame is acknowledged
+//! once it is in the pipeline; a reconnecting bot is told to resume after the last frame taken.
+
+use crate::audio::{OPUS_RATE, OpusTo16k};
+use crate::engine::SpeechEngine;
+use crate::summarize::Summarizer;
+use crate::transcript::{Segment, TranscriptDoc};
+use crate::vad::{Utterance, Vad, VadSettings};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use meetbot_bot::audio_frame::Frame;
+use meetbot_core::TenantId;
+use meetbot_core::model::{Summary, Transcript};
+use meetbot_store::vault::Tenants;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use secrecy::SecretString;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Which engine serves a tenant.
+pub struct Engines {
+    pub default: Arc<dyn SpeechEngine>,
+    pub per_tenant: HashMap<String, Arc<dyn SpeechEngine>>,
+}
+
+impl Engines {
+    pub fn single(e: Arc<dyn SpeechEngine>) -> Self {
+        Engines {
+            default: e,
+            per_tenant: HashMap::new(),
+        }
+    }
+    fn for_tenant(&self, t: &TenantId) -> Arc<dyn SpeechEngine> {
+        self.per_tenant
+            .get(t.as_str())
+            .cloned()
+            .unwrap_or_else(|| self.default.clone())
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub frames: Counter,
+    pub garbage: Counter,
+    pub decode_errors: Counter,
+    pub utterances: Counter,
+    pub engine_errors: Counter,
+    pub transcripts: Counter,
+    pub summaries: Counter,
+    /// From the end of an utterance (its last audio received) to its text.
+    pub utterance_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Metrics {
+            frames: Counter::default(),
+            garbage: Counter::default(),
+            decode_errors: Counter::default(),
+            utterances: Counter::default(),
+            engine_errors: Counter::default(),
+            transcripts: Counter::default(),
+            summaries: Counter::default(),
+            utterance_latency: Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+        }
+    }
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("meetbot_transcriber");
+        r.register("audio_frames", "Audio frames taken", self.frames.clone());
+        r.register(
+            "garbage_frames",
+            "Messages that were not valid frames",
+            self.garbage.clone(),
+        );
+        r.register(
+            "opus_decode_errors",
+            "Opus packets that did not decode",
+            self.decode_errors.clone(),
+        );
+        r.register(
+            "utterances",
+            "Utterances sent to the speech engine",
+            self.utterances.clone(),
+        );
+        r.register(
+            "engine_errors",
+            "Utterances the speech engine failed on",
+            self.engine_errors.clone(),
+        );
+        r.register(
+            "transcripts_stored",
+            "Transcripts sealed and stored",
+            self.transcripts.clone(),
+        );
+        r.register(
+            "summaries_stored",
+            "Summaries sealed and stored",
+            self.summaries.clone(),
+        );
+        r.register(
+            "utterance_latency_seconds",
+            "End of an utterance to its text",
+            self.utterance_latency.clone(),
+        );
+    }
+}
+
+pub struct Settings {
+    pub secret: SecretString,
+    pub vad: VadSettings,
+    /// Transcripts expire this long after they are stored (None: kept until deleted).
+    pub retention: Option<Duration>,
+}
+
+/// A live segment, as sent to `/v1/live` subscribers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LiveSegment {
+    #[serde(flatten)]
+    pub segment: Segment,
+    /// Seconds from the end of the utterance to this text.
+    pub latency_seconds: f64,
+}
+
+struct Participant {
+    dec: OpusTo16k,
+    vad: Vad,
+    /// Session offset (ms) of this VAD's timeline start.
+    base_ms: u64,
+    last_ts: Option<u32>,
+}
+
+struct Work {
+    participant: String,
+    start_ms: u64,
+    utterance: Utterance,
+    ended_at: Instant,
+}
+
+/// One job's stream (kept across reconnects).
+struct Session {
+    tenant: TenantId,
+    job: String,
+    started: Instant,
+    /// The next sequence number expected.
+    next_seq: u64,
+    participants: BTreeMap<String, Participant>,
+    work: Option<mpsc::Sender<Work>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+    segments: Arc<Mutex<Vec<Segment>>>,
+    live: broadcast::Sender<LiveSegment>,
+    end_seen: bool,
+}
+
+/// A session and what live subscribers need without waiting for the stream's lock.
+struct Handle {
+    live: broadcast::Sender<LiveSegment>,
+    /// Set at the end of the stream: whether the transcript was stored.
+    done: watch::Sender<Option<Result<(), String>>>,
+    state: tokio::sync::Mutex<Session>,
+}
+
+pub struct Service {
+    tenants: Arc<Tenants>,
+    engines: Engines,
+    summarizer: Arc<dyn Summarizer>,
+    settings: Settings,
+    metrics: Metrics,
+    sessions: Mutex<HashMap<(TenantId, String), Arc<Handle>>>,
+}
+
+fn authorized(secret: &SecretString, headers: &HeaderMap, tenant: &str, job: &str) -> bool {
+    let want = meetbot_bot::audio_stream::job_token(secret, tenant, job);
+    headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| meetbot_crypto::constant_time_eq(t.as_bytes(), want.as_bytes()))
+}
+
+impl Service {
+    pub fn new(
+        tenants: Arc<Tenants>,
+        engines: Engines,
+        summarizer: Arc<dyn Summarizer>,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        Arc::new(Service {
+            tenants,
+            engines,
+            summarizer,
+            settings,
+            metrics,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/v1/audio/{tenant}/{job}", axum::routing::get(audio))
+            .route("/v1/live/{tenant}/{job}", axum::routing::get(live))
+            .with_state(self.clone())
+    }
+
+    fn session(&self, tenant: &TenantId, job: &str) -> Arc<Handle> {
+        let mut g = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        g.entry((tenant.clone(), job.to_string()))
+            .or_insert_with(|| {
+                let (live, _) = broadcast::channel(256);
+                let (done, _) = watch::channel(None);
+                Arc::new(Handle {
+                    live: live.clone(),
+                    done,
+                    state: tokio::sync::Mutex::new(Session {
+                        tenant: tenant.clone(),
+                        job: job.to_string(),
+                        started: Instant::now(),
+                        next_seq: 1,
+                        participants: BTreeMap::new(),
+                        work: None,
+                        worker: None,
+                        segments: Arc::new(Mutex::new(Vec::new())),
+                        live,
+                        end_seen: false,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Starts the engine worker of a session (once).
+    fn ensure_worker(&self, s: &mut Session) {
+        if s.work.is_some() {
+            return;
+        }
+        // Bounded: when the engine falls behind, frames stop being taken and acknowledged,
+        // which pushes back on the bot (its buffer holds them).
+        let (tx, mut rx) = mpsc::channel::<Work>(64);
+        s.work = Some(tx);
+        let engine = self.engines.for_tenant(&s.tenant);
+        let segments = s.segments.clone();
+        let live = s.live.clone();
+        let m = self.metrics.clone();
+        let job = s.job.clone();
+        s.worker = Some(tokio::spawn(async move {
+            while let Some(w) = rx.recv().await {
+                m.utterances.inc();
+                match engine.transcribe(&w.utterance.pcm).await {
+                    Ok(rs) => {
+                        let latency = w.ended_at.elapsed().as_secs_f64();
+                        m.utterance_latency.observe(latency);
+                        for r in rs {
+                            let seg = Segment {
+                                participant: w.participant.clone(),
+                                speaker: None,
+                                start_ms: w.start_ms + r.start_ms,
+                                end_ms: (w.start_ms + r.end_ms)
+                                    .min(w.start_ms + w.utterance.end_ms() - w.utterance.start_ms),
+                                text: r.text,
+                            };
+                            segments
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(seg.clone());
+                            let _ = live.send(LiveSegment {
+                                segment: seg,
+                                latency_seconds: latency,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        m.engine_errors.inc();
+                        tracing::warn!(job = %job, engine = engine.name(), error = %e, "an utterance was not transcribed");
+                    }
+                }
+                // `w` (and its audio) is dropped, and so zeroized, here.
+            }
+        }));
+    }
+
+    /// Takes one frame; returns the sequence to acknowledge.
+    async fn take(&self, s: &mut Session, f: Frame) -> Option<u64> {
+        let seq = f.seq();
+        if seq < s.next_seq {
+            return Some(s.next_seq - 1);
+        }
+        if seq > s.next_seq || s.end_seen {
+            // Out of order: the bot resumes from what we said; ignore.
+            return None;
+        }
+        self.ensure_worker(s);
+        let now_ms = s.started.elapsed().as_millis() as u64;
+        let mut ready: Vec<(String, u64, Utterance)> = Vec::new();
+        match f {
+            Frame::Audio {
+                participant,
+                timestamp,
+                payload,
+                ..
+            } => {
+                self.metrics.frames.inc();
+                let p = match s.participants.get_mut(&participant) {
+                    Some(p) => p,
+                    None => {
+                        let Ok(dec) = OpusTo16k::new() else {
+                            return None;
+                        };
+                        s.participants.insert(
+                            participant.clone(),
+                            Participant {
+                                dec,
+                                vad: Vad::new(self.settings.vad.clone()),
+                                base_ms: now_ms,
+                                last_ts: None,
+                            },
+                        );
+                        s.participants.get_mut(&participant)?
+                    }
+                };
+                // A gap in RTP time (the sender sent nothing, e.g. DTX): up to 2 s of silence
+                // keeps the timeline; a longer one starts a new timeline at its true offset.
+                if let Some(last) = p.last_ts {
+                    let gap = timestamp.wrapping_sub(last) as usize;
+                    let frame = (OPUS_RATE / 50) as usize;
+                    if gap > frame && gap < OPUS_RATE as usize * 2 {
+                        if let Ok(z) = p.dec.gap(gap - frame) {
+                            for u in p.vad.push(&z) {
+                                ready.push((participant.clone(), p.base_ms, u));
+                            }
+                        }
+                    } else if gap >= OPUS_RATE as usize * 2 && gap < u32::MAX as usize / 2 {
+                        if let Some(u) = p.vad.finish() {
+                            ready.push((participant.clone(), p.base_ms, u));
+                        }
+                        let at = p.base_ms + p.vad.position_ms() + (gap as u64 * 1000 / OPUS_RATE as u64);
+                        p.vad = Vad::new(self.settings.vad.clone());
+                        p.base_ms = at;
+                    }
+                }
+                p.last_ts = Some(timestamp);
+                match p.dec.packet(&payload) {
+                    Ok(pcm) => {
+                        for u in p.vad.push(&pcm) {
+                            ready.push((participant.clone(), p.base_ms, u));
+                        }
+                    }
+                    Err(_) => {
+                        self.metrics.decode_errors.inc();
+                    }
+                }
+            }
+            Frame::ParticipantLeft { participant, .. } => {
+                if let Some(mut p) = s.participants.remove(&participant)
+                    && let Some(u) = p.vad.finish()
+                {
+                    ready.push((participant, p.base_ms, u));
+                }
+            }
+            Frame::EndOfStream { .. } => {
+                for (name, p) in std::mem::take(&mut s.participants) {
+                    let mut p = p;
+                    if let Some(u) = p.vad.finish() {
+                        ready.push((name, p.base_ms, u));
+                    }
+                }
+                s.end_seen = true;
+            }
+            Frame::Ack { .. } | Frame::Resume { .. } => return None,
+        }
+        let tx = s.work.clone();
+        if let Some(tx) = tx {
+            for (participant, base, utterance) in ready {
+                let w = Work {
+                    participant,
+                    start_ms: base + utterance.start_ms,
+                    utterance,
+                    ended_at: Instant::now(),
+                };
+                if tx.send(w).await.is_err() {
+                    break;
+                }
+            }
+        }
+        s.next_seq = seq + 1;
+        Some(seq)
+    }
+
+    /// After end of stream: waits for the engine, stores the sealed transcript (merged with
+    /// one stored earlier for the same meeting), then the summary.
+    async fn finish(self: &Arc<Self>, s: &mut Session) -> Result<(), String> {
+        // Dropping the sender ends the worker once the queue is drained.
+        drop(s.work.take());
+        if let Some(w) = s.worker.take() {
+            w.await.map_err(|e| format!("the engine worker failed: {e}"))?;
+        }
+        let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
+        let store = self.tenants.store().clone();
+        let job = store
+            .get_bot_job(&s.tenant, &s.job)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("job {} does not exist", s.job))?
+            .value;
+        let vault = self
+            .tenants
+            .vault(&s.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let engine = self.engines.for_tenant(&s.tenant);
+        let id = format!("tr-{}", job.meeting_id);
+        let mut doc = match store
+            .get_transcript(&s.tenant, &id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(old) => TranscriptDoc::open(&vault, &old).map_err(|e| e.to_string())?,
+            None => TranscriptDoc {
+                meeting_id: Some(job.meeting_id.clone()),
+                language: "en".into(),
+                engine: engine.name().into(),
+                segments: vec![],
+            },
+        };
+        doc.segments.extend(segments);
+        doc.sort();
+        let expires = self
+            .settings
+            .retention
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| chrono::Utc::now() + d);
+        let rec: Transcript = doc
+            .seal(&vault, &id, &job.meeting_id, expires)
+            .map_err(|e| e.to_string())?;
+        store
+            .put_transcript(&s.tenant, &rec)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics.transcripts.inc();
+        tracing::info!(tenant = %s.tenant, job = %s.job, segments = doc.segments.len(), "transcript stored");
+        if doc.segments.is_empty() {
+            return Ok(());
+        }
+        let summary = self
+            .summarizer
+            .summarize(&doc)
+            .await
+            .map_err(|e| format!("summary: {e}"))?;
+        let sid = format!("sum-{}", job.meeting_id);
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(&summary).unwrap_or_default());
+        let body = vault
+            .seal::<Summary>(&sid, "body", &json)
+            .map_err(|e| e.to_string())?;
+        store
+            .put_summary(
+                &s.tenant,
+                &Summary {
+                    id: sid,
+                    meeting_id: job.meeting_id.clone(),
+                    body,
+                    created_at: chrono::Utc::now(),
+                    expires_at: None,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics.summaries.inc();
+        tracing::info!(tenant = %s.tenant, job = %s.job, summarizer = self.summarizer.name(), "summary stored");
+        Ok(())
+    }
+}
+
+async fn audio(
+    State(svc): State<Arc<Service>>,
+    Path((tenant, job)): Path<(String, String)>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !authorized(&svc.settings.secret, &headers, &tenant, &job) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(tenant) = tenant.parse::<TenantId>() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let session = svc.session(&tenant, &job);
+    ws.max_message_size(64 * 1024)
+        .on_upgrade(move |socket| serve(svc, session, socket))
+}
+
+async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
+    // One connection at a time per job: a reconnect waits for the old one to let go.
+    let mut s = session.state.lock().await;
+    let hello = Frame::Resume { seq: s.next_seq }.encode();
+    let Ok(hello) = hello else { return };
+    if socket.send(Message::Binary(hello.into())).await.is_err() {
+        return;
+    }
+    while let Some(Ok(msg)) = socket.recv().await {
+        let Message::Binary(b) = msg else {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        let frame = match Frame::decode(&b) {
+            Ok(f) => f,
+            Err(_) => {
+                svc.metrics.garbage.inc();
+                continue;
+            }
+        };
+        let is_end = matches!(frame, Frame::EndOfStream { .. });
+        let Some(ack) = svc.take(&mut s, frame).await else {
+            continue;
+        };
+        if is_end {
+            let r = svc.finish(&mut s).await;
+            if let Err(e) = &r {
+                tracing::error!(tenant = %s.tenant, job = %s.job, error = %e, "storing the transcript failed");
+            }
+            let ok = r.is_ok();
+            session.done.send_replace(Some(r));
+            if !ok {
+                // Not acknowledged: the bot keeps the end frame and tries again.
+                s.end_seen = false;
+                s.next_seq -= 1;
+                break;
+            }
+            let key = (s.tenant.clone(), s.job.clone());
+            svc.sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
+        let Ok(a) = (Frame::Ack { seq: ack }).encode() else {
+            break;
+        };
+        if socket.send(Message::Binary(a.into())).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn live(
+    State(svc): State<Arc<Service>>,
+    Path((tenant, job)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&svc.settings.secret, &headers, &tenant, &job) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(tenant) = tenant.parse::<TenantId>() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let session = svc.session(&tenant, &job);
+    let (rx, done) = (session.live.subscribe(), session.done.subscribe());
+    enum Next {
+        Segment(LiveSegment),
+        Lagged(u64),
+        End(bool),
+        Closed,
+    }
+    let stream = futures_util::stream::unfold(
+        (rx, done, false),
+        |(mut rx, mut done, over)| async move {
+            if over {
+                return None;
+            }
+            let next = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(seg) => Next::Segment(seg),
+                    Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
+                    Err(broadcast::error::RecvError::Closed) => Next::Closed,
+                },
+                r = done.wait_for(|d| d.is_some()) => {
+                    Next::End(r.is_ok_and(|d| d.as_ref().is_some_and(|r| r.is_ok())))
+                }
+            };
+            let (ev, over) = match next {
+                Next::Segment(seg) => (Event::default().event("segment").json_data(&seg).ok()?, false),
+                Next::Lagged(n) => (Event::default().event("lagged").data(n.to_string()), false),
+                Next::End(ok) => (
+                    Event::default()
+                        .event("end")
+                        .data(if ok { "stored" } else { "failed" }),
+                    true,
+                ),
+                Next::Closed => return None,
+            };
+            Some((Ok::<_, std::convert::Infallible>(ev), (rx, done, over)))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
