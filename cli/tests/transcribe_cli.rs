@@ -90,14 +90,22 @@ fn transcribing_a_file_writes_nothing_anywhere_and_prints_the_words() {
     // The JSON is what `meetbot summarize` reads; it also writes nothing.
     let tr = dirs.path().join("input/transcript.json");
     std::fs::write(&tr, &out.stdout).unwrap();
-    let sum = meetbot(&["summarize", tr.to_str().unwrap(), "--format", "json"], dirs.path());
-    assert!(sum.status.success(), "{}", String::from_utf8_lossy(&sum.stderr));
+    let sum = meetbot(
+        &["summarize", tr.to_str().unwrap(), "--format", "json"],
+        dirs.path(),
+    );
+    assert!(
+        sum.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sum.stderr)
+    );
     let s: serde_json::Value = serde_json::from_slice(&sum.stdout).unwrap();
     assert!(
-        s["decisions"].as_array().unwrap().iter().any(|d| d
-            .as_str()
+        s["decisions"]
+            .as_array()
             .unwrap()
-            .contains("decided")),
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("decided")),
         "{s}"
     );
     for d in ["cwd", "tmp", "home"] {
@@ -114,11 +122,23 @@ fn corrupt_truncated_and_empty_audio_files_are_clear_errors_not_panics() {
     let (rate, pcm) = speech::espeak("hello", "en-us");
     let wav = speech::wav(rate, &pcm);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated.wav", wav[..wav.len() / 2 + 1].to_vec(), "bad WAV file"),
+        (
+            "truncated.wav",
+            wav[..wav.len() / 2 + 1].to_vec(),
+            "bad WAV file",
+        ),
         ("empty.wav", speech::wav(rate, &[]), "empty audio"),
         ("nothing.ogg", vec![], "empty audio"),
-        ("garbage.ogg", b"OggS\x00\x02garbage".to_vec(), "bad Ogg/Opus file"),
-        ("song.mp3", b"ID3\x04\x00 not supported".to_vec(), "unrecognised audio format"),
+        (
+            "garbage.ogg",
+            b"OggS\x00\x02garbage".to_vec(),
+            "bad Ogg/Opus file",
+        ),
+        (
+            "song.mp3",
+            b"ID3\x04\x00 not supported".to_vec(),
+            "unrecognised audio format",
+        ),
         (
             "rate.wav",
             {

@@ -827,13 +827,22 @@ impl Config {
         );
         for (name, e) in engines {
             if !(1..=64).contains(&e.threads) {
-                bad(&format!("{name}.threads"), format!("{} is out of range 1..=64", e.threads));
+                bad(
+                    &format!("{name}.threads"),
+                    format!("{} is out of range 1..=64", e.threads),
+                );
             }
             if !(1..=16).contains(&e.parallel) {
-                bad(&format!("{name}.parallel"), format!("{} is out of range 1..=16", e.parallel));
+                bad(
+                    &format!("{name}.parallel"),
+                    format!("{} is out of range 1..=16", e.parallel),
+                );
             }
             if !(1..=16).contains(&e.beam_size) {
-                bad(&format!("{name}.beam_size"), format!("{} is out of range 1..=16", e.beam_size));
+                bad(
+                    &format!("{name}.beam_size"),
+                    format!("{} is out of range 1..=16", e.beam_size),
+                );
             }
             if e.model.trim().is_empty() {
                 bad(&format!("{name}.model"), "must not be empty".into());
@@ -847,8 +856,8 @@ impl Config {
                         &["ws", "wss"]
                     };
                     match &e.base_url {
-                        Some(u) if url::Url::parse(u)
-                            .is_ok_and(|u| schemes.contains(&u.scheme())) => {}
+                        Some(u)
+                            if url::Url::parse(u).is_ok_and(|u| schemes.contains(&u.scheme())) => {}
                         Some(u) => bad(
                             &format!("{name}.base_url"),
                             format!("{u:?} is not a {} URL", schemes.join("/")),
@@ -890,7 +899,10 @@ impl Config {
                 format!("{} is out of range 2000..=1000000", sm.max_chunk_chars),
             );
         }
-        if t.audio_token_secret.as_deref().is_some_and(|s| s.len() < 16) {
+        if t.audio_token_secret
+            .as_deref()
+            .is_some_and(|s| s.len() < 16)
+        {
             bad(
                 "transcriber.audio_token_secret",
                 "must be 16+ characters".into(),

@@ -35,11 +35,11 @@ fn sentence_pcm(i: usize) -> meetbot_transcriber::audio::Pcm {
 async fn whisper_tiny_en_transcribes_three_voices_within_fifteen_percent_wer() {
     let engine = whisper();
     let (mut errors, mut words) = (0, 0);
-    for i in 0..9 {
+    for (i, (_, said)) in MEETING.iter().enumerate().take(9) {
         let got = engine.transcribe(&sentence_pcm(i)).await.unwrap();
         let text: Vec<_> = got.iter().map(|r| r.text.as_str()).collect();
-        let (e, n) = word_error_rate(MEETING[i].1, &text.join(" "));
-        eprintln!("{} | {}", MEETING[i].1, text.join(" "));
+        let (e, n) = word_error_rate(said, &text.join(" "));
+        eprintln!("{said} | {}", text.join(" "));
         errors += e;
         words += n;
     }
@@ -203,7 +203,11 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
     }
     drop(tx);
     let rep = stream.await.unwrap().unwrap();
-    assert_eq!(rep.acked, rep.frames + 1, "every frame and the end acknowledged");
+    assert_eq!(
+        rep.acked,
+        rep.frames + 1,
+        "every frame and the end acknowledged"
+    );
 
     // The transcript is stored sealed: the raw store holds neither the words nor any audio.
     let rec = f
@@ -226,13 +230,22 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &said("alice"));
-    let (eb, nb) = word_error_rate(&format!("{} {}", MEETING[11].1, MEETING[18].1), &said("bob"));
+    let (ea, na) = word_error_rate(
+        &format!("{} {}", MEETING[5].1, MEETING[7].1),
+        &said("alice"),
+    );
+    let (eb, nb) = word_error_rate(
+        &format!("{} {}", MEETING[11].1, MEETING[18].1),
+        &said("bob"),
+    );
     let wer = (ea + eb) as f64 / (na + nb) as f64;
     assert!(wer <= 0.2, "per-participant WER {:.1}%", wer * 100.0);
     let raw = raw_store_bytes(f.dir.path());
     for w in ["Sarah", "report", "Tuesday", "workshop"] {
-        assert!(!contains(&raw, w.as_bytes()), "{w:?} in plaintext in the raw store");
+        assert!(
+            !contains(&raw, w.as_bytes()),
+            "{w:?} in plaintext in the raw store"
+        );
     }
     for magic in [&b"RIFF"[..], b"OggS", b"MBA1", b"OpusHead"] {
         assert!(!contains(&raw, magic), "audio ({magic:?}) in the raw store");
@@ -332,7 +345,8 @@ async fn faster_whisper_server_gives_the_same_words_as_the_local_engine() {
 
 #[tokio::test]
 async fn deepgram_engine_streams_linear16_and_takes_the_final_result() {
-    let dg = meetbot_testsupport::ai::DeepgramStandIn::start("dg-key", "hello from the stand-in").await;
+    let dg =
+        meetbot_testsupport::ai::DeepgramStandIn::start("dg-key", "hello from the stand-in").await;
     let cfg = |key: &str| EngineConfig {
         kind: EngineKind::Deepgram,
         model: "nova-2".into(),
@@ -340,12 +354,17 @@ async fn deepgram_engine_streams_linear16_and_takes_the_final_result() {
         api_key: Some(key.into()),
         ..Default::default()
     };
-    let engine = meetbot_transcriber::deepgram::DeepgramEngine::from_config(&cfg("dg-key")).unwrap();
+    let engine =
+        meetbot_transcriber::deepgram::DeepgramEngine::from_config(&cfg("dg-key")).unwrap();
     let pcm = sentence_pcm(1);
     let got = engine.transcribe(&pcm).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].text, "hello from the stand-in");
-    assert_eq!(dg.received(), vec![pcm.len() * 2], "every sample sent as linear16");
+    assert_eq!(
+        dg.received(),
+        vec![pcm.len() * 2],
+        "every sample sent as linear16"
+    );
     let bad = meetbot_transcriber::deepgram::DeepgramEngine::from_config(&cfg("wrong")).unwrap();
     assert!(matches!(
         bad.transcribe(&pcm).await,
@@ -398,11 +417,19 @@ async fn chat_summarizers_send_every_part_of_a_long_transcript_and_merge_them() 
         let prompts = &chat.prompts()[before..];
         let parts = meetbot_transcriber::summarize::chunks(&doc.to_text(), 2_000).len();
         assert!(parts >= 4);
-        assert_eq!(prompts.len(), parts + 1, "{kind:?}: each part, then the merge");
+        assert_eq!(
+            prompts.len(),
+            parts + 1,
+            "{kind:?}: each part, then the merge"
+        );
         assert!(prompts.last().unwrap().contains("Partial summaries"));
         assert_eq!(sum.overview, format!("request {}", before + parts + 1));
         // The part holding the action item was answered with it, and the merge saw it.
-        assert!(prompts.iter().any(|p| p.contains("I will send the contract")));
+        assert!(
+            prompts
+                .iter()
+                .any(|p| p.contains("I will send the contract"))
+        );
     }
     assert!(chat.refused().is_empty(), "{:?}", chat.refused());
     let bad = meetbot_transcriber::summarize::from_config(&SummarizerConfig {

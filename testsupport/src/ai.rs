@@ -82,11 +82,19 @@ impl ChatStandIn {
     }
 
     pub fn prompts(&self) -> Vec<String> {
-        self.s.lock().unwrap_or_else(|p| p.into_inner()).prompts.clone()
+        self.s
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prompts
+            .clone()
     }
 
     pub fn refused(&self) -> Vec<String> {
-        self.s.lock().unwrap_or_else(|p| p.into_inner()).refused.clone()
+        self.s
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refused
+            .clone()
     }
 }
 
@@ -95,12 +103,18 @@ fn error(s: &Arc<Mutex<Chat>>, status: StatusCode, why: &str) -> Response {
         .unwrap_or_else(|p| p.into_inner())
         .refused
         .push(why.into());
-    (status, Json(json!({"error": {"message": why, "type": "invalid_request_error"}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"message": why, "type": "invalid_request_error"}})),
+    )
+        .into_response()
 }
 
 /// Checks the chat-completions body; returns the user message.
 fn chat_body(b: &Value) -> Result<String, &'static str> {
-    let msgs = b["messages"].as_array().ok_or("messages must be an array")?;
+    let msgs = b["messages"]
+        .as_array()
+        .ok_or("messages must be an array")?;
     if msgs.first().and_then(|m| m["role"].as_str()) != Some("system") {
         return Err("the first message should be the system prompt");
     }
@@ -156,7 +170,11 @@ async fn azure(
 ) -> Response {
     let key = s.lock().unwrap_or_else(|p| p.into_inner()).key.clone();
     if h.get("api-key").and_then(|v| v.to_str().ok()) != Some(key.as_str()) {
-        return error(&s, StatusCode::UNAUTHORIZED, "Access denied due to invalid subscription key");
+        return error(
+            &s,
+            StatusCode::UNAUTHORIZED,
+            "Access denied due to invalid subscription key",
+        );
     }
     if !q.contains_key("api-version") {
         return error(&s, StatusCode::NOT_FOUND, "api-version is required");
@@ -177,10 +195,18 @@ async fn anthropic(
         return error(&s, StatusCode::UNAUTHORIZED, "invalid x-api-key");
     }
     if h.get("anthropic-version").is_none() {
-        return error(&s, StatusCode::BAD_REQUEST, "anthropic-version header is required");
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "anthropic-version header is required",
+        );
     }
     if b["max_tokens"].as_u64().is_none() || b["model"].as_str().is_none() {
-        return error(&s, StatusCode::BAD_REQUEST, "model and max_tokens are required");
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "model and max_tokens are required",
+        );
     }
     let Some(user) = b["messages"]
         .as_array()
@@ -188,7 +214,11 @@ async fn anthropic(
         .and_then(|m| m["content"].as_str())
         .map(str::to_string)
     else {
-        return error(&s, StatusCode::BAD_REQUEST, "messages: a user message is required");
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "messages: a user message is required",
+        );
     };
     let n = {
         let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,7 +277,11 @@ impl DeepgramStandIn {
     }
 
     pub fn received(&self) -> Vec<usize> {
-        self.s.lock().unwrap_or_else(|p| p.into_inner()).received.clone()
+        self.s
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .received
+            .clone()
     }
 }
 
@@ -265,7 +299,11 @@ async fn listen(
         && q.get("sample_rate").map(String::as_str) == Some("16000")
         && q.get("channels").map(String::as_str) == Some("1");
     if !fmt_ok {
-        return (StatusCode::BAD_REQUEST, "encoding, sample_rate and channels are required for raw audio").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "encoding, sample_rate and channels are required for raw audio",
+        )
+            .into_response();
     }
     ws.on_upgrade(move |socket| dg_stream(s, socket))
 }
@@ -296,7 +334,9 @@ async fn dg_stream(s: Arc<Mutex<Dg>>, mut socket: WebSocket) {
                     last_interim = bytes;
                     let first = text.split_whitespace().next().unwrap_or("");
                     let _ = socket
-                        .send(Message::Text(result(0.0, bytes as f64 / 32_000.0, first, false).into()))
+                        .send(Message::Text(
+                            result(0.0, bytes as f64 / 32_000.0, first, false).into(),
+                        ))
                         .await;
                 }
             }
@@ -316,6 +356,9 @@ async fn dg_stream(s: Arc<Mutex<Dg>>, mut socket: WebSocket) {
             _ => {}
         }
     }
-    s.lock().unwrap_or_else(|p| p.into_inner()).received.push(bytes);
+    s.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .received
+        .push(bytes);
     let _ = socket.send(Message::Close(None)).await;
 }

@@ -12,7 +12,10 @@ pub const MEETING: &[(&str, &str)] = &[
         "en-us",
         "Good morning everyone, thanks for joining the weekly planning meeting.",
     ),
-    ("en-gb", "Let's start with the status of the mobile release."),
+    (
+        "en-gb",
+        "Let's start with the status of the mobile release.",
+    ),
     (
         "en-sc",
         "The new login screen is finished and ready for testing.",
@@ -31,7 +34,10 @@ pub const MEETING: &[(&str, &str)] = &[
         "en-gb",
         "We decided to schedule the demo for next Tuesday afternoon.",
     ),
-    ("en-sc", "Can you prepare the slides for the quarterly review?"),
+    (
+        "en-sc",
+        "Can you prepare the slides for the quarterly review?",
+    ),
     (
         "en-us",
         "Our budget for the second quarter is still under discussion.",

@@ -122,7 +122,9 @@ pub fn decode_ogg_opus(bytes: &[u8]) -> Result<Pcm, AudioError> {
     let head = next(&mut rd)?.ok_or(AudioError::Empty)?;
     let d = &head.data;
     if d.len() < 19 || &d[..8] != b"OpusHead" {
-        return Err(AudioError::Ogg("the first packet is not an OpusHead".into()));
+        return Err(AudioError::Ogg(
+            "the first packet is not an OpusHead".into(),
+        ));
     }
     let channels = d[9];
     let pre_skip = u16::from_le_bytes([d[10], d[11]]) as usize;
@@ -374,7 +376,12 @@ mod tests {
 
     #[test]
     fn wav_of_any_common_format_decodes_to_16k_mono() {
-        for (rate, ch, bits) in [(16_000, 1, 16), (44_100, 2, 16), (48_000, 1, 24), (8_000, 1, 8)] {
+        for (rate, ch, bits) in [
+            (16_000, 1, 16),
+            (44_100, 2, 16),
+            (48_000, 1, 24),
+            (8_000, 1, 8),
+        ] {
             let spec = hound::WavSpec {
                 channels: ch,
                 sample_rate: rate,
@@ -418,6 +425,7 @@ mod tests {
     fn wav_with_unsupported_rate_is_refused() {
         let mut w = wav_bytes(&tone(16_000, 0.1, 100.0)).to_vec();
         w[24..28].copy_from_slice(&1_000u32.to_le_bytes());
+        w[28..32].copy_from_slice(&2_000u32.to_le_bytes());
         assert!(matches!(decode_file(&w), Err(AudioError::Rate(1_000))));
     }
 
@@ -426,8 +434,8 @@ mod tests {
         let mut d = OpusTo16k::new().unwrap();
         assert!(d.packet(&[]).is_err());
         // A valid packet decodes; its 20 ms become 320 samples at 16 kHz (after the delay).
-        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-            .unwrap();
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
         let frame = tone(48_000, 0.02, 300.0);
         let mut out = vec![0u8; 1500];
         let mut total = 0;
@@ -438,6 +446,62 @@ mod tests {
         assert!(total > 2_500 && total <= 3_200, "{total}");
         // Bytes that are no Opus packet: an error, no panic.
         let _ = d.packet(&[0xff; 3]);
+    }
+
+    /// An Ogg/Opus file (RFC 7845) of `pcm` (48 kHz mono), in memory.
+    fn ogg_opus(pcm: &[f32], pre_skip: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut w = ogg::PacketWriter::new(std::io::Cursor::new(&mut out));
+            let mut head = b"OpusHead".to_vec();
+            head.push(1);
+            head.push(1);
+            head.extend_from_slice(&pre_skip.to_le_bytes());
+            head.extend_from_slice(&48_000u32.to_le_bytes());
+            head.extend_from_slice(&0i16.to_le_bytes());
+            head.push(0);
+            w.write_packet(head, 7, ogg::PacketWriteEndInfo::EndPage, 0)
+                .unwrap();
+            let mut tags = b"OpusTags".to_vec();
+            tags.extend_from_slice(&4u32.to_le_bytes());
+            tags.extend_from_slice(b"test");
+            tags.extend_from_slice(&0u32.to_le_bytes());
+            w.write_packet(tags, 7, ogg::PacketWriteEndInfo::EndPage, 0)
+                .unwrap();
+            let mut enc =
+                opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+            let frames: Vec<&[f32]> = pcm.chunks(960).collect();
+            for (i, f) in frames.iter().enumerate() {
+                let mut f = f.to_vec();
+                f.resize(960, 0.0);
+                let p = enc.encode_vec_float(&f, 1500).unwrap();
+                let end = if i + 1 == frames.len() {
+                    ogg::PacketWriteEndInfo::EndStream
+                } else {
+                    ogg::PacketWriteEndInfo::NormalPacket
+                };
+                w.write_packet(p, 7, end, (i as u64 + 1) * 960).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ogg_opus_files_decode_to_16k_without_the_pre_skip() {
+        let file = ogg_opus(&tone(48_000, 1.0, 300.0), 312);
+        let pcm = decode_file(&file).unwrap();
+        // One second minus the pre-skip (312 samples at 48 kHz = 104 at 16 kHz).
+        assert_eq!(pcm.len(), 16_000 - 104);
+        let zc = pcm[2000..]
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
+        assert!((250..=270).contains(&zc), "{zc}");
+        // Cut in the middle of a page: a clear error.
+        assert!(matches!(
+            decode_file(&file[..file.len() - 100]),
+            Err(AudioError::Ogg(_))
+        ));
     }
 
     proptest::proptest! {

@@ -385,7 +385,10 @@ fn tensor(name: String, v: &Variable, force_f32: bool) -> Result<Tensor, Convert
 pub fn ct2_to_ggml(model_bin: &[u8], vocabulary: &str) -> Result<(Vec<u8>, Hparams), ConvertError> {
     let m = Ct2Model::parse(model_bin)?;
     let conv1 = m.get("encoder/conv1/weight")?;
-    let d = *conv1.dims.first().ok_or(ConvertError::Missing("conv1 dims".into()))?;
+    let d = *conv1
+        .dims
+        .first()
+        .ok_or(ConvertError::Missing("conv1 dims".into()))?;
     let n_mels = *conv1
         .dims
         .get(1)
@@ -415,7 +418,11 @@ pub fn ct2_to_ggml(model_bin: &[u8], vocabulary: &str) -> Result<(Vec<u8>, Hpara
     let tokens = text_tokens(vocabulary)?;
 
     let mut ts: Vec<Tensor> = Vec::new();
-    ts.push(tensor("encoder.positional_embedding".into(), enc_pos, true)?);
+    ts.push(tensor(
+        "encoder.positional_embedding".into(),
+        enc_pos,
+        true,
+    )?);
     for c in ["conv1", "conv2"] {
         ts.push(tensor(
             format!("encoder.{c}.weight"),
@@ -457,29 +464,26 @@ pub fn ct2_to_ggml(model_bin: &[u8], vocabulary: &str) -> Result<(Vec<u8>, Hpara
         Ok(())
     };
     // Fused projections: split by rows; the key projection has no bias in OpenAI's layout.
-    let split = |ts: &mut Vec<Tensor>,
-                 src: &str,
-                 dst: &str,
-                 names: &[&str]|
-     -> Result<(), ConvertError> {
-        let w = m.get(&format!("{src}/weight"))?;
-        let b = m.get(&format!("{src}/bias"))?;
-        for (i, n) in names.iter().enumerate() {
-            ts.push(tensor(
-                format!("{dst}.{n}.weight"),
-                &rows(w, i * d, (i + 1) * d)?,
-                false,
-            )?);
-            if *n != "key" {
+    let split =
+        |ts: &mut Vec<Tensor>, src: &str, dst: &str, names: &[&str]| -> Result<(), ConvertError> {
+            let w = m.get(&format!("{src}/weight"))?;
+            let b = m.get(&format!("{src}/bias"))?;
+            for (i, n) in names.iter().enumerate() {
                 ts.push(tensor(
-                    format!("{dst}.{n}.bias"),
-                    &rows(b, i * d, (i + 1) * d)?,
-                    true,
+                    format!("{dst}.{n}.weight"),
+                    &rows(w, i * d, (i + 1) * d)?,
+                    false,
                 )?);
+                if *n != "key" {
+                    ts.push(tensor(
+                        format!("{dst}.{n}.bias"),
+                        &rows(b, i * d, (i + 1) * d)?,
+                        true,
+                    )?);
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let block = |ts: &mut Vec<Tensor>, side: &str, i: usize| -> Result<(), ConvertError> {
         let s = format!("{side}/layer_{i}");
         let t = format!("{side}.blocks.{i}");
@@ -665,7 +669,10 @@ mod tests {
         }
         let m = Ct2Model::parse(&b).unwrap();
         assert_eq!(m.name, "Whisper");
-        assert_eq!(m.variables["b/weight"].to_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            m.variables["b/weight"].to_f32().unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
         let r = rows(&m.variables["a/weight"], 1, 2).unwrap();
         assert_eq!(r.to_f32().unwrap(), vec![3.0, 4.0]);
         assert!(rows(&m.variables["a/weight"], 1, 3).is_err());

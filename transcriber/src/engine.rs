@@ -20,7 +20,9 @@ pub struct Recognized {
 pub enum EngineError {
     #[error("no audio to transcribe")]
     Empty,
-    #[error("the speech model could not be loaded from {path}: {reason} (run `meetbot model fetch`)")]
+    #[error(
+        "the speech model could not be loaded from {path}: {reason} (run `meetbot model fetch`)"
+    )]
     Model { path: String, reason: String },
     #[error("the speech engine failed: {0}")]
     Failed(String),
@@ -91,7 +93,10 @@ mod tests {
 
     #[test]
     fn markers_and_extra_spaces_are_removed() {
-        assert_eq!(clean_text(" [BLANK_AUDIO] hello  (music) world "), "hello world");
+        assert_eq!(
+            clean_text(" [BLANK_AUDIO] hello  (music) world "),
+            "hello world"
+        );
         assert_eq!(clean_text("a ] b"), "a b");
     }
 

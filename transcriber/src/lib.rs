@@ -7,13 +7,13 @@
 
 pub mod audio;
 pub mod convert;
-pub mod engine;
-pub mod model;
-pub mod vad;
-pub mod whisper;
 pub mod deepgram;
+pub mod engine;
 pub mod file;
+pub mod model;
 pub mod openai;
+pub mod service;
 pub mod summarize;
 pub mod transcript;
-pub mod service;
+pub mod vad;
+pub mod whisper;

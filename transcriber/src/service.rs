@@ -65,6 +65,12 @@ pub struct Metrics {
     pub utterance_latency: Histogram,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         Metrics {
@@ -346,7 +352,9 @@ impl Service {
                         if let Some(u) = p.vad.finish() {
                             ready.push((participant.clone(), p.base_ms, u));
                         }
-                        let at = p.base_ms + p.vad.position_ms() + (gap as u64 * 1000 / OPUS_RATE as u64);
+                        let at = p.base_ms
+                            + p.vad.position_ms()
+                            + (gap as u64 * 1000 / OPUS_RATE as u64);
                         p.vad = Vad::new(self.settings.vad.clone());
                         p.base_ms = at;
                     }
@@ -405,7 +413,8 @@ impl Service {
         // Dropping the sender ends the worker once the queue is drained.
         drop(s.work.take());
         if let Some(w) = s.worker.take() {
-            w.await.map_err(|e| format!("the engine worker failed: {e}"))?;
+            w.await
+                .map_err(|e| format!("the engine worker failed: {e}"))?;
         }
         let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
         let store = self.tenants.store().clone();
@@ -573,9 +582,8 @@ async fn live(
         End(bool),
         Closed,
     }
-    let stream = futures_util::stream::unfold(
-        (rx, done, false),
-        |(mut rx, mut done, over)| async move {
+    let stream =
+        futures_util::stream::unfold((rx, done, false), |(mut rx, mut done, over)| async move {
             if over {
                 return None;
             }
@@ -590,7 +598,10 @@ async fn live(
                 }
             };
             let (ev, over) = match next {
-                Next::Segment(seg) => (Event::default().event("segment").json_data(&seg).ok()?, false),
+                Next::Segment(seg) => (
+                    Event::default().event("segment").json_data(&seg).ok()?,
+                    false,
+                ),
                 Next::Lagged(n) => (Event::default().event("lagged").data(n.to_string()), false),
                 Next::End(ok) => (
                     Event::default()
@@ -601,8 +612,7 @@ async fn live(
                 Next::Closed => return None,
             };
             Some((Ok::<_, std::convert::Infallible>(ev), (rx, done, over)))
-        },
-    );
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

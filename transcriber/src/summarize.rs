@@ -89,7 +89,10 @@ struct Sentence {
 fn sentences(t: &TranscriptDoc) -> Vec<Sentence> {
     let mut out = Vec::new();
     for seg in &t.segments {
-        let who = seg.speaker.clone().unwrap_or_else(|| seg.participant.clone());
+        let who = seg
+            .speaker
+            .clone()
+            .unwrap_or_else(|| seg.participant.clone());
         let mut cur = String::new();
         for c in seg.text.chars() {
             cur.push(c);
@@ -116,20 +119,165 @@ fn sentences(t: &TranscriptDoc) -> Vec<Sentence> {
 }
 
 const STOP: &[&str] = &[
-    "a", "about", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at",
-    "be", "because", "been", "before", "being", "but", "by", "can", "could", "did", "do", "does",
-    "doing", "done", "don't", "for", "from", "get", "go", "going", "good", "got", "had", "has",
-    "have", "he", "her", "here", "him", "his", "how", "i", "i'll", "i'm", "if", "in", "into",
-    "is", "it", "it's", "its", "just", "know", "let", "let's", "like", "make", "me", "more",
-    "my", "need", "needs", "next", "no", "not", "now", "of", "ok", "okay", "on", "one", "or",
-    "our", "out", "over", "please", "right", "said", "say", "see", "she", "should", "so",
-    "some", "sure", "take", "than", "thank", "thanks", "that", "that's", "the", "their", "them",
-    "then", "there", "these", "they", "think", "this", "those", "to", "today", "too", "up",
-    "us", "very", "want", "was", "we", "we'll", "we're", "well", "were", "what", "when", "where",
-    "which", "who", "will", "with", "would", "yeah", "yes", "you", "you'll", "your", "agreed",
-    "decided", "decision", "action", "item", "everyone", "week", "friday", "monday", "tuesday",
-    "wednesday", "thursday", "tomorrow", "end", "by", "meeting", "call", "also", "first",
-    "second", "last", "new", "each", "every", "still", "really", "things", "thing", "lot",
+    "a",
+    "about",
+    "after",
+    "again",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "done",
+    "don't",
+    "for",
+    "from",
+    "get",
+    "go",
+    "going",
+    "good",
+    "got",
+    "had",
+    "has",
+    "have",
+    "he",
+    "her",
+    "here",
+    "him",
+    "his",
+    "how",
+    "i",
+    "i'll",
+    "i'm",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "it's",
+    "its",
+    "just",
+    "know",
+    "let",
+    "let's",
+    "like",
+    "make",
+    "me",
+    "more",
+    "my",
+    "need",
+    "needs",
+    "next",
+    "no",
+    "not",
+    "now",
+    "of",
+    "ok",
+    "okay",
+    "on",
+    "one",
+    "or",
+    "our",
+    "out",
+    "over",
+    "please",
+    "right",
+    "said",
+    "say",
+    "see",
+    "she",
+    "should",
+    "so",
+    "some",
+    "sure",
+    "take",
+    "than",
+    "thank",
+    "thanks",
+    "that",
+    "that's",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "think",
+    "this",
+    "those",
+    "to",
+    "today",
+    "too",
+    "up",
+    "us",
+    "very",
+    "want",
+    "was",
+    "we",
+    "we'll",
+    "we're",
+    "well",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "who",
+    "will",
+    "with",
+    "would",
+    "yeah",
+    "yes",
+    "you",
+    "you'll",
+    "your",
+    "agreed",
+    "decided",
+    "decision",
+    "action",
+    "item",
+    "everyone",
+    "week",
+    "friday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "tomorrow",
+    "end",
+    "by",
+    "meeting",
+    "call",
+    "also",
+    "first",
+    "second",
+    "last",
+    "new",
+    "each",
+    "every",
+    "still",
+    "really",
+    "things",
+    "thing",
+    "lot",
 ];
 
 fn words(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -180,16 +328,29 @@ fn action(s: &Sentence, names: &HashSet<String>) -> Option<ActionItem> {
             text: s.text.clone(),
         });
     }
-    if first_person.iter().any(|p| l.starts_with(p) || l.contains(&format!(" {p}"))) {
+    if first_person
+        .iter()
+        .any(|p| l.starts_with(p) || l.contains(&format!(" {p}")))
+    {
         return Some(ActionItem {
             owner: Some(s.speaker.clone()),
             text: s.text.clone(),
         });
     }
     let deadline = [
-        " by monday", " by tuesday", " by wednesday", " by thursday", " by friday",
-        " by tomorrow", " by next week", " by the end of", " before the next", " by end of",
-        " by eod", " this week", " next week",
+        " by monday",
+        " by tuesday",
+        " by wednesday",
+        " by thursday",
+        " by friday",
+        " by tomorrow",
+        " by next week",
+        " by the end of",
+        " before the next",
+        " by end of",
+        " by eod",
+        " this week",
+        " next week",
     ]
     .iter()
     .any(|p| l.contains(p));
@@ -220,7 +381,10 @@ fn owner_named(text: &str, names: &HashSet<String>) -> Option<String> {
         if STOP.contains(&lw.as_str()) {
             continue;
         }
-        let next = toks.get(i + 1).map(|n| n.to_lowercase()).unwrap_or_default();
+        let next = toks
+            .get(i + 1)
+            .map(|n| n.to_lowercase())
+            .unwrap_or_default();
         let addressed = t.ends_with(',');
         let known = names.contains(&lw);
         if known
@@ -271,7 +435,8 @@ impl Extractive {
             let sum: usize = ws.iter().map(|w| freq.get(w).copied().unwrap_or(0)).sum();
             sum as f64 / (ws.len() as f64).sqrt().max(1.0)
         };
-        let mut ranked: Vec<(usize, f64)> = ss.iter().enumerate().map(|(i, s)| (i, score(s))).collect();
+        let mut ranked: Vec<(usize, f64)> =
+            ss.iter().enumerate().map(|(i, s)| (i, score(s))).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut pick: Vec<usize> = ranked.iter().take(3).map(|r| r.0).collect();
         pick.sort();
@@ -325,7 +490,9 @@ impl ChatSummarizer {
         let base = c
             .base_url
             .as_deref()
-            .ok_or_else(|| SummarizeError::Config("transcriber.summarizer.base_url is not set".into()))?
+            .ok_or_else(|| {
+                SummarizeError::Config("transcriber.summarizer.base_url is not set".into())
+            })?
             .trim_end_matches('/');
         let (url, azure) = match (c.kind, &c.azure_deployment, &c.azure_api_version) {
             (SummarizerKind::Openai, Some(d), Some(v)) => (
@@ -339,7 +506,9 @@ impl ChatSummarizer {
             .model
             .clone()
             .or_else(|| c.azure_deployment.clone())
-            .ok_or_else(|| SummarizeError::Config("transcriber.summarizer.model is not set".into()))?;
+            .ok_or_else(|| {
+                SummarizeError::Config("transcriber.summarizer.model is not set".into())
+            })?;
         Ok(ChatSummarizer {
             kind: c.kind,
             client: reqwest::Client::builder()
@@ -431,7 +600,11 @@ pub fn parse_summary_json(content: &str) -> Result<SummaryDoc, SummarizeError> {
     let end = content.rfind('}');
     let json = match (start, end) {
         (Some(s), Some(e)) if e > s => &content[s..=e],
-        _ => return Err(SummarizeError::Protocol("the answer holds no JSON object".into())),
+        _ => {
+            return Err(SummarizeError::Protocol(
+                "the answer holds no JSON object".into(),
+            ));
+        }
     };
     serde_json::from_str(json).map_err(|e| SummarizeError::Protocol(e.to_string()))
 }
@@ -442,8 +615,8 @@ pub fn chunks(text: &str, max: usize) -> Vec<String> {
     let mut cur = String::new();
     for line in text.lines() {
         let mut line = line.to_string();
-        while line.len() > max {
-            let mut cut = max;
+        while line.len() >= max {
+            let mut cut = max - 1;
             while !line.is_char_boundary(cut) {
                 cut -= 1;
             }
@@ -482,7 +655,9 @@ impl Summarizer for ChatSummarizer {
         }
         let parts = chunks(&text, self.max_chunk);
         if parts.len() == 1 {
-            return self.ask(SYSTEM, &format!("Transcript:\n{}", parts[0])).await;
+            return self
+                .ask(SYSTEM, &format!("Transcript:\n{}", parts[0]))
+                .await;
         }
         let mut partials = BTreeMap::new();
         for (i, p) in parts.iter().enumerate() {
@@ -527,8 +702,14 @@ mod tests {
     #[test]
     fn extractive_summary_finds_decisions_and_owned_action_items() {
         let d = doc(&[
-            ("Alice", "Good morning everyone. Let's review the budget for the marketing launch."),
-            ("Bob", "The budget for the launch is forty thousand dollars."),
+            (
+                "Alice",
+                "Good morning everyone. Let's review the budget for the marketing launch.",
+            ),
+            (
+                "Bob",
+                "The budget for the launch is forty thousand dollars.",
+            ),
             ("Alice", "We decided to move the launch to March."),
             ("Bob", "I'll send the revised budget to finance by Friday."),
             ("Alice", "Carol, can you book the venue for the launch?"),
@@ -538,7 +719,11 @@ mod tests {
         assert_eq!(s.decisions, vec!["We decided to move the launch to March."]);
         let owners: Vec<_> = s.action_items.iter().map(|a| a.owner.clone()).collect();
         assert!(owners.contains(&Some("Bob".into())), "{:?}", s.action_items);
-        assert!(owners.contains(&Some("Carol".into())), "{:?}", s.action_items);
+        assert!(
+            owners.contains(&Some("Carol".into())),
+            "{:?}",
+            s.action_items
+        );
         assert!(s.topics.contains(&"budget".to_string()), "{:?}", s.topics);
         assert!(s.topics.contains(&"launch".to_string()), "{:?}", s.topics);
         assert!(!s.overview.is_empty());

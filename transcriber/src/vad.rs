@@ -222,7 +222,12 @@ mod tests {
         all.extend(tone(700, 0.3));
         let mut us = v.push(&all);
         us.extend(v.finish());
-        assert_eq!(us.len(), 2, "{:?}", us.iter().map(|u| u.start_ms).collect::<Vec<_>>());
+        assert_eq!(
+            us.len(),
+            2,
+            "{:?}",
+            us.iter().map(|u| u.start_ms).collect::<Vec<_>>()
+        );
         assert!(us[1].start_ms >= 3000 && us[1].start_ms < 3540);
     }
 
@@ -233,7 +238,13 @@ mod tests {
             ..Default::default()
         };
         let mut v = Vad::new(s);
-        let mut us = v.push(&tone(5000, 0.3));
+        // Speech-like: 200 ms syllables with 60 ms dips, for five seconds.
+        let mut speech = Vec::new();
+        while speech.len() < 5 * 16_000 {
+            speech.extend(tone(200, 0.3));
+            speech.extend(tone(60, 0.02));
+        }
+        let mut us = v.push(&speech);
         us.extend(v.finish());
         assert!(us.len() >= 2);
         assert!(us.iter().all(|u| u.pcm.len() <= 2 * 16_000 + 320));

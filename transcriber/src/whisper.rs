@@ -96,14 +96,19 @@ impl WhisperEngine {
             .map_err(|e| EngineError::Failed(e.to_string()))?;
         let mut out = Vec::new();
         for seg in state.as_iter() {
-            let text = clean_text(&seg.to_str_lossy().map_err(|e| EngineError::Failed(e.to_string()))?);
+            let text = clean_text(
+                &seg.to_str_lossy()
+                    .map_err(|e| EngineError::Failed(e.to_string()))?,
+            );
             if text.is_empty() {
                 continue;
             }
-            // Timestamps are in 10 ms units.
+            // Timestamps are in 10 ms units; none lies beyond the audio given.
+            let dur_ms = audio.len() as u64 * 1000 / 16_000;
+            let start_ms = (seg.start_timestamp().max(0) as u64 * 10).min(dur_ms);
             out.push(Recognized {
-                start_ms: seg.start_timestamp().max(0) as u64 * 10,
-                end_ms: seg.end_timestamp().max(0) as u64 * 10,
+                start_ms,
+                end_ms: (seg.end_timestamp().max(0) as u64 * 10).clamp(start_ms, dur_ms),
                 text,
             });
         }

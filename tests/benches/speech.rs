@@ -1,0 +1,350 @@
+//! Transcription benchmark: word error rate, real-time factor and peak memory per engine and
+//! model on the 24-sentence, three-voice espeak-ng meeting script, and streaming latency (end of
+//! an utterance to its text on the live stream) through the transcriber service.
+//!
+//! `cargo bench -p meetbot-tests --bench speech` (needs `bash scripts/test.sh` run once: the
+//! tiny.en model and the faster-whisper-server venv; the base model is fetched if missing).
+//! Each measurement runs in a child process of its own so its peak RSS is its own.
+
+use meetbot_core::config::{EngineConfig, EngineKind};
+use meetbot_testsupport::speech::{self, MEETING};
+use meetbot_transcriber::audio::decode_file;
+use meetbot_transcriber::engine::{SpeechEngine, word_error_rate};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn engine(name: &str) -> (Arc<dyn SpeechEngine>, Option<speech::FasterWhisperServer>) {
+    let dir = speech::whisper_model().parent().unwrap().to_path_buf();
+    let whisper = |model: &str, beam: usize| -> Arc<dyn SpeechEngine> {
+        Arc::new(
+            meetbot_transcriber::whisper::WhisperEngine::load(
+                &meetbot_transcriber::model::model_path(&dir, model),
+                2,
+                1,
+                beam,
+                "en",
+            )
+            .unwrap(),
+        )
+    };
+    match name {
+        "whisper.cpp tiny.en greedy" => (whisper("tiny.en", 1), None),
+        "whisper.cpp tiny.en beam 5" => (whisper("tiny.en", 5), None),
+        "whisper.cpp base beam 5" => (whisper("base", 5), None),
+        "faster-whisper-server tiny.en (HTTP)" => {
+            let s = speech::FasterWhisperServer::start();
+            let e = meetbot_transcriber::openai::OpenAiEngine::from_config(&EngineConfig {
+                kind: EngineKind::Openai,
+                model: "tiny.en".into(),
+                base_url: Some(s.url()),
+                ..Default::default()
+            })
+            .unwrap();
+            (Arc::new(e), Some(s))
+        }
+        o => panic!("unknown engine {o}"),
+    }
+}
+
+/// One engine: WER over the sentences one by one, then the whole script as one recording (RTF).
+async fn measure(name: &str) -> serde_json::Value {
+    let (e, _server) = engine(name);
+    let mut clips = Vec::new();
+    for (voice, text) in MEETING {
+        let (rate, pcm) = speech::espeak(text, voice);
+        clips.push((text, rate, pcm));
+    }
+    let (mut errors, mut words) = (0, 0);
+    for (text, rate, pcm) in &clips {
+        let a = decode_file(&speech::wav(*rate, pcm)).unwrap();
+        let got: Vec<String> = e
+            .transcribe(&a)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        let (er, n) = word_error_rate(text, &got.join(" "));
+        errors += er;
+        words += n;
+    }
+    // The whole meeting as one recording, with a 0.8 s pause between speakers.
+    let rate = clips[0].1;
+    let mut all = Vec::new();
+    for (_, _, pcm) in &clips {
+        all.extend_from_slice(pcm);
+        all.extend(std::iter::repeat_n(0i16, rate as usize * 4 / 5));
+    }
+    let audio = decode_file(&speech::wav(rate, &all)).unwrap();
+    let secs = audio.len() as f64 / 16_000.0;
+    let t = Instant::now();
+    let segs = meetbot_transcriber::file::transcribe_pcm(e.as_ref(), &audio, |_, _| {})
+        .await
+        .unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let reference: Vec<&str> = MEETING.iter().map(|m| m.1).collect();
+    let hyp: Vec<&str> = segs.iter().map(|s| s.text.as_str()).collect();
+    let (fe, fw) = word_error_rate(&reference.join(" "), &hyp.join(" "));
+    serde_json::json!({
+        "engine": name,
+        "wer": errors as f64 / words as f64,
+        "words": words,
+        "file_wer": fe as f64 / fw as f64,
+        "audio_s": secs,
+        "rtf": took / secs,
+        "peak_rss_mib": peak_rss_mib(),
+    })
+}
+
+/// Streams the script through the transcriber service in real time (two participants taking
+/// turns) and measures, per utterance, the time from its last audio frame sent to its text on
+/// the live stream.
+async fn streaming() -> serde_json::Value {
+    use futures_util::StreamExt;
+    use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
+    use meetbot_bot::connector::AudioPacket;
+    use meetbot_core::model::{BotJob, BotJobState};
+    use secrecy::SecretString;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn meetbot_store::Store> = meetbot_store::init_engine(
+        meetbot_store::SqliteEngine::open(&dir.path().join("s")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let tenants = Arc::new(meetbot_store::vault::Tenants::new(
+        store.clone(),
+        Arc::new(meetbot_crypto::LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+    ));
+    let tenant = tenants.create("Bench").await.unwrap().id;
+    let now = chrono::Utc::now();
+    store
+        .insert_bot_job(
+            &tenant,
+            &BotJob {
+                id: "job".into(),
+                meeting_id: "m".into(),
+                idempotency_key: "k".into(),
+                join_at: now,
+                state: BotJobState::Joined,
+                history: vec![],
+                published_at: Some(now),
+                bot_rules: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (e, _) = engine("whisper.cpp tiny.en beam 5");
+    let secret = SecretString::from("bench secret 0123456789".to_string());
+    let svc = meetbot_transcriber::service::Service::new(
+        tenants,
+        meetbot_transcriber::service::Engines::single(e),
+        Arc::new(meetbot_transcriber::summarize::Extractive),
+        meetbot_transcriber::service::Settings {
+            secret: secret.clone(),
+            vad: Default::default(),
+            retention: None,
+        },
+        meetbot_transcriber::service::Metrics::new(),
+    );
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(svc.router()).await;
+    let token = job_token(&secret, tenant.as_str(), "job");
+    let live = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/live/{tenant}/job"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let arrivals = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut body = live.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find("\n\n") {
+                let ev: String = buf.drain(..i + 2).collect();
+                if ev.contains("event: segment") {
+                    out.push(Instant::now());
+                }
+                if ev.contains("event: end") {
+                    return out;
+                }
+            }
+        }
+        out
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let stream = tokio::spawn(stream_audio(
+        StreamSettings {
+            url: format!("ws://{addr}/v1/audio/{tenant}/job"),
+            token: SecretString::from(token),
+            buffer_frames: 20_000,
+            max_outage: Duration::from_secs(10),
+        },
+        rx,
+    ));
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let mut ends = Vec::new();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut ts = [0u32; 2];
+    for (k, (voice, text)) in MEETING.iter().enumerate() {
+        let (rate, pcm) = speech::espeak(text, voice);
+        let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+        pcm48.extend(std::iter::repeat_n(0i16, 48_000 * 6 / 5));
+        let who = k % 2;
+        let frames: Vec<Vec<i16>> = pcm48
+            .chunks(960)
+            .map(|c| {
+                let mut f = c.to_vec();
+                f.resize(960, 0);
+                f
+            })
+            .collect();
+        let speech_frames = pcm.len() as u64 * 48_000 / rate as u64 / 960;
+        for (i, f) in frames.iter().enumerate() {
+            // Real time: one 20 ms frame every 20 ms.
+            sent += 1;
+            let due = start + Duration::from_millis(sent * 20);
+            tokio::time::sleep_until(due.into()).await;
+            tx.send(Outgoing::Audio(AudioPacket {
+                participant: format!("p{who}"),
+                ssrc: who as u32,
+                sequence: i as u16,
+                timestamp: ts[who],
+                payload: enc.encode_vec(f, 1500).unwrap(),
+                received_at: Instant::now(),
+            }))
+            .await
+            .unwrap();
+            ts[who] = ts[who].wrapping_add(960);
+            if i as u64 + 1 == speech_frames {
+                ends.push(Instant::now());
+            }
+        }
+    }
+    drop(tx);
+    stream.await.unwrap().unwrap();
+    let arr = arrivals.await.unwrap();
+    // Utterance k's text is the first segment arriving after its end.
+    let mut lat: Vec<f64> = Vec::new();
+    let mut j = 0;
+    for end in &ends {
+        while j < arr.len() && arr[j] < *end {
+            j += 1;
+        }
+        if j < arr.len() {
+            lat.push((arr[j] - *end).as_secs_f64());
+            j += 1;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    serde_json::json!({
+        "utterances": ends.len(),
+        "matched": lat.len(),
+        "p50_s": pct(0.5),
+        "p95_s": pct(0.95),
+        "max_s": lat.last().copied().unwrap_or(0.0),
+        "peak_rss_mib": peak_rss_mib(),
+    })
+}
+
+const ENGINES: &[&str] = &[
+    "whisper.cpp tiny.en greedy",
+    "whisper.cpp tiny.en beam 5",
+    "whisper.cpp base beam 5",
+    "faster-whisper-server tiny.en (HTTP)",
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Child mode: one measurement, JSON on stdout.
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let what = &args[i + 1];
+        let v = if what == "streaming" {
+            rt.block_on(streaming())
+        } else {
+            rt.block_on(measure(what))
+        };
+        println!("{v}");
+        return;
+    }
+    // The base model: fetched (and verified) once.
+    let dir = speech::whisper_model().parent().unwrap().to_path_buf();
+    let base = meetbot_transcriber::model::model_path(&dir, "base");
+    if !meetbot_transcriber::model::verify(&base) {
+        eprintln!("fetching the base model into {} ...", dir.display());
+        rt.block_on(meetbot_transcriber::model::fetch(
+            &meetbot_transcriber::model::BASE,
+            meetbot_transcriber::model::FILE_HOST,
+            &dir,
+            &reqwest::Client::new(),
+            &mut |_| {},
+        ))
+        .unwrap();
+    }
+    let me = std::env::current_exe().unwrap();
+    let child = |what: &str| -> serde_json::Value {
+        eprintln!("measuring {what} ...");
+        let out = std::process::Command::new(&me)
+            .args(["--child", what])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what} failed");
+        serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+    };
+    println!(
+        "\n## Transcription: 24 sentences, 3 espeak-ng voices (en-us, en-gb, en-sc), 2 threads\n"
+    );
+    println!("| engine | WER per sentence | WER whole recording | real-time factor | peak RSS |");
+    println!("| --- | --- | --- | --- | --- |");
+    for e in ENGINES {
+        let v = child(e);
+        println!(
+            "| {} | {:.1}% ({} words) | {:.1}% | {:.3} ({:.0}x faster than real time, {:.0} s of audio) | {:.0} MiB |",
+            e,
+            v["wer"].as_f64().unwrap() * 100.0,
+            v["words"],
+            v["file_wer"].as_f64().unwrap() * 100.0,
+            v["rtf"].as_f64().unwrap(),
+            1.0 / v["rtf"].as_f64().unwrap(),
+            v["audio_s"].as_f64().unwrap(),
+            v["peak_rss_mib"].as_f64().unwrap(),
+        );
+    }
+    let s = child("streaming");
+    println!(
+        "\n## Streaming: the script in real time through the transcriber service (whisper.cpp tiny.en beam 5)\n"
+    );
+    println!("| utterances | with text | end of utterance to text p50 | p95 | max | peak RSS |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB |",
+        s["utterances"],
+        s["matched"],
+        s["p50_s"].as_f64().unwrap(),
+        s["p95_s"].as_f64().unwrap(),
+        s["max_s"].as_f64().unwrap(),
+        s["peak_rss_mib"].as_f64().unwrap(),
+    );
+    println!(
+        "\n(The RSS of the HTTP engine is the client's; the server is a separate Python process.)"
+    );
+}
