@@ -67,7 +67,9 @@ pub enum StreamError {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn tls() -> Option<tokio_tungstenite::Connector> {
+/// The WebSocket TLS connector of every client here: rustls with aws-lc-rs and the system's
+/// roots (the transcriber's Deepgram client uses it too).
+pub fn tls() -> Option<tokio_tungstenite::Connector> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {

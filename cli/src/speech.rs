@@ -278,6 +278,8 @@ pub fn build_service(
             retention: (t.transcript_retention_days > 0).then(|| {
                 std::time::Duration::from_secs(t.transcript_retention_days as u64 * 86_400)
             }),
+            partial_every: (t.partial_every_ms > 0)
+                .then(|| std::time::Duration::from_millis(t.partial_every_ms)),
         },
         metrics,
     ))

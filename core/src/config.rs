@@ -140,6 +140,8 @@ pub struct TranscriberConfig {
     pub audio_token_secret: Option<String>,
     /// Transcripts expire this many days after the meeting (0: kept until deleted).
     pub transcript_retention_days: u32,
+    /// Live partial results for speech still going on, every this many ms of it (0: off).
+    pub partial_every_ms: u64,
 }
 
 impl Default for TranscriberConfig {
@@ -152,6 +154,7 @@ impl Default for TranscriberConfig {
             summarizer: SummarizerConfig::default(),
             audio_token_secret: None,
             transcript_retention_days: 30,
+            partial_every_ms: 2_000,
         }
     }
 }
@@ -906,6 +909,15 @@ impl Config {
             bad(
                 "transcriber.audio_token_secret",
                 "must be 16+ characters".into(),
+            );
+        }
+        if t.partial_every_ms != 0 && !(500..=60_000).contains(&t.partial_every_ms) {
+            bad(
+                "transcriber.partial_every_ms",
+                format!(
+                    "{} is out of range 500..=60000 (or 0: off)",
+                    t.partial_every_ms
+                ),
             );
         }
         let l = &self.launcher;

@@ -154,6 +154,7 @@ async fn streaming() -> serde_json::Value {
             secret: secret.clone(),
             vad: Default::default(),
             retention: None,
+            partial_every: None,
         },
         meetbot_transcriber::service::Metrics::new(),
     );

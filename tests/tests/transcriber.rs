@@ -101,6 +101,7 @@ async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
             secret: secret.clone(),
             vad: Default::default(),
             retention: Some(Duration::from_secs(30 * 86_400)),
+            partial_every: Some(Duration::from_millis(1500)),
         },
         metrics.clone(),
     );
@@ -284,6 +285,9 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
         "{events}"
     );
     assert!(events.contains("event: end\ndata: stored"), "{events}");
+    // Partial results came for utterances still going on (the engine was idle), not stored.
+    assert!(events.contains("event: partial"), "{events}");
+    assert!(events.contains("\"final\":false") && events.contains("\"final\":true"));
     assert!(
         !events.contains("latency_seconds\":-"),
         "latencies are measured"

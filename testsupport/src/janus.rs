@@ -248,33 +248,8 @@ impl Drop for JanusServer {
 
 /// 48 kHz mono PCM of `text` spoken by espeak-ng (its 22.05 kHz output, resampled linearly).
 pub fn speech(text: &str) -> Vec<i16> {
-    let out = Command::new("espeak-ng")
-        .args(["--stdout", "-s", "150", text])
-        .output()
-        .expect("espeak-ng is not installed (scripts/test.sh installs it)");
-    assert!(out.status.success(), "espeak-ng failed");
-    let wav = out.stdout;
-    let rate = u32::from_le_bytes(wav[24..28].try_into().expect("wav header")) as f64;
-    let data = wav
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("wav data chunk")
-        + 8;
-    let src: Vec<i16> = wav[data..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    let n = (src.len() as f64 * 48_000.0 / rate) as usize;
-    (0..n)
-        .map(|i| {
-            let x = i as f64 * rate / 48_000.0;
-            let j = x as usize;
-            let f = x - j as f64;
-            let a = *src.get(j).unwrap_or(&0) as f64;
-            let b = *src.get(j + 1).unwrap_or(&0) as f64;
-            (a + (b - a) * f) as i16
-        })
-        .collect()
+    let (rate, pcm) = crate::speech::espeak_at(text, None, 150);
+    crate::speech::resample(&pcm, rate, 48_000)
 }
 
 /// Length of the voiced part of 48 kHz PCM: from the first to the last 20 ms frame whose RMS is

@@ -84,11 +84,21 @@ pub const MEETING: &[(&str, &str)] = &[
 
 /// `text` spoken by espeak-ng in `voice`: its sample rate and 16-bit mono samples.
 pub fn espeak(text: &str, voice: &str) -> (u32, Vec<i16>) {
-    let out = Command::new("espeak-ng")
-        .args(["--stdout", "-v", voice, "-s", "160", text])
+    espeak_at(text, Some(voice), 160)
+}
+
+/// `text` spoken by espeak-ng (in `voice`, else its default) at `wpm` words per minute.
+pub fn espeak_at(text: &str, voice: Option<&str>, wpm: u32) -> (u32, Vec<i16>) {
+    let mut c = Command::new("espeak-ng");
+    c.arg("--stdout");
+    if let Some(v) = voice {
+        c.args(["-v", v]);
+    }
+    let out = c
+        .args(["-s", &wpm.to_string(), text])
         .output()
         .expect("espeak-ng is not installed (scripts/test.sh installs it)");
-    assert!(out.status.success(), "espeak-ng failed for voice {voice}");
+    assert!(out.status.success(), "espeak-ng failed for voice {voice:?}");
     let wav = out.stdout;
     let rate = u32::from_le_bytes(wav[24..28].try_into().expect("wav header"));
     let data = wav

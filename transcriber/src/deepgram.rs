@@ -9,7 +9,6 @@ use futures_util::{SinkExt, StreamExt};
 use meetbot_core::config::EngineConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -42,20 +41,6 @@ struct Channel {
 #[derive(Deserialize)]
 struct Alt {
     transcript: String,
-}
-
-fn tls() -> Option<tokio_tungstenite::Connector> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Some(tokio_tungstenite::Connector::Rustls(Arc::new(cfg)))
 }
 
 impl DeepgramEngine {
@@ -103,22 +88,28 @@ impl SpeechEngine for DeepgramEngine {
                 .map_err(|_| EngineError::Failed("the API key is not a valid header".into()))?;
             req.headers_mut().insert("authorization", v);
         }
-        let (ws, _) =
-            match tokio_tungstenite::connect_async_tls_with_config(req, None, false, tls()).await {
-                Ok(x) => x,
-                Err(tokio_tungstenite::tungstenite::Error::Http(r))
-                    if r.status() == 401 || r.status() == 403 =>
-                {
-                    return Err(EngineError::Unauthorized(r.status().as_u16()));
-                }
-                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
-                    return Err(EngineError::Http {
-                        status: r.status().as_u16(),
-                        body: String::new(),
-                    });
-                }
-                Err(e) => return Err(self.unreachable(e)),
-            };
+        let (ws, _) = match tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            meetbot_bot::audio_stream::tls(),
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                if r.status() == 401 || r.status() == 403 =>
+            {
+                return Err(EngineError::Unauthorized(r.status().as_u16()));
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                return Err(EngineError::Http {
+                    status: r.status().as_u16(),
+                    body: String::new(),
+                });
+            }
+            Err(e) => return Err(self.unreachable(e)),
+        };
         // 100 ms of linear16 per message, as a live client sends it.
         let (mut tx, mut rx) = ws.split();
         let send = async {

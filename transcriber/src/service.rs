@@ -130,6 +130,9 @@ pub struct Settings {
     pub vad: VadSettings,
     /// Transcripts expire this long after they are stored (None: kept until deleted).
     pub retention: Option<Duration>,
+    /// A partial result for an utterance still going on, every this much of it (None: off).
+    /// Partials are only computed when the engine has nothing else queued.
+    pub partial_every: Option<Duration>,
 }
 
 /// A live segment, as sent to `/v1/live` subscribers.
@@ -137,7 +140,11 @@ pub struct Settings {
 pub struct LiveSegment {
     #[serde(flatten)]
     pub segment: Segment,
-    /// Seconds from the end of the utterance to this text.
+    /// False for a partial result: the text of an utterance still going on, replaced by the
+    /// final segment when it ends. Only final segments are stored.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Seconds from the end of the utterance (for a partial: of the audio so far) to this text.
     pub latency_seconds: f64,
 }
 
@@ -147,6 +154,8 @@ struct Participant {
     /// Session offset (ms) of this VAD's timeline start.
     base_ms: u64,
     last_ts: Option<u32>,
+    /// Length of the utterance in progress at which its next partial result is due.
+    next_partial_ms: u64,
 }
 
 struct Work {
@@ -154,6 +163,7 @@ struct Work {
     start_ms: u64,
     utterance: Utterance,
     ended_at: Instant,
+    partial: bool,
 }
 
 /// One job's stream (kept across reconnects).
@@ -264,7 +274,9 @@ impl Service {
         let job = s.job.clone();
         s.worker = Some(tokio::spawn(async move {
             while let Some(w) = rx.recv().await {
-                m.utterances.inc();
+                if !w.partial {
+                    m.utterances.inc();
+                }
                 match engine.transcribe(&w.utterance.pcm).await {
                     Ok(rs) => {
                         let latency = w.ended_at.elapsed().as_secs_f64();
@@ -278,12 +290,15 @@ impl Service {
                                     .min(w.start_ms + w.utterance.end_ms() - w.utterance.start_ms),
                                 text: r.text,
                             };
-                            segments
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(seg.clone());
+                            if !w.partial {
+                                segments
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(seg.clone());
+                            }
                             let _ = live.send(LiveSegment {
                                 segment: seg,
+                                is_final: !w.partial,
                                 latency_seconds: latency,
                             });
                         }
@@ -311,6 +326,7 @@ impl Service {
         self.ensure_worker(s);
         let now_ms = s.started.elapsed().as_millis() as u64;
         let mut ready: Vec<(String, u64, Utterance)> = Vec::new();
+        let mut partial: Option<(String, u64, Utterance)> = None;
         match f {
             Frame::Audio {
                 participant,
@@ -332,6 +348,7 @@ impl Service {
                                 vad: Vad::new(self.settings.vad.clone()),
                                 base_ms: now_ms,
                                 last_ts: None,
+                                next_partial_ms: 0,
                             },
                         );
                         s.participants.get_mut(&participant)?
@@ -365,6 +382,19 @@ impl Service {
                         for u in p.vad.push(&pcm) {
                             ready.push((participant.clone(), p.base_ms, u));
                         }
+                        if let Some(every) = self.settings.partial_every {
+                            let every = every.as_millis().max(500) as u64;
+                            match p.vad.in_progress() {
+                                None => p.next_partial_ms = every,
+                                Some(u)
+                                    if u.end_ms() - u.start_ms >= p.next_partial_ms.max(every) =>
+                                {
+                                    p.next_partial_ms = u.end_ms() - u.start_ms + every;
+                                    partial = Some((participant.clone(), p.base_ms, u));
+                                }
+                                Some(_) => {}
+                            }
+                        }
                     }
                     Err(_) => {
                         self.metrics.decode_errors.inc();
@@ -397,10 +427,23 @@ impl Service {
                     start_ms: base + utterance.start_ms,
                     utterance,
                     ended_at: Instant::now(),
+                    partial: false,
                 };
                 if tx.send(w).await.is_err() {
                     break;
                 }
+            }
+            // A partial only when the engine is idle: it never delays a final segment.
+            if let Some((participant, base, utterance)) = partial
+                && tx.capacity() == tx.max_capacity()
+            {
+                let _ = tx.try_send(Work {
+                    participant,
+                    start_ms: base + utterance.start_ms,
+                    utterance,
+                    ended_at: Instant::now(),
+                    partial: true,
+                });
             }
         }
         s.next_seq = seq + 1;
@@ -598,10 +641,10 @@ async fn live(
                 }
             };
             let (ev, over) = match next {
-                Next::Segment(seg) => (
-                    Event::default().event("segment").json_data(&seg).ok()?,
-                    false,
-                ),
+                Next::Segment(seg) => {
+                    let kind = if seg.is_final { "segment" } else { "partial" };
+                    (Event::default().event(kind).json_data(&seg).ok()?, false)
+                }
                 Next::Lagged(n) => (Event::default().event("lagged").data(n.to_string()), false),
                 Next::End(ok) => (
                     Event::default()

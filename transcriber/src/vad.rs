@@ -170,6 +170,14 @@ impl Vad {
         (speech >= frames(self.s.min_speech)).then_some(Utterance { start_ms, pcm })
     }
 
+    /// The utterance in progress so far (a copy, zeroized on drop), if speech is going on.
+    pub fn in_progress(&self) -> Option<Utterance> {
+        self.current.as_ref().map(|(start_ms, pcm)| Utterance {
+            start_ms: *start_ms,
+            pcm: Zeroizing::new(pcm.to_vec()),
+        })
+    }
+
     /// Ends the stream: the utterance in progress (if any) is returned.
     pub fn finish(&mut self) -> Option<Utterance> {
         if !self.partial.is_empty() {
