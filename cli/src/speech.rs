@@ -251,7 +251,35 @@ pub fn audio_secret(config: &Config) -> Option<String> {
 }
 
 /// Builds the transcriber service (engines per tenant, summarizer) on `tenants`.
-pub fn build_service(
+/// A tenant's engine configuration with its sealed API key (`meetbot tenant speech-key`) opened
+/// in, where the configuration names none.
+async fn tenant_engine(
+    tenants: &meetbot_store::vault::Tenants,
+    tenant: &str,
+    e: &EngineConfig,
+) -> Result<EngineConfig> {
+    use meetbot_core::model::TenantSettings;
+    let mut e = e.clone();
+    if e.api_key.is_some() || e.kind == EngineKind::Whisper {
+        return Ok(e);
+    }
+    let id: meetbot_core::TenantId = tenant
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{tenant:?} is not a tenant id"))?;
+    if let Some(sealed) = tenants
+        .store()
+        .get_tenant_settings(&id)
+        .await?
+        .and_then(|s| s.speech_api_key)
+    {
+        let vault = tenants.vault(&id).await?;
+        let key = vault.open_string::<TenantSettings>("settings", "speech_api_key", &sealed)?;
+        e.api_key = Some(key);
+    }
+    Ok(e)
+}
+
+pub async fn build_service(
     config: &Config,
     tenants: Arc<meetbot_store::vault::Tenants>,
     secret: String,
@@ -261,10 +289,13 @@ pub fn build_service(
     let t = &config.transcriber;
     let mut engines = Engines::single(build_engine(config, &t.engine)?);
     for (tenant, e) in &t.tenants {
-        engines.per_tenant.insert(
-            tenant.clone(),
-            build_engine(config, e).with_context(|| format!("transcriber.tenants.{tenant}"))?,
-        );
+        let what = || format!("transcriber.tenants.{tenant}");
+        let e = tenant_engine(&tenants, tenant, e)
+            .await
+            .with_context(what)?;
+        engines
+            .per_tenant
+            .insert(tenant.clone(), build_engine(config, &e).with_context(what)?);
     }
     let summarizer: Arc<dyn meetbot_transcriber::summarize::Summarizer> =
         meetbot_transcriber::summarize::from_config(&t.summarizer)?.into();
@@ -302,7 +333,7 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     let metrics = meetbot_transcriber::service::Metrics::new();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let svc = build_service(&config, tenants, secret, metrics)?;
+    let svc = build_service(&config, tenants, secret, metrics).await?;
     let listen = config.transcriber.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -355,7 +386,8 @@ pub async fn in_process(
         tenants,
         secret.clone(),
         meetbot_transcriber::service::Metrics::new(),
-    )?;
+    )
+    .await?;
     let listen = config.transcriber.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

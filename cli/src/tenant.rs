@@ -23,6 +23,15 @@ pub enum TenantCmd {
         #[arg(long)]
         set: Option<std::path::PathBuf>,
     },
+    /// Sets the tenant's own API key for its HTTP speech engine (read from standard input, one
+    /// line; never an argument, so it stays out of shell history), sealed under the tenant's key.
+    /// The transcriber uses it for `transcriber.tenants.<id>` when that has no `api_key`.
+    SpeechKey {
+        id: TenantId,
+        /// Removes the key instead.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Crypto-erases a tenant: destroys its keys, drops its database, prints the deletion receipt.
     Delete {
         id: TenantId,
@@ -86,15 +95,15 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                     .with_context(|| format!("{} is not valid bot rules", f.display()))?;
                 bot.validate()
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-                t.store()
-                    .put_tenant_settings(
-                        &id,
-                        &TenantSettings {
-                            bot,
-                            updated_at: chrono::Utc::now(),
-                        },
-                    )
-                    .await?;
+                // Only the bot rules change; the rest of the settings stays.
+                let mut settings = t
+                    .store()
+                    .get_tenant_settings(&id)
+                    .await?
+                    .unwrap_or_else(|| TenantSettings::new(bot.clone(), chrono::Utc::now()));
+                settings.bot = bot;
+                settings.updated_at = chrono::Utc::now();
+                t.store().put_tenant_settings(&id, &settings).await?;
                 eprintln!("bot rules of tenant {id} saved; bots started from now on use them");
             }
             let current = t
@@ -104,6 +113,37 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                 .map(|s| s.bot)
                 .unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&current)?);
+        }
+        TenantCmd::SpeechKey { id, clear } => {
+            use anyhow::Context;
+            use meetbot_core::model::TenantSettings;
+            let mut settings = t
+                .store()
+                .get_tenant_settings(&id)
+                .await?
+                .unwrap_or_else(|| TenantSettings::new(Default::default(), chrono::Utc::now()));
+            if clear {
+                settings.speech_api_key = None;
+            } else {
+                let mut line = zeroize::Zeroizing::new(String::new());
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the API key from standard input")?;
+                let key = line.trim();
+                anyhow::ensure!(!key.is_empty(), "no API key on standard input");
+                let vault = t.vault(&id).await?;
+                settings.speech_api_key = Some(vault.seal::<TenantSettings>(
+                    "settings",
+                    "speech_api_key",
+                    key.as_bytes(),
+                )?);
+            }
+            settings.updated_at = chrono::Utc::now();
+            t.store().put_tenant_settings(&id, &settings).await?;
+            eprintln!(
+                "speech API key of tenant {id} {}",
+                if clear { "removed" } else { "sealed and saved" }
+            );
         }
         TenantCmd::Delete { id, requested_by } => {
             let receipt = t.erase(&id, &requested_by).await?;

@@ -138,14 +138,14 @@ fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
         store
             .put_tenant_settings(
                 &tenant,
-                &TenantSettings {
-                    bot: BotRuleOverrides {
+                &TenantSettings::new(
+                    BotRuleOverrides {
                         display_name: Some(NAME.into()),
                         alone_timeout_seconds: Some(30),
                         ..Default::default()
                     },
-                    updated_at: now,
-                },
+                    now,
+                ),
             )
             .await
             .unwrap();

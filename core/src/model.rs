@@ -301,7 +301,21 @@ impl BotRuleOverrides {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
     pub bot: BotRuleOverrides,
+    /// The tenant's own API key for its HTTP speech engine (`transcriber.tenants.<id>`), sealed;
+    /// `meetbot tenant speech-key` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech_api_key: Option<Sealed>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl TenantSettings {
+    pub fn new(bot: BotRuleOverrides, updated_at: DateTime<Utc>) -> Self {
+        TenantSettings {
+            bot,
+            speech_api_key: None,
+            updated_at,
+        }
+    }
 }
 
 /// A meeting's transcript: segments (speaker, offsets, text) as one sealed JSON document.
@@ -399,6 +413,20 @@ impl SealedRecord for CalendarConnection {
             v.push(("push_client_state", &mut p.client_state));
         }
         v
+    }
+}
+
+impl SealedRecord for TenantSettings {
+    const COLLECTION: &'static str = "tenant_settings";
+    fn record_id(&self) -> &str {
+        "settings"
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        self.speech_api_key
+            .as_mut()
+            .map(|k| ("speech_api_key", k))
+            .into_iter()
+            .collect()
     }
 }
 

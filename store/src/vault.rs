@@ -294,6 +294,11 @@ impl Tenants {
                 s.put_user_settings(t, &x).await?;
             }
         }
+        if let Some(mut x) = s.get_tenant_settings(t).await?
+            && count(vault.reseal(&mut x)?)
+        {
+            s.put_tenant_settings(t, &x).await?;
+        }
         Ok(rep)
     }
 
@@ -322,6 +327,9 @@ impl Tenants {
             tally(x.sealed_fields_mut());
         }
         for mut x in s.list_user_settings(t).await? {
+            tally(x.sealed_fields_mut());
+        }
+        if let Some(mut x) = s.get_tenant_settings(t).await? {
             tally(x.sealed_fields_mut());
         }
         if stale > 0 {

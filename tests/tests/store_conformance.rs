@@ -791,13 +791,13 @@ async fn tenant_settings_are_one_record_per_tenant_and_stay_in_it(env: Env) {
     let t = env.tenants.create("T").await.unwrap().id;
     let u = env.tenants.create("U").await.unwrap().id;
     assert_eq!(env.store.get_tenant_settings(&t).await.unwrap(), None);
-    let mut s = TenantSettings {
-        bot: BotRuleOverrides {
+    let mut s = TenantSettings::new(
+        BotRuleOverrides {
             alone_timeout_seconds: Some(30),
             ..Default::default()
         },
-        updated_at: Utc::now(),
-    };
+        Utc::now(),
+    );
     env.store.put_tenant_settings(&t, &s).await.unwrap();
     s.bot.display_name = Some("Clinic notetaker (recording)".into());
     env.store.put_tenant_settings(&t, &s).await.unwrap();

@@ -68,6 +68,10 @@ impl ChatStandIn {
                 axum::routing::post(azure),
             )
             .route("/v1/messages", axum::routing::post(anthropic))
+            .route(
+                "/v1/audio/transcriptions",
+                axum::routing::post(transcriptions),
+            )
             .with_state(s.clone());
         let (addr, task) = crate::serve_on_loopback(app).await;
         ChatStandIn {
@@ -233,6 +237,63 @@ async fn anthropic(
         "content": [{"type": "text", "text": format!("Here is the summary:\n```json\n{}\n```", reply_summary(n, &user))}],
         "stop_reason": "end_turn",
         "usage": {"input_tokens": 1, "output_tokens": 1}
+    }))
+    .into_response()
+}
+
+/// OpenAI's `POST /v1/audio/transcriptions` (multipart: `file`, `model`, `response_format`):
+/// checks the key and that a WAV file was sent; answers `verbose_json` with one segment saying
+/// "transcribed by the stand-in" over the whole audio.
+async fn transcriptions(
+    State(s): State<Arc<Mutex<Chat>>>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let key = s.lock().unwrap_or_else(|p| p.into_inner()).key.clone();
+    if h.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {key}")) {
+        return error(&s, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+    }
+    let multipart = h
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let find = |n: &[u8]| body.windows(n.len()).position(|w| w == n);
+    let (Some(_), Some(riff), Some(_)) = (
+        find(b"name=\"file\""),
+        find(b"RIFF"),
+        find(b"name=\"model\""),
+    ) else {
+        return error(&s, StatusCode::BAD_REQUEST, "file and model are required");
+    };
+    if !multipart {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "multipart/form-data is required",
+        );
+    }
+    // The WAV's data length gives the duration (16-bit samples).
+    let data_len = body
+        .get(riff + 40..riff + 44)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    let rate = body
+        .get(riff + 24..riff + 28)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(16_000)
+        .max(1);
+    let dur = data_len as f64 / 2.0 / rate as f64;
+    s.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .prompts
+        .push("audio".into());
+    Json(json!({
+        "task": "transcribe",
+        "language": "english",
+        "duration": dur,
+        "text": "transcribed by the stand-in",
+        "segments": [{"id": 0, "seek": 0, "start": 0.0, "end": dur, "text": " transcribed by the stand-in",
+                      "tokens": [], "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.01}]
     }))
     .into_response()
 }

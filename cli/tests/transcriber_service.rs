@@ -1,0 +1,221 @@
+//! `meetbot transcriber` as deployed: a tenant's own speech-engine key set with
+//! `meetbot tenant speech-key` (sealed; survives key rotation, re-encryption and retirement), the
+//! service started from configuration with that tenant on an OpenAI-compatible engine, a bot's
+//! audio stream in, and the sealed transcript in the store.
+
+use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
+use meetbot_bot::connector::AudioPacket;
+use meetbot_core::config::Config;
+use meetbot_core::model::{BotJob, BotJobState};
+use meetbot_crypto::LocalKeyFile;
+use meetbot_store::vault::Tenants;
+use meetbot_testsupport::ai::ChatStandIn;
+use meetbot_testsupport::speech;
+use secrecy::SecretString;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "audio secret shared with the bots";
+
+fn meetbot(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("MEETBOT_STORE__EMBEDDED_DIR", dir.join("data"))
+        .env("MEETBOT_KEYS__LOCAL_KEY_FILE", dir.join("key"))
+        .env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn");
+    c
+}
+
+fn run(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn raw_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        std::fs::read(e.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tenant = run(meetbot(d).args(["tenant", "create", "Clinic"]))
+        .trim()
+        .to_string();
+
+    // The key goes in on stdin and is stored sealed.
+    let mut c = meetbot(d)
+        .args(["tenant", "speech-key", &tenant])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-tenant-own-key\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    assert!(!raw_contains(&d.join("data"), b"sk-tenant-own-key"));
+    // Rotation, re-encryption and retirement of the old key version keep it readable, and
+    // setting the bot rules keeps it.
+    for step in ["rotate", "reencrypt", "retire"] {
+        run(meetbot(d).args(["keys", step, &tenant]));
+    }
+    let rules = d.join("rules.json");
+    std::fs::write(&rules, r#"{"alone_timeout_seconds": 45}"#).unwrap();
+    run(meetbot(d).args([
+        "tenant",
+        "bot-rules",
+        &tenant,
+        "--set",
+        rules.to_str().unwrap(),
+    ]));
+
+    // A job for the bot whose audio will arrive.
+    let mut cfg = Config::default();
+    cfg.store.embedded_dir = d.join("data");
+    cfg.keys.local_key_file = d.join("key");
+    let store = meetbot_store::open(&cfg.store).await.unwrap();
+    let tenants = Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
+    );
+    let tid: meetbot_core::TenantId = tenant.parse().unwrap();
+    let now = chrono::Utc::now();
+    store
+        .insert_bot_job(
+            &tid,
+            &BotJob {
+                id: "job-7".into(),
+                meeting_id: "meeting-7".into(),
+                idempotency_key: "k7".into(),
+                join_at: now,
+                state: BotJobState::Joined,
+                history: vec![],
+                published_at: Some(now),
+                bot_rules: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    // The service: whisper.cpp by default, this tenant on the OpenAI-compatible stand-in.
+    let api = ChatStandIn::start("sk-tenant-own-key").await;
+    let (port, ops) = (free_port(), free_port());
+    let t = format!("MEETBOT_TRANSCRIBER__TENANTS__{tenant}__");
+    let _svc = Child(
+        meetbot(d)
+            .arg("transcriber")
+            .env("MEETBOT_TRANSCRIBER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEETBOT_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+            .env("MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET", SECRET)
+            .env(
+                "MEETBOT_TRANSCRIBER__MODEL_DIR",
+                speech::whisper_model().parent().unwrap(),
+            )
+            .env(format!("{t}KIND"), "openai")
+            .env(format!("{t}MODEL"), "whisper-1")
+            .env(format!("{t}BASE_URL"), api.url())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "transcriber did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A bot's audio: one sentence, Opus, then the end of the stream.
+    let (rate, pcm) = speech::espeak(speech::MEETING[13].1, "en-us");
+    let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+    pcm48.extend(std::iter::repeat_n(0i16, 48_000));
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let token = job_token(&SecretString::from(SECRET.to_string()), &tenant, "job-7");
+    let stream = tokio::spawn(stream_audio(
+        StreamSettings {
+            url: format!("ws://127.0.0.1:{port}/v1/audio/{tenant}/job-7"),
+            token: SecretString::from(token),
+            buffer_frames: 10_000,
+            max_outage: Duration::from_secs(10),
+        },
+        rx,
+    ));
+    for (i, f) in pcm48.chunks(960).enumerate() {
+        let mut f = f.to_vec();
+        f.resize(960, 0);
+        tx.send(Outgoing::Audio(AudioPacket {
+            participant: "feed-1".into(),
+            ssrc: 1,
+            sequence: i as u16,
+            timestamp: i as u32 * 960,
+            payload: enc.encode_vec(&f, 1500).unwrap(),
+            received_at: Instant::now(),
+        }))
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    stream.await.unwrap().unwrap();
+
+    // The stand-in was called with the tenant's own key, and the transcript is sealed.
+    assert!(api.refused().is_empty(), "{:?}", api.refused());
+    assert!(api.prompts().iter().any(|p| p == "audio"));
+    let rec = store
+        .transcript_for_meeting(&tid, "meeting-7")
+        .await
+        .unwrap()
+        .expect("transcript stored");
+    let doc = meetbot_transcriber::transcript::TranscriptDoc::open(
+        &tenants.vault(&tid).await.unwrap(),
+        &rec,
+    )
+    .unwrap();
+    assert_eq!(doc.engine, "openai");
+    assert!(
+        doc.segments
+            .iter()
+            .all(|s| s.text == "transcribed by the stand-in" && s.participant == "feed-1")
+    );
+    assert!(!doc.segments.is_empty());
+    assert!(!raw_contains(
+        &d.join("data"),
+        b"transcribed by the stand-in"
+    ));
+}
