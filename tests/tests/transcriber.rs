@@ -449,3 +449,48 @@ async fn chat_summarizers_send_every_part_of_a_long_transcript_and_merge_them() 
         Err(meetbot_transcriber::summarize::SummarizeError::Unauthorized(401))
     ));
 }
+
+#[tokio::test]
+async fn a_reconnecting_bot_takes_over_from_a_stalled_connection() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let f = fixture(whisper()).await;
+    // A connection that went silent (a dead network path): open, greeted, never closed.
+    let mut req = format!("{}/{}/job-1", f.url, f.tenant)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", f.token("job-1")).parse().unwrap(),
+    );
+    let (mut stalled, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let hello = stalled.next().await.unwrap().unwrap();
+    assert_eq!(
+        meetbot_bot::audio_frame::Frame::decode(&hello.into_data()).unwrap(),
+        meetbot_bot::audio_frame::Frame::Resume { seq: 1 }
+    );
+    // The bot reconnects and streams: it is served at once, to the end.
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
+    let silence = opus_packets(&[0i16; 48_000]);
+    for (i, p) in silence.into_iter().enumerate() {
+        tx.send(Outgoing::Audio(AudioPacket {
+            participant: "p".into(),
+            ssrc: 1,
+            sequence: i as u16,
+            timestamp: i as u32 * 960,
+            payload: p,
+            received_at: Instant::now(),
+        }))
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let rep = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the new connection was not served while the old one stalled")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rep.acked, rep.frames + 1);
+    drop(stalled);
+}

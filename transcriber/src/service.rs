@@ -186,6 +186,9 @@ struct Handle {
     live: broadcast::Sender<LiveSegment>,
     /// Set at the end of the stream: whether the transcript was stored.
     done: watch::Sender<Option<Result<(), String>>>,
+    /// Connection generation: a new connection for the job supersedes the one before (which may
+    /// be stalled on a dead network path and would otherwise hold the session).
+    generation: watch::Sender<u64>,
     state: tokio::sync::Mutex<Session>,
 }
 
@@ -241,6 +244,7 @@ impl Service {
                 Arc::new(Handle {
                     live: live.clone(),
                     done,
+                    generation: watch::channel(0).0,
                     state: tokio::sync::Mutex::new(Session {
                         tenant: tenant.clone(),
                         job: job.to_string(),
@@ -553,14 +557,26 @@ async fn audio(
 }
 
 async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
-    // One connection at a time per job: a reconnect waits for the old one to let go.
+    // One connection at a time per job: a new one supersedes the old, which lets go of the
+    // session at its next message boundary.
+    let mut superseded = session.generation.subscribe();
+    session.generation.send_modify(|g| *g += 1);
+    let mine = *superseded.borrow_and_update();
     let mut s = session.state.lock().await;
+    if *session.generation.borrow() != mine {
+        return;
+    }
     let hello = Frame::Resume { seq: s.next_seq }.encode();
     let Ok(hello) = hello else { return };
     if socket.send(Message::Binary(hello.into())).await.is_err() {
         return;
     }
-    while let Some(Ok(msg)) = socket.recv().await {
+    loop {
+        let msg = tokio::select! {
+            m = socket.recv() => m,
+            _ = superseded.wait_for(|g| *g != mine) => break,
+        };
+        let Some(Ok(msg)) = msg else { break };
         let Message::Binary(b) = msg else {
             if matches!(msg, Message::Close(_)) {
                 break;
