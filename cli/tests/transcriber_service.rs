@@ -6,7 +6,6 @@
 use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
 use meetbot_bot::connector::AudioPacket;
 use meetbot_core::config::Config;
-use meetbot_core::model::{BotJob, BotJobState};
 use meetbot_crypto::LocalKeyFile;
 use meetbot_store::vault::Tenants;
 use meetbot_testsupport::ai::ChatStandIn;
@@ -112,21 +111,8 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
         Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
     );
     let tid: meetbot_core::TenantId = tenant.parse().unwrap();
-    let now = chrono::Utc::now();
     store
-        .insert_bot_job(
-            &tid,
-            &BotJob {
-                id: "job-7".into(),
-                meeting_id: "meeting-7".into(),
-                idempotency_key: "k7".into(),
-                join_at: now,
-                state: BotJobState::Joined,
-                history: vec![],
-                published_at: Some(now),
-                bot_rules: None,
-            },
-        )
+        .insert_bot_job(&tid, &speech::joined_job("job-7", "meeting-7", "k7"))
         .await
         .unwrap();
 
@@ -164,8 +150,6 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
     let (rate, pcm) = speech::espeak(speech::MEETING[13].1, "en-us");
     let mut pcm48 = speech::resample(&pcm, rate, 48_000);
     pcm48.extend(std::iter::repeat_n(0i16, 48_000));
-    let mut enc =
-        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let token = job_token(&SecretString::from(SECRET.to_string()), &tenant, "job-7");
     let stream = tokio::spawn(stream_audio(
@@ -177,15 +161,13 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
         },
         rx,
     ));
-    for (i, f) in pcm48.chunks(960).enumerate() {
-        let mut f = f.to_vec();
-        f.resize(960, 0);
+    for (i, payload) in speech::opus_packets(&pcm48).into_iter().enumerate() {
         tx.send(Outgoing::Audio(AudioPacket {
             participant: "feed-1".into(),
             ssrc: 1,
             sequence: i as u16,
             timestamp: i as u32 * 960,
-            payload: enc.encode_vec(&f, 1500).unwrap(),
+            payload,
             received_at: Instant::now(),
         }))
         .await

@@ -113,7 +113,6 @@ async fn streaming() -> serde_json::Value {
     use futures_util::StreamExt;
     use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
     use meetbot_bot::connector::AudioPacket;
-    use meetbot_core::model::{BotJob, BotJobState};
     use secrecy::SecretString;
 
     let dir = tempfile::tempdir().unwrap();
@@ -127,21 +126,8 @@ async fn streaming() -> serde_json::Value {
         Arc::new(meetbot_crypto::LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
     ));
     let tenant = tenants.create("Bench").await.unwrap().id;
-    let now = chrono::Utc::now();
     store
-        .insert_bot_job(
-            &tenant,
-            &BotJob {
-                id: "job".into(),
-                meeting_id: "m".into(),
-                idempotency_key: "k".into(),
-                join_at: now,
-                state: BotJobState::Joined,
-                history: vec![],
-                published_at: Some(now),
-                bot_rules: None,
-            },
-        )
+        .insert_bot_job(&tenant, &speech::joined_job("job", "m", "k"))
         .await
         .unwrap();
     let (e, _) = engine("whisper.cpp tiny.en beam 5");
@@ -194,8 +180,6 @@ async fn streaming() -> serde_json::Value {
         },
         rx,
     ));
-    let mut enc =
-        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut ends = Vec::new();
     let start = Instant::now();
     let mut sent = 0u64;
@@ -205,16 +189,8 @@ async fn streaming() -> serde_json::Value {
         let mut pcm48 = speech::resample(&pcm, rate, 48_000);
         pcm48.extend(std::iter::repeat_n(0i16, 48_000 * 6 / 5));
         let who = k % 2;
-        let frames: Vec<Vec<i16>> = pcm48
-            .chunks(960)
-            .map(|c| {
-                let mut f = c.to_vec();
-                f.resize(960, 0);
-                f
-            })
-            .collect();
         let speech_frames = pcm.len() as u64 * 48_000 / rate as u64 / 960;
-        for (i, f) in frames.iter().enumerate() {
+        for (i, payload) in speech::opus_packets(&pcm48).into_iter().enumerate() {
             // Real time: one 20 ms frame every 20 ms.
             sent += 1;
             let due = start + Duration::from_millis(sent * 20);
@@ -224,7 +200,7 @@ async fn streaming() -> serde_json::Value {
                 ssrc: who as u32,
                 sequence: i as u16,
                 timestamp: ts[who],
-                payload: enc.encode_vec(f, 1500).unwrap(),
+                payload,
                 received_at: Instant::now(),
             }))
             .await

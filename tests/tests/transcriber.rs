@@ -8,7 +8,7 @@ mod common;
 use meetbot_bot::audio_stream::{Outgoing, StreamError, StreamSettings, job_token, stream_audio};
 use meetbot_bot::connector::AudioPacket;
 use meetbot_core::config::{EngineConfig, EngineKind, SummarizerConfig, SummarizerKind};
-use meetbot_core::model::{BotJob, BotJobState, Summary};
+use meetbot_core::model::Summary;
 use meetbot_testsupport::speech::{self, MEETING};
 use meetbot_transcriber::audio::decode_file;
 use meetbot_transcriber::engine::{SpeechEngine, word_error_rate};
@@ -48,19 +48,6 @@ async fn whisper_tiny_en_transcribes_three_voices_within_fifteen_percent_wer() {
     assert!(wer <= 0.15, "WER {:.1}% > 15%", wer * 100.0);
 }
 
-fn opus_packets(pcm48: &[i16]) -> Vec<Vec<u8>> {
-    let mut enc =
-        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-    pcm48
-        .chunks(960)
-        .map(|c| {
-            let mut f = c.to_vec();
-            f.resize(960, 0);
-            enc.encode_vec(&f, 1500).unwrap()
-        })
-        .collect()
-}
-
 struct Fixture {
     tenants: Arc<meetbot_store::vault::Tenants>,
     store: Arc<dyn meetbot_store::Store>,
@@ -74,20 +61,10 @@ struct Fixture {
 
 async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
     let (tenants, store, tenant, dir) = common::embedded_tenant("Clinic").await;
-    let now = chrono::Utc::now();
     store
         .insert_bot_job(
             &tenant,
-            &BotJob {
-                id: "job-1".into(),
-                meeting_id: "meeting-1".into(),
-                idempotency_key: format!("{tenant}:evt-1"),
-                join_at: now,
-                state: BotJobState::Joined,
-                history: vec![],
-                published_at: Some(now),
-                bot_rules: None,
-            },
+            &speech::joined_job("job-1", "meeting-1", &format!("{tenant}:evt-1")),
         )
         .await
         .unwrap();
@@ -175,7 +152,7 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
         let mut pcm48 = speech::resample(&pcm, rate, 48_000);
         pcm48.extend(std::iter::repeat_n(0i16, 48_000)); // a second of silence after each turn
         let t = ts.entry(who).or_insert(0);
-        for (k, p) in opus_packets(&pcm48).into_iter().enumerate() {
+        for (k, p) in speech::opus_packets(&pcm48).into_iter().enumerate() {
             tx.send(Outgoing::Audio(AudioPacket {
                 participant: who.to_string(),
                 ssrc: if *who == "alice" { 1 } else { 2 },
@@ -472,7 +449,7 @@ async fn a_reconnecting_bot_takes_over_from_a_stalled_connection() {
     // The bot reconnects and streams: it is served at once, to the end.
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
-    let silence = opus_packets(&[0i16; 48_000]);
+    let silence = speech::opus_packets(&[0i16; 48_000]);
     for (i, p) in silence.into_iter().enumerate() {
         tx.send(Outgoing::Audio(AudioPacket {
             participant: "p".into(),

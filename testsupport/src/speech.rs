@@ -1,6 +1,7 @@
 //! Speech for the transcriber tests: espeak-ng sentences in several voices (in memory, never a
 //! file), the fetched whisper model, and a real faster-whisper server.
 
+use meetbot_core::model::{BotJob, BotJobState};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -148,6 +149,36 @@ pub fn resample(pcm: &[i16], from: u32, to: u32) -> Vec<i16> {
             (a + (b - a) * f) as i16
         })
         .collect()
+}
+
+/// 20 ms Opus packets of 48 kHz mono PCM (the last frame padded with silence), as a bot
+/// receives them from a meeting.
+pub fn opus_packets(pcm48: &[i16]) -> Vec<Vec<u8>> {
+    let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+        .expect("opus encoder");
+    pcm48
+        .chunks(960)
+        .map(|c| {
+            let mut f = c.to_vec();
+            f.resize(960, 0);
+            enc.encode_vec(&f, 1500).expect("opus encode")
+        })
+        .collect()
+}
+
+/// A bot job that has joined `meeting_id`: what the transcriber finds the meeting by.
+pub fn joined_job(id: &str, meeting_id: &str, idempotency_key: &str) -> BotJob {
+    let now = chrono::Utc::now();
+    BotJob {
+        id: id.into(),
+        meeting_id: meeting_id.into(),
+        idempotency_key: idempotency_key.into(),
+        join_at: now,
+        state: BotJobState::Joined,
+        history: vec![],
+        published_at: Some(now),
+        bot_rules: None,
+    }
 }
 
 /// The tiny.en GGML model `meetbot model fetch` wrote: `MEETBOT_TEST_WHISPER_MODEL`, else the
