@@ -8,11 +8,16 @@ use std::sync::{Arc, Mutex, Once};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 pub struct WhisperEngine {
-    ctx: Arc<WhisperContext>,
-    /// Decoder states kept between calls (each holds whisper.cpp's work buffers).
-    states: Arc<Mutex<Vec<whisper_rs::WhisperState>>>,
+    /// Shared with the blocking threads that decode.
+    decoder: Arc<Decoder>,
     /// At most this many utterances decode at once.
     permits: Arc<tokio::sync::Semaphore>,
+}
+
+struct Decoder {
+    ctx: WhisperContext,
+    /// Decoder states kept between calls (each holds whisper.cpp's work buffers).
+    states: Mutex<Vec<whisper_rs::WhisperState>>,
     threads: i32,
     beam: i32,
     language: String,
@@ -42,17 +47,25 @@ impl WhisperEngine {
         p.use_gpu(false);
         let ctx = WhisperContext::new_with_params(path, p).map_err(|e| err(e.to_string()))?;
         Ok(WhisperEngine {
-            ctx: Arc::new(ctx),
-            states: Arc::new(Mutex::new(Vec::new())),
+            decoder: Arc::new(Decoder {
+                ctx,
+                states: Mutex::new(Vec::new()),
+                threads: threads.clamp(1, 64) as i32,
+                beam: beam.clamp(1, 16) as i32,
+                language: language.to_string(),
+            }),
             permits: Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
-            threads: threads.clamp(1, 64) as i32,
-            beam: beam.clamp(1, 16) as i32,
-            language: language.to_string(),
         })
     }
 
     /// Transcribes synchronously (for callers on a blocking thread).
     pub fn transcribe_blocking(&self, audio: &[f32]) -> Result<Vec<Recognized>, EngineError> {
+        self.decoder.decode(audio)
+    }
+}
+
+impl Decoder {
+    fn decode(&self, audio: &[f32]) -> Result<Vec<Recognized>, EngineError> {
         if audio.is_empty() {
             return Err(EngineError::Empty);
         }
@@ -94,6 +107,8 @@ impl WhisperEngine {
         state
             .full(fp, input)
             .map_err(|e| EngineError::Failed(e.to_string()))?;
+        // Timestamps are in 10 ms units; none may lie beyond the audio given.
+        let dur_ms = audio.len() as u64 * 1000 / 16_000;
         let mut out = Vec::new();
         for seg in state.as_iter() {
             let text = clean_text(
@@ -103,8 +118,6 @@ impl WhisperEngine {
             if text.is_empty() {
                 continue;
             }
-            // Timestamps are in 10 ms units; none lies beyond the audio given.
-            let dur_ms = audio.len() as u64 * 1000 / 16_000;
             let start_ms = (seg.start_timestamp().max(0) as u64 * 10).min(dur_ms);
             out.push(Recognized {
                 start_ms,
@@ -133,16 +146,9 @@ impl SpeechEngine for WhisperEngine {
             .acquire_owned()
             .await
             .map_err(|_| EngineError::Failed("engine closed".into()))?;
-        let me = WhisperEngine {
-            ctx: self.ctx.clone(),
-            states: self.states.clone(),
-            permits: self.permits.clone(),
-            threads: self.threads,
-            beam: self.beam,
-            language: self.language.clone(),
-        };
+        let decoder = self.decoder.clone();
         let audio = zeroize::Zeroizing::new(audio.to_vec());
-        tokio::task::spawn_blocking(move || me.transcribe_blocking(&audio))
+        tokio::task::spawn_blocking(move || decoder.decode(&audio))
             .await
             .map_err(|e| EngineError::Failed(e.to_string()))?
     }
