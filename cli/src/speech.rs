@@ -333,12 +333,8 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     let metrics = meetbot_transcriber::service::Metrics::new();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let svc = build_service(&config, tenants, secret, metrics).await?;
-    let listen = config.transcriber.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (transcriber.listen)"))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (listen, server) = serve(&config, tenants, secret, metrics, stop_rx.clone()).await?;
     let mut ops_stop = stop_rx.clone();
     let (ops_addr, ops) = Ops::new(
         "transcriber",
@@ -355,14 +351,6 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
         config.transcriber.engine.model,
         config.transcriber.summarizer.kind
     );
-    let mut srv_stop = stop_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, svc.router())
-            .with_graceful_shutdown(async move {
-                let _ = srv_stop.changed().await;
-            })
-            .await
-    });
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     server.await??;
@@ -370,24 +358,17 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// `meetbot dev`'s transcriber: served on `transcriber.listen` until `stop` changes. Returns the
-/// bots' audio URL, the audio secret (the configured one, else a fresh random one) and the task.
-pub async fn in_process(
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Builds the service and serves it on `transcriber.listen` until `stop` changes.
+async fn serve(
     config: &Config,
     tenants: Arc<meetbot_store::vault::Tenants>,
+    secret: String,
+    metrics: meetbot_transcriber::service::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(String, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let secret = match audio_secret(config) {
-        Some(s) => s,
-        None => meetbot_crypto::random_hex(32)?,
-    };
-    let svc = build_service(
-        config,
-        tenants,
-        secret.clone(),
-        meetbot_transcriber::service::Metrics::new(),
-    )
-    .await?;
+) -> Result<(std::net::SocketAddr, ServerTask)> {
+    let svc = build_service(config, tenants, secret, metrics).await?;
     let listen = config.transcriber.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -400,5 +381,21 @@ pub async fn in_process(
             })
             .await
     });
+    Ok((addr, task))
+}
+
+/// `meetbot dev`'s transcriber: served on `transcriber.listen` until `stop` changes. Returns the
+/// bots' audio URL, the audio secret (the configured one, else a fresh random one) and the task.
+pub async fn in_process(
+    config: &Config,
+    tenants: Arc<meetbot_store::vault::Tenants>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(String, String, ServerTask)> {
+    let secret = match audio_secret(config) {
+        Some(s) => s,
+        None => meetbot_crypto::random_hex(32)?,
+    };
+    let metrics = meetbot_transcriber::service::Metrics::new();
+    let (addr, task) = serve(config, tenants, secret.clone(), metrics, stop).await?;
     Ok((format!("ws://{addr}/v1/audio"), secret, task))
 }
