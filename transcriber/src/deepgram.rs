@@ -133,9 +133,8 @@ impl SpeechEngine for DeepgramEngine {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                let msg: Msg = serde_json::from_str(&text).map_err(|e| {
-                    EngineError::Protocol(format!("{e}: {}", &text[..text.len().min(120)]))
-                })?;
+                let msg: Msg = serde_json::from_str(&text)
+                    .map_err(|e| EngineError::Protocol(crate::engine::json_error(&e)))?;
                 match msg.kind.as_str() {
                     "Results" if msg.is_final => {
                         let t = msg

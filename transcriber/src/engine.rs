@@ -44,6 +44,42 @@ pub trait SpeechEngine: Send + Sync {
     async fn transcribe(&self, audio: &Pcm) -> Result<Vec<Recognized>, EngineError>;
 }
 
+/// What a provider's error body says, for errors and logs: only the error's `type` and `code`
+/// (OpenAI, Azure, Anthropic and Deepgram shapes), never its message, which may quote the
+/// request (transcript text).
+pub fn provider_error(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return "(the error body is not JSON)".into();
+    };
+    let e = if v["error"].is_object() {
+        &v["error"]
+    } else {
+        &v
+    };
+    let field = |k: &str| match &e[k] {
+        serde_json::Value::String(s) => Some(s.chars().take(64).collect::<String>()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match (field("type"), field("code").or_else(|| field("err_code"))) {
+        (Some(t), Some(c)) => format!("{t} ({c})"),
+        (Some(t), None) => t,
+        (None, Some(c)) => c,
+        (None, None) => "(no error type given)".into(),
+    }
+}
+
+/// Where and how a provider's JSON failed to parse, without serde's message (which quotes the
+/// offending value: it may be transcript text).
+pub fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error in the JSON at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
 /// Collapses whitespace and drops the non-speech markers engines emit for silence or noise
 /// (`[BLANK_AUDIO]`, `(music)`, ...).
 pub fn clean_text(s: &str) -> String {
@@ -98,6 +134,26 @@ mod tests {
             "hello world"
         );
         assert_eq!(clean_text("a ] b"), "a b");
+    }
+
+    #[test]
+    fn provider_errors_keep_the_type_and_code_but_never_the_message() {
+        let openai = r#"{"error":{"message":"the patient said hello","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        assert_eq!(
+            provider_error(openai),
+            "invalid_request_error (context_length_exceeded)"
+        );
+        let anthropic = r#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#;
+        assert_eq!(provider_error(anthropic), "overloaded_error");
+        let deepgram = r#"{"err_code":"Bad Request","err_msg":"quoted text"}"#;
+        assert_eq!(provider_error(deepgram), "Bad Request");
+        assert_eq!(
+            provider_error("<html>quoted text</html>"),
+            "(the error body is not JSON)"
+        );
+        assert!(!provider_error(openai).contains("patient"));
+        let e = serde_json::from_str::<Vec<u64>>(r#"["the patient said hello"]"#).unwrap_err();
+        assert!(!json_error(&e).contains("patient"), "{}", json_error(&e));
     }
 
     #[test]

@@ -108,11 +108,11 @@ impl SpeechEngine for OpenAiEngine {
         if !(200..300).contains(&status) {
             return Err(EngineError::Http {
                 status,
-                body: body.chars().take(300).collect(),
+                body: crate::engine::provider_error(&body),
             });
         }
-        let v: Verbose =
-            serde_json::from_str(&body).map_err(|e| EngineError::Protocol(e.to_string()))?;
+        let v: Verbose = serde_json::from_str(&body)
+            .map_err(|e| EngineError::Protocol(crate::engine::json_error(&e)))?;
         let dur_ms = audio.len() as u64 * 1000 / 16_000;
         Ok(match v.segments {
             Some(segs) => segs

@@ -577,11 +577,11 @@ impl ChatSummarizer {
         if !(200..300).contains(&status) {
             return Err(SummarizeError::Http {
                 status,
-                body: text.chars().take(300).collect(),
+                body: crate::engine::provider_error(&text),
             });
         }
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| SummarizeError::Protocol(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| SummarizeError::Protocol(crate::engine::json_error(&e)))?;
         let content = match self.kind {
             SummarizerKind::Anthropic => v["content"]
                 .as_array()
@@ -606,7 +606,7 @@ pub fn parse_summary_json(content: &str) -> Result<SummaryDoc, SummarizeError> {
             ));
         }
     };
-    serde_json::from_str(json).map_err(|e| SummarizeError::Protocol(e.to_string()))
+    serde_json::from_str(json).map_err(|e| SummarizeError::Protocol(crate::engine::json_error(&e)))
 }
 
 /// Splits transcript lines into parts of at most `max` characters (a longer line is cut).

@@ -87,7 +87,8 @@ pub enum OpenError {
 
 fn open_json(vault: &TenantVault, id: &str, s: &Sealed) -> Result<TranscriptDoc, OpenError> {
     let plain = vault.open::<Transcript>(id, "segments", s)?;
-    serde_json::from_slice(&plain).map_err(|e| OpenError::Json(id.into(), e.to_string()))
+    serde_json::from_slice(&plain)
+        .map_err(|e| OpenError::Json(id.into(), crate::engine::json_error(&e)))
 }
 
 pub fn clock(ms: u64) -> String {
