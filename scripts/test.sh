@@ -80,6 +80,8 @@ command -v janus >/dev/null || need+=(janus)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v cmake >/dev/null || need+=(cmake)
 command -v ip >/dev/null || need+=(iproute2)
+# The browser connector's tests drive Debian's Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 # whisper-rs generates its bindings to whisper.cpp with bindgen, which needs libclang.
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then

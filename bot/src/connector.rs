@@ -42,6 +42,17 @@ pub enum Signal {
     },
     /// The meeting is over for the bot (ended, room destroyed, kicked).
     Ended(String),
+    /// The connector itself failed mid-meeting (its browser crashed or hung): the session
+    /// fails and the job is retried per the launcher's policy.
+    Lost(String),
+}
+
+/// A picture of the meeting page at one step, kept in memory only (for failure events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Screenshot {
+    pub step: String,
+    pub jpeg: Vec<u8>,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +73,9 @@ pub enum ConnectError {
     Unreachable(String),
     #[error("media negotiation failed: {0}")]
     Media(String),
+    /// The connection to the meeting broke mid-meeting (the meeting client crashed or hung).
+    #[error("the meeting client failed: {0}")]
+    Lost(String),
 }
 
 /// A joined meeting.
@@ -77,6 +91,11 @@ pub trait Joined: Send {
 pub trait MeetingConnector: Send + Sync {
     /// The platform this connector speaks to (for logs and reasons).
     fn platform(&self) -> &'static str;
+
+    /// Pictures of the last steps (browser connectors), for a failure event; none by default.
+    fn screenshots(&self) -> Vec<Screenshot> {
+        Vec::new()
+    }
 
     /// Joins as `display_name`. Events go to `events` until the meeting ends or the bot leaves;
     /// audio that does not fit (the receiver is too slow) is dropped and counted, never queued

@@ -364,7 +364,7 @@ impl GatherDone {
         (GatherDone(Mutex::new(Some(tx))), rx)
     }
 
-    fn gathering(&self, state: RTCIceGatheringState) {
+    pub fn gathering(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete
             && let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
         {

@@ -3,6 +3,7 @@
 
 pub mod audio_frame;
 pub mod audio_stream;
+pub mod browser;
 pub mod connector;
 pub mod consumer;
 pub mod janus;

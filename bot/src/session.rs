@@ -52,6 +52,9 @@ pub enum LeaveReason {
     Denied(String),
     /// The job was withdrawn or the process told to stop.
     Stopped,
+    /// The meeting client failed (browser crashed or hung): the session fails, the job is
+    /// retried.
+    Lost(String),
 }
 
 impl LeaveReason {
@@ -59,7 +62,7 @@ impl LeaveReason {
     pub fn is_success(&self) -> bool {
         !matches!(
             self,
-            LeaveReason::Denied(_) | LeaveReason::WaitingRoomTimeout
+            LeaveReason::Denied(_) | LeaveReason::WaitingRoomTimeout | LeaveReason::Lost(_)
         )
     }
 
@@ -74,6 +77,7 @@ impl LeaveReason {
             LeaveReason::Ended(r) => format!("meeting ended: {r}"),
             LeaveReason::Denied(r) => format!("denied entry: {r}"),
             LeaveReason::Stopped => "stopped: job withdrawn".into(),
+            LeaveReason::Lost(r) => format!("meeting client failed: {r}"),
         }
     }
 }
@@ -150,6 +154,7 @@ impl SessionClock {
                 (None, None)
             }
             Signal::Ended(r) => (None, Some(LeaveReason::Ended(r.clone()))),
+            Signal::Lost(r) => (None, Some(LeaveReason::Lost(r.clone()))),
         }
     }
 
@@ -296,6 +301,9 @@ pub async fn run_session(
     };
     let _ = report.send(Lifecycle::Leaving(reason.clone())).await;
     joined.leave().await;
+    if let LeaveReason::Lost(r) = reason {
+        return Err(ConnectError::Lost(r));
+    }
     Ok(Outcome {
         reason,
         packets,

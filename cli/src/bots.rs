@@ -91,13 +91,27 @@ struct Events {
 
 impl Events {
     async fn publish(&self, kind: EventKind) {
+        self.publish_with(kind, Vec::new()).await;
+    }
+
+    /// Publishes `kind` with the connector's page pictures attached (failure events).
+    async fn publish_with(&self, kind: EventKind, shots: Vec<meetbot_bot::connector::Screenshot>) {
+        use base64::Engine as _;
         let Some(q) = &self.queue else { return };
-        let ev = BotEvent::new(
+        let mut ev = BotEvent::new(
             self.tenant.clone(),
             self.job.clone(),
             self.meeting.clone(),
             kind,
         );
+        ev.screenshots = shots
+            .into_iter()
+            .map(|s| meetbot_queue::message::EventScreenshot {
+                step: s.step,
+                at: s.at,
+                jpeg_base64: base64::engine::general_purpose::STANDARD.encode(&s.jpeg),
+            })
+            .collect();
         if let Err(e) = q.publish_event(&ev).await {
             tracing::warn!(error = %e, "bot event not published");
         }
@@ -112,7 +126,20 @@ async fn fail_and_exit(
     job_id: &str,
     reason: String,
 ) -> Result<()> {
-    events.publish(EventKind::Failed(reason.clone())).await;
+    fail_with_shots(events, store, tenant, job_id, reason, Vec::new()).await
+}
+
+async fn fail_with_shots(
+    events: &Events,
+    store: &dyn Store,
+    tenant: &TenantId,
+    job_id: &str,
+    reason: String,
+    shots: Vec<meetbot_bot::connector::Screenshot>,
+) -> Result<()> {
+    events
+        .publish_with(EventKind::Failed(reason.clone()), shots)
+        .await;
     set_state(store, tenant, job_id, BotJobState::Failed(reason.clone())).await?;
     eprintln!("bot {job_id}: {reason}");
     std::process::exit(3);
@@ -205,6 +232,34 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             }),
             _ => None,
         };
+    // Otherwise a platform whose web client a browser profile drives (Meet, Teams, Zoom).
+    let janus = match (janus, &link) {
+        (Some(j), _) => Some(j),
+        (None, Some(l)) => {
+            use meetbot_bot::browser::{BrowserConnector, BrowserSettings, profile::Profiles};
+            let profiles = match Profiles::load(b.browser.profiles_dir.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    return fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await;
+                }
+            };
+            profiles.for_link(l).map(|(profile, url)| {
+                Box::new(BrowserConnector::new(
+                    BrowserSettings {
+                        chromium: b.browser.chromium.clone(),
+                        extra_args: b.browser.extra_args.clone(),
+                        no_sandbox: b.browser.no_sandbox,
+                        ice_ip: b.ice_ip,
+                        hang_after: Duration::from_secs(b.browser.hang_seconds),
+                        ..BrowserSettings::default()
+                    },
+                    profile,
+                    url,
+                )) as Box<dyn meetbot_bot::connector::MeetingConnector>
+            })
+        }
+        (None, None) => None,
+    };
     let Some(connector) = janus else {
         let platform = meeting
             .platform
@@ -346,7 +401,24 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             );
             Ok(())
         }
-        Ok(o) => fail_and_exit(&events, &*store, &tenant, &job_id, o.reason.describe()).await,
-        Err(e) => fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await,
+        Ok(o) => {
+            let shots = connector.screenshots();
+            fail_with_shots(&events, &*store, &tenant, &job_id, o.reason.describe(), shots).await
+        }
+        Err(meetbot_bot::connector::ConnectError::Lost(reason)) => {
+            // The meeting client crashed or hung: the job stays live and this process exits
+            // with 4, so the launcher's watcher launches the bot again per its relaunch policy
+            // (the meeting still runs) or fails the job when the policy is spent.
+            let reason = format!("the meeting client failed: {reason}");
+            events
+                .publish_with(EventKind::Failed(reason.clone()), connector.screenshots())
+                .await;
+            eprintln!("bot {job_id}: {reason}; exiting for a relaunch");
+            std::process::exit(4);
+        }
+        Err(e) => {
+            let shots = connector.screenshots();
+            fail_with_shots(&events, &*store, &tenant, &job_id, e.to_string(), shots).await
+        }
     }
 }

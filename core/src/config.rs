@@ -185,6 +185,39 @@ pub struct BotConfig {
     pub audio_token_secret: Option<String>,
     /// Frames kept for resuming after a reconnect (50 per second per speaker).
     pub audio_buffer_frames: usize,
+    /// Meetings on Google Meet, Teams and Zoom, joined through their web clients in Chromium.
+    pub browser: BrowserBotConfig,
+}
+
+/// The browser connector: where Chromium is and how the platforms' web clients are driven.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserBotConfig {
+    /// Debian's `chromium` (the bot image carries it).
+    pub chromium: std::path::PathBuf,
+    /// Platform profiles (`<platform>.toml`) that replace the built-in ones or add platforms;
+    /// read at start, so a platform's UI change is fixed by editing a file.
+    pub profiles_dir: Option<std::path::PathBuf>,
+    /// Extra Chromium flags, without leading dashes (e.g. `host-resolver-rules=...`).
+    pub extra_args: Vec<String>,
+    /// Chromium's own sandbox needs user namespaces, which most containers do not grant; the
+    /// bot's pod is the boundary then.
+    pub no_sandbox: bool,
+    /// A Chromium that does not answer for this long is declared hung (the session fails and
+    /// the job is retried).
+    pub hang_seconds: u64,
+}
+
+impl Default for BrowserBotConfig {
+    fn default() -> Self {
+        BrowserBotConfig {
+            chromium: "/usr/bin/chromium".into(),
+            profiles_dir: None,
+            extra_args: Vec::new(),
+            no_sandbox: true,
+            hang_seconds: 6,
+        }
+    }
 }
 
 impl Default for BotConfig {
@@ -202,6 +235,7 @@ impl Default for BotConfig {
             transcriber_url: None,
             audio_token_secret: None,
             audio_buffer_frames: 15_000,
+            browser: BrowserBotConfig::default(),
         }
     }
 }
@@ -815,6 +849,26 @@ impl Config {
                     "required (16+ characters) when bot.transcriber_url is set".into(),
                 );
             }
+        }
+        if !(1..=60).contains(&b.browser.hang_seconds) {
+            bad(
+                "bot.browser.hang_seconds",
+                format!("{} is out of range 1..=60", b.browser.hang_seconds),
+            );
+        }
+        if let Some(d) = &b.browser.profiles_dir
+            && !d.is_dir()
+        {
+            bad(
+                "bot.browser.profiles_dir",
+                format!("{} is not a directory", d.display()),
+            );
+        }
+        if let Some(a) = b.browser.extra_args.iter().find(|a| a.starts_with('-')) {
+            bad(
+                "bot.browser.extra_args",
+                format!("{a:?}: give flags without leading dashes"),
+            );
         }
         if !(100..=1_000_000).contains(&b.audio_buffer_frames) {
             bad(

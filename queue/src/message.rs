@@ -60,6 +60,19 @@ pub struct BotEvent {
     #[serde(flatten)]
     pub kind: EventKind,
     pub at: DateTime<Utc>,
+    /// Pictures of the meeting page's last steps, on a browser bot's failure (images only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screenshots: Vec<EventScreenshot>,
+}
+
+/// One page picture attached to a failure event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventScreenshot {
+    pub step: String,
+    pub at: DateTime<Utc>,
+    /// JPEG, base64.
+    pub jpeg_base64: String,
 }
 
 impl BotEvent {
@@ -72,6 +85,7 @@ impl BotEvent {
             meeting_id,
             kind,
             at: Utc::now(),
+            screenshots: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod ai;
 pub mod audio_sink;
+pub mod browser;
 pub mod google;
 pub mod graph;
 pub mod janus;
