@@ -13,8 +13,9 @@ use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, EnvFromSource, Pod, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretEnvSource,
+    Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -203,8 +204,39 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
                             limits: pairs(&t.cpu_limit, &t.memory_limit),
                             ..Default::default()
                         }),
+                        // Read-only image; the only writable place is /tmp in memory (the
+                        // browser connector's Chromium profile), so nothing reaches a disk.
+                        security_context: Some(SecurityContext {
+                            read_only_root_filesystem: Some(true),
+                            allow_privilege_escalation: Some(false),
+                            run_as_non_root: Some(true),
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "tmp".into(),
+                            mount_path: "/tmp".into(),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
                     }],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(10001),
+                        run_as_group: Some(10001),
+                        ..Default::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            medium: Some("Memory".into()),
+                            size_limit: Some(Quantity("256Mi".into())),
+                        }),
+                        ..Default::default()
+                    }]),
                     ..Default::default()
                 }),
             },

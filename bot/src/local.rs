@@ -178,6 +178,11 @@ impl BotLauncher for LocalProcessLauncher {
                     BotRun::Failed("DeadlineExceeded: the bot ran past its maximum duration".into())
                 }
             };
+            // Whatever the bot left behind in its process group (a browser it started, when
+            // the bot itself died) goes with it: no orphan stays in the meeting.
+            if let Some(pid) = pid {
+                signal_group(pid, libc::SIGKILL);
+            }
             tracing::info!(job = %job, outcome = ?outcome, "bot process ended");
             if let Some(e) = lock(&bots).get_mut(&job) {
                 e.run = outcome;

@@ -106,7 +106,7 @@ impl Events {
         );
         ev.screenshots = shots
             .into_iter()
-            .map(|s| meetbot_queue::message::EventScreenshot {
+            .map(|s| meetbot_queue::EventScreenshot {
                 step: s.step,
                 at: s.at,
                 jpeg_base64: base64::engine::general_purpose::STANDARD.encode(&s.jpeg),
@@ -403,7 +403,15 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         }
         Ok(o) => {
             let shots = connector.screenshots();
-            fail_with_shots(&events, &*store, &tenant, &job_id, o.reason.describe(), shots).await
+            fail_with_shots(
+                &events,
+                &*store,
+                &tenant,
+                &job_id,
+                o.reason.describe(),
+                shots,
+            )
+            .await
         }
         Err(meetbot_bot::connector::ConnectError::Lost(reason)) => {
             // The meeting client crashed or hung: the job stays live and this process exits

@@ -262,3 +262,249 @@ fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
         );
     });
 }
+
+/// Processes in process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // state ppid pgrp ...
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Child processes of `pid` whose command is `name`.
+fn children_named(pid: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joins_again() {
+    use meetbot_testsupport::browser::{FakeMeetings, Scenario, Speaker};
+    in_netns(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.store.embedded_dir = dir.path().join("data");
+        cfg.keys.local_key_file = dir.path().join("key");
+        let store = meetbot_store::open(&cfg.store).await.unwrap();
+        let tenants = Tenants::new(
+            store.clone(),
+            Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
+        );
+        let tenant = tenants.create("Firm").await.unwrap().id;
+        let vault = tenants.vault(&tenant).await.unwrap();
+
+        // A Meet-like page on this machine, and a profile file that sends its links to the
+        // built-in Meet steps (what an operator's profiles_dir does for a new host).
+        let fake = FakeMeetings::start().await;
+        let mut sc = Scenario::new("meet", "open");
+        sc.speakers = vec![Speaker::saying(
+            "Dr. Example",
+            "We will review the treatment plan at the next appointment.",
+            500,
+        )];
+        let link = fake.add(sc);
+        let profiles = dir.path().join("profiles");
+        std::fs::create_dir(&profiles).unwrap();
+        let meet = meetbot_bot::browser::profile::BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == "google-meet")
+            .unwrap()
+            .1;
+        let local = meet
+            .replace("platform = \"google-meet\"", "platform = \"local-meet\"")
+            .replace(
+                r"pattern = '^https://meet\.google\.com/(?P<code>[a-z]{3}-[a-z]{4}-[a-z]{3})(?:[/?#]|$)'",
+                r"pattern = '^(?P<base>http://127\.0\.0\.1:[0-9]+)/meet/(?P<code>[a-z0-9-]+)$'",
+            )
+            .replace(
+                "join_url = 'https://meet.google.com/{code}'",
+                "join_url = '{base}/meet/{code}'",
+            );
+        assert_ne!(local, meet);
+        std::fs::write(profiles.join("local-meet.toml"), local).unwrap();
+
+        let now = Utc::now();
+        let meeting_id = "meeting-browser".to_string();
+        let m = Meeting {
+            title: vault
+                .seal::<Meeting>(&meeting_id, "title", b"Intake")
+                .unwrap(),
+            attendees: vault
+                .seal::<Meeting>(&meeting_id, "attendees", b"{}")
+                .unwrap(),
+            join_url: Some(
+                vault
+                    .seal::<Meeting>(&meeting_id, "join_url", link.as_bytes())
+                    .unwrap(),
+            ),
+            id: meeting_id.clone(),
+            connection_id: None,
+            event_instance_id: "evt-browser".into(),
+            series_id: None,
+            starts_at: now - CDuration::minutes(1),
+            ends_at: now + CDuration::minutes(30),
+            all_day: false,
+            status: MeetingStatus::Confirmed,
+            platform: Some(Platform::GoogleMeet),
+            wants_bot: true,
+            join_reason: None,
+            updated_at: now,
+        };
+        store.put_meeting(&tenant, &m).await.unwrap();
+        let job = BotJob {
+            id: "job-browser".into(),
+            meeting_id: meeting_id.clone(),
+            idempotency_key: format!("{tenant}:evt-browser:{}", now.timestamp()),
+            join_at: now,
+            state: BotJobState::Dispatched,
+            history: vec![],
+            published_at: Some(now),
+            bot_rules: None,
+        };
+        store.insert_bot_job(&tenant, &job).await.unwrap();
+
+        let mut local =
+            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+            local = local.without_env(&k);
+        }
+        let launcher = Arc::new(
+            local
+                .with_env(
+                    "MEETBOT_STORE__EMBEDDED_DIR",
+                    &cfg.store.embedded_dir.display().to_string(),
+                )
+                .with_env(
+                    "MEETBOT_KEYS__LOCAL_KEY_FILE",
+                    &cfg.keys.local_key_file.display().to_string(),
+                )
+                .with_env(
+                    "MEETBOT_BOT__BROWSER__PROFILES_DIR",
+                    &profiles.display().to_string(),
+                )
+                .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
+                .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
+                .with_grace(Duration::from_secs(5)),
+        );
+        let queue = Arc::new(InProcessQueue::new(5));
+        let consumer = LaunchConsumer::new(
+            queue.clone(),
+            store.clone(),
+            launcher.clone(),
+            LaunchSettings::default(),
+        );
+        queue
+            .publish_job(&JobMessage {
+                v: JOB_MESSAGE_VERSION,
+                job_id: job.id.clone(),
+                tenant_id: tenant.clone(),
+                meeting_id: meeting_id.clone(),
+                idempotency_key: job.idempotency_key.clone(),
+                join_at: now,
+                dispatched_at: now,
+            })
+            .await
+            .unwrap();
+        let mut jobs = queue.consume_jobs().await.unwrap();
+        assert_eq!(
+            consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+            Handled::Launched
+        );
+        let state = || async {
+            store
+                .get_bot_job(&tenant, "job-browser")
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+        };
+        wait_for("the bot to join through the page", 40, || async {
+            state().await.state == BotJobState::Joined
+        })
+        .await;
+        let joins = |f: &FakeMeetings| {
+            f.events(&link)
+                .iter()
+                .filter(|e| e["kind"] == "join")
+                .count()
+        };
+        assert_eq!(joins(&fake), 1);
+
+        // Chromium dies under the bot: the bot exits for a relaunch, the job stays live.
+        let bot = launcher.pid("job-browser").unwrap();
+        let chromium = children_named(bot, "chromium");
+        assert_eq!(chromium.len(), 1, "one Chromium under the bot");
+        // SAFETY: kill(2) on the Chromium of the bot this test's launcher started.
+        unsafe { libc::kill(chromium[0] as i32, libc::SIGKILL) };
+        wait_for("the bot to exit", 15, || async {
+            matches!(
+                launcher.state("job-browser").await.unwrap(),
+                BotRun::Failed(_)
+            )
+        })
+        .await;
+        assert_eq!(
+            launcher.state("job-browser").await.unwrap(),
+            BotRun::Failed("bot exited with code 4".into())
+        );
+        assert_eq!(
+            state().await.state,
+            BotJobState::Joined,
+            "the job stays live"
+        );
+        assert_eq!(
+            consumer.watch_once().await.unwrap(),
+            1,
+            "relaunched per policy"
+        );
+        let history = state().await.history;
+        assert!(
+            history.iter().any(|c| matches!(&c.state,
+                BotJobState::Failed(r) if r == "bot lost, relaunching: bot exited with code 4")),
+            "{history:?}"
+        );
+        wait_for("the new bot to join", 40, || async { joins(&fake) == 2 }).await;
+        let second = launcher.pid("job-browser").unwrap();
+        assert_ne!(second, bot);
+        assert!(launcher.stop("job-browser").await.unwrap());
+        // The stopped bot leaves and takes its Chromium with it; the first bot left none behind.
+        wait_for("the bot and its Chromium to be gone", 15, || async {
+            group_members(second).is_empty() && group_members(bot).is_empty()
+        })
+        .await;
+    });
+}

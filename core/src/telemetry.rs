@@ -9,9 +9,12 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored).
 pub fn init(cfg: &TelemetryConfig) {
     // whisper.cpp reports model loading and buffer sizes at info level: too chatty for a CLI.
-    let quiet = |f: EnvFilter| match "whisper_rs=warn".parse() {
-        Ok(d) => f.add_directive(d),
-        Err(_) => f,
+    // chromiumoxide warns about every DevTools event newer than its protocol bindings.
+    let quiet = |f: EnvFilter| {
+        ["whisper_rs=warn", "chromiumoxide=error"]
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .fold(f, |f, d| f.add_directive(d))
     };
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_new(&cfg.log_level).map(quiet))

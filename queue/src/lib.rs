@@ -14,7 +14,8 @@ mod rabbit;
 
 pub use inprocess::InProcessQueue;
 pub use message::{
-    BotEvent, EventKind, JOB_MESSAGE_VERSION, JobMessage, Poison, decode_event, decode_job,
+    BotEvent, EventKind, EventScreenshot, JOB_MESSAGE_VERSION, JobMessage, Poison, decode_event,
+    decode_job,
 };
 pub use rabbit::{RabbitQueue, Topology};
 

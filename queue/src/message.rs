@@ -126,6 +126,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_failure_event_carries_its_screenshots_and_events_without_any_still_decode() {
+        let mut ev = BotEvent::new(
+            "tenant0001".parse().unwrap(),
+            "job-1".into(),
+            "m-1".into(),
+            EventKind::Failed("denied entry: the host denied entry".into()),
+        );
+        let plain = serde_json::to_vec(&ev).unwrap();
+        assert!(!String::from_utf8_lossy(&plain).contains("screenshots"));
+        assert_eq!(decode_event(&plain).unwrap(), ev);
+        ev.screenshots.push(EventScreenshot {
+            step: "join".into(),
+            at: Utc::now(),
+            jpeg_base64: "/9j/4AAQ".into(),
+        });
+        let with = serde_json::to_vec(&ev).unwrap();
+        assert_eq!(decode_event(&with).unwrap(), ev);
+    }
+
     fn job() -> JobMessage {
         JobMessage {
             v: 1,

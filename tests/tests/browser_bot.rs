@@ -100,7 +100,10 @@ fn assert_same_speech(run: &Run, label: &str, speaker: &Speaker, tol: f64) {
     let got = voiced_span(&decode(pkts), 300.0);
     let want = voiced_span(&speaker.pcm48, 300.0);
     let off = (got.as_secs_f64() - want.as_secs_f64()).abs() / want.as_secs_f64();
-    eprintln!("{label}: {} packets, speech sent {want:?}, relayed {got:?}", pkts.len());
+    eprintln!(
+        "{label}: {} packets, speech sent {want:?}, relayed {got:?}",
+        pkts.len()
+    );
     assert!(
         off <= tol,
         "{label}: sent {want:?} of speech, relayed {got:?} ({:.0}% off)",
@@ -110,7 +113,11 @@ fn assert_same_speech(run: &Run, label: &str, speaker: &Speaker, tol: f64) {
 
 fn speakers() -> Vec<Speaker> {
     vec![
-        Speaker::saying("Ann Example", "Please send the signed contract by Friday.", 500),
+        Speaker::saying(
+            "Ann Example",
+            "Please send the signed contract by Friday.",
+            500,
+        ),
         Speaker::saying(
             "Bob Example",
             "We will review the treatment plan at the next appointment, and then we decide on the budget.",
@@ -170,7 +177,10 @@ fn teams_anonymous_join_through_the_launcher_names_each_speaker_from_the_roster_
         let bot = BrowserConnector::new(settings(), profile("teams"), url.clone());
         let run = session(&bot, None).await;
         let out = run.outcome.as_ref().expect("session ran");
-        assert_eq!(out.reason, LeaveReason::Ended("removed from the meeting".into()));
+        assert_eq!(
+            out.reason,
+            LeaveReason::Ended("removed from the meeting".into())
+        );
         assert!(run.lifecycle.contains(&Lifecycle::WaitingRoom));
         assert!(run.lifecycle.contains(&Lifecycle::InCall));
         let join = fake.wait_event(&url, "join", Duration::ZERO).await.unwrap();
@@ -179,7 +189,9 @@ fn teams_anonymous_join_through_the_launcher_names_each_speaker_from_the_roster_
             (&NAME.into(), &false.into(), &false.into())
         );
         assert_eq!(
-            fake.wait_event(&url, "chat", Duration::ZERO).await.expect("notice")["text"],
+            fake.wait_event(&url, "chat", Duration::ZERO)
+                .await
+                .expect("notice")["text"],
             NOTICE
         );
         // One mixed track, split by who the roster shows speaking: under their names.
@@ -204,7 +216,9 @@ fn zoom_link_in_the_web_client_names_speakers_posts_with_enter_and_leaves_when_t
         assert_eq!(out.reason, LeaveReason::Ended("the meeting ended".into()));
         assert!(run.lifecycle.contains(&Lifecycle::Recording));
         assert_eq!(
-            fake.wait_event(&url, "chat", Duration::ZERO).await.expect("notice")["text"],
+            fake.wait_event(&url, "chat", Duration::ZERO)
+                .await
+                .expect("notice")["text"],
             NOTICE
         );
         assert_same_speech(&run, "Ann Example", &spk[0], 0.25);
@@ -222,15 +236,23 @@ fn a_host_who_denies_entry_fails_the_session_with_the_denial_and_screenshots_of_
         let bot = BrowserConnector::new(settings(), profile("zoom"), url.clone());
         let run = session(&bot, None).await;
         let out = run.outcome.expect("session ran");
-        assert_eq!(out.reason, LeaveReason::Denied("the host denied entry".into()));
+        assert_eq!(
+            out.reason,
+            LeaveReason::Denied("the host denied entry".into())
+        );
         assert!(!out.reason.is_success(), "a denial fails the job");
         assert_eq!(run.lifecycle[1], Lifecycle::WaitingRoom);
         assert!(!run.lifecycle.contains(&Lifecycle::InCall));
         let shots = bot.screenshots();
         let steps: Vec<&str> = shots.iter().map(|s| s.step.as_str()).collect();
-        assert!(steps.contains(&"join") && steps.contains(&"denied"), "{steps:?}");
         assert!(
-            shots.iter().all(|s| s.jpeg.starts_with(&[0xff, 0xd8, 0xff])),
+            steps.contains(&"join") && steps.contains(&"denied"),
+            "{steps:?}"
+        );
+        assert!(
+            shots
+                .iter()
+                .all(|s| s.jpeg.starts_with(&[0xff, 0xd8, 0xff])),
             "JPEG images"
         );
     });
@@ -274,13 +296,24 @@ fn a_changed_join_selector_in_the_profile_file_changes_behaviour_without_a_rebui
                 "button[data-tid=\"prejoin-join-button-v2\"]",
             );
         std::fs::write(dir.path().join("teams.toml"), text).unwrap();
-        let edited = Profiles::load(Some(dir.path())).unwrap().get("teams").unwrap();
+        let edited = Profiles::load(Some(dir.path()))
+            .unwrap()
+            .get("teams")
+            .unwrap();
         let bot = BrowserConnector::new(settings(), edited, url.clone());
         let run = session(&bot, Some(Duration::from_secs(6))).await;
         let out = run.outcome.expect("session ran");
         assert_eq!(out.reason, LeaveReason::Stopped);
-        assert!(run.lifecycle.contains(&Lifecycle::InCall), "{:?}", run.lifecycle);
-        assert!(fake.wait_event(&url, "join", Duration::ZERO).await.is_some());
+        assert!(
+            run.lifecycle.contains(&Lifecycle::InCall),
+            "{:?}",
+            run.lifecycle
+        );
+        assert!(
+            fake.wait_event(&url, "join", Duration::ZERO)
+                .await
+                .is_some()
+        );
     });
 }
 
@@ -335,7 +368,10 @@ fn a_chromium_crash_mid_meeting_fails_the_session_within_ten_seconds() {
     in_netns(|| async {
         let (e, after) = harmed(libc::SIGKILL).await;
         eprintln!("crash detected after {after:?}: {e}");
-        assert!(matches!(&e, ConnectError::Lost(m) if m.contains("exited")), "{e}");
+        assert!(
+            matches!(&e, ConnectError::Lost(m) if m.contains("exited")),
+            "{e}"
+        );
         assert!(after < Duration::from_secs(10), "detected after {after:?}");
     });
 }
@@ -350,5 +386,23 @@ fn a_hung_chromium_mid_meeting_fails_the_session_within_ten_seconds() {
             "{e}"
         );
         assert!(after < Duration::from_secs(10), "detected after {after:?}");
+    });
+}
+
+#[test]
+fn an_unreachable_meeting_page_fails_the_join_with_the_network_error_and_not_the_link() {
+    in_netns(|| async {
+        // Nothing listens on port 9 (discard) in the test's namespace.
+        let link = "http://127.0.0.1:9/meet/abc-defg-hij?pwd=secret-passcode";
+        let bot = BrowserConnector::new(settings(), profile("google-meet"), link.into());
+        let (tx, _rx) = mpsc::channel(64);
+        let err = match bot.join(NAME, tx).await {
+            Err(e) => e,
+            Ok(_) => panic!("joined an unreachable page"),
+        };
+        let text = err.to_string();
+        assert!(matches!(err, ConnectError::Unreachable(_)), "{text}");
+        assert!(text.contains("net::ERR_CONNECTION_REFUSED"), "{text}");
+        assert!(!text.contains("secret-passcode") && !text.contains("abc-defg"), "{text}");
     });
 }

@@ -189,11 +189,7 @@ impl FakeMeetings {
     pub async fn wait_event(&self, url: &str, kind: &str, within: Duration) -> Option<Value> {
         let until = tokio::time::Instant::now() + within;
         loop {
-            if let Some(e) = self
-                .events(url)
-                .into_iter()
-                .find(|e| e["kind"] == kind)
-            {
+            if let Some(e) = self.events(url).into_iter().find(|e| e["kind"] == kind) {
                 return Some(e);
             }
             if tokio::time::Instant::now() >= until {

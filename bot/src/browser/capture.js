@@ -15,7 +15,8 @@
     relays: new Map(),
     relayed: new Set(),
     nextId: 1,
-    relayAddress: null,
+    // Set by the bot in front of this script: only candidates on it go into relay offers.
+    relayAddress: window.__meetbotRelayAddress || null,
   };
 
   const visible = (e) => !!(e && (e.offsetWidth || e.offsetHeight || e.getClientRects().length));
@@ -96,7 +97,8 @@
         name = n ? textOf(n) : '';
       }
       if (!name) name = textOf(item).split('\n')[0].trim();
-      if (!name || name === self) return;
+      // The bot itself (platforms add "(You)", "(Guest)" and the like to its name).
+      if (!name || name === self || name.startsWith(self + ' ')) return;
       const id = (p.id_attribute && item.getAttribute(p.id_attribute)) || name || 'item-' + i;
       if (seen.has(id)) return;
       seen.add(id);
@@ -119,7 +121,6 @@
   }
 
   window.__meetbot = {
-    setRelayAddress(a) { M.relayAddress = a; },
     look(cfg) {
       const s = cfg.states;
       let state = null;

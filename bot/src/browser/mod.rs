@@ -422,10 +422,7 @@ impl PeerConnectionEventHandler for RelayReceiver {
 }
 
 /// Answers one relay offer from the page; returns the bot's end.
-async fn accept_relay(
-    ctx: &Ctx,
-    offer: &Offer,
-) -> Result<Arc<dyn PeerConnection>, ConnectError> {
+async fn accept_relay(ctx: &Ctx, offer: &Offer) -> Result<Arc<dyn PeerConnection>, ConnectError> {
     let media = |e: rtc::shared::error::Error| ConnectError::Media(e.to_string());
     let (gathered, done) = GatherDone::new();
     let handler = Arc::new(RelayReceiver {
@@ -743,16 +740,15 @@ impl MeetingConnector for BrowserConnector {
         }
         let cfg = cfg.build().map_err(launch_error)?;
         let (mut browser, mut handler) = Browser::launch(cfg).await.map_err(launch_error)?;
-        *lock(&self.pid) = browser
-            .get_mut_child()
-            .and_then(|c| c.as_mut_inner().id());
+        *lock(&self.pid) = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let gone = Arc::new(AtomicBool::new(false));
         let handler = {
             let gone = gone.clone();
             tokio::spawn(async move {
                 while let Some(r) = handler.next().await {
                     if let Err(
-                        chromiumoxide::error::CdpError::Ws(_) | chromiumoxide::error::CdpError::Io(_),
+                        chromiumoxide::error::CdpError::Ws(_)
+                        | chromiumoxide::error::CdpError::Io(_),
                     ) = r
                     {
                         break;
@@ -775,7 +771,12 @@ impl MeetingConnector for BrowserConnector {
             Ok(p) => p,
             Err(e) => return Err(fail(launch_error(e)).await),
         };
-        if let Err(e) = page.evaluate_on_new_document(CAPTURE_JS).await {
+        // On every document the page loads (a platform's launcher navigates to its web app).
+        let init = format!(
+            "window.__meetbotRelayAddress = {};\n{CAPTURE_JS}",
+            serde_json::Value::String(self.s.ice_ip.to_string())
+        );
+        if let Err(e) = page.evaluate_on_new_document(init).await {
             return Err(fail(launch_error(e)).await);
         }
         let look_cfg = json!({
@@ -806,8 +807,14 @@ impl MeetingConnector for BrowserConnector {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 ctx.shot("open page").await;
+                // Only the network error's code: the message may quote the join link.
+                let text = e.to_string();
+                let code = regex::Regex::new(r"net::ERR_[A-Z_]+")
+                    .ok()
+                    .and_then(|r| r.find(&text).map(|m| m.as_str().to_string()))
+                    .unwrap_or_else(|| "navigation failed".into());
                 return Err(fail(ConnectError::Unreachable(format!(
-                    "{}: the meeting page did not load: {e}",
+                    "{}: the meeting page did not load ({code})",
                     p.platform
                 )))
                 .await);
@@ -822,12 +829,6 @@ impl MeetingConnector for BrowserConnector {
                 .await);
             }
         }
-        let _ = page
-            .evaluate(format!(
-                "window.__meetbot && window.__meetbot.setRelayAddress({})",
-                serde_json::Value::String(self.s.ice_ip.to_string())
-            ))
-            .await;
         ctx.shot("page loaded").await;
         let step_default = Duration::from_secs(p.timeouts.step_seconds);
         for step in &p.join {
@@ -866,12 +867,7 @@ impl MeetingConnector for BrowserConnector {
             }
         }
         let (stop_tx, stop_rx) = oneshot::channel();
-        let watcher = tokio::spawn(watch(
-            ctx.clone(),
-            browser.clone(),
-            self.s.clone(),
-            stop_rx,
-        ));
+        let watcher = tokio::spawn(watch(ctx.clone(), browser.clone(), self.s.clone(), stop_rx));
         Ok(Box::new(BrowserMeeting {
             ctx,
             browser,

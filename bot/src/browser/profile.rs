@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 /// The profiles shipped with this build (`bot/profiles/*.toml`).
 pub const BUILT_IN: &[(&str, &str)] = &[
-    ("google-meet", include_str!("../../profiles/google-meet.toml")),
+    (
+        "google-meet",
+        include_str!("../../profiles/google-meet.toml"),
+    ),
     ("teams", include_str!("../../profiles/teams.toml")),
     ("zoom", include_str!("../../profiles/zoom.toml")),
 ];
@@ -217,7 +220,10 @@ impl Loaded {
             return Err(invalid(file, "url: at least one link rule is needed"));
         }
         if profile.states.admitted.is_empty() {
-            return Err(invalid(file, "states.admitted: at least one target is needed"));
+            return Err(invalid(
+                file,
+                "states.admitted: at least one target is needed",
+            ));
         }
         let mut rules = Vec::new();
         for (i, r) in profile.url.iter().enumerate() {
@@ -229,7 +235,9 @@ impl Loaded {
                     if !names.contains(&g.as_str()) {
                         return Err(invalid(
                             file,
-                            format!("url[{i}]: template names {{{g}}}, which the pattern does not capture"),
+                            format!(
+                                "url[{i}]: template names {{{g}}}, which the pattern does not capture"
+                            ),
                         ));
                     }
                 }
@@ -240,7 +248,10 @@ impl Loaded {
         for (i, s) in profile.join.iter().enumerate() {
             targets.push((format!("join[{i}] ({})", s.name), &s.target));
             if s.action == Action::Type && s.value.is_none() {
-                return Err(invalid(file, format!("join[{i}] ({}): type needs a value", s.name)));
+                return Err(invalid(
+                    file,
+                    format!("join[{i}] ({}): type needs a value", s.name),
+                ));
             }
         }
         let st = &profile.states;
@@ -275,7 +286,10 @@ impl Loaded {
         }
         for (name, t) in targets {
             if t.selector.is_none() && t.text.is_none() {
-                return Err(invalid(file, format!("{name}: give a selector, a text, or both")));
+                return Err(invalid(
+                    file,
+                    format!("{name}: give a selector, a text, or both"),
+                ));
             }
             if let Some(x) = &t.text {
                 Regex::new(x).map_err(|e| invalid(file, format!("{name}.text: {e}")))?;
@@ -449,18 +463,31 @@ mod tests {
         let link = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjA2%40thread.v2/0?context=%7b%22Tid%22%3a%22x%22%7d";
         let (t, url) = p.for_link(link).unwrap();
         assert_eq!(t.profile.platform, "teams");
-        assert!(url.starts_with("https://teams.microsoft.com/l/meetup-join/"), "{url}");
+        assert!(
+            url.starts_with("https://teams.microsoft.com/l/meetup-join/"),
+            "{url}"
+        );
         assert!(url.contains("anon=true"), "anonymous join: {url}");
-        let (_, url) = p.for_link("https://teams.live.com/meet/9876543210?p=abc").unwrap();
-        assert!(url.starts_with("https://teams.live.com/meet/9876543210"), "{url}");
+        let (_, url) = p
+            .for_link("https://teams.live.com/meet/9876543210?p=abc")
+            .unwrap();
+        assert!(
+            url.starts_with("https://teams.live.com/meet/9876543210"),
+            "{url}"
+        );
         assert!(p.for_link("https://example.com/j/123").is_none());
-        assert!(p.for_link("https://meet.google.com.evil.example/abc-defg-hij").is_none());
+        assert!(
+            p.for_link("https://meet.google.com.evil.example/abc-defg-hij")
+                .is_none()
+        );
     }
 
     #[test]
     fn a_profile_file_replaces_the_built_in_one_of_its_platform() {
         let dir = tempfile::tempdir().unwrap();
-        let text = BUILT_IN[2].1.replace("app.zoom.us/wc/join", "zoom.example/wc/join");
+        let text = BUILT_IN[2]
+            .1
+            .replace("app.zoom.us/wc/join", "zoom.example/wc/join");
         std::fs::write(dir.path().join("my-zoom.toml"), text).unwrap();
         let p = Profiles::load(Some(dir.path())).unwrap();
         assert_eq!(p.names(), ["google-meet", "teams", "zoom"]);
