@@ -198,6 +198,7 @@ mod tests {
             meeting_id: "m".into(),
             kind: EventKind::Withdrawn("meeting cancelled".into()),
             at: Utc::now(),
+            screenshots: Vec::new(),
         };
         assert_eq!(decode_event(&serde_json::to_vec(&e).unwrap()).unwrap(), e);
     }

@@ -267,12 +267,10 @@ fn a_changed_join_selector_in_the_profile_file_changes_behaviour_without_a_rebui
         let url = fake.add(sc);
 
         // The shipped profile looks for the old button: the join fails, saying which step.
-        let mut built_in = BrowserSettings { ..settings() };
-        built_in.hang_after = Duration::from_secs(6);
-        let mut p = (*profile("teams")).profile.clone();
+        let mut p = profile("teams").profile.clone();
         p.timeouts.step_seconds = 4;
         let quick = Arc::new(Loaded::parse("t.toml", &toml_of(&p)).unwrap());
-        let bot = BrowserConnector::new(built_in, quick, url.clone());
+        let bot = BrowserConnector::new(settings(), quick, url.clone());
         let (tx, _rx) = mpsc::channel(64);
         let err = match bot.join(NAME, tx).await {
             Err(e) => e,
@@ -403,6 +401,9 @@ fn an_unreachable_meeting_page_fails_the_join_with_the_network_error_and_not_the
         let text = err.to_string();
         assert!(matches!(err, ConnectError::Unreachable(_)), "{text}");
         assert!(text.contains("net::ERR_CONNECTION_REFUSED"), "{text}");
-        assert!(!text.contains("secret-passcode") && !text.contains("abc-defg"), "{text}");
+        assert!(
+            !text.contains("secret-passcode") && !text.contains("abc-defg"),
+            "{text}"
+        );
     });
 }

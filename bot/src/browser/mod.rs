@@ -610,12 +610,10 @@ async fn watch(
                     }
                 }
             }
-            Some("lobby") if !admitted => {
-                if !lobby {
-                    lobby = true;
-                    ctx.shot("lobby").await;
-                    ctx.signal(Signal::Lobby).await;
-                }
+            Some("lobby") if !admitted && !lobby => {
+                lobby = true;
+                ctx.shot("lobby").await;
+                ctx.signal(Signal::Lobby).await;
             }
             _ if admitted => {
                 let since = *call_missing_since.get_or_insert_with(Instant::now);
