@@ -380,6 +380,38 @@ impl PeerConnectionEventHandler for GatherDone {
     }
 }
 
+/// Forwards every RTP packet of `track` as an audio packet of the participant `label` names at
+/// that moment, until the track or the receiver ends; packets that do not fit are dropped and
+/// counted in `dropped`, never queued without bound.
+pub fn forward_track(
+    track: Arc<dyn TrackRemote>,
+    label: impl Fn() -> String + Send + 'static,
+    events: mpsc::Sender<ConnectorEvent>,
+    dropped: Arc<AtomicU64>,
+) {
+    tokio::spawn(async move {
+        while let Some(ev) = track.poll().await {
+            if let TrackRemoteEvent::OnRtpPacket(p) = ev {
+                let packet = AudioPacket {
+                    participant: label(),
+                    ssrc: p.header.ssrc,
+                    sequence: p.header.sequence_number,
+                    timestamp: p.header.timestamp,
+                    payload: p.payload.to_vec(),
+                    received_at: Instant::now(),
+                };
+                match events.try_send(ConnectorEvent::Audio(packet)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+        }
+    });
+}
+
 /// Forwards one subscriber peer connection's audio as packets of participant `feed`.
 struct Receiver {
     feed: String,
@@ -395,29 +427,13 @@ impl PeerConnectionEventHandler for Receiver {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let (feed, events, dropped) =
-            (self.feed.clone(), self.events.clone(), self.dropped.clone());
-        tokio::spawn(async move {
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
-                    let packet = AudioPacket {
-                        participant: feed.clone(),
-                        ssrc: p.header.ssrc,
-                        sequence: p.header.sequence_number,
-                        timestamp: p.header.timestamp,
-                        payload: p.payload.to_vec(),
-                        received_at: Instant::now(),
-                    };
-                    match events.try_send(ConnectorEvent::Audio(packet)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    }
-                }
-            }
-        });
+        let feed = self.feed.clone();
+        forward_track(
+            track,
+            move || feed.clone(),
+            self.events.clone(),
+            self.dropped.clone(),
+        );
     }
 }
 

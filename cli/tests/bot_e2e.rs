@@ -64,21 +64,150 @@ where
     }
 }
 
+/// A tenant in an embedded store with a local key file, as a bot process sees it.
+struct World {
+    dir: tempfile::TempDir,
+    cfg: Config,
+    store: Arc<dyn meetbot_store::Store>,
+    tenant: meetbot_core::TenantId,
+    vault: Arc<meetbot_store::vault::TenantVault>,
+}
+
+async fn world(name: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.store.embedded_dir = dir.path().join("data");
+    cfg.keys.local_key_file = dir.path().join("key");
+    let store = meetbot_store::open(&cfg.store).await.unwrap();
+    let tenants = Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
+    );
+    let tenant = tenants.create(name).await.unwrap().id;
+    let vault = tenants.vault(&tenant).await.unwrap();
+    World {
+        dir,
+        cfg,
+        store,
+        tenant,
+        vault,
+    }
+}
+
+impl World {
+    /// A meeting running now, with its join link sealed, and its dispatched bot job.
+    async fn meeting_with_job(
+        &self,
+        meeting_id: &str,
+        job_id: &str,
+        link: &str,
+        platform: Platform,
+        bot_rules: Option<BotRuleOverrides>,
+    ) -> BotJob {
+        let now = Utc::now();
+        let seal =
+            |field: &str, v: &[u8]| self.vault.seal::<Meeting>(meeting_id, field, v).unwrap();
+        let m = Meeting {
+            title: seal("title", b"Follow-up"),
+            attendees: seal("attendees", b"{}"),
+            join_url: Some(seal("join_url", link.as_bytes())),
+            id: meeting_id.into(),
+            connection_id: None,
+            event_instance_id: format!("evt-{meeting_id}"),
+            series_id: None,
+            starts_at: now - CDuration::minutes(1),
+            ends_at: now + CDuration::minutes(30),
+            all_day: false,
+            status: MeetingStatus::Confirmed,
+            platform: Some(platform),
+            wants_bot: true,
+            join_reason: None,
+            updated_at: now,
+        };
+        self.store.put_meeting(&self.tenant, &m).await.unwrap();
+        let job = BotJob {
+            id: job_id.into(),
+            meeting_id: meeting_id.into(),
+            idempotency_key: format!("{}:evt-{meeting_id}:{}", self.tenant, now.timestamp()),
+            join_at: now,
+            state: BotJobState::Dispatched,
+            history: vec![],
+            published_at: Some(now),
+            bot_rules,
+        };
+        self.store.insert_bot_job(&self.tenant, &job).await.unwrap();
+        job
+    }
+
+    /// A local launcher of `meetbot bot` processes that get only this world's configuration
+    /// and `env` (not the test runner's MEETBOT_TEST_*).
+    fn launcher(&self, env: &[(&str, &str)]) -> Arc<LocalProcessLauncher> {
+        let mut local =
+            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+            local = local.without_env(&k);
+        }
+        local = local
+            .with_env(
+                "MEETBOT_STORE__EMBEDDED_DIR",
+                &self.cfg.store.embedded_dir.display().to_string(),
+            )
+            .with_env(
+                "MEETBOT_KEYS__LOCAL_KEY_FILE",
+                &self.cfg.keys.local_key_file.display().to_string(),
+            )
+            .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
+            .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
+            .with_grace(Duration::from_secs(5));
+        for (k, v) in env {
+            local = local.with_env(k, v);
+        }
+        Arc::new(local)
+    }
+
+    /// Publishes `job` on an in-process queue and has a launch consumer take it (launched).
+    async fn launch(&self, job: &BotJob, launcher: Arc<LocalProcessLauncher>) -> LaunchConsumer {
+        let queue = Arc::new(InProcessQueue::new(5));
+        let consumer = LaunchConsumer::new(
+            queue.clone(),
+            self.store.clone(),
+            launcher,
+            LaunchSettings::default(),
+        );
+        queue
+            .publish_job(&JobMessage {
+                v: JOB_MESSAGE_VERSION,
+                job_id: job.id.clone(),
+                tenant_id: self.tenant.clone(),
+                meeting_id: job.meeting_id.clone(),
+                idempotency_key: job.idempotency_key.clone(),
+                join_at: job.join_at,
+                dispatched_at: job.join_at,
+            })
+            .await
+            .unwrap();
+        let mut jobs = queue.consume_jobs().await.unwrap();
+        assert_eq!(
+            consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+            Handled::Launched
+        );
+        consumer
+    }
+
+    async fn job(&self, id: &str) -> BotJob {
+        self.store
+            .get_bot_job(&self.tenant, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    }
+}
+
 #[test]
 fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
     in_netns(|| async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.store.embedded_dir = dir.path().join("data");
-        cfg.keys.local_key_file = dir.path().join("key");
-        let store = meetbot_store::open(&cfg.store).await.unwrap();
-        let tenants = Tenants::new(
-            store.clone(),
-            Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
-        );
-        let tenant = tenants.create("Clinic").await.unwrap().id;
-        let vault = tenants.vault(&tenant).await.unwrap();
-
+        let w = world("Clinic").await;
         let j = JanusServer::start().await;
         j.create_room(ROOM, None).await;
         let mut talk = Vec::new();
@@ -89,119 +218,40 @@ fn a_killed_bot_is_replaced_once_and_the_bot_leaves_when_alone() {
         }
         let speaker = Publisher::start(&j.url(), ROOM, "Dr. Example", Duration::ZERO, talk).await;
 
-        let now = Utc::now();
-        let meeting_id = "meeting-e2e".to_string();
-        let m = Meeting {
-            title: vault
-                .seal::<Meeting>(&meeting_id, "title", b"Follow-up")
-                .unwrap(),
-            attendees: vault
-                .seal::<Meeting>(&meeting_id, "attendees", b"{}")
-                .unwrap(),
-            join_url: Some(
-                vault
-                    .seal::<Meeting>(
-                        &meeting_id,
-                        "join_url",
-                        format!("https://rooms.test/room/{ROOM}").as_bytes(),
-                    )
-                    .unwrap(),
-            ),
-            id: meeting_id.clone(),
-            connection_id: None,
-            event_instance_id: "evt-e2e".into(),
-            series_id: None,
-            starts_at: now - CDuration::minutes(1),
-            ends_at: now + CDuration::minutes(30),
-            all_day: false,
-            status: MeetingStatus::Confirmed,
-            platform: Some(Platform::Janus),
-            wants_bot: true,
-            join_reason: None,
-            updated_at: now,
-        };
-        store.put_meeting(&tenant, &m).await.unwrap();
-        let job = BotJob {
-            id: "job-e2e".into(),
-            meeting_id: meeting_id.clone(),
-            idempotency_key: format!("{tenant}:evt-e2e:{}", now.timestamp()),
-            join_at: now,
-            state: BotJobState::Dispatched,
-            history: vec![],
-            published_at: Some(now),
-            // The job's own rule wins over the tenant's (30 s) and the service's (60 s).
-            bot_rules: Some(BotRuleOverrides {
-                alone_timeout_seconds: Some(2),
-                ..Default::default()
-            }),
-        };
-        store
+        // The job's own rule wins over the tenant's (30 s) and the service's (60 s).
+        let job = w
+            .meeting_with_job(
+                "meeting-e2e",
+                "job-e2e",
+                &format!("https://rooms.test/room/{ROOM}"),
+                Platform::Janus,
+                Some(BotRuleOverrides {
+                    alone_timeout_seconds: Some(2),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        w.store
             .put_tenant_settings(
-                &tenant,
+                &w.tenant,
                 &TenantSettings::new(
                     BotRuleOverrides {
                         display_name: Some(NAME.into()),
                         alone_timeout_seconds: Some(30),
                         ..Default::default()
                     },
-                    now,
+                    Utc::now(),
                 ),
             )
             .await
             .unwrap();
-        store.insert_bot_job(&tenant, &job).await.unwrap();
+        let launcher = w.launcher(&[
+            ("MEETBOT_BOT__JANUS_API_URL", &j.url()),
+            ("MEETBOT_BOT__JANUS_ROOM_HOST", "rooms.test"),
+        ]);
+        let consumer = w.launch(&job, launcher.clone()).await;
 
-        let data = cfg.store.embedded_dir.display().to_string();
-        let key = cfg.keys.local_key_file.display().to_string();
-        // The bots get only the configuration given here (not the test runner's MEETBOT_TEST_*).
-        let mut local =
-            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
-            local = local.without_env(&k);
-        }
-        let launcher = Arc::new(
-            local
-                .with_env("MEETBOT_STORE__EMBEDDED_DIR", &data)
-                .with_env("MEETBOT_KEYS__LOCAL_KEY_FILE", &key)
-                .with_env("MEETBOT_BOT__JANUS_API_URL", &j.url())
-                .with_env("MEETBOT_BOT__JANUS_ROOM_HOST", "rooms.test")
-                .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
-                .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
-                .with_grace(Duration::from_secs(5)),
-        );
-        let queue = Arc::new(InProcessQueue::new(5));
-        let consumer = LaunchConsumer::new(
-            queue.clone(),
-            store.clone(),
-            launcher.clone(),
-            LaunchSettings::default(),
-        );
-        queue
-            .publish_job(&JobMessage {
-                v: JOB_MESSAGE_VERSION,
-                job_id: job.id.clone(),
-                tenant_id: tenant.clone(),
-                meeting_id: meeting_id.clone(),
-                idempotency_key: job.idempotency_key.clone(),
-                join_at: now,
-                dispatched_at: now,
-            })
-            .await
-            .unwrap();
-        let mut jobs = queue.consume_jobs().await.unwrap();
-        assert_eq!(
-            consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
-            Handled::Launched
-        );
-
-        let state = || async {
-            store
-                .get_bot_job(&tenant, "job-e2e")
-                .await
-                .unwrap()
-                .unwrap()
-                .value
-        };
+        let state = || w.job("job-e2e");
         wait_for("the bot to join", 20, || async {
             state().await.state == BotJobState::Joined
         })
@@ -315,17 +365,7 @@ fn children_named(pid: u32, name: &str) -> Vec<u32> {
 fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joins_again() {
     use meetbot_testsupport::browser::{FakeMeetings, Scenario, Speaker};
     in_netns(|| async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.store.embedded_dir = dir.path().join("data");
-        cfg.keys.local_key_file = dir.path().join("key");
-        let store = meetbot_store::open(&cfg.store).await.unwrap();
-        let tenants = Tenants::new(
-            store.clone(),
-            Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
-        );
-        let tenant = tenants.create("Firm").await.unwrap().id;
-        let vault = tenants.vault(&tenant).await.unwrap();
+        let w = world("Firm").await;
 
         // A Meet-like page on this machine, and a profile file that sends its links to the
         // built-in Meet steps (what an operator's profiles_dir does for a new host).
@@ -337,7 +377,7 @@ fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joi
             500,
         )];
         let link = fake.add(sc);
-        let profiles = dir.path().join("profiles");
+        let profiles = w.dir.path().join("profiles");
         std::fs::create_dir(&profiles).unwrap();
         let meet = meetbot_bot::browser::profile::BUILT_IN
             .iter()
@@ -357,101 +397,21 @@ fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joi
         assert_ne!(local, meet);
         std::fs::write(profiles.join("local-meet.toml"), local).unwrap();
 
-        let now = Utc::now();
-        let meeting_id = "meeting-browser".to_string();
-        let m = Meeting {
-            title: vault
-                .seal::<Meeting>(&meeting_id, "title", b"Intake")
-                .unwrap(),
-            attendees: vault
-                .seal::<Meeting>(&meeting_id, "attendees", b"{}")
-                .unwrap(),
-            join_url: Some(
-                vault
-                    .seal::<Meeting>(&meeting_id, "join_url", link.as_bytes())
-                    .unwrap(),
-            ),
-            id: meeting_id.clone(),
-            connection_id: None,
-            event_instance_id: "evt-browser".into(),
-            series_id: None,
-            starts_at: now - CDuration::minutes(1),
-            ends_at: now + CDuration::minutes(30),
-            all_day: false,
-            status: MeetingStatus::Confirmed,
-            platform: Some(Platform::GoogleMeet),
-            wants_bot: true,
-            join_reason: None,
-            updated_at: now,
-        };
-        store.put_meeting(&tenant, &m).await.unwrap();
-        let job = BotJob {
-            id: "job-browser".into(),
-            meeting_id: meeting_id.clone(),
-            idempotency_key: format!("{tenant}:evt-browser:{}", now.timestamp()),
-            join_at: now,
-            state: BotJobState::Dispatched,
-            history: vec![],
-            published_at: Some(now),
-            bot_rules: None,
-        };
-        store.insert_bot_job(&tenant, &job).await.unwrap();
-
-        let mut local =
-            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
-            local = local.without_env(&k);
-        }
-        let launcher = Arc::new(
-            local
-                .with_env(
-                    "MEETBOT_STORE__EMBEDDED_DIR",
-                    &cfg.store.embedded_dir.display().to_string(),
-                )
-                .with_env(
-                    "MEETBOT_KEYS__LOCAL_KEY_FILE",
-                    &cfg.keys.local_key_file.display().to_string(),
-                )
-                .with_env(
-                    "MEETBOT_BOT__BROWSER__PROFILES_DIR",
-                    &profiles.display().to_string(),
-                )
-                .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
-                .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
-                .with_grace(Duration::from_secs(5)),
-        );
-        let queue = Arc::new(InProcessQueue::new(5));
-        let consumer = LaunchConsumer::new(
-            queue.clone(),
-            store.clone(),
-            launcher.clone(),
-            LaunchSettings::default(),
-        );
-        queue
-            .publish_job(&JobMessage {
-                v: JOB_MESSAGE_VERSION,
-                job_id: job.id.clone(),
-                tenant_id: tenant.clone(),
-                meeting_id: meeting_id.clone(),
-                idempotency_key: job.idempotency_key.clone(),
-                join_at: now,
-                dispatched_at: now,
-            })
-            .await
-            .unwrap();
-        let mut jobs = queue.consume_jobs().await.unwrap();
-        assert_eq!(
-            consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
-            Handled::Launched
-        );
-        let state = || async {
-            store
-                .get_bot_job(&tenant, "job-browser")
-                .await
-                .unwrap()
-                .unwrap()
-                .value
-        };
+        let job = w
+            .meeting_with_job(
+                "meeting-browser",
+                "job-browser",
+                &link,
+                Platform::GoogleMeet,
+                None,
+            )
+            .await;
+        let launcher = w.launcher(&[(
+            "MEETBOT_BOT__BROWSER__PROFILES_DIR",
+            &profiles.display().to_string(),
+        )]);
+        let consumer = w.launch(&job, launcher.clone()).await;
+        let state = || w.job("job-browser");
         wait_for("the bot to join through the page", 40, || async {
             state().await.state == BotJobState::Joined
         })

@@ -12,6 +12,7 @@
 use meetbot_bot::connector::{ConnectorEvent, MeetingConnector};
 use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
 use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech};
+use meetbot_testsupport::procstat::{arg, rss, stat};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,41 +22,9 @@ use tokio::sync::mpsc;
 const FIRST_ROOM: u64 = 5000;
 const URL: &str = "http://127.0.0.1:8088/janus";
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
 /// (CPU seconds used so far, RSS bytes) of `pid`.
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm.
-    let cpu = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    (cpu / ticks_per_sec(), rss_kb * 1024)
+    (stat(pid).map(|s| s.0).unwrap_or(0.0), rss(pid))
 }
 
 fn settings(room: u64) -> VideoRoomSettings {

@@ -19,7 +19,7 @@ use meetbot_bot::connector::{ConnectorEvent, MeetingConnector};
 use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
 use meetbot_testsupport::browser::{FakeMeetings, Scenario, Speaker};
 use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech};
-use std::collections::HashMap;
+use meetbot_testsupport::procstat::{arg, pss, stat, tree};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,57 +28,6 @@ use tokio::sync::mpsc;
 
 const URL: &str = "http://127.0.0.1:8088/janus";
 const FIRST_ROOM: u64 = 7000;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn ticks() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-/// (CPU seconds, parent pid) of `pid`.
-fn stat(pid: u32) -> Option<(f64, u32)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-    let cpu = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some((cpu / ticks(), f.get(1)?.parse().ok()?))
-}
-
-/// Proportional set size of `pid`, bytes.
-fn pss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-/// `root` and all its descendants.
-fn tree(root: u32) -> Vec<u32> {
-    let mut parent: HashMap<u32, u32> = HashMap::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(p) = e.file_name().to_string_lossy().parse::<u32>()
-            && let Some((_, pp)) = stat(p)
-        {
-            parent.insert(p, pp);
-        }
-    }
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(parent.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    out
-}
 
 /// (CPU seconds, PSS bytes) of the given processes.
 fn usage(pids: &[u32]) -> (f64, u64) {

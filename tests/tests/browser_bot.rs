@@ -126,38 +126,58 @@ fn speakers() -> Vec<Speaker> {
     ]
 }
 
+/// A call on `platform`'s page: the bot waits `admit_after_ms` in the lobby, two people speak
+/// (Ann, then Bob), and after 14 s the host ends the call (`ended`) or removes the bot.
+/// Checks what every platform shares: the reason, the lifecycle, the name typed with
+/// microphone and camera off, and the recording notice in the chat.
+async fn call(platform: &str, profile_name: &str, admit_after_ms: u64, removed: bool) -> Run {
+    let fake = FakeMeetings::start().await;
+    let mut sc = Scenario::new(platform, "admit");
+    sc.admit_after_ms = admit_after_ms;
+    sc.speakers = speakers();
+    if removed {
+        sc.remove_after_ms = Some(14_000);
+    } else {
+        sc.end_after_ms = Some(14_000);
+    }
+    let url = fake.add(sc);
+    let bot = BrowserConnector::new(settings(), profile(profile_name), url.clone());
+    let run = session(&bot, None).await;
+    let reason = LeaveReason::Ended(
+        if removed {
+            "removed from the meeting"
+        } else {
+            "the meeting ended"
+        }
+        .into(),
+    );
+    assert_eq!(run.outcome.as_ref().expect("session ran").reason, reason);
+    assert_eq!(
+        run.lifecycle,
+        vec![
+            Lifecycle::Joining,
+            Lifecycle::WaitingRoom,
+            Lifecycle::InCall,
+            Lifecycle::Recording,
+            Lifecycle::Leaving(reason),
+        ]
+    );
+    let join = fake.wait_event(&url, "join", Duration::ZERO).await.unwrap();
+    assert_eq!(join["name"], NAME, "display name typed");
+    assert_eq!(join["mic"], false, "microphone off before joining");
+    assert_eq!(join["cam"], false, "camera off before joining");
+    let chat = fake.wait_event(&url, "chat", Duration::ZERO).await;
+    assert_eq!(chat.expect("notice posted")["text"], NOTICE);
+    run
+}
+
 #[test]
 fn meet_bot_waits_in_the_lobby_is_let_in_posts_its_notice_relays_each_speaker_and_leaves_when_the_call_ends()
  {
     in_netns(|| async {
-        let fake = FakeMeetings::start().await;
-        let mut sc = Scenario::new("meet", "admit");
-        sc.admit_after_ms = 2500;
-        sc.speakers = speakers();
-        sc.end_after_ms = Some(14_000);
-        let spk = sc.speakers.clone();
-        let url = fake.add(sc);
-        let bot = BrowserConnector::new(settings(), profile("google-meet"), url.clone());
-        let run = session(&bot, None).await;
-        let out = run.outcome.as_ref().expect("session ran");
-        assert_eq!(out.reason, LeaveReason::Ended("the meeting ended".into()));
-        assert_eq!(
-            run.lifecycle,
-            vec![
-                Lifecycle::Joining,
-                Lifecycle::WaitingRoom,
-                Lifecycle::InCall,
-                Lifecycle::Recording,
-                Lifecycle::Leaving(LeaveReason::Ended("the meeting ended".into())),
-            ]
-        );
-        let join = fake.wait_event(&url, "join", Duration::ZERO).await.unwrap();
-        assert_eq!(join["name"], NAME, "display name typed");
-        assert_eq!(join["mic"], false, "microphone off before joining");
-        assert_eq!(join["cam"], false, "camera off before joining");
-        let chat = fake.wait_event(&url, "chat", Duration::ZERO).await;
-        assert_eq!(chat.expect("notice posted")["text"], NOTICE);
+        let run = call("meet", "google-meet", 2500, false).await;
         // Meet: one track per speaker, in the order they first spoke.
+        let spk = speakers();
         assert_eq!(run.audio.len(), 2, "two tracks: {:?}", run.audio.keys());
         assert_same_speech(&run, "track-1", &spk[0], 0.1);
         assert_same_speech(&run, "track-2", &spk[1], 0.1);
@@ -167,34 +187,9 @@ fn meet_bot_waits_in_the_lobby_is_let_in_posts_its_notice_relays_each_speaker_an
 #[test]
 fn teams_anonymous_join_through_the_launcher_names_each_speaker_from_the_roster_until_removed() {
     in_netns(|| async {
-        let fake = FakeMeetings::start().await;
-        let mut sc = Scenario::new("teams", "admit");
-        sc.admit_after_ms = 1500;
-        sc.speakers = speakers();
-        sc.remove_after_ms = Some(14_000);
-        let spk = sc.speakers.clone();
-        let url = fake.add(sc);
-        let bot = BrowserConnector::new(settings(), profile("teams"), url.clone());
-        let run = session(&bot, None).await;
-        let out = run.outcome.as_ref().expect("session ran");
-        assert_eq!(
-            out.reason,
-            LeaveReason::Ended("removed from the meeting".into())
-        );
-        assert!(run.lifecycle.contains(&Lifecycle::WaitingRoom));
-        assert!(run.lifecycle.contains(&Lifecycle::InCall));
-        let join = fake.wait_event(&url, "join", Duration::ZERO).await.unwrap();
-        assert_eq!(
-            (&join["name"], &join["mic"], &join["cam"]),
-            (&NAME.into(), &false.into(), &false.into())
-        );
-        assert_eq!(
-            fake.wait_event(&url, "chat", Duration::ZERO)
-                .await
-                .expect("notice")["text"],
-            NOTICE
-        );
+        let run = call("teams", "teams", 1500, true).await;
         // One mixed track, split by who the roster shows speaking: under their names.
+        let spk = speakers();
         assert_same_speech(&run, "Ann Example", &spk[0], 0.25);
         assert_same_speech(&run, "Bob Example", &spk[1], 0.25);
     });
@@ -203,24 +198,8 @@ fn teams_anonymous_join_through_the_launcher_names_each_speaker_from_the_roster_
 #[test]
 fn zoom_link_in_the_web_client_names_speakers_posts_with_enter_and_leaves_when_the_host_ends_it() {
     in_netns(|| async {
-        let fake = FakeMeetings::start().await;
-        let mut sc = Scenario::new("zoom", "admit");
-        sc.admit_after_ms = 1000;
-        sc.speakers = speakers();
-        sc.end_after_ms = Some(14_000);
-        let spk = sc.speakers.clone();
-        let url = fake.add(sc);
-        let bot = BrowserConnector::new(settings(), profile("zoom"), url.clone());
-        let run = session(&bot, None).await;
-        let out = run.outcome.as_ref().expect("session ran");
-        assert_eq!(out.reason, LeaveReason::Ended("the meeting ended".into()));
-        assert!(run.lifecycle.contains(&Lifecycle::Recording));
-        assert_eq!(
-            fake.wait_event(&url, "chat", Duration::ZERO)
-                .await
-                .expect("notice")["text"],
-            NOTICE
-        );
+        let run = call("zoom", "zoom", 1000, false).await;
+        let spk = speakers();
         assert_same_speech(&run, "Ann Example", &spk[0], 0.25);
         assert_same_speech(&run, "Bob Example", &spk[1], 0.25);
     });

@@ -18,6 +18,7 @@ pub mod janus;
 pub mod keyvault;
 pub mod kube;
 pub mod oidc;
+pub mod procstat;
 pub mod speech;
 
 use std::net::{SocketAddr, TcpStream};

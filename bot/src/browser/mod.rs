@@ -14,9 +14,9 @@
 pub mod profile;
 
 use crate::connector::{
-    AudioPacket, ConnectError, ConnectorEvent, Joined, MeetingConnector, Screenshot, Signal,
+    ConnectError, ConnectorEvent, Joined, MeetingConnector, Screenshot, Signal,
 };
-use crate::janus::{GatherDone, gathered_description, peer_connection};
+use crate::janus::{GatherDone, forward_track, gathered_description, peer_connection};
 use async_trait::async_trait;
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::input::{DispatchKeyEventParams, DispatchKeyEventType};
@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState};
 
 /// The page helper installed into every page before its own scripts.
@@ -390,34 +390,13 @@ impl PeerConnectionEventHandler for RelayReceiver {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let (relay, labels, events, dropped) = (
-            self.relay,
-            self.labels.clone(),
+        let (relay, labels) = (self.relay, self.labels.clone());
+        forward_track(
+            track,
+            move || lock(&labels).of(relay),
             self.events.clone(),
             self.dropped.clone(),
         );
-        tokio::spawn(async move {
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
-                    let participant = lock(&labels).of(relay);
-                    let packet = AudioPacket {
-                        participant,
-                        ssrc: p.header.ssrc,
-                        sequence: p.header.sequence_number,
-                        timestamp: p.header.timestamp,
-                        payload: p.payload.to_vec(),
-                        received_at: Instant::now(),
-                    };
-                    match events.try_send(ConnectorEvent::Audio(packet)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    }
-                }
-            }
-        });
     }
 }
 
@@ -562,14 +541,6 @@ async fn watch(
                 }
             }
         }
-        for o in &l.offers {
-            match accept_relay(&ctx, o).await {
-                Ok(pc) => {
-                    pcs.insert(o.relay, pc);
-                }
-                Err(e) => tracing::warn!(platform = %platform, error = %e, "audio relay failed"),
-            }
-        }
         match l.state.as_deref() {
             Some("removed") => {
                 ctx.shot("removed").await;
@@ -625,6 +596,15 @@ async fn watch(
                 }
             }
             _ => {}
+        }
+        // After the state: a call's first audio never comes before its admission.
+        for o in &l.offers {
+            match accept_relay(&ctx, o).await {
+                Ok(pc) => {
+                    pcs.insert(o.relay, pc);
+                }
+                Err(e) => tracing::warn!(platform = %platform, error = %e, "audio relay failed"),
+            }
         }
     }
     for (_, pc) in pcs {
