@@ -369,9 +369,14 @@ fn a_hung_chromium_mid_meeting_fails_the_session_within_ten_seconds() {
 #[test]
 fn an_unreachable_meeting_page_fails_the_join_with_the_network_error_and_not_the_link() {
     in_netns(|| async {
-        // Nothing listens on port 9 (discard) in the test's namespace.
-        let link = "http://127.0.0.1:9/meet/abc-defg-hij?pwd=secret-passcode";
-        let bot = BrowserConnector::new(settings(), profile("google-meet"), link.into());
+        // A port that was free a moment ago: nothing listens there now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let link = format!("http://127.0.0.1:{port}/meet/abc-defg-hij?pwd=secret-passcode");
+        let bot = BrowserConnector::new(settings(), profile("google-meet"), link);
         let (tx, _rx) = mpsc::channel(64);
         let err = match bot.join(NAME, tx).await {
             Err(e) => e,
