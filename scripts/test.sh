@@ -3,7 +3,8 @@
 #   1. a Python >= 3.13 venv with mongoeco (the MongoDB-wire test server) in target/test-env/
 #   2. RabbitMQ on 127.0.0.1:5672 (installed from Debian and started if it is not running)
 #   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
-#   4. node-oidc-provider (the OpenID provider of the OAuth tests) installed from its lockfile;
+#   4. node-oidc-provider (the OpenID provider of the OAuth tests) and maildev (the SMTP server of
+#      the delivery tests) installed from their lockfiles;
 #      each OAuth test starts its own (testsupport::oidc)
 #   5. Janus, espeak-ng, cmake and libclang from Debian if missing (the bot tests run Janus in a network
 #      namespace they create; libopus is built by the opus crate)
@@ -72,6 +73,11 @@ if [ ! -f testsupport/oidc/node_modules/oidc-provider/package.json ]; then
     fi
     log "installing oidc-provider (npm ci in testsupport/oidc)"
     (cd testsupport/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# ... and the SMTP server of the delivery tests (npm maildev 3)
+if [ ! -f testsupport/maildev/node_modules/maildev/package.json ]; then
+    log "installing maildev (npm ci in testsupport/maildev)"
+    (cd testsupport/maildev && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # 5. Janus and friends

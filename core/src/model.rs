@@ -339,6 +339,84 @@ pub struct Summary {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// Where a delivery goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryChannel {
+    Slack,
+    Email,
+    Webhook,
+}
+
+impl DeliveryChannel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryChannel::Slack => "slack",
+            DeliveryChannel::Email => "email",
+            DeliveryChannel::Webhook => "webhook",
+        }
+    }
+}
+
+/// Where a delivery is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (`Delivery::next_at`).
+    Pending,
+    /// An attempt is under way; `next_at` is when the claim lapses. A lapsed claim (the sender
+    /// died mid-attempt) is attempted again.
+    Sending,
+    Sent {
+        at: DateTime<Utc>,
+    },
+    /// No more attempts: the limit was reached or the target refused for good.
+    GaveUp {
+        reason: String,
+    },
+}
+
+impl DeliveryState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Sent { .. } => "sent",
+            DeliveryState::GaveUp { .. } => "gave_up",
+        }
+    }
+}
+
+/// One message to one target (a summary to a Slack channel, an address, a webhook), kept in the
+/// tenant's outbox until it is sent or given up. `idempotency_key` is unique: enqueuing the
+/// same delivery twice keeps one. The target and the message are sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub idempotency_key: String,
+    pub meeting_id: String,
+    pub channel: DeliveryChannel,
+    pub target: Sealed,
+    pub message: Sealed,
+    #[serde(flatten)]
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_at: DateTime<Utc>,
+    /// The last failure (kind and status only, never the message).
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SealedRecord for Delivery {
+    const COLLECTION: &'static str = "deliveries";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("target", &mut self.target), ("message", &mut self.message)]
+    }
+}
+
 /// Who did what to which record. Actors and targets are opaque ids, never emails or names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -150,6 +150,32 @@ pub trait Store: Send + Sync {
     async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>>;
     async fn delete_summary(&self, t: &TenantId, id: &str) -> Result<bool>;
 
+    /// Adds `d` to the outbox; `Ok(false)` when a delivery with its idempotency key exists.
+    async fn insert_delivery(&self, t: &TenantId, d: &Delivery) -> Result<bool>;
+    async fn get_delivery(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<Delivery>>>;
+    /// Compare-and-set on the delivery's version.
+    async fn update_delivery(
+        &self,
+        t: &TenantId,
+        d: &Delivery,
+        expected_version: u64,
+    ) -> Result<u64>;
+    /// Deliveries in `state` ("pending" or "sending") whose `next_at` is at or before `now`,
+    /// oldest first.
+    async fn due_deliveries(
+        &self,
+        t: &TenantId,
+        state: &'static str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Versioned<Delivery>>>;
+    /// The outbox (of one meeting, or all of it), by `next_at`.
+    async fn list_deliveries(
+        &self,
+        t: &TenantId,
+        meeting_id: Option<&str>,
+    ) -> Result<Vec<Versioned<Delivery>>>;
+
     async fn put_tenant_settings(&self, t: &TenantId, s: &TenantSettings) -> Result<()>;
     async fn get_tenant_settings(&self, t: &TenantId) -> Result<Option<TenantSettings>>;
 

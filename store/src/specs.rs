@@ -64,6 +64,12 @@ pub static SUMMARIES: CollectionSpec = CollectionSpec {
     unique: &[&["meeting_id"]],
     ttl: true,
 };
+pub static DELIVERIES: CollectionSpec = CollectionSpec {
+    name: "deliveries",
+    fields: &["idempotency_key", "meeting_id", "state", "next_at"],
+    unique: &[&["idempotency_key"]],
+    ttl: false,
+};
 pub static AUDIT: CollectionSpec = CollectionSpec {
     name: "audit_log",
     fields: &["at"],
@@ -102,4 +108,5 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &USER_SETTINGS,
     &OAUTH_PENDING,
     &TENANT_SETTINGS,
+    &DELIVERIES,
 ];

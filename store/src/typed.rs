@@ -474,6 +474,84 @@ impl<E: Engine> Store for E {
             .collect()
     }
 
+    async fn insert_delivery(&self, t: &TenantId, d: &Delivery) -> Result<bool> {
+        self.require_active(t).await?;
+        match self
+            .put(&tenant(t), &DELIVERIES, delivery_record(d)?, Expect::Absent)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_delivery(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<Delivery>>> {
+        self.get(&tenant(t), &DELIVERIES, id)
+            .await?
+            .map(|r| decode_versioned(&DELIVERIES, r))
+            .transpose()
+    }
+
+    async fn update_delivery(
+        &self,
+        t: &TenantId,
+        d: &Delivery,
+        expected_version: u64,
+    ) -> Result<u64> {
+        self.put(
+            &tenant(t),
+            &DELIVERIES,
+            delivery_record(d)?,
+            Expect::Version(expected_version),
+        )
+        .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        t: &TenantId,
+        state: &'static str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Versioned<Delivery>>> {
+        let q = Query {
+            eq: vec![("state", state.into())],
+            // The range is half-open: "at or before now" ends a millisecond later.
+            range: Some((
+                "next_at",
+                None,
+                Some((now + chrono::Duration::milliseconds(1)).into()),
+            )),
+            order: Some(("next_at", Order::Asc)),
+            limit: Some(limit),
+        };
+        self.find(&tenant(t), &DELIVERIES, &q)
+            .await?
+            .into_iter()
+            .map(|r| decode_versioned(&DELIVERIES, r))
+            .collect()
+    }
+
+    async fn list_deliveries(
+        &self,
+        t: &TenantId,
+        meeting_id: Option<&str>,
+    ) -> Result<Vec<Versioned<Delivery>>> {
+        let q = Query {
+            eq: meeting_id
+                .map(|m| vec![("meeting_id", m.into())])
+                .unwrap_or_default(),
+            order: Some(("next_at", Order::Asc)),
+            ..Default::default()
+        };
+        self.find(&tenant(t), &DELIVERIES, &q)
+            .await?
+            .into_iter()
+            .map(|r| decode_versioned(&DELIVERIES, r))
+            .collect()
+    }
+
     async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()> {
         self.require_active(t).await?;
         let rec = record(
@@ -605,6 +683,20 @@ impl<E: Engine> Store for E {
         }
         Ok(out)
     }
+}
+
+fn delivery_record(d: &Delivery) -> Result<RawRecord> {
+    record(
+        &d.id,
+        vec![
+            ("idempotency_key", d.idempotency_key.clone().into()),
+            ("meeting_id", d.meeting_id.clone().into()),
+            ("state", d.state.name().into()),
+            ("next_at", d.next_at.into()),
+        ],
+        None,
+        d,
+    )
 }
 
 fn job_record(job: &BotJob) -> Result<RawRecord> {

@@ -299,6 +299,14 @@ impl Tenants {
         {
             s.put_tenant_settings(t, &x).await?;
         }
+        for d in s.list_deliveries(t, None).await? {
+            let mut x = d.value;
+            if count(vault.reseal(&mut x)?) {
+                // A delivery changing meanwhile (sent, retried) keeps its old key version;
+                // retiring that version then refuses until reencrypt runs again.
+                let _ = s.update_delivery(t, &x, d.version).await;
+            }
+        }
         Ok(rep)
     }
 
@@ -330,6 +338,10 @@ impl Tenants {
             tally(x.sealed_fields_mut());
         }
         if let Some(mut x) = s.get_tenant_settings(t).await? {
+            tally(x.sealed_fields_mut());
+        }
+        for d in s.list_deliveries(t, None).await? {
+            let mut x = d.value;
             tally(x.sealed_fields_mut());
         }
         if stale > 0 {

@@ -542,6 +542,112 @@ async fn bot_job_idempotency_key_is_unique_and_updates_are_compare_and_set(env: 
     );
 }
 
+fn delivery(v: &TenantVault, key: &str, meeting_id: &str, next_in_s: i64) -> Delivery {
+    let id = format!("dl-{key}");
+    let now = Utc::now();
+    Delivery {
+        target: v
+            .seal::<Delivery>(&id, "target", b"ops-secret@example.com")
+            .unwrap(),
+        message: v
+            .seal::<Delivery>(&id, "message", b"Budget approved; Sarah sends the contract")
+            .unwrap(),
+        id,
+        idempotency_key: key.into(),
+        meeting_id: meeting_id.into(),
+        channel: DeliveryChannel::Email,
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_at: now + CDuration::seconds(next_in_s),
+        last_error: None,
+        created_at: now,
+    }
+}
+
+async fn the_outbox_keeps_one_delivery_per_key_lists_due_ones_and_updates_by_compare_and_set(
+    env: Env,
+) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let due = delivery(&v, "m1:email:a", "m1", -5);
+    let later = delivery(&v, "m1:slack:b", "m1", 3600);
+    assert!(env.store.insert_delivery(&t, &due).await.unwrap());
+    assert!(env.store.insert_delivery(&t, &later).await.unwrap());
+    // The same key again (a re-enqueue after a restart): kept once.
+    assert!(!env.store.insert_delivery(&t, &due).await.unwrap());
+    let now = Utc::now();
+    let got = env
+        .store
+        .due_deliveries(&t, "pending", now, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.value.id.as_str()).collect::<Vec<_>>(),
+        [due.id.as_str()]
+    );
+    assert!(
+        env.store
+            .due_deliveries(&other, "pending", now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        env.store
+            .get_delivery(&other, &due.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Claimed by one sender: a second holding the old version loses.
+    let v1 = got[0].version;
+    let mut claimed = got[0].value.clone();
+    claimed.state = DeliveryState::Sending;
+    claimed.next_at = now + CDuration::seconds(30);
+    let v2 = env.store.update_delivery(&t, &claimed, v1).await.unwrap();
+    assert!(matches!(
+        env.store.update_delivery(&t, &claimed, v1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        env.store
+            .due_deliveries(&t, "pending", now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let lapsed = env
+        .store
+        .due_deliveries(&t, "sending", now + CDuration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(lapsed.len(), 1);
+    assert_eq!(lapsed[0].version, v2);
+    let mut sent = claimed.clone();
+    sent.state = DeliveryState::Sent { at: Utc::now() };
+    env.store.update_delivery(&t, &sent, v2).await.unwrap();
+    let all = env.store.list_deliveries(&t, Some("m1")).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(matches!(all[0].value.state, DeliveryState::Sent { .. }));
+    assert!(
+        env.store
+            .list_deliveries(&t, Some("m2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Targets and messages are sealed in the raw database.
+    let raw = env.dump(&t).await;
+    assert!(!contains(&raw, b"ops-secret@example.com"));
+    assert!(!contains(&raw, b"Sarah sends the contract"));
+    let opened = v
+        .open_string::<Delivery>(&all[1].value.id, "target", &all[1].value.target)
+        .unwrap();
+    assert_eq!(opened, "ops-secret@example.com");
+}
+
 async fn meetings_list_by_start_window_in_order(env: Env) {
     let t = env.tenants.create("T").await.unwrap().id;
     let v = env.tenants.vault(&t).await.unwrap();
@@ -950,6 +1056,7 @@ suite!(
     raw_database_holds_no_plaintext_of_transcripts_tokens_emails_or_titles,
     sealed_record_fails_to_open_as_another_tenant_or_record,
     bot_job_idempotency_key_is_unique_and_updates_are_compare_and_set,
+    the_outbox_keeps_one_delivery_per_key_lists_due_ones_and_updates_by_compare_and_set,
     meetings_list_by_start_window_in_order,
     meetings_changed_since_a_point_are_listed_oldest_change_first,
     leases_are_exclusive_until_released_or_expired,

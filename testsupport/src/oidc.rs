@@ -70,32 +70,25 @@ pub struct OidcProvider {
     _dir: tempfile::TempDir,
 }
 
-fn node() -> String {
+pub(crate) fn node() -> String {
     std::env::var("MEETBOT_TEST_NODE").unwrap_or_else(|_| "node".into())
 }
 
-/// `testsupport/oidc` with its node_modules installed (once, under a lock).
-fn package_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = crate::workspace_root().join("testsupport/oidc");
-    if dir
-        .join("node_modules/oidc-provider/package.json")
-        .is_file()
-    {
+/// `testsupport/<name>` with its node_modules installed (`npm ci`, once, under a lock);
+/// `probe` is a file the installed package has.
+pub(crate) fn npm_package(name: &str, probe: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = crate::workspace_root().join("testsupport").join(name);
+    if dir.join(probe).is_file() {
         return Ok(dir);
     }
     let lock = std::fs::File::create(dir.join(".install.lock"))?;
     lock.lock()?;
-    if !dir
-        .join("node_modules/oidc-provider/package.json")
-        .is_file()
-    {
+    if !dir.join(probe).is_file() {
         let st = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
             .status()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot run npm (Node.js is needed for the OpenID provider): {e}")
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot run npm (Node.js is needed for {name}): {e}"))?;
         anyhow::ensure!(st.success(), "npm ci in {} failed", dir.display());
     }
     lock.unlock()?;
@@ -105,7 +98,7 @@ fn package_dir() -> anyhow::Result<std::path::PathBuf> {
 impl OidcProvider {
     /// Starts a provider offering `scopes` to `clients`; access tokens live `access_ttl` seconds.
     pub fn start(clients: &[OidcClient], scopes: &[&str], access_ttl: u64) -> anyhow::Result<Self> {
-        let pkg = package_dir()?;
+        let pkg = npm_package("oidc", "node_modules/oidc-provider/package.json")?;
         let ca = TestCa::for_loopback()?;
         let dir = tempfile::tempdir()?;
         let cert = dir.path().join("leaf.pem");

@@ -1,0 +1,394 @@
+//! Delivery through the outbox to real and stand-in peers: Slack (stand-in of the Web API
+//! answering 429 with Retry-After, 500s and `ok: false`), email (real maildev, stopped and
+//! started again mid-run) and signed webhooks. Every summary arrives exactly once in the end,
+//! whatever failed, restarted or ran twice in between; a target that refuses is given up with
+//! its reason.
+
+use meetbot_core::TenantId;
+use meetbot_core::model::{DeliveryChannel, DeliveryState};
+use meetbot_crypto::LocalKeyFile;
+use meetbot_delivery::email::{SmtpNotifier, SmtpSecurity, SmtpSettings, message_id};
+use meetbot_delivery::notice::{ActionItem, Notice};
+use meetbot_delivery::outbox::{Outbox, RetryPolicy, idempotency_key};
+use meetbot_delivery::slack::SlackNotifier;
+use meetbot_delivery::webhook::{self, WebhookNotifier};
+use meetbot_store::vault::Tenants;
+use meetbot_store::{SqliteEngine, Store, init_engine};
+use meetbot_testsupport::delivery::{MailDev, SlackAnswer, SlackStandIn, WebhookReceiver};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    tenants: Arc<Tenants>,
+    tenant: TenantId,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("store")).unwrap())
+        .await
+        .unwrap();
+    let keys = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("key")).unwrap());
+    let tenants = Arc::new(Tenants::new(store.clone(), keys));
+    let tenant = tenants.create("Clinic").await.unwrap().id;
+    World {
+        _dir: dir,
+        store,
+        tenants,
+        tenant,
+    }
+}
+
+impl World {
+    fn outbox(&self, policy: RetryPolicy) -> Outbox {
+        Outbox::new(self.store.clone(), self.tenants.clone(), policy)
+    }
+
+    /// Delivery states by meeting id.
+    async fn states(&self) -> Vec<(String, DeliveryState)> {
+        self.store
+            .list_deliveries(&self.tenant, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.value.meeting_id, d.value.state))
+            .collect()
+    }
+
+    /// The delivery of meeting `m`.
+    async fn one(&self, m: &str) -> meetbot_core::model::Delivery {
+        self.store
+            .list_deliveries(&self.tenant, Some(m))
+            .await
+            .unwrap()[0]
+            .value
+            .clone()
+    }
+
+    async fn all_done(&self) -> bool {
+        self.states()
+            .await
+            .iter()
+            .all(|(_, s)| matches!(s, DeliveryState::Sent { .. } | DeliveryState::GaveUp { .. }))
+    }
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
+        max_attempts: 8,
+        claim: Duration::from_secs(10),
+    }
+}
+
+fn notice(i: usize) -> Notice {
+    Notice {
+        meeting_id: format!("meeting-{i}"),
+        title: format!("Weekly review {i}"),
+        overview: "We reviewed the budget and the contract.".into(),
+        decisions: vec!["Approve the Q3 budget".into()],
+        action_items: vec![ActionItem {
+            owner: Some("Sarah".into()),
+            text: format!("send the signed contract {i} by Friday"),
+        }],
+        link: None,
+    }
+}
+
+/// Runs rounds until every delivery is sent or given up (30 s at most).
+async fn drain(w: &World, outbox: &Outbox) {
+    let start = Instant::now();
+    while !w.all_done().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not done: {:?}",
+            w.states().await
+        );
+        outbox.run_once(&w.tenant, 50).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn slack_rate_limits_and_server_errors_end_with_every_summary_posted_exactly_once() {
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    slack.script([
+        SlackAnswer::RateLimited(1),
+        SlackAnswer::ServerError,
+        SlackAnswer::ServerError,
+        SlackAnswer::Error("ratelimited"),
+        SlackAnswer::ServerError,
+    ]);
+    let sender = || {
+        Arc::new(SlackNotifier::new(&slack.base_url(), slack.token().to_string().into()).unwrap())
+    };
+    let first = w.outbox(quick()).with(sender());
+    for i in 0..6 {
+        assert!(
+            first
+                .enqueue(&w.tenant, DeliveryChannel::Slack, "C0123MEET", &notice(i))
+                .await
+                .unwrap()
+        );
+    }
+    // Enqueued again (a retried summary job): still one delivery.
+    assert!(
+        !first
+            .enqueue(&w.tenant, DeliveryChannel::Slack, "C0123MEET", &notice(0))
+            .await
+            .unwrap()
+    );
+    let r = first.run_once(&w.tenant, 50).await.unwrap();
+    assert!(r.sent >= 1 && r.retrying >= 1, "{r:?}");
+    // A restart: a new outbox over the same store, and a second replica running at once.
+    drop(first);
+    let (a, b) = (
+        w.outbox(quick()).with(sender()),
+        w.outbox(quick()).with(sender()),
+    );
+    tokio::join!(drain(&w, &a), drain(&w, &b));
+    for _ in 0..3 {
+        a.run_once(&w.tenant, 50).await.unwrap();
+    }
+    let posted = slack.accepted();
+    let keys: BTreeSet<String> = posted
+        .iter()
+        .map(|p| {
+            p["metadata"]["event_payload"]["idempotency_key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(posted.len(), 6, "each summary posted once");
+    assert_eq!(keys.len(), 6);
+    for (i, key) in keys.iter().enumerate() {
+        assert!(key.starts_with("summary:meeting-"), "{key} ({i})");
+    }
+    let blocks = posted[0]["blocks"].to_string();
+    assert!(
+        blocks.contains("*Action items*") && blocks.contains("Sarah: send the signed contract")
+    );
+    assert!(
+        w.states()
+            .await
+            .iter()
+            .all(|(_, s)| matches!(s, DeliveryState::Sent { .. }))
+    );
+}
+
+#[tokio::test]
+async fn an_smtp_server_restarted_mid_run_still_gets_every_summary_exactly_once() {
+    let w = world().await;
+    let mut mail = MailDev::start().await.unwrap();
+    let smtp = Arc::new(
+        SmtpNotifier::new(&SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: mail.smtp_port,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+            from: "meetbot <summaries@meetbot.test>".into(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap(),
+    );
+    let outbox = w.outbox(quick()).with(smtp.clone());
+    let to = "sarah@clinic.test";
+    for i in 0..3 {
+        outbox
+            .enqueue(&w.tenant, DeliveryChannel::Email, to, &notice(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(outbox.run_once(&w.tenant, 50).await.unwrap().sent, 3);
+
+    // The SMTP server goes away; three more summaries come meanwhile.
+    mail.stop();
+    for i in 3..6 {
+        outbox
+            .enqueue(&w.tenant, DeliveryChannel::Email, to, &notice(i))
+            .await
+            .unwrap();
+    }
+    let r = outbox.run_once(&w.tenant, 50).await.unwrap();
+    assert_eq!((r.sent, r.retrying), (0, 3), "{r:?} {:?}", w.states().await);
+    let waiting = w
+        .store
+        .list_deliveries(&w.tenant, Some("meeting-4"))
+        .await
+        .unwrap();
+    assert_eq!(waiting[0].value.state, DeliveryState::Pending);
+    assert_eq!(
+        waiting[0].value.last_error.as_deref(),
+        Some("cannot reach the SMTP server")
+    );
+    mail.restart().await.unwrap();
+    let outbox = w.outbox(quick()).with(smtp);
+    drain(&w, &outbox).await;
+    outbox.run_once(&w.tenant, 50).await.unwrap();
+
+    let emails = mail.emails().await.unwrap();
+    let ids: Vec<String> = emails
+        .iter()
+        .map(|e| {
+            e["headers"]["message-id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(emails.len(), 6, "each summary mailed once: {ids:?}");
+    let want: BTreeSet<String> = (0..6)
+        .map(|i| {
+            message_id(&idempotency_key(
+                &format!("meeting-{i}"),
+                DeliveryChannel::Email,
+                to,
+            ))
+        })
+        .collect();
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), want);
+    for e in &emails {
+        assert_eq!(e["envelope"]["to"][0]["address"], to);
+        assert!(
+            e["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("Meeting summary: Weekly review")
+        );
+        assert!(
+            e["text"]
+                .as_str()
+                .unwrap()
+                .contains("Sarah: send the signed contract")
+        );
+        assert!(
+            e["html"]
+                .as_str()
+                .unwrap()
+                .contains("<li>Sarah: send the signed contract")
+        );
+    }
+}
+
+fn check(secret: &str, ts: i64, body: &[u8], sig: &str) -> bool {
+    webhook::verify(
+        secret,
+        ts,
+        body,
+        sig,
+        chrono::Utc::now().timestamp(),
+        Duration::from_secs(300),
+    )
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_retried_after_server_errors_and_arrive_once() {
+    let w = world().await;
+    let hook = WebhookReceiver::start("whsec-test", 2, check).await;
+    let outbox = w.outbox(quick()).with(Arc::new(
+        WebhookNotifier::new("whsec-test".to_string().into()).unwrap(),
+    ));
+    for i in 0..3 {
+        outbox
+            .enqueue(&w.tenant, DeliveryChannel::Webhook, &hook.url(), &notice(i))
+            .await
+            .unwrap();
+    }
+    drain(&w, &outbox).await;
+    let got = hook.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter().all(|(valid, _, _)| *valid),
+        "every signature verifies"
+    );
+    let keys: BTreeSet<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        got.iter()
+            .all(|(_, k, v)| v["idempotency_key"] == *k && v["type"] == "meeting.summary")
+    );
+    // A receiver with another secret refuses them: the signature is what proves the sender.
+    let other = WebhookReceiver::start("another-secret", 0, check).await;
+    let w2 = world().await;
+    let o2 = w2.outbox(quick()).with(Arc::new(
+        WebhookNotifier::new("whsec-test".to_string().into()).unwrap(),
+    ));
+    o2.enqueue(
+        &w2.tenant,
+        DeliveryChannel::Webhook,
+        &other.url(),
+        &notice(9),
+    )
+    .await
+    .unwrap();
+    drain(&w2, &o2).await;
+    assert!(!other.received()[0].0);
+    assert!(matches!(
+        &w2.states().await[0].1,
+        DeliveryState::GaveUp { reason } if reason == "the webhook answered 401"
+    ));
+}
+
+#[tokio::test]
+async fn a_refusing_target_is_given_up_with_its_reason_and_a_dead_one_after_the_attempt_limit() {
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    slack.script([SlackAnswer::Error("channel_not_found")]);
+    // Nothing listens on this port any more.
+    let dead = format!(
+        "http://127.0.0.1:{}/hook",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        ..quick()
+    };
+    let outbox = w
+        .outbox(policy)
+        .with(Arc::new(
+            SlackNotifier::new(&slack.base_url(), "xoxb-test-token".to_string().into()).unwrap(),
+        ))
+        .with(Arc::new(
+            WebhookNotifier::new("s".to_string().into()).unwrap(),
+        ));
+    outbox
+        .enqueue(&w.tenant, DeliveryChannel::Slack, "C-GONE", &notice(1))
+        .await
+        .unwrap();
+    outbox
+        .enqueue(&w.tenant, DeliveryChannel::Webhook, &dead, &notice(2))
+        .await
+        .unwrap();
+    outbox
+        .enqueue(&w.tenant, DeliveryChannel::Email, "a@b.test", &notice(3))
+        .await
+        .unwrap();
+    drain(&w, &outbox).await;
+    let slack_d = w.one("meeting-1").await;
+    assert_eq!(
+        slack_d.state,
+        DeliveryState::GaveUp {
+            reason: "Slack error channel_not_found".into()
+        }
+    );
+    assert_eq!(slack_d.attempts, 1);
+    let hook_d = w.one("meeting-2").await;
+    assert_eq!(hook_d.attempts, 3);
+    assert!(matches!(&hook_d.state,
+        DeliveryState::GaveUp { reason } if reason.starts_with("3 attempts failed; the last: cannot connect")));
+    let mail_d = w.one("meeting-3").await;
+    assert!(matches!(&mail_d.state,
+        DeliveryState::GaveUp { reason } if reason == "no email sender is configured"));
+    assert!(slack.accepted().is_empty());
+}
