@@ -368,7 +368,30 @@ async fn serve(
     metrics: meetbot_transcriber::service::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(std::net::SocketAddr, ServerTask)> {
-    let svc = build_service(config, tenants, secret, metrics).await?;
+    let svc = build_service(config, tenants.clone(), secret, metrics).await?;
+    // Summaries go to each tenant's delivery targets through the outbox, which this process
+    // also works off (replicas share it safely: every claim is a compare-and-set).
+    let outbox = Arc::new(
+        meetbot_delivery::service::outbox(
+            tenants.store().clone(),
+            tenants.clone(),
+            &config.delivery,
+        )
+        .map_err(|e| anyhow::anyhow!("delivery: {e}"))?,
+    );
+    svc.deliver_through(outbox.clone());
+    {
+        let (store, mut stop) = (tenants.store().clone(), stop.clone());
+        let every = std::time::Duration::from_secs(config.delivery.poll_seconds);
+        tokio::spawn(meetbot_delivery::service::run(
+            outbox,
+            store,
+            every,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+    }
     let listen = config.transcriber.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -32,6 +32,23 @@ pub enum TenantCmd {
         #[arg(long)]
         clear: bool,
     },
+    /// Where the tenant's meeting summaries go: shows the targets (addresses and URLs are
+    /// shown only as counts), or sets them. Addresses and the webhook URL are sealed.
+    Delivery {
+        id: TenantId,
+        /// A Slack channel id (e.g. C0123ABCD); the deployment's Slack app posts there.
+        #[arg(long)]
+        slack_channel: Option<String>,
+        /// An email address (repeat for more); replaces the list.
+        #[arg(long = "email")]
+        emails: Vec<String>,
+        /// A webhook URL; bodies are signed with the deployment's delivery.webhook_secret.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// Removes every target instead.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Crypto-erases a tenant: destroys its keys, drops its database, prints the deletion receipt.
     Delete {
         id: TenantId,
@@ -143,6 +160,70 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
             eprintln!(
                 "speech API key of tenant {id} {}",
                 if clear { "removed" } else { "sealed and saved" }
+            );
+        }
+        TenantCmd::Delivery {
+            id,
+            slack_channel,
+            emails,
+            webhook_url,
+            clear,
+        } => {
+            use meetbot_core::model::{DeliveryTargets, TenantSettings};
+            let mut settings = t
+                .store()
+                .get_tenant_settings(&id)
+                .await?
+                .unwrap_or_else(|| TenantSettings::new(Default::default(), chrono::Utc::now()));
+            let changing =
+                clear || slack_channel.is_some() || !emails.is_empty() || webhook_url.is_some();
+            if changing {
+                let vault = t.vault(&id).await?;
+                if clear {
+                    settings.delivery = DeliveryTargets::default();
+                }
+                if let Some(c) = slack_channel {
+                    anyhow::ensure!(
+                        !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric()),
+                        "--slack-channel: give the channel id (letters and digits, e.g. C0123ABCD)"
+                    );
+                    settings.delivery.slack_channel = Some(c);
+                }
+                if !emails.is_empty() {
+                    for e in &emails {
+                        anyhow::ensure!(
+                            meetbot_delivery::email::is_address(e),
+                            "--email {e:?} is not an email address"
+                        );
+                    }
+                    settings.delivery.emails = Some(vault.seal::<TenantSettings>(
+                        "settings",
+                        "delivery_emails",
+                        emails.join("\n").as_bytes(),
+                    )?);
+                }
+                if let Some(u) = webhook_url {
+                    anyhow::ensure!(
+                        url::Url::parse(&u).is_ok_and(|x| matches!(x.scheme(), "https" | "http")),
+                        "--webhook-url must be an http(s) URL"
+                    );
+                    settings.delivery.webhook_url = Some(vault.seal::<TenantSettings>(
+                        "settings",
+                        "delivery_webhook_url",
+                        u.as_bytes(),
+                    )?);
+                }
+                settings.updated_at = chrono::Utc::now();
+                t.store().put_tenant_settings(&id, &settings).await?;
+            }
+            let targets = meetbot_delivery::service::Targets::of(&**t.store(), &t, &id).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "slack_channel": targets.slack_channel,
+                    "emails": targets.emails.len(),
+                    "webhook": targets.webhook_url.is_some(),
+                })
             );
         }
         TenantCmd::Delete { id, requested_by } => {

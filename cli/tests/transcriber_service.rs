@@ -9,6 +9,7 @@ use meetbot_core::config::Config;
 use meetbot_crypto::LocalKeyFile;
 use meetbot_store::vault::Tenants;
 use meetbot_testsupport::ai::ChatStandIn;
+use meetbot_testsupport::delivery::{MailDev, WebhookReceiver};
 use meetbot_testsupport::speech;
 use secrecy::SecretString;
 use std::io::Write;
@@ -116,6 +117,39 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
         .await
         .unwrap();
 
+    // Its summaries go to an address (real maildev) and a signed webhook.
+    let mail = MailDev::start().await.unwrap();
+    let hook = WebhookReceiver::start("whsec-clinic", 0, |secret, ts, body, sig| {
+        meetbot_delivery::webhook::verify(
+            secret,
+            ts,
+            body,
+            sig,
+            chrono::Utc::now().timestamp(),
+            Duration::from_secs(300),
+        )
+    })
+    .await;
+    let out = meetbot(d)
+        .args(["tenant", "delivery", &tenant, "--email", "ops@clinic.test"])
+        .args(["--webhook-url", &hook.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["emails"], 1);
+    assert_eq!(shown["webhook"], true);
+    assert!(!raw_contains(&d.join("data"), b"ops@clinic.test"));
+    let bad = meetbot(d)
+        .args(["tenant", "delivery", &tenant, "--email", "not an address"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+
     // The service: whisper.cpp by default, this tenant on the OpenAI-compatible stand-in.
     let api = ChatStandIn::start("sk-tenant-own-key").await;
     let (port, ops) = (free_port(), free_port());
@@ -133,6 +167,12 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
             .env(format!("{t}KIND"), "openai")
             .env(format!("{t}MODEL"), "whisper-1")
             .env(format!("{t}BASE_URL"), api.url())
+            .env("MEETBOT_DELIVERY__SMTP_HOST", "127.0.0.1")
+            .env("MEETBOT_DELIVERY__SMTP_PORT", mail.smtp_port.to_string())
+            .env("MEETBOT_DELIVERY__SMTP_SECURITY", "none")
+            .env("MEETBOT_DELIVERY__FROM", "meetbot <summaries@meetbot.test>")
+            .env("MEETBOT_DELIVERY__WEBHOOK_SECRET", "whsec-clinic")
+            .env("MEETBOT_DELIVERY__POLL_SECONDS", "1")
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -200,4 +240,23 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
         &d.join("data"),
         b"transcribed by the stand-in"
     ));
+
+    // The summary reached the address and the webhook, once each, from the service's outbox.
+    let start = Instant::now();
+    while mail.emails().await.unwrap().is_empty() || hook.received().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "summary not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let emails = mail.emails().await.unwrap();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0]["envelope"]["to"][0]["address"], "ops@clinic.test");
+    let got = hook.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].0, "signed with the deployment's webhook secret");
+    assert_eq!(got[0].2["summary"]["meeting_id"], "meeting-7");
+    assert!(!raw_contains(&d.join("data"), b"ops@clinic.test"));
 }

@@ -27,6 +27,54 @@ pub struct Config {
     pub bot: BotConfig,
     #[serde(default)]
     pub transcriber: TranscriberConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// How summaries are delivered: the senders of the deployment (each tenant picks its targets).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Slack's Web API (`https://slack.com`).
+    pub slack_base_url: String,
+    /// The Slack app's bot token; prefer the environment (`MEETBOT_DELIVERY__SLACK_TOKEN`).
+    /// Unset: Slack deliveries give up with that reason.
+    #[serde(skip_serializing)]
+    pub slack_token: Option<String>,
+    /// SMTP relay for email; unset: email deliveries give up with that reason.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// "starttls", "tls" or "none" (a local relay only).
+    pub smtp_security: String,
+    pub smtp_username: Option<String>,
+    #[serde(skip_serializing)]
+    pub smtp_password: Option<String>,
+    pub from: String,
+    /// Signs webhook bodies (`MEETBOT_DELIVERY__WEBHOOK_SECRET`); unset: webhooks give up.
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<String>,
+    /// How often the outbox is looked at.
+    pub poll_seconds: u64,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            slack_base_url: "https://slack.com".into(),
+            slack_token: None,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            from: "meetbot <meetbot@localhost>".into(),
+            webhook_secret: None,
+            poll_seconds: 5,
+            max_attempts: 10,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -546,6 +594,7 @@ impl Default for Config {
             launcher: LauncherConfig::default(),
             bot: BotConfig::default(),
             transcriber: TranscriberConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -849,6 +898,32 @@ impl Config {
                     "required (16+ characters) when bot.transcriber_url is set".into(),
                 );
             }
+        }
+        let d = &self.delivery;
+        if !url::Url::parse(&d.slack_base_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            bad(
+                "delivery.slack_base_url",
+                format!("{:?} is not an http(s) URL", d.slack_base_url),
+            );
+        }
+        if !matches!(d.smtp_security.as_str(), "starttls" | "tls" | "none") {
+            bad(
+                "delivery.smtp_security",
+                format!("{:?}: use starttls, tls or none", d.smtp_security),
+            );
+        }
+        if !(1..=3600).contains(&d.poll_seconds) {
+            bad(
+                "delivery.poll_seconds",
+                format!("{} is out of range 1..=3600", d.poll_seconds),
+            );
+        }
+        if !(1..=100).contains(&d.max_attempts) {
+            bad(
+                "delivery.max_attempts",
+                format!("{} is out of range 1..=100", d.max_attempts),
+            );
         }
         if !(1..=60).contains(&b.browser.hang_seconds) {
             bad(

@@ -305,7 +305,23 @@ pub struct TenantSettings {
     /// `meetbot tenant speech-key` sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speech_api_key: Option<Sealed>,
+    /// Where the tenant's summaries go (`meetbot tenant delivery` sets it).
+    #[serde(default)]
+    pub delivery: DeliveryTargets,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A tenant's delivery targets. Addresses and URLs are sealed; a Slack channel id is not
+/// personal data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryTargets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_channel: Option<String>,
+    /// Email addresses, one per line, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emails: Option<Sealed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Sealed>,
 }
 
 impl TenantSettings {
@@ -313,6 +329,7 @@ impl TenantSettings {
         TenantSettings {
             bot,
             speech_api_key: None,
+            delivery: DeliveryTargets::default(),
             updated_at,
         }
     }
@@ -500,11 +517,17 @@ impl SealedRecord for TenantSettings {
         "settings"
     }
     fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
-        self.speech_api_key
-            .as_mut()
-            .map(|k| ("speech_api_key", k))
-            .into_iter()
-            .collect()
+        let mut v = Vec::new();
+        if let Some(k) = self.speech_api_key.as_mut() {
+            v.push(("speech_api_key", k));
+        }
+        if let Some(k) = self.delivery.emails.as_mut() {
+            v.push(("delivery_emails", k));
+        }
+        if let Some(k) = self.delivery.webhook_url.as_mut() {
+            v.push(("delivery_webhook_url", k));
+        }
+        v
     }
 }
 

@@ -67,6 +67,11 @@ impl SmtpNotifier {
     }
 }
 
+/// Whether `s` is an email address SMTP can send to.
+pub fn is_address(s: &str) -> bool {
+    s.parse::<lettre::Address>().is_ok()
+}
+
 /// `<hex of SHA-256(key)>@meetbot` (32 hex digits): stable per delivery, reveals nothing.
 pub fn message_id(idempotency_key: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, idempotency_key.as_bytes());

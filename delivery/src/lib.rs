@@ -12,6 +12,7 @@
 pub mod email;
 pub mod notice;
 pub mod outbox;
+pub mod service;
 pub mod slack;
 pub mod webhook;
 

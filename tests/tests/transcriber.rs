@@ -8,7 +8,10 @@ mod common;
 use meetbot_bot::audio_stream::{Outgoing, StreamError, StreamSettings, job_token, stream_audio};
 use meetbot_bot::connector::AudioPacket;
 use meetbot_core::config::{EngineConfig, EngineKind, SummarizerConfig, SummarizerKind};
-use meetbot_core::model::Summary;
+use meetbot_core::model::{Summary, TenantSettings};
+use meetbot_delivery::outbox::{Outbox, RetryPolicy};
+use meetbot_delivery::slack::SlackNotifier;
+use meetbot_testsupport::delivery::SlackStandIn;
 use meetbot_testsupport::speech::{self, MEETING};
 use meetbot_transcriber::audio::decode_file;
 use meetbot_transcriber::engine::{SpeechEngine, word_error_rate};
@@ -56,6 +59,8 @@ struct Fixture {
     url: String,
     metrics: Metrics,
     secret: SecretString,
+    slack: SlackStandIn,
+    outbox: Arc<Outbox>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,6 +87,17 @@ async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
         },
         metrics.clone(),
     );
+    // Summaries go to the tenant's Slack channel (a stand-in of the Web API).
+    let slack = SlackStandIn::start("xoxb-clinic").await;
+    let outbox = Arc::new(
+        Outbox::new(store.clone(), tenants.clone(), RetryPolicy::default()).with(Arc::new(
+            SlackNotifier::new(&slack.base_url(), "xoxb-clinic".to_string().into()).unwrap(),
+        )),
+    );
+    svc.deliver_through(outbox.clone());
+    let mut settings = TenantSettings::new(Default::default(), chrono::Utc::now());
+    settings.delivery.slack_channel = Some("C0123CLINIC".into());
+    store.put_tenant_settings(&tenant, &settings).await.unwrap();
     let (addr, task) = meetbot_testsupport::serve_on_loopback(svc.router()).await;
     Fixture {
         tenants,
@@ -91,6 +107,8 @@ async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
         url: format!("ws://{addr}/v1/audio"),
         metrics,
         secret,
+        slack,
+        outbox,
         _task: task,
     }
 }
@@ -250,6 +268,34 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
             .any(|a| a.owner.as_deref().is_some_and(|o| o.starts_with("Sar"))),
         "{sum:?}"
     );
+
+    // The summary went to the tenant's Slack channel, once, with Sarah's action item.
+    let start = Instant::now();
+    while f.slack.accepted().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no summary delivered"
+        );
+        f.outbox.run_once(&f.tenant, 10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f.outbox.run_once(&f.tenant, 10).await.unwrap();
+    let posted = f.slack.accepted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0]["channel"], "C0123CLINIC");
+    let blocks = posted[0]["blocks"].to_string();
+    assert!(
+        blocks.contains("*Action items*") && blocks.contains("Sar"),
+        "{blocks}"
+    );
+    // The outbox record holds the message sealed: the raw store still has no transcript words.
+    let raw = raw_store_bytes(f.dir.path());
+    for w in ["Sarah", "workshop"] {
+        assert!(
+            !contains(&raw, w.as_bytes()),
+            "{w:?} in plaintext in the raw store"
+        );
+    }
 
     // The live stream carried each segment, then the end.
     let events = tokio::time::timeout(Duration::from_secs(10), live_task)

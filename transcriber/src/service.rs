@@ -199,6 +199,7 @@ pub struct Service {
     settings: Settings,
     metrics: Metrics,
     sessions: Mutex<HashMap<(TenantId, String), Arc<Handle>>>,
+    outbox: std::sync::OnceLock<Arc<meetbot_delivery::outbox::Outbox>>,
 }
 
 fn authorized(secret: &SecretString, headers: &HeaderMap, tenant: &str, job: &str) -> bool {
@@ -225,6 +226,7 @@ impl Service {
             settings,
             metrics,
             sessions: Mutex::new(HashMap::new()),
+            outbox: std::sync::OnceLock::new(),
         })
     }
 
@@ -535,7 +537,50 @@ impl Service {
             .map_err(|e| e.to_string())?;
         self.metrics.summaries.inc();
         tracing::info!(tenant = %s.tenant, job = %s.job, summarizer = self.summarizer.name(), "summary stored");
+        if let Some(outbox) = self.outbox.get() {
+            let title = meeting_title(&vault, store.as_ref(), &s.tenant, &job.meeting_id).await;
+            let notice = meetbot_delivery::notice::Notice {
+                meeting_id: job.meeting_id.clone(),
+                title,
+                overview: summary.overview.clone(),
+                decisions: summary.decisions.clone(),
+                action_items: summary
+                    .action_items
+                    .iter()
+                    .map(|a| meetbot_delivery::notice::ActionItem {
+                        owner: a.owner.clone(),
+                        text: a.text.clone(),
+                    })
+                    .collect(),
+                link: None,
+            };
+            let n = outbox
+                .enqueue_summary(store.as_ref(), &self.tenants, &s.tenant, &notice)
+                .await
+                .map_err(|e| format!("delivery: {e}"))?;
+            tracing::info!(tenant = %s.tenant, job = %s.job, deliveries = n, "summary queued for delivery");
+        }
         Ok(())
+    }
+
+    /// Summaries go out through `outbox` (to the tenant's delivery targets) once stored.
+    pub fn deliver_through(&self, outbox: Arc<meetbot_delivery::outbox::Outbox>) {
+        let _ = self.outbox.set(outbox);
+    }
+}
+
+/// The meeting's title, opened (a generic one when it cannot be read).
+async fn meeting_title(
+    vault: &meetbot_store::vault::TenantVault,
+    store: &dyn meetbot_store::Store,
+    t: &TenantId,
+    meeting_id: &str,
+) -> String {
+    match store.get_meeting(t, meeting_id).await {
+        Ok(Some(m)) => vault
+            .open_string::<meetbot_core::model::Meeting>(meeting_id, "title", &m.title)
+            .unwrap_or_else(|_| "your meeting".into()),
+        _ => "your meeting".into(),
     }
 }
 

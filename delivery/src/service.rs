@@ -1,0 +1,172 @@
+//! The delivery service: the deployment's senders from configuration, a tenant's targets from
+//! its sealed settings, enqueuing a summary for every target, and the worker that runs the
+//! outbox of every tenant.
+
+use crate::email::{SmtpNotifier, SmtpSecurity, SmtpSettings};
+use crate::notice::Notice;
+use crate::outbox::{Outbox, OutboxError, RetryPolicy};
+use crate::slack::SlackNotifier;
+use crate::webhook::WebhookNotifier;
+use crate::{Notifier, NotifyError};
+use meetbot_core::TenantId;
+use meetbot_core::config::DeliveryConfig;
+use meetbot_core::model::{DeliveryChannel, TenantSettings, TenantStatus};
+use meetbot_store::Store;
+use meetbot_store::vault::Tenants;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The senders `cfg` configures (Slack with a token, email with a relay, webhooks with a
+/// secret); a channel without one has no sender, and its deliveries give up saying so.
+pub fn senders(cfg: &DeliveryConfig) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
+    let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
+    if let Some(token) = &cfg.slack_token {
+        out.push(Arc::new(SlackNotifier::new(
+            &cfg.slack_base_url,
+            token.clone().into(),
+        )?));
+    }
+    if let Some(host) = &cfg.smtp_host {
+        out.push(Arc::new(SmtpNotifier::new(&SmtpSettings {
+            host: host.clone(),
+            port: cfg.smtp_port,
+            security: match cfg.smtp_security.as_str() {
+                "none" => SmtpSecurity::None,
+                "tls" => SmtpSecurity::Tls,
+                _ => SmtpSecurity::StartTls,
+            },
+            username: cfg.smtp_username.clone(),
+            password: cfg.smtp_password.clone().map(Into::into),
+            from: cfg.from.clone(),
+            timeout: Duration::from_secs(30),
+        })?));
+    }
+    if let Some(secret) = &cfg.webhook_secret {
+        out.push(Arc::new(WebhookNotifier::new(secret.clone().into())?));
+    }
+    Ok(out)
+}
+
+/// An outbox over `store` sending through the senders `cfg` configures.
+pub fn outbox(
+    store: Arc<dyn Store>,
+    tenants: Arc<Tenants>,
+    cfg: &DeliveryConfig,
+) -> Result<Outbox, NotifyError> {
+    let policy = RetryPolicy {
+        max_attempts: cfg.max_attempts,
+        ..RetryPolicy::default()
+    };
+    Ok(senders(cfg)?
+        .into_iter()
+        .fold(Outbox::new(store, tenants, policy), |o, n| o.with(n)))
+}
+
+/// A tenant's targets, opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub slack_channel: Option<String>,
+    pub emails: Vec<String>,
+    pub webhook_url: Option<String>,
+}
+
+impl Targets {
+    /// `t`'s targets from its settings (none when it has no settings).
+    pub async fn of(
+        store: &dyn Store,
+        tenants: &Tenants,
+        t: &TenantId,
+    ) -> Result<Targets, OutboxError> {
+        let Some(s) = store.get_tenant_settings(t).await? else {
+            return Ok(Targets::default());
+        };
+        let vault = tenants.vault(t).await?;
+        let d = &s.delivery;
+        let emails = match &d.emails {
+            Some(e) => vault
+                .open_string::<TenantSettings>("settings", "delivery_emails", e)?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        let webhook_url = match &d.webhook_url {
+            Some(u) => {
+                Some(vault.open_string::<TenantSettings>("settings", "delivery_webhook_url", u)?)
+            }
+            None => None,
+        };
+        Ok(Targets {
+            slack_channel: d.slack_channel.clone(),
+            emails,
+            webhook_url,
+        })
+    }
+}
+
+impl Outbox {
+    /// Enqueues `notice` for every target of `t`; returns how many deliveries are new.
+    pub async fn enqueue_summary(
+        &self,
+        store: &dyn Store,
+        tenants: &Tenants,
+        t: &TenantId,
+        notice: &Notice,
+    ) -> Result<u32, OutboxError> {
+        let targets = Targets::of(store, tenants, t).await?;
+        let mut all: Vec<(DeliveryChannel, String)> = Vec::new();
+        if let Some(c) = targets.slack_channel {
+            all.push((DeliveryChannel::Slack, c));
+        }
+        all.extend(
+            targets
+                .emails
+                .into_iter()
+                .map(|e| (DeliveryChannel::Email, e)),
+        );
+        if let Some(u) = targets.webhook_url {
+            all.push((DeliveryChannel::Webhook, u));
+        }
+        let mut new = 0;
+        for (channel, target) in all {
+            if self.enqueue(t, channel, &target, notice).await? {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+}
+
+/// Runs the outbox of every active tenant every `every` until `stop` resolves.
+pub async fn run(
+    outbox: Arc<Outbox>,
+    store: Arc<dyn Store>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match store.list_tenants().await {
+            Ok(ts) => {
+                for t in ts.iter().filter(|t| t.status == TenantStatus::Active) {
+                    match outbox.run_once(&t.id, 100).await {
+                        Ok(r) if r.sent + r.gave_up > 0 => {
+                            tracing::info!(tenant = %t.id, sent = r.sent, retrying = r.retrying, gave_up = r.gave_up, "delivery round")
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(tenant = %t.id, error = %e, "delivery round failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list tenants for delivery"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
