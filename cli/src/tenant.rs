@@ -36,9 +36,13 @@ pub enum TenantCmd {
     /// shown only as counts), or sets them. Addresses and the webhook URL are sealed.
     Delivery {
         id: TenantId,
-        /// A Slack channel id (e.g. C0123ABCD); the deployment's Slack app posts there.
+        /// A Slack channel id (e.g. C0123ABCD).
         #[arg(long)]
         slack_channel: Option<String>,
+        /// Reads the tenant's own Slack bot token from standard input (one line; sealed); without
+        /// one, the deployment's app (delivery.slack_token) posts.
+        #[arg(long)]
+        slack_token_stdin: bool,
         /// An email address (repeat for more); replaces the list.
         #[arg(long = "email")]
         emails: Vec<String>,
@@ -165,6 +169,7 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
         TenantCmd::Delivery {
             id,
             slack_channel,
+            slack_token_stdin,
             emails,
             webhook_url,
             clear,
@@ -175,8 +180,11 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                 .get_tenant_settings(&id)
                 .await?
                 .unwrap_or_else(|| TenantSettings::new(Default::default(), chrono::Utc::now()));
-            let changing =
-                clear || slack_channel.is_some() || !emails.is_empty() || webhook_url.is_some();
+            let changing = clear
+                || slack_channel.is_some()
+                || slack_token_stdin
+                || !emails.is_empty()
+                || webhook_url.is_some();
             if changing {
                 let vault = t.vault(&id).await?;
                 if clear {
@@ -188,6 +196,20 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                         "--slack-channel: give the channel id (letters and digits, e.g. C0123ABCD)"
                     );
                     settings.delivery.slack_channel = Some(c);
+                }
+                if slack_token_stdin {
+                    use anyhow::Context;
+                    let mut line = zeroize::Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the Slack token from standard input")?;
+                    let token = line.trim();
+                    anyhow::ensure!(!token.is_empty(), "no Slack token on standard input");
+                    settings.delivery.slack_token = Some(vault.seal::<TenantSettings>(
+                        "settings",
+                        "delivery_slack_token",
+                        token.as_bytes(),
+                    )?);
                 }
                 if !emails.is_empty() {
                     for e in &emails {
@@ -221,6 +243,7 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                 "{}",
                 serde_json::json!({
                     "slack_channel": targets.slack_channel,
+                    "own_slack_token": settings.delivery.slack_token.is_some(),
                     "emails": targets.emails.len(),
                     "webhook": targets.webhook_url.is_some(),
                 })

@@ -317,6 +317,10 @@ pub struct TenantSettings {
 pub struct DeliveryTargets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_channel: Option<String>,
+    /// The tenant's own Slack bot token (its workspace's app), sealed; without it the
+    /// deployment's token is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_token: Option<Sealed>,
     /// Email addresses, one per line, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emails: Option<Sealed>,
@@ -520,6 +524,9 @@ impl SealedRecord for TenantSettings {
         let mut v = Vec::new();
         if let Some(k) = self.speech_api_key.as_mut() {
             v.push(("speech_api_key", k));
+        }
+        if let Some(k) = self.delivery.slack_token.as_mut() {
+            v.push(("delivery_slack_token", k));
         }
         if let Some(k) = self.delivery.emails.as_mut() {
             v.push(("delivery_emails", k));

@@ -10,6 +10,7 @@
 //! and the delivery to go again (its idempotency key lets the receiver drop it).
 
 use crate::notice::Notice;
+use crate::slack::SlackNotifier;
 use crate::{Notifier, NotifyError};
 use chrono::{DateTime, Utc};
 use meetbot_core::TenantId;
@@ -84,6 +85,8 @@ pub struct Outbox {
     store: Arc<dyn Store>,
     tenants: Arc<Tenants>,
     notifiers: HashMap<&'static str, Arc<dyn Notifier>>,
+    /// Slack's base URL, for tenants with their own bot token.
+    tenant_slack: Option<String>,
     policy: RetryPolicy,
 }
 
@@ -108,6 +111,7 @@ impl Outbox {
             store,
             tenants,
             notifiers: HashMap::new(),
+            tenant_slack: None,
             policy,
         }
     }
@@ -116,6 +120,35 @@ impl Outbox {
     pub fn with(mut self, n: Arc<dyn Notifier>) -> Outbox {
         self.notifiers.insert(n.channel().name(), n);
         self
+    }
+
+    /// Slack deliveries of a tenant with its own bot token (sealed in its settings) go through
+    /// Slack at `base_url` with that token; other tenants use the deployment's sender.
+    pub fn with_tenant_slack(mut self, base_url: &str) -> Outbox {
+        self.tenant_slack = Some(base_url.to_string());
+        self
+    }
+
+    /// The tenant's own Slack sender, where it has a token and tenant senders are on.
+    async fn tenant_sender(&self, t: &TenantId) -> Result<Option<Arc<dyn Notifier>>, OutboxError> {
+        let Some(base) = &self.tenant_slack else {
+            return Ok(None);
+        };
+        let Some(settings) = self.store.get_tenant_settings(t).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = &settings.delivery.slack_token else {
+            return Ok(None);
+        };
+        let vault = self.tenants.vault(t).await?;
+        let token = vault.open_string::<meetbot_core::model::TenantSettings>(
+            "settings",
+            "delivery_slack_token",
+            sealed,
+        )?;
+        Ok(SlackNotifier::new(base, token.into())
+            .ok()
+            .map(|n| Arc::new(n) as Arc<dyn Notifier>))
     }
 
     /// Puts `notice` for `target` in `t`'s outbox, due now. `Ok(false)`: it was already there.
@@ -181,7 +214,11 @@ impl Outbox {
             Err(StoreError::Conflict { .. }) => return Ok(Outcome::Skipped),
             Err(e) => return Err(e.into()),
         };
-        let result = match self.notifiers.get(claim.channel.name()) {
+        let own = match claim.channel {
+            DeliveryChannel::Slack => self.tenant_sender(t).await?,
+            _ => None,
+        };
+        let result = match own.as_ref().or(self.notifiers.get(claim.channel.name())) {
             None => Err(NotifyError::Permanent(format!(
                 "no {} sender is configured",
                 claim.channel.name()

@@ -59,7 +59,8 @@ pub fn outbox(
     };
     Ok(senders(cfg)?
         .into_iter()
-        .fold(Outbox::new(store, tenants, policy), |o, n| o.with(n)))
+        .fold(Outbox::new(store, tenants, policy), |o, n| o.with(n))
+        .with_tenant_slack(&cfg.slack_base_url))
 }
 
 /// A tenant's targets, opened.

@@ -392,3 +392,53 @@ async fn a_refusing_target_is_given_up_with_its_reason_and_a_dead_one_after_the_
         DeliveryState::GaveUp { reason } if reason == "no email sender is configured"));
     assert!(slack.accepted().is_empty());
 }
+
+#[tokio::test]
+async fn a_tenant_with_its_own_slack_token_posts_with_it_and_others_with_the_deployments() {
+    use meetbot_core::model::TenantSettings;
+    let w = world().await;
+    let other = w.tenants.create("Firm").await.unwrap().id;
+    // The stand-in accepts only the clinic's own token; the deployment's token is refused.
+    let slack = SlackStandIn::start("xoxb-clinic-own").await;
+    let vault = w.tenants.vault(&w.tenant).await.unwrap();
+    let mut s = TenantSettings::new(Default::default(), chrono::Utc::now());
+    s.delivery.slack_channel = Some("C0CLINIC".into());
+    s.delivery.slack_token = Some(
+        vault
+            .seal::<TenantSettings>("settings", "delivery_slack_token", b"xoxb-clinic-own")
+            .unwrap(),
+    );
+    w.store.put_tenant_settings(&w.tenant, &s).await.unwrap();
+    let outbox = w
+        .outbox(quick())
+        .with(Arc::new(
+            SlackNotifier::new(&slack.base_url(), "xoxb-deployment".to_string().into()).unwrap(),
+        ))
+        .with_tenant_slack(&slack.base_url());
+    assert_eq!(
+        outbox
+            .enqueue_summary(&*w.store, &w.tenants, &w.tenant, &notice(1))
+            .await
+            .unwrap(),
+        1
+    );
+    outbox
+        .enqueue(&other, DeliveryChannel::Slack, "C0FIRM", &notice(2))
+        .await
+        .unwrap();
+    drain(&w, &outbox).await;
+    outbox.run_once(&other, 10).await.unwrap();
+    let posted = slack.accepted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0]["channel"], "C0CLINIC");
+    let firm = w.store.list_deliveries(&other, None).await.unwrap();
+    assert!(matches!(&firm[0].value.state,
+        DeliveryState::GaveUp { reason } if reason == "Slack error invalid_auth"));
+    // The token is sealed in the raw store.
+    let raw = std::fs::read_dir(w._dir.path().join("store"))
+        .unwrap()
+        .flatten()
+        .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
+        .collect::<Vec<u8>>();
+    assert!(!raw.windows(15).any(|x| x == b"xoxb-clinic-own"));
+}
