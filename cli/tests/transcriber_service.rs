@@ -52,9 +52,7 @@ fn free_port() -> u16 {
 }
 
 fn raw_contains(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        std::fs::read(e.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-    })
+    meetbot_testsupport::contains(&meetbot_testsupport::raw_bytes(dir), needle)
 }
 
 struct Child(std::process::Child);
@@ -119,17 +117,7 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
 
     // Its summaries go to an address (real maildev) and a signed webhook.
     let mail = MailDev::start().await.unwrap();
-    let hook = WebhookReceiver::start("whsec-clinic", 0, |secret, ts, body, sig| {
-        meetbot_delivery::webhook::verify(
-            secret,
-            ts,
-            body,
-            sig,
-            chrono::Utc::now().timestamp(),
-            Duration::from_secs(300),
-        )
-    })
-    .await;
+    let hook = WebhookReceiver::start("whsec-clinic", 0).await;
     let out = meetbot(d)
         .args(["tenant", "delivery", &tenant, "--email", "ops@clinic.test"])
         .args(["--webhook-url", &hook.url()])
@@ -259,4 +247,8 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
     assert!(got[0].0, "signed with the deployment's webhook secret");
     assert_eq!(got[0].2["summary"]["meeting_id"], "meeting-7");
     assert!(!raw_contains(&d.join("data"), b"ops@clinic.test"));
+    assert!(
+        raw_contains(&d.join("data"), b"job-7"),
+        "the raw bytes include the tenant's database (its unsealed ids)"
+    );
 }

@@ -187,9 +187,18 @@ impl Outbox {
         let mut due = self.store.due_deliveries(t, "pending", now, limit).await?;
         // Claims that lapsed: their sender died mid-attempt.
         due.extend(self.store.due_deliveries(t, "sending", now, limit).await?);
+        // The tenant's own Slack sender (its sealed token), looked up once per round.
+        let own_slack = if due
+            .iter()
+            .any(|d| d.value.channel == DeliveryChannel::Slack)
+        {
+            self.tenant_sender(t).await?
+        } else {
+            None
+        };
         let mut round = Round::default();
         for d in due {
-            match self.attempt(t, d, now).await? {
+            match self.attempt(t, d, now, own_slack.as_ref()).await? {
                 Outcome::Sent => round.sent += 1,
                 Outcome::Retrying => round.retrying += 1,
                 Outcome::GaveUp => round.gave_up += 1,
@@ -204,6 +213,7 @@ impl Outbox {
         t: &TenantId,
         d: Versioned<Delivery>,
         now: DateTime<Utc>,
+        own_slack: Option<&Arc<dyn Notifier>>,
     ) -> Result<Outcome, OutboxError> {
         let mut claim = d.value.clone();
         claim.state = DeliveryState::Sending;
@@ -215,10 +225,10 @@ impl Outbox {
             Err(e) => return Err(e.into()),
         };
         let own = match claim.channel {
-            DeliveryChannel::Slack => self.tenant_sender(t).await?,
+            DeliveryChannel::Slack => own_slack,
             _ => None,
         };
-        let result = match own.as_ref().or(self.notifiers.get(claim.channel.name())) {
+        let result = match own.or(self.notifiers.get(claim.channel.name())) {
             None => Err(NotifyError::Permanent(format!(
                 "no {} sender is configured",
                 claim.channel.name()

@@ -85,6 +85,20 @@ async fn all<E: Engine + ?Sized, T: DeserializeOwned>(
         .collect()
 }
 
+/// [`all`], keeping each record's version (for compare-and-set updates).
+async fn all_versioned<E: Engine + ?Sized, T: DeserializeOwned>(
+    e: &E,
+    scope: &Scope,
+    spec: &'static CollectionSpec,
+    q: Query,
+) -> Result<Vec<Versioned<T>>> {
+    e.find(scope, spec, &q)
+        .await?
+        .into_iter()
+        .map(|r| decode_versioned(spec, r))
+        .collect()
+}
+
 async fn one<E: Engine + ?Sized, T: DeserializeOwned>(
     e: &E,
     scope: &Scope,
@@ -467,11 +481,7 @@ impl<E: Engine> Store for E {
         if let Some(b) = f.join_before {
             q.range = Some(("join_at", None, Some(b.into())));
         }
-        self.find(&tenant(t), &BOT_JOBS, &q)
-            .await?
-            .into_iter()
-            .map(|r| decode_versioned(&BOT_JOBS, r))
-            .collect()
+        all_versioned(self, &tenant(t), &BOT_JOBS, q).await
     }
 
     async fn insert_delivery(&self, t: &TenantId, d: &Delivery) -> Result<bool> {
@@ -526,11 +536,7 @@ impl<E: Engine> Store for E {
             order: Some(("next_at", Order::Asc)),
             limit: Some(limit),
         };
-        self.find(&tenant(t), &DELIVERIES, &q)
-            .await?
-            .into_iter()
-            .map(|r| decode_versioned(&DELIVERIES, r))
-            .collect()
+        all_versioned(self, &tenant(t), &DELIVERIES, q).await
     }
 
     async fn list_deliveries(
@@ -545,11 +551,7 @@ impl<E: Engine> Store for E {
             order: Some(("next_at", Order::Asc)),
             ..Default::default()
         };
-        self.find(&tenant(t), &DELIVERIES, &q)
-            .await?
-            .into_iter()
-            .map(|r| decode_versioned(&DELIVERIES, r))
-            .collect()
+        all_versioned(self, &tenant(t), &DELIVERIES, q).await
     }
 
     async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()> {

@@ -11,9 +11,9 @@
 
 use meetbot_bot::connector::{ConnectorEvent, MeetingConnector};
 use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
-use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech};
-use meetbot_testsupport::procstat::{arg, rss, stat};
-use std::process::{Child, Command, Stdio};
+use meetbot_testsupport::janus::{JanusServer, ice_ip, in_netns, talk_in_rooms};
+use meetbot_testsupport::procstat::{arg, respawn, rss, stat};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,22 +55,16 @@ async fn session(room: u64, packets: Arc<AtomicU64>, seconds: u64) {
 }
 
 fn child(role: &str, first: u64, n: u64, seconds: u64) -> Child {
-    Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--role",
-            role,
-            "--first",
-            &first.to_string(),
-            "--n",
-            &n.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn helper")
+    respawn(&[
+        "--role",
+        role,
+        "--first",
+        &first.to_string(),
+        "--n",
+        &n.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ])
 }
 
 fn run_role(role: &str) {
@@ -85,24 +79,7 @@ fn run_role(role: &str) {
         .expect("runtime");
     rt.block_on(async move {
         match role {
-            "publishers" => {
-                let mut talk = Vec::new();
-                for _ in 0..30 {
-                    talk.extend(speech(
-                        "We will review the treatment plan at the next appointment.",
-                    ));
-                }
-                let mut ps = Vec::new();
-                for r in first..first + n {
-                    ps.push(
-                        Publisher::start(URL, r, "Speaker", Duration::ZERO, talk.clone()).await,
-                    );
-                }
-                tokio::time::sleep(Duration::from_secs(seconds)).await;
-                for p in ps {
-                    p.leave().await;
-                }
-            }
+            "publishers" => talk_in_rooms(URL, first, n, seconds).await,
             _ => {
                 let packets = Arc::new(AtomicU64::new(0));
                 session(first, packets, seconds).await;

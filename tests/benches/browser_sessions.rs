@@ -18,9 +18,9 @@ use meetbot_bot::browser::{BrowserConnector, BrowserSettings};
 use meetbot_bot::connector::{ConnectorEvent, MeetingConnector};
 use meetbot_bot::janus::{JanusVideoRoom, VideoRoomSettings};
 use meetbot_testsupport::browser::{FakeMeetings, Scenario, Speaker};
-use meetbot_testsupport::janus::{JanusServer, Publisher, ice_ip, in_netns, speech};
-use meetbot_testsupport::procstat::{arg, pss, stat, tree};
-use std::process::{Child, Command, Stdio};
+use meetbot_testsupport::janus::{JanusServer, ice_ip, in_netns, speech, talk_in_rooms};
+use meetbot_testsupport::procstat::{arg, pss, respawn, stat, tree};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,20 +132,14 @@ async fn browser_rows(counts: &[u64], window: u64) -> Vec<Row> {
 }
 
 fn publishers(first: u64, n: u64, seconds: u64) -> Child {
-    Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--publishers",
-            &first.to_string(),
-            "--n",
-            &n.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn publishers")
+    respawn(&[
+        "--publishers",
+        &first.to_string(),
+        "--n",
+        &n.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ])
 }
 
 async fn janus_rows(counts: &[u64], window: u64) -> Vec<Row> {
@@ -220,22 +214,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("rt");
-        rt.block_on(async move {
-            let mut talk = Vec::new();
-            for _ in 0..30 {
-                talk.extend(speech(
-                    "We will review the treatment plan at the next appointment.",
-                ));
-            }
-            let mut ps = Vec::new();
-            for r in first..first + n {
-                ps.push(Publisher::start(URL, r, "Speaker", Duration::ZERO, talk.clone()).await);
-            }
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            for p in ps {
-                p.leave().await;
-            }
-        });
+        rt.block_on(talk_in_rooms(URL, first, n, seconds));
         return;
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {

@@ -11,6 +11,7 @@ use meetbot_core::model::*;
 use meetbot_crypto::{KeyProvider, LocalKeyFile};
 use meetbot_store::vault::{TenantVault, Tenants, VaultError, verify_receipt};
 use meetbot_store::{JobFilter, MongoEngine, SqliteEngine, Store, StoreError, init_engine};
+use meetbot_testsupport::contains;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,10 +239,6 @@ fn audit(action: &str) -> AuditEvent {
         action: action.into(),
         target: "t-1".into(),
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 // ---------------------------------------------------------------- cases

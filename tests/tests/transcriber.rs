@@ -13,6 +13,7 @@ use meetbot_delivery::outbox::{Outbox, RetryPolicy};
 use meetbot_delivery::slack::SlackNotifier;
 use meetbot_testsupport::delivery::SlackStandIn;
 use meetbot_testsupport::speech::{self, MEETING};
+use meetbot_testsupport::{contains, raw_bytes};
 use meetbot_transcriber::audio::decode_file;
 use meetbot_transcriber::engine::{SpeechEngine, word_error_rate};
 use meetbot_transcriber::service::{Engines, Metrics, Service, Settings};
@@ -127,21 +128,6 @@ impl Fixture {
     }
 }
 
-/// Everything in the raw store files (database and write-ahead log).
-fn raw_store_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_file() {
-            all.extend(std::fs::read(e.path()).unwrap());
-        }
-    }
-    all
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test]
 async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segments() {
     let f = fixture(whisper()).await;
@@ -236,7 +222,11 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
     );
     let wer = (ea + eb) as f64 / (na + nb) as f64;
     assert!(wer <= 0.2, "per-participant WER {:.1}%", wer * 100.0);
-    let raw = raw_store_bytes(f.dir.path());
+    let raw = raw_bytes(f.dir.path());
+    assert!(
+        contains(&raw, b"meeting-1"),
+        "the raw bytes include the tenant's database (its unsealed ids)"
+    );
     for w in ["Sarah", "report", "Tuesday", "workshop"] {
         assert!(
             !contains(&raw, w.as_bytes()),
@@ -289,7 +279,7 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
         "{blocks}"
     );
     // The outbox record holds the message sealed: the raw store still has no transcript words.
-    let raw = raw_store_bytes(f.dir.path());
+    let raw = raw_bytes(f.dir.path());
     for w in ["Sarah", "workshop"] {
         assert!(
             !contains(&raw, w.as_bytes()),

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use meetbot_delivery::webhook;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -224,7 +225,8 @@ impl SlackStandIn {
 /// What the webhook receiver got: (signature valid, idempotency key, JSON body).
 pub type Received = (bool, String, Value);
 
-/// A webhook endpoint checking `X-Meetbot-Signature` with `secret`; it answers 500 to the
+/// A webhook endpoint checking `X-Meetbot-Signature` with `secret` as a receiver would
+/// (`meetbot_delivery::webhook::verify`, timestamps within 5 minutes); it answers 500 to the
 /// first `fail_first` requests.
 pub struct WebhookReceiver {
     pub addr: SocketAddr,
@@ -238,11 +240,8 @@ impl Drop for WebhookReceiver {
     }
 }
 
-type Verify = fn(&str, i64, &[u8], &str) -> bool;
-
 impl WebhookReceiver {
-    /// `verify(secret, timestamp, body, signature)` is the check under test.
-    pub async fn start(secret: &str, fail_first: u32, verify: Verify) -> WebhookReceiver {
+    pub async fn start(secret: &str, fail_first: u32) -> WebhookReceiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let fails = Arc::new(Mutex::new(fail_first));
         let (g, secret) = (got.clone(), secret.to_string());
@@ -265,12 +264,21 @@ impl WebhookReceiver {
                             .unwrap_or("")
                             .to_string()
                     };
-                    let ts = h("x-meetbot-timestamp").parse::<i64>().unwrap_or(0);
-                    let ok = verify(&secret, ts, &body, &h("x-meetbot-signature"));
+                    let ts = h(webhook::TIMESTAMP_HEADER).parse::<i64>().unwrap_or(0);
+                    let ok = webhook::verify(
+                        &secret,
+                        ts,
+                        &body,
+                        &h(webhook::SIGNATURE_HEADER),
+                        chrono::Utc::now().timestamp(),
+                        Duration::from_secs(300),
+                    );
                     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    g.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((ok, h("idempotency-key"), v));
+                    g.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        ok,
+                        h(webhook::IDEMPOTENCY_HEADER),
+                        v,
+                    ));
                     if ok {
                         StatusCode::OK
                     } else {

@@ -461,6 +461,25 @@ fn negotiated_opus_pt(jsep: &Value) -> u8 {
         .unwrap_or(111)
 }
 
+/// One participant in each VideoRoom `first..first + n` at `url`, talking without a pause for
+/// `seconds`, then leaving (the load of the bot benchmarks).
+pub async fn talk_in_rooms(url: &str, first: u64, n: u64, seconds: u64) {
+    let mut talk = Vec::new();
+    for _ in 0..30 {
+        talk.extend(speech(
+            "We will review the treatment plan at the next appointment.",
+        ));
+    }
+    let mut ps = Vec::new();
+    for r in first..first + n {
+        ps.push(Publisher::start(url, r, "Speaker", Duration::ZERO, talk.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    for p in ps {
+        p.leave().await;
+    }
+}
+
 /// `ip` from [`ICE_IP`].
 pub fn ice_ip() -> IpAddr {
     ICE_IP.parse().expect("literal")

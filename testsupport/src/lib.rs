@@ -28,6 +28,44 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Every byte of every file under `dir`, subdirectories included (an embedded store keeps
+/// each tenant in `tenants/<id>.sqlite3`): what someone holding the disk would read.
+///
+/// The files are read by a child process (`cat`): closing any descriptor of a file drops all of
+/// this process's POSIX locks on it, and SQLite relies on those locks, so reading a database
+/// this process has open would break its connection.
+pub fn raw_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", d.display()))
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let out = std::process::Command::new("cat")
+        .args(&files)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("cat runs");
+    out.stdout
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// A short unique name: `<prefix><12 hex>`, valid as a database prefix, queue name or tenant name.
 pub fn unique(prefix: &str) -> String {
     format!(

@@ -11,6 +11,18 @@ pub fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// This executable again with `args` (a bench's helper role): no stdin, stdout discarded,
+/// stderr shared.
+pub fn respawn(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("this executable"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn a helper of this bench")
+}
+
 fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no memory effects.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
