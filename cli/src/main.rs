@@ -1,5 +1,6 @@
 //! `meetbot`: every service and tool of meetbot in one binary.
 
+mod api;
 mod bots;
 mod runtime;
 mod speech;
@@ -56,6 +57,8 @@ enum Command {
     /// Calendar tools for support staff.
     #[command(subcommand)]
     Calendar(CalendarCmd),
+    /// The REST API: sign-in, sessions, API keys, meetings, bots, transcripts, settings.
+    Api,
     /// The transcriber service: the bots' audio in, sealed transcripts and summaries out.
     Transcriber,
     /// Speech models for the in-process engine: fetch (download, verify, convert), list.
@@ -205,6 +208,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
         Command::Transcriber => speech::transcriber_service(config).await,
+        Command::Api => api::api_service(config).await,
         Command::Model(c) => speech::run_model(c, &config).await,
         Command::Transcribe {
             file,

@@ -386,6 +386,25 @@ pub async fn dev(config: Config) -> Result<()> {
         }
         Err(e) => eprintln!("      transcription off: {e:#}"),
     }
+    let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
+    let mut api_stop = launch_stop_tx.subscribe();
+    let api = match crate::api::spawn(&config, api_tenants, async move {
+        let _ = api_stop.changed().await;
+    })
+    .await
+    {
+        Ok((addr, task)) => {
+            eprintln!(
+                "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json; add a user with `meetbot tenant add-user {} --email ... --role owner`)",
+                demo.id
+            );
+            Some(task)
+        }
+        Err(e) => {
+            eprintln!("      API off: {e:#}");
+            None
+        }
+    };
     let launch = {
         let (config, queue, store) = (config.clone(), queue.clone(), store.clone());
         tokio::spawn(async move {
@@ -406,6 +425,9 @@ pub async fn dev(config: Config) -> Result<()> {
     let _ = launch_stop_tx.send(true);
     launch.await??;
     if let Some(t) = transcriber {
+        t.await??;
+    }
+    if let Some(t) = api {
         t.await??;
     }
     eprintln!("meetbot dev: stopped");

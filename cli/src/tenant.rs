@@ -53,6 +53,15 @@ pub enum TenantCmd {
         #[arg(long)]
         clear: bool,
     },
+    /// Adds a person who may sign in to the tenant's API (by the email address of their Google
+    /// or Microsoft account); use it for the first owner, who then adds the others.
+    AddUser {
+        id: TenantId,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: RoleArg,
+    },
     /// Crypto-erases a tenant: destroys its keys, drops its database, prints the deletion receipt.
     Delete {
         id: TenantId,
@@ -60,6 +69,13 @@ pub enum TenantCmd {
         #[arg(long, default_value = "cli")]
         requested_by: String,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Owner,
+    Admin,
+    Member,
 }
 
 #[derive(Subcommand)]
@@ -247,6 +263,23 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                     "emails": targets.emails.len(),
                     "webhook": targets.webhook_url.is_some(),
                 })
+            );
+        }
+        TenantCmd::AddUser { id, email, role } => {
+            use meetbot_core::model::Role;
+            let role = match role {
+                RoleArg::Owner => Role::Owner,
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Member => Role::Member,
+            };
+            let u = meetbot_api::routes::create_user(&t, &id, &email, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot add the user: {e}"))?;
+            println!("{}", u.id);
+            eprintln!(
+                "added user {} as {} of tenant {id}; they sign in at /v1/auth/<provider>/login?tenant={id}",
+                u.id,
+                role.name()
             );
         }
         TenantCmd::Delete { id, requested_by } => {

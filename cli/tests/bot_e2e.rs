@@ -122,6 +122,7 @@ impl World {
             platform: Some(platform),
             wants_bot: true,
             join_reason: None,
+            requested_by: None,
             updated_at: now,
         };
         self.store.put_meeting(&self.tenant, &m).await.unwrap();

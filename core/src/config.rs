@@ -29,6 +29,77 @@ pub struct Config {
     pub transcriber: TranscriberConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// The REST API (`meetbot api`): sign-in, sessions, limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Where browsers reach the API (`https://meetbot.example.com`); the sign-in redirect URI is
+    /// `<public_url>/v1/auth/callback`.
+    pub public_url: String,
+    /// A session unused this long ends (default 30 minutes).
+    pub session_idle_seconds: u64,
+    /// A session ends this long after sign-in, used or not (default 12 hours).
+    pub session_max_seconds: u64,
+    /// Request bodies larger than this are refused with 413.
+    pub body_limit_bytes: usize,
+    /// Requests per minute from one client address, and for one tenant.
+    pub rate_per_ip_per_minute: u32,
+    pub rate_per_tenant_per_minute: u32,
+    /// The session cookie carries `Secure` (leave on unless the API is served over plain http
+    /// on loopback).
+    pub cookie_secure: bool,
+    /// OpenID Connect providers for sign-in, by name (`google`, `microsoft`): issuer, client id
+    /// and secret. The secret is best given in the environment
+    /// (`MEETBOT_API__OIDC__GOOGLE__CLIENT_SECRET`).
+    pub oidc: std::collections::BTreeMap<String, OidcProviderConfig>,
+    /// Extra CA certificates (PEM) to trust for the identity providers (a private provider).
+    pub oidc_ca_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            session_idle_seconds: 1_800,
+            session_max_seconds: 43_200,
+            body_limit_bytes: 64 * 1024,
+            rate_per_ip_per_minute: 600,
+            rate_per_tenant_per_minute: 1_200,
+            cookie_secure: true,
+            oidc: Default::default(),
+            oidc_ca_file: None,
+        }
+    }
+}
+
+/// One OpenID provider for sign-in. Google: issuer `https://accounts.google.com`; Microsoft:
+/// `https://login.microsoftonline.com/<directory>/v2.0`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+}
+
+impl fmt::Debug for OidcProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcProviderConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// How summaries are delivered: the senders of the deployment (each tenant picks its targets).
@@ -595,6 +666,7 @@ impl Default for Config {
             bot: BotConfig::default(),
             transcriber: TranscriberConfig::default(),
             delivery: DeliveryConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -924,6 +996,62 @@ impl Config {
                 "delivery.max_attempts",
                 format!("{} is out of range 1..=100", d.max_attempts),
             );
+        }
+        let a = &self.api;
+        if !url::Url::parse(&a.public_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            bad(
+                "api.public_url",
+                format!("{:?} is not an http(s) URL", a.public_url),
+            );
+        }
+        if !(1..=86_400).contains(&a.session_idle_seconds) {
+            bad(
+                "api.session_idle_seconds",
+                format!("{} is out of range 1..=86400", a.session_idle_seconds),
+            );
+        }
+        if a.session_max_seconds < a.session_idle_seconds || a.session_max_seconds > 30 * 86_400 {
+            bad(
+                "api.session_max_seconds",
+                format!(
+                    "{} must be at least session_idle_seconds and at most 30 days",
+                    a.session_max_seconds
+                ),
+            );
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&a.body_limit_bytes) {
+            bad(
+                "api.body_limit_bytes",
+                format!("{} is out of range 1024..=67108864", a.body_limit_bytes),
+            );
+        }
+        for (field, v) in [
+            ("api.rate_per_ip_per_minute", a.rate_per_ip_per_minute),
+            (
+                "api.rate_per_tenant_per_minute",
+                a.rate_per_tenant_per_minute,
+            ),
+        ] {
+            if v == 0 {
+                bad(field, "must be at least 1".into());
+            }
+        }
+        for (name, o) in &a.oidc {
+            if !url::Url::parse(&o.issuer).is_ok_and(|u| u.scheme() == "https") {
+                bad(
+                    &format!("api.oidc.{name}.issuer"),
+                    format!("{:?} is not an https URL", o.issuer),
+                );
+            }
+            if o.client_id.is_empty() {
+                bad(&format!("api.oidc.{name}.client_id"), "is empty".into());
+            }
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+                bad(
+                    &format!("api.oidc.{name}"),
+                    "provider names use a-z and -".into(),
+                );
+            }
         }
         if !(1..=60).contains(&b.browser.hang_seconds) {
             bad(

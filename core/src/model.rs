@@ -173,6 +173,9 @@ pub struct Meeting {
     /// Why a bot will or will not join (the auto-join rule that decided), shown to the user.
     #[serde(default)]
     pub join_reason: Option<String>,
+    /// The user who asked for a bot through the API (an ad-hoc meeting: `POST /v1/bots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     /// Last change; the scheduler reads meetings changed since its last pass by this field.
     pub updated_at: DateTime<Utc>,
 }
@@ -308,6 +311,13 @@ pub struct TenantSettings {
     /// Where the tenant's summaries go (`meetbot tenant delivery` sets it).
     #[serde(default)]
     pub delivery: DeliveryTargets,
+    /// Every sign-in must also give a TOTP code (members without one enrol first).
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// Transcripts expire this many days after they are stored (0: kept until deleted); unset:
+    /// the transcriber's `transcript_retention_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_retention_days: Option<u32>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -334,6 +344,8 @@ impl TenantSettings {
             bot,
             speech_api_key: None,
             delivery: DeliveryTargets::default(),
+            require_mfa: false,
+            transcript_retention_days: None,
             updated_at,
         }
     }
@@ -634,5 +646,124 @@ mod tests {
             ..Default::default()
         };
         assert!(nameless.validate().is_err());
+    }
+}
+
+/// What a signed-in person may do in their tenant. Ordered: an owner can do what an admin can,
+/// an admin what a member can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees the meetings they own (their connected calendars, their ad-hoc bots) or attended.
+    Member,
+    /// Everything in the tenant but its people and its deletion.
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+}
+
+/// A person who may sign in to a tenant. Found at sign-in by `email_hash` (SHA-256 of the tenant
+/// id and the lower-cased address); the address itself is sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email_hash: String,
+    pub email: Sealed,
+    pub role: Role,
+    /// SHA-256 of the identity provider's issuer and subject, bound at the first sign-in; a later
+    /// sign-in with the same address from another subject is refused.
+    #[serde(default)]
+    pub subject_hash: Option<String>,
+    /// TOTP (RFC 6238) second factor; its secret sealed.
+    #[serde(default)]
+    pub totp: Option<TotpState>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpState {
+    pub secret: Sealed,
+    /// Set once the user has proved they hold the secret; until then it does not count.
+    pub confirmed: bool,
+    /// The last time step accepted: a code is accepted once.
+    #[serde(default)]
+    pub last_step: u64,
+}
+
+impl SealedRecord for User {
+    const COLLECTION: &'static str = "users";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        let mut v = vec![("email", &mut self.email)];
+        if let Some(t) = self.totp.as_mut() {
+            v.push(("totp_secret", &mut t.secret));
+        }
+        v
+    }
+}
+
+/// A signed-in browser or client. The token is never stored: `id` is the SHA-256 (hex) of its
+/// secret part. Gone at `expires_at` (absolute lifetime) or after `idle_seconds` without use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// False while the tenant requires a second factor that has not been given yet.
+    pub mfa_passed: bool,
+}
+
+/// A key for server-to-server calls. Only the SHA-256 (hex) of its secret is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: Vec<String>,
+    /// The user who created it (an opaque id).
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// An OpenID Connect sign-in in flight: stored when the browser is sent to the provider, taken
+/// (once) at the callback. `id` is the random part of `state`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInPending {
+    pub id: String,
+    /// Configured provider name (`google`, `microsoft`).
+    pub provider: String,
+    pub nonce: Sealed,
+    pub pkce_verifier: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SealedRecord for SignInPending {
+    const COLLECTION: &'static str = "signin_pending";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![
+            ("nonce", &mut self.nonce),
+            ("pkce_verifier", &mut self.pkce_verifier),
+        ]
     }
 }

@@ -120,6 +120,7 @@ async fn main() {
             platform: Some(Platform::GoogleMeet),
             wants_bot: true,
             join_reason: None,
+            requested_by: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(tenant, &m).await.unwrap();

@@ -188,6 +188,31 @@ pub trait Store: Send + Sync {
     /// it has expired.
     async fn take_oauth_pending(&self, t: &TenantId, id: &str) -> Result<Option<OAuthPending>>;
 
+    /// Adds a user; `Conflict` if the id or the email hash is taken.
+    async fn insert_user(&self, t: &TenantId, u: &User) -> Result<()>;
+    /// Replaces a user that exists (`Ok(false)` if it does not).
+    async fn update_user(&self, t: &TenantId, u: &User) -> Result<bool>;
+    async fn get_user(&self, t: &TenantId, id: &str) -> Result<Option<User>>;
+    async fn user_by_email_hash(&self, t: &TenantId, email_hash: &str) -> Result<Option<User>>;
+    async fn list_users(&self, t: &TenantId) -> Result<Vec<User>>;
+    /// Removes the user and every session of theirs.
+    async fn delete_user(&self, t: &TenantId, id: &str) -> Result<bool>;
+
+    /// Stores (or refreshes) a session; it is hidden from reads once `expires_at` passes.
+    async fn put_session(&self, t: &TenantId, s: &Session) -> Result<()>;
+    async fn get_session(&self, t: &TenantId, id: &str) -> Result<Option<Session>>;
+    async fn delete_session(&self, t: &TenantId, id: &str) -> Result<bool>;
+    /// Ends every session of a user (role change, removal); returns how many.
+    async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64>;
+
+    async fn put_api_key(&self, t: &TenantId, k: &ApiKey) -> Result<()>;
+    async fn get_api_key(&self, t: &TenantId, id: &str) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self, t: &TenantId) -> Result<Vec<ApiKey>>;
+
+    async fn put_signin_pending(&self, t: &TenantId, p: &SignInPending) -> Result<()>;
+    /// Removes and returns a pending sign-in: at most one caller gets it, never once expired.
+    async fn take_signin_pending(&self, t: &TenantId, id: &str) -> Result<Option<SignInPending>>;
+
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()>;
     /// Audit events, oldest first.
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>>;

@@ -96,6 +96,31 @@ pub static OAUTH_PENDING: CollectionSpec = CollectionSpec {
     ttl: true,
 };
 
+pub static USERS: CollectionSpec = CollectionSpec {
+    name: "users",
+    fields: &["email_hash"],
+    unique: &[&["email_hash"]],
+    ttl: false,
+};
+pub static SESSIONS: CollectionSpec = CollectionSpec {
+    name: "sessions",
+    fields: &["user_id"],
+    unique: &[],
+    ttl: true,
+};
+pub static API_KEYS: CollectionSpec = CollectionSpec {
+    name: "api_keys",
+    fields: &[],
+    unique: &[],
+    ttl: false,
+};
+pub static SIGNIN_PENDING: CollectionSpec = CollectionSpec {
+    name: "signin_pending",
+    fields: &[],
+    unique: &[],
+    ttl: true,
+};
+
 pub static CONTROL_COLLECTIONS: &[&CollectionSpec] =
     &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG];
 pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
@@ -109,4 +134,8 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &OAUTH_PENDING,
     &TENANT_SETTINGS,
     &DELIVERIES,
+    &USERS,
+    &SESSIONS,
+    &API_KEYS,
+    &SIGNIN_PENDING,
 ];

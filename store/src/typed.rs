@@ -659,6 +659,112 @@ impl<E: Engine> Store for E {
         Ok(Some(p))
     }
 
+    async fn insert_user(&self, t: &TenantId, u: &User) -> Result<()> {
+        self.require_active(t).await?;
+        self.put(&tenant(t), &USERS, user_record(u)?, Expect::Absent)
+            .await
+            .map(|_| ())
+    }
+
+    async fn update_user(&self, t: &TenantId, u: &User) -> Result<bool> {
+        self.require_active(t).await?;
+        let Some(raw) = self.get(&tenant(t), &USERS, &u.id).await? else {
+            return Ok(false);
+        };
+        self.put(
+            &tenant(t),
+            &USERS,
+            user_record(u)?,
+            Expect::Version(raw.version),
+        )
+        .await
+        .map(|_| true)
+    }
+
+    async fn get_user(&self, t: &TenantId, id: &str) -> Result<Option<User>> {
+        by_id(self, &tenant(t), &USERS, id).await
+    }
+
+    async fn user_by_email_hash(&self, t: &TenantId, email_hash: &str) -> Result<Option<User>> {
+        one(self, &tenant(t), &USERS, eq("email_hash", email_hash)).await
+    }
+
+    async fn list_users(&self, t: &TenantId) -> Result<Vec<User>> {
+        all(self, &tenant(t), &USERS, Query::default()).await
+    }
+
+    async fn delete_user(&self, t: &TenantId, id: &str) -> Result<bool> {
+        Store::delete_user_sessions(self, t, id).await?;
+        self.delete(&tenant(t), &USERS, id).await
+    }
+
+    async fn put_session(&self, t: &TenantId, s: &Session) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(
+            &s.id,
+            vec![("user_id", s.user_id.clone().into())],
+            Some(s.expires_at),
+            s,
+        )?;
+        self.put(&tenant(t), &SESSIONS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_session(&self, t: &TenantId, id: &str) -> Result<Option<Session>> {
+        by_id(self, &tenant(t), &SESSIONS, id).await
+    }
+
+    async fn delete_session(&self, t: &TenantId, id: &str) -> Result<bool> {
+        self.delete(&tenant(t), &SESSIONS, id).await
+    }
+
+    async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64> {
+        let mut n = 0;
+        let q = eq("user_id", user_id);
+        for r in self.find(&tenant(t), &SESSIONS, &q).await? {
+            if self.delete(&tenant(t), &SESSIONS, &r.id).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn put_api_key(&self, t: &TenantId, k: &ApiKey) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&k.id, vec![], None, k)?;
+        self.put(&tenant(t), &API_KEYS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_api_key(&self, t: &TenantId, id: &str) -> Result<Option<ApiKey>> {
+        by_id(self, &tenant(t), &API_KEYS, id).await
+    }
+
+    async fn list_api_keys(&self, t: &TenantId) -> Result<Vec<ApiKey>> {
+        all(self, &tenant(t), &API_KEYS, Query::default()).await
+    }
+
+    async fn put_signin_pending(&self, t: &TenantId, p: &SignInPending) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&p.id, vec![], Some(p.expires_at), p)?;
+        self.put(&tenant(t), &SIGNIN_PENDING, rec, Expect::Absent)
+            .await
+            .map(|_| ())
+    }
+
+    async fn take_signin_pending(&self, t: &TenantId, id: &str) -> Result<Option<SignInPending>> {
+        let Some(p) = by_id::<_, SignInPending>(self, &tenant(t), &SIGNIN_PENDING, id).await?
+        else {
+            return Ok(None);
+        };
+        if !self.delete(&tenant(t), &SIGNIN_PENDING, id).await? || p.expires_at <= Utc::now() {
+            return Ok(None);
+        }
+        Ok(Some(p))
+    }
+
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {
         self.require_active(t).await?;
         let rec = record(&e.id, vec![("at", e.at.into())], None, e)?;
@@ -685,6 +791,15 @@ impl<E: Engine> Store for E {
         }
         Ok(out)
     }
+}
+
+fn user_record(u: &User) -> Result<RawRecord> {
+    record(
+        &u.id,
+        vec![("email_hash", u.email_hash.clone().into())],
+        None,
+        u,
+    )
 }
 
 fn delivery_record(d: &Delivery) -> Result<RawRecord> {

@@ -299,6 +299,11 @@ impl Tenants {
         {
             s.put_tenant_settings(t, &x).await?;
         }
+        for mut x in s.list_users(t).await? {
+            if count(vault.reseal(&mut x)?) {
+                s.update_user(t, &x).await?;
+            }
+        }
         for d in s.list_deliveries(t, None).await? {
             let mut x = d.value;
             if count(vault.reseal(&mut x)?) {
@@ -338,6 +343,9 @@ impl Tenants {
             tally(x.sealed_fields_mut());
         }
         if let Some(mut x) = s.get_tenant_settings(t).await? {
+            tally(x.sealed_fields_mut());
+        }
+        for mut x in s.list_users(t).await? {
             tally(x.sealed_fields_mut());
         }
         for d in s.list_deliveries(t, None).await? {

@@ -71,6 +71,7 @@ impl World {
             platform: Some(Platform::GoogleMeet),
             wants_bot: true,
             join_reason: None,
+            requested_by: None,
             updated_at: Utc::now(),
         };
         self.store.put_meeting(t, &m).await.unwrap();

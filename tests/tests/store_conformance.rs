@@ -176,6 +176,7 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
         platform: Some(Platform::GoogleMeet),
         wants_bot: true,
         join_reason: None,
+        requested_by: None,
         updated_at: Utc::now(),
     }
 }

@@ -28,7 +28,18 @@ const provider = new Provider(issuer, {
   scopes: ['offline_access', ...cfg.scopes],
   pkce: { required: () => true },
   cookies: { keys: ['meetbot-test-only-cookie-key'] },
-  findAccount: async (_ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  // Sign-in (meetbot's API): the account id is the address, as a Google or Microsoft account's is.
+  findAccount: async (_ctx, id) => ({
+    accountId: id,
+    claims: async () => ({
+      sub: `sub-${id}`,
+      email: id.includes('@') ? id : `${id}@example.test`,
+      email_verified: true,
+    }),
+  }),
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  // As Google and Microsoft do: the ID token carries the claims its scopes ask for.
+  conformIdTokenClaims: false,
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   // Like Google's access_type=offline: a refresh token whether or not offline_access was asked.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),

@@ -75,6 +75,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The workspace root (where `Cargo.lock` is).
+/// schemathesis from PyPI: `MEETBOT_TEST_SCHEMATHESIS`, else the venv scripts/test.sh makes.
+pub fn schemathesis() -> PathBuf {
+    std::env::var_os("MEETBOT_TEST_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-env/schemathesis/bin/schemathesis"))
+}
+
 pub fn workspace_root() -> PathBuf {
     let mut p = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     p.pop();

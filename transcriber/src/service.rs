@@ -495,9 +495,18 @@ impl Service {
         };
         doc.segments.extend(segments);
         doc.sort();
-        let expires = self
-            .settings
-            .retention
+        // The tenant's own retention wins over the service's.
+        let retention = match store
+            .get_tenant_settings(&s.tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|t| t.transcript_retention_days)
+        {
+            Some(0) => None,
+            Some(days) => Some(Duration::from_secs(u64::from(days) * 86_400)),
+            None => self.settings.retention,
+        };
+        let expires = retention
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .map(|d| chrono::Utc::now() + d);
         let rec: Transcript = doc

@@ -1,0 +1,152 @@
+//! The REST API customers and their teams use (`meetbot api`).
+//!
+//! * [`router`] builds the axum app: request ids, per-address rate limits, a body size limit,
+//!   JSON errors for everything (also unknown routes and bad methods), and the routes in
+//!   [`routes`], described by the OpenAPI document served at `/v1/openapi.json` ([`openapi`]).
+//! * [`auth`]: session tokens and API keys -> [`auth::Caller`] (tenant, role, scopes).
+//! * [`oidc`]: sign-in with OpenID Connect (Google, Microsoft, any conforming provider).
+//! * Everything a caller reads comes from their own tenant's database; an id from another tenant
+//!   is simply not found there (404, never 403, so nothing leaks about other tenants).
+
+pub mod auth;
+pub mod error;
+pub mod limits;
+pub mod oidc;
+pub mod openapi;
+pub mod routes;
+mod totp;
+
+use crate::error::{ApiError, REQUEST_ID};
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use meetbot_calendar_sync::worker::SyncWorker;
+use meetbot_store::vault::Tenants;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the API needs to know about its deployment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub public_url: String,
+    pub session_idle: chrono::Duration,
+    pub session_max: chrono::Duration,
+    pub body_limit: usize,
+    pub cookie_secure: bool,
+}
+
+impl Settings {
+    pub fn from_config(c: &meetbot_core::config::ApiConfig) -> Self {
+        Settings {
+            public_url: c.public_url.trim_end_matches('/').to_string(),
+            session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),
+            session_max: chrono::Duration::seconds(c.session_max_seconds as i64),
+            body_limit: c.body_limit_bytes,
+            cookie_secure: c.cookie_secure,
+        }
+    }
+}
+
+pub struct Api {
+    pub tenants: Arc<Tenants>,
+    pub settings: Settings,
+    pub oidc: oidc::Oidc,
+    pub limits: limits::Limits,
+    /// Calendar connect and disconnect (the calendar-sync OAuth flow); `None`: not offered.
+    pub calendars: Option<Arc<SyncWorker>>,
+}
+
+pub type AppState = Arc<Api>;
+
+/// The whole API as an axum app. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the per-address limit sees clients.
+pub fn router(api: AppState) -> Router {
+    let body_limit = api.settings.body_limit;
+    routes::routes()
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ApiError::BadRequest("this route does not take that method".into()),
+            )
+                .into_response()
+        })
+        .layer(middleware::from_fn_with_state(api.clone(), rate_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req, next| {
+            request_id(req, next, body_limit)
+        }))
+        .with_state(api)
+}
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| s.to_string())
+}
+
+/// Gives every request an id (the client's `x-request-id` if sane, else a new UUIDv7), runs it
+/// with that id in scope for error bodies, and echoes it in the response.
+async fn request_id(req: Request, next: Next, body_limit: usize) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    // Rejections made below our handlers (the body limit) become our error body too.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp.headers().get("content-type").map(|v| v.as_bytes()) != Some(b"application/json")
+    {
+        resp = REQUEST_ID
+            .scope(id.clone(), async {
+                ApiError::TooLarge(body_limit).into_response()
+            })
+            .await;
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn rate_limit(State(api): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
+        && let Err(e) = api.limits.ip(addr.ip())
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves the API on `listener` until `stop` resolves.
+pub async fn serve(
+    api: AppState,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                api.limits.sweep();
+            }
+        })
+    };
+    let app = router(api);
+    let r = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await;
+    sweeper.abort();
+    r
+}

@@ -1,0 +1,472 @@
+//! Tenant settings, calendar connections and one's own auto-join rules.
+
+use super::{Json, Path, audit};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use meetbot_calendar_sync::rules::{AutoJoinRules, rules_for, save_rules};
+use meetbot_core::model::{
+    BotRuleOverrides, CalendarConnection, CalendarProvider, Role, TenantSettings,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BotRules {
+    /// The name participants see (1 to 64 characters).
+    pub display_name: Option<String>,
+    /// Posted in the meeting chat on joining.
+    pub chat_notice: Option<String>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub waiting_room_timeout_seconds: Option<u64>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub alone_timeout_seconds: Option<u64>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub silence_timeout_seconds: Option<u64>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub max_duration_seconds: Option<u64>,
+}
+
+impl From<&BotRuleOverrides> for BotRules {
+    fn from(b: &BotRuleOverrides) -> Self {
+        BotRules {
+            display_name: b.display_name.clone(),
+            chat_notice: b.chat_notice.clone(),
+            waiting_room_timeout_seconds: b.waiting_room_timeout_seconds,
+            alone_timeout_seconds: b.alone_timeout_seconds,
+            silence_timeout_seconds: b.silence_timeout_seconds,
+            max_duration_seconds: b.max_duration_seconds,
+        }
+    }
+}
+
+impl From<BotRules> for BotRuleOverrides {
+    fn from(b: BotRules) -> Self {
+        BotRuleOverrides {
+            display_name: b.display_name,
+            chat_notice: b.chat_notice,
+            waiting_room_timeout_seconds: b.waiting_room_timeout_seconds,
+            alone_timeout_seconds: b.alone_timeout_seconds,
+            silence_timeout_seconds: b.silence_timeout_seconds,
+            max_duration_seconds: b.max_duration_seconds,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliverySettings {
+    /// Slack channel id summaries are posted to.
+    pub slack_channel: Option<String>,
+    /// Whether the tenant's own Slack bot token is set (it is never shown).
+    pub own_slack_token: bool,
+    pub emails: Vec<String>,
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsOut {
+    pub bot: BotRules,
+    pub delivery: DeliverySettings,
+    /// Every sign-in must also give a TOTP code.
+    pub require_mfa: bool,
+    /// Days transcripts are kept (0: until deleted; none: the deployment's default).
+    pub transcript_retention_days: Option<u32>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryPatch {
+    /// A Slack channel id (C..., G...); "" removes it.
+    pub slack_channel: Option<String>,
+    /// The tenant's own Slack bot token (xoxb-...); "" removes it. Write-only.
+    pub slack_token: Option<String>,
+    /// Replaces the list; [] removes every address.
+    pub emails: Option<Vec<String>>,
+    /// An https URL; "" removes it.
+    pub webhook_url: Option<String>,
+}
+
+/// Fields left out stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Replaces the tenant's bot rules.
+    pub bot: Option<BotRules>,
+    pub delivery: Option<DeliveryPatch>,
+    pub require_mfa: Option<bool>,
+    /// 0 to 3650 days (0: kept until deleted).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub transcript_retention_days: Option<u32>,
+}
+
+async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
+    let store = api.tenants.store();
+    let Some(s) = store.get_tenant_settings(&c.tenant).await? else {
+        return Ok(SettingsOut {
+            bot: BotRules::default(),
+            delivery: DeliverySettings {
+                slack_channel: None,
+                own_slack_token: false,
+                emails: vec![],
+                webhook_url: None,
+            },
+            require_mfa: false,
+            transcript_retention_days: None,
+            updated_at: None,
+        });
+    };
+    let targets = meetbot_delivery::service::Targets::of(&**store, &api.tenants, &c.tenant)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(SettingsOut {
+        bot: (&s.bot).into(),
+        delivery: DeliverySettings {
+            slack_channel: targets.slack_channel,
+            own_slack_token: s.delivery.slack_token.is_some(),
+            emails: targets.emails,
+            webhook_url: targets.webhook_url,
+        },
+        require_mfa: s.require_mfa,
+        transcript_retention_days: s.transcript_retention_days,
+        updated_at: Some(s.updated_at),
+    })
+}
+
+/// The tenant's settings (admins and owners).
+#[utoipa::path(get, path = "/v1/settings", tag = "settings", responses((status = 200, body = SettingsOut)))]
+pub async fn get_settings(State(api): State<AppState>, c: Caller) -> ApiResult<Json<SettingsOut>> {
+    c.require(Role::Admin, "settings:read")?;
+    Ok(Json(settings_out(&api, &c).await?))
+}
+
+fn slack_channel_ok(s: &str) -> bool {
+    (2..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Changes the tenant's settings (admins and owners); addresses and tokens are sealed.
+#[utoipa::path(patch, path = "/v1/settings", tag = "settings", request_body = SettingsPatch,
+    responses((status = 200, body = SettingsOut)))]
+pub async fn patch_settings(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(p): Json<SettingsPatch>,
+) -> ApiResult<Json<SettingsOut>> {
+    c.require(Role::Admin, "settings:write")?;
+    let store = api.tenants.store();
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let mut s = store
+        .get_tenant_settings(&c.tenant)
+        .await?
+        .unwrap_or_else(|| TenantSettings::new(BotRuleOverrides::default(), Utc::now()));
+    if let Some(b) = p.bot {
+        let b: BotRuleOverrides = b.into();
+        b.validate()
+            .map_err(|e| ApiError::BadRequest(format!("bot: {e}")))?;
+        s.bot = b;
+    }
+    if let Some(days) = p.transcript_retention_days {
+        if days > 3650 {
+            return Err(ApiError::BadRequest(
+                "transcript_retention_days is out of range 0..=3650".into(),
+            ));
+        }
+        s.transcript_retention_days = Some(days);
+    }
+    if let Some(m) = p.require_mfa {
+        s.require_mfa = m;
+    }
+    if let Some(d) = p.delivery {
+        const SET: &str = "settings";
+        if let Some(ch) = d.slack_channel {
+            if ch.is_empty() {
+                s.delivery.slack_channel = None;
+            } else if slack_channel_ok(&ch) {
+                s.delivery.slack_channel = Some(ch);
+            } else {
+                return Err(ApiError::BadRequest(
+                    "delivery.slack_channel is not a Slack channel id (C0123ABCD)".into(),
+                ));
+            }
+        }
+        if let Some(tok) = d.slack_token {
+            s.delivery.slack_token = if tok.is_empty() {
+                None
+            } else if tok.starts_with("xox")
+                && tok.len() <= 255
+                && !tok.contains(char::is_whitespace)
+            {
+                Some(vault.seal::<TenantSettings>(SET, "delivery_slack_token", tok.as_bytes())?)
+            } else {
+                return Err(ApiError::BadRequest(
+                    "delivery.slack_token is not a Slack token (xoxb-...)".into(),
+                ));
+            };
+        }
+        if let Some(emails) = d.emails {
+            if emails.len() > 50 {
+                return Err(ApiError::BadRequest("delivery.emails: at most 50".into()));
+            }
+            if let Some(i) = emails
+                .iter()
+                .position(|e| !meetbot_delivery::email::is_address(e.trim()))
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "delivery.emails[{i}] is not an email address"
+                )));
+            }
+            s.delivery.emails = if emails.is_empty() {
+                None
+            } else {
+                let lines: Vec<&str> = emails.iter().map(|e| e.trim()).collect();
+                Some(vault.seal::<TenantSettings>(
+                    SET,
+                    "delivery_emails",
+                    lines.join("\n").as_bytes(),
+                )?)
+            };
+        }
+        if let Some(u) = d.webhook_url {
+            s.delivery.webhook_url = if u.is_empty() {
+                None
+            } else if url::Url::parse(&u)
+                .is_ok_and(|x| x.scheme() == "https" && x.host_str().is_some())
+            {
+                Some(vault.seal::<TenantSettings>(SET, "delivery_webhook_url", u.as_bytes())?)
+            } else {
+                return Err(ApiError::BadRequest(
+                    "delivery.webhook_url is not an https URL".into(),
+                ));
+            };
+        }
+    }
+    s.updated_at = Utc::now();
+    store.put_tenant_settings(&c.tenant, &s).await?;
+    audit(&api, &c, "settings.change", "tenant").await?;
+    Ok(Json(settings_out(&api, &c).await?))
+}
+
+// ---- calendars ----
+
+#[derive(Serialize, ToSchema)]
+pub struct CalendarOut {
+    pub id: String,
+    /// google or microsoft.
+    pub provider: String,
+    /// The meetbot user who connected it.
+    pub user_id: String,
+    pub account_email: String,
+    /// active, needs_reconsent, disconnected, ...
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CalendarList {
+    pub items: Vec<CalendarOut>,
+}
+
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Connected calendars: one's own, or all of them for admins.
+#[utoipa::path(get, path = "/v1/calendars", tag = "calendars", responses((status = 200, body = CalendarList)))]
+pub async fn list_calendars(
+    State(api): State<AppState>,
+    c: Caller,
+) -> ApiResult<Json<CalendarList>> {
+    let me = c.person()?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let mut items = Vec::new();
+    for x in api.tenants.store().list_connections(&c.tenant).await? {
+        if c.role() < Role::Admin && x.user_id != me.id {
+            continue;
+        }
+        items.push(CalendarOut {
+            account_email: vault.open_string::<CalendarConnection>(
+                &x.id,
+                "account_email",
+                &x.account_email,
+            )?,
+            id: x.id,
+            provider: wire(&x.provider),
+            user_id: x.user_id,
+            status: wire(&x.status),
+            created_at: x.created_at,
+        });
+    }
+    items.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Ok(Json(CalendarList { items }))
+}
+
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarKind {
+    Google,
+    Microsoft,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ConnectCalendar {
+    pub provider: CalendarKind,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Consent {
+    /// Send the browser here; the provider returns it to calendar-sync's `/oauth/callback`.
+    pub authorization_url: String,
+}
+
+fn calendars(api: &AppState) -> ApiResult<&meetbot_calendar_sync::worker::SyncWorker> {
+    api.calendars.as_deref().ok_or_else(|| {
+        ApiError::Conflict("calendar connections are not configured on this deployment".into())
+    })
+}
+
+/// Starts connecting the caller's calendar (calendar scopes only, PKCE).
+#[utoipa::path(post, path = "/v1/calendars", tag = "calendars", request_body = ConnectCalendar,
+    responses((status = 201, body = Consent)))]
+pub async fn connect_calendar(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<ConnectCalendar>,
+) -> ApiResult<(StatusCode, Json<Consent>)> {
+    let me = c.person()?;
+    let provider = match body.provider {
+        CalendarKind::Google => CalendarProvider::Google,
+        CalendarKind::Microsoft => CalendarProvider::Microsoft,
+    };
+    let oauth = calendars(&api)?.oauth().ok_or_else(|| {
+        ApiError::Conflict("calendar OAuth is not configured on this deployment".into())
+    })?;
+    if !oauth.configured(provider) {
+        return Err(ApiError::Conflict(format!(
+            "{provider:?} calendars are not configured on this deployment"
+        )));
+    }
+    let url = oauth
+        .begin(&c.tenant, &me.id, provider)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    audit(&api, &c, "calendar.connect", &format!("user:{}", me.id)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Consent {
+            authorization_url: url.to_string(),
+        }),
+    ))
+}
+
+/// Disconnects a calendar: tokens revoked at the provider and erased, its bots withdrawn.
+#[utoipa::path(delete, path = "/v1/calendars/{id}", tag = "calendars", params(("id" = String, Path)),
+    responses((status = 204)))]
+pub async fn disconnect_calendar(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let me = c.person()?;
+    let conn = api
+        .tenants
+        .store()
+        .get_connection(&c.tenant, &id)
+        .await?
+        .ok_or(ApiError::NotFound("calendar"))?;
+    if conn.user_id != me.id && c.role() < Role::Admin {
+        return Err(ApiError::NotFound("calendar"));
+    }
+    calendars(&api)?
+        .disconnect(&c.tenant, &id, &c.actor())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    audit(&api, &c, "calendar.disconnect", &format!("calendar:{id}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- auto-join rules ----
+
+/// Which meetings get a bot.
+#[derive(Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    AllWithLink,
+    OrganizedByMe,
+    WithExternalAttendees,
+    AcceptedOnly,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub mode: JoinMode,
+    /// If not empty, the title must contain one of these (case-insensitive).
+    #[serde(default)]
+    pub include_keywords: Vec<String>,
+    /// The title must contain none of these; wins over include_keywords.
+    #[serde(default)]
+    pub exclude_keywords: Vec<String>,
+    /// The organisation's email domains (for with_external_attendees).
+    #[serde(default)]
+    pub internal_domains: Vec<String>,
+}
+
+fn rules_out(r: &AutoJoinRules) -> ApiResult<Rules> {
+    serde_json::to_value(r)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The caller's auto-join rules (the default if never set).
+#[utoipa::path(get, path = "/v1/me/auto-join-rules", tag = "me", responses((status = 200, body = Rules)))]
+pub async fn get_rules(State(api): State<AppState>, c: Caller) -> ApiResult<Json<Rules>> {
+    let me = c.person()?;
+    let r = rules_for(&api.tenants, &c.tenant, &me.id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .unwrap_or_default();
+    Ok(Json(rules_out(&r)?))
+}
+
+/// Replaces the caller's auto-join rules; they apply from the next sync.
+#[utoipa::path(put, path = "/v1/me/auto-join-rules", tag = "me", request_body = Rules,
+    responses((status = 200, body = Rules)))]
+pub async fn put_rules(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<Rules>,
+) -> ApiResult<Json<Rules>> {
+    let me = c.person()?;
+    let too_long = |v: &Vec<String>| v.len() > 100 || v.iter().any(|k| k.chars().count() > 200);
+    if too_long(&body.include_keywords)
+        || too_long(&body.exclude_keywords)
+        || too_long(&body.internal_domains)
+    {
+        return Err(ApiError::BadRequest(
+            "keyword and domain lists: at most 100 entries of 200 characters".into(),
+        ));
+    }
+    let rules: AutoJoinRules = serde_json::to_value(&body)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::BadRequest(format!("rules: {e}")))?;
+    save_rules(&api.tenants, &c.tenant, &me.id, &rules)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    audit(
+        &api,
+        &c,
+        "settings.auto_join_rules",
+        &format!("user:{}", me.id),
+    )
+    .await?;
+    Ok(Json(rules_out(&rules)?))
+}

@@ -1,0 +1,100 @@
+//! `meetbot api`: the REST API service, and building it for `meetbot dev`.
+
+use anyhow::{Context, Result};
+use meetbot_api::{Api, Settings, limits::Limits, oidc};
+use meetbot_calendar_sync::oauth::OAuthHttp;
+use meetbot_core::config::Config;
+use meetbot_store::vault::Tenants;
+use std::sync::Arc;
+
+/// The API as configured: sign-in providers, limits, calendar connect/disconnect.
+pub fn build(config: &Config, tenants: Arc<Tenants>) -> Result<Arc<Api>> {
+    let a = &config.api;
+    let settings = Settings::from_config(a);
+    let mut builder = reqwest::Client::builder();
+    if let Some(f) = &a.oidc_ca_file {
+        let pem = std::fs::read(f)
+            .with_context(|| format!("reading api.oidc_ca_file {}", f.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", f.display()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let redirect = format!("{}/v1/auth/callback", settings.public_url);
+    let mut o = oidc::Oidc::new(OAuthHttp::new(builder)?, &redirect)
+        .map_err(|e| anyhow::anyhow!("api.public_url: {e}"))?;
+    for (name, p) in &a.oidc {
+        o = o.with(
+            name,
+            oidc::Provider::new(&p.issuer, &p.client_id, p.client_secret.clone()),
+        );
+    }
+    let calendars = crate::runtime::sync_worker(config, tenants.clone(), Default::default())?;
+    Ok(Arc::new(Api {
+        tenants,
+        settings,
+        oidc: o,
+        limits: Limits::new(a.rate_per_ip_per_minute, a.rate_per_tenant_per_minute),
+        calendars: Some(Arc::new(calendars)),
+    }))
+}
+
+/// Listens on `api.listen` and serves until `stop`.
+pub async fn spawn(
+    config: &Config,
+    tenants: Arc<Tenants>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let api = build(config, tenants)?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    Ok((addr, tokio::spawn(meetbot_api::serve(api, listener, stop))))
+}
+
+/// `meetbot api`: the REST API and the ops server.
+pub async fn api_service(config: Config) -> Result<()> {
+    use meetbot_core::ops::{Ops, shutdown_signal};
+    use tokio::sync::watch;
+    let store = crate::runtime::open_store(&config).await?;
+    let keys = crate::runtime::key_provider(&config)?;
+    let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut api_stop = stop_rx.clone();
+    let (addr, server) = spawn(&config, tenants, async move {
+        let _ = api_stop.changed().await;
+    })
+    .await?;
+    let mut ops_stop = stop_rx;
+    let (ops_addr, ops) = Ops::new(
+        "api",
+        prometheus_client::registry::Registry::default(),
+        crate::runtime::readiness(store, keys, None),
+    )
+    .serve(config.ops.listen, async move {
+        let _ = ops_stop.changed().await;
+    })
+    .await?;
+    eprintln!(
+        "api: http://{addr}/v1 (OpenAPI at /v1/openapi.json; sign-in providers: {}), ops on http://{ops_addr}",
+        if config.api.oidc.is_empty() {
+            "none configured (api.oidc)".to_string()
+        } else {
+            config
+                .api
+                .oidc
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    server.await??;
+    ops.await??;
+    Ok(())
+}

@@ -1,0 +1,1390 @@
+//! The REST API over a real embedded store, served on loopback: every route for every role and
+//! for a foreign tenant, sessions (idle and absolute expiry, sign-out), API keys (scopes,
+//! revocation), TOTP, limits and error bodies, sign-in against the real node-oidc-provider, and
+//! schemathesis (PyPI) fuzzing the OpenAPI document.
+
+use chrono::Utc;
+use meetbot_api::auth;
+use meetbot_api::limits::Limits;
+use meetbot_api::oidc::{Oidc, Provider};
+use meetbot_api::routes::create_user;
+use meetbot_api::{Api, Settings};
+use meetbot_calendar_sync::oauth::{OAuth, OAuthHttp, ProviderSettings};
+use meetbot_core::TenantId;
+use meetbot_core::ids::new_record_id;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_store::vault::Tenants;
+use meetbot_store::{SqliteEngine, Store, init_engine};
+use meetbot_testsupport::oidc::{OidcClient, OidcProvider};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+struct Opts {
+    /// 0: any free port.
+    port: u16,
+    idle_seconds: i64,
+    per_ip_per_minute: u32,
+    body_limit: usize,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            port: 0,
+            idle_seconds: 1800,
+            per_ip_per_minute: 100_000,
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// Tenant A with an owner, an admin and two members, meetings, bots, a transcript and a
+/// summary; tenant B with its own owner. All on one embedded store, served by the real API.
+struct World {
+    base: String,
+    http: reqwest::Client,
+    tenants: Arc<Tenants>,
+    store: Arc<dyn Store>,
+    a: TenantId,
+    b: TenantId,
+    owner: User,
+    admin: User,
+    member: User,
+    m_own: String,
+    m_attended: String,
+    m_other: String,
+    job_own: String,
+    job_other: String,
+    tokens: Tokens,
+    _dir: tempfile::TempDir,
+}
+
+struct Tokens {
+    owner: String,
+    admin: String,
+    member: String,
+    foreign: String,
+}
+
+async fn mint(store: &dyn Store, t: &TenantId, user: &str, life: chrono::Duration) -> String {
+    let (token, id) = auth::new_session_token(t).unwrap();
+    let now = Utc::now();
+    store
+        .put_session(
+            t,
+            &Session {
+                id,
+                user_id: user.into(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + life,
+                mfa_passed: true,
+            },
+        )
+        .await
+        .unwrap();
+    token
+}
+
+async fn meeting(tenants: &Tenants, t: &TenantId, conn: Option<&str>, people: &[&str]) -> String {
+    let v = tenants.vault(t).await.unwrap();
+    let id = new_record_id();
+    let now = Utc::now();
+    let people = json!({
+        "organizer": people.first(),
+        "attendees": people.iter().map(|e| json!({"email": e, "name": null, "response": "accepted", "organizer": false})).collect::<Vec<_>>(),
+    });
+    let m = Meeting {
+        id: id.clone(),
+        connection_id: conn.map(String::from),
+        event_instance_id: format!("ev-{id}"),
+        series_id: None,
+        title: v
+            .seal::<Meeting>(&id, "title", b"Quarterly review")
+            .unwrap(),
+        starts_at: now + chrono::Duration::hours(1),
+        ends_at: now + chrono::Duration::hours(2),
+        all_day: false,
+        status: MeetingStatus::Confirmed,
+        platform: Some(Platform::Zoom),
+        join_url: Some(
+            v.seal::<Meeting>(&id, "join_url", b"https://zoom.us/j/123?pwd=secret")
+                .unwrap(),
+        ),
+        attendees: v
+            .seal::<Meeting>(&id, "attendees", people.to_string().as_bytes())
+            .unwrap(),
+        wants_bot: true,
+        join_reason: None,
+        requested_by: None,
+        updated_at: now,
+    };
+    tenants.store().put_meeting(t, &m).await.unwrap();
+    id
+}
+
+async fn job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
+    let now = Utc::now();
+    let j = BotJob {
+        id: new_record_id(),
+        meeting_id: meeting.into(),
+        idempotency_key: format!("k-{meeting}"),
+        join_at: now,
+        state: BotJobState::Scheduled,
+        history: vec![StateChange {
+            state: BotJobState::Scheduled,
+            at: now,
+        }],
+        published_at: None,
+        bot_rules: None,
+    };
+    store.insert_bot_job(t, &j).await.unwrap();
+    j.id
+}
+
+async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) {
+    use meetbot_transcriber::summarize::{ActionItem, SummaryDoc};
+    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+    let v = tenants.vault(t).await.unwrap();
+    let doc = TranscriptDoc {
+        meeting_id: Some(meeting.into()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: vec![Segment {
+            participant: "p1".into(),
+            speaker: Some("Sarah".into()),
+            start_ms: 0,
+            end_ms: 1500,
+            text: "Sarah will send the contract by Friday.".into(),
+        }],
+    };
+    let tr = doc
+        .seal(&v, &format!("tr-{meeting}"), meeting, None)
+        .unwrap();
+    tenants.store().put_transcript(t, &tr).await.unwrap();
+    let sum = SummaryDoc {
+        overview: "Contract review.".into(),
+        decisions: vec![],
+        action_items: vec![ActionItem {
+            owner: Some("Sarah".into()),
+            text: "send the contract by Friday".into(),
+        }],
+        topics: vec!["contract".into()],
+    };
+    let sid = format!("sum-{meeting}");
+    let body = v
+        .seal::<Summary>(&sid, "body", &serde_json::to_vec(&sum).unwrap())
+        .unwrap();
+    tenants
+        .store()
+        .put_summary(
+            t,
+            &Summary {
+                id: sid,
+                meeting_id: meeting.into(),
+                body,
+                created_at: Utc::now(),
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn connection(tenants: &Tenants, t: &TenantId, user: &str) -> String {
+    let v = tenants.vault(t).await.unwrap();
+    let id = new_record_id();
+    let now = Utc::now();
+    let c = CalendarConnection {
+        account_email: v
+            .seal::<CalendarConnection>(&id, "account_email", b"cal@clinic.test")
+            .unwrap(),
+        access_token: v
+            .seal::<CalendarConnection>(&id, "access_token", b"tok")
+            .unwrap(),
+        refresh_token: None,
+        id: id.clone(),
+        user_id: user.into(),
+        provider: CalendarProvider::Microsoft,
+        scopes: vec![],
+        access_expires_at: None,
+        status: ConnectionStatus::Active,
+        sync_cursor: None,
+        push: None,
+        created_at: now,
+        updated_at: now,
+    };
+    tenants.store().put_connection(t, &c).await.unwrap();
+    id
+}
+
+async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
+        .await
+        .unwrap();
+    let tenants = Arc::new(Tenants::new(
+        store.clone(),
+        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+    ));
+    let a = tenants.create("Clinic").await.unwrap().id;
+    let b = tenants.create("Law firm").await.unwrap().id;
+    let owner = create_user(&*tenants, &a, "olga@clinic.test", Role::Owner)
+        .await
+        .unwrap();
+    let admin = create_user(&*tenants, &a, "adam@clinic.test", Role::Admin)
+        .await
+        .unwrap();
+    let member = create_user(&*tenants, &a, "mia@clinic.test", Role::Member)
+        .await
+        .unwrap();
+    let foreign = create_user(&*tenants, &b, "bob@lawfirm.test", Role::Owner)
+        .await
+        .unwrap();
+    let member_conn = connection(&tenants, &a, &member.id).await;
+    let admin_conn = connection(&tenants, &a, &admin.id).await;
+    let m_own = meeting(&tenants, &a, Some(&member_conn), &["x@partner.test"]).await;
+    let m_attended = meeting(
+        &tenants,
+        &a,
+        Some(&admin_conn),
+        &["adam@clinic.test", "MIA@clinic.test"],
+    )
+    .await;
+    let m_other = meeting(&tenants, &a, Some(&admin_conn), &["adam@clinic.test"]).await;
+    transcript_and_summary(&tenants, &a, &m_attended).await;
+    transcript_and_summary(&tenants, &a, &m_other).await;
+    let job_own = job(&*store, &a, &m_own).await;
+    let job_other = job(&*store, &a, &m_other).await;
+    // B has a meeting of its own too.
+    meeting(&tenants, &b, None, &["bob@lawfirm.test"]).await;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let redirect = format!("{base}/v1/auth/callback");
+    let mut o = match oidc {
+        Some((p, _)) => Oidc::new(
+            OAuthHttp::new(reqwest::Client::builder().tls_certs_only([p.ca.certificate()]))
+                .unwrap(),
+            &redirect,
+        )
+        .unwrap(),
+        None => Oidc::new(
+            OAuthHttp::new(reqwest::Client::builder()).unwrap(),
+            &redirect,
+        )
+        .unwrap(),
+    };
+    if let Some((p, c)) = oidc {
+        o = o.with(
+            "google",
+            Provider::new(&p.issuer, &c.client_id, Some(c.client_secret.clone())),
+        );
+    }
+    // Calendar connect/disconnect: the calendar-sync worker with a Google OAuth client (no
+    // network is needed to start a consent or to disconnect a calendar without push).
+    let graph = meetbot_calendar_sync::graph::GraphClient::new(
+        reqwest::Client::new(),
+        "http://127.0.0.1:9/v1.0",
+    )
+    .unwrap();
+    let oauth = OAuth::new(
+        tenants.clone(),
+        OAuthHttp::new(reqwest::Client::builder()).unwrap(),
+    )
+    .with_provider(
+        CalendarProvider::Google,
+        ProviderSettings::google("cal-client", None, &format!("{base}/oauth/callback")),
+    )
+    .unwrap();
+    let worker = meetbot_calendar_sync::worker::SyncWorker::new(
+        graph,
+        tenants.clone(),
+        Default::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_oauth(Arc::new(oauth));
+    let api = Arc::new(Api {
+        tenants: tenants.clone(),
+        settings: Settings {
+            public_url: base.clone(),
+            session_idle: chrono::Duration::seconds(opts.idle_seconds),
+            session_max: chrono::Duration::hours(12),
+            body_limit: opts.body_limit,
+            cookie_secure: false,
+        },
+        oidc: o,
+        limits: Limits::new(opts.per_ip_per_minute, 100_000),
+        calendars: Some(Arc::new(worker)),
+    });
+    tokio::spawn(meetbot_api::serve(api, listener, std::future::pending()));
+    let life = chrono::Duration::hours(1);
+    let tokens = Tokens {
+        owner: mint(&*store, &a, &owner.id, life).await,
+        admin: mint(&*store, &a, &admin.id, life).await,
+        member: mint(&*store, &a, &member.id, life).await,
+        foreign: mint(&*store, &b, &foreign.id, life).await,
+    };
+    World {
+        base,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        tenants,
+        store,
+        a,
+        b,
+        owner,
+        admin,
+        member,
+        m_own,
+        m_attended,
+        m_other,
+        job_own,
+        job_other,
+        tokens,
+        _dir: dir,
+    }
+}
+
+async fn world() -> World {
+    world_with(Opts::default(), None).await
+}
+
+impl World {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn fresh_member(&self, t: &TenantId) -> String {
+        create_user(
+            &*self.tenants,
+            t,
+            &format!("{}@clinic.test", new_record_id()),
+            Role::Member,
+        )
+        .await
+        .unwrap()
+        .id
+    }
+}
+
+/// One route call and what each caller must get: [member, admin, owner, foreign tenant's owner].
+struct Case {
+    method: Method,
+    /// The route's template as the OpenAPI document names it.
+    route: &'static str,
+    path: String,
+    body: Option<Value>,
+    expect: [u16; 4],
+}
+
+fn case(
+    method: Method,
+    route: &'static str,
+    path: String,
+    body: Option<Value>,
+    expect: [u16; 4],
+) -> Case {
+    Case {
+        method,
+        route,
+        path,
+        body,
+        expect,
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_404_across_tenants() {
+    let w = world().await;
+    let (ma, mo, mt) = (&w.m_own, &w.m_other, &w.m_attended);
+    use Method as M;
+    let cases = vec![
+        case(
+            M::GET,
+            "/v1/me",
+            "/v1/me".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings",
+            "/v1/meetings".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}",
+            format!("/v1/meetings/{ma}"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}",
+            format!("/v1/meetings/{mo}"),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/transcript",
+            format!("/v1/meetings/{mt}/transcript"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/transcript",
+            format!("/v1/meetings/{mo}/transcript"),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/summary",
+            format!("/v1/meetings/{mt}/summary"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/summary",
+            format!("/v1/meetings/{mo}/summary"),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/deliveries",
+            format!("/v1/meetings/{ma}/deliveries"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/deliveries",
+            format!("/v1/meetings/{mo}/deliveries"),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/bots",
+            "/v1/bots".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::GET,
+            "/v1/bots/{id}",
+            format!("/v1/bots/{}", w.job_own),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/bots/{id}",
+            format!("/v1/bots/{}", w.job_other),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::POST,
+            "/v1/bots",
+            "/v1/bots".into(),
+            Some(json!({"meeting_url": "https://zoom.us/j/987"})),
+            [202, 202, 202, 202],
+        ),
+        case(
+            M::GET,
+            "/v1/settings",
+            "/v1/settings".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::PATCH,
+            "/v1/settings",
+            "/v1/settings".into(),
+            Some(json!({"transcript_retention_days": 30})),
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::GET,
+            "/v1/users",
+            "/v1/users".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::GET,
+            "/v1/users/{id}",
+            format!("/v1/users/{}", w.member.id),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/users/{id}",
+            format!("/v1/users/{}", w.admin.id),
+            None,
+            [403, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/api-keys",
+            "/v1/api-keys".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::POST,
+            "/v1/api-keys",
+            "/v1/api-keys".into(),
+            Some(json!({"name": "crm", "scopes": ["meetings:read"]})),
+            [403, 201, 201, 201],
+        ),
+        case(
+            M::GET,
+            "/v1/calendars",
+            "/v1/calendars".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::POST,
+            "/v1/calendars",
+            "/v1/calendars".into(),
+            Some(json!({"provider": "google"})),
+            [201, 201, 201, 201],
+        ),
+        case(
+            M::GET,
+            "/v1/me/auto-join-rules",
+            "/v1/me/auto-join-rules".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::PUT,
+            "/v1/me/auto-join-rules",
+            "/v1/me/auto-join-rules".into(),
+            Some(json!({"mode": "organized_by_me", "exclude_keywords": ["1:1"]})),
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::POST,
+            "/v1/me/totp",
+            "/v1/me/totp".into(),
+            None,
+            [201, 201, 201, 201],
+        ),
+        // Confirming with a wrong code: authenticated, refused as a wrong code.
+        case(
+            M::POST,
+            "/v1/me/totp/confirm",
+            "/v1/me/totp/confirm".into(),
+            Some(json!({"code": "000000"})),
+            [401, 401, 401, 401],
+        ),
+        case(
+            M::POST,
+            "/v1/auth/totp",
+            "/v1/auth/totp".into(),
+            Some(json!({"code": "000000"})),
+            [409, 409, 409, 409],
+        ),
+        case(
+            M::DELETE,
+            "/v1/me/totp",
+            "/v1/me/totp".into(),
+            None,
+            [204, 204, 204, 204],
+        ),
+    ];
+    // Routes that change people, keys and calendars act on fresh records per caller.
+    let mut per_caller: Vec<(Method, &'static str, [u16; 4])> = vec![
+        (M::POST, "/v1/users", [403, 201, 201, 201]),
+        (M::PATCH, "/v1/users/{id}", [403, 403, 200, 404]),
+        (M::DELETE, "/v1/users/{id}", [403, 403, 204, 404]),
+        (M::DELETE, "/v1/api-keys/{id}", [403, 204, 204, 404]),
+        (M::DELETE, "/v1/calendars/{id}", [404, 204, 204, 404]),
+        (M::POST, "/v1/auth/logout", [204, 204, 204, 204]),
+    ];
+    let callers = [
+        ("member", w.tokens.member.clone()),
+        ("admin", w.tokens.admin.clone()),
+        ("owner", w.tokens.owner.clone()),
+        ("foreign", w.tokens.foreign.clone()),
+    ];
+    let mut covered: BTreeSet<(String, String)> = BTreeSet::new();
+    for c in &cases {
+        covered.insert((c.method.to_string(), c.route.to_string()));
+        // No token, and a forged one: 401 with the error body.
+        for tok in [
+            None,
+            Some("mbs_tenant01_nothex"),
+            Some(&*format!("mbs_{}_{}", w.a, "0".repeat(64))),
+        ] {
+            let (s, body) = w
+                .call(tok, c.method.clone(), &c.path, c.body.as_ref())
+                .await;
+            assert_eq!(s, 401, "{} {} with {tok:?}", c.method, c.path);
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert!(!body["error"]["request_id"].as_str().unwrap().is_empty());
+        }
+        for (i, (who, tok)) in callers.iter().enumerate() {
+            let (s, body) = w
+                .call(Some(tok), c.method.clone(), &c.path, c.body.as_ref())
+                .await;
+            assert_eq!(
+                s.as_u16(),
+                c.expect[i],
+                "{} {} as {who}: {body}",
+                c.method,
+                c.path
+            );
+            if s.as_u16() >= 400 {
+                assert!(body["error"]["code"].is_string(), "{body}");
+            }
+        }
+    }
+    for (method, route, expect) in per_caller.drain(..) {
+        covered.insert((method.to_string(), route.to_string()));
+        for (i, (who, tok)) in callers.iter().enumerate() {
+            // The record is in tenant A for everyone: the foreign owner must not reach it.
+            let (path, body, tok) = match route {
+                "/v1/users" => (
+                    route.to_string(),
+                    Some(json!({"email": format!("new-{who}@clinic.test"), "role": "member"})),
+                    tok.clone(),
+                ),
+                "/v1/users/{id}" => {
+                    let id = w.fresh_member(&w.a).await;
+                    let body = (method == M::PATCH).then(|| json!({"role": "admin"}));
+                    (format!("/v1/users/{id}"), body, tok.clone())
+                }
+                "/v1/api-keys/{id}" => {
+                    let (_, created) = w
+                        .call(
+                            Some(&w.tokens.owner),
+                            M::POST,
+                            "/v1/api-keys",
+                            Some(&json!({"name": "k", "scopes": ["meetings:read"]})),
+                        )
+                        .await;
+                    (
+                        format!("/v1/api-keys/{}", created["key"]["id"].as_str().unwrap()),
+                        None,
+                        tok.clone(),
+                    )
+                }
+                "/v1/calendars/{id}" => {
+                    let id = connection(&w.tenants, &w.a, &w.owner.id).await;
+                    (format!("/v1/calendars/{id}"), None, tok.clone())
+                }
+                "/v1/auth/logout" => {
+                    // A session of its own, so the matrix's sessions live on.
+                    let (t, user) = if *who == "foreign" {
+                        (
+                            w.b.clone(),
+                            w.store.list_users(&w.b).await.unwrap()[0].id.clone(),
+                        )
+                    } else {
+                        let u = match *who {
+                            "member" => &w.member,
+                            "admin" => &w.admin,
+                            _ => &w.owner,
+                        };
+                        (w.a.clone(), u.id.clone())
+                    };
+                    let fresh = mint(&*w.store, &t, &user, chrono::Duration::hours(1)).await;
+                    (route.to_string(), None, fresh)
+                }
+                _ => unreachable!(),
+            };
+            let (s, _) = w.call(None, method.clone(), &path, body.as_ref()).await;
+            assert_eq!(s, 401, "{method} {path} without a token");
+            let (s, resp) = w
+                .call(Some(&tok), method.clone(), &path, body.as_ref())
+                .await;
+            assert_eq!(s.as_u16(), expect[i], "{method} {path} as {who}: {resp}");
+            if route == "/v1/auth/logout" {
+                let (s, _) = w.call(Some(&tok), M::GET, "/v1/me", None).await;
+                assert_eq!(s, 401, "a signed-out session is dead ({who})");
+            }
+        }
+    }
+    // A member sees their own and attended meetings, never the others; the foreign tenant sees
+    // none of A's.
+    let ids = |v: &Value| -> BTreeSet<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, mine) = w
+        .call(Some(&w.tokens.member), M::GET, "/v1/meetings", None)
+        .await;
+    let mine = ids(&mine);
+    assert!(
+        mine.contains(&w.m_own) && mine.contains(&w.m_attended) && !mine.contains(&w.m_other),
+        "{mine:?}"
+    );
+    let (_, foreign) = w
+        .call(Some(&w.tokens.foreign), M::GET, "/v1/meetings", None)
+        .await;
+    let foreign = ids(&foreign);
+    assert!(
+        foreign.is_disjoint(&[w.m_own.clone(), w.m_attended.clone(), w.m_other.clone()].into())
+    );
+    assert!(!foreign.is_empty(), "B sees its own meetings");
+    let (_, bots) = w
+        .call(Some(&w.tokens.member), M::GET, "/v1/bots", None)
+        .await;
+    let bots: BTreeSet<String> = bots["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(bots.contains(&w.job_own) && !bots.contains(&w.job_other));
+
+    // Every operation of the OpenAPI document is in this matrix, but the public sign-in ones.
+    let doc: Value = w
+        .http
+        .get(format!("{}/v1/openapi.json", w.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let public = [
+                "/v1/auth/providers",
+                "/v1/auth/{provider}/login",
+                "/v1/auth/callback",
+            ]
+            .contains(&path.as_str());
+            if !public && !covered.contains(&(method.to_uppercase(), path.clone())) {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "routes without RBAC cases: {missing:?}");
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_after_the_timeout_and_none_outlives_its_absolute_lifetime() {
+    let w = world_with(
+        Opts {
+            idle_seconds: 2,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let tok = &w.tokens.member;
+    // Used within the idle timeout, it stays alive past it.
+    for _ in 0..3 {
+        let (s, _) = w.call(Some(tok), Method::GET, "/v1/me", None).await;
+        assert_eq!(s, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let (s, body) = w.call(Some(tok), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session has ended")
+    );
+    // The expired session is gone from the store, not just refused.
+    let auth::Token::Session { id, .. } = auth::parse_token(tok).unwrap() else {
+        panic!()
+    };
+    assert!(w.store.get_session(&w.a, &id).await.unwrap().is_none());
+
+    // Absolute lifetime: kept busy, it still ends at expires_at.
+    let short = mint(
+        &*w.store,
+        &w.a,
+        &w.owner.id,
+        chrono::Duration::milliseconds(1500),
+    )
+    .await;
+    let (s, _) = w.call(Some(&short), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (s, _) = w.call(Some(&short), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let (s, _) = w.call(Some(&short), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn an_api_key_is_limited_to_its_scopes_and_stops_working_once_revoked() {
+    let w = world().await;
+    let (s, created) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "crm sync", "scopes": ["meetings:read"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["token"].as_str().unwrap().to_string();
+    let id = created["key"]["id"].as_str().unwrap().to_string();
+    // Only the hash is stored.
+    let stored = w.store.get_api_key(&w.a, &id).await.unwrap().unwrap();
+    assert!(
+        !serde_json::to_string(&stored)
+            .unwrap()
+            .contains(key.rsplit('_').next().unwrap())
+    );
+
+    let (s, page) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        3,
+        "a key reads the whole tenant"
+    );
+    let (s, body) = w
+        .call(
+            Some(&key),
+            Method::GET,
+            &format!("/v1/meetings/{}/transcript", w.m_other),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "no transcripts:read scope: {body}");
+    let (s, _) = w.call(Some(&key), Method::GET, "/v1/settings", None).await;
+    assert_eq!(s, 403);
+    let (s, _) = w.call(Some(&key), Method::GET, "/v1/users", None).await;
+    assert_eq!(s, 403, "keys cannot manage people");
+    let (s, _) = w
+        .call(
+            Some(&key),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "x", "scopes": ["meetings:read"]})),
+        )
+        .await;
+    assert_eq!(s, 403, "keys cannot make keys");
+    // A key with the other tenant's id in it finds nothing there.
+    let forged = key.replacen(w.a.as_str(), w.b.as_str(), 1);
+    let (s, _) = w
+        .call(Some(&forged), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 401);
+    // Tampered secret.
+    let mut tampered = key.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let (s, _) = w
+        .call(Some(&tampered), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 401);
+
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, body) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    // Unknown scopes are refused by name.
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "x", "scopes": ["everything"]})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant"),
+        "{body}"
+    );
+}
+
+fn code_now(secret_b32: &str) -> String {
+    let secret = totp_rs::Secret::Encoded(secret_b32.into())
+        .to_bytes()
+        .unwrap();
+    let t =
+        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "x".into()).unwrap();
+    t.generate_current().unwrap()
+}
+
+#[tokio::test]
+async fn totp_enrolment_then_a_tenant_requiring_it_holds_new_sessions_until_a_code_is_given() {
+    let w = world().await;
+    let tok = &w.tokens.member;
+    let (s, enrol) = w.call(Some(tok), Method::POST, "/v1/me/totp", None).await;
+    assert_eq!(s, 201);
+    let secret = enrol["secret"].as_str().unwrap().to_string();
+    assert!(
+        enrol["otpauth_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/meetbot:")
+    );
+    // The secret is sealed in the store.
+    let raw = meetbot_testsupport::raw_bytes(w._dir.path());
+    assert!(!meetbot_testsupport::contains(&raw, secret.as_bytes()));
+    let (s, _) = w
+        .call(
+            Some(tok),
+            Method::POST,
+            "/v1/me/totp/confirm",
+            Some(&json!({"code": "123"})),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let code = code_now(&secret);
+    let (s, body) = w
+        .call(
+            Some(tok),
+            Method::POST,
+            "/v1/me/totp/confirm",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+
+    // The owner requires a second factor for everyone.
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&json!({"require_mfa": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A new session of the member (as sign-in makes it: factor owed).
+    let (token, id) = auth::new_session_token(&w.a).unwrap();
+    let now = Utc::now();
+    w.store
+        .put_session(
+            &w.a,
+            &Session {
+                id,
+                user_id: w.member.id.clone(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + chrono::Duration::hours(1),
+                mfa_passed: false,
+            },
+        )
+        .await
+        .unwrap();
+    let (s, body) = w
+        .call(Some(&token), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(body["error"]["code"], "mfa_required");
+    let (s, me) = w.call(Some(&token), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        me["mfa"],
+        json!({"enrolled": true, "passed": false, "required_by_tenant": true})
+    );
+    // The code just used for confirming cannot be replayed.
+    let (s, _) = w
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(s, 401, "a used code is refused");
+    // Wait for the next 30 s step for a fresh code.
+    let step = Utc::now().timestamp() / 30;
+    while Utc::now().timestamp() / 30 == step {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (s, body) = w
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&json!({"code": code_now(&secret)})),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let (s, _) = w
+        .call(Some(&token), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 200);
+    // Required by the tenant: it cannot be removed.
+    let (s, _) = w
+        .call(Some(&token), Method::DELETE, "/v1/me/totp", None)
+        .await;
+    assert_eq!(s, 409);
+}
+
+#[tokio::test]
+async fn errors_have_one_shape_with_the_request_id_and_limits_answer_413_and_429() {
+    let w = world_with(
+        Opts {
+            per_ip_per_minute: 20,
+            body_limit: 2048,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let resp = w
+        .http
+        .get(format!("{}/v1/nowhere", w.base))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "req-123");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], "req-123");
+
+    let big = json!({"meeting_url": "https://zoom.us/j/1", "title": "x".repeat(4096)});
+    let (s, body) = w
+        .call(Some(&w.tokens.owner), Method::POST, "/v1/bots", Some(&big))
+        .await;
+    assert_eq!(s, 413);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/bots",
+            Some(&json!({"meeting_url": 5})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/bots",
+            Some(&json!({"meeting_url": "ftp://x"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            "/v1/meetings?limit=0",
+            None,
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            "/v1/meetings?cursor=%25%25",
+            None,
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    let mut limited = None;
+    for _ in 0..40 {
+        let resp = w
+            .http
+            .get(format!("{}/v1/auth/providers", w.base))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("the per-address limit answers 429 within 40 requests");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn an_ad_hoc_bot_is_armed_once_and_the_scheduler_keeps_that_job() {
+    let w = world().await;
+    let (s, bot) = w
+        .call(Some(&w.tokens.member), Method::POST, "/v1/bots", Some(&json!({"meeting_url": "https://meet.google.com/abc-defg-hij", "bot_name": "Notes for Mia"})))
+        .await;
+    assert_eq!(s, 202, "{bot}");
+    let id = bot["id"].as_str().unwrap();
+    let meeting = bot["meeting_id"].as_str().unwrap();
+    // The member owns the ad-hoc meeting and sees its link; the bot's timeline starts scheduled.
+    let (s, m) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::GET,
+            &format!("/v1/meetings/{meeting}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(m["platform"], "google_meet");
+    assert_eq!(m["join_url"], "https://meet.google.com/abc-defg-hij");
+    let (_, b) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::GET,
+            &format!("/v1/bots/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(b["timeline"][0]["state"], "scheduled");
+    // A scheduler pass over the tenant finds the job already armed: still exactly one.
+    let queue = Arc::new(meetbot_queue::InProcessQueue::new(5));
+    let cfg = meetbot_core::config::Config::default();
+    let sched = meetbot_scheduler::Scheduler::new(
+        w.store.clone(),
+        queue,
+        meetbot_scheduler::SchedulerSettings::from_config(&cfg.scheduler),
+    );
+    sched.pass(Utc::now()).await.unwrap();
+    let jobs = w
+        .store
+        .find_bot_jobs(
+            &w.a,
+            &meetbot_store::JobFilter {
+                meeting_id: Some(meeting.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].value.id, id);
+    assert_eq!(
+        jobs[0]
+            .value
+            .bot_rules
+            .as_ref()
+            .unwrap()
+            .display_name
+            .as_deref(),
+        Some("Notes for Mia")
+    );
+    // Title and link are sealed in the store.
+    let raw = meetbot_testsupport::raw_bytes(w._dir.path());
+    assert!(!meetbot_testsupport::contains(&raw, b"abc-defg-hij"));
+    assert!(
+        meetbot_testsupport::contains(&raw, id.as_bytes()),
+        "the check can fail"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_addresses() {
+    let client = OidcClient {
+        client_id: "meetbot-api".into(),
+        client_secret: "api-secret-0123456789".into(),
+        redirect_uri: String::new(),
+        scope: "openid email".into(),
+    };
+    // The provider must know the API's redirect URI before the API listens: pick a free port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let client = OidcClient {
+        redirect_uri: format!("http://127.0.0.1:{port}/v1/auth/callback"),
+        ..client
+    };
+    let provider = OidcProvider::start(std::slice::from_ref(&client), &["email"], 300).unwrap();
+    let w = world_with(
+        Opts {
+            port,
+            ..Default::default()
+        },
+        Some((&provider, &client)),
+    )
+    .await;
+
+    let login = |hint: &str| {
+        format!(
+            "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
+            w.base, w.a
+        )
+    };
+    let resp = w.http.get(login("mia@clinic.test")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let to = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with(&provider.issuer));
+    assert!(
+        to.contains("code_challenge_method=S256") && to.contains("nonce=") && to.contains("state=")
+    );
+    let (status, body) = provider.browse(&to).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let token = session["token"].as_str().unwrap();
+    assert_eq!(session["mfa_required"], false);
+    let (s, me) = w.call(Some(token), Method::GET, "/v1/me", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(me["email"], "mia@clinic.test");
+    assert_eq!(me["role"], "member");
+    assert_eq!(me["actor"], format!("user:{}", w.member.id));
+    // The identity is now bound to the user.
+    let u = w.store.get_user(&w.a, &w.member.id).await.unwrap().unwrap();
+    assert!(u.subject_hash.is_some());
+
+    // Someone the tenant never added is refused.
+    let resp = w
+        .http
+        .get(login("eve@elsewhere.test"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = provider
+        .browse(resp.headers()["location"].to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    // A used state cannot be replayed (the pending sign-in is taken once).
+    let resp = w.http.get(login("mia@clinic.test")).send().await.unwrap();
+    let to = resp.headers()["location"].to_str().unwrap().to_string();
+    let state = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let (status, _) = provider.browse(&to).await.unwrap();
+    assert_eq!(status, 200);
+    let (s, _) = w
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/auth/callback?state={state}&code=whatever"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400);
+    // An unknown tenant or provider is not found.
+    let (s, _) = w
+        .call(
+            None,
+            Method::GET,
+            "/v1/auth/google/login?tenant=nosuchtenant",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = w
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/auth/github/login?tenant={}", w.a),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let bin = meetbot_testsupport::schemathesis();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `bash scripts/test.sh` (it installs schemathesis) or set MEETBOT_TEST_SCHEMATHESIS",
+        bin.display()
+    );
+    let w = world().await;
+    let out = tokio::process::Command::new(&bin)
+        .args([
+            "run",
+            &format!("{}/v1/openapi.json", w.base),
+            "--url",
+            &w.base,
+            "--header",
+            &format!("Authorization: Bearer {}", w.tokens.owner),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--exclude-path",
+            "/v1/auth/logout",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis failed:\n{text}");
+    eprintln!("{text}");
+    assert!(text.contains("passed") || text.contains("Passed"), "{text}");
+}
