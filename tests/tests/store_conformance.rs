@@ -1040,6 +1040,159 @@ async fn tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable
     assert!(env.tenants.erase(&t, "operator-7").await.is_err());
 }
 
+async fn users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_their_user(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let now = Utc::now();
+    let user = |id: &str, hash: &str| User {
+        id: id.into(),
+        email_hash: hash.into(),
+        email: v
+            .seal::<User>(id, "email", format!("{id}@clinic.example").as_bytes())
+            .unwrap(),
+        role: Role::Member,
+        subject_hash: None,
+        totp: None,
+        created_at: now,
+        updated_at: now,
+    };
+    env.store.insert_user(&t, &user("u1", "h1")).await.unwrap();
+    assert!(
+        matches!(
+            env.store.insert_user(&t, &user("u2", "h1")).await,
+            Err(StoreError::Conflict { .. })
+        ),
+        "one user per address"
+    );
+    env.store.insert_user(&t, &user("u2", "h2")).await.unwrap();
+    assert_eq!(
+        env.store
+            .user_by_email_hash(&t, "h2")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u2"
+    );
+    assert_eq!(
+        env.store.user_by_email_hash(&other, "h2").await.unwrap(),
+        None
+    );
+    let mut u = env.store.get_user(&t, "u1").await.unwrap().unwrap();
+    u.role = Role::Owner;
+    assert!(env.store.update_user(&t, &u).await.unwrap());
+    assert_eq!(
+        env.store.get_user(&t, "u1").await.unwrap().unwrap().role,
+        Role::Owner
+    );
+    assert!(
+        !env.store.update_user(&other, &u).await.unwrap(),
+        "not in the other tenant"
+    );
+    assert_eq!(env.store.list_users(&t).await.unwrap().len(), 2);
+
+    let session = |id: &str, user: &str, life: i64| Session {
+        id: id.into(),
+        user_id: user.into(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + CDuration::seconds(life),
+        mfa_passed: true,
+    };
+    env.store
+        .put_session(&t, &session("s1", "u1", 600))
+        .await
+        .unwrap();
+    env.store
+        .put_session(&t, &session("s2", "u1", 600))
+        .await
+        .unwrap();
+    env.store
+        .put_session(&t, &session("s3", "u2", 600))
+        .await
+        .unwrap();
+    env.store
+        .put_session(&t, &session("s4", "u2", -1))
+        .await
+        .unwrap();
+    assert!(env.store.get_session(&t, "s1").await.unwrap().is_some());
+    assert_eq!(env.store.get_session(&other, "s1").await.unwrap(), None);
+    assert_eq!(
+        env.store.get_session(&t, "s4").await.unwrap(),
+        None,
+        "expired"
+    );
+    assert!(env.store.delete_session(&t, "s3").await.unwrap());
+    assert_eq!(env.store.get_session(&t, "s3").await.unwrap(), None);
+    // Removing a user ends their sessions.
+    assert!(env.store.delete_user(&t, "u1").await.unwrap());
+    assert_eq!(env.store.get_session(&t, "s1").await.unwrap(), None);
+    assert_eq!(env.store.get_session(&t, "s2").await.unwrap(), None);
+    assert_eq!(env.store.get_user(&t, "u1").await.unwrap(), None);
+
+    let key = ApiKey {
+        id: "k1".into(),
+        name: "crm".into(),
+        secret_hash: "aa".repeat(32),
+        scopes: vec!["meetings:read".into()],
+        created_by: "u2".into(),
+        created_at: now,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    env.store.put_api_key(&t, &key).await.unwrap();
+    assert_eq!(env.store.get_api_key(&other, "k1").await.unwrap(), None);
+    let mut k = env.store.get_api_key(&t, "k1").await.unwrap().unwrap();
+    k.revoked_at = Some(now);
+    env.store.put_api_key(&t, &k).await.unwrap();
+    assert!(
+        env.store.list_api_keys(&t).await.unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
+
+    let pending = |id: &str, ttl: i64| SignInPending {
+        id: id.into(),
+        provider: "google".into(),
+        nonce: v
+            .seal::<SignInPending>(id, "nonce", b"nonce-value-secret")
+            .unwrap(),
+        pkce_verifier: v
+            .seal::<SignInPending>(id, "pkce_verifier", b"sign-in-verifier-secret")
+            .unwrap(),
+        created_at: now,
+        expires_at: now + CDuration::seconds(ttl),
+    };
+    env.store
+        .put_signin_pending(&t, &pending("p1", 600))
+        .await
+        .unwrap();
+    env.store
+        .put_signin_pending(&t, &pending("p2", -1))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.store.take_signin_pending(&other, "p1").await.unwrap(),
+        None
+    );
+    let (a, b) = tokio::join!(
+        env.store.take_signin_pending(&t, "p1"),
+        env.store.take_signin_pending(&t, "p1")
+    );
+    assert_eq!([a.unwrap(), b.unwrap()].into_iter().flatten().count(), 1);
+    assert_eq!(
+        env.store.take_signin_pending(&t, "p2").await.unwrap(),
+        None,
+        "expired"
+    );
+
+    let raw = env.dump(&t).await;
+    assert!(!contains(&raw, b"u2@clinic.example"));
+    assert!(!contains(&raw, b"sign-in-verifier-secret"));
+    assert!(contains(&raw, b"crm"), "the check can fail");
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1065,4 +1218,5 @@ suite!(
     user_settings_are_sealed_per_user_and_kept_through_key_rotation,
     tenant_settings_are_one_record_per_tenant_and_stay_in_it,
     tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt,
+    users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_their_user,
 );
