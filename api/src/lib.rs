@@ -35,11 +35,16 @@ pub struct Settings {
     pub session_max: chrono::Duration,
     pub body_limit: usize,
     pub cookie_secure: bool,
+    /// Speech engines tenants may choose (`transcriber.offered_engines`).
+    pub speech_engines: Vec<String>,
 }
 
 impl Settings {
-    pub fn from_config(c: &meetbot_core::config::ApiConfig) -> Self {
+    pub fn from_config(c: &meetbot_core::config::Config) -> Self {
+        let speech_engines = c.transcriber.offered_engines.keys().cloned().collect();
+        let c = &c.api;
         Settings {
+            speech_engines,
             public_url: c.public_url.trim_end_matches('/').to_string(),
             session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),
             session_max: chrono::Duration::seconds(c.session_max_seconds as i64),

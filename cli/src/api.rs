@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// The API as configured: sign-in providers, limits, calendar connect/disconnect.
 pub fn build(config: &Config, tenants: Arc<Tenants>) -> Result<Arc<Api>> {
     let a = &config.api;
-    let settings = Settings::from_config(a);
+    let settings = Settings::from_config(config);
     let mut builder = reqwest::Client::builder();
     if let Some(f) = &a.oidc_ca_file {
         let pem = std::fs::read(f)

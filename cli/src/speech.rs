@@ -297,6 +297,13 @@ pub async fn build_service(
             .per_tenant
             .insert(tenant.clone(), build_engine(config, &e).with_context(what)?);
     }
+    for (name, e) in &t.offered_engines {
+        engines.offered.insert(
+            name.clone(),
+            build_engine(config, e)
+                .with_context(|| format!("transcriber.offered_engines.{name}"))?,
+        );
+    }
     let summarizer: Arc<dyn meetbot_transcriber::summarize::Summarizer> =
         meetbot_transcriber::summarize::from_config(&t.summarizer)?.into();
     Ok(Service::new(

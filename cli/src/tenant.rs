@@ -191,6 +191,7 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
             clear,
         } => {
             use meetbot_core::model::{DeliveryTargets, TenantSettings};
+            let mut new_webhook_secret: Option<String> = None;
             let mut settings = t
                 .store()
                 .get_tenant_settings(&id)
@@ -250,20 +251,32 @@ pub async fn run_tenant(cmd: TenantCmd, config: &Config) -> Result<()> {
                         "delivery_webhook_url",
                         u.as_bytes(),
                     )?);
+                    if settings.delivery.webhook_secret.is_none() {
+                        let secret = meetbot_delivery::webhook::new_secret()?;
+                        settings.delivery.webhook_secret = Some(vault.seal::<TenantSettings>(
+                            "settings",
+                            "delivery_webhook_secret",
+                            secret.as_bytes(),
+                        )?);
+                        new_webhook_secret = Some(secret);
+                    }
                 }
                 settings.updated_at = chrono::Utc::now();
                 t.store().put_tenant_settings(&id, &settings).await?;
             }
             let targets = meetbot_delivery::service::Targets::of(&**t.store(), &t, &id).await?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "slack_channel": targets.slack_channel,
-                    "own_slack_token": settings.delivery.slack_token.is_some(),
-                    "emails": targets.emails.len(),
-                    "webhook": targets.webhook_url.is_some(),
-                })
-            );
+            let mut out = serde_json::json!({
+                "slack_channel": targets.slack_channel,
+                "own_slack_token": settings.delivery.slack_token.is_some(),
+                "emails": targets.emails.len(),
+                "webhook": targets.webhook_url.is_some(),
+                "own_webhook_secret": settings.delivery.webhook_secret.is_some(),
+            });
+            if let Some(secret) = new_webhook_secret {
+                // Shown once: the receiver verifies signatures with it.
+                out["new_webhook_secret"] = secret.into();
+            }
+            println!("{out}");
         }
         TenantCmd::AddUser { id, email, role } => {
             use meetbot_core::model::Role;

@@ -131,6 +131,12 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["emails"], 1);
     assert_eq!(shown["webhook"], true);
+    // The tenant's own signing secret, shown once; the receiver verifies with it (the
+    // deployment's secret, also configured below, no longer signs this tenant's webhooks).
+    let secret = shown["new_webhook_secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_") && secret.len() == 70);
+    hook.set_secret(secret);
+    assert!(!raw_contains(&d.join("data"), secret.as_bytes()));
     assert!(!raw_contains(&d.join("data"), b"ops@clinic.test"));
     let bad = meetbot(d)
         .args(["tenant", "delivery", &tenant, "--email", "not an address"])
@@ -244,7 +250,7 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
     assert_eq!(emails[0]["envelope"]["to"][0]["address"], "ops@clinic.test");
     let got = hook.received();
     assert_eq!(got.len(), 1);
-    assert!(got[0].0, "signed with the deployment's webhook secret");
+    assert!(got[0].0, "signed with the tenant's own webhook secret");
     assert_eq!(got[0].2["summary"]["meeting_id"], "meeting-7");
     assert!(!raw_contains(&d.join("data"), b"ops@clinic.test"));
     assert!(

@@ -252,6 +252,8 @@ pub struct TranscriberConfig {
     pub engine: EngineConfig,
     /// Per-tenant engines, by tenant id; tenants not listed use `engine`.
     pub tenants: std::collections::BTreeMap<String, EngineConfig>,
+    /// Engines tenants may choose for themselves (their `speech_engine` setting), by name.
+    pub offered_engines: std::collections::BTreeMap<String, EngineConfig>,
     pub summarizer: SummarizerConfig,
     /// The secret bots derive their audio tokens from (the same as `bot.audio_token_secret`);
     /// prefer the environment (`MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET`).
@@ -270,6 +272,7 @@ impl Default for TranscriberConfig {
             model_dir: None,
             engine: EngineConfig::default(),
             tenants: Default::default(),
+            offered_engines: Default::default(),
             summarizer: SummarizerConfig::default(),
             audio_token_secret: None,
             transcript_retention_days: 30,
@@ -1083,7 +1086,12 @@ impl Config {
         let engines = std::iter::once(("transcriber.engine".to_string(), &t.engine)).chain(
             t.tenants
                 .iter()
-                .map(|(k, e)| (format!("transcriber.tenants.{k}"), e)),
+                .map(|(k, e)| (format!("transcriber.tenants.{k}"), e))
+                .chain(
+                    t.offered_engines
+                        .iter()
+                        .map(|(k, e)| (format!("transcriber.offered_engines.{k}"), e)),
+                ),
         );
         for (name, e) in engines {
             if !(1..=64).contains(&e.threads) {

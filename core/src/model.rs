@@ -318,6 +318,10 @@ pub struct TenantSettings {
     /// the transcriber's `transcript_retention_days`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript_retention_days: Option<u32>,
+    /// The speech engine the tenant chose among those the deployment offers
+    /// (`transcriber.offered_engines`); unset: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech_engine: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -336,6 +340,10 @@ pub struct DeliveryTargets {
     pub emails: Option<Sealed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<Sealed>,
+    /// The tenant's own webhook signing secret (made when its webhook URL is set; shown once),
+    /// sealed; without it, the deployment's `delivery.webhook_secret` signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Sealed>,
 }
 
 impl TenantSettings {
@@ -346,6 +354,7 @@ impl TenantSettings {
             delivery: DeliveryTargets::default(),
             require_mfa: false,
             transcript_retention_days: None,
+            speech_engine: None,
             updated_at,
         }
     }
@@ -545,6 +554,9 @@ impl SealedRecord for TenantSettings {
         }
         if let Some(k) = self.delivery.webhook_url.as_mut() {
             v.push(("delivery_webhook_url", k));
+        }
+        if let Some(k) = self.delivery.webhook_secret.as_mut() {
+            v.push(("delivery_webhook_secret", k));
         }
         v
     }

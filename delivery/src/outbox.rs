@@ -129,26 +129,45 @@ impl Outbox {
         self
     }
 
-    /// The tenant's own Slack sender, where it has a token and tenant senders are on.
-    async fn tenant_sender(&self, t: &TenantId) -> Result<Option<Arc<dyn Notifier>>, OutboxError> {
-        let Some(base) = &self.tenant_slack else {
-            return Ok(None);
-        };
+    /// The tenant's own senders: Slack where it has a bot token (and tenant Slack senders are
+    /// on), webhooks where it has its own signing secret. Looked up once per round.
+    async fn tenant_senders(
+        &self,
+        t: &TenantId,
+        due: &[Versioned<Delivery>],
+    ) -> Result<HashMap<&'static str, Arc<dyn Notifier>>, OutboxError> {
+        let mut own: HashMap<&'static str, Arc<dyn Notifier>> = HashMap::new();
+        let needs = |c: DeliveryChannel| due.iter().any(|d| d.value.channel == c);
+        let (slack, webhook) = (
+            needs(DeliveryChannel::Slack),
+            needs(DeliveryChannel::Webhook),
+        );
+        if !slack && !webhook {
+            return Ok(own);
+        }
         let Some(settings) = self.store.get_tenant_settings(t).await? else {
-            return Ok(None);
+            return Ok(own);
         };
-        let Some(sealed) = &settings.delivery.slack_token else {
-            return Ok(None);
-        };
+        let d = &settings.delivery;
         let vault = self.tenants.vault(t).await?;
-        let token = vault.open_string::<meetbot_core::model::TenantSettings>(
-            "settings",
-            "delivery_slack_token",
-            sealed,
-        )?;
-        Ok(SlackNotifier::new(base, token.into())
-            .ok()
-            .map(|n| Arc::new(n) as Arc<dyn Notifier>))
+        let open = |field: &str, sealed| {
+            vault.open_string::<meetbot_core::model::TenantSettings>("settings", field, sealed)
+        };
+        if slack
+            && let (Some(base), Some(sealed)) = (&self.tenant_slack, &d.slack_token)
+            && let Ok(n) = SlackNotifier::new(base, open("delivery_slack_token", sealed)?.into())
+        {
+            own.insert(DeliveryChannel::Slack.name(), Arc::new(n));
+        }
+        if webhook
+            && let Some(sealed) = &d.webhook_secret
+            && let Ok(n) = crate::webhook::WebhookNotifier::new(
+                open("delivery_webhook_secret", sealed)?.into(),
+            )
+        {
+            own.insert(DeliveryChannel::Webhook.name(), Arc::new(n));
+        }
+        Ok(own)
     }
 
     /// Puts `notice` for `target` in `t`'s outbox, due now. `Ok(false)`: it was already there.
@@ -187,18 +206,10 @@ impl Outbox {
         let mut due = self.store.due_deliveries(t, "pending", now, limit).await?;
         // Claims that lapsed: their sender died mid-attempt.
         due.extend(self.store.due_deliveries(t, "sending", now, limit).await?);
-        // The tenant's own Slack sender (its sealed token), looked up once per round.
-        let own_slack = if due
-            .iter()
-            .any(|d| d.value.channel == DeliveryChannel::Slack)
-        {
-            self.tenant_sender(t).await?
-        } else {
-            None
-        };
+        let own = self.tenant_senders(t, &due).await?;
         let mut round = Round::default();
         for d in due {
-            match self.attempt(t, d, now, own_slack.as_ref()).await? {
+            match self.attempt(t, d, now, &own).await? {
                 Outcome::Sent => round.sent += 1,
                 Outcome::Retrying => round.retrying += 1,
                 Outcome::GaveUp => round.gave_up += 1,
@@ -213,7 +224,7 @@ impl Outbox {
         t: &TenantId,
         d: Versioned<Delivery>,
         now: DateTime<Utc>,
-        own_slack: Option<&Arc<dyn Notifier>>,
+        own: &HashMap<&'static str, Arc<dyn Notifier>>,
     ) -> Result<Outcome, OutboxError> {
         let mut claim = d.value.clone();
         claim.state = DeliveryState::Sending;
@@ -224,11 +235,10 @@ impl Outbox {
             Err(StoreError::Conflict { .. }) => return Ok(Outcome::Skipped),
             Err(e) => return Err(e.into()),
         };
-        let own = match claim.channel {
-            DeliveryChannel::Slack => own_slack,
-            _ => None,
-        };
-        let result = match own.or(self.notifiers.get(claim.channel.name())) {
+        let result = match own
+            .get(claim.channel.name())
+            .or(self.notifiers.get(claim.channel.name()))
+        {
             None => Err(NotifyError::Permanent(format!(
                 "no {} sender is configured",
                 claim.channel.name()

@@ -55,6 +55,13 @@ pub fn verify(
     hmac::verify(&key, &msg, &tag).is_ok()
 }
 
+/// A new signing secret for one tenant's webhook endpoint (`whsec_` + 256 random bits, hex).
+pub fn new_secret() -> Result<String, NotifyError> {
+    meetbot_crypto::random_hex(32)
+        .map(|h| format!("whsec_{h}"))
+        .map_err(|e| NotifyError::Permanent(format!("random: {e}")))
+}
+
 pub struct WebhookNotifier {
     http: reqwest::Client,
     secret: SecretString,

@@ -318,6 +318,7 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
             session_max: chrono::Duration::hours(12),
             body_limit: opts.body_limit,
             cookie_secure: false,
+            speech_engines: vec!["whisper-base".into(), "azure".into()],
         },
         oidc: o,
         limits: Limits::new(opts.per_ip_per_minute, 100_000),
@@ -1387,4 +1388,132 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert!(out.status.success(), "schemathesis failed:\n{text}");
     eprintln!("{text}");
     assert!(text.contains("passed") || text.contains("Passed"), "{text}");
+}
+
+#[tokio::test]
+async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_accepted() {
+    let w = world().await;
+    let patch = json!({
+        "bot": {"display_name": "Clinic notes", "alone_timeout_seconds": 120},
+        "delivery": {
+            "slack_channel": "C0123ABCD",
+            "slack_token": "xoxb-tenant-own-token",
+            "emails": ["front-desk@clinic.test", "dr-who@clinic.test"],
+            "webhook_url": "https://hooks.clinic.test/meetbot"
+        },
+        "transcript_retention_days": 7,
+        "speech_engine": "whisper-base"
+    });
+    let (s, out) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&patch),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    let (_, got) = w
+        .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
+        .await;
+    assert_eq!(got["bot"]["display_name"], "Clinic notes");
+    assert_eq!(
+        got["delivery"]["emails"],
+        json!(["front-desk@clinic.test", "dr-who@clinic.test"])
+    );
+    assert_eq!(got["delivery"]["own_slack_token"], true);
+    assert!(got["delivery"].get("slack_token").is_none(), "write-only");
+    assert_eq!(
+        got["delivery"]["webhook_url"],
+        "https://hooks.clinic.test/meetbot"
+    );
+    assert_eq!(got["transcript_retention_days"], 7);
+    assert_eq!(got["speech_engine"], "whisper-base");
+    assert_eq!(
+        got["speech_engines_offered"],
+        json!(["whisper-base", "azure"])
+    );
+    // What the delivery outbox reads is what was set.
+    let targets = meetbot_delivery::service::Targets::of(&*w.store, &w.tenants, &w.a)
+        .await
+        .unwrap();
+    assert_eq!(targets.emails.len(), 2);
+    let raw = meetbot_testsupport::raw_bytes(w._dir.path());
+    for secret in [
+        &b"dr-who@clinic.test"[..],
+        b"xoxb-tenant-own-token",
+        b"hooks.clinic.test",
+    ] {
+        assert!(!meetbot_testsupport::contains(&raw, secret));
+    }
+    assert!(
+        meetbot_testsupport::contains(&raw, b"C0123ABCD"),
+        "the check can fail"
+    );
+    // Refused, each with the field named; nothing changes.
+    for (bad, field) in [
+        (json!({"speech_engine": "gpt-5-audio"}), "speech_engine"),
+        (
+            json!({"delivery": {"emails": ["not an address"]}}),
+            "delivery.emails[0]",
+        ),
+        (
+            json!({"delivery": {"webhook_url": "http://plain.test/x"}}),
+            "delivery.webhook_url",
+        ),
+        (
+            json!({"delivery": {"slack_channel": "#general"}}),
+            "delivery.slack_channel",
+        ),
+        (json!({"bot": {"alone_timeout_seconds": 0}}), "bot"),
+        (
+            json!({"transcript_retention_days": 99999}),
+            "transcript_retention_days",
+        ),
+        (json!({"colour": "blue"}), "colour"),
+    ] {
+        let (s, body) = w
+            .call(
+                Some(&w.tokens.admin),
+                Method::PATCH,
+                "/v1/settings",
+                Some(&bad),
+            )
+            .await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{bad}: {body}"
+        );
+    }
+    let (_, again) = w
+        .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
+        .await;
+    assert_eq!(again["speech_engine"], "whisper-base");
+    // Clearing.
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&json!({"speech_engine": "", "delivery": {"emails": [], "slack_token": ""}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, cleared) = w
+        .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
+        .await;
+    assert_eq!(cleared["speech_engine"], Value::Null);
+    assert_eq!(cleared["delivery"]["emails"], json!([]));
+    assert_eq!(cleared["delivery"]["own_slack_token"], false);
+    // Every change is in the audit log, by actor id.
+    let audit = w.store.list_audit(&w.a).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .filter(|e| e.action == "settings.change")
+            .count()
+            >= 2
+    );
+    assert!(audit.iter().all(|e| !e.actor.contains('@')));
 }

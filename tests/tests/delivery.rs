@@ -423,3 +423,48 @@ async fn a_tenant_with_its_own_slack_token_posts_with_it_and_others_with_the_dep
     assert!(meetbot_testsupport::contains(&raw, b"C0CLINIC"));
     assert!(!meetbot_testsupport::contains(&raw, b"xoxb-clinic-own"));
 }
+
+#[tokio::test]
+async fn a_tenant_with_its_own_webhook_secret_is_signed_with_it_and_others_with_the_deployments() {
+    use meetbot_core::model::TenantSettings;
+    let w = world().await;
+    let other = w.tenants.create("Firm").await.unwrap().id;
+    let own = meetbot_delivery::webhook::new_secret().unwrap();
+    let clinic = WebhookReceiver::start(&own, 0).await;
+    let firm = WebhookReceiver::start("whsec-deployment", 0).await;
+    let vault = w.tenants.vault(&w.tenant).await.unwrap();
+    let mut s = TenantSettings::new(Default::default(), chrono::Utc::now());
+    s.delivery.webhook_url = Some(
+        vault
+            .seal::<TenantSettings>("settings", "delivery_webhook_url", clinic.url().as_bytes())
+            .unwrap(),
+    );
+    s.delivery.webhook_secret = Some(
+        vault
+            .seal::<TenantSettings>("settings", "delivery_webhook_secret", own.as_bytes())
+            .unwrap(),
+    );
+    w.store.put_tenant_settings(&w.tenant, &s).await.unwrap();
+    let outbox = w.outbox(quick()).with(Arc::new(
+        WebhookNotifier::new("whsec-deployment".to_string().into()).unwrap(),
+    ));
+    outbox
+        .enqueue_summary(&*w.store, &w.tenants, &w.tenant, &notice(1))
+        .await
+        .unwrap();
+    outbox
+        .enqueue(&other, DeliveryChannel::Webhook, &firm.url(), &notice(2))
+        .await
+        .unwrap();
+    drain(&w, &outbox).await;
+    outbox.run_once(&other, 10).await.unwrap();
+    let (c, f) = (clinic.received(), firm.received());
+    assert_eq!((c.len(), f.len()), (1, 1));
+    assert!(
+        c[0].0,
+        "the clinic's webhook verifies with the clinic's own secret"
+    );
+    assert!(f[0].0, "the firm, without one, gets the deployment's");
+    let raw = meetbot_testsupport::raw_bytes(w.dir.path());
+    assert!(!meetbot_testsupport::contains(&raw, own.as_bytes()));
+}

@@ -231,6 +231,7 @@ pub type Received = (bool, String, Value);
 pub struct WebhookReceiver {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
+    secret: Arc<Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -244,11 +245,13 @@ impl WebhookReceiver {
     pub async fn start(secret: &str, fail_first: u32) -> WebhookReceiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let fails = Arc::new(Mutex::new(fail_first));
-        let (g, secret) = (got.clone(), secret.to_string());
+        let secret = Arc::new(Mutex::new(secret.to_string()));
+        let (g, shared) = (got.clone(), secret.clone());
         let app = axum::Router::new().route(
             "/hook",
             post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let (g, secret, fails) = (g.clone(), secret.clone(), fails.clone());
+                let (g, fails) = (g.clone(), fails.clone());
+                let secret = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 async move {
                     {
                         let mut f = fails.lock().unwrap_or_else(|p| p.into_inner());
@@ -288,7 +291,17 @@ impl WebhookReceiver {
             }),
         );
         let (addr, task) = crate::serve_on_loopback(app).await;
-        WebhookReceiver { addr, got, task }
+        WebhookReceiver {
+            addr,
+            got,
+            secret,
+            task,
+        }
+    }
+
+    /// Verifies from now on with `secret` (the one a tenant was just given).
+    pub fn set_secret(&self, secret: &str) {
+        *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = secret.to_string();
     }
 
     pub fn url(&self) -> String {

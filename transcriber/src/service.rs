@@ -31,10 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// Which engine serves a tenant.
+/// Which engine serves a tenant: the operator's per-tenant engine, else the one the tenant chose
+/// among those offered (its `speech_engine` setting), else the default.
 pub struct Engines {
     pub default: Arc<dyn SpeechEngine>,
     pub per_tenant: HashMap<String, Arc<dyn SpeechEngine>>,
+    pub offered: HashMap<String, Arc<dyn SpeechEngine>>,
 }
 
 impl Engines {
@@ -42,11 +44,14 @@ impl Engines {
         Engines {
             default: e,
             per_tenant: HashMap::new(),
+            offered: HashMap::new(),
         }
     }
-    fn for_tenant(&self, t: &TenantId) -> Arc<dyn SpeechEngine> {
+
+    pub fn pick(&self, t: &TenantId, choice: Option<&str>) -> Arc<dyn SpeechEngine> {
         self.per_tenant
             .get(t.as_str())
+            .or_else(|| choice.and_then(|c| self.offered.get(c)))
             .cloned()
             .unwrap_or_else(|| self.default.clone())
     }
@@ -265,7 +270,7 @@ impl Service {
     }
 
     /// Starts the engine worker of a session (once).
-    fn ensure_worker(&self, s: &mut Session) {
+    async fn ensure_worker(&self, s: &mut Session) {
         if s.work.is_some() {
             return;
         }
@@ -273,7 +278,7 @@ impl Service {
         // which pushes back on the bot (its buffer holds them).
         let (tx, mut rx) = mpsc::channel::<Work>(64);
         s.work = Some(tx);
-        let engine = self.engines.for_tenant(&s.tenant);
+        let engine = self.engine_for(&s.tenant).await;
         let segments = s.segments.clone();
         let live = s.live.clone();
         let m = self.metrics.clone();
@@ -319,6 +324,19 @@ impl Service {
         }));
     }
 
+    /// The tenant's engine, with its choice read from its settings (the default when they
+    /// cannot be read: transcription goes on).
+    async fn engine_for(&self, t: &TenantId) -> Arc<dyn SpeechEngine> {
+        let choice = match self.tenants.store().get_tenant_settings(t).await {
+            Ok(s) => s.and_then(|s| s.speech_engine),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "tenant settings unreadable; default engine");
+                None
+            }
+        };
+        self.engines.pick(t, choice.as_deref())
+    }
+
     /// Takes one frame; returns the sequence to acknowledge.
     async fn take(&self, s: &mut Session, f: Frame) -> Option<u64> {
         let seq = f.seq();
@@ -329,7 +347,7 @@ impl Service {
             // Out of order: the bot resumes from what we said; ignore.
             return None;
         }
-        self.ensure_worker(s);
+        self.ensure_worker(s).await;
         let now_ms = s.started.elapsed().as_millis() as u64;
         let mut ready: Vec<(String, u64, Utterance)> = Vec::new();
         let mut partial: Option<(String, u64, Utterance)> = None;
@@ -478,7 +496,7 @@ impl Service {
             .vault(&s.tenant)
             .await
             .map_err(|e| e.to_string())?;
-        let engine = self.engines.for_tenant(&s.tenant);
+        let engine = self.engine_for(&s.tenant).await;
         let id = format!("tr-{}", job.meeting_id);
         let mut doc = match store
             .get_transcript(&s.tenant, &id)
@@ -729,4 +747,36 @@ async fn live(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[cfg(test)]
+mod engine_choice_tests {
+    use super::*;
+    use crate::audio::Pcm;
+    use crate::engine::{EngineError, Recognized};
+
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl SpeechEngine for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn transcribe(&self, _: &Pcm) -> Result<Vec<Recognized>, EngineError> {
+            Ok(vec![])
+        }
+    }
+
+    #[test]
+    fn the_operators_engine_wins_then_the_tenants_choice_then_the_default() {
+        let mut e = Engines::single(Arc::new(Named("default")));
+        e.offered.insert("base".into(), Arc::new(Named("base")));
+        e.per_tenant
+            .insert("forced01".into(), Arc::new(Named("forced")));
+        let t = |s: &str| s.parse::<TenantId>().unwrap();
+        assert_eq!(e.pick(&t("tenant01"), None).name(), "default");
+        assert_eq!(e.pick(&t("tenant01"), Some("base")).name(), "base");
+        assert_eq!(e.pick(&t("tenant01"), Some("gone")).name(), "default");
+        assert_eq!(e.pick(&t("forced01"), Some("base")).name(), "forced");
+    }
 }

@@ -65,6 +65,12 @@ pub struct DeliverySettings {
     pub own_slack_token: bool,
     pub emails: Vec<String>,
     pub webhook_url: Option<String>,
+    /// Whether the tenant's own webhook signing secret is set.
+    pub own_webhook_secret: bool,
+    /// The webhook signing secret, only in the answer to the change that made it (verify
+    /// `X-Meetbot-Signature: v1=HMAC-SHA256(secret, "<X-Meetbot-Timestamp>.<body>")` with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_webhook_secret: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -75,6 +81,10 @@ pub struct SettingsOut {
     pub require_mfa: bool,
     /// Days transcripts are kept (0: until deleted; none: the deployment's default).
     pub transcript_retention_days: Option<u32>,
+    /// The speech engine chosen (none: the deployment's default).
+    pub speech_engine: Option<String>,
+    /// The engines this deployment offers to choose from.
+    pub speech_engines_offered: Vec<String>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -87,8 +97,10 @@ pub struct DeliveryPatch {
     pub slack_token: Option<String>,
     /// Replaces the list; [] removes every address.
     pub emails: Option<Vec<String>>,
-    /// An https URL; "" removes it.
+    /// An https URL; "" removes it (and its secret). Setting the first one makes its secret.
     pub webhook_url: Option<String>,
+    /// A new signing secret for the webhook (the old one stops at once).
+    pub rotate_webhook_secret: Option<bool>,
 }
 
 /// Fields left out stay as they are.
@@ -102,6 +114,8 @@ pub struct SettingsPatch {
     /// 0 to 3650 days (0: kept until deleted).
     #[schema(minimum = 0, maximum = 3650)]
     pub transcript_retention_days: Option<u32>,
+    /// One of `speech_engines_offered`; "" returns to the default.
+    pub speech_engine: Option<String>,
 }
 
 async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
@@ -114,9 +128,13 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
                 own_slack_token: false,
                 emails: vec![],
                 webhook_url: None,
+                own_webhook_secret: false,
+                new_webhook_secret: None,
             },
             require_mfa: false,
             transcript_retention_days: None,
+            speech_engine: None,
+            speech_engines_offered: api.settings.speech_engines.clone(),
             updated_at: None,
         });
     };
@@ -130,9 +148,13 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             own_slack_token: s.delivery.slack_token.is_some(),
             emails: targets.emails,
             webhook_url: targets.webhook_url,
+            own_webhook_secret: s.delivery.webhook_secret.is_some(),
+            new_webhook_secret: None,
         },
         require_mfa: s.require_mfa,
         transcript_retention_days: s.transcript_retention_days,
+        speech_engine: s.speech_engine,
+        speech_engines_offered: api.settings.speech_engines.clone(),
         updated_at: Some(s.updated_at),
     })
 }
@@ -182,8 +204,28 @@ pub async fn patch_settings(
     if let Some(m) = p.require_mfa {
         s.require_mfa = m;
     }
+    if let Some(e) = p.speech_engine {
+        if e.is_empty() {
+            s.speech_engine = None;
+        } else if api.settings.speech_engines.contains(&e) {
+            s.speech_engine = Some(e);
+        } else {
+            return Err(ApiError::BadRequest(format!(
+                "speech_engine: this deployment offers {}",
+                if api.settings.speech_engines.is_empty() {
+                    "no choice of engine".to_string()
+                } else {
+                    api.settings.speech_engines.join(", ")
+                }
+            )));
+        }
+    }
+    let mut new_secret = false;
     if let Some(d) = p.delivery {
         const SET: &str = "settings";
+        if d.rotate_webhook_secret == Some(true) {
+            new_secret = true;
+        }
         if let Some(ch) = d.slack_channel {
             if ch.is_empty() {
                 s.delivery.slack_channel = None;
@@ -233,6 +275,11 @@ pub async fn patch_settings(
             };
         }
         if let Some(u) = d.webhook_url {
+            if u.is_empty() {
+                s.delivery.webhook_secret = None;
+            } else if s.delivery.webhook_secret.is_none() {
+                new_secret = true;
+            }
             s.delivery.webhook_url = if u.is_empty() {
                 None
             } else if url::Url::parse(&u)
@@ -246,10 +293,28 @@ pub async fn patch_settings(
             };
         }
     }
+    let mut secret = None;
+    if new_secret {
+        if s.delivery.webhook_url.is_none() {
+            return Err(ApiError::BadRequest(
+                "delivery.rotate_webhook_secret: set delivery.webhook_url first".into(),
+            ));
+        }
+        let x = meetbot_delivery::webhook::new_secret()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        s.delivery.webhook_secret = Some(vault.seal::<TenantSettings>(
+            "settings",
+            "delivery_webhook_secret",
+            x.as_bytes(),
+        )?);
+        secret = Some(x);
+    }
     s.updated_at = Utc::now();
     store.put_tenant_settings(&c.tenant, &s).await?;
     audit(&api, &c, "settings.change", "tenant").await?;
-    Ok(Json(settings_out(&api, &c).await?))
+    let mut out = settings_out(&api, &c).await?;
+    out.delivery.new_webhook_secret = secret;
+    Ok(Json(out))
 }
 
 // ---- calendars ----
