@@ -399,6 +399,18 @@ async fn serve(
             },
         ));
     }
+    {
+        // Retention: expired transcripts (and other expiring records) are purged here.
+        let (store, mut stop) = (tenants.store().clone(), stop.clone());
+        tokio::spawn(meetbot_store::retention::run(
+            store,
+            std::time::Duration::from_secs(config.store.purge_seconds),
+            format!("transcriber-{}", meetbot_core::ids::new_record_id()),
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+    }
     let listen = config.transcriber.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -526,6 +526,13 @@ pub struct StoreConfig {
     pub embedded_dir: PathBuf,
     /// How long to wait for the server before giving up at start.
     pub connect_timeout_ms: u64,
+    /// Expired records (retention) are purged this often (seconds).
+    #[serde(default = "default_purge_seconds")]
+    pub purge_seconds: u64,
+}
+
+fn default_purge_seconds() -> u64 {
+    60
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -618,6 +625,7 @@ impl Default for Config {
                 db_prefix: "meetbot".into(),
                 embedded_dir: PathBuf::from("./data"),
                 connect_timeout_ms: 5_000,
+                purge_seconds: 60,
             },
             keys: KeysConfig {
                 provider: KeyProviderKind::Local,
@@ -998,6 +1006,12 @@ impl Config {
             bad(
                 "delivery.max_attempts",
                 format!("{} is out of range 1..=100", d.max_attempts),
+            );
+        }
+        if !(1..=86_400).contains(&self.store.purge_seconds) {
+            bad(
+                "store.purge_seconds",
+                format!("{} is out of range 1..=86400", self.store.purge_seconds),
             );
         }
         let a = &self.api;

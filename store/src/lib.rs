@@ -10,6 +10,7 @@
 
 pub mod engine;
 mod mongo;
+pub mod retention;
 mod specs;
 mod sqlite;
 mod typed;

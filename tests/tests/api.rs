@@ -1517,3 +1517,84 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
     );
     assert!(audit.iter().all(|e| !e.actor.contains('@')));
 }
+
+#[tokio::test]
+async fn an_expired_transcript_is_hidden_from_the_api_at_once_and_purged_from_the_raw_store_with_a_log_entry()
+ {
+    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+    let w = world().await;
+    let v = w.tenants.vault(&w.a).await.unwrap();
+    let m = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let doc = TranscriptDoc {
+        meeting_id: Some(m.clone()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: vec![Segment {
+            participant: "p1".into(),
+            speaker: None,
+            start_ms: 0,
+            end_ms: 900,
+            text: "the short lived sentence".into(),
+        }],
+    };
+    let id = format!("tr-{m}");
+    let tr = doc
+        .seal(
+            &v,
+            &id,
+            &m,
+            Some(Utc::now() + chrono::Duration::milliseconds(1500)),
+        )
+        .unwrap();
+    w.store.put_transcript(&w.a, &tr).await.unwrap();
+    let path = format!("/v1/meetings/{m}/transcript");
+    let (s, body) = w
+        .call(Some(&w.tokens.owner), Method::GET, &path, None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(body["expires_at"].is_string());
+    // The sealed text as stored (base64 in the record).
+    let sealed = serde_json::to_value(&tr.segments).unwrap()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    assert!(meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        &sealed
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    // Hidden from reads the moment it expires ...
+    let (s, _) = w
+        .call(Some(&w.tokens.owner), Method::GET, &path, None)
+        .await;
+    assert_eq!(s, 404);
+    // ... and gone from the database file with the purge, which is logged.
+    let purged = meetbot_store::retention::purge_all(&*w.store, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        vec![(w.a.clone(), vec![("transcripts".to_string(), 1)])]
+    );
+    assert!(!meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        &sealed
+    ));
+    let audit = w.store.list_audit(&w.a).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "retention.purge")
+        .unwrap();
+    assert_eq!(
+        (entry.actor.as_str(), entry.target.as_str()),
+        ("system:retention", "transcripts=1")
+    );
+    // Nothing else expired: a second purge removes and logs nothing.
+    assert!(
+        meetbot_store::retention::purge_all(&*w.store, Utc::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
