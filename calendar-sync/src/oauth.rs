@@ -487,14 +487,9 @@ impl OAuth {
         action: &str,
         target: &str,
     ) -> Result<(), OAuthError> {
-        let e = AuditEvent {
-            id: uuid::Uuid::new_v4().to_string(),
-            at: Utc::now(),
-            actor: actor.into(),
-            action: action.into(),
-            target: target.into(),
-        };
-        Ok(self.tenants.store().append_audit(t, &e).await?)
+        let e = AuditEvent::new(actor, action, target);
+        self.tenants.store().append_audit(t, &e).await?;
+        Ok(())
     }
 
     /// The connection's access token, refreshed first when it expires within `refresh_before`

@@ -54,6 +54,9 @@ enum Command {
     /// Tenant data keys: rotate, re-encrypt, retire old versions.
     #[command(subcommand)]
     Keys(tenant::KeysCmd),
+    /// The tenant's audit log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(tenant::AuditCmd),
     /// Calendar tools for support staff.
     #[command(subcommand)]
     Calendar(CalendarCmd),
@@ -205,6 +208,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Bot { tenant, job } => bots::bot(config, tenant, job).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
+        Command::Audit(c) => tenant::run_audit(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
         Command::Transcriber => speech::transcriber_service(config).await,

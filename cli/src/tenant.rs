@@ -71,6 +71,34 @@ pub enum TenantCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Recomputes the tenant's audit chain; names the first altered, removed or unreadable
+    /// entry (exit 1) or prints how many entries it holds.
+    Verify { tenant: TenantId },
+}
+
+pub async fn run_audit(cmd: AuditCmd, config: &Config) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify { tenant } => {
+            let store = crate::runtime::open_store(config).await?;
+            match meetbot_store::audit::verify(&*store, &tenant).await? {
+                Ok(r) => {
+                    println!(
+                        "audit chain of tenant {tenant}: ok, {} entries{}",
+                        r.entries,
+                        r.head
+                            .map(|h| format!(", head {} {}", h.seq, h.hash))
+                            .unwrap_or_default()
+                    );
+                    Ok(())
+                }
+                Err(b) => anyhow::bail!("audit chain of tenant {tenant} is broken: {b}"),
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum RoleArg {
     Owner,

@@ -291,9 +291,10 @@ fn scheduler_service_serves_readiness_and_metrics_and_stops_cleanly_on_sigterm()
 
 #[test]
 fn dev_runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
+    let api = format!("127.0.0.1:{}", closed_port());
     service_serves_ops_and_stops_on_sigterm(
         &["dev"],
-        &[],
+        &[("MEETBOT_API__LISTEN", api.as_str())],
         &["store", "keys", "queue"],
         Some("meetbot_scheduler_passes_total"),
     );
@@ -353,4 +354,138 @@ fn calendar_parse_prints_normalised_meetings_and_rejects_bad_json_clearly() {
         "{e}"
     );
     assert_eq!(e.trim().lines().count(), 1);
+}
+
+#[test]
+fn api_service_serves_its_openapi_document_and_a_first_owner_added_by_the_cli_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = meetbot(dir.path(), &["tenant", "create", "Clinic"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let o = meetbot(
+        dir.path(),
+        &[
+            "tenant",
+            "add-user",
+            &id,
+            "--email",
+            "Olga@Clinic.test",
+            "--role",
+            "owner",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("as owner"), "{}", stderr(&o));
+    let o = meetbot(
+        dir.path(),
+        &["tenant", "add-user", &id, "--email", "olga@clinic.test"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "the same address twice");
+    let o = meetbot(
+        dir.path(),
+        &["tenant", "add-user", &id, "--email", "nope"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not an email address"),
+        "{}",
+        stderr(&o)
+    );
+
+    let api = format!("127.0.0.1:{}", closed_port());
+    let ops = format!("127.0.0.1:{}", closed_port());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    c.current_dir(dir.path()).arg("api");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("MEETBOT_API__LISTEN", &api)
+        .env("MEETBOT_OPS__LISTEN", &ops)
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let doc = loop {
+        if let Some((200, body)) = http_get(&api, "/v1/openapi.json") {
+            break body;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no API on {api}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let body = doc.split_once("\r\n\r\n").unwrap().1;
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/meetings"]["get"].is_object());
+    // Without a session: 401 with the error body.
+    let (code, body) = http_get(&api, "/v1/meetings").unwrap();
+    assert_eq!(code, 401);
+    assert!(body.contains("\"unauthorized\""), "{body}");
+    assert_eq!(http_get(&ops, "/readyz").unwrap().0, 200);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn audit_verify_passes_a_sound_chain_and_names_an_entry_edited_in_the_database_file() {
+    use meetbot_core::model::AuditEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let o = meetbot(dir.path(), &["tenant", "create", "Clinic"], &[]);
+    let id = stdout(&o).trim().to_string();
+    let t: meetbot_core::TenantId = id.parse().unwrap();
+    {
+        let mut cfg = meetbot_core::config::Config::default();
+        cfg.store.embedded_dir = dir.path().join("data");
+        let store = meetbot_store::open(&cfg.store).await.unwrap();
+        for i in 0..4 {
+            store
+                .append_audit(
+                    &t,
+                    &AuditEvent::new("user:u1", "transcript.read", format!("meeting:m{i}")),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let o = meetbot(dir.path(), &["audit", "verify", &id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ok, 4 entries"), "{}", stdout(&o));
+
+    // An edit straight in the tenant's SQLite file.
+    let file = dir
+        .path()
+        .join("data")
+        .join("tenants")
+        .join(format!("{id}.sqlite3"));
+    assert!(file.exists(), "{}", file.display());
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let n = c
+        .execute(
+            "UPDATE audit_log SET body = replace(body, 'meeting:m2', 'meeting:mX') WHERE id = ?1",
+            [format!("a{:020}", 3)],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+    let o = meetbot(dir.path(), &["audit", "verify", &id], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("entry 3 (id "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was altered"), "{}", stderr(&o));
 }

@@ -460,6 +460,10 @@ impl SealedRecord for Delivery {
 }
 
 /// Who did what to which record. Actors and targets are opaque ids, never emails or names.
+///
+/// The tenant's audit log is a hash chain: the store numbers each appended entry (`seq`, from 1,
+/// no gaps) and sets `prev` to the hash of the entry before and `hash` to
+/// [`AuditEvent::chain_hash`]; `meetbot audit verify` recomputes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: String,
@@ -467,6 +471,60 @@ pub struct AuditEvent {
     pub actor: String,
     pub action: String,
     pub target: String,
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub prev: String,
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// A new entry, now; the store links it into the chain when it is appended.
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+    ) -> Self {
+        AuditEvent {
+            id: crate::ids::new_record_id(),
+            at: Utc::now(),
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            seq: 0,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// SHA-256 (hex) over the entry's canonical form: every field but `hash`, in a fixed order,
+    /// the time in RFC 3339 with microseconds.
+    pub fn chain_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!([
+            self.seq,
+            self.id,
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            self.actor,
+            self.action,
+            self.target,
+            self.prev,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// The hash before the first entry of a chain.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The newest entry of a tenant's audit chain, kept in the control database (outside the tenant
+/// database), so that removing the last entries of the chain is noticed too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub tenant_id: TenantId,
+    pub seq: u64,
+    pub hash: String,
 }
 
 /// A user's own settings. The auto-join rules are sealed: their keywords can name clients.

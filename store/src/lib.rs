@@ -8,6 +8,7 @@
 //!   (`tests/tests/store_conformance.rs`).
 //! * [`vault::Tenants`] creates, rotates and erases tenants and their keys and seals/opens fields.
 
+pub mod audit;
 pub mod engine;
 mod mongo;
 pub mod retention;
@@ -214,9 +215,17 @@ pub trait Store: Send + Sync {
     /// Removes and returns a pending sign-in: at most one caller gets it, never once expired.
     async fn take_signin_pending(&self, t: &TenantId, id: &str) -> Result<Option<SignInPending>>;
 
-    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()>;
-    /// Audit events, oldest first.
+    /// Appends `e` to the tenant's audit chain: numbered after the last entry, linked to its
+    /// hash (concurrent appends each get their own number); the chain's head is recorded in the
+    /// control database. Returns the entry as stored.
+    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<AuditEvent>;
+    /// Audit events, in chain order.
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>>;
+    /// The audit chain's records as stored (record id, body), in chain order, undecoded: for
+    /// checking the chain even where an entry was damaged.
+    async fn audit_records(&self, t: &TenantId) -> Result<Vec<(String, serde_json::Value)>>;
+    /// The newest entry the control database knows of the tenant's chain.
+    async fn audit_head(&self, t: &TenantId) -> Result<Option<AuditHead>>;
 
     /// Deletes records whose retention has expired; returns counts per collection.
     async fn purge_expired(&self, t: &TenantId, now: DateTime<Utc>) -> Result<Vec<(String, u64)>>;

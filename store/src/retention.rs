@@ -43,13 +43,7 @@ pub async fn purge_all(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<(Ten
         store
             .append_audit(
                 &t.id,
-                &AuditEvent {
-                    id: meetbot_core::ids::new_record_id(),
-                    at: now,
-                    actor: "system:retention".into(),
-                    action: "retention.purge".into(),
-                    target: what,
-                },
+                &AuditEvent::new("system:retention", "retention.purge", what),
             )
             .await?;
         out.push((t.id, removed));

@@ -72,7 +72,7 @@ pub static DELIVERIES: CollectionSpec = CollectionSpec {
 };
 pub static AUDIT: CollectionSpec = CollectionSpec {
     name: "audit_log",
-    fields: &["at"],
+    fields: &["at", "seq"],
     unique: &[],
     ttl: false,
 };
@@ -121,8 +121,15 @@ pub static SIGNIN_PENDING: CollectionSpec = CollectionSpec {
     ttl: true,
 };
 
+pub static AUDIT_HEADS: CollectionSpec = CollectionSpec {
+    name: "audit_heads",
+    fields: &[],
+    unique: &[],
+    ttl: false,
+};
+
 pub static CONTROL_COLLECTIONS: &[&CollectionSpec] =
-    &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG];
+    &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG, &AUDIT_HEADS];
 pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &CONNECTIONS,
     &MEETINGS,

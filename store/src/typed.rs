@@ -143,6 +143,7 @@ struct Lease {
 
 trait Guard {
     async fn require_active(&self, t: &TenantId) -> Result<()>;
+    async fn advance_audit_head(&self, t: &TenantId, e: &AuditEvent) -> Result<()>;
 }
 
 impl<E: Engine> Guard for E {
@@ -154,6 +155,36 @@ impl<E: Engine> Guard for E {
             Some(x) if x.status == TenantStatus::Active => Ok(()),
             _ => Err(StoreError::UnknownTenant(t.clone())),
         }
+    }
+
+    /// Moves the chain's head in the control database forward to `e` (never back).
+    async fn advance_audit_head(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {
+        for _ in 0..100 {
+            let current = self.get(&Scope::Control, &AUDIT_HEADS, t.as_str()).await?;
+            let expect = match &current {
+                Some(raw) => {
+                    let version = raw.version;
+                    let head: AuditHead = decode(&AUDIT_HEADS, raw.clone())?;
+                    if head.seq >= e.seq {
+                        return Ok(());
+                    }
+                    Expect::Version(version)
+                }
+                None => Expect::Absent,
+            };
+            let head = AuditHead {
+                tenant_id: t.clone(),
+                seq: e.seq,
+                hash: e.hash.clone(),
+            };
+            let rec = record(t.as_str(), vec![], None, &head)?;
+            match self.put(&Scope::Control, &AUDIT_HEADS, rec, expect).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -765,20 +796,69 @@ impl<E: Engine> Store for E {
         Ok(Some(p))
     }
 
-    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<()> {
+    async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<AuditEvent> {
         self.require_active(t).await?;
-        let rec = record(&e.id, vec![("at", e.at.into())], None, e)?;
-        self.put(&tenant(t), &AUDIT, rec, Expect::Absent)
-            .await
-            .map(|_| ())
+        for attempt in 0..100u64 {
+            let last = one::<_, AuditEvent>(
+                self,
+                &tenant(t),
+                &AUDIT,
+                Query {
+                    order: Some(("seq", Order::Desc)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let mut x = e.clone();
+            x.seq = last.as_ref().map_or(1, |l| l.seq + 1);
+            x.prev = last.map_or_else(|| AUDIT_GENESIS.to_string(), |l| l.hash);
+            x.hash = x.chain_hash();
+            let rec = record(
+                &format!("a{:020}", x.seq),
+                vec![("at", x.at.into()), ("seq", (x.seq as i64).into())],
+                None,
+                &x,
+            )?;
+            match self.put(&tenant(t), &AUDIT, rec, Expect::Absent).await {
+                Ok(_) => {
+                    self.advance_audit_head(t, &x).await?;
+                    return Ok(x);
+                }
+                // Another writer took this number: link after theirs.
+                Err(StoreError::Conflict { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(1 + attempt % 7)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(StoreError::Conflict {
+            collection: AUDIT.name.into(),
+        })
     }
 
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>> {
         let q = Query {
-            order: Some(("at", Order::Asc)),
+            order: Some(("seq", Order::Asc)),
             ..Default::default()
         };
         all(self, &tenant(t), &AUDIT, q).await
+    }
+
+    async fn audit_records(&self, t: &TenantId) -> Result<Vec<(String, serde_json::Value)>> {
+        let q = Query {
+            order: Some(("seq", Order::Asc)),
+            ..Default::default()
+        };
+        Ok(self
+            .find(&tenant(t), &AUDIT, &q)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.body))
+            .collect())
+    }
+
+    async fn audit_head(&self, t: &TenantId) -> Result<Option<AuditHead>> {
+        by_id(self, &Scope::Control, &AUDIT_HEADS, t.as_str()).await
     }
 
     async fn purge_expired(&self, t: &TenantId, now: DateTime<Utc>) -> Result<Vec<(String, u64)>> {

@@ -68,6 +68,58 @@ impl Env {
         }
     }
 
+    /// Rewrites the target of audit entry `seq` (`None`: removes the entry) in the engine's own
+    /// storage, below every meetbot code path: what someone with database access could do.
+    async fn tamper_audit(&self, t: &TenantId, seq: u64, target: Option<&str>) {
+        use meetbot_store::engine::Scope;
+        let id = format!("a{seq:020}");
+        match &self.raw {
+            Raw::Sqlite(e) => {
+                let c = rusqlite::Connection::open(e.file_of(&Scope::Tenant(t.clone()))).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                match target {
+                    Some(x) => {
+                        let body: String = c
+                            .query_row("SELECT body FROM audit_log WHERE id = ?1", [&id], |r| {
+                                r.get(0)
+                            })
+                            .unwrap();
+                        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        v["target"] = x.into();
+                        c.execute(
+                            "UPDATE audit_log SET body = ?1 WHERE id = ?2",
+                            [v.to_string(), id],
+                        )
+                        .unwrap();
+                    }
+                    None => {
+                        c.execute("DELETE FROM audit_log WHERE id = ?1", [id])
+                            .unwrap();
+                    }
+                }
+            }
+            Raw::Mongo(e, prefix) => {
+                let coll = e
+                    .client()
+                    .database(&format!("{prefix}_t_{t}"))
+                    .collection::<bson::Document>("audit_log");
+                let filter = bson::doc! {"_id": &id};
+                match target {
+                    Some(x) => {
+                        let d = coll.find_one(filter.clone()).await.unwrap().unwrap();
+                        let mut d = d.clone();
+                        let body = d.get_document_mut("body").unwrap();
+                        body.insert("target", x);
+                        coll.replace_one(filter, d).await.unwrap();
+                    }
+                    None => {
+                        coll.delete_one(filter).await.unwrap();
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the tenant's database still exists in the engine.
     async fn tenant_db_exists(&self, t: &TenantId) -> bool {
         use meetbot_store::engine::Scope;
@@ -233,13 +285,7 @@ fn job(meeting: &Meeting, t: &TenantId) -> BotJob {
 }
 
 fn audit(action: &str) -> AuditEvent {
-    AuditEvent {
-        id: new_record_id(),
-        at: Utc::now(),
-        actor: "user-1".into(),
-        action: action.into(),
-        target: "t-1".into(),
-    }
+    AuditEvent::new("user-1", action, "t-1")
 }
 
 // ---------------------------------------------------------------- cases
@@ -1193,6 +1239,74 @@ async fn users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_th
     assert!(contains(&raw, b"crm"), "the check can fail");
 }
 
+async fn the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named(env: Env) {
+    use meetbot_store::audit::{ChainBreak, verify};
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    // Concurrent appends each get their own number, all linked.
+    let appends = (0..12).map(|i| {
+        let s = env.store.clone();
+        let t = t.clone();
+        async move { s.append_audit(&t, &audit(&format!("a{i}"))).await.unwrap() }
+    });
+    let stored = futures::future::join_all(appends).await;
+    let mut seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    env.store
+        .append_audit(&other, &audit("elsewhere"))
+        .await
+        .unwrap();
+    let ok = verify(&*env.store, &t).await.unwrap().unwrap();
+    assert_eq!(ok.entries, 12);
+    assert_eq!(ok.head.as_ref().unwrap().seq, 12);
+    assert_eq!(env.store.list_audit(&t).await.unwrap().len(), 12);
+
+    env.tamper_audit(&t, 5, Some("meeting:someone-else")).await;
+    let broken = verify(&*env.store, &t).await.unwrap().unwrap_err();
+    assert!(
+        matches!(broken, ChainBreak::Altered { seq: 5, .. }),
+        "{broken}"
+    );
+    assert!(broken.to_string().contains("entry 5"));
+    env.tamper_audit(&t, 5, Some("t-1")).await;
+    assert!(verify(&*env.store, &t).await.unwrap().is_ok(), "restored");
+
+    env.tamper_audit(&t, 7, None).await;
+    let broken = verify(&*env.store, &t).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            broken,
+            ChainBreak::Missing {
+                seq: 8,
+                before: 6,
+                missing: 1,
+                ..
+            }
+        ),
+        "{broken}"
+    );
+
+    // Removing the newest entries is noticed through the head kept in the control database.
+    let t2 = env.tenants.create("V").await.unwrap().id;
+    for i in 0..3 {
+        env.store
+            .append_audit(&t2, &audit(&format!("b{i}")))
+            .await
+            .unwrap();
+    }
+    env.tamper_audit(&t2, 3, None).await;
+    assert_eq!(
+        verify(&*env.store, &t2).await.unwrap().unwrap_err(),
+        ChainBreak::Truncated { last: 2, head: 3 }
+    );
+    // The other tenant's chain is its own and sound.
+    assert_eq!(
+        verify(&*env.store, &other).await.unwrap().unwrap().entries,
+        1
+    );
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1219,4 +1333,5 @@ suite!(
     tenant_settings_are_one_record_per_tenant_and_stay_in_it,
     tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt,
     users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_their_user,
+    the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named,
 );

@@ -128,16 +128,7 @@ pub fn paginate<T>(
 pub async fn audit(api: &AppState, c: &Caller, action: &str, target: &str) -> ApiResult<()> {
     api.tenants
         .store()
-        .append_audit(
-            &c.tenant,
-            &AuditEvent {
-                id: meetbot_core::ids::new_record_id(),
-                at: chrono::Utc::now(),
-                actor: c.actor(),
-                action: action.into(),
-                target: target.into(),
-            },
-        )
+        .append_audit(&c.tenant, &AuditEvent::new(c.actor(), action, target))
         .await?;
     Ok(())
 }
