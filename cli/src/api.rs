@@ -98,3 +98,56 @@ pub async fn api_service(config: Config) -> Result<()> {
     ops.await??;
     Ok(())
 }
+
+/// `meetbot delivery`: works off every tenant's outbox (summaries to Slack, email, webhooks) and
+/// purges expired records; the transcriber does the same, so this scales delivery on its own.
+pub async fn delivery_service(config: Config) -> Result<()> {
+    use meetbot_core::ops::{Ops, shutdown_signal};
+    use tokio::sync::watch;
+    let store = crate::runtime::open_store(&config).await?;
+    let keys = crate::runtime::key_provider(&config)?;
+    let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
+    let outbox = Arc::new(
+        meetbot_delivery::service::outbox(store.clone(), tenants, &config.delivery)
+            .map_err(|e| anyhow::anyhow!("delivery: {e}"))?,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut s1 = stop_rx.clone();
+    let worker = tokio::spawn(meetbot_delivery::service::run(
+        outbox,
+        store.clone(),
+        std::time::Duration::from_secs(config.delivery.poll_seconds),
+        async move {
+            let _ = s1.changed().await;
+        },
+    ));
+    let mut s2 = stop_rx.clone();
+    let purger = tokio::spawn(meetbot_store::retention::run(
+        store.clone(),
+        std::time::Duration::from_secs(config.store.purge_seconds),
+        format!("delivery-{}", meetbot_core::ids::new_record_id()),
+        async move {
+            let _ = s2.changed().await;
+        },
+    ));
+    let mut s3 = stop_rx;
+    let (ops_addr, ops) = Ops::new(
+        "delivery",
+        prometheus_client::registry::Registry::default(),
+        crate::runtime::readiness(store, keys, None),
+    )
+    .serve(config.ops.listen, async move {
+        let _ = s3.changed().await;
+    })
+    .await?;
+    eprintln!(
+        "delivery: every {} s over every tenant's outbox, ops on http://{ops_addr}",
+        config.delivery.poll_seconds
+    );
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    worker.await?;
+    purger.await?;
+    ops.await??;
+    Ok(())
+}

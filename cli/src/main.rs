@@ -62,6 +62,9 @@ enum Command {
     Calendar(CalendarCmd),
     /// The REST API: sign-in, sessions, API keys, meetings, bots, transcripts, settings.
     Api,
+    /// The delivery worker alone: every tenant's outbox (Slack, email, webhooks) and the
+    /// retention purge.
+    Delivery,
     /// The transcriber service: the bots' audio in, sealed transcripts and summaries out.
     Transcriber,
     /// Speech models for the in-process engine: fetch (download, verify, convert), list.
@@ -213,6 +216,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
         Command::Transcriber => speech::transcriber_service(config).await,
         Command::Api => api::api_service(config).await,
+        Command::Delivery => api::delivery_service(config).await,
         Command::Model(c) => speech::run_model(c, &config).await,
         Command::Transcribe {
             file,

@@ -290,6 +290,11 @@ fn scheduler_service_serves_readiness_and_metrics_and_stops_cleanly_on_sigterm()
 }
 
 #[test]
+fn delivery_service_serves_readiness_and_stops_cleanly_on_sigterm() {
+    service_serves_ops_and_stops_on_sigterm(&["delivery"], &[], &["store", "keys"], None);
+}
+
+#[test]
 fn dev_runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
     let api = format!("127.0.0.1:{}", closed_port());
     service_serves_ops_and_stops_on_sigterm(
