@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         routes::list_deliveries,
         routes::list_bots, routes::get_bot, routes::create_bot,
         routes::get_settings, routes::patch_settings,
+        routes::delete_meeting, routes::restore_meeting, routes::delete_transcript,
+        routes::list_deletions,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &SharedErrors),

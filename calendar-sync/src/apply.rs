@@ -118,6 +118,11 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
     for ev in events {
         let id = meeting_id(t.connection_id, &ev.instance_id);
         let existing = store.get_meeting(t.tenant, &id).await?;
+        // A session deleted by its tenant stays deleted whatever its calendar event does.
+        if existing.as_ref().is_some_and(|m| m.deleted_at.is_some()) {
+            rep.unchanged += 1;
+            continue;
+        }
         if ev.removed && ev.starts_at.is_none() {
             match existing {
                 Some(mut m) if m.status != MeetingStatus::Cancelled => {
@@ -177,6 +182,7 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             wants_bot: decision.join,
             join_reason: Some(decision.reason),
             requested_by: None,
+            deleted_at: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(t.tenant, &m).await?;

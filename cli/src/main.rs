@@ -54,6 +54,9 @@ enum Command {
     /// Tenant data keys: rotate, re-encrypt, retire old versions.
     #[command(subcommand)]
     Keys(tenant::KeysCmd),
+    /// Deletion receipts (what was erased, when, by whom, counts, keys destroyed), verified.
+    #[command(subcommand)]
+    Privacy(tenant::PrivacyCmd),
     /// The tenant's audit log: verify its hash chain.
     #[command(subcommand)]
     Audit(tenant::AuditCmd),
@@ -212,6 +215,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Audit(c) => tenant::run_audit(c, &config).await,
+        Command::Privacy(c) => tenant::run_privacy(c, &config).await,
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
         Command::Transcriber => speech::transcriber_service(config).await,

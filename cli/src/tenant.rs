@@ -72,6 +72,34 @@ pub enum TenantCmd {
 }
 
 #[derive(Subcommand)]
+pub enum PrivacyCmd {
+    /// Lists deletion receipts (all tenants, or one) as JSON lines, each with `verified`
+    /// (its digest recomputed); exits 1 if any does not verify.
+    Receipts {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+}
+
+pub async fn run_privacy(cmd: PrivacyCmd, config: &Config) -> Result<()> {
+    match cmd {
+        PrivacyCmd::Receipts { tenant } => {
+            let store = crate::runtime::open_store(config).await?;
+            let mut bad = 0;
+            for r in store.deletion_receipts(tenant.as_ref()).await? {
+                let ok = meetbot_store::vault::verify_receipt(&r);
+                bad += usize::from(!ok);
+                let mut v = serde_json::to_value(&r)?;
+                v["verified"] = ok.into();
+                println!("{v}");
+            }
+            anyhow::ensure!(bad == 0, "{bad} deletion receipt(s) do not verify");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
 pub enum AuditCmd {
     /// Recomputes the tenant's audit chain; names the first altered, removed or unreadable
     /// entry (exit 1) or prints how many entries it holds.

@@ -123,6 +123,7 @@ impl World {
             wants_bot: true,
             join_reason: None,
             requested_by: None,
+            deleted_at: None,
             updated_at: now,
         };
         self.store.put_meeting(&self.tenant, &m).await.unwrap();

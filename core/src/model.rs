@@ -176,6 +176,10 @@ pub struct Meeting {
     /// The user who asked for a bot through the API (an ad-hoc meeting: `POST /v1/bots`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// Soft deletion: hidden from every read of the API at once, recoverable by an owner until
+    /// the purge erases the session (meeting, transcript, summary, deliveries, bots) for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
     /// Last change; the scheduler reads meetings changed since its last pass by this field.
     pub updated_at: DateTime<Utc>,
 }

@@ -121,6 +121,7 @@ async fn main() {
             wants_bot: true,
             join_reason: None,
             requested_by: None,
+            deleted_at: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(tenant, &m).await.unwrap();

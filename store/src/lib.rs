@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod engine;
+pub mod erase;
 mod mongo;
 pub mod retention;
 mod specs;
@@ -136,6 +137,8 @@ pub trait Store: Send + Sync {
         expected_version: u64,
     ) -> Result<u64>;
     async fn find_bot_jobs(&self, t: &TenantId, f: &JobFilter) -> Result<Vec<Versioned<BotJob>>>;
+    /// Removes every bot job of a meeting; returns how many.
+    async fn delete_bot_jobs_of(&self, t: &TenantId, meeting_id: &str) -> Result<u64>;
 
     async fn put_transcript(&self, t: &TenantId, tr: &Transcript) -> Result<()>;
     async fn get_transcript(&self, t: &TenantId, id: &str) -> Result<Option<Transcript>>;
@@ -171,6 +174,8 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Versioned<Delivery>>>;
+    /// Removes every delivery of a meeting; returns how many.
+    async fn delete_deliveries_of(&self, t: &TenantId, meeting_id: &str) -> Result<u64>;
     /// The outbox (of one meeting, or all of it), by `next_at`.
     async fn list_deliveries(
         &self,

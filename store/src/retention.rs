@@ -18,19 +18,28 @@ const LEASE: &str = "retention-purge";
 /// What one tenant's purge removed, per collection (only collections with removals).
 pub type Purged = Vec<(String, u64)>;
 
-/// Purges every active tenant once; returns the tenants where something was removed.
+/// How long a soft-deleted session can be restored before the purge erases it.
+pub const RECOVERY_WINDOW: chrono::Duration = chrono::Duration::days(30);
+
+/// Purges every active tenant once: expired records, and sessions soft-deleted longer than
+/// [`RECOVERY_WINDOW`] ago (each with its deletion receipt); returns the tenants where
+/// something was removed.
 pub async fn purge_all(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<(TenantId, Purged)>> {
     let mut out = Vec::new();
     for t in store.list_tenants().await? {
         if t.status != TenantStatus::Active {
             continue;
         }
-        let removed: Purged = store
+        let mut removed: Purged = store
             .purge_expired(&t.id, now)
             .await?
             .into_iter()
             .filter(|(_, n)| *n > 0)
             .collect();
+        let erased = crate::erase::purge_deleted(store, &t.id, now - RECOVERY_WINDOW).await?;
+        if !erased.is_empty() {
+            removed.push(("deleted_sessions".into(), erased.len() as u64));
+        }
         if removed.is_empty() {
             continue;
         }

@@ -515,6 +515,14 @@ impl<E: Engine> Store for E {
         all_versioned(self, &tenant(t), &BOT_JOBS, q).await
     }
 
+    async fn delete_bot_jobs_of(&self, t: &TenantId, meeting_id: &str) -> Result<u64> {
+        delete_where(self, t, &BOT_JOBS, eq("meeting_id", meeting_id)).await
+    }
+
+    async fn delete_deliveries_of(&self, t: &TenantId, meeting_id: &str) -> Result<u64> {
+        delete_where(self, t, &DELIVERIES, eq("meeting_id", meeting_id)).await
+    }
+
     async fn insert_delivery(&self, t: &TenantId, d: &Delivery) -> Result<bool> {
         self.require_active(t).await?;
         match self
@@ -751,14 +759,7 @@ impl<E: Engine> Store for E {
     }
 
     async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64> {
-        let mut n = 0;
-        let q = eq("user_id", user_id);
-        for r in self.find(&tenant(t), &SESSIONS, &q).await? {
-            if self.delete(&tenant(t), &SESSIONS, &r.id).await? {
-                n += 1;
-            }
-        }
-        Ok(n)
+        delete_where(self, t, &SESSIONS, eq("user_id", user_id)).await
     }
 
     async fn put_api_key(&self, t: &TenantId, k: &ApiKey) -> Result<()> {
@@ -871,6 +872,22 @@ impl<E: Engine> Store for E {
         }
         Ok(out)
     }
+}
+
+/// Deletes the records `q` finds in one tenant collection; returns how many.
+async fn delete_where<E: Engine + ?Sized>(
+    e: &E,
+    t: &TenantId,
+    spec: &'static CollectionSpec,
+    q: Query,
+) -> Result<u64> {
+    let mut n = 0;
+    for r in e.find(&tenant(t), spec, &q).await? {
+        if e.delete(&tenant(t), spec, &r.id).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn user_record(u: &User) -> Result<RawRecord> {

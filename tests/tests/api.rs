@@ -120,6 +120,7 @@ async fn meeting(tenants: &Tenants, t: &TenantId, conn: Option<&str>, people: &[
         wants_bot: true,
         join_reason: None,
         requested_by: None,
+        deleted_at: None,
         updated_at: now,
     };
     tenants.store().put_meeting(t, &m).await.unwrap();
@@ -629,6 +630,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             None,
             [204, 204, 204, 204],
         ),
+        case(
+            M::GET,
+            "/v1/privacy/deletions",
+            "/v1/privacy/deletions".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
     ];
     // Routes that change people, keys and calendars act on fresh records per caller.
     let mut per_caller: Vec<(Method, &'static str, [u16; 4])> = vec![
@@ -638,6 +646,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
         (M::DELETE, "/v1/api-keys/{id}", [403, 204, 204, 404]),
         (M::DELETE, "/v1/calendars/{id}", [404, 204, 204, 404]),
         (M::POST, "/v1/auth/logout", [204, 204, 204, 204]),
+        (M::DELETE, "/v1/meetings/{id}", [403, 200, 200, 404]),
+        (M::POST, "/v1/meetings/{id}/restore", [403, 403, 200, 404]),
+        (
+            M::DELETE,
+            "/v1/meetings/{id}/transcript",
+            [403, 200, 200, 404],
+        ),
     ];
     let callers = [
         ("member", w.tokens.member.clone()),
@@ -728,6 +743,22 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
                     };
                     let fresh = mint(&*w.store, &t, &user, chrono::Duration::hours(1)).await;
                     (route.to_string(), None, fresh)
+                }
+                "/v1/meetings/{id}" => {
+                    let id = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+                    (format!("/v1/meetings/{id}"), None, tok.clone())
+                }
+                "/v1/meetings/{id}/restore" => {
+                    let id = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+                    let mut m = w.store.get_meeting(&w.a, &id).await.unwrap().unwrap();
+                    m.deleted_at = Some(Utc::now());
+                    w.store.put_meeting(&w.a, &m).await.unwrap();
+                    (format!("/v1/meetings/{id}/restore"), None, tok.clone())
+                }
+                "/v1/meetings/{id}/transcript" => {
+                    let id = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+                    transcript_and_summary(&w.tenants, &w.a, &id).await;
+                    (format!("/v1/meetings/{id}/transcript"), None, tok.clone())
                 }
                 _ => unreachable!(),
             };
@@ -1597,4 +1628,205 @@ async fn an_expired_transcript_is_hidden_from_the_api_at_once_and_purged_from_th
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_deleted_session_is_hidden_at_once_restorable_by_an_owner_and_erased_with_a_receipt() {
+    let w = world().await;
+    let m = w.m_other.clone();
+    // A delivery still pending for it.
+    let outbox = meetbot_delivery::outbox::Outbox::new(
+        w.store.clone(),
+        w.tenants.clone(),
+        Default::default(),
+    );
+    let notice = meetbot_delivery::notice::Notice {
+        meeting_id: m.clone(),
+        title: "Quarterly review".into(),
+        overview: "o".into(),
+        decisions: vec![],
+        action_items: vec![],
+        link: None,
+    };
+    outbox
+        .enqueue(&w.a, DeliveryChannel::Email, "ops@clinic.test", &notice)
+        .await
+        .unwrap();
+    let o = &w.tokens.owner;
+    let (s, del) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::DELETE,
+            &format!("/v1/meetings/{m}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{del}");
+    assert!(del["restorable_until"].is_string() && del["receipt"].is_null());
+    for path in [
+        format!("/v1/meetings/{m}"),
+        format!("/v1/meetings/{m}/transcript"),
+        format!("/v1/meetings/{m}/summary"),
+        format!("/v1/bots/{}", w.job_other),
+    ] {
+        let (s, _) = w.call(Some(o), Method::GET, &path, None).await;
+        assert_eq!(s, 404, "{path} is hidden at once");
+    }
+    let (_, list) = w.call(Some(o), Method::GET, "/v1/meetings", None).await;
+    assert!(!list.to_string().contains(&m));
+    let (_, bots) = w.call(Some(o), Method::GET, "/v1/bots", None).await;
+    assert!(!bots.to_string().contains(&w.job_other));
+    let stored = w.store.get_meeting(&w.a, &m).await.unwrap().unwrap();
+    assert!(!stored.wants_bot, "no bot for a deleted session");
+    let d = &w.store.list_deliveries(&w.a, Some(&m)).await.unwrap()[0].value;
+    assert!(matches!(&d.state, DeliveryState::GaveUp { reason } if reason.contains("deleted")));
+
+    // Restored by an owner: back with its transcript.
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            &format!("/v1/meetings/{m}/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::POST,
+            &format!("/v1/meetings/{m}/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{m}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Erased now: nothing of it is left in the raw store but ids in the receipt.
+    let sealed_title = serde_json::to_value(&stored.title).unwrap()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        sealed_title.as_bytes()
+    ));
+    let (s, del) = w
+        .call(
+            Some(o),
+            Method::DELETE,
+            &format!("/v1/meetings/{m}?permanently=true"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{del}");
+    let r = &del["receipt"];
+    assert_eq!(r["scope"], "session");
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["requested_by"], format!("user:{}", w.owner.id));
+    assert_eq!(
+        r["counts"],
+        json!({"transcripts": 1, "summaries": 1, "deliveries": 1, "bot_jobs": 1, "meetings": 1})
+    );
+    assert!(!meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        sealed_title.as_bytes()
+    ));
+    assert!(
+        w.store
+            .get_bot_job(&w.a, &w.job_other)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::POST,
+            &format!("/v1/meetings/{m}/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "an erased session cannot come back");
+
+    // A transcript alone.
+    let (s, r) = w
+        .call(
+            Some(o),
+            Method::DELETE,
+            &format!("/v1/meetings/{}/transcript", w.m_attended),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(r["scope"], "transcript");
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/transcript", w.m_attended),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/summary", w.m_attended),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "the summary stays");
+
+    // Soft-deleted past the recovery window: the purge erases it, with its own receipt.
+    let (s, _) = w
+        .call(
+            Some(o),
+            Method::DELETE,
+            &format!("/v1/meetings/{}", w.m_own),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let early = meetbot_store::retention::purge_all(&*w.store, Utc::now())
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "still restorable: {early:?}");
+    let later = Utc::now() + chrono::Duration::days(31);
+    let purged = meetbot_store::retention::purge_all(&*w.store, later)
+        .await
+        .unwrap();
+    // (The API sessions minted an hour long expire by then too.)
+    let of_a = &purged.iter().find(|(t, _)| *t == w.a).unwrap().1;
+    assert!(
+        of_a.contains(&("deleted_sessions".to_string(), 1)),
+        "{purged:?}"
+    );
+    assert!(w.store.get_meeting(&w.a, &w.m_own).await.unwrap().is_none());
+
+    // Every receipt is listed, verifies, and none belongs to another tenant. (The purge at
+    // +31 days also removed the sessions it found expired: sign in again.)
+    let o = &mint(&*w.store, &w.a, &w.owner.id, chrono::Duration::hours(1)).await;
+    let foreign_user = w.store.list_users(&w.b).await.unwrap()[0].id.clone();
+    let foreign = mint(&*w.store, &w.b, &foreign_user, chrono::Duration::hours(1)).await;
+    let (_, list) = w
+        .call(Some(o), Method::GET, "/v1/privacy/deletions", None)
+        .await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|r| r["verified"] == true));
+    assert_eq!(items[2]["requested_by"], "system:retention");
+    let (_, theirs) = w
+        .call(Some(&foreign), Method::GET, "/v1/privacy/deletions", None)
+        .await;
+    assert!(theirs["items"].as_array().unwrap().is_empty());
 }

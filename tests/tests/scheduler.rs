@@ -72,6 +72,7 @@ impl World {
             wants_bot: true,
             join_reason: None,
             requested_by: None,
+            deleted_at: None,
             updated_at: Utc::now(),
         };
         self.store.put_meeting(t, &m).await.unwrap();

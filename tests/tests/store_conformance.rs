@@ -229,6 +229,7 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
         wants_bot: true,
         join_reason: None,
         requested_by: None,
+        deleted_at: None,
         updated_at: Utc::now(),
     }
 }

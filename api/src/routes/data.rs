@@ -109,6 +109,9 @@ async fn visible_meeting(
         .get_meeting(&c.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("meeting"))?;
+    if m.deleted_at.is_some() {
+        return Err(ApiError::NotFound("meeting"));
+    }
     let o = open_meeting(vault, &m)?;
     if !vis.sees(&m, &people_of(&o)) {
         return Err(ApiError::NotFound("meeting"));
@@ -147,6 +150,9 @@ pub async fn list_meetings(
         .list_meetings(&c.tenant, q.from, q.to)
         .await?
     {
+        if m.deleted_at.is_some() {
+            continue;
+        }
         let o = open_meeting(&vault, &m)?;
         if vis.sees(&m, &people_of(&o)) {
             let key = format!(
@@ -472,6 +478,7 @@ pub async fn list_bots(
             Some(ok) => *ok,
             None => {
                 let ok = match store.get_meeting(&c.tenant, &j.meeting_id).await? {
+                    Some(m) if m.deleted_at.is_some() => false,
                     Some(m) => vis.sees(&m, &people_of(&open_meeting(&vault, &m)?)),
                     None => c.role() >= Role::Admin,
                 };
@@ -598,6 +605,7 @@ pub async fn create_bot(
         wants_bot: true,
         join_reason: Some("requested through the API".into()),
         requested_by: c.user().map(|u| u.id.clone()),
+        deleted_at: None,
         updated_at: now,
     };
     // The job first, under the key the scheduler would use: when it reads the meeting, it finds
@@ -620,4 +628,204 @@ pub async fn create_bot(
     store.put_meeting(&c.tenant, &meeting).await?;
     audit(&api, &c, "bot.request", &format!("bot:{}", job.id)).await?;
     Ok((StatusCode::ACCEPTED, Json(bot_out(&job))))
+}
+
+// ---- deletion ----
+
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptOut {
+    pub id: String,
+    /// session, transcript or tenant.
+    pub scope: String,
+    /// What was erased (`meeting:<id>`, a tenant id).
+    pub target: String,
+    /// Who asked (`user:<id>`, `key:<id>`, `system:retention`).
+    pub requested_by: String,
+    pub erased_at: DateTime<Utc>,
+    /// Records removed, per collection.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Data-key versions destroyed (account erasure).
+    pub keys_destroyed: Vec<String>,
+    /// SHA-256 over the receipt's content.
+    pub digest: String,
+    /// Whether the digest matches the content now.
+    pub verified: bool,
+}
+
+impl From<&meetbot_core::model::DeletionReceipt> for ReceiptOut {
+    fn from(r: &meetbot_core::model::DeletionReceipt) -> Self {
+        ReceiptOut {
+            id: r.id.clone(),
+            scope: r.scope.clone(),
+            target: r.target.clone(),
+            requested_by: r.requested_by.clone(),
+            erased_at: r.erased_at,
+            counts: r.counts.iter().cloned().collect(),
+            keys_destroyed: r.keys_destroyed.clone(),
+            digest: r.digest.clone(),
+            verified: meetbot_store::vault::verify_receipt(r),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletionOut {
+    pub meeting_id: String,
+    /// When it was hidden (soft deletion).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Until when an owner can restore it; after that the purge erases it.
+    pub restorable_until: Option<DateTime<Utc>>,
+    /// The receipt of a permanent erasure.
+    pub receipt: Option<ReceiptOut>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Erase now instead of hiding for the recovery window (owners only).
+    pub permanently: Option<bool>,
+}
+
+/// Deletes a session (meeting, transcript, summary, deliveries, bots): hidden at once and
+/// restorable by an owner for 30 days, then erased with a receipt; or erased now.
+#[utoipa::path(delete, path = "/v1/meetings/{id}", tag = "privacy",
+    params(("id" = String, Path), DeleteQuery), responses((status = 200, body = DeletionOut)))]
+pub async fn delete_meeting(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<DeletionOut>> {
+    c.person()?;
+    let permanently = q.permanently.unwrap_or(false);
+    c.require(
+        if permanently {
+            Role::Owner
+        } else {
+            Role::Admin
+        },
+        "meetings:delete",
+    )?;
+    let store = api.tenants.store();
+    let mut m = store
+        .get_meeting(&c.tenant, &id)
+        .await?
+        .ok_or(ApiError::NotFound("meeting"))?;
+    if permanently {
+        let r = meetbot_store::erase::erase_session(&**store, &c.tenant, &id, &c.actor())
+            .await?
+            .ok_or(ApiError::NotFound("meeting"))?;
+        audit(&api, &c, "session.erase", &format!("meeting:{id}")).await?;
+        return Ok(Json(DeletionOut {
+            meeting_id: id,
+            deleted_at: Some(r.erased_at),
+            restorable_until: None,
+            receipt: Some((&r).into()),
+        }));
+    }
+    if m.deleted_at.is_some() {
+        return Err(ApiError::NotFound("meeting"));
+    }
+    let now = Utc::now();
+    m.deleted_at = Some(now);
+    m.wants_bot = false;
+    m.join_reason = Some("deleted".into());
+    m.updated_at = now;
+    store.put_meeting(&c.tenant, &m).await?;
+    // Nothing of a deleted session goes out any more.
+    for d in store.list_deliveries(&c.tenant, Some(&id)).await? {
+        if matches!(
+            d.value.state,
+            DeliveryState::Pending | DeliveryState::Sending
+        ) {
+            let mut x = d.value.clone();
+            x.state = DeliveryState::GaveUp {
+                reason: "the meeting was deleted".into(),
+            };
+            let _ = store.update_delivery(&c.tenant, &x, d.version).await;
+        }
+    }
+    audit(&api, &c, "session.delete", &format!("meeting:{id}")).await?;
+    Ok(Json(DeletionOut {
+        meeting_id: id,
+        deleted_at: Some(now),
+        restorable_until: Some(now + meetbot_store::retention::RECOVERY_WINDOW),
+        receipt: None,
+    }))
+}
+
+/// Restores a deleted session within its recovery window (owners).
+#[utoipa::path(post, path = "/v1/meetings/{id}/restore", tag = "privacy",
+    params(("id" = String, Path)), responses((status = 200, body = MeetingOut)))]
+pub async fn restore_meeting(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MeetingOut>> {
+    c.person()?;
+    c.require(Role::Owner, "meetings:delete")?;
+    let store = api.tenants.store();
+    let mut m = store
+        .get_meeting(&c.tenant, &id)
+        .await?
+        .filter(|m| m.deleted_at.is_some())
+        .ok_or(ApiError::NotFound("deleted meeting"))?;
+    m.deleted_at = None;
+    m.join_reason = Some("restored".into());
+    m.updated_at = Utc::now();
+    store.put_meeting(&c.tenant, &m).await?;
+    audit(&api, &c, "session.restore", &format!("meeting:{id}")).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let o = open_meeting(&vault, &m)?;
+    Ok(Json(meeting_out(&m, o, true)))
+}
+
+/// Erases a meeting's transcript now, with a receipt (admins and owners).
+#[utoipa::path(delete, path = "/v1/meetings/{id}/transcript", tag = "privacy",
+    params(("id" = String, Path)), responses((status = 200, body = ReceiptOut)))]
+pub async fn delete_transcript(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReceiptOut>> {
+    c.person()?;
+    c.require(Role::Admin, "meetings:delete")?;
+    let vis = Visibility::of(&api, &c).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let r = meetbot_store::erase::erase_transcript(
+        &**api.tenants.store(),
+        &c.tenant,
+        &m.id,
+        &c.actor(),
+    )
+    .await?
+    .ok_or(ApiError::NotFound("transcript"))?;
+    audit(&api, &c, "transcript.erase", &format!("meeting:{}", m.id)).await?;
+    Ok(Json((&r).into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptList {
+    pub items: Vec<ReceiptOut>,
+}
+
+/// The tenant's deletion receipts, oldest first (admins and owners).
+#[utoipa::path(get, path = "/v1/privacy/deletions", tag = "privacy",
+    responses((status = 200, body = ReceiptList)))]
+pub async fn list_deletions(
+    State(api): State<AppState>,
+    c: Caller,
+) -> ApiResult<Json<ReceiptList>> {
+    c.person()?;
+    c.require(Role::Admin, "meetings:delete")?;
+    let items = api
+        .tenants
+        .store()
+        .deletion_receipts(Some(&c.tenant))
+        .await?
+        .iter()
+        .map(ReceiptOut::from)
+        .collect();
+    Ok(Json(ReceiptList { items }))
 }

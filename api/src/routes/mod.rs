@@ -49,8 +49,13 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/calendars", get(list_calendars).post(connect_calendar))
         .route("/v1/calendars/{id}", delete(disconnect_calendar))
         .route("/v1/meetings", get(list_meetings))
-        .route("/v1/meetings/{id}", get(get_meeting))
-        .route("/v1/meetings/{id}/transcript", get(get_transcript))
+        .route("/v1/meetings/{id}", get(get_meeting).delete(delete_meeting))
+        .route("/v1/meetings/{id}/restore", post(restore_meeting))
+        .route(
+            "/v1/meetings/{id}/transcript",
+            get(get_transcript).delete(delete_transcript),
+        )
+        .route("/v1/privacy/deletions", get(list_deletions))
         .route("/v1/meetings/{id}/summary", get(get_summary))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))
         .route("/v1/bots", get(list_bots).post(create_bot))
