@@ -139,6 +139,27 @@ async fn synced_events_are_sealed_decided_and_armed_and_removals_withdraw_their_
         .unwrap();
     assert_eq!(jobs[0].value.state, BotJobState::Cancelled);
 
+    // A session its tenant deleted stays deleted when its event changes, and gets no bot.
+    let mut m2 = store.get_meeting(&t, &m2.id).await.unwrap().unwrap();
+    m2.deleted_at = Some(Utc::now());
+    store.put_meeting(&t, &m2).await.unwrap();
+    let moved = page(vec![graph_event(
+        "e2",
+        "Focus time, moved",
+        90,
+        Some(teams),
+    )]);
+    let rep = apply(
+        &target,
+        &parse_payload(CalendarProvider::Microsoft, &moved).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((rep.written, rep.unchanged), (0, 1));
+    let after = store.get_meeting(&t, &m2.id).await.unwrap().unwrap();
+    assert!(after.deleted_at.is_some() && !after.wants_bot);
+    assert_eq!(open_meeting(&v, &after).unwrap().title, "Focus time");
+
     // A removal of an instance never seen is ignored, not an error.
     let unknown = page(vec![
         serde_json::json!({"id": "zzz", "@removed": {"reason": "deleted"}}),
