@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         routes::list_bots, routes::get_bot, routes::create_bot,
         routes::get_settings, routes::patch_settings,
         routes::delete_meeting, routes::restore_meeting, routes::delete_transcript,
-        routes::list_deletions,
+        routes::list_deletions, routes::erase_client, routes::erase_account,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &SharedErrors),

@@ -105,6 +105,56 @@ pub async fn erase_transcript(
     Ok(Some(r))
 }
 
+/// Erases every session with `email` among its people (an external contact, a client): the
+/// meetings are found by opening their sealed people lists. One receipt for the client.
+pub async fn erase_client(
+    tenants: &crate::vault::Tenants,
+    t: &TenantId,
+    email: &str,
+    requested_by: &str,
+) -> std::result::Result<DeletionReceipt, crate::vault::VaultError> {
+    use meetbot_core::model::Meeting;
+    let store = tenants.store();
+    let vault = tenants.vault(t).await?;
+    let want = email.trim().to_lowercase();
+    let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut sessions = 0u64;
+    for m in store.list_meetings(t, None, None).await? {
+        let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
+        let people: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+        let mut emails = people["attendees"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["email"].as_str())
+            .chain(people["organizer"].as_str());
+        if !emails.any(|e| e.eq_ignore_ascii_case(&want)) {
+            continue;
+        }
+        if let Some(r) = erase_session(&**store, t, &m.id, requested_by).await? {
+            sessions += 1;
+            for (c, n) in r.counts {
+                *totals.entry(c).or_default() += n;
+            }
+        }
+    }
+    totals.insert("sessions".into(), sessions);
+    // The target names the client by a hash, not the address: receipts outlive the data.
+    let target = format!(
+        "client:{}",
+        crate::vault::sha256_hex(format!("{t}:{want}").as_bytes())
+    );
+    Ok(receipt(
+        &**store,
+        t,
+        "client",
+        &target,
+        requested_by,
+        totals.into_iter().collect(),
+    )
+    .await?)
+}
+
 /// Erases every session of `t` soft-deleted before `before`.
 pub async fn purge_deleted(
     store: &dyn Store,

@@ -393,6 +393,11 @@ impl Tenants {
     }
 }
 
+/// SHA-256 (hex) of `b`.
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
 /// SHA-256 (hex) of the receipt's JSON with an empty digest field.
 pub fn receipt_digest(r: &DeletionReceipt) -> String {
     let mut copy = r.clone();

@@ -829,3 +829,57 @@ pub async fn list_deletions(
         .collect();
     Ok(Json(ReceiptList { items }))
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct ClientErasure {
+    /// The client's (external contact's) email address.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
+    pub email: String,
+}
+
+/// Erases every session the client attended (owners), with a receipt that names the client
+/// only by a hash.
+#[utoipa::path(post, path = "/v1/privacy/clients/erase", tag = "privacy",
+    request_body = ClientErasure, responses((status = 200, body = ReceiptOut)))]
+pub async fn erase_client(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<ClientErasure>,
+) -> ApiResult<Json<ReceiptOut>> {
+    c.person()?;
+    c.require(Role::Owner, "meetings:delete")?;
+    if !meetbot_delivery::email::is_address(body.email.trim()) {
+        return Err(ApiError::BadRequest("email is not an email address".into()));
+    }
+    let r = meetbot_store::erase::erase_client(&api.tenants, &c.tenant, &body.email, &c.actor())
+        .await?;
+    audit(&api, &c, "client.erase", &r.target).await?;
+    Ok(Json((&r).into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AccountErasure {
+    /// The tenant id, repeated: the erasure cannot be undone.
+    pub confirm: String,
+}
+
+/// Erases the whole account (owners): its keys destroyed first, then its database dropped;
+/// the receipt stays in the deletion log. Every token of the tenant stops working.
+#[utoipa::path(delete, path = "/v1/account", tag = "privacy", request_body = AccountErasure,
+    responses((status = 200, body = ReceiptOut)))]
+pub async fn erase_account(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<AccountErasure>,
+) -> ApiResult<Json<ReceiptOut>> {
+    c.person()?;
+    c.require(Role::Owner, "meetings:delete")?;
+    if body.confirm != c.tenant.as_str() {
+        return Err(ApiError::BadRequest(
+            "confirm must repeat the tenant id: this cannot be undone".into(),
+        ));
+    }
+    let r = api.tenants.erase(&c.tenant, &c.actor()).await?;
+    tracing::info!(tenant = %c.tenant, receipt = %r.id, "account erased");
+    Ok(Json((&r).into()))
+}

@@ -56,6 +56,8 @@ pub fn routes() -> Router<AppState> {
             get(get_transcript).delete(delete_transcript),
         )
         .route("/v1/privacy/deletions", get(list_deletions))
+        .route("/v1/privacy/clients/erase", post(erase_client))
+        .route("/v1/account", delete(erase_account))
         .route("/v1/meetings/{id}/summary", get(get_summary))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))
         .route("/v1/bots", get(list_bots).post(create_bot))
