@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod oidc;
 pub mod openapi;
+pub mod person;
 pub mod routes;
 mod totp;
 

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         routes::get_settings, routes::patch_settings,
         routes::delete_meeting, routes::restore_meeting, routes::delete_transcript,
         routes::list_deletions, routes::erase_client, routes::erase_account,
+        routes::erase_person,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &SharedErrors),

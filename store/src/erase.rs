@@ -11,7 +11,7 @@ use meetbot_core::TenantId;
 use meetbot_core::ids::new_record_id;
 use meetbot_core::model::DeletionReceipt;
 
-async fn receipt(
+pub async fn receipt(
     store: &dyn Store,
     t: &TenantId,
     scope: &str,

@@ -644,6 +644,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             Some(json!({"email": "nobody@nowhere.test"})),
             [403, 403, 200, 200],
         ),
+        case(
+            M::POST,
+            "/v1/privacy/people/erase",
+            "/v1/privacy/people/erase".into(),
+            Some(json!({"email": "nobody@nowhere.test"})),
+            [403, 403, 200, 200],
+        ),
         // A wrong confirmation: the account stays (its erasure: the test below).
         case(
             M::DELETE,
@@ -1946,5 +1953,149 @@ async fn an_erased_account_loses_its_keys_and_database_and_a_backup_of_its_recor
         receipts
             .iter()
             .any(|x| x.scope == "tenant" && meetbot_store::vault::verify_receipt(x))
+    );
+}
+
+#[tokio::test]
+async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenant() {
+    use meetbot_transcriber::summarize::{ActionItem, SummaryDoc};
+    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+    let w = world().await;
+    let v = w.tenants.vault(&w.a).await.unwrap();
+    let m = meeting(
+        &w.tenants,
+        &w.a,
+        None,
+        &["adam@clinic.test", "sarah.connor@partner.test"],
+    )
+    .await;
+    let doc = TranscriptDoc {
+        meeting_id: Some(m.clone()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: vec![
+            Segment {
+                participant: "p1".into(),
+                speaker: Some("Sarah Connor".into()),
+                start_ms: 0,
+                end_ms: 900,
+                text: "My diagnosis came back on Monday.".into(),
+            },
+            Segment {
+                participant: "p2".into(),
+                speaker: Some("Adam".into()),
+                start_ms: 1000,
+                end_ms: 1900,
+                text: "Thanks Sarah, I will call you.".into(),
+            },
+        ],
+    };
+    let tr = doc.seal(&v, &format!("tr-{m}"), &m, None).unwrap();
+    w.store.put_transcript(&w.a, &tr).await.unwrap();
+    let sum = SummaryDoc {
+        overview: "Sarah Connor shared her results.".into(),
+        decisions: vec![],
+        action_items: vec![ActionItem {
+            owner: Some("Adam".into()),
+            text: "call Sarah Connor back".into(),
+        }],
+        topics: vec![],
+    };
+    let sid = format!("sum-{m}");
+    let body = v
+        .seal::<Summary>(&sid, "body", &serde_json::to_vec(&sum).unwrap())
+        .unwrap();
+    w.store
+        .put_summary(
+            &w.a,
+            &Summary {
+                id: sid,
+                meeting_id: m.clone(),
+                body,
+                created_at: Utc::now(),
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    // A meeting she did not attend, where she is mentioned by full name.
+    let elsewhere = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let mention = TranscriptDoc {
+        meeting_id: Some(elsewhere.clone()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: vec![Segment {
+            participant: "p2".into(),
+            speaker: Some("Adam".into()),
+            start_ms: 0,
+            end_ms: 900,
+            text: "Ask Sarah Connor about the referral.".into(),
+        }],
+    };
+    let tr2 = mention
+        .seal(&v, &format!("tr-{elsewhere}"), &elsewhere, None)
+        .unwrap();
+    w.store.put_transcript(&w.a, &tr2).await.unwrap();
+    let (s, r) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/people/erase",
+            Some(&json!({"email": "Sarah.Connor@partner.test", "name": "Sarah Connor"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["scope"], "person");
+    assert_eq!(r["counts"]["meetings"], 1);
+    assert_eq!(r["counts"]["transcript_segments"], 1);
+    assert!(!r.to_string().to_lowercase().contains("sarah"));
+
+    let o = &w.tokens.owner;
+    let (_, meeting_out) = w
+        .call(Some(o), Method::GET, &format!("/v1/meetings/{m}"), None)
+        .await;
+    assert!(
+        !meeting_out.to_string().contains("sarah.connor"),
+        "{meeting_out}"
+    );
+    assert_eq!(meeting_out["people"].as_array().unwrap().len(), 1);
+    let (_, t) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{m}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(t["segments"][0]["text"], "[erased]");
+    assert_eq!(t["segments"][0]["speaker"], "[erased]");
+    assert_eq!(
+        t["segments"][1]["text"],
+        "Thanks [erased], I will call you."
+    );
+    let (_, s2) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{m}/summary"),
+            None,
+        )
+        .await;
+    assert!(!s2.to_string().contains("Sarah"), "{s2}");
+    assert_eq!(s2["action_items"][0]["text"], "call [erased] back");
+    // Where they did not attend, only their full name and address are replaced: another Sarah
+    // keeps her first name.
+    let (_, other) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/transcript", w.m_other),
+            None,
+        )
+        .await;
+    assert_eq!(
+        other["segments"][0]["text"],
+        "Sarah will send the contract by Friday."
     );
 }

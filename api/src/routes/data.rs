@@ -883,3 +883,42 @@ pub async fn erase_account(
     tracing::info!(tenant = %c.tenant, receipt = %r.id, "account erased");
     Ok(Json((&r).into()))
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct PersonErasure {
+    #[schema(format = Email, min_length = 3, max_length = 254)]
+    pub email: String,
+    /// The name meetings show for them, if the calendar did not carry it.
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+}
+
+/// The right to erasure for one person (owners): their attendee records, their speech
+/// segments ("[erased]") and their name in summaries, across the tenant, with a receipt.
+#[utoipa::path(post, path = "/v1/privacy/people/erase", tag = "privacy",
+    request_body = PersonErasure, responses((status = 200, body = ReceiptOut)))]
+pub async fn erase_person(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<PersonErasure>,
+) -> ApiResult<Json<ReceiptOut>> {
+    c.person()?;
+    c.require(Role::Owner, "meetings:delete")?;
+    if !meetbot_delivery::email::is_address(body.email.trim()) {
+        return Err(ApiError::BadRequest("email is not an email address".into()));
+    }
+    let name = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.chars().count() > 200) {
+        return Err(ApiError::BadRequest(
+            "name is longer than 200 characters".into(),
+        ));
+    }
+    let r =
+        crate::person::erase_person(&api.tenants, &c.tenant, &body.email, name, &c.actor()).await?;
+    audit(&api, &c, "person.erase", &r.target).await?;
+    Ok(Json((&r).into()))
+}

@@ -57,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/privacy/deletions", get(list_deletions))
         .route("/v1/privacy/clients/erase", post(erase_client))
+        .route("/v1/privacy/people/erase", post(erase_person))
         .route("/v1/account", delete(erase_account))
         .route("/v1/meetings/{id}/summary", get(get_summary))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))

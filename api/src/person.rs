@@ -1,0 +1,222 @@
+//! The right to erasure for one person, by email address: their attendee records go from every
+//! meeting's people, their speech segments become "[erased]", and their name and address are
+//! replaced by "[erased]" in summaries, across all meetings of the tenant, with a receipt that
+//! names them only by a hash.
+
+use crate::error::{ApiError, ApiResult};
+use meetbot_calendar_sync::apply::People;
+use meetbot_core::TenantId;
+use meetbot_core::model::{DeletionReceipt, Meeting, Summary};
+use meetbot_store::vault::Tenants;
+use meetbot_transcriber::summarize::SummaryDoc;
+use meetbot_transcriber::transcript::TranscriptDoc;
+
+pub const ERASED: &str = "[erased]";
+
+/// Replaces every case-insensitive occurrence of any of `needles` in `text`.
+fn scrub(text: &str, needles: &[String]) -> String {
+    let mut out = text.to_string();
+    for n in needles.iter().filter(|n| !n.is_empty()) {
+        let lower = out.to_lowercase();
+        let nl = n.to_lowercase();
+        let mut result = String::with_capacity(out.len());
+        let mut last = 0;
+        for (i, _) in lower.match_indices(&nl) {
+            // Byte offsets of the lower-cased text map onto the original only for ASCII-length-
+            // preserving case changes; fall back to leaving the text when they do not.
+            if !out.is_char_boundary(i) || !out.is_char_boundary(i + n.len()) {
+                continue;
+            }
+            if i < last {
+                continue;
+            }
+            result.push_str(&out[last..i]);
+            result.push_str(ERASED);
+            last = i + n.len();
+        }
+        if lower.len() == out.len() {
+            result.push_str(&out[last..]);
+            out = result;
+        }
+    }
+    out
+}
+
+pub async fn erase_person(
+    tenants: &Tenants,
+    t: &TenantId,
+    email: &str,
+    name: Option<&str>,
+    requested_by: &str,
+) -> ApiResult<DeletionReceipt> {
+    let store = tenants.store();
+    let vault = tenants.vault(t).await?;
+    let email = email.trim().to_lowercase();
+    let (mut meetings, mut attendee_records, mut segments, mut summaries) =
+        (0u64, 0u64, 0u64, 0u64);
+    let all = store.list_meetings(t, None, None).await?;
+    // First: the meetings they attended, and every full name those meetings know them by.
+    let mut attended = std::collections::HashMap::new();
+    let mut full_names: Vec<String> = name.map(String::from).into_iter().collect();
+    for m in &all {
+        let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
+        let Ok(people) = serde_json::from_slice::<People>(&raw) else {
+            continue;
+        };
+        let theirs: Vec<_> = people
+            .attendees
+            .iter()
+            .filter(|a| a.email.eq_ignore_ascii_case(&email))
+            .cloned()
+            .collect();
+        let organizer = people
+            .organizer
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case(&email));
+        if theirs.is_empty() && !organizer {
+            continue;
+        }
+        full_names.extend(theirs.iter().filter_map(|a| a.name.clone()));
+        attended.insert(
+            m.id.clone(),
+            (people, theirs.len() as u64 + u64::from(organizer)),
+        );
+    }
+    // Everywhere: the address and full names. Where they attended: also their first name.
+    let mut strong: Vec<String> = vec![email.clone()];
+    strong.extend(full_names.iter().cloned());
+    strong.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    strong.dedup();
+    let mut near = strong.clone();
+    near.extend(
+        full_names
+            .iter()
+            .filter_map(|n| n.split_whitespace().next().map(String::from))
+            .filter(|f| f.chars().count() > 2),
+    );
+    near.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    near.dedup();
+    for mut m in all {
+        let here = attended.remove(&m.id);
+        let needles = if here.is_some() { &near } else { &strong };
+        if let Some((mut people, records)) = here {
+            meetings += 1;
+            attendee_records += records;
+            people
+                .attendees
+                .retain(|a| !a.email.eq_ignore_ascii_case(&email));
+            if people
+                .organizer
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(&email))
+            {
+                people.organizer = None;
+            }
+            let json =
+                serde_json::to_vec(&people).map_err(|e| ApiError::Internal(e.to_string()))?;
+            m.attendees = vault.seal::<Meeting>(&m.id, "attendees", &json)?;
+            m.updated_at = chrono::Utc::now();
+            store.put_meeting(t, &m).await?;
+        }
+        if let Some(tr) = store.transcript_for_meeting(t, &m.id).await? {
+            let mut doc =
+                TranscriptDoc::open(&vault, &tr).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut changed = false;
+            for s in &mut doc.segments {
+                let spoke = s
+                    .speaker
+                    .as_deref()
+                    .is_some_and(|sp| needles.iter().any(|n| sp.eq_ignore_ascii_case(n)));
+                if spoke {
+                    s.speaker = Some(ERASED.into());
+                    s.text = ERASED.into();
+                    segments += 1;
+                    changed = true;
+                } else {
+                    let text = scrub(&s.text, needles);
+                    changed |= text != s.text;
+                    s.text = text;
+                }
+            }
+            if changed {
+                let resealed = doc
+                    .seal(&vault, &tr.id, &m.id, tr.expires_at)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                store
+                    .put_transcript(
+                        t,
+                        &meetbot_core::model::Transcript {
+                            created_at: tr.created_at,
+                            ..resealed
+                        },
+                    )
+                    .await?;
+            }
+        }
+        if let Some(s) = store.summary_for_meeting(t, &m.id).await? {
+            let raw = vault.open::<Summary>(&s.id, "body", &s.body)?;
+            let doc: SummaryDoc =
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut new = doc.clone();
+            new.overview = scrub(&doc.overview, needles);
+            new.decisions = doc.decisions.iter().map(|d| scrub(d, needles)).collect();
+            new.topics = doc.topics.iter().map(|d| scrub(d, needles)).collect();
+            for a in &mut new.action_items {
+                a.text = scrub(&a.text, needles);
+                a.owner = a.owner.as_deref().map(|o| scrub(o, needles));
+            }
+            if new != doc {
+                let json =
+                    serde_json::to_vec(&new).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let body = vault.seal::<Summary>(&s.id, "body", &json)?;
+                store.put_summary(t, &Summary { body, ..s }).await?;
+                summaries += 1;
+            }
+        }
+    }
+    let target = format!(
+        "person:{}",
+        meetbot_store::vault::sha256_hex(format!("{t}:{email}").as_bytes())
+    );
+    Ok(meetbot_store::erase::receipt(
+        &**store,
+        t,
+        "person",
+        &target,
+        requested_by,
+        vec![
+            ("meetings".into(), meetings),
+            ("attendee_records".into(), attendee_records),
+            ("transcript_segments".into(), segments),
+            ("summaries".into(), summaries),
+        ],
+    )
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_and_addresses_are_replaced_whatever_their_case() {
+        let n = vec![
+            "sarah connor".to_string(),
+            "sarah".to_string(),
+            "s@x.test".into(),
+        ];
+        assert_eq!(
+            scrub("Sarah Connor will mail S@X.test; SARAH agrees.", &n),
+            "[erased] will mail [erased]; [erased] agrees."
+        );
+        assert_eq!(scrub("nothing here", &n), "nothing here");
+    }
+
+    proptest! {
+        #[test]
+        fn scrubbing_never_panics(text in ".{0,80}", needle in ".{0,8}") {
+            let _ = scrub(&text, &[needle]);
+        }
+    }
+}
