@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod limits;
 pub mod oidc;
 pub mod openapi;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub cookie_secure: bool,
     /// Speech engines tenants may choose (`transcriber.offered_engines`).
     pub speech_engines: Vec<String>,
+    /// How long an export and its download link live.
+    pub export_ttl: chrono::Duration,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
         let c = &c.api;
         Settings {
             speech_engines,
+            export_ttl: chrono::Duration::hours(24),
             public_url: c.public_url.trim_end_matches('/').to_string(),
             session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),
             session_max: chrono::Duration::seconds(c.session_max_seconds as i64),

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         routes::delete_meeting, routes::restore_meeting, routes::delete_transcript,
         routes::list_deletions, routes::erase_client, routes::erase_account,
         routes::erase_person,
+        crate::export::start_export, crate::export::export_status, crate::export::download_export,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &SharedErrors),
@@ -71,9 +72,10 @@ fn error_response(description: &str) -> RefOr<Response> {
 impl Modify for SharedErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let public = path.starts_with("/v1/auth/")
+            let public = (path.starts_with("/v1/auth/")
                 && !path.ends_with("/logout")
-                && !path.ends_with("/totp");
+                && !path.ends_with("/totp"))
+                || path.ends_with("/download");
             for op in [
                 item.get.as_mut(),
                 item.put.as_mut(),

@@ -841,3 +841,40 @@ impl SealedRecord for SignInPending {
         ]
     }
 }
+
+/// A data export (`POST /v1/privacy/export`): built in the background, kept sealed until its
+/// download link expires. Only the SHA-256 of the download token is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    pub id: String,
+    /// `tenant`, or `person` (then `person_hash` is SHA-256 of tenant:address).
+    pub scope: String,
+    #[serde(default)]
+    pub person_hash: Option<String>,
+    /// `running`, `ready` or `failed`.
+    pub state: String,
+    pub done: u64,
+    pub total: u64,
+    pub requested_by: String,
+    pub download_hash: String,
+    pub created_at: DateTime<Utc>,
+    /// The export and its link are gone from this instant.
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub archive: Option<Sealed>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl SealedRecord for Export {
+    const COLLECTION: &'static str = "exports";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        self.archive
+            .as_mut()
+            .map(|a| vec![("archive", a)])
+            .unwrap_or_default()
+    }
+}

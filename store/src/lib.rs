@@ -223,6 +223,10 @@ pub trait Store: Send + Sync {
     /// Appends `e` to the tenant's audit chain: numbered after the last entry, linked to its
     /// hash (concurrent appends each get their own number); the chain's head is recorded in the
     /// control database. Returns the entry as stored.
+    /// Stores an export (hidden and purged once `expires_at` passes).
+    async fn put_export(&self, t: &TenantId, e: &Export) -> Result<()>;
+    async fn get_export(&self, t: &TenantId, id: &str) -> Result<Option<Export>>;
+
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<AuditEvent>;
     /// Audit events, in chain order.
     async fn list_audit(&self, t: &TenantId) -> Result<Vec<AuditEvent>>;

@@ -128,6 +128,13 @@ pub static AUDIT_HEADS: CollectionSpec = CollectionSpec {
     ttl: false,
 };
 
+pub static EXPORTS: CollectionSpec = CollectionSpec {
+    name: "exports",
+    fields: &[],
+    unique: &[],
+    ttl: true,
+};
+
 pub static CONTROL_COLLECTIONS: &[&CollectionSpec] =
     &[&TENANTS, &DATA_KEYS, &LEASES, &DELETION_LOG, &AUDIT_HEADS];
 pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
@@ -145,4 +152,5 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &SESSIONS,
     &API_KEYS,
     &SIGNIN_PENDING,
+    &EXPORTS,
 ];

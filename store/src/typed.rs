@@ -797,6 +797,18 @@ impl<E: Engine> Store for E {
         Ok(Some(p))
     }
 
+    async fn put_export(&self, t: &TenantId, e: &Export) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(&e.id, vec![], Some(e.expires_at), e)?;
+        self.put(&tenant(t), &EXPORTS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_export(&self, t: &TenantId, id: &str) -> Result<Option<Export>> {
+        by_id(self, &tenant(t), &EXPORTS, id).await
+    }
+
     async fn append_audit(&self, t: &TenantId, e: &AuditEvent) -> Result<AuditEvent> {
         self.require_active(t).await?;
         for attempt in 0..100u64 {

@@ -19,12 +19,13 @@ use meetbot_store::{SqliteEngine, Store, init_engine};
 use meetbot_testsupport::oidc::{OidcClient, OidcProvider};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 struct Opts {
     /// 0: any free port.
     port: u16,
+    export_ttl_seconds: i64,
     idle_seconds: i64,
     per_ip_per_minute: u32,
     body_limit: usize,
@@ -34,6 +35,7 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             port: 0,
+            export_ttl_seconds: 3600,
             idle_seconds: 1800,
             per_ip_per_minute: 100_000,
             body_limit: 64 * 1024,
@@ -320,6 +322,7 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
             body_limit: opts.body_limit,
             cookie_secure: false,
             speech_engines: vec!["whisper-base".into(), "azure".into()],
+            export_ttl: chrono::Duration::seconds(opts.export_ttl_seconds),
         },
         oidc: o,
         limits: Limits::new(opts.per_ip_per_minute, 100_000),
@@ -651,6 +654,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             Some(json!({"email": "nobody@nowhere.test"})),
             [403, 403, 200, 200],
         ),
+        case(
+            M::POST,
+            "/v1/privacy/export",
+            "/v1/privacy/export".into(),
+            Some(json!({})),
+            [403, 202, 202, 202],
+        ),
         // A wrong confirmation: the account stays (its erasure: the test below).
         case(
             M::DELETE,
@@ -675,6 +685,7 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             "/v1/meetings/{id}/transcript",
             [403, 200, 200, 404],
         ),
+        (M::GET, "/v1/privacy/exports/{id}", [403, 200, 200, 404]),
     ];
     let callers = [
         ("member", w.tokens.member.clone()),
@@ -782,6 +793,21 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
                     transcript_and_summary(&w.tenants, &w.a, &id).await;
                     (format!("/v1/meetings/{id}/transcript"), None, tok.clone())
                 }
+                "/v1/privacy/exports/{id}" => {
+                    let (_, e) = w
+                        .call(
+                            Some(&w.tokens.owner),
+                            M::POST,
+                            "/v1/privacy/export",
+                            Some(&json!({})),
+                        )
+                        .await;
+                    (
+                        format!("/v1/privacy/exports/{}", e["id"].as_str().unwrap()),
+                        None,
+                        tok.clone(),
+                    )
+                }
                 _ => unreachable!(),
             };
             let (s, _) = w.call(None, method.clone(), &path, body.as_ref()).await;
@@ -850,6 +876,7 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
                 "/v1/auth/providers",
                 "/v1/auth/{provider}/login",
                 "/v1/auth/callback",
+                "/v1/privacy/exports/{id}/download",
             ]
             .contains(&path.as_str());
             if !public && !covered.contains(&(method.to_uppercase(), path.clone())) {
@@ -2097,5 +2124,161 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
     assert_eq!(
         other["segments"][0]["text"],
         "Sarah will send the contract by Friday."
+    );
+}
+
+async fn finished_export(w: &World, body: Value) -> (Value, String) {
+    let (s, started) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(s, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let url = started["download_url"].as_str().unwrap().to_string();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, st) = w
+            .call(
+                Some(&w.tokens.owner),
+                Method::GET,
+                &format!("/v1/privacy/exports/{id}"),
+                None,
+            )
+            .await;
+        if st["state"] == "ready" {
+            assert_eq!(st["done"], st["total"]);
+            assert!(st["download_url"].is_null(), "the link is shown once");
+            return (st, url);
+        }
+        assert_ne!(st["state"], "failed", "{st}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn unpack(gz: &[u8]) -> BTreeMap<String, String> {
+    let tarball = {
+        let mut d = flate2::read::GzDecoder::new(gz);
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut d, &mut v).unwrap();
+        v
+    };
+    let mut a = tar::Archive::new(&tarball[..]);
+    let mut files = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().to_string();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        files.insert(name, s);
+    }
+    files
+}
+
+#[tokio::test]
+async fn an_export_holds_everything_as_json_and_text_behind_a_link_that_expires() {
+    let w = world_with(
+        Opts {
+            export_ttl_seconds: 3,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let (_, url) = finished_export(&w, json!({})).await;
+    let path = url.strip_prefix(&w.base).unwrap().to_string();
+    // The link works without a session; it is the credential.
+    let resp = w.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/gzip");
+    let files = unpack(&resp.bytes().await.unwrap());
+    let doc: Value = serde_json::from_str(&files["export.json"]).unwrap();
+    assert_eq!(doc["format"], "meetbot-export/1");
+    let ids: BTreeSet<String> = doc["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        [w.m_own.clone(), w.m_attended.clone(), w.m_other.clone()].into()
+    );
+    assert_eq!(doc["users"].as_array().unwrap().len(), 3);
+    let text = &files[&format!("transcripts/{}.txt", w.m_attended)];
+    assert!(
+        text.contains("[00:00] Sarah: Sarah will send the contract by Friday."),
+        "{text}"
+    );
+    let m = doc["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == w.m_attended.as_str())
+        .unwrap();
+    assert_eq!(m["summary"]["action_items"][0]["owner"], "Sarah");
+    assert_eq!(m["title"], "Quarterly review");
+    // A wrong token, another tenant's id in it, or another export's id: not found.
+    let bad = path.replace("token=mbx_", "token=mbx_x");
+    let (s, _) = w.call(None, Method::GET, &bad, None).await;
+    assert_eq!(s, 404);
+    let forged = path.replacen(w.a.as_str(), w.b.as_str(), 1);
+    let (s, _) = w.call(None, Method::GET, &forged, None).await;
+    assert_eq!(s, 404);
+    // The archive is sealed in the store: its text is not in the raw bytes.
+    assert!(!meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        b"meetbot-export/1"
+    ));
+    // The download is audited.
+    assert!(
+        w.store
+            .list_audit(&w.a)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "export.download")
+    );
+    // After its lifetime, the link and the export are gone.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let (s, _) = w.call(None, Method::GET, &path, None).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn a_persons_export_holds_only_the_meetings_they_attended_and_their_user_record() {
+    let w = world().await;
+    let (_, url) = finished_export(&w, json!({"email": "Mia@Clinic.test"})).await;
+    let files = unpack(
+        &w.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    let doc: Value = serde_json::from_str(&files["export.json"]).unwrap();
+    assert_eq!(doc["scope"], "person");
+    let ids: Vec<&str> = doc["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![w.m_attended.as_str()]);
+    assert_eq!(doc["users"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["users"][0]["email"], "mia@clinic.test");
+    assert!(doc.get("audit").is_none() && doc.get("delivery_targets").is_none());
+    assert_eq!(
+        files.len(),
+        2,
+        "export.json and the one transcript: {:?}",
+        files.keys()
     );
 }

@@ -59,6 +59,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/privacy/clients/erase", post(erase_client))
         .route("/v1/privacy/people/erase", post(erase_person))
         .route("/v1/account", delete(erase_account))
+        .route("/v1/privacy/export", post(crate::export::start_export))
+        .route(
+            "/v1/privacy/exports/{id}",
+            get(crate::export::export_status),
+        )
+        .route(
+            "/v1/privacy/exports/{id}/download",
+            get(crate::export::download_export),
+        )
         .route("/v1/meetings/{id}/summary", get(get_summary))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))
         .route("/v1/bots", get(list_bots).post(create_bot))
