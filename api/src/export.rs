@@ -313,7 +313,7 @@ async fn build(
             }));
         }
         job.done = i as u64 + 1;
-        if job.done % 20 == 0 {
+        if job.done.is_multiple_of(20) {
             store.put_export(t, job).await?;
         }
     }
