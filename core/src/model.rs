@@ -248,6 +248,26 @@ pub struct BotJob {
     pub bot_rules: Option<BotRuleOverrides>,
 }
 
+impl BotJob {
+    /// A new job for `meeting_id`, scheduled now to join at `join_at`.
+    pub fn scheduled(meeting_id: &str, idempotency_key: String, join_at: DateTime<Utc>) -> Self {
+        let now = Utc::now();
+        BotJob {
+            id: crate::ids::new_record_id(),
+            meeting_id: meeting_id.to_string(),
+            idempotency_key,
+            join_at,
+            state: BotJobState::Scheduled,
+            history: vec![StateChange {
+                state: BotJobState::Scheduled,
+                at: now,
+            }],
+            published_at: None,
+            bot_rules: None,
+        }
+    }
+}
+
 /// Bot behaviour a tenant or a job sets for itself; unset fields fall back to the next level
 /// (job, then tenant, then the service's `[bot]` configuration).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@ use crate::jobs::{idempotency_key, served, transition};
 use chrono::{DateTime, Duration as CDuration, Utc};
 use meetbot_core::TenantId;
 use meetbot_core::config::SchedulerConfig;
-use meetbot_core::model::{BotJob, BotJobState, Meeting, MeetingStatus, StateChange, TenantStatus};
+use meetbot_core::model::{BotJob, BotJobState, Meeting, MeetingStatus, TenantStatus};
 use meetbot_queue::{BotEvent, EventKind, JOB_MESSAGE_VERSION, JobMessage, JobQueue};
 use meetbot_store::{JobFilter, Store, StoreError, Versioned};
 use prometheus_client::metrics::counter::Counter;
@@ -334,20 +334,7 @@ impl Scheduler {
             }
             return Ok(());
         }
-        let now = Utc::now();
-        let job = BotJob {
-            id: meetbot_core::ids::new_record_id(),
-            meeting_id: m.id.clone(),
-            idempotency_key: key,
-            join_at,
-            state: BotJobState::Scheduled,
-            history: vec![StateChange {
-                state: BotJobState::Scheduled,
-                at: now,
-            }],
-            published_at: None,
-            bot_rules: None,
-        };
+        let job = BotJob::scheduled(&m.id, key, join_at);
         match self.store.insert_bot_job(t, &job).await {
             Ok(_) => {
                 r.armed += 1;

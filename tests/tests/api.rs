@@ -3,6 +3,8 @@
 //! revocation), TOTP, limits and error bodies, sign-in against the real node-oidc-provider, and
 //! schemathesis (PyPI) fuzzing the OpenAPI document.
 
+mod common;
+
 use chrono::Utc;
 use meetbot_api::auth;
 use meetbot_api::limits::Limits;
@@ -198,30 +200,15 @@ async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) 
 }
 
 async fn connection(tenants: &Tenants, t: &TenantId, user: &str) -> String {
-    let v = tenants.vault(t).await.unwrap();
-    let id = new_record_id();
-    let now = Utc::now();
-    let c = CalendarConnection {
-        account_email: v
-            .seal::<CalendarConnection>(&id, "account_email", b"cal@clinic.test")
-            .unwrap(),
-        access_token: v
-            .seal::<CalendarConnection>(&id, "access_token", b"tok")
-            .unwrap(),
-        refresh_token: None,
-        id: id.clone(),
-        user_id: user.into(),
-        provider: CalendarProvider::Microsoft,
-        scopes: vec![],
-        access_expires_at: None,
-        status: ConnectionStatus::Active,
-        sync_cursor: None,
-        push: None,
-        created_at: now,
-        updated_at: now,
-    };
-    tenants.store().put_connection(t, &c).await.unwrap();
-    id
+    common::connection(
+        tenants,
+        t,
+        user,
+        CalendarProvider::Microsoft,
+        "tok",
+        "cal@clinic.test",
+    )
+    .await
 }
 
 async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> World {

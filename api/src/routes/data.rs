@@ -1,7 +1,7 @@
 //! Meetings, bots, transcripts, summaries and deliveries. Sealed fields are opened only for a
 //! caller who may see the meeting; reading a transcript or a summary is audited.
 
-use super::{Json, PageQuery, Path, Query, Visibility, audit, paginate};
+use super::{Json, Path, Query, Visibility, audit, paginate};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -163,13 +163,7 @@ pub async fn list_meetings(
             items.push((key, meeting_out(&m, o, show_link)));
         }
     }
-    let (items, next_cursor) = paginate(
-        items,
-        &PageQuery {
-            limit: q.limit,
-            cursor: q.cursor,
-        },
-    )?;
+    let (items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
     Ok(Json(MeetingPage { items, next_cursor }))
 }
 
@@ -496,13 +490,7 @@ pub async fn list_bots(
             items.push((key, bot_out(&j)));
         }
     }
-    let (items, next_cursor) = paginate(
-        items,
-        &PageQuery {
-            limit: q.limit,
-            cursor: q.cursor,
-        },
-    )?;
+    let (items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
     Ok(Json(BotPage { items, next_cursor }))
 }
 
@@ -611,17 +599,12 @@ pub async fn create_bot(
     // The job first, under the key the scheduler would use: when it reads the meeting, it finds
     // the job armed and leaves it be.
     let job = BotJob {
-        id: meetbot_core::ids::new_record_id(),
-        meeting_id: id.clone(),
-        idempotency_key: meetbot_scheduler::jobs::idempotency_key(&c.tenant, &instance, join_at),
-        join_at,
-        state: BotJobState::Scheduled,
-        history: vec![StateChange {
-            state: BotJobState::Scheduled,
-            at: now,
-        }],
-        published_at: None,
         bot_rules: (rules != BotRuleOverrides::default()).then_some(rules),
+        ..BotJob::scheduled(
+            &id,
+            meetbot_scheduler::jobs::idempotency_key(&c.tenant, &instance, join_at),
+            join_at,
+        )
     };
     let store = api.tenants.store();
     store.insert_bot_job(&c.tenant, &job).await?;

@@ -23,9 +23,7 @@ use axum::routing::{delete, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use meetbot_core::model::{AuditEvent, Meeting, Role};
-use serde::Deserialize;
 use std::collections::HashSet;
-use utoipa::IntoParams;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,30 +92,21 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// Paging through a list: `limit` items after `cursor` (the `next_cursor` of the page before).
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1 to 200; default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    /// Opaque; from the previous page's `next_cursor`.
-    pub cursor: Option<String>,
-}
-
-/// One page of `items` sorted by their key; the cursor is the last key handed out.
+/// One page of `items` sorted by their key; the cursor is the last key handed out. `limit` is
+/// 1 to 200 (default 50); `cursor` is the previous page's `next_cursor`.
 pub fn paginate<T>(
     mut items: Vec<(String, T)>,
-    q: &PageQuery,
+    limit: Option<u32>,
+    cursor: Option<&str>,
 ) -> ApiResult<(Vec<T>, Option<String>)> {
-    let limit = q.limit.unwrap_or(50);
+    let limit = limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "limit {limit} is out of range 1..=200"
         )));
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let after = match &q.cursor {
+    let after = match cursor {
         Some(c) => Some(
             URL_SAFE_NO_PAD
                 .decode(c)
@@ -208,16 +197,13 @@ mod tests {
     #[test]
     fn pages_cover_every_item_once_in_order() {
         let items: Vec<(String, u32)> = (0..7u32).rev().map(|i| (format!("k{i}"), i)).collect();
-        let mut q = PageQuery {
-            limit: Some(3),
-            cursor: None,
-        };
+        let mut cursor: Option<String> = None;
         let mut seen = Vec::new();
         loop {
-            let (page, next) = paginate(items.clone(), &q).unwrap();
+            let (page, next) = paginate(items.clone(), Some(3), cursor.as_deref()).unwrap();
             seen.extend(page);
             match next {
-                Some(c) => q.cursor = Some(c),
+                Some(c) => cursor = Some(c),
                 None => break,
             }
         }
@@ -226,20 +212,12 @@ mod tests {
 
     #[test]
     fn bad_limits_and_cursors_are_refused() {
-        let q = PageQuery {
-            limit: Some(0),
-            cursor: None,
-        };
         assert!(matches!(
-            paginate::<u8>(vec![], &q),
+            paginate::<u8>(vec![], Some(0), None),
             Err(ApiError::BadRequest(_))
         ));
-        let q = PageQuery {
-            limit: None,
-            cursor: Some("%%%".into()),
-        };
         assert!(matches!(
-            paginate::<u8>(vec![], &q),
+            paginate::<u8>(vec![], None, Some("%%%")),
             Err(ApiError::BadRequest(_))
         ));
     }

@@ -35,9 +35,16 @@ pub async fn embedded_tenant(
     (tenants, store, tenant, dir)
 }
 
-pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str) -> Connected {
-    let (tenants, store, tenant, dir) = embedded_tenant("Customer").await;
-    let v = tenants.vault(&tenant).await.unwrap();
+/// A calendar connection of `user_id` in `t`, with its token and address sealed; its id.
+pub async fn connection(
+    tenants: &Tenants,
+    t: &TenantId,
+    user_id: &str,
+    provider: CalendarProvider,
+    token: &str,
+    user_email: &str,
+) -> String {
+    let v = tenants.vault(t).await.unwrap();
     let id = new_record_id();
     let now = Utc::now();
     let conn = CalendarConnection {
@@ -49,7 +56,7 @@ pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str
             .unwrap(),
         refresh_token: None,
         id: id.clone(),
-        user_id: "user-1".into(),
+        user_id: user_id.into(),
         provider,
         scopes: vec![],
         access_expires_at: None,
@@ -59,7 +66,13 @@ pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str
         created_at: now,
         updated_at: now,
     };
-    store.put_connection(&tenant, &conn).await.unwrap();
+    tenants.store().put_connection(t, &conn).await.unwrap();
+    id
+}
+
+pub async fn connected(provider: CalendarProvider, token: &str, user_email: &str) -> Connected {
+    let (tenants, store, tenant, dir) = embedded_tenant("Customer").await;
+    let id = connection(&tenants, &tenant, "user-1", provider, token, user_email).await;
     Connected {
         tenants,
         store,
