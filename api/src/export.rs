@@ -253,6 +253,17 @@ async fn build(
         });
         if attended {
             let transcript = match store.transcript_for_meeting(t, &m.id).await? {
+                // Sealed to the customer's own key: exported as it is stored.
+                Some(tr) if tr.held.is_some() => {
+                    let held = tr.held.unwrap_or_default();
+                    add(
+                        &mut tar,
+                        &format!("transcripts/{}.txt.age", m.id),
+                        held.as_bytes(),
+                    )
+                    .map_err(internal)?;
+                    json!({"customer_sealed": held})
+                }
                 Some(tr) => {
                     let doc = TranscriptDoc::open(&vault, &tr)
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -267,6 +278,7 @@ async fn build(
                 None => Value::Null,
             };
             let summary = match store.summary_for_meeting(t, &m.id).await? {
+                Some(s) if s.held.is_some() => json!({"customer_sealed": s.held}),
                 Some(s) => {
                     let raw = vault.open::<Summary>(&s.id, "body", &s.body)?;
                     serde_json::from_slice::<SummaryDoc>(&raw)

@@ -54,6 +54,7 @@ pub async fn erase_person(
     let email = email.trim().to_lowercase();
     let (mut meetings, mut attendee_records, mut segments, mut summaries) =
         (0u64, 0u64, 0u64, 0u64);
+    let mut held = 0u64;
     let all = store.list_meetings(t, None, None).await?;
     // First: the meetings they attended, and every full name those meetings know them by.
     let mut attended = std::collections::HashMap::new();
@@ -98,6 +99,7 @@ pub async fn erase_person(
     near.dedup();
     for mut m in all {
         let here = attended.remove(&m.id);
+        let attended_here = here.is_some();
         let needles = if here.is_some() { &near } else { &strong };
         if let Some((mut people, records)) = here {
             meetings += 1;
@@ -116,9 +118,15 @@ pub async fn erase_person(
                 serde_json::to_vec(&people).map_err(|e| ApiError::Internal(e.to_string()))?;
             m.attendees = vault.seal::<Meeting>(&m.id, "attendees", &json)?;
             m.updated_at = chrono::Utc::now();
+            // Deleted first: a deletion also clears the old copy from the engine's log.
+            store.delete_meeting(t, &m.id).await?;
             store.put_meeting(t, &m).await?;
         }
-        if let Some(tr) = store.transcript_for_meeting(t, &m.id).await? {
+        if let Some(tr) = store
+            .transcript_for_meeting(t, &m.id)
+            .await?
+            .filter(|tr| tr.held.is_none())
+        {
             let mut doc =
                 TranscriptDoc::open(&vault, &tr).map_err(|e| ApiError::Internal(e.to_string()))?;
             let mut changed = false;
@@ -142,6 +150,7 @@ pub async fn erase_person(
                 let resealed = doc
                     .seal(&vault, &tr.id, &m.id, tr.expires_at)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
+                store.delete_transcript(t, &tr.id).await?;
                 store
                     .put_transcript(
                         t,
@@ -153,7 +162,21 @@ pub async fn erase_person(
                     .await?;
             }
         }
-        if let Some(s) = store.summary_for_meeting(t, &m.id).await? {
+        // Records sealed to the customer's own key cannot be read here: their holder erases
+        // within them (counted in the receipt).
+        if store
+            .transcript_for_meeting(t, &m.id)
+            .await?
+            .is_some_and(|tr| tr.held.is_some())
+            && attended_here
+        {
+            held += 1;
+        }
+        if let Some(s) = store
+            .summary_for_meeting(t, &m.id)
+            .await?
+            .filter(|s| s.held.is_none())
+        {
             let raw = vault.open::<Summary>(&s.id, "body", &s.body)?;
             let doc: SummaryDoc =
                 serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -169,6 +192,7 @@ pub async fn erase_person(
                 let json =
                     serde_json::to_vec(&new).map_err(|e| ApiError::Internal(e.to_string()))?;
                 let body = vault.seal::<Summary>(&s.id, "body", &json)?;
+                store.delete_summary(t, &s.id).await?;
                 store.put_summary(t, &Summary { body, ..s }).await?;
                 summaries += 1;
             }
@@ -189,6 +213,7 @@ pub async fn erase_person(
             ("attendee_records".into(), attendee_records),
             ("transcript_segments".into(), segments),
             ("summaries".into(), summaries),
+            ("customer_sealed_untouched".into(), held),
         ],
     )
     .await?)

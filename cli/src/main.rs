@@ -54,6 +54,19 @@ enum Command {
     /// Tenant data keys: rotate, re-encrypt, retire old versions.
     #[command(subcommand)]
     Keys(tenant::KeysCmd),
+    /// Opens what customer-held key mode sealed (a transcript or summary the API returned as
+    /// `customer_sealed`), read from FILE or standard input, with the age identity file.
+    Decrypt {
+        #[arg(long)]
+        identity: PathBuf,
+        file: Option<PathBuf>,
+    },
+    /// Makes a customer key pair for customer-held key mode: writes the identity (the secret
+    /// part; keep it offline) to FILE with mode 0600 and prints the recipient to register.
+    CustomerKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Deletion receipts (what was erased, when, by whom, counts, keys destroyed), verified.
     #[command(subcommand)]
     Privacy(tenant::PrivacyCmd),
@@ -183,6 +196,52 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+fn decrypt(identity: &std::path::Path, file: Option<&std::path::Path>) -> Result<()> {
+    use anyhow::Context;
+    use std::io::{Read, Write};
+    let ids = zeroize::Zeroizing::new(
+        std::fs::read_to_string(identity)
+            .with_context(|| format!("reading the identity file {}", identity.display()))?,
+    );
+    let mut message = Vec::new();
+    match file {
+        Some(f) => {
+            message = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        None => {
+            std::io::stdin().read_to_end(&mut message)?;
+        }
+    }
+    // The API returns it as a JSON string: accept that too.
+    if let Ok(s) = serde_json::from_slice::<String>(&message) {
+        message = s.into_bytes();
+    }
+    let plain = meetbot_delivery::hold::open_with(&ids, &message)?;
+    std::io::stdout().write_all(&plain)?;
+    Ok(())
+}
+
+fn customer_key(out: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (identity, recipient) = meetbot_delivery::hold::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+    writeln!(f, "# meetbot customer key; public key: {recipient}")?;
+    writeln!(f, "{}", identity.as_str())?;
+    println!("{recipient}");
+    eprintln!(
+        "identity written to {} (mode 0600): keep it offline; register the public key with PATCH /v1/settings {{\"customer_key\": \"{recipient}\"}}",
+        out.display()
+    );
+    Ok(())
+}
+
 fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
     use anyhow::Context;
     use std::io::Read;
@@ -216,6 +275,8 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Audit(c) => tenant::run_audit(c, &config).await,
         Command::Privacy(c) => tenant::run_privacy(c, &config).await,
+        Command::Decrypt { identity, file } => decrypt(&identity, file.as_deref()),
+        Command::CustomerKey { out } => customer_key(&out),
         Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
         Command::Transcriber => speech::transcriber_service(config).await,

@@ -494,3 +494,82 @@ async fn audit_verify_passes_a_sound_chain_and_names_an_entry_edited_in_the_data
     assert!(stderr(&o).contains("entry 3 (id "), "{}", stderr(&o));
     assert!(stderr(&o).contains("was altered"), "{}", stderr(&o));
 }
+
+#[test]
+fn customer_key_makes_a_private_identity_and_decrypt_opens_what_was_sealed_to_it() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("clinic.age-key");
+    let o = meetbot(
+        dir.path(),
+        &["customer-key", "--out", key.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recipient = stdout(&o).trim().to_string();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // It never overwrites a key.
+    let o = meetbot(
+        dir.path(),
+        &["customer-key", "--out", key.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // What the API returns as `customer_sealed` (a JSON string), opened from standard input.
+    let to = meetbot_delivery::hold::recipient(&recipient).unwrap();
+    let sealed = meetbot_delivery::hold::seal_to(&to, b"{\"segments\": [\"held text\"]}").unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    c.current_dir(dir.path())
+        .args(["decrypt", "--identity", key.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&sealed).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"segments\": [\"held text\"]}"
+    );
+    // Another identity cannot.
+    let other = dir.path().join("other.age-key");
+    meetbot(
+        dir.path(),
+        &["customer-key", "--out", other.to_str().unwrap()],
+        &[],
+    );
+    let f = dir.path().join("sealed.age");
+    std::fs::write(&f, &sealed).unwrap();
+    let o = meetbot(
+        dir.path(),
+        &[
+            "decrypt",
+            "--identity",
+            other.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot open"), "{}", stderr(&o));
+}

@@ -342,6 +342,10 @@ pub struct TenantSettings {
     /// the transcriber's `transcript_retention_days`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript_retention_days: Option<u32>,
+    /// Customer-held key mode: an age X25519 recipient (`age1...`). Once a meeting's summary
+    /// has been delivered, its transcript and summary are stored sealed to this key only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key: Option<String>,
     /// The speech engine the tenant chose among those the deployment offers
     /// (`transcriber.offered_engines`); unset: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,6 +382,7 @@ impl TenantSettings {
             delivery: DeliveryTargets::default(),
             require_mfa: false,
             transcript_retention_days: None,
+            customer_key: None,
             speech_engine: None,
             updated_at,
         }
@@ -394,6 +399,10 @@ pub struct Transcript {
     pub created_at: DateTime<Utc>,
     /// Retention: the store hides the record from this instant and purges it soon after.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Customer-held key mode: the transcript sealed to the tenant's own key (an ASCII-armored
+    /// age message); `segments` then holds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +412,9 @@ pub struct Summary {
     pub body: Sealed,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Customer-held key mode: as [`Transcript::held`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// Where a delivery goes.

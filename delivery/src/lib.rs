@@ -10,6 +10,7 @@
 //!   delivery again once it is recorded as sent, whatever restarts in between.
 
 pub mod email;
+pub mod hold;
 pub mod notice;
 pub mod outbox;
 pub mod service;

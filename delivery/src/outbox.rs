@@ -83,7 +83,7 @@ pub struct Round {
 
 pub struct Outbox {
     store: Arc<dyn Store>,
-    tenants: Arc<Tenants>,
+    pub(crate) tenants: Arc<Tenants>,
     notifiers: HashMap<&'static str, Arc<dyn Notifier>>,
     /// Slack's base URL, for tenants with their own bot token.
     tenant_slack: Option<String>,

@@ -152,6 +152,12 @@ pub async fn run(
         match store.list_tenants().await {
             Ok(ts) => {
                 for t in ts.iter().filter(|t| t.status == TenantStatus::Active) {
+                    // Delivered meetings of a customer-held-key tenant are sealed to its key.
+                    if let Err(e) =
+                        crate::hold::hold_delivered(&*store, &outbox.tenants, &t.id).await
+                    {
+                        tracing::warn!(tenant = %t.id, error = %e, "customer-key sealing failed");
+                    }
                     match outbox.run_once(&t.id, 100).await {
                         Ok(r) if r.sent + r.gave_up > 0 => {
                             tracing::info!(tenant = %t.id, sent = r.sent, retrying = r.retrying, gave_up = r.gave_up, "delivery round")

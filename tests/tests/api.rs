@@ -193,6 +193,7 @@ async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) 
                 body,
                 created_at: Utc::now(),
                 expires_at: None,
+                held: None,
             },
         )
         .await
@@ -2028,6 +2029,7 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
                 body,
                 created_at: Utc::now(),
                 expires_at: None,
+                held: None,
             },
         )
         .await
@@ -2268,4 +2270,170 @@ async fn a_persons_export_holds_only_the_meetings_they_attended_and_their_user_r
         "export.json and the one transcript: {:?}",
         files.keys()
     );
+}
+
+#[tokio::test]
+async fn with_a_customer_key_delivered_meetings_are_left_only_as_ciphertext_the_service_cannot_open()
+ {
+    use meetbot_delivery::hold::{generate, hold_delivered, open_with};
+    let w = world().await;
+    let (identity, recipient) = generate();
+    let set = |k: &str| json!({"customer_key": k});
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&set(&recipient)),
+        )
+        .await;
+    assert_eq!(s, 403, "owners only");
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&set("age1notakey")),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer_key")
+    );
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&set(&recipient)),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // m_other's summary is still waiting to be delivered: it stays readable until then.
+    let outbox = meetbot_delivery::outbox::Outbox::new(
+        w.store.clone(),
+        w.tenants.clone(),
+        Default::default(),
+    );
+    let notice = meetbot_delivery::notice::Notice {
+        meeting_id: w.m_other.clone(),
+        title: "Quarterly review".into(),
+        overview: "o".into(),
+        decisions: vec![],
+        action_items: vec![],
+        link: None,
+    };
+    outbox
+        .enqueue(&w.a, DeliveryChannel::Email, "ops@clinic.test", &notice)
+        .await
+        .unwrap();
+    let before = w
+        .store
+        .transcript_for_meeting(&w.a, &w.m_attended)
+        .await
+        .unwrap()
+        .unwrap();
+    let server_copy = serde_json::to_value(&before.segments).unwrap()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        hold_delivered(&*w.store, &w.tenants, &w.a).await.unwrap(),
+        1
+    );
+
+    let o = &w.tokens.owner;
+    let (s, t) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/transcript", w.m_attended),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(t["segments"], json!([]));
+    let sealed = t["customer_sealed"].as_str().unwrap();
+    assert!(sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    // The holder opens it; the service's own copy under the tenant key is gone.
+    let plain = open_with(&identity, sealed.as_bytes()).unwrap();
+    assert!(String::from_utf8_lossy(&plain).contains("Sarah will send the contract by Friday."));
+    let after = w
+        .store
+        .transcript_for_meeting(&w.a, &w.m_attended)
+        .await
+        .unwrap()
+        .unwrap();
+    let v = w.tenants.vault(&w.a).await.unwrap();
+    assert_eq!(
+        &v.open::<Transcript>(&after.id, "segments", &after.segments)
+            .unwrap()[..],
+        b"{}"
+    );
+    assert!(!meetbot_testsupport::contains(
+        &meetbot_testsupport::raw_bytes(w._dir.path()),
+        server_copy.as_bytes()
+    ));
+    let (_, sm) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/summary", w.m_attended),
+            None,
+        )
+        .await;
+    assert_eq!(sm["overview"], "");
+    let sum = open_with(
+        &identity,
+        sm["customer_sealed"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&sum).contains("send the contract by Friday"));
+    // Still waiting: readable.
+    let (_, other) = w
+        .call(
+            Some(o),
+            Method::GET,
+            &format!("/v1/meetings/{}/transcript", w.m_other),
+            None,
+        )
+        .await;
+    assert!(
+        other["customer_sealed"].is_null() && !other["segments"].as_array().unwrap().is_empty()
+    );
+    // Delivered: sealed too.
+    let d = &w
+        .store
+        .list_deliveries(&w.a, Some(&w.m_other))
+        .await
+        .unwrap()[0];
+    let mut sent = d.value.clone();
+    sent.state = DeliveryState::Sent { at: Utc::now() };
+    w.store
+        .update_delivery(&w.a, &sent, d.version)
+        .await
+        .unwrap();
+    assert_eq!(
+        hold_delivered(&*w.store, &w.tenants, &w.a).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        hold_delivered(&*w.store, &w.tenants, &w.a).await.unwrap(),
+        0,
+        "once"
+    );
+    // What this turns off says so: a person's erasure cannot reach inside sealed records.
+    let (_, r) = w
+        .call(
+            Some(o),
+            Method::POST,
+            "/v1/privacy/people/erase",
+            Some(&json!({"email": "mia@clinic.test"})),
+        )
+        .await;
+    assert_eq!(r["counts"]["customer_sealed_untouched"], 1);
 }

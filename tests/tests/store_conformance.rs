@@ -249,6 +249,7 @@ fn transcript(
         language: Some("en".into()),
         created_at: Utc::now(),
         expires_at,
+        held: None,
     }
 }
 
@@ -262,6 +263,7 @@ fn summary(v: &TenantVault, meeting_id: &str) -> Summary {
         meeting_id: meeting_id.into(),
         created_at: Utc::now(),
         expires_at: None,
+        held: None,
     }
 }
 

@@ -558,6 +558,7 @@ impl Service {
                     body,
                     created_at: chrono::Utc::now(),
                     expires_at: None,
+                    held: None,
                 },
             )
             .await

@@ -69,6 +69,7 @@ impl TranscriptDoc {
             segments,
             created_at: chrono::Utc::now(),
             expires_at,
+            held: None,
         })
     }
 

@@ -204,6 +204,9 @@ pub struct TranscriptOut {
     /// When retention removes it (none: kept until deleted).
     pub expires_at: Option<DateTime<Utc>>,
     pub segments: Vec<Segment>,
+    /// Customer-held key mode: the transcript sealed to the tenant's own key (ASCII-armored
+    /// age); `segments` is then empty. Open it with `meetbot decrypt --identity FILE`.
+    pub customer_sealed: Option<String>,
 }
 
 /// The meeting's transcript, opened for the caller (audited).
@@ -224,9 +227,21 @@ pub async fn get_transcript(
         .transcript_for_meeting(&c.tenant, &m.id)
         .await?
         .ok_or(ApiError::NotFound("transcript"))?;
-    let doc = TranscriptDoc::open(&vault, &tr).map_err(|e| ApiError::Internal(e.to_string()))?;
     audit(&api, &c, "transcript.read", &format!("meeting:{}", m.id)).await?;
+    if let Some(held) = tr.held {
+        return Ok(Json(TranscriptOut {
+            meeting_id: m.id,
+            language: String::new(),
+            engine: String::new(),
+            created_at: tr.created_at,
+            expires_at: tr.expires_at,
+            segments: vec![],
+            customer_sealed: Some(held),
+        }));
+    }
+    let doc = TranscriptDoc::open(&vault, &tr).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(TranscriptOut {
+        customer_sealed: None,
         meeting_id: m.id,
         language: doc.language,
         engine: doc.engine,
@@ -260,6 +275,9 @@ pub struct SummaryOut {
     pub decisions: Vec<String>,
     pub action_items: Vec<ActionItem>,
     pub topics: Vec<String>,
+    /// Customer-held key mode: the summary sealed to the tenant's own key (the other fields
+    /// are then empty).
+    pub customer_sealed: Option<String>,
 }
 
 /// The meeting's summary, opened for the caller (audited).
@@ -280,6 +298,18 @@ pub async fn get_summary(
         .summary_for_meeting(&c.tenant, &m.id)
         .await?
         .ok_or(ApiError::NotFound("summary"))?;
+    if let Some(held) = s.held {
+        audit(&api, &c, "summary.read", &format!("meeting:{}", m.id)).await?;
+        return Ok(Json(SummaryOut {
+            meeting_id: m.id,
+            created_at: s.created_at,
+            overview: String::new(),
+            decisions: vec![],
+            action_items: vec![],
+            topics: vec![],
+            customer_sealed: Some(held),
+        }));
+    }
     let raw = zeroize::Zeroizing::new(
         vault.open::<meetbot_core::model::Summary>(&s.id, "body", &s.body)?,
     );
@@ -287,6 +317,7 @@ pub async fn get_summary(
         .map_err(|e| ApiError::Internal(format!("summary {}: {e}", s.id)))?;
     audit(&api, &c, "summary.read", &format!("meeting:{}", m.id)).await?;
     Ok(Json(SummaryOut {
+        customer_sealed: None,
         meeting_id: m.id,
         created_at: s.created_at,
         overview: doc.overview,

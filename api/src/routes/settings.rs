@@ -83,6 +83,8 @@ pub struct SettingsOut {
     pub transcript_retention_days: Option<u32>,
     /// The speech engine chosen (none: the deployment's default).
     pub speech_engine: Option<String>,
+    /// Customer-held key mode: the age recipient delivered meetings are sealed to.
+    pub customer_key: Option<String>,
     /// The engines this deployment offers to choose from.
     pub speech_engines_offered: Vec<String>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -116,6 +118,10 @@ pub struct SettingsPatch {
     pub transcript_retention_days: Option<u32>,
     /// One of `speech_engines_offered`; "" returns to the default.
     pub speech_engine: Option<String>,
+    /// Customer-held key mode (owners): an age X25519 recipient (`age1...`); delivered
+    /// meetings are then sealed to it only and the service can no longer read them. "" ends
+    /// the mode for later meetings (those sealed stay sealed).
+    pub customer_key: Option<String>,
 }
 
 async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
@@ -134,6 +140,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             require_mfa: false,
             transcript_retention_days: None,
             speech_engine: None,
+            customer_key: None,
             speech_engines_offered: api.settings.speech_engines.clone(),
             updated_at: None,
         });
@@ -154,6 +161,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
         require_mfa: s.require_mfa,
         transcript_retention_days: s.transcript_retention_days,
         speech_engine: s.speech_engine,
+        customer_key: s.customer_key,
         speech_engines_offered: api.settings.speech_engines.clone(),
         updated_at: Some(s.updated_at),
     })
@@ -203,6 +211,16 @@ pub async fn patch_settings(
     }
     if let Some(m) = p.require_mfa {
         s.require_mfa = m;
+    }
+    if let Some(k) = p.customer_key {
+        c.require(Role::Owner, "settings:write")?;
+        if k.is_empty() {
+            s.customer_key = None;
+        } else {
+            meetbot_delivery::hold::recipient(&k)
+                .map_err(|e| ApiError::BadRequest(format!("customer_key: {e}")))?;
+            s.customer_key = Some(k.trim().to_string());
+        }
     }
     if let Some(e) = p.speech_engine {
         if e.is_empty() {
