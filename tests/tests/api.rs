@@ -132,20 +132,7 @@ async fn meeting(tenants: &Tenants, t: &TenantId, conn: Option<&str>, people: &[
 }
 
 async fn job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
-    let now = Utc::now();
-    let j = BotJob {
-        id: new_record_id(),
-        meeting_id: meeting.into(),
-        idempotency_key: format!("k-{meeting}"),
-        join_at: now,
-        state: BotJobState::Scheduled,
-        history: vec![StateChange {
-            state: BotJobState::Scheduled,
-            at: now,
-        }],
-        published_at: None,
-        bot_rules: None,
-    };
+    let j = BotJob::scheduled(meeting, format!("k-{meeting}"), Utc::now());
     store.insert_bot_job(t, &j).await.unwrap();
     j.id
 }
@@ -1679,14 +1666,7 @@ async fn a_deleted_session_is_hidden_at_once_restorable_by_an_owner_and_erased_w
         w.tenants.clone(),
         Default::default(),
     );
-    let notice = meetbot_delivery::notice::Notice {
-        meeting_id: m.clone(),
-        title: "Quarterly review".into(),
-        overview: "o".into(),
-        decisions: vec![],
-        action_items: vec![],
-        link: None,
-    };
+    let notice = notice_for(&m);
     outbox
         .enqueue(&w.a, DeliveryChannel::Email, "ops@clinic.test", &notice)
         .await
@@ -2319,14 +2299,7 @@ async fn with_a_customer_key_delivered_meetings_are_left_only_as_ciphertext_the_
         w.tenants.clone(),
         Default::default(),
     );
-    let notice = meetbot_delivery::notice::Notice {
-        meeting_id: w.m_other.clone(),
-        title: "Quarterly review".into(),
-        overview: "o".into(),
-        decisions: vec![],
-        action_items: vec![],
-        link: None,
-    };
+    let notice = notice_for(&w.m_other);
     outbox
         .enqueue(&w.a, DeliveryChannel::Email, "ops@clinic.test", &notice)
         .await
@@ -2436,4 +2409,16 @@ async fn with_a_customer_key_delivered_meetings_are_left_only_as_ciphertext_the_
         )
         .await;
     assert_eq!(r["counts"]["customer_sealed_untouched"], 1);
+}
+
+/// A summary notice for `meeting`, for the outbox.
+fn notice_for(meeting: &str) -> meetbot_delivery::notice::Notice {
+    meetbot_delivery::notice::Notice {
+        meeting_id: meeting.to_string(),
+        title: "Quarterly review".into(),
+        overview: "o".into(),
+        decisions: vec![],
+        action_items: vec![],
+        link: None,
+    }
 }
