@@ -24,7 +24,7 @@ fn scrub(text: &str, needles: &[String]) -> String {
         for (i, _) in lower.match_indices(&nl) {
             // Byte offsets of the lower-cased text map onto the original only for ASCII-length-
             // preserving case changes; fall back to leaving the text when they do not.
-            if !out.is_char_boundary(i) || !out.is_char_boundary(i + n.len()) {
+            if !out.is_char_boundary(i) || !out.is_char_boundary(i + nl.len()) {
                 continue;
             }
             if i < last {
@@ -32,7 +32,7 @@ fn scrub(text: &str, needles: &[String]) -> String {
             }
             result.push_str(&out[last..i]);
             result.push_str(ERASED);
-            last = i + n.len();
+            last = i + nl.len();
         }
         if lower.len() == out.len() {
             result.push_str(&out[last..]);
@@ -236,6 +236,8 @@ mod tests {
             "[erased] will mail [erased]; [erased] agrees."
         );
         assert_eq!(scrub("nothing here", &n), "nothing here");
+        let accented = vec!["zoë ünal".to_string()];
+        assert_eq!(scrub("Zoë Ünal said hi", &accented), "[erased] said hi");
     }
 
     proptest! {
