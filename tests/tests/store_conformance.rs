@@ -34,16 +34,17 @@ impl Env {
         use meetbot_store::engine::Scope;
         match &self.raw {
             Raw::Sqlite(e) => {
-                let mut out = Vec::new();
+                let mut files = Vec::new();
                 for scope in [Scope::Control, Scope::Tenant(t.clone())] {
                     let path = e.file_of(&scope);
                     for suffix in ["", "-journal", "-wal"] {
-                        if let Ok(b) = std::fs::read(format!("{}{suffix}", path.display())) {
-                            out.extend(b);
-                        }
+                        files.push(std::path::PathBuf::from(format!(
+                            "{}{suffix}",
+                            path.display()
+                        )));
                     }
                 }
-                out
+                meetbot_testsupport::raw_file_bytes(&files)
             }
             Raw::Mongo(e, prefix) => {
                 let mut out = Vec::new();

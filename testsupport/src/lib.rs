@@ -50,6 +50,13 @@ pub fn raw_bytes(dir: &std::path::Path) -> Vec<u8> {
             }
         }
     }
+    raw_file_bytes(&files)
+}
+
+/// The bytes of `files` (those that exist), read by a child process: closing a descriptor of a
+/// SQLite file in this process would drop this process's POSIX locks on it.
+pub fn raw_file_bytes(files: &[PathBuf]) -> Vec<u8> {
+    let files: Vec<&PathBuf> = files.iter().filter(|f| f.exists()).collect();
     if files.is_empty() {
         return Vec::new();
     }
