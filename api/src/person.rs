@@ -8,7 +8,6 @@ use meetbot_calendar_sync::apply::People;
 use meetbot_core::TenantId;
 use meetbot_core::model::{DeletionReceipt, Meeting, Summary};
 use meetbot_store::vault::Tenants;
-use meetbot_transcriber::summarize::SummaryDoc;
 use meetbot_transcriber::transcript::TranscriptDoc;
 
 pub const ERASED: &str = "[erased]";
@@ -122,11 +121,13 @@ pub async fn erase_person(
             store.delete_meeting(t, &m.id).await?;
             store.put_meeting(t, &m).await?;
         }
-        if let Some(tr) = store
-            .transcript_for_meeting(t, &m.id)
-            .await?
-            .filter(|tr| tr.held.is_none())
-        {
+        let transcript = store.transcript_for_meeting(t, &m.id).await?;
+        // Records sealed to the customer's own key cannot be read here: their holder erases
+        // within them (counted in the receipt).
+        if transcript.as_ref().is_some_and(|tr| tr.held.is_some()) && attended_here {
+            held += 1;
+        }
+        if let Some(tr) = transcript.filter(|tr| tr.held.is_none()) {
             let mut doc =
                 TranscriptDoc::open(&vault, &tr).map_err(|e| ApiError::Internal(e.to_string()))?;
             let mut changed = false;
@@ -162,24 +163,12 @@ pub async fn erase_person(
                     .await?;
             }
         }
-        // Records sealed to the customer's own key cannot be read here: their holder erases
-        // within them (counted in the receipt).
-        if store
-            .transcript_for_meeting(t, &m.id)
-            .await?
-            .is_some_and(|tr| tr.held.is_some())
-            && attended_here
-        {
-            held += 1;
-        }
         if let Some(s) = store
             .summary_for_meeting(t, &m.id)
             .await?
             .filter(|s| s.held.is_none())
         {
-            let raw = vault.open::<Summary>(&s.id, "body", &s.body)?;
-            let doc: SummaryDoc =
-                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let doc = crate::routes::open_summary(&vault, &s)?;
             let mut new = doc.clone();
             new.overview = scrub(&doc.overview, needles);
             new.decisions = doc.decisions.iter().map(|d| scrub(d, needles)).collect();

@@ -15,9 +15,8 @@ use meetbot_calendar_sync::oauth::{OAuth, OAuthHttp, ProviderSettings};
 use meetbot_core::TenantId;
 use meetbot_core::ids::new_record_id;
 use meetbot_core::model::*;
-use meetbot_crypto::LocalKeyFile;
+use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
-use meetbot_store::{SqliteEngine, Store, init_engine};
 use meetbot_testsupport::oidc::{OidcClient, OidcProvider};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -200,15 +199,7 @@ async fn connection(tenants: &Tenants, t: &TenantId, user: &str) -> String {
 }
 
 async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
-        .await
-        .unwrap();
-    let tenants = Arc::new(Tenants::new(
-        store.clone(),
-        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    ));
-    let a = tenants.create("Clinic").await.unwrap().id;
+    let (tenants, store, a, dir) = common::embedded_tenant("Clinic").await;
     let b = tenants.create("Law firm").await.unwrap().id;
     let owner = create_user(&*tenants, &a, "olga@clinic.test", Role::Owner)
         .await

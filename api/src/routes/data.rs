@@ -1,7 +1,7 @@
 //! Meetings, bots, transcripts, summaries and deliveries. Sealed fields are opened only for a
 //! caller who may see the meeting; reading a transcript or a summary is audited.
 
-use super::{Json, Path, Query, Visibility, audit, paginate};
+use super::{Json, Path, Query, Visibility, audit, paginate, wire};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -14,7 +14,6 @@ use meetbot_core::model::{
 };
 use meetbot_store::JobFilter;
 use meetbot_store::vault::TenantVault;
-use meetbot_transcriber::summarize::SummaryDoc;
 use meetbot_transcriber::transcript::TranscriptDoc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -53,13 +52,6 @@ pub struct MeetingPage {
     pub next_cursor: Option<String>,
 }
 
-fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 fn people_of(o: &OpenedMeeting) -> Vec<String> {
     o.people
         .organizer
@@ -93,6 +85,18 @@ fn meeting_out(m: &Meeting, o: OpenedMeeting, show_link: bool) -> MeetingOut {
             .collect(),
         join_url: if show_link { o.join_url } else { None },
     }
+}
+
+/// The meeting `id` and the tenant's vault, if the caller may see the meeting.
+async fn seen(
+    api: &AppState,
+    c: &Caller,
+    id: &str,
+) -> ApiResult<(Meeting, OpenedMeeting, std::sync::Arc<TenantVault>)> {
+    let vis = Visibility::of(api, c).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let (m, o) = visible_meeting(api, c, &vis, &vault, id).await?;
+    Ok((m, o, vault))
 }
 
 /// The meeting, if the caller may see it (404 otherwise, as if it did not exist).
@@ -176,9 +180,7 @@ pub async fn get_meeting(
     Path(id): Path<String>,
 ) -> ApiResult<Json<MeetingOut>> {
     c.require(Role::Member, "meetings:read")?;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let (m, o) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let (m, o, _) = seen(&api, &c, &id).await?;
     let owner =
         c.role() >= Role::Admin || m.requested_by.as_deref() == c.user().map(|u| u.id.as_str());
     Ok(Json(meeting_out(&m, o, owner)))
@@ -218,9 +220,7 @@ pub async fn get_transcript(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TranscriptOut>> {
     c.require(Role::Member, "transcripts:read")?;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let (m, _, vault) = seen(&api, &c, &id).await?;
     let tr = api
         .tenants
         .store()
@@ -289,9 +289,7 @@ pub async fn get_summary(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SummaryOut>> {
     c.require(Role::Member, "transcripts:read")?;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let (m, _, vault) = seen(&api, &c, &id).await?;
     let s = api
         .tenants
         .store()
@@ -310,11 +308,7 @@ pub async fn get_summary(
             customer_sealed: Some(held),
         }));
     }
-    let raw = zeroize::Zeroizing::new(
-        vault.open::<meetbot_core::model::Summary>(&s.id, "body", &s.body)?,
-    );
-    let doc: SummaryDoc = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::Internal(format!("summary {}: {e}", s.id)))?;
+    let doc = super::open_summary(&vault, &s)?;
     audit(&api, &c, "summary.read", &format!("meeting:{}", m.id)).await?;
     Ok(Json(SummaryOut {
         customer_sealed: None,
@@ -363,9 +357,7 @@ pub async fn list_deliveries(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryList>> {
     c.require(Role::Member, "meetings:read")?;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let (m, _, _) = seen(&api, &c, &id).await?;
     let items = api
         .tenants
         .store()
@@ -541,14 +533,10 @@ pub async fn get_bot(
         .await?
         .ok_or(ApiError::NotFound("bot"))?
         .value;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    visible_meeting(&api, &c, &vis, &vault, &job.meeting_id)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(_) => ApiError::NotFound("bot"),
-            other => other,
-        })?;
+    seen(&api, &c, &job.meeting_id).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("bot"),
+        other => other,
+    })?;
     Ok(Json(bot_out(&job)))
 }
 
@@ -804,9 +792,7 @@ pub async fn delete_transcript(
 ) -> ApiResult<Json<ReceiptOut>> {
     c.person()?;
     c.require(Role::Admin, "meetings:delete")?;
-    let vis = Visibility::of(&api, &c).await?;
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &id).await?;
+    let (m, _, _) = seen(&api, &c, &id).await?;
     let r = meetbot_store::erase::erase_transcript(
         &**api.tenants.store(),
         &c.tenant,

@@ -73,6 +73,23 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/settings", get(get_settings).patch(patch_settings))
 }
 
+/// An enum's serialised name (`"confirmed"`, `"google_meet"`), as the API shows it.
+pub(crate) fn wire<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// A stored summary's document, opened with the tenant's key.
+pub(crate) fn open_summary(
+    vault: &meetbot_store::vault::TenantVault,
+    s: &meetbot_core::model::Summary,
+) -> ApiResult<meetbot_transcriber::summarize::SummaryDoc> {
+    let raw = vault.open::<meetbot_core::model::Summary>(&s.id, "body", &s.body)?;
+    serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(format!("summary {}: {e}", s.id)))
+}
+
 /// JSON bodies, with rejections in our error body.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

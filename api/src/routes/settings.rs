@@ -1,6 +1,6 @@
 //! Tenant settings, calendar connections and one's own auto-join rules.
 
-use super::{Json, Path, audit};
+use super::{Json, Path, audit, wire};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -353,13 +353,6 @@ pub struct CalendarOut {
 #[derive(Serialize, ToSchema)]
 pub struct CalendarList {
     pub items: Vec<CalendarOut>,
-}
-
-fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
 }
 
 /// Connected calendars: one's own, or all of them for admins.
