@@ -98,6 +98,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: speech::Format,
     },
+    /// Redacts text from standard input to standard output, line by line, as the transcriber
+    /// does for tenants with redaction on: identifiers become [NAME], [DATE], [PHONE], ... and
+    /// sentences on a sensitive topic [TOPIC:<name>].
+    Redact {
+        /// Only these classes (comma-separated labels: NAME,DATE,PHONE,...); default: all.
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Topic phrase lists (a TOML file with a [topics] table); default: the built-in ones.
+        #[arg(long, conflicts_with = "no_topics")]
+        topics: Option<PathBuf>,
+        /// No topics, identifiers only.
+        #[arg(long)]
+        no_topics: bool,
+        /// The names dataset (default: names-0.3.0.tar.gz in the model directory, from
+        /// `meetbot model fetch`).
+        #[arg(long)]
+        names: Option<PathBuf>,
+    },
     /// Summarises a transcript (the JSON of `meetbot transcribe --format json`).
     Summarize {
         file: PathBuf,
@@ -290,5 +308,11 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
             format,
         } => speech::transcribe(&config, &file, engine, model, format).await,
         Command::Summarize { file, format } => speech::summarize(&config, &file, format).await,
+        Command::Redact {
+            classes,
+            topics,
+            no_topics,
+            names,
+        } => speech::redact(&config, classes, topics, no_topics, names),
     }
 }

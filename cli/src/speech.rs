@@ -63,6 +63,12 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
                 model::spec(&name).ok_or_else(|| model::ModelError::Unknown(name.clone()))?;
             let dir = model_dir(config, dir);
             let path = model::model_path(&dir, spec.name);
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .build()?;
+            // The names dataset redaction uses travels with every model (0.8 MB).
+            let names = model::fetch_names(&file_host, &dir, &client, &mut |_| {}).await?;
+            eprintln!("names dataset for redaction: {}", names.display());
             if !force && model::verify(&path) {
                 eprintln!(
                     "{} is already fetched and verified: {}",
@@ -72,9 +78,6 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
                 println!("{}", path.display());
                 return Ok(());
             }
-            let client = reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(30))
-                .build()?;
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -115,6 +118,15 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
                 };
                 println!("{name:8} {state:32} {}", p.display());
             }
+            let (p, ok) = model::names_path(&dir);
+            let state = if ok {
+                "verified"
+            } else if p.exists() {
+                "CHECKSUM MISMATCH (fetch again)"
+            } else {
+                "not fetched"
+            };
+            println!("{:8} {state:32} {}", "names", p.display());
             Ok(())
         }
     }
@@ -318,6 +330,7 @@ pub async fn build_service(
             }),
             partial_every: (t.partial_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(t.partial_every_ms)),
+            names: names_dataset(config, None)?,
         },
         metrics,
     ))
@@ -440,4 +453,65 @@ pub async fn in_process(
     let metrics = meetbot_transcriber::service::Metrics::new();
     let (addr, task) = serve(config, tenants, secret.clone(), metrics, stop).await?;
     Ok((format!("ws://{addr}/v1/audio"), secret, task))
+}
+
+/// The names dataset redaction uses: `path`, else the model directory's copy. A missing
+/// default copy is a warning (names are then found by context only); a bad one is an error.
+pub fn names_dataset(
+    config: &Config,
+    path: Option<PathBuf>,
+) -> Result<Option<Arc<meetbot_redact::Names>>> {
+    use meetbot_redact::{Names, names::NamesError};
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| Names::path_in(&model_dir(config, None)));
+    match Names::load(&path) {
+        Ok(n) => Ok(Some(Arc::new(n))),
+        Err(NamesError::Missing(p)) if !explicit => {
+            tracing::warn!(path = %p.display(), "names dataset not fetched: redaction finds names by context only; run `meetbot model fetch`");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `meetbot redact`: standard input to standard output, line by line.
+pub fn redact(
+    config: &Config,
+    classes: Vec<String>,
+    topics: Option<PathBuf>,
+    no_topics: bool,
+    names: Option<PathBuf>,
+) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let topics = if no_topics {
+        Some(Default::default())
+    } else if let Some(f) = topics {
+        let text = std::fs::read_to_string(&f)
+            .with_context(|| format!("reading the topics file {}", f.display()))?;
+        let t = meetbot_redact::Topics::from_toml(&text)
+            .with_context(|| format!("topics file {}", f.display()))?;
+        Some(t.lists().clone())
+    } else {
+        None
+    };
+    let settings = meetbot_core::model::RedactionSettings {
+        enabled: true,
+        classes,
+        topics,
+    };
+    let names = names_dataset(config, names)?;
+    if names.is_none() {
+        eprintln!(
+            "meetbot redact: the names dataset is not fetched (run `meetbot model fetch`); names are found by context only"
+        );
+    }
+    let r = meetbot_redact::Redactor::for_settings(&settings, names)?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lines() {
+        let line = line.context("reading standard input (is it UTF-8 text?)")?;
+        writeln!(out, "{}", r.redact(&line))?;
+    }
+    out.flush()?;
+    Ok(())
 }

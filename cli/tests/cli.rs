@@ -573,3 +573,99 @@ fn customer_key_makes_a_private_identity_and_decrypt_opens_what_was_sealed_to_it
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot open"), "{}", stderr(&o));
 }
+
+fn meetbot_with_input(dir: &std::path::Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    c.current_dir(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEETBOT_") {
+            c.env_remove(k);
+        }
+    }
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn redact_reads_stdin_and_prints_labels_for_identifiers_and_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = meetbot_testsupport::speech::names_dataset();
+    let names = names.to_str().unwrap();
+    let input = "Linda Garcia was born on 02/17/1958.\nCall her at (617) 555-0142 or linda@example.com.\nShe said she is undocumented. Thanks.\n";
+    let o = meetbot_with_input(dir.path(), &["redact", "--names", names], input);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "[NAME] was born on [DATE].\nCall her at [PHONE] or [EMAIL].\n[TOPIC:immigration] Thanks.\n"
+    );
+    // Only the classes asked for; no topics.
+    let o = meetbot_with_input(
+        dir.path(),
+        &[
+            "redact",
+            "--names",
+            names,
+            "--classes",
+            "EMAIL,phone",
+            "--no-topics",
+        ],
+        input,
+    );
+    assert_eq!(
+        stdout(&o),
+        "Linda Garcia was born on 02/17/1958.\nCall her at [PHONE] or [EMAIL].\nShe said she is undocumented. Thanks.\n"
+    );
+    // A topics file of one's own.
+    let topics = dir.path().join("topics.toml");
+    std::fs::write(&topics, "[topics]\nbilling = [\"invoice\"]\n").unwrap();
+    let o = meetbot_with_input(
+        dir.path(),
+        &[
+            "redact",
+            "--names",
+            names,
+            "--topics",
+            topics.to_str().unwrap(),
+        ],
+        "The invoice is late. She is undocumented.\n",
+    );
+    assert_eq!(stdout(&o), "[TOPIC:billing] She is undocumented.\n");
+    // Bad input: a clear error, exit status not 0.
+    let o = meetbot_with_input(dir.path(), &["redact", "--classes", "NICKNAME"], "x\n");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("redaction.classes[0]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meetbot_with_input(
+        dir.path(),
+        &["redact", "--names", "/nonexistent/names.tar.gz"],
+        "x\n",
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent/names.tar.gz"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&topics, "[topics]\nBad = [\"x\"]\n").unwrap();
+    let o = meetbot_with_input(
+        dir.path(),
+        &["redact", "--topics", topics.to_str().unwrap()],
+        "x\n",
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("topic name"), "{}", stderr(&o));
+}

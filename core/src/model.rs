@@ -350,7 +350,23 @@ pub struct TenantSettings {
     /// (`transcriber.offered_engines`); unset: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speech_engine: Option<String>,
+    /// Redaction before storage (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<RedactionSettings>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What the transcriber removes from speech before anything is stored or streamed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedactionSettings {
+    pub enabled: bool,
+    /// Identifier classes by label (`NAME`, `DATE`, `PHONE`, ...); empty: every class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// Sensitive topics: name -> phrases. Unset: the built-in lists (immigration, abuse,
+    /// explicit); an empty map: no topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// A tenant's delivery targets. Addresses and URLs are sealed; a Slack channel id is not
@@ -384,6 +400,7 @@ impl TenantSettings {
             transcript_retention_days: None,
             customer_key: None,
             speech_engine: None,
+            redaction: None,
             updated_at,
         }
     }

@@ -141,6 +141,7 @@ async fn streaming() -> serde_json::Value {
             vad: Default::default(),
             retention: None,
             partial_every: None,
+            names: None,
         },
         meetbot_transcriber::service::Metrics::new(),
     );

@@ -1450,7 +1450,12 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
             "webhook_url": "https://hooks.clinic.test/meetbot"
         },
         "transcript_retention_days": 7,
-        "speech_engine": "whisper-base"
+        "speech_engine": "whisper-base",
+        "redaction": {
+            "enabled": true,
+            "classes": ["NAME", "phone", "DATE"],
+            "topics": {"immigration": ["visa status", "asylum"]}
+        }
     });
     let (s, out) = w
         .call(
@@ -1477,6 +1482,29 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
     );
     assert_eq!(got["transcript_retention_days"], 7);
     assert_eq!(got["speech_engine"], "whisper-base");
+    assert_eq!(got["redaction"]["enabled"], true);
+    assert_eq!(
+        got["redaction"]["classes"],
+        json!(["NAME", "phone", "DATE"])
+    );
+    assert_eq!(
+        got["redaction"]["topics"],
+        json!({"immigration": ["visa status", "asylum"]})
+    );
+    assert_eq!(got["redaction"]["builtin_topics"], false);
+    // What the transcriber reads is what was set.
+    let stored = w.store.get_tenant_settings(&w.a).await.unwrap().unwrap();
+    let r = meetbot_redact::Redactor::from_settings(stored.redaction.as_ref().unwrap(), None)
+        .unwrap()
+        .expect("redaction on");
+    assert_eq!(
+        r.redact("Dr. Okafor said her visa status changed on May 3rd; call 555-867-5309."),
+        "[TOPIC:immigration]"
+    );
+    assert_eq!(
+        r.redact("Dr. Okafor moved it to May 3rd; mail a@b.com."),
+        "[NAME] moved it to [DATE]; mail a@b.com."
+    );
     assert_eq!(
         got["speech_engines_offered"],
         json!(["whisper-base", "azure"])
@@ -1519,6 +1547,18 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
             "transcript_retention_days",
         ),
         (json!({"colour": "blue"}), "colour"),
+        (
+            json!({"redaction": {"enabled": true, "classes": ["NICKNAME"]}}),
+            "redaction.classes[0]",
+        ),
+        (
+            json!({"redaction": {"enabled": true, "topics": {"Bad Topic": ["x"]}}}),
+            "redaction.topics",
+        ),
+        (
+            json!({"redaction": {"enabled": true, "topics": {"abuse": []}}}),
+            "redaction.topics",
+        ),
     ] {
         let (s, body) = w
             .call(
@@ -1538,6 +1578,24 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
         .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
         .await;
     assert_eq!(again["speech_engine"], "whisper-base");
+    assert_eq!(
+        again["redaction"]["classes"],
+        json!(["NAME", "phone", "DATE"])
+    );
+    // Turned off, the built-in topics are back in force once topics are left unset.
+    let (s, off) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&json!({"redaction": {"enabled": false}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{off}");
+    assert_eq!(off["redaction"]["enabled"], false);
+    assert_eq!(off["redaction"]["builtin_topics"], true);
+    assert!(off["redaction"]["topics"]["abuse"].is_array());
+    assert_eq!(off["redaction"]["classes"].as_array().unwrap().len(), 18);
     // Clearing.
     let (s, _) = w
         .call(

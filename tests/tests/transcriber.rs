@@ -85,6 +85,9 @@ async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
             vad: Default::default(),
             retention: Some(Duration::from_secs(30 * 86_400)),
             partial_every: Some(Duration::from_millis(1500)),
+            names: Some(Arc::new(
+                meetbot_redact::Names::load(&speech::names_dataset()).unwrap(),
+            )),
         },
         metrics.clone(),
     );
@@ -506,4 +509,81 @@ async fn a_reconnecting_bot_takes_over_from_a_stalled_connection() {
         .unwrap();
     assert_eq!(rep.acked, rep.frames + 1);
     drop(stalled);
+}
+
+#[tokio::test]
+async fn a_tenant_with_redaction_on_has_names_and_dates_removed_before_storage_and_streaming() {
+    let f = fixture(whisper()).await;
+    let mut settings = f
+        .store
+        .get_tenant_settings(&f.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    settings.redaction = Some(meetbot_core::model::RedactionSettings {
+        enabled: true,
+        ..Default::default()
+    });
+    f.store
+        .put_tenant_settings(&f.tenant, &settings)
+        .await
+        .unwrap();
+    let live_url = f
+        .url
+        .replace("ws://", "http://")
+        .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant));
+    let live = reqwest::Client::new()
+        .get(&live_url)
+        .bearer_auth(f.token("job-1"))
+        .send()
+        .await
+        .unwrap();
+    let live_task = tokio::spawn(async move { live.text().await.unwrap_or_default() });
+
+    let said = "Please call Sarah Mitchell on March third.";
+    let (rate, pcm) = speech::espeak(said, "en-us");
+    let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+    pcm48.extend(std::iter::repeat_n(0i16, 48_000));
+    let (tx, rx) = mpsc::channel(4096);
+    let stream = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
+    for (k, p) in speech::opus_packets(&pcm48).into_iter().enumerate() {
+        tx.send(Outgoing::Audio(AudioPacket {
+            participant: "alice".into(),
+            ssrc: 1,
+            sequence: k as u16,
+            timestamp: k as u32 * 960,
+            payload: p,
+            received_at: Instant::now(),
+        }))
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    stream.await.unwrap().unwrap();
+
+    let rec = f
+        .store
+        .transcript_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .expect("transcript stored");
+    let vault = f.tenants.vault(&f.tenant).await.unwrap();
+    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
+    let text: Vec<&str> = doc.segments.iter().map(|s| s.text.as_str()).collect();
+    let text = text.join(" ");
+    eprintln!("stored: {text}");
+    assert!(text.contains("[NAME]"), "{text}");
+    assert!(text.contains("[DATE]"), "{text}");
+    assert!(text.contains("Please call"), "the rest is kept: {text}");
+    for w in ["Sar", "Mitchell", "March"] {
+        assert!(!text.contains(w), "{w:?} stored: {text}");
+    }
+    let events = tokio::time::timeout(Duration::from_secs(10), live_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(events.contains("[NAME]"), "{events}");
+    for w in ["Sar", "Mitchell", "March"] {
+        assert!(!events.contains(w), "{w:?} streamed live: {events}");
+    }
 }

@@ -200,6 +200,21 @@ pub fn whisper_model() -> PathBuf {
     p
 }
 
+/// The names dataset for redaction (`names-0.3.0.tar.gz`), fetched beside the whisper model
+/// by `meetbot model fetch` (scripts/test.sh runs it).
+pub fn names_dataset() -> PathBuf {
+    let p = whisper_model()
+        .parent()
+        .map(|d| d.join("names-0.3.0.tar.gz"))
+        .unwrap_or_default();
+    assert!(
+        p.is_file(),
+        "no names dataset at {}: run `bash scripts/test.sh` (its `meetbot model fetch` fetches it)",
+        p.display()
+    );
+    p
+}
+
 /// A real faster-whisper-server (PyPI 0.0.3) with tiny.en, on a free loopback port. The venv
 /// and the CTranslate2 model come from scripts/test.sh (`target/test-env/fws`).
 pub struct FasterWhisperServer {

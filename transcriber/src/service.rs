@@ -138,6 +138,8 @@ pub struct Settings {
     /// A partial result for an utterance still going on, every this much of it (None: off).
     /// Partials are only computed when the engine has nothing else queued.
     pub partial_every: Option<Duration>,
+    /// The names dataset for tenants that turn redaction on (None: names by context only).
+    pub names: Option<Arc<meetbot_redact::Names>>,
 }
 
 /// A live segment, as sent to `/v1/live` subscribers.
@@ -279,6 +281,7 @@ impl Service {
         let (tx, mut rx) = mpsc::channel::<Work>(64);
         s.work = Some(tx);
         let engine = self.engine_for(&s.tenant).await;
+        let redactor = self.redactor_for(&s.tenant).await;
         let segments = s.segments.clone();
         let live = s.live.clone();
         let m = self.metrics.clone();
@@ -293,13 +296,24 @@ impl Service {
                         let latency = w.ended_at.elapsed().as_secs_f64();
                         m.utterance_latency.observe(latency);
                         for r in rs {
+                            // Redacted before it is kept, streamed or stored; the raw text
+                            // is wiped.
+                            let text = match &redactor {
+                                Some(rd) => {
+                                    let mut raw = zeroize::Zeroizing::new(r.text);
+                                    let out = rd.redact(&raw);
+                                    raw.clear();
+                                    out
+                                }
+                                None => r.text,
+                            };
                             let seg = Segment {
                                 participant: w.participant.clone(),
                                 speaker: None,
                                 start_ms: w.start_ms + r.start_ms,
                                 end_ms: (w.start_ms + r.end_ms)
                                     .min(w.start_ms + w.utterance.end_ms() - w.utterance.start_ms),
-                                text: r.text,
+                                text,
                             };
                             if !w.partial {
                                 segments
@@ -322,6 +336,37 @@ impl Service {
                 // `w` (and its audio) is dropped, and so zeroized, here.
             }
         }));
+    }
+
+    /// The tenant's redactor when its settings turn redaction on. When the settings cannot be
+    /// read, every class and the built-in topics are redacted: a transcript with too little in
+    /// it is better than one with identifiers its tenant asked to keep out.
+    async fn redactor_for(&self, t: &TenantId) -> Option<meetbot_redact::Redactor> {
+        let names = self.settings.names.clone();
+        match self.tenants.store().get_tenant_settings(t).await {
+            Ok(s) => {
+                let r = s.and_then(|s| s.redaction)?;
+                match meetbot_redact::Redactor::from_settings(&r, names.clone()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(tenant = %t, error = %e, "redaction settings are invalid; redacting every class");
+                        Some(
+                            meetbot_redact::Redactor::new()
+                                .with_topics(meetbot_redact::Topics::builtin())
+                                .with_names_opt(names),
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "tenant settings unreadable; redacting every class");
+                Some(
+                    meetbot_redact::Redactor::new()
+                        .with_topics(meetbot_redact::Topics::builtin())
+                        .with_names_opt(names),
+                )
+            }
+        }
     }
 
     /// The tenant's engine, with its choice read from its settings (the default when they

@@ -73,6 +73,53 @@ pub struct DeliverySettings {
     pub new_webhook_secret: Option<String>,
 }
 
+/// Redaction before storage: what the transcriber removes from speech before anything is
+/// kept, streamed or stored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    pub enabled: bool,
+    /// Identifier classes: NAME, ADDRESS, ZIP, DATE, AGE, PHONE, FAX, EMAIL, SSN, RECORD,
+    /// HEALTH_PLAN, ACCOUNT, LICENSE, VEHICLE, DEVICE, URL, IP, ID; [] means all of them.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Sensitive topics, name -> phrases (a sentence with a phrase becomes
+    /// `[TOPIC:<name>]`). Absent or null: the built-in lists; {}: no topics.
+    #[serde(default)]
+    pub topics: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RedactionOut {
+    pub enabled: bool,
+    /// The classes redacted.
+    pub classes: Vec<String>,
+    /// The topic lists in force.
+    pub topics: std::collections::BTreeMap<String, Vec<String>>,
+    /// Whether the topics are the built-in lists.
+    pub builtin_topics: bool,
+}
+
+fn redaction_out(r: Option<&meetbot_core::model::RedactionSettings>) -> RedactionOut {
+    let r = r.cloned().unwrap_or_default();
+    let classes = if r.classes.is_empty() {
+        meetbot_redact::Class::ALL
+            .iter()
+            .map(|c| c.label().to_string())
+            .collect()
+    } else {
+        r.classes.clone()
+    };
+    RedactionOut {
+        enabled: r.enabled,
+        classes,
+        builtin_topics: r.topics.is_none(),
+        topics: r
+            .topics
+            .unwrap_or_else(meetbot_redact::Topics::builtin_lists),
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct SettingsOut {
     pub bot: BotRules,
@@ -87,6 +134,7 @@ pub struct SettingsOut {
     pub customer_key: Option<String>,
     /// The engines this deployment offers to choose from.
     pub speech_engines_offered: Vec<String>,
+    pub redaction: RedactionOut,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -122,6 +170,8 @@ pub struct SettingsPatch {
     /// meetings are then sealed to it only and the service can no longer read them. "" ends
     /// the mode for later meetings (those sealed stay sealed).
     pub customer_key: Option<String>,
+    /// Replaces the redaction settings (they apply to meetings transcribed from then on).
+    pub redaction: Option<Redaction>,
 }
 
 async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
@@ -142,6 +192,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             speech_engine: None,
             customer_key: None,
             speech_engines_offered: api.settings.speech_engines.clone(),
+            redaction: redaction_out(None),
             updated_at: None,
         });
     };
@@ -163,6 +214,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
         speech_engine: s.speech_engine,
         customer_key: s.customer_key,
         speech_engines_offered: api.settings.speech_engines.clone(),
+        redaction: redaction_out(s.redaction.as_ref()),
         updated_at: Some(s.updated_at),
     })
 }
@@ -208,6 +260,16 @@ pub async fn patch_settings(
             ));
         }
         s.transcript_retention_days = Some(days);
+    }
+    if let Some(r) = p.redaction {
+        let r = meetbot_core::model::RedactionSettings {
+            enabled: r.enabled,
+            classes: r.classes,
+            topics: r.topics,
+        };
+        meetbot_redact::Redactor::for_settings(&r, None)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        s.redaction = Some(r);
     }
     if let Some(m) = p.require_mfa {
         s.require_mfa = m;

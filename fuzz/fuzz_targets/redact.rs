@@ -1,0 +1,23 @@
+//! Any text through the redactor, any bytes as a names dataset, a topics file and a labelled
+//! line: spans stay in order, inside the text and on character boundaries; nothing panics.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use meetbot_redact::{Names, Redactor, Topics};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Names::from_sdist(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = Topics::from_toml(text);
+    let _ = meetbot_redact::eval::parse_line(text);
+    let r = Redactor::new().with_topics(Topics::builtin());
+    let spans = r.find(text);
+    let mut at = 0;
+    for s in &spans {
+        assert!(s.start >= at && s.start < s.end && s.end <= text.len());
+        assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
+        at = s.end;
+    }
+    let _ = r.redact(text);
+});

@@ -1,0 +1,429 @@
+//! Redaction before storage. [`Redactor::redact`] replaces the 18 HIPAA identifiers it finds
+//! with labels (`[NAME]`, `[DATE]`, `[PHONE]`, ...) and each sentence that touches a sensitive
+//! topic with `[TOPIC:<name>]`.
+//!
+//! How each class is found (see `rules.rs` and `people.rs`):
+//! - by pattern: emails (written and spoken), URLs, IPv4/IPv6, MAC addresses, SSNs, phone and fax
+//!   numbers (also spoken digit runs), dates (every element but the year alone), ages over 89,
+//!   street addresses, PO boxes, cities before a state, ZIP codes, card numbers;
+//! - by context: record, health plan, account, licence/certificate, vehicle and device numbers
+//!   and other unique ids are the first id-shaped token after a keyword ("MRN", "member ID",
+//!   "plate", "serial"...), and any remaining token of letters and digits;
+//! - names: the US Census names dataset ([`names::Names`]) plus context (titles, "my name is",
+//!   "this is", a first name followed by a capitalised surname); without the dataset only the
+//!   context rules find names.
+//!
+//! Spans never overlap: the earlier rule family wins (see [`Class::priority`]).
+
+pub mod eval;
+pub mod names;
+mod people;
+mod rules;
+pub mod topics;
+
+pub use names::Names;
+pub use topics::Topics;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// An identifier class (HIPAA Safe Harbor's list, grouped as a reader of a transcript needs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Name,
+    Address,
+    Zip,
+    Date,
+    Age,
+    Phone,
+    Fax,
+    Email,
+    Ssn,
+    Record,
+    HealthPlan,
+    Account,
+    License,
+    Vehicle,
+    Device,
+    Url,
+    Ip,
+    Id,
+}
+
+impl Class {
+    pub const ALL: [Class; 18] = [
+        Class::Name,
+        Class::Address,
+        Class::Zip,
+        Class::Date,
+        Class::Age,
+        Class::Phone,
+        Class::Fax,
+        Class::Email,
+        Class::Ssn,
+        Class::Record,
+        Class::HealthPlan,
+        Class::Account,
+        Class::License,
+        Class::Vehicle,
+        Class::Device,
+        Class::Url,
+        Class::Ip,
+        Class::Id,
+    ];
+
+    /// The label written in place of the text (`NAME` → `[NAME]`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Name => "NAME",
+            Class::Address => "ADDRESS",
+            Class::Zip => "ZIP",
+            Class::Date => "DATE",
+            Class::Age => "AGE",
+            Class::Phone => "PHONE",
+            Class::Fax => "FAX",
+            Class::Email => "EMAIL",
+            Class::Ssn => "SSN",
+            Class::Record => "RECORD",
+            Class::HealthPlan => "HEALTH_PLAN",
+            Class::Account => "ACCOUNT",
+            Class::License => "LICENSE",
+            Class::Vehicle => "VEHICLE",
+            Class::Device => "DEVICE",
+            Class::Url => "URL",
+            Class::Ip => "IP",
+            Class::Id => "ID",
+        }
+    }
+
+    /// By label or by its snake_case name, any case (`health_plan`, `HEALTH_PLAN`).
+    pub fn parse(s: &str) -> Option<Class> {
+        let up = s.trim().to_ascii_uppercase();
+        Class::ALL.into_iter().find(|c| c.label() == up)
+    }
+
+    /// Rule families in the order they claim text: machine-shaped identifiers first, then
+    /// numbers, dates and places, then ids by context, names last.
+    fn priority(self) -> u8 {
+        match self {
+            Class::Email | Class::Url | Class::Ip => 0,
+            Class::Ssn => 1,
+            Class::Phone | Class::Fax | Class::Date | Class::Age => 2,
+            Class::Record
+            | Class::HealthPlan
+            | Class::Account
+            | Class::License
+            | Class::Vehicle
+            | Class::Device => 3,
+            Class::Address | Class::Zip => 4,
+            Class::Id => 5,
+            Class::Name => 6,
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error(
+        "redaction.classes[{0}]: {1:?} is not a class; use NAME, ADDRESS, ZIP, DATE, AGE, PHONE, FAX, EMAIL, SSN, RECORD, HEALTH_PLAN, ACCOUNT, LICENSE, VEHICLE, DEVICE, URL, IP or ID"
+    )]
+    Class(usize, String),
+    #[error("redaction.topics: {0}")]
+    Topics(#[from] topics::TopicError),
+}
+
+/// What a span is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Identifier(Class),
+    /// A sentence touching this sensitive topic.
+    Topic(String),
+}
+
+impl Kind {
+    pub fn label(&self) -> String {
+        match self {
+            Kind::Identifier(c) => format!("[{}]", c.label()),
+            Kind::Topic(t) => format!("[TOPIC:{t}]"),
+        }
+    }
+}
+
+/// A byte range of the input to replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub kind: Kind,
+}
+
+/// A candidate found by one rule, before overlaps are settled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub class: Class,
+}
+
+/// Finds and replaces identifiers and sensitive topics. Cheap to clone (the dataset is shared).
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    names: Option<Arc<Names>>,
+    classes: BTreeSet<Class>,
+    topics: Topics,
+}
+
+impl Redactor {
+    /// Every class, no topics; names by context only unless [`Redactor::with_names`] is used.
+    pub fn new() -> Redactor {
+        Redactor {
+            names: None,
+            classes: Class::ALL.into_iter().collect(),
+            topics: Topics::default(),
+        }
+    }
+
+    pub fn with_names(mut self, names: Arc<Names>) -> Redactor {
+        self.names = Some(names);
+        self
+    }
+
+    pub fn with_names_opt(mut self, names: Option<Arc<Names>>) -> Redactor {
+        self.names = names;
+        self
+    }
+
+    /// Only these classes are redacted (an empty set: none).
+    pub fn with_classes(mut self, classes: impl IntoIterator<Item = Class>) -> Redactor {
+        self.classes = classes.into_iter().collect();
+        self
+    }
+
+    pub fn with_topics(mut self, topics: Topics) -> Redactor {
+        self.topics = topics;
+        self
+    }
+
+    /// The redactor a tenant's settings describe (`None` when redaction is off); bad class
+    /// names or topic lists are refused, naming the field.
+    pub fn from_settings(
+        s: &meetbot_core::model::RedactionSettings,
+        names: Option<Arc<Names>>,
+    ) -> Result<Option<Redactor>, SettingsError> {
+        let r = Redactor::for_settings(s, names)?;
+        Ok(s.enabled.then_some(r))
+    }
+
+    /// Like [`Redactor::from_settings`], whether or not redaction is on (for checking).
+    pub fn for_settings(
+        s: &meetbot_core::model::RedactionSettings,
+        names: Option<Arc<Names>>,
+    ) -> Result<Redactor, SettingsError> {
+        let mut classes = BTreeSet::new();
+        for (i, c) in s.classes.iter().enumerate() {
+            classes.insert(Class::parse(c).ok_or_else(|| SettingsError::Class(i, c.clone()))?);
+        }
+        if classes.is_empty() {
+            classes = Class::ALL.into_iter().collect();
+        }
+        let topics = match &s.topics {
+            None => Topics::builtin(),
+            Some(lists) => Topics::from_lists(lists.clone())?,
+        };
+        let mut r = Redactor::new().with_classes(classes).with_topics(topics);
+        r.names = names;
+        Ok(r)
+    }
+
+    pub fn has_names(&self) -> bool {
+        self.names.is_some()
+    }
+
+    /// The spans to replace in `text`, in order, never overlapping.
+    pub fn find(&self, text: &str) -> Vec<Span> {
+        let mut hits = rules::find(text);
+        hits.extend(people::find(text, self.names.as_deref()));
+        hits.retain(|h| h.start < h.end && h.end <= text.len());
+        // Earlier families first, then longer spans, then leftmost; the sort is stable.
+        hits.sort_by_key(|h| {
+            (
+                h.class.priority(),
+                std::cmp::Reverse(h.end - h.start),
+                h.start,
+            )
+        });
+        let mut taken: Vec<Hit> = Vec::new();
+        for h in hits {
+            if taken.iter().all(|t| h.end <= t.start || h.start >= t.end) {
+                taken.push(h);
+            }
+        }
+        let mut spans: Vec<Span> = self
+            .topics
+            .find(text)
+            .into_iter()
+            .map(|(start, end, topic)| Span {
+                start,
+                end,
+                kind: Kind::Topic(topic),
+            })
+            .collect();
+        for h in taken {
+            if !self.classes.contains(&h.class) {
+                continue;
+            }
+            if spans.iter().any(|s| h.start < s.end && h.end > s.start) {
+                continue;
+            }
+            spans.push(Span {
+                start: h.start,
+                end: h.end,
+                kind: Kind::Identifier(h.class),
+            });
+        }
+        spans.sort_by_key(|s| s.start);
+        spans
+    }
+
+    /// `text` with every span replaced by its label.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for s in self.find(text) {
+            out.push_str(&text[at..s.start]);
+            out.push_str(&s.kind.label());
+            at = s.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Arc<Names> {
+        let mut n = Names::default();
+        n.add_list(
+            "JOHN 1 1 1\nMARY 1 1 2\nWILL 1 1 3\nMAY 1 1 4\nROSE 1 1 5\n",
+            true,
+        );
+        n.add_list(
+            "SMITH 1 1 1\nWHITE 1 1 14\nKOWALSKI 1 1 2508\nGREEN 1 1 35\n",
+            false,
+        );
+        Arc::new(n)
+    }
+
+    #[test]
+    fn identifiers_are_replaced_by_their_labels() {
+        let r = Redactor::new().with_names(names());
+        assert_eq!(
+            r.redact("Call John Smith at 555-867-5309 or john.smith@example.com."),
+            "Call [NAME] at [PHONE] or [EMAIL]."
+        );
+        assert_eq!(
+            r.redact("Her SSN is 123-45-6789 and she was born on March 3rd, 1962."),
+            "Her SSN is [SSN] and she was born on [DATE]."
+        );
+        assert_eq!(
+            r.redact("My number is five five five, one two three, four five six seven."),
+            "My number is [PHONE]."
+        );
+        assert_eq!(
+            r.redact("Write to mary dot jones at example dot com today."),
+            "Write to [EMAIL] today."
+        );
+    }
+
+    #[test]
+    fn words_that_are_also_names_need_context() {
+        let r = Redactor::new().with_names(names());
+        assert_eq!(
+            r.redact("Will the report be ready?"),
+            "Will the report be ready?"
+        );
+        assert_eq!(r.redact("May I ask a question?"), "May I ask a question?");
+        assert_eq!(r.redact("Rose Smith called."), "[NAME] called.");
+        assert_eq!(
+            r.redact("Use the white template."),
+            "Use the white template."
+        );
+        assert_eq!(r.redact("Ask Mr. Green."), "Ask [NAME].");
+    }
+
+    #[test]
+    fn without_the_dataset_context_still_finds_names() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact("Hi, my name is Zbigniew Nowak and Dr. Okafor is here."),
+            "Hi, my name is [NAME] and [NAME] is here."
+        );
+    }
+
+    #[test]
+    fn only_the_chosen_classes_are_redacted() {
+        let r = Redactor::new().with_classes([Class::Email]);
+        assert_eq!(
+            r.redact("Mail a@b.com or call 555-867-5309."),
+            "Mail [EMAIL] or call 555-867-5309."
+        );
+        assert_eq!(Class::parse("health_plan"), Some(Class::HealthPlan));
+        assert_eq!(Class::parse("NAME"), Some(Class::Name));
+        assert_eq!(Class::parse("nickname"), None);
+    }
+
+    #[test]
+    fn a_sentence_on_a_sensitive_topic_is_replaced_whole() {
+        let topics = Topics::from_lists([(
+            "immigration".to_string(),
+            vec!["undocumented".to_string(), "visa status".to_string()],
+        )])
+        .unwrap();
+        let r = Redactor::new().with_topics(topics);
+        assert_eq!(
+            r.redact("We met at noon. Her visa status is pending! Then we left."),
+            "We met at noon. [TOPIC:immigration] Then we left."
+        );
+        assert_eq!(r.redact("Visa statuses differ."), "Visa statuses differ.");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_redacted_without_panicking(s in "\\PC{0,200}") {
+            let r = Redactor::new().with_names(names());
+            let spans = r.find(&s);
+            for w in spans.windows(2) {
+                proptest::prop_assert!(w[0].end <= w[1].start);
+            }
+            for sp in &spans {
+                proptest::prop_assert!(s.is_char_boundary(sp.start) && s.is_char_boundary(sp.end));
+            }
+            let _ = r.redact(&s);
+        }
+
+        #[test]
+        fn identifier_shaped_text_is_redacted_without_panicking(
+            s in "[A-Za-z0-9 @.:/()+,'-]{0,120}"
+        ) {
+            let r = Redactor::new().with_names(names());
+            let out = r.redact(&s);
+            proptest::prop_assert!(out.len() <= s.len() * 16 + 16);
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! Names: the Census names dataset plus context. A run of capitalised words is a name when
+//! - a title starts it ("Dr. Patel", "Mrs. Foster's"), or a cue comes just before it
+//!   ("my name is", "this is", "I'm", "thanks", "hello"): any capitalised words that are not
+//!   calendar, place or product words;
+//! - it starts with a first name that is not also a common word ("Linda Garcia", "Paul"); a
+//!   first name that is a common word ("Will", "Mark", "Rose") only with a surname after it;
+//! - a surname from the dataset stands alone, not at the start of a sentence ("It's Kowalski").
+//!
+//! The words after a name's first word join it while they are capitalised and not stop words.
+
+use crate::names::Names;
+use crate::{Class, Hit};
+use regex::Regex;
+use std::sync::LazyLock;
+
+static WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z][A-Za-z'’]*(?:-[A-Za-z]+)*").expect("built-in pattern"));
+
+const TITLES: &[&str] = &[
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "prof",
+    "professor",
+    "judge",
+    "doctor",
+];
+
+/// Capitalised words that are never part of a name (calendar, places, products, phrases).
+const STOP: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "christmas",
+    "easter",
+    "thanksgiving",
+    "new",
+    "north",
+    "south",
+    "east",
+    "west",
+    "street",
+    "avenue",
+    "road",
+    "drive",
+    "lane",
+    "court",
+    "center",
+    "centre",
+    "hospital",
+    "clinic",
+    "university",
+    "college",
+    "school",
+    "county",
+    "city",
+    "lake",
+    "river",
+    "bank",
+    "group",
+    "inc",
+    "corp",
+    "company",
+    "team",
+    "teams",
+    "slack",
+    "zoom",
+    "google",
+    "microsoft",
+    "apple",
+    "amazon",
+    "outlook",
+    "gmail",
+    "excel",
+    "word",
+    "office",
+    "windows",
+    "linux",
+    "medicare",
+    "medicaid",
+    "okay",
+    "ok",
+    "yes",
+    "no",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "please",
+    "sorry",
+    "god",
+    "english",
+    "spanish",
+    "french",
+    "american",
+    "america",
+    "europe",
+    "african",
+    "asian",
+    "internet",
+    "web",
+    "email",
+    "phone",
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "but",
+    "so",
+    "our",
+    "my",
+    "your",
+    "his",
+    "her",
+    "their",
+    "its",
+    "it",
+    "it's",
+    "i'm",
+    "we",
+    "we're",
+    "you",
+    "they",
+    "he",
+    "she",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "what",
+    "who",
+    "when",
+    "where",
+    "why",
+    "how",
+    "if",
+    "then",
+    "also",
+    "just",
+    "well",
+    "now",
+    "let's",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "did",
+    "do",
+    "does",
+    "is",
+    "are",
+    "was",
+    "were",
+    "has",
+    "have",
+    "had",
+    "not",
+    "all",
+    "any",
+    "some",
+    "everyone",
+    "everybody",
+    "anyone",
+    "nobody",
+    "someone",
+    "state",
+    "federal",
+    "court's",
+    "alabama",
+    "alaska",
+    "arizona",
+    "arkansas",
+    "california",
+    "colorado",
+    "connecticut",
+    "delaware",
+    "florida",
+    "georgia",
+    "hawaii",
+    "idaho",
+    "illinois",
+    "indiana",
+    "iowa",
+    "kansas",
+    "kentucky",
+    "louisiana",
+    "maine",
+    "maryland",
+    "massachusetts",
+    "michigan",
+    "minnesota",
+    "mississippi",
+    "missouri",
+    "montana",
+    "nebraska",
+    "nevada",
+    "ohio",
+    "oklahoma",
+    "oregon",
+    "pennsylvania",
+    "tennessee",
+    "texas",
+    "utah",
+    "vermont",
+    "virginia",
+    "washington",
+    "wisconsin",
+    "wyoming",
+    "york",
+    "nothing",
+    "everything",
+    "something",
+    "anything",
+    "none",
+    "each",
+    "both",
+    "either",
+    "neither",
+    "one",
+    "another",
+    "other",
+    "others",
+    "many",
+    "most",
+    "much",
+    "several",
+    "python",
+    "java",
+    "rust",
+    "postgres",
+    "mysql",
+    "excel",
+    "salesforce",
+    "hubspot",
+    "jira",
+    "github",
+    "gitlab",
+    "aws",
+    "azure",
+    "docker",
+    "kubernetes",
+    "iphone",
+    "android",
+    "chrome",
+    "firefox",
+    "safari",
+    "powerpoint",
+    "sharepoint",
+    "onedrive",
+    "dropbox",
+    "legal",
+    "finance",
+    "sales",
+    "marketing",
+    "support",
+    "engineering",
+    "security",
+    "hr",
+    "congress",
+    "senate",
+    "covid",
+    "internet",
+];
+
+/// Verbs that, right after a capitalised word opening a sentence, make it a person.
+const REPORTING: &[&str] = &[
+    "said",
+    "says",
+    "asked",
+    "asks",
+    "mentioned",
+    "thinks",
+    "thought",
+    "agreed",
+    "wants",
+    "wanted",
+    "told",
+    "tells",
+    "called",
+    "emailed",
+    "texted",
+    "confirmed",
+    "suggested",
+    "explained",
+    "replied",
+    "noted",
+    "promised",
+    "recommended",
+    "signed",
+    "joined",
+];
+
+/// Words that, before a capitalised word inside a sentence, announce a person.
+const PERSON_CUES: &[&str] = &[
+    "with",
+    "ask",
+    "asked",
+    "tell",
+    "told",
+    "give",
+    "get",
+    "let",
+    "cc",
+    "met",
+    "meet",
+    "emailed",
+    "called",
+    "texted",
+    "introduce",
+    "thank",
+    "ping",
+    "remind",
+    "reminded",
+    "invite",
+    "invited",
+];
+
+/// Words after a sentence's first word that show it is an imperative verb, not a name.
+const OBJECTS: &[&str] = &[
+    "me", "us", "him", "her", "them", "it", "the", "a", "an", "your", "my", "our", "this", "that",
+];
+
+/// First names that are also common words: a name only with a surname after them, or after a
+/// title or cue.
+const AMBIGUOUS: &[&str] = &[
+    "will", "may", "mark", "grant", "hope", "bill", "guy", "art", "pat", "sue", "rose", "joy",
+    "faith", "chase", "dawn", "miles", "drew", "june", "april", "august", "summer", "autumn",
+    "winter", "spring", "rich", "ray", "gene", "jack", "sterling", "king", "young", "white",
+    "brown", "green", "black", "gray", "grey", "long", "little", "hall", "wood", "lane", "love",
+    "page", "major", "sharp", "price", "mercy", "iris", "ivy", "lily", "ruby", "pearl", "crystal",
+    "amber", "jade", "sky", "rain", "storm", "star", "angel", "sunny", "honey", "candy", "cherry",
+    "penny", "sandy", "dusty", "rusty", "buck", "bud", "chip", "duke", "earl", "harley", "hunter",
+    "carter", "mason", "parker", "porter", "cooper", "tucker", "baker", "taylor", "jordan",
+    "dallas", "austin", "houston", "phoenix", "paris", "london", "florence", "georgia", "virginia",
+    "carolina", "madison", "savannah", "sydney", "chelsea", "brooklyn", "cliff", "dean", "don",
+    "glen", "gay", "ward", "lee", "kim", "van", "rod", "sun", "moon", "field", "bell", "case",
+    "check", "call", "ask", "text", "send", "call", "note", "dot", "ace", "max", "can", "bob",
+    "joe", "robin", "wade", "wes", "noble", "royal", "colt", "blaze", "reed", "forest", "river",
+    "lake", "stone", "rock", "brook", "heath", "moss", "fern", "holly", "olive", "violet", "daisy",
+    "poppy", "hazel", "sage", "basil", "clay", "flint", "ash",
+];
+
+/// Words just before a name that announce it.
+const CUES: &[&[&str]] = &[
+    &["my", "name", "is"],
+    &["name", "is"],
+    &["my", "name's"],
+    &["name's"],
+    &["this", "is"],
+    &["i'm"],
+    &["i", "am"],
+    &["call", "me"],
+    &["named"],
+    &["thanks"],
+    &["thank", "you"],
+    &["hi"],
+    &["hello"],
+    &["hey"],
+    &["dear"],
+    &["spoke", "with"],
+    &["talked", "to"],
+    &["signed", "by"],
+];
+
+struct Tok<'a> {
+    start: usize,
+    /// End without a possessive `'s`.
+    end: usize,
+    text: &'a str,
+    lower: String,
+    cap: bool,
+    initial: bool,
+    /// Only spaces (or nothing) between the previous token and this one.
+    joined: bool,
+}
+
+fn possessive_trim(w: &str) -> &str {
+    w.strip_suffix("'s")
+        .or_else(|| w.strip_suffix("’s"))
+        .unwrap_or(w)
+}
+
+fn tokens(text: &str) -> Vec<Tok<'_>> {
+    let mut out: Vec<Tok<'_>> = Vec::new();
+    let mut prev_end = 0;
+    for m in WORD.find_iter(text) {
+        let w = m.as_str();
+        let mut chars = w.chars();
+        let first_upper = chars.next().is_some_and(|c| c.is_ascii_uppercase());
+        let has_lower = w.chars().skip(1).any(|c| c.is_ascii_lowercase());
+        let gap = &text[prev_end..m.start()];
+        let before = text[..m.start()].trim_end_matches([' ', '"', '\'', '“', '(']);
+        let initial = before.is_empty() || before.ends_with(['.', '!', '?', ':', ';', '\n']);
+        let trimmed = possessive_trim(w);
+        out.push(Tok {
+            start: m.start(),
+            end: m.start() + trimmed.len(),
+            text: trimmed,
+            lower: w.to_ascii_lowercase(),
+            cap: first_upper && has_lower,
+            initial,
+            joined: !out.is_empty() && gap.chars().all(|c| c == ' '),
+        });
+        prev_end = m.end();
+    }
+    out
+}
+
+fn is_title(t: &Tok<'_>) -> bool {
+    t.cap && TITLES.contains(&t.lower.as_str())
+}
+
+fn stop(t: &Tok<'_>) -> bool {
+    STOP.contains(&possessive_trim(&t.lower))
+}
+
+fn ambiguous(t: &Tok<'_>) -> bool {
+    AMBIGUOUS.contains(&possessive_trim(&t.lower))
+}
+
+/// Whether a cue phrase ends just before token `i`.
+fn cued(toks: &[Tok<'_>], i: usize, text: &str) -> bool {
+    CUES.iter().any(|cue| {
+        if cue.len() > i {
+            return false;
+        }
+        let at = i - cue.len();
+        cue.iter()
+            .zip(&toks[at..i])
+            .all(|(c, t)| *c == t.lower.as_str())
+    }) || (i >= 1
+        && toks[i - 1].lower == "it's"
+        && text[..toks[i - 1].start]
+            .to_ascii_lowercase()
+            .contains("name"))
+}
+
+pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
+    let toks = tokens(text);
+    let mut out = Vec::new();
+    let first = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).first);
+    let last = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).last_rank.is_some());
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        if !t.cap {
+            i += 1;
+            continue;
+        }
+        // Where the name starts (token index) and whether its first word is settled.
+        let start = if is_title(t) {
+            let next = toks.get(i + 1);
+            let dotted = next.is_some_and(|n| {
+                let gap = &text[t.end..n.start];
+                (gap == ". " || gap == " " || gap == ".") && n.cap && !stop(n)
+            });
+            dotted.then_some((i, i + 1))
+        } else {
+            let next = toks.get(i + 1);
+            // Whether a capitalised surname is joined right after this word.
+            let surname_next = |strict: bool| {
+                next.is_some_and(|n| {
+                    n.joined && n.cap && last(n) && !stop(n) && (!strict || !ambiguous(n))
+                })
+            };
+            let starts = !stop(t)
+                && (cued(&toks, i, text)
+                    || (first(t) && !ambiguous(t))
+                    // A common word that is also a name: only with a surname after it.
+                    || ((first(t) || (last(t) && ambiguous(t)))
+                        && ((surname_next(false) && !t.initial)
+                            || (first(t) && surname_next(true))))
+                    // A surname alone, inside a sentence.
+                    || (!first(t) && last(t) && !t.initial && !ambiguous(t))
+                    // After a verb that takes a person ("checked with", "ask").
+                    || (!t.initial
+                        && i >= 1
+                        && t.joined
+                        && PERSON_CUES.contains(&toks[i - 1].lower.as_str())
+                        && !ambiguous(t))
+                    // Opening a sentence before a reporting verb ("Abdullah said").
+                    || (t.initial
+                        && next.is_some_and(|n| {
+                            n.joined
+                                && (REPORTING.contains(&n.lower.as_str())
+                                    || (last(t) && !ambiguous(t) && n.lower == "will"))
+                        })));
+            starts.then_some((i, i))
+        };
+        // A sentence's first word followed by an object is an imperative ("Ping me", "Call
+        // the"), whatever the dataset says.
+        let start = match start {
+            Some((from, _))
+                if toks[from].initial
+                    && !is_title(&toks[from])
+                    && toks
+                        .get(from + 1)
+                        .is_some_and(|n| n.joined && OBJECTS.contains(&n.lower.as_str())) =>
+            {
+                None
+            }
+            s => s,
+        };
+        let Some((from, mut to)) = start else {
+            i += 1;
+            continue;
+        };
+        // Join the capitalised words that follow, up to three in all after a title.
+        while to + 1 < toks.len()
+            && to + 1 - from < 4
+            && toks[to + 1].joined
+            && toks[to + 1].cap
+            && !stop(&toks[to + 1])
+            && !is_title(&toks[to + 1])
+        {
+            to += 1;
+        }
+        out.push(Hit {
+            start: toks[from].start,
+            end: toks[to].end,
+            class: Class::Name,
+        });
+        i = to + 1;
+    }
+    out
+}
