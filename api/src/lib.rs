@@ -41,14 +41,20 @@ pub struct Settings {
     pub speech_engines: Vec<String>,
     /// How long an export and its download link live.
     pub export_ttl: chrono::Duration,
+    /// The transcriber's transcript retention when a tenant sets none
+    /// (`transcriber.transcript_retention_days`; None: kept until deleted).
+    pub default_transcript_days: Option<u32>,
 }
 
 impl Settings {
     pub fn from_config(c: &meetbot_core::config::Config) -> Self {
         let speech_engines = c.transcriber.offered_engines.keys().cloned().collect();
+        let default_transcript_days = (c.transcriber.transcript_retention_days > 0)
+            .then_some(c.transcriber.transcript_retention_days);
         let c = &c.api;
         Settings {
             speech_engines,
+            default_transcript_days,
             export_ttl: chrono::Duration::hours(24),
             public_url: c.public_url.trim_end_matches('/').to_string(),
             session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),

@@ -350,10 +350,79 @@ pub struct TenantSettings {
     /// (`transcriber.offered_engines`); unset: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speech_engine: Option<String>,
+    /// Summaries expire this many days after they are stored (0 or unset: kept until deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_retention_days: Option<u32>,
+    /// Retention overrides per client and per meeting series: a sealed JSON list of
+    /// [`RetentionRule`] (clients are named by address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_rules: Option<Sealed>,
     /// Redaction before storage (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redaction: Option<RedactionSettings>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A retention override: for the meetings of one client (by address, or `@domain` for
+/// everyone at a domain) or of one meeting series. Unset days keep the tenant's; 0 means kept
+/// until deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The calendar's id of a recurring event (a meeting's `series_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_days: Option<u32>,
+}
+
+impl RetentionRule {
+    /// Whether the rule covers a meeting with these people (addresses) and series.
+    pub fn covers(&self, people: &[String], series: Option<&str>) -> bool {
+        let client = self.client.as_deref().map(|c| c.trim().to_lowercase());
+        let by_client = client.as_deref().is_some_and(|c| {
+            people.iter().any(|p| {
+                let p = p.trim().to_lowercase();
+                if c.starts_with('@') {
+                    p.ends_with(c)
+                } else {
+                    p == c
+                }
+            })
+        });
+        let by_series = self.series.as_deref().is_some_and(|s| series == Some(s));
+        by_client || by_series
+    }
+}
+
+/// Days a meeting's transcript and summary are kept (`None`: until deleted). The rules that
+/// cover the meeting replace the tenant's days; when several do, the shortest wins.
+pub fn retention_days(
+    tenant_transcript: Option<u32>,
+    tenant_summary: Option<u32>,
+    rules: &[RetentionRule],
+    people: &[String],
+    series: Option<&str>,
+) -> (Option<u32>, Option<u32>) {
+    let pick = |tenant: Option<u32>, of: fn(&RetentionRule) -> Option<u32>| {
+        let days = rules
+            .iter()
+            .filter(|r| r.covers(people, series))
+            .filter_map(of)
+            // 0 is "until deleted": the longest.
+            .min_by_key(|d| if *d == 0 { u32::MAX } else { *d });
+        match days.or(tenant) {
+            Some(0) | None => None,
+            d => d,
+        }
+    };
+    (
+        pick(tenant_transcript, |r| r.transcript_days),
+        pick(tenant_summary, |r| r.summary_days),
+    )
 }
 
 /// What the transcriber removes from speech before anything is stored or streamed.
@@ -400,6 +469,8 @@ impl TenantSettings {
             transcript_retention_days: None,
             customer_key: None,
             speech_engine: None,
+            summary_retention_days: None,
+            retention_rules: None,
             redaction: None,
             updated_at,
         }
@@ -732,6 +803,68 @@ impl SealedRecord for Summary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retention_rules_replace_the_tenant_days_and_the_shortest_covering_rule_wins() {
+        let people = vec![
+            "Ann@Client.example".to_string(),
+            "me@firm.example".to_string(),
+        ];
+        let rule = |client: Option<&str>, series: Option<&str>, t: Option<u32>, s: Option<u32>| {
+            RetentionRule {
+                client: client.map(Into::into),
+                series: series.map(Into::into),
+                transcript_days: t,
+                summary_days: s,
+            }
+        };
+        // No rule: the tenant's days; 0 means until deleted.
+        assert_eq!(
+            retention_days(Some(30), None, &[], &people, None),
+            (Some(30), None)
+        );
+        assert_eq!(
+            retention_days(Some(0), Some(0), &[], &people, None),
+            (None, None)
+        );
+        // A client by address (any case) or by domain; a series by id.
+        let rules = [
+            rule(Some("ann@client.example"), None, Some(7), None),
+            rule(Some("@client.example"), None, Some(14), Some(90)),
+            rule(None, Some("board"), Some(3650), Some(0)),
+        ];
+        assert_eq!(
+            retention_days(Some(30), None, &rules, &people, None),
+            (Some(7), Some(90))
+        );
+        // A longer override than the tenant's applies when it alone covers the meeting.
+        assert_eq!(
+            retention_days(
+                Some(30),
+                Some(10),
+                &rules,
+                &["x@else.example".into()],
+                Some("board")
+            ),
+            (Some(3650), None)
+        );
+        // Both a client and a series rule: the shortest (0 is the longest).
+        assert_eq!(
+            retention_days(Some(30), None, &rules, &people, Some("board")),
+            (Some(7), Some(90))
+        );
+        // Nothing covers: the tenant's.
+        assert_eq!(
+            retention_days(
+                Some(30),
+                None,
+                &rules,
+                &["x@else.example".into()],
+                Some("other")
+            ),
+            (Some(30), None)
+        );
+    }
+
     use super::*;
 
     #[test]

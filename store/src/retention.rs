@@ -6,14 +6,128 @@
 //! [`run`] purges every active tenant every `every`, under a lease so that one replica does it
 //! at a time, and logs and audits each purge that removed something (counts only).
 
+use crate::vault::{TenantVault, Tenants, VaultError};
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
 use meetbot_core::TenantId;
-use meetbot_core::model::{AuditEvent, TenantStatus};
+use meetbot_core::model::{
+    AuditEvent, Meeting, RetentionRule, TenantSettings, TenantStatus, retention_days,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
 const LEASE: &str = "retention-purge";
+
+/// The retention rules in a tenant's settings, opened.
+pub fn rules_of(vault: &TenantVault, s: &TenantSettings) -> Result<Vec<RetentionRule>, VaultError> {
+    let Some(sealed) = &s.retention_rules else {
+        return Ok(Vec::new());
+    };
+    let raw = vault.open::<TenantSettings>("settings", "retention_rules", sealed)?;
+    serde_json::from_slice(&raw).map_err(|e| VaultError::Malformed(format!("retention rules: {e}")))
+}
+
+/// The addresses of a meeting's organizer and attendees.
+pub fn people_of(vault: &TenantVault, m: &Meeting) -> Result<Vec<String>, VaultError> {
+    let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
+    let people: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    Ok(people["attendees"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["email"].as_str())
+        .chain(people["organizer"].as_str())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Days a meeting's transcript and summary are kept under the tenant's settings and rules
+/// (`default_transcript_days`: the transcriber's, when the tenant set none); `None`: until
+/// deleted.
+pub async fn days_for_meeting(
+    store: &dyn Store,
+    vault: &TenantVault,
+    t: &TenantId,
+    settings: Option<&TenantSettings>,
+    default_transcript_days: Option<u32>,
+    meeting_id: &str,
+) -> Result<(Option<u32>, Option<u32>), VaultError> {
+    let rules = match settings {
+        Some(s) => rules_of(vault, s)?,
+        None => Vec::new(),
+    };
+    let tenant_t = settings
+        .and_then(|s| s.transcript_retention_days)
+        .or(default_transcript_days);
+    let tenant_s = settings.and_then(|s| s.summary_retention_days);
+    let (people, series) = match (rules.is_empty(), store.get_meeting(t, meeting_id).await?) {
+        (false, Some(m)) => (people_of(vault, &m)?, m.series_id),
+        _ => (Vec::new(), None),
+    };
+    Ok(retention_days(
+        tenant_t,
+        tenant_s,
+        &rules,
+        &people,
+        series.as_deref(),
+    ))
+}
+
+fn expiry(created: DateTime<Utc>, days: Option<u32>) -> Option<DateTime<Utc>> {
+    days.map(|d| created + chrono::Duration::days(i64::from(d)))
+}
+
+/// Stamps every transcript and summary of a tenant with the expiry its current policy gives
+/// (from when each was stored), so a changed policy reaches what is already held; the purge
+/// then removes what is past it. Returns how many records changed.
+pub async fn restamp(
+    tenants: &Tenants,
+    t: &TenantId,
+    default_transcript_days: Option<u32>,
+) -> Result<u64, VaultError> {
+    let store = tenants.store();
+    let vault = tenants.vault(t).await?;
+    let settings = store.get_tenant_settings(t).await?;
+    let mut changed = 0;
+    for mut tr in store.list_transcripts(t).await? {
+        let (days, _) = days_for_meeting(
+            &**store,
+            &vault,
+            t,
+            settings.as_ref(),
+            default_transcript_days,
+            &tr.meeting_id,
+        )
+        .await?;
+        let want = expiry(tr.created_at, days);
+        if tr.expires_at != want {
+            tr.expires_at = want;
+            store.put_transcript(t, &tr).await?;
+            changed += 1;
+        }
+    }
+    for mut sm in store.list_summaries(t).await? {
+        let (_, days) = days_for_meeting(
+            &**store,
+            &vault,
+            t,
+            settings.as_ref(),
+            default_transcript_days,
+            &sm.meeting_id,
+        )
+        .await?;
+        let want = expiry(sm.created_at, days);
+        if sm.expires_at != want {
+            sm.expires_at = want;
+            store.put_summary(t, &sm).await?;
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        tracing::info!(tenant = %t, records = changed, "retention policy applied to stored records");
+    }
+    Ok(changed)
+}
 
 /// What one tenant's purge removed, per collection (only collections with removals).
 pub type Purged = Vec<(String, u64)>;

@@ -28,6 +28,8 @@ pub enum VaultError {
         "key versions below {0} are still in use by {1} sealed fields: run re-encryption first"
     )]
     KeysInUse(u32, u64),
+    #[error("stored data is malformed: {0}")]
+    Malformed(String),
 }
 
 /// One tenant's unwrapped data keys, in memory only.

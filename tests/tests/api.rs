@@ -289,6 +289,7 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
             cookie_secure: false,
             speech_engines: vec!["whisper-base".into(), "azure".into()],
             export_ttl: chrono::Duration::seconds(opts.export_ttl_seconds),
+            default_transcript_days: Some(30),
         },
         oidc: o,
         limits: Limits::new(opts.per_ip_per_minute, 100_000),
@@ -2470,4 +2471,178 @@ fn notice_for(meeting: &str) -> meetbot_delivery::notice::Notice {
         action_items: vec![],
         link: None,
     }
+}
+
+#[tokio::test]
+async fn retention_rules_per_client_and_series_reach_stored_records_and_the_purge_removes_them() {
+    let w = world().await;
+    let client = meeting(
+        &w.tenants,
+        &w.a,
+        None,
+        &["adam@clinic.test", "Ann@Client.test"],
+    )
+    .await;
+    let board = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let plain = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let mut m = w.store.get_meeting(&w.a, &board).await.unwrap().unwrap();
+    m.series_id = Some("board-series".into());
+    w.store.put_meeting(&w.a, &m).await.unwrap();
+    // Each stored ten days ago, with no expiry yet.
+    let ten_days_ago = Utc::now() - chrono::Duration::days(10);
+    for id in [&client, &board, &plain] {
+        transcript_and_summary(&w.tenants, &w.a, id).await;
+        let mut tr = w
+            .store
+            .transcript_for_meeting(&w.a, id)
+            .await
+            .unwrap()
+            .unwrap();
+        tr.created_at = ten_days_ago;
+        w.store.put_transcript(&w.a, &tr).await.unwrap();
+        let mut sm = w
+            .store
+            .summary_for_meeting(&w.a, id)
+            .await
+            .unwrap()
+            .unwrap();
+        sm.created_at = ten_days_ago;
+        w.store.put_summary(&w.a, &sm).await.unwrap();
+    }
+    let (_, detail) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/meetings/{board}"),
+            None,
+        )
+        .await;
+    assert_eq!(detail["series_id"], "board-series");
+
+    let patch = json!({
+        "transcript_retention_days": 30,
+        "summary_retention_days": 0,
+        "retention_rules": [
+            {"client": "ann@client.test", "transcript_days": 7, "summary_days": 7},
+            {"client": "@client.test", "transcript_days": 90},
+            {"series": "board-series", "transcript_days": 365}
+        ]
+    });
+    let (s, out) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&patch),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["retention_rules"].as_array().unwrap().len(), 3);
+    assert_eq!(out["retention_rules"][0]["client"], "ann@client.test");
+    assert_eq!(out["summary_retention_days"], 0);
+    // The client's meeting: 7 days (the shortest rule covering it) are already past.
+    for path in [
+        format!("/v1/meetings/{client}/transcript"),
+        format!("/v1/meetings/{client}/summary"),
+    ] {
+        let (s, _) = w
+            .call(Some(&w.tokens.owner), Method::GET, &path, None)
+            .await;
+        assert_eq!(s, 404, "{path}");
+    }
+    let expiry = |id: &str| {
+        let (w, id) = (&w, id.to_string());
+        async move {
+            let tr = w
+                .store
+                .get_transcript(&w.a, &format!("tr-{id}"))
+                .await
+                .unwrap()
+                .unwrap();
+            let sm = w.store.summary_for_meeting(&w.a, &id).await.unwrap();
+            (tr.expires_at, sm.map(|s| s.expires_at))
+        }
+    };
+    // The series: a year; the rest: the tenant's 30 days; summaries kept until deleted.
+    assert_eq!(
+        expiry(&board).await,
+        (Some(ten_days_ago + chrono::Duration::days(365)), Some(None))
+    );
+    assert_eq!(
+        expiry(&plain).await,
+        (Some(ten_days_ago + chrono::Duration::days(30)), Some(None))
+    );
+    // The purge removes the client's records for good, and logs it.
+    let purged = meetbot_store::retention::purge_all(&*w.store, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        vec![(
+            w.a.clone(),
+            vec![("transcripts".to_string(), 1), ("summaries".to_string(), 1)]
+        )]
+    );
+    assert!(
+        w.store
+            .get_transcript(&w.a, &format!("tr-{client}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Client addresses in rules are sealed like every other address.
+    let raw = meetbot_testsupport::raw_bytes(w._dir.path());
+    assert!(!meetbot_testsupport::contains(&raw, b"client.test"));
+    // Refused, each with the rule named; nothing changes.
+    for bad in [
+        json!([{"client": "not-an-address", "transcript_days": 1}]),
+        json!([{"client": "a@b.test", "series": "s", "transcript_days": 1}]),
+        json!([{"series": "s"}]),
+        json!([{"series": "s", "summary_days": 99999}]),
+    ] {
+        let (s, body) = w
+            .call(
+                Some(&w.tokens.admin),
+                Method::PATCH,
+                "/v1/settings",
+                Some(&json!({"retention_rules": bad})),
+            )
+            .await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("retention_rules[0]"),
+            "{body}"
+        );
+    }
+    // Shorter for everyone: the series keeps its year, the rest follows at once.
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&json!({"transcript_retention_days": 5})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/meetings/{plain}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/meetings/{board}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
 }

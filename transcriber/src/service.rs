@@ -558,20 +558,29 @@ impl Service {
         };
         doc.segments.extend(segments);
         doc.sort();
-        // The tenant's own retention wins over the service's.
-        let retention = match store
+        // The tenant's retention (its rules for this meeting's clients and series, else its
+        // days) wins over the service's.
+        let tenant_settings = store
             .get_tenant_settings(&s.tenant)
             .await
-            .map_err(|e| e.to_string())?
-            .and_then(|t| t.transcript_retention_days)
-        {
-            Some(0) => None,
-            Some(days) => Some(Duration::from_secs(u64::from(days) * 86_400)),
-            None => self.settings.retention,
-        };
-        let expires = retention
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| chrono::Utc::now() + d);
+            .map_err(|e| e.to_string())?;
+        let service_days = self
+            .settings
+            .retention
+            .map(|d| u32::try_from(d.as_secs().div_ceil(86_400)).unwrap_or(u32::MAX));
+        let (transcript_days, summary_days) = meetbot_store::retention::days_for_meeting(
+            &*store,
+            &vault,
+            &s.tenant,
+            tenant_settings.as_ref(),
+            service_days,
+            &job.meeting_id,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now();
+        let expires = transcript_days.map(|d| now + chrono::Duration::days(i64::from(d)));
+        let summary_expires = summary_days.map(|d| now + chrono::Duration::days(i64::from(d)));
         let rec: Transcript = doc
             .seal(&vault, &id, &job.meeting_id, expires)
             .map_err(|e| e.to_string())?;
@@ -602,7 +611,7 @@ impl Service {
                     meeting_id: job.meeting_id.clone(),
                     body,
                     created_at: chrono::Utc::now(),
-                    expires_at: None,
+                    expires_at: summary_expires,
                     held: None,
                 },
             )

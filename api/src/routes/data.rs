@@ -44,6 +44,9 @@ pub struct MeetingOut {
     pub people: Vec<Person>,
     /// Only for admins and the meeting's owner: it may carry a passcode.
     pub join_url: Option<String>,
+    /// The calendar's id of the recurring event this meeting is one of (retention rules name
+    /// a series by it).
+    pub series_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,6 +72,7 @@ fn meeting_out(m: &Meeting, o: OpenedMeeting, show_link: bool) -> MeetingOut {
         ends_at: m.ends_at,
         status: wire(&m.status),
         platform: m.platform.as_ref().map(wire),
+        series_id: m.series_id.clone(),
         wants_bot: m.wants_bot,
         join_reason: m.join_reason.clone(),
         organizer: o.people.organizer,

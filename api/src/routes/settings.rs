@@ -89,6 +89,63 @@ pub struct Redaction {
     pub topics: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
+/// A retention override for one client or one meeting series.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// A client or contact among a meeting's people: an email address, or `@domain` for
+    /// everyone at a domain.
+    pub client: Option<String>,
+    /// A meeting series: a meeting's `series_id`.
+    pub series: Option<String>,
+    /// Days transcripts of these meetings are kept (0: until deleted; absent: the tenant's).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub transcript_days: Option<u32>,
+    /// Days summaries of these meetings are kept (0: until deleted; absent: the tenant's).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub summary_days: Option<u32>,
+}
+
+fn check_rules(rules: &[RetentionRule]) -> Result<(), ApiError> {
+    if rules.len() > 500 {
+        return Err(ApiError::BadRequest("retention_rules: at most 500".into()));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        let bad = |what: &str| ApiError::BadRequest(format!("retention_rules[{i}]: {what}"));
+        match (&r.client, &r.series) {
+            (Some(c), None) => {
+                let c = c.trim();
+                let ok = match c.strip_prefix('@') {
+                    Some(domain) => {
+                        domain.contains('.')
+                            && domain.len() <= 253
+                            && domain
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                    }
+                    None => meetbot_delivery::email::is_address(c),
+                };
+                if !ok {
+                    return Err(bad("client is not an email address or @domain"));
+                }
+            }
+            (None, Some(sr)) => {
+                if sr.trim().is_empty() || sr.len() > 1024 {
+                    return Err(bad("series must be a meeting's series_id"));
+                }
+            }
+            _ => return Err(bad("give exactly one of client and series")),
+        }
+        if r.transcript_days.is_none() && r.summary_days.is_none() {
+            return Err(bad("give transcript_days, summary_days or both"));
+        }
+        if r.transcript_days.is_some_and(|d| d > 3650) || r.summary_days.is_some_and(|d| d > 3650) {
+            return Err(bad("days are out of range 0..=3650"));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct RedactionOut {
     pub enabled: bool,
@@ -128,6 +185,11 @@ pub struct SettingsOut {
     pub require_mfa: bool,
     /// Days transcripts are kept (0: until deleted; none: the deployment's default).
     pub transcript_retention_days: Option<u32>,
+    /// Days summaries are kept (0 or none: until deleted).
+    pub summary_retention_days: Option<u32>,
+    /// Overrides per client and per meeting series; when several cover a meeting, the
+    /// shortest wins.
+    pub retention_rules: Vec<RetentionRule>,
     /// The speech engine chosen (none: the deployment's default).
     pub speech_engine: Option<String>,
     /// Customer-held key mode: the age recipient delivered meetings are sealed to.
@@ -164,6 +226,12 @@ pub struct SettingsPatch {
     /// 0 to 3650 days (0: kept until deleted).
     #[schema(minimum = 0, maximum = 3650)]
     pub transcript_retention_days: Option<u32>,
+    /// 0 to 3650 days (0: kept until deleted).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub summary_retention_days: Option<u32>,
+    /// Replaces the overrides per client and per meeting series. Retention changes apply to
+    /// what is already stored too (from when each record was stored).
+    pub retention_rules: Option<Vec<RetentionRule>>,
     /// One of `speech_engines_offered`; "" returns to the default.
     pub speech_engine: Option<String>,
     /// Customer-held key mode (owners): an age X25519 recipient (`age1...`); delivered
@@ -189,6 +257,8 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             },
             require_mfa: false,
             transcript_retention_days: None,
+            summary_retention_days: None,
+            retention_rules: vec![],
             speech_engine: None,
             customer_key: None,
             speech_engines_offered: api.settings.speech_engines.clone(),
@@ -199,6 +269,16 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
     let targets = meetbot_delivery::service::Targets::of(&**store, &api.tenants, &c.tenant)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let rules = meetbot_store::retention::rules_of(&vault, &s)?
+        .into_iter()
+        .map(|r| RetentionRule {
+            client: r.client,
+            series: r.series,
+            transcript_days: r.transcript_days,
+            summary_days: r.summary_days,
+        })
+        .collect();
     Ok(SettingsOut {
         bot: (&s.bot).into(),
         delivery: DeliverySettings {
@@ -211,6 +291,8 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
         },
         require_mfa: s.require_mfa,
         transcript_retention_days: s.transcript_retention_days,
+        summary_retention_days: s.summary_retention_days,
+        retention_rules: rules,
         speech_engine: s.speech_engine,
         customer_key: s.customer_key,
         speech_engines_offered: api.settings.speech_engines.clone(),
@@ -260,6 +342,35 @@ pub async fn patch_settings(
             ));
         }
         s.transcript_retention_days = Some(days);
+    }
+    let retention_changed = p.transcript_retention_days.is_some()
+        || p.summary_retention_days.is_some()
+        || p.retention_rules.is_some();
+    if let Some(days) = p.summary_retention_days {
+        if days > 3650 {
+            return Err(ApiError::BadRequest(
+                "summary_retention_days is out of range 0..=3650".into(),
+            ));
+        }
+        s.summary_retention_days = Some(days);
+    }
+    if let Some(rules) = p.retention_rules {
+        check_rules(&rules)?;
+        s.retention_rules = if rules.is_empty() {
+            None
+        } else {
+            let rules: Vec<meetbot_core::model::RetentionRule> = rules
+                .into_iter()
+                .map(|r| meetbot_core::model::RetentionRule {
+                    client: r.client.map(|c| c.trim().to_lowercase()),
+                    series: r.series,
+                    transcript_days: r.transcript_days,
+                    summary_days: r.summary_days,
+                })
+                .collect();
+            let json = serde_json::to_vec(&rules).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Some(vault.seal::<TenantSettings>("settings", "retention_rules", &json)?)
+        };
     }
     if let Some(r) = p.redaction {
         let r = meetbot_core::model::RedactionSettings {
@@ -392,6 +503,15 @@ pub async fn patch_settings(
     s.updated_at = Utc::now();
     store.put_tenant_settings(&c.tenant, &s).await?;
     audit(&api, &c, "settings.change", "tenant").await?;
+    if retention_changed {
+        // What is already stored gets the new policy too; the purge removes what is past it.
+        meetbot_store::retention::restamp(
+            &api.tenants,
+            &c.tenant,
+            api.settings.default_transcript_days,
+        )
+        .await?;
+    }
     let mut out = settings_out(&api, &c).await?;
     out.delivery.new_webhook_secret = secret;
     Ok(Json(out))
