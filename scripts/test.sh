@@ -10,7 +10,8 @@
 #      namespace they create; libopus is built by the opus crate)
 #   6. the tiny.en speech model (`meetbot model fetch`) and a faster-whisper-server venv
 #   7. every test of the workspace: cargo nextest (cargo test if nextest is missing)
-# Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`.
+# Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`;
+# `--setup-only` stops after step 6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -123,7 +124,11 @@ if ! "$ST/bin/schemathesis" --version >/dev/null 2>&1; then
 fi
 export MEETBOT_TEST_SCHEMATHESIS="$ST/bin/schemathesis"
 
-# 7. tests
+# 7. tests (not with --setup-only: scripts/bench.sh uses this script to set up)
+if [ "${1:-}" = "--setup-only" ]; then
+    log "set up (target/test-env); no tests run"
+    exit 0
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

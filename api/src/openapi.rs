@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         routes::list_users, routes::add_user, routes::get_user, routes::change_role,
         routes::remove_user,
         routes::list_keys, routes::create_key, routes::revoke_key,
-        routes::list_calendars, routes::connect_calendar, routes::disconnect_calendar,
+        routes::list_calendars, routes::connect_calendar, routes::connect_ics, routes::disconnect_calendar,
         routes::list_meetings, routes::get_meeting, routes::get_transcript, routes::get_summary,
         routes::list_deliveries,
         routes::list_bots, routes::get_bot, routes::create_bot,

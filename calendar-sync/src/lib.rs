@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod google;
 pub mod graph;
+pub mod ics;
 pub mod links;
 pub mod normalize;
 pub mod oauth;

@@ -472,4 +472,24 @@ impl NormalizedEvent {
     pub fn platform(&self) -> Option<Platform> {
         self.link.as_ref().map(|l| l.platform)
     }
+
+    /// An instance deleted from the calendar (known by its id only).
+    pub fn removal(provider: CalendarProvider, instance_id: String) -> Self {
+        NormalizedEvent {
+            provider,
+            instance_id,
+            series_id: None,
+            title: String::new(),
+            starts_at: None,
+            ends_at: None,
+            time_zone: None,
+            all_day: false,
+            status: MeetingStatus::Cancelled,
+            organizer_email: None,
+            attendees: vec![],
+            self_response: Response::None,
+            link: None,
+            removed: true,
+        }
+    }
 }

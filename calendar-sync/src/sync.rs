@@ -33,6 +33,8 @@ pub enum SyncError {
     NoConnection(String),
     #[error("the stored auto-join rules of user {0} are unreadable: {1}")]
     Rules(String, String),
+    #[error(transparent)]
+    Ics(#[from] crate::ics::IcsError),
 }
 
 impl SyncError {
@@ -84,12 +86,16 @@ pub struct SyncReport {
 pub enum Provider<'a> {
     Microsoft(&'a GraphClient),
     Google(&'a GoogleClient),
+    /// An ICS feed: the connection's "token" is the feed's address.
+    Ics(&'a crate::ics::IcsClient),
 }
 
 struct Round {
     events: Vec<NormalizedEvent>,
     cursor: String,
     pages: u32,
+    /// The events are the whole calendar in the window: meetings missing from them are gone.
+    snapshot: bool,
 }
 
 async fn round(
@@ -97,8 +103,24 @@ async fn round(
     token: &str,
     cursor: Option<&str>,
     window: (DateTime<Utc>, DateTime<Utc>),
+    user_email: &str,
 ) -> Result<Round, SyncError> {
     Ok(match p {
+        Provider::Ics(c) => match c.fetch(token, cursor).await? {
+            crate::ics::Fetched::Unchanged => Round {
+                events: vec![],
+                cursor: cursor.unwrap_or_default().to_string(),
+                pages: 1,
+                snapshot: false,
+            },
+            crate::ics::Fetched::Changed { text, cursor } => Round {
+                events: crate::ics::parse_feed(&text, user_email, window)
+                    .map_err(crate::ics::IcsError::Parse)?,
+                cursor,
+                pages: 1,
+                snapshot: true,
+            },
+        },
         Provider::Microsoft(g) => {
             let r = g
                 .calendar_view_delta(token, cursor, window.0, window.1)
@@ -107,6 +129,7 @@ async fn round(
                 events: r.events,
                 cursor: r.delta_link,
                 pages: r.pages,
+                snapshot: false,
             }
         }
         Provider::Google(g) => {
@@ -115,6 +138,7 @@ async fn round(
                 events: r.events,
                 cursor: r.next_sync_token,
                 pages: r.pages,
+                snapshot: false,
             }
         }
     })
@@ -155,15 +179,45 @@ pub async fn sync_connection(
         full: conn.sync_cursor.is_none(),
         ..Default::default()
     };
-    let r = match round(provider, &token, conn.sync_cursor.as_deref(), window).await {
+    let mut r = match round(
+        provider,
+        &token,
+        conn.sync_cursor.as_deref(),
+        window,
+        &user_email,
+    )
+    .await
+    {
         Err(e) if e.resync_required() => {
             tracing::info!(tenant = %tenant, connection = %conn.id, "sync cursor gone (410); full resync");
             report.full = true;
             report.resynced = true;
-            round(provider, &token, None, window).await?
+            round(provider, &token, None, window, &user_email).await?
         }
         other => other?,
     };
+    if r.snapshot {
+        // A meeting of this connection in the window that the snapshot no longer has was
+        // deleted from the calendar.
+        let present: std::collections::HashSet<&str> =
+            r.events.iter().map(|e| e.instance_id.as_str()).collect();
+        let mut gone = Vec::new();
+        for m in store
+            .list_meetings(tenant, Some(window.0), Some(window.1))
+            .await?
+        {
+            if m.connection_id.as_deref() == Some(conn.id.as_str())
+                && m.status != meetbot_core::model::MeetingStatus::Cancelled
+                && !present.contains(m.event_instance_id.as_str())
+            {
+                gone.push(crate::normalize::NormalizedEvent::removal(
+                    meetbot_core::model::CalendarProvider::Ics,
+                    m.event_instance_id.clone(),
+                ));
+            }
+        }
+        r.events.extend(gone);
+    }
     report.events = r.events.len() as u64;
     report.pages = r.pages;
     let target = Target {

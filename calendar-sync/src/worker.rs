@@ -87,6 +87,8 @@ pub struct SyncWorker {
     graph: GraphClient,
     /// Google connections are synced (and watched) when set.
     google: Option<GoogleClient>,
+    /// ICS feed connections are polled when set.
+    ics: Option<crate::ics::IcsClient>,
     tenants: Arc<Tenants>,
     rules: AutoJoinRules,
     s: WorkerSettings,
@@ -108,6 +110,7 @@ impl SyncWorker {
         SyncWorker {
             graph,
             google: None,
+            ics: None,
             tenants,
             rules,
             s,
@@ -226,6 +229,67 @@ impl SyncWorker {
         self
     }
 
+    /// Connects user `user_id`'s ICS feed (its address is sealed like a token): the feed is
+    /// fetched and read first, so a wrong address is an error here and not a silent empty
+    /// calendar; then the first round runs. Returns the connection id and that round.
+    pub async fn connect_ics(
+        &self,
+        t: &TenantId,
+        user_id: &str,
+        user_email: &str,
+        feed_url: &str,
+    ) -> Result<(String, Option<SyncReport>), SyncError> {
+        let ics = self
+            .ics
+            .as_ref()
+            .ok_or(SyncError::Ics(crate::ics::IcsError::Http(
+                "ICS feeds are not enabled in this calendar worker".into(),
+            )))?;
+        if let crate::ics::Fetched::Changed { text, .. } = ics.fetch(feed_url, None).await? {
+            let window = (
+                Utc::now() - self.s.window_back,
+                Utc::now() + self.s.window_ahead,
+            );
+            crate::ics::parse_feed(&text, user_email, window)
+                .map_err(crate::ics::IcsError::Parse)?;
+        }
+        let vault = self.tenants.vault(t).await?;
+        let id = meetbot_core::ids::new_record_id();
+        let now = Utc::now();
+        let conn = meetbot_core::model::CalendarConnection {
+            account_email: vault.seal::<meetbot_core::model::CalendarConnection>(
+                &id,
+                "account_email",
+                user_email.trim().to_lowercase().as_bytes(),
+            )?,
+            access_token: vault.seal::<meetbot_core::model::CalendarConnection>(
+                &id,
+                "access_token",
+                feed_url.trim().as_bytes(),
+            )?,
+            refresh_token: None,
+            id: id.clone(),
+            user_id: user_id.to_string(),
+            provider: CalendarProvider::Ics,
+            scopes: vec![],
+            access_expires_at: None,
+            status: meetbot_core::model::ConnectionStatus::Active,
+            sync_cursor: None,
+            push: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.tenants.store().put_connection(t, &conn).await?;
+        let report = self.sync(t, &id).await?;
+        Ok((id, report))
+    }
+
+    /// ICS feed connections are polled (every `poll_every`) with this client.
+    pub fn with_ics(mut self, ics: crate::ics::IcsClient) -> Self {
+        self.ics = Some(ics);
+        self
+    }
+
     /// Rebuilds the subscription index from the store (at start).
     pub async fn load_index(&self) -> Result<usize, SyncError> {
         let mut map = HashMap::new();
@@ -273,6 +337,10 @@ impl SyncWorker {
         let provider = match (conn.provider, &self.google) {
             (CalendarProvider::Microsoft, _) => Provider::Microsoft(&self.graph),
             (CalendarProvider::Google, Some(g)) => Provider::Google(g),
+            (CalendarProvider::Ics, _) => match &self.ics {
+                Some(c) => Provider::Ics(c),
+                None => return Ok(None),
+            },
             _ => return Ok(None),
         };
         let window = (

@@ -151,6 +151,21 @@ pub(crate) enum CalendarCmd {
         #[arg(long)]
         connection: String,
     },
+    /// Connects a user's calendar by its ICS feed address (an https URL; http only with
+    /// calendar.ics_allow_http), checks it, and runs the first sync; calendar-sync then polls it.
+    ConnectIcs {
+        #[arg(long)]
+        tenant: String,
+        /// The meetbot user id (opaque, not an email).
+        #[arg(long)]
+        user: String,
+        /// The user's own address (their answers in the feed are found by it).
+        #[arg(long)]
+        email: String,
+        /// The feed's address; `-` reads it from standard input (it is a secret).
+        #[arg(long)]
+        url: String,
+    },
     /// Lists a tenant's calendar connections (ids, provider, status; no addresses).
     List {
         #[arg(long)]

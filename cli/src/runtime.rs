@@ -261,7 +261,10 @@ pub fn sync_worker(
         settings,
         index,
     )
-    .with_google(google);
+    .with_google(google)
+    .with_ics(meetbot_calendar_sync::ics::IcsClient::new(
+        c.ics_allow_http,
+    )?);
     if c.google_oauth.is_none() && c.microsoft_oauth.is_none() {
         return Ok(worker);
     }

@@ -424,6 +424,33 @@ pub async fn run_calendar(cmd: crate::CalendarCmd, config: &Config) -> Result<()
                 config.calendar.oauth_redirect()
             );
         }
+        CalendarCmd::ConnectIcs {
+            tenant,
+            user,
+            email,
+            url,
+        } => {
+            let tenant = parse(&tenant)?;
+            let url = if url == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s)?;
+                s.trim().to_string()
+            } else {
+                url
+            };
+            if !meetbot_delivery::email::is_address(email.trim()) {
+                anyhow::bail!("--email {email:?} is not an email address");
+            }
+            let worker = crate::runtime::sync_worker(config, t, Default::default())?;
+            let (id, report) = worker.connect_ics(&tenant, &user, &email, &url).await?;
+            println!("{id}");
+            if let Some(r) = report {
+                eprintln!(
+                    "ICS feed connected as {id}: {} events in the window, {} meetings written",
+                    r.events, r.applied.written
+                );
+            }
+        }
         CalendarCmd::Disconnect { tenant, connection } => {
             let tenant = parse(&tenant)?;
             let worker = crate::runtime::sync_worker(config, t, Default::default())?;

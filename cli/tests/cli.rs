@@ -497,7 +497,6 @@ async fn audit_verify_passes_a_sound_chain_and_names_an_entry_edited_in_the_data
 
 #[test]
 fn customer_key_makes_a_private_identity_and_decrypt_opens_what_was_sealed_to_it() {
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("clinic.age-key");
@@ -523,25 +522,11 @@ fn customer_key_makes_a_private_identity_and_decrypt_opens_what_was_sealed_to_it
     // What the API returns as `customer_sealed` (a JSON string), opened from standard input.
     let to = meetbot_delivery::hold::recipient(&recipient).unwrap();
     let sealed = meetbot_delivery::hold::seal_to(&to, b"{\"segments\": [\"held text\"]}").unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
-    c.current_dir(dir.path())
-        .args(["decrypt", "--identity", key.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MEETBOT_") {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&sealed).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = meetbot_with_input(
+        dir.path(),
+        &["decrypt", "--identity", key.to_str().unwrap()],
+        &serde_json::to_string(&sealed).unwrap(),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -450,6 +450,10 @@ pub struct CalendarConfig {
     /// Refresh an access token when less than this is left.
     #[serde(default = "default_refresh_before")]
     pub oauth_refresh_before_seconds: u64,
+    /// ICS feeds may be plain http (a feed on this machine or a private network); off: https
+    /// only.
+    #[serde(default)]
+    pub ics_allow_http: bool,
 }
 
 fn default_refresh_before() -> u64 {
@@ -666,6 +670,7 @@ impl Default for Config {
                 oauth_redirect_url: None,
                 oauth_ca_file: None,
                 oauth_refresh_before_seconds: 300,
+                ics_allow_http: false,
             },
             scheduler: SchedulerConfig {
                 lead_seconds: 60,

@@ -106,15 +106,21 @@ async fn measure(name: &str) -> serde_json::Value {
     })
 }
 
-/// Streams the script through the transcriber service in real time (two participants taking
-/// turns) and measures, per utterance, the time from its last audio frame sent to its text on
-/// the live stream.
-async fn streaming() -> serde_json::Value {
-    use futures_util::StreamExt;
-    use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
-    use meetbot_bot::connector::AudioPacket;
-    use secrecy::SecretString;
+/// The transcriber service (whisper.cpp tiny.en beam 5, extractive summaries) on an embedded
+/// store with one tenant and a joined bot job `job`.
+struct BenchService {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn meetbot_store::Store>,
+    tenants: Arc<meetbot_store::vault::Tenants>,
+    tenant: meetbot_core::TenantId,
+    secret: secrecy::SecretString,
+    svc: Arc<meetbot_transcriber::service::Service>,
+    addr: std::net::SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
 
+async fn bench_service(job: &str) -> BenchService {
+    use secrecy::SecretString;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn meetbot_store::Store> = meetbot_store::init_engine(
         meetbot_store::SqliteEngine::open(&dir.path().join("s")).unwrap(),
@@ -127,13 +133,13 @@ async fn streaming() -> serde_json::Value {
     ));
     let tenant = tenants.create("Bench").await.unwrap().id;
     store
-        .insert_bot_job(&tenant, &speech::joined_job("job", "m", "k"))
+        .insert_bot_job(&tenant, &speech::joined_job(job, &format!("m-{job}"), job))
         .await
         .unwrap();
     let (e, _) = engine("whisper.cpp tiny.en beam 5");
     let secret = SecretString::from("bench secret 0123456789".to_string());
     let svc = meetbot_transcriber::service::Service::new(
-        tenants,
+        tenants.clone(),
         meetbot_transcriber::service::Engines::single(e),
         Arc::new(meetbot_transcriber::summarize::Extractive),
         meetbot_transcriber::service::Settings {
@@ -145,7 +151,162 @@ async fn streaming() -> serde_json::Value {
         },
         meetbot_transcriber::service::Metrics::new(),
     );
-    let (addr, _task) = meetbot_testsupport::serve_on_loopback(svc.router()).await;
+    let (addr, task) = meetbot_testsupport::serve_on_loopback(svc.router()).await;
+    BenchService {
+        _dir: dir,
+        store,
+        tenants,
+        tenant,
+        secret,
+        svc,
+        addr,
+        _task: task,
+    }
+}
+
+/// Sends `sentences` of the script in real time as one participant's speech to `job`; returns
+/// when the last frame is sent (the bot's end of the meeting follows) and the stream task.
+async fn speak(
+    b: &BenchService,
+    job: &str,
+    sentences: std::ops::Range<usize>,
+) -> (
+    Instant,
+    tokio::task::JoinHandle<
+        Result<meetbot_bot::audio_stream::StreamReport, meetbot_bot::audio_stream::StreamError>,
+    >,
+) {
+    use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
+    use meetbot_bot::connector::AudioPacket;
+    let token = job_token(&b.secret, b.tenant.as_str(), job);
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let stream = tokio::spawn(stream_audio(
+        StreamSettings {
+            url: format!("ws://{}/v1/audio/{}/{job}", b.addr, b.tenant),
+            token: secrecy::SecretString::from(token),
+            buffer_frames: 20_000,
+            max_outage: Duration::from_secs(10),
+        },
+        rx,
+    ));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for k in sentences {
+        let (voice, text) = MEETING[k];
+        let (rate, pcm) = speech::espeak(text, voice);
+        let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+        pcm48.extend(std::iter::repeat_n(0i16, 48_000));
+        for payload in speech::opus_packets(&pcm48) {
+            sent += 1;
+            tokio::time::sleep_until((start + Duration::from_millis(sent * 20)).into()).await;
+            tx.send(Outgoing::Audio(AudioPacket {
+                participant: "p0".into(),
+                ssrc: 1,
+                sequence: sent as u16,
+                timestamp: (sent as u32).wrapping_mul(960),
+                payload,
+                received_at: Instant::now(),
+            }))
+            .await
+            .unwrap();
+        }
+    }
+    let end = Instant::now();
+    drop(tx);
+    (end, stream)
+}
+
+/// End of a meeting (the bot's last frame) to its summary stored, and to its summary posted to
+/// Slack (the stand-in of the Web API) by the delivery worker polling at its default interval.
+async fn delivery() -> serde_json::Value {
+    use meetbot_delivery::outbox::{Outbox, RetryPolicy};
+    use meetbot_delivery::slack::SlackNotifier;
+    let b = bench_service("job0").await;
+    let slack = meetbot_testsupport::delivery::SlackStandIn::start("xoxb-bench").await;
+    let outbox = Arc::new(
+        Outbox::new(b.store.clone(), b.tenants.clone(), RetryPolicy::default()).with(Arc::new(
+            SlackNotifier::new(&slack.base_url(), "xoxb-bench".to_string().into()).unwrap(),
+        )),
+    );
+    b.svc.deliver_through(outbox.clone());
+    let mut settings =
+        meetbot_core::model::TenantSettings::new(Default::default(), chrono::Utc::now());
+    settings.delivery.slack_channel = Some("C0123BENCH".into());
+    b.store
+        .put_tenant_settings(&b.tenant, &settings)
+        .await
+        .unwrap();
+    let poll = Duration::from_secs(
+        meetbot_core::config::Config::default()
+            .delivery
+            .poll_seconds,
+    );
+    tokio::spawn(meetbot_delivery::service::run(
+        outbox,
+        b.store.clone(),
+        poll,
+        std::future::pending(),
+    ));
+    let rounds = 5;
+    let (mut stored, mut delivered) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let job = format!("job{r}");
+        if r > 0 {
+            b.store
+                .insert_bot_job(
+                    &b.tenant,
+                    &speech::joined_job(&job, &format!("m-{job}"), &job),
+                )
+                .await
+                .unwrap();
+        }
+        let (end, stream) = speak(&b, &job, 5..8).await;
+        let mut stored_at = None;
+        loop {
+            if stored_at.is_none()
+                && b.store
+                    .summary_for_meeting(&b.tenant, &format!("m-{job}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            {
+                stored_at = Some(end.elapsed().as_secs_f64());
+            }
+            if slack.accepted().len() > r {
+                break;
+            }
+            assert!(end.elapsed() < Duration::from_secs(120), "no delivery");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        delivered.push(end.elapsed().as_secs_f64());
+        stored.push(stored_at.unwrap_or(f64::NAN));
+        stream.await.unwrap().unwrap();
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    serde_json::json!({
+        "meetings": rounds,
+        "poll_s": poll.as_secs(),
+        "stored_p50_s": med(&mut stored.clone()),
+        "stored_max_s": stored.iter().cloned().fold(0.0, f64::max),
+        "delivered_p50_s": med(&mut delivered.clone()),
+        "delivered_max_s": delivered.iter().cloned().fold(0.0, f64::max),
+    })
+}
+
+/// Streams the script through the transcriber service in real time (two participants taking
+/// turns) and measures, per utterance, the time from its last audio frame sent to its text on
+/// the live stream.
+async fn streaming() -> serde_json::Value {
+    use futures_util::StreamExt;
+    use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
+    use meetbot_bot::connector::AudioPacket;
+    use secrecy::SecretString;
+
+    let b = bench_service("job").await;
+    let (addr, tenant, secret) = (b.addr, b.tenant.clone(), b.secret.clone());
     let token = job_token(&secret, tenant.as_str(), "job");
     let live = reqwest::Client::new()
         .get(format!("http://{addr}/v1/live/{tenant}/job"))
@@ -257,6 +418,8 @@ fn main() {
         let what = &args[i + 1];
         let v = if what == "streaming" {
             rt.block_on(streaming())
+        } else if what == "delivery" {
+            rt.block_on(delivery())
         } else {
             rt.block_on(measure(what))
         };
@@ -321,6 +484,20 @@ fn main() {
         s["p95_s"].as_f64().unwrap(),
         s["max_s"].as_f64().unwrap(),
         s["peak_rss_mib"].as_f64().unwrap(),
+    );
+    let d = child("delivery");
+    println!(
+        "\n## End of meeting to summary: {} meetings of three sentences, delivery worker polling every {} s\n",
+        d["meetings"], d["poll_s"]
+    );
+    println!("| to summary stored p50 | max | to summary posted to Slack p50 | max |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+        d["stored_p50_s"].as_f64().unwrap(),
+        d["stored_max_s"].as_f64().unwrap(),
+        d["delivered_p50_s"].as_f64().unwrap(),
+        d["delivered_max_s"].as_f64().unwrap(),
     );
     println!(
         "\n(The RSS of the HTTP engine is the client's; the server is a separate Python process.)"

@@ -62,6 +62,8 @@ struct World {
     job_own: String,
     job_other: String,
     tokens: Tokens,
+    /// An ICS feed on loopback.
+    ics_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -271,12 +273,26 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
         ProviderSettings::google("cal-client", None, &format!("{base}/oauth/callback")),
     )
     .unwrap();
+    // A published ICS calendar on loopback, for connecting a calendar by its feed.
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:ics-1@clinic.test\r\n\
+DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (ics_addr, _) = meetbot_testsupport::serve_on_loopback(
+        axum::Router::new().route("/cal.ics", axum::routing::get(move || async move { ics })),
+    )
+    .await;
+    let ics_url = format!("http://{ics_addr}/cal.ics");
     let worker = meetbot_calendar_sync::worker::SyncWorker::new(
         graph,
         tenants.clone(),
         Default::default(),
         Default::default(),
         Default::default(),
+    )
+    // (Only from loopback: schemathesis sends any address it can make up.)
+    .with_ics(
+        meetbot_calendar_sync::ics::IcsClient::new(true)
+            .unwrap()
+            .only_hosts(["127.0.0.1".to_string()]),
     )
     .with_oauth(Arc::new(oauth));
     let api = Arc::new(Api {
@@ -322,6 +338,7 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
         job_own,
         job_other,
         tokens,
+        ics_url,
         _dir: dir,
     }
 }
@@ -555,6 +572,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             "/v1/calendars",
             "/v1/calendars".into(),
             Some(json!({"provider": "google"})),
+            [201, 201, 201, 201],
+        ),
+        case(
+            M::POST,
+            "/v1/calendars/ics",
+            "/v1/calendars/ics".into(),
+            Some(json!({"feed_url": w.ics_url})),
             [201, 201, 201, 201],
         ),
         case(

@@ -129,24 +129,45 @@ impl Fixture {
     fn token(&self, job: &str) -> String {
         job_token(&self.secret, self.tenant.as_str(), job)
     }
+
+    /// Follows `job`'s live segments (as a dashboard would); the task ends with the stream.
+    async fn follow_live(&self, job: &str) -> tokio::task::JoinHandle<String> {
+        let live_url = self
+            .url
+            .replace("ws://", "http://")
+            .replace("/v1/audio", &format!("/v1/live/{}/{job}", self.tenant));
+        let live = reqwest::Client::new()
+            .get(&live_url)
+            .bearer_auth(self.token(job))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
+        tokio::spawn(async move { live.text().await.unwrap_or_default() })
+    }
+}
+
+/// `pcm48` as one participant's Opus frames, numbered from 0.
+async fn send_speech(tx: &mpsc::Sender<Outgoing>, participant: &str, pcm48: &[i16]) {
+    for (k, p) in speech::opus_packets(pcm48).into_iter().enumerate() {
+        tx.send(Outgoing::Audio(AudioPacket {
+            participant: participant.into(),
+            ssrc: 1,
+            sequence: k as u16,
+            timestamp: k as u32 * 960,
+            payload: p,
+            received_at: Instant::now(),
+        }))
+        .await
+        .unwrap();
+    }
 }
 
 #[tokio::test]
 async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segments() {
     let f = fixture(whisper()).await;
     // Live segments, as a dashboard would follow them.
-    let live_url = f
-        .url
-        .replace("ws://", "http://")
-        .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant));
-    let live = reqwest::Client::new()
-        .get(&live_url)
-        .bearer_auth(f.token("job-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let live_task = tokio::spawn(async move { live.text().await.unwrap_or_default() });
+    let live_task = f.follow_live("job-1").await;
 
     // Two participants take turns: alice says sentences 5 and 7, bob says 11 and 18.
     let turns = [("alice", 5usize), ("bob", 11), ("alice", 7), ("bob", 18)];
@@ -488,19 +509,7 @@ async fn a_reconnecting_bot_takes_over_from_a_stalled_connection() {
     // The bot reconnects and streams: it is served at once, to the end.
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
-    let silence = speech::opus_packets(&[0i16; 48_000]);
-    for (i, p) in silence.into_iter().enumerate() {
-        tx.send(Outgoing::Audio(AudioPacket {
-            participant: "p".into(),
-            ssrc: 1,
-            sequence: i as u16,
-            timestamp: i as u32 * 960,
-            payload: p,
-            received_at: Instant::now(),
-        }))
-        .await
-        .unwrap();
-    }
+    send_speech(&tx, "p", &[0i16; 48_000]).await;
     drop(tx);
     let rep = tokio::time::timeout(Duration::from_secs(20), task)
         .await
@@ -528,17 +537,7 @@ async fn a_tenant_with_redaction_on_has_names_and_dates_removed_before_storage_a
         .put_tenant_settings(&f.tenant, &settings)
         .await
         .unwrap();
-    let live_url = f
-        .url
-        .replace("ws://", "http://")
-        .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant));
-    let live = reqwest::Client::new()
-        .get(&live_url)
-        .bearer_auth(f.token("job-1"))
-        .send()
-        .await
-        .unwrap();
-    let live_task = tokio::spawn(async move { live.text().await.unwrap_or_default() });
+    let live_task = f.follow_live("job-1").await;
 
     let said = "Please call Sarah Mitchell on March third.";
     let (rate, pcm) = speech::espeak(said, "en-us");
@@ -546,18 +545,7 @@ async fn a_tenant_with_redaction_on_has_names_and_dates_removed_before_storage_a
     pcm48.extend(std::iter::repeat_n(0i16, 48_000));
     let (tx, rx) = mpsc::channel(4096);
     let stream = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
-    for (k, p) in speech::opus_packets(&pcm48).into_iter().enumerate() {
-        tx.send(Outgoing::Audio(AudioPacket {
-            participant: "alice".into(),
-            ssrc: 1,
-            sequence: k as u16,
-            timestamp: k as u32 * 960,
-            payload: p,
-            received_at: Instant::now(),
-        }))
-        .await
-        .unwrap();
-    }
+    send_speech(&tx, "alice", &pcm48).await;
     drop(tx);
     stream.await.unwrap().unwrap();
 

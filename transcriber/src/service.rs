@@ -343,30 +343,22 @@ impl Service {
     /// it is better than one with identifiers its tenant asked to keep out.
     async fn redactor_for(&self, t: &TenantId) -> Option<meetbot_redact::Redactor> {
         let names = self.settings.names.clone();
-        match self.tenants.store().get_tenant_settings(t).await {
+        let failure = match self.tenants.store().get_tenant_settings(t).await {
             Ok(s) => {
                 let r = s.and_then(|s| s.redaction)?;
                 match meetbot_redact::Redactor::from_settings(&r, names.clone()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(tenant = %t, error = %e, "redaction settings are invalid; redacting every class");
-                        Some(
-                            meetbot_redact::Redactor::new()
-                                .with_topics(meetbot_redact::Topics::builtin())
-                                .with_names_opt(names),
-                        )
-                    }
+                    Ok(r) => return r,
+                    Err(e) => format!("redaction settings are invalid: {e}"),
                 }
             }
-            Err(e) => {
-                tracing::warn!(tenant = %t, error = %e, "tenant settings unreadable; redacting every class");
-                Some(
-                    meetbot_redact::Redactor::new()
-                        .with_topics(meetbot_redact::Topics::builtin())
-                        .with_names_opt(names),
-                )
-            }
-        }
+            Err(e) => format!("tenant settings unreadable: {e}"),
+        };
+        tracing::warn!(tenant = %t, error = %failure, "redacting every class");
+        Some(
+            meetbot_redact::Redactor::new()
+                .with_topics(meetbot_redact::Topics::builtin())
+                .with_names_opt(names),
+        )
     }
 
     /// The tenant's engine, with its choice read from its settings (the default when they

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/api-keys", get(list_keys).post(create_key))
         .route("/v1/api-keys/{id}", delete(revoke_key))
         .route("/v1/calendars", get(list_calendars).post(connect_calendar))
+        .route("/v1/calendars/ics", post(connect_ics))
         .route("/v1/calendars/{id}", delete(disconnect_calendar))
         .route("/v1/meetings", get(list_meetings))
         .route("/v1/meetings/{id}", get(get_meeting).delete(delete_meeting))

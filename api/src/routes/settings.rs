@@ -625,6 +625,55 @@ pub async fn connect_calendar(
     ))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectIcs {
+    /// The calendar's published ICS address (https; kept sealed, like a token).
+    pub feed_url: String,
+}
+
+/// Connects one's calendar by its ICS feed: the feed is fetched and read at once (a wrong
+/// address is refused), then polled by calendar-sync.
+#[utoipa::path(post, path = "/v1/calendars/ics", tag = "calendars", request_body = ConnectIcs,
+    responses((status = 201, body = CalendarOut)))]
+pub async fn connect_ics(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<ConnectIcs>,
+) -> ApiResult<(StatusCode, Json<CalendarOut>)> {
+    let me = c.person()?.clone();
+    let worker = calendars(&api)?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let email = vault.open_string::<meetbot_core::model::User>(&me.id, "email", &me.email)?;
+    let (id, _) = worker
+        .connect_ics(&c.tenant, &me.id, &email, body.feed_url.trim())
+        .await
+        .map_err(|e| match e {
+            meetbot_calendar_sync::sync::SyncError::Ics(e) => {
+                ApiError::BadRequest(format!("feed_url: {e}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    audit(&api, &c, "calendar.connect", &format!("user:{}", me.id)).await?;
+    let x = api
+        .tenants
+        .store()
+        .get_connection(&c.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the new connection is missing".into()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CalendarOut {
+            account_email: email,
+            id: x.id,
+            provider: wire(&x.provider),
+            user_id: x.user_id,
+            status: wire(&x.status),
+            created_at: x.created_at,
+        }),
+    ))
+}
+
 /// Disconnects a calendar: tokens revoked at the provider and erased, its bots withdrawn.
 #[utoipa::path(delete, path = "/v1/calendars/{id}", tag = "calendars", params(("id" = String, Path)),
     responses((status = 204)))]
