@@ -247,7 +247,7 @@ async fn delivery() -> serde_json::Value {
         poll,
         std::future::pending(),
     ));
-    let rounds = 5;
+    let rounds = 6;
     let (mut stored, mut delivered) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let job = format!("job{r}");
@@ -260,6 +260,11 @@ async fn delivery() -> serde_json::Value {
                 .await
                 .unwrap();
         }
+        // Meetings end at different points of the worker's polling cycle.
+        tokio::time::sleep(Duration::from_millis(
+            (r as u64 * 1_700) % poll.as_millis().max(1) as u64,
+        ))
+        .await;
         let (end, stream) = speak(&b, &job, 5..8).await;
         let mut stored_at = None;
         loop {

@@ -2596,6 +2596,20 @@ async fn retention_rules_per_client_and_series_reach_stored_records_and_the_purg
         expiry(&plain).await,
         (Some(ten_days_ago + chrono::Duration::days(30)), Some(None))
     );
+    // Expired means gone from exports too, before the purge runs.
+    let (_, url) = finished_export(&w, json!({})).await;
+    let files = unpack(
+        &w.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    assert!(!files.contains_key(&format!("transcripts/{client}.txt")));
+    assert!(files.contains_key(&format!("transcripts/{board}.txt")));
     // The purge removes the client's records for good, and logs it.
     let purged = meetbot_store::retention::purge_all(&*w.store, Utc::now())
         .await
