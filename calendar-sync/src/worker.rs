@@ -574,8 +574,9 @@ impl SyncWorker {
         }
     }
 
-    /// One polling pass: every active Microsoft connection gets its subscription checked, and
-    /// those without a live one are synced (the fallback when push is unavailable).
+    /// One polling pass: every active Microsoft and Google connection gets its push channel
+    /// checked, and those without a live one are synced (the fallback when push is
+    /// unavailable); ICS feeds, which have no push, are synced every pass.
     pub async fn poll(&self) -> Result<u64, SyncError> {
         let mut synced = 0;
         for t in self.tenants.store().list_tenants().await? {
@@ -586,7 +587,7 @@ impl SyncWorker {
                 let syncable = match c.provider {
                     CalendarProvider::Microsoft => true,
                     CalendarProvider::Google => self.google.is_some(),
-                    CalendarProvider::Ics => false,
+                    CalendarProvider::Ics => self.ics.is_some(),
                 };
                 if !syncable || c.status != ConnectionStatus::Active {
                     continue;
