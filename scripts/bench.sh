@@ -3,8 +3,8 @@
 # the Janus and browser benches make a network namespace). Sets up what the benches use with
 # `scripts/test.sh --setup-only` (RabbitMQ, Janus, espeak-ng, Chromium, the speech models, the
 # faster-whisper-server venv), then writes each bench's tables to target/bench/<bench>.md and
-# prints them. Takes about 25 minutes on 2 cores. Extra arguments: the benches to run (default
-# all), e.g. `bash scripts/bench.sh calendar_sync redaction`.
+# prints them. Takes about 23 minutes on 2 cores (5 setting up, 18 measuring). Extra arguments:
+# the benches to run (default all), e.g. `bash scripts/bench.sh calendar_sync redaction`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test.sh --setup-only
