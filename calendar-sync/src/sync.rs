@@ -211,7 +211,7 @@ pub async fn sync_connection(
                 && !present.contains(m.event_instance_id.as_str())
             {
                 gone.push(crate::normalize::NormalizedEvent::removal(
-                    meetbot_core::model::CalendarProvider::Ics,
+                    conn.provider,
                     m.event_instance_id.clone(),
                 ));
             }

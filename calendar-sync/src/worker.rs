@@ -229,29 +229,25 @@ impl SyncWorker {
         self
     }
 
-    /// Connects user `user_id`'s ICS feed (its address is sealed like a token): the feed is
-    /// fetched and read first, so a wrong address is an error here and not a silent empty
-    /// calendar; then the first round runs. Returns the connection id and that round.
+    /// Connects user `user_id`'s ICS feed (its address is sealed like a token) and runs the
+    /// first round at once. A feed that cannot be fetched or read is an error here, not a
+    /// silent empty calendar, and leaves no connection behind. Returns the connection as
+    /// stored and that round.
     pub async fn connect_ics(
         &self,
         t: &TenantId,
         user_id: &str,
         user_email: &str,
         feed_url: &str,
-    ) -> Result<(String, Option<SyncReport>), SyncError> {
+    ) -> Result<(meetbot_core::model::CalendarConnection, Option<SyncReport>), SyncError> {
         let ics = self
             .ics
             .as_ref()
             .ok_or(SyncError::Ics(crate::ics::IcsError::Http(
                 "ICS feeds are not enabled in this calendar worker".into(),
             )))?;
-        if let crate::ics::Fetched::Changed { text, .. } = ics.fetch(feed_url, None).await? {
-            let window = (
-                Utc::now() - self.s.window_back,
-                Utc::now() + self.s.window_ahead,
-            );
-            crate::ics::parse_feed(&text, user_email, window)
-                .map_err(crate::ics::IcsError::Parse)?;
+        if !ics.accepts(feed_url.trim()) {
+            return Err(crate::ics::IcsError::Scheme.into());
         }
         let vault = self.tenants.vault(t).await?;
         let id = meetbot_core::ids::new_record_id();
@@ -279,9 +275,16 @@ impl SyncWorker {
             created_at: now,
             updated_at: now,
         };
-        self.tenants.store().put_connection(t, &conn).await?;
-        let report = self.sync(t, &id).await?;
-        Ok((id, report))
+        let store = self.tenants.store();
+        store.put_connection(t, &conn).await?;
+        match self.sync(t, &id).await {
+            Err(e @ SyncError::Ics(_)) => {
+                // The feed was refused: the address is not kept.
+                store.delete_connection(t, &id).await?;
+                Err(e)
+            }
+            other => Ok((conn, other?)),
+        }
     }
 
     /// ICS feed connections are polled (every `poll_every`) with this client.

@@ -107,9 +107,8 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
         }
         ModelCmd::List { dir } => {
             let dir = model_dir(config, dir);
-            for name in ["tiny.en", "base"] {
-                let p = model::model_path(&dir, name);
-                let state = if model::verify(&p) {
+            let line = |name: &str, p: &Path, ok: bool| {
+                let state = if ok {
                     "verified"
                 } else if p.exists() {
                     "CHECKSUM MISMATCH (fetch again)"
@@ -117,16 +116,13 @@ pub async fn run_model(cmd: ModelCmd, config: &Config) -> Result<()> {
                     "not fetched"
                 };
                 println!("{name:8} {state:32} {}", p.display());
+            };
+            for name in ["tiny.en", "base"] {
+                let p = model::model_path(&dir, name);
+                line(name, &p, model::verify(&p));
             }
             let (p, ok) = model::names_path(&dir);
-            let state = if ok {
-                "verified"
-            } else if p.exists() {
-                "CHECKSUM MISMATCH (fetch again)"
-            } else {
-                "not fetched"
-            };
-            println!("{:8} {state:32} {}", "names", p.display());
+            line("names", &p, ok);
             Ok(())
         }
     }

@@ -442,7 +442,8 @@ pub async fn run_calendar(cmd: crate::CalendarCmd, config: &Config) -> Result<()
                 anyhow::bail!("--email {email:?} is not an email address");
             }
             let worker = crate::runtime::sync_worker(config, t, Default::default())?;
-            let (id, report) = worker.connect_ics(&tenant, &user, &email, &url).await?;
+            let (conn, report) = worker.connect_ics(&tenant, &user, &email, &url).await?;
+            let id = conn.id;
             println!("{id}");
             if let Some(r) = report {
                 eprintln!(

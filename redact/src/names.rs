@@ -129,10 +129,7 @@ impl Names {
 
     /// What the dataset knows of `word` (any case; a possessive `'s` is ignored).
     pub fn get(&self, word: &str) -> NameInfo {
-        let word = word
-            .strip_suffix("'s")
-            .or_else(|| word.strip_suffix("’s"))
-            .unwrap_or(word);
+        let word = possessive_trim(word);
         self.words
             .get(&word.to_ascii_uppercase())
             .copied()
@@ -146,6 +143,13 @@ impl Names {
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+}
+
+/// `word` without a possessive `'s` (or `’s`).
+pub(crate) fn possessive_trim(word: &str) -> &str {
+    word.strip_suffix("'s")
+        .or_else(|| word.strip_suffix("’s"))
+        .unwrap_or(word)
 }
 
 pub fn checksum_ok(bytes: &[u8]) -> bool {

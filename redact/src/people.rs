@@ -8,7 +8,7 @@
 //!
 //! The words after a name's first word join it while they are capitalised and not stop words.
 
-use crate::names::Names;
+use crate::names::{Names, possessive_trim};
 use crate::{Class, Hit};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -411,12 +411,6 @@ struct Tok<'a> {
     initial: bool,
     /// Only spaces (or nothing) between the previous token and this one.
     joined: bool,
-}
-
-fn possessive_trim(w: &str) -> &str {
-    w.strip_suffix("'s")
-        .or_else(|| w.strip_suffix("’s"))
-        .unwrap_or(w)
 }
 
 fn tokens(text: &str) -> Vec<Tok<'_>> {

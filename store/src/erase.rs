@@ -113,22 +113,14 @@ pub async fn erase_client(
     email: &str,
     requested_by: &str,
 ) -> std::result::Result<DeletionReceipt, crate::vault::VaultError> {
-    use meetbot_core::model::Meeting;
     let store = tenants.store();
     let vault = tenants.vault(t).await?;
     let want = email.trim().to_lowercase();
     let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
     let mut sessions = 0u64;
     for m in store.list_meetings(t, None, None).await? {
-        let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
-        let people: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-        let mut emails = people["attendees"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["email"].as_str())
-            .chain(people["organizer"].as_str());
-        if !emails.any(|e| e.eq_ignore_ascii_case(&want)) {
+        let people = crate::retention::people_of(&vault, &m)?;
+        if !people.iter().any(|e| e.eq_ignore_ascii_case(&want)) {
             continue;
         }
         if let Some(r) = erase_session(&**store, t, &m.id, requested_by).await? {

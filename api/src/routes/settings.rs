@@ -537,6 +537,17 @@ pub struct CalendarList {
     pub items: Vec<CalendarOut>,
 }
 
+fn calendar_out(x: CalendarConnection, account_email: String) -> CalendarOut {
+    CalendarOut {
+        account_email,
+        id: x.id,
+        provider: wire(&x.provider),
+        user_id: x.user_id,
+        status: wire(&x.status),
+        created_at: x.created_at,
+    }
+}
+
 /// Connected calendars: one's own, or all of them for admins.
 #[utoipa::path(get, path = "/v1/calendars", tag = "calendars", responses((status = 200, body = CalendarList)))]
 pub async fn list_calendars(
@@ -550,18 +561,9 @@ pub async fn list_calendars(
         if c.role() < Role::Admin && x.user_id != me.id {
             continue;
         }
-        items.push(CalendarOut {
-            account_email: vault.open_string::<CalendarConnection>(
-                &x.id,
-                "account_email",
-                &x.account_email,
-            )?,
-            id: x.id,
-            provider: wire(&x.provider),
-            user_id: x.user_id,
-            status: wire(&x.status),
-            created_at: x.created_at,
-        });
+        let email =
+            vault.open_string::<CalendarConnection>(&x.id, "account_email", &x.account_email)?;
+        items.push(calendar_out(x, email));
     }
     items.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Ok(Json(CalendarList { items }))
@@ -645,7 +647,7 @@ pub async fn connect_ics(
     let worker = calendars(&api)?;
     let vault = api.tenants.vault(&c.tenant).await?;
     let email = vault.open_string::<meetbot_core::model::User>(&me.id, "email", &me.email)?;
-    let (id, _) = worker
+    let (conn, _) = worker
         .connect_ics(&c.tenant, &me.id, &email, body.feed_url.trim())
         .await
         .map_err(|e| match e {
@@ -655,23 +657,7 @@ pub async fn connect_ics(
             other => ApiError::Internal(other.to_string()),
         })?;
     audit(&api, &c, "calendar.connect", &format!("user:{}", me.id)).await?;
-    let x = api
-        .tenants
-        .store()
-        .get_connection(&c.tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::Internal("the new connection is missing".into()))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CalendarOut {
-            account_email: email,
-            id: x.id,
-            provider: wire(&x.provider),
-            user_id: x.user_id,
-            status: wire(&x.status),
-            created_at: x.created_at,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(calendar_out(conn, email))))
 }
 
 /// Disconnects a calendar: tokens revoked at the provider and erased, its bots withdrawn.
