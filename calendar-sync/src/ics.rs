@@ -334,15 +334,10 @@ pub fn parse_feed(
         });
     }
     let unfolded = icalendar::parser::unfold(feed);
-    let cal = icalendar::parser::read_calendar(&unfolded).map_err(|e| ParseError::Shape {
+    // The parser's message quotes the feed (titles, addresses): it is not passed on.
+    let cal = icalendar::parser::read_calendar(&unfolded).map_err(|_| ParseError::Shape {
         provider: "ics",
-        detail: e
-            .lines()
-            .next()
-            .unwrap_or("unreadable")
-            .chars()
-            .take(200)
-            .collect(),
+        detail: "the feed is not valid iCalendar (RFC 5545)".into(),
     })?;
     let events: Vec<&Component<'_>> = cal
         .components
