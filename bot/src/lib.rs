@@ -10,6 +10,7 @@ pub mod janus;
 pub mod kubernetes;
 pub mod launcher;
 pub mod local;
+pub mod room;
 pub mod session;
 
 pub use launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};

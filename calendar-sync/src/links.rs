@@ -142,13 +142,25 @@ pub fn link_in(text: &str, source: Source) -> Option<MeetingLink> {
         }),
         Source::Location => urls
             .iter()
-            .find(|u| u.scheme() == "https")
+            .find(|u| u.scheme() == "https" || is_loopback_http(u))
             .map(|u| MeetingLink {
                 url: u.to_string(),
                 platform: Platform::WebRtc,
             }),
         Source::Description => None,
     }
+}
+
+/// An http link to a room on this machine (`meetbot dev`'s demo room): plain http is taken as a
+/// room only on a loopback address, where nothing crosses a network.
+fn is_loopback_http(u: &Url) -> bool {
+    u.scheme() == "http"
+        && match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
 }
 
 /// The best link among candidate texts, tried in order (conference fields, location, body).
@@ -308,6 +320,20 @@ mod tests {
             None
         );
         assert_eq!(p("Room 4B, 2nd floor", Source::Location), None);
+    }
+
+    #[test]
+    fn plain_http_counts_as_a_room_only_on_a_loopback_address() {
+        for link in [
+            "http://127.0.0.1:8095/rooms/demo",
+            "http://localhost:8095/rooms/demo",
+            "http://[::1]:8095/rooms/demo",
+        ] {
+            assert_eq!(p(link, Source::Location).unwrap().1, Platform::WebRtc);
+        }
+        assert_eq!(p("http://rooms.example.org/r/1", Source::Location), None);
+        assert_eq!(p("http://10.0.0.5/r/1", Source::Location), None);
+        assert_eq!(p("http://127.0.0.1/rooms/x", Source::Description), None);
     }
 
     #[test]

@@ -232,6 +232,18 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             }),
             _ => None,
         };
+    // A room of a meetbot room server (`meetbot dev`'s demo room).
+    let janus = match (janus, &link) {
+        (None, Some(l)) if meetbot_bot::room::is_room_link(l, &b.room_servers) => {
+            match meetbot_bot::room::RoomConnector::new(l, b.ice_ip) {
+                Ok(c) => Some(Box::new(c) as Box<dyn meetbot_bot::connector::MeetingConnector>),
+                Err(e) => {
+                    return fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await;
+                }
+            }
+        }
+        (j, _) => j,
+    };
     // Otherwise a platform whose web client a browser profile drives (Meet, Teams, Zoom).
     let janus = match (janus, &link) {
         (Some(j), _) => Some(j),

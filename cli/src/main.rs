@@ -2,6 +2,7 @@
 
 mod api;
 mod bots;
+mod demo;
 mod runtime;
 mod speech;
 mod tenant;
@@ -31,8 +32,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything on one machine: embedded store, local key file, ops server; creates a demo tenant.
-    Dev,
+    /// Everything on one machine: embedded store, local key file, ops server; creates a demo
+    /// tenant, and (unless --no-demo) a demo meeting a minute after start, in a local room where
+    /// three voices talk, whose summary arrives by email in the outbox folder.
+    Dev {
+        /// Only the services: no demo calendar, room or meeting.
+        #[arg(long)]
+        no_demo: bool,
+        /// Seconds from start to the demo meeting.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        demo_in: u64,
+    },
     /// Validates the configuration and checks every configured server answers.
     Check,
     /// The scheduler service: arms a bot job per meeting and publishes it at join time minus the lead.
@@ -298,7 +308,9 @@ fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
 
 async fn run(cmd: Command, config: Config) -> Result<()> {
     match cmd {
-        Command::Dev => runtime::dev(config).await,
+        Command::Dev { no_demo, demo_in } => {
+            runtime::dev(config, (!no_demo).then_some(demo_in)).await
+        }
         Command::Check => runtime::check(&config).await,
         Command::Scheduler => runtime::scheduler(config).await,
         Command::CalendarSync => runtime::calendar_sync(config).await,

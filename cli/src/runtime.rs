@@ -328,7 +328,12 @@ async fn axum_serve(
 }
 
 /// `meetbot dev`: the single-machine runtime on embedded defaults.
-pub async fn dev(config: Config) -> Result<()> {
+/// `demo`: seconds to the demo meeting (none: no demo).
+pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
+    let host = match demo {
+        Some(secs) => Some(crate::demo::prepare(&mut config, secs).await?),
+        None => None,
+    };
     eprintln!(
         "meetbot dev: store {:?} at {}",
         config.store.kind,
@@ -374,8 +379,14 @@ pub async fn dev(config: Config) -> Result<()> {
     let (launch_stop_tx, mut launch_stop) = watch::channel(false);
     // The transcriber in process: local bots stream their audio to it.
     let mut bot_env = Vec::new();
+    if !config.bot.room_servers.is_empty() {
+        let list = serde_json::to_string(&config.bot.room_servers)?;
+        bot_env.push(("MEETBOT_BOT__ROOM_SERVERS".to_string(), list));
+    }
     let mut transcriber = None;
-    match crate::speech::in_process(&config, Arc::new(tenants), launch_stop_tx.subscribe()).await {
+    let mut live = None;
+    let tenants = Arc::new(tenants);
+    match crate::speech::in_process(&config, tenants.clone(), launch_stop_tx.subscribe()).await {
         Ok((url, secret, task)) => {
             eprintln!(
                 "      transcriber on {url}/<tenant>/<job> ({:?} {}, summaries: {:?})",
@@ -383,6 +394,7 @@ pub async fn dev(config: Config) -> Result<()> {
                 config.transcriber.engine.model,
                 config.transcriber.summarizer.kind
             );
+            live = Some((url.clone(), secret.clone()));
             bot_env.push(("MEETBOT_BOT__TRANSCRIBER_URL".to_string(), url));
             bot_env.push(("MEETBOT_BOT__AUDIO_TOKEN_SECRET".to_string(), secret));
             transcriber = Some(task);
@@ -408,6 +420,25 @@ pub async fn dev(config: Config) -> Result<()> {
             None
         }
     };
+    let demo_task = host.map(|host| {
+        eprintln!(
+            "      demo: room and calendar feed on {}; email to {}",
+            host.base,
+            config
+                .delivery
+                .email_dir
+                .as_deref()
+                .map_or("the SMTP relay".to_string(), |d| format!("{}", d.display()))
+        );
+        tokio::spawn(crate::demo::run(
+            host,
+            config.clone(),
+            tenants.clone(),
+            demo.id.clone(),
+            live,
+            launch_stop_tx.subscribe(),
+        ))
+    });
     let launch = {
         let (config, queue, store) = (config.clone(), queue.clone(), store.clone());
         tokio::spawn(async move {
@@ -431,6 +462,9 @@ pub async fn dev(config: Config) -> Result<()> {
         t.await??;
     }
     if let Some(t) = api {
+        t.await??;
+    }
+    if let Some(t) = demo_task {
         t.await??;
     }
     eprintln!("meetbot dev: stopped");

@@ -121,6 +121,9 @@ pub struct DeliveryConfig {
     #[serde(skip_serializing)]
     pub smtp_password: Option<String>,
     pub from: String,
+    /// Writes each email as an `.eml` file into this folder instead of sending it (one machine:
+    /// `meetbot dev`'s outbox folder). Exclusive with `smtp_host`.
+    pub email_dir: Option<PathBuf>,
     /// Signs webhook bodies (`MEETBOT_DELIVERY__WEBHOOK_SECRET`); unset: webhooks give up.
     #[serde(skip_serializing)]
     pub webhook_secret: Option<String>,
@@ -141,6 +144,7 @@ impl Default for DeliveryConfig {
             smtp_username: None,
             smtp_password: None,
             from: "meetbot <meetbot@localhost>".into(),
+            email_dir: None,
             webhook_secret: None,
             poll_seconds: 5,
             max_attempts: 10,
@@ -297,6 +301,9 @@ pub struct BotConfig {
     pub janus_api_url: Option<String>,
     /// Host of the room links that are Janus rooms (`https://<host>/room/<id>?pin=...`).
     pub janus_room_host: Option<String>,
+    /// Base URLs of meetbot room servers (`meetbot dev`'s demo room, e.g.
+    /// `http://127.0.0.1:8095`): links `<base>/rooms/<name>` are joined with the room connector.
+    pub room_servers: Vec<String>,
     /// Local address WebRTC uses (host candidates only on it).
     pub ice_ip: std::net::IpAddr,
     /// The transcriber's audio endpoint (`wss://.../v1/audio`); unset: audio is not streamed.
@@ -353,6 +360,7 @@ impl Default for BotConfig {
             max_duration_seconds: 4 * 3600,
             janus_api_url: None,
             janus_room_host: None,
+            room_servers: Vec::new(),
             ice_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             transcriber_url: None,
             audio_token_secret: None,
@@ -1006,6 +1014,23 @@ impl Config {
                 "delivery.poll_seconds",
                 format!("{} is out of range 1..=3600", d.poll_seconds),
             );
+        }
+        if d.email_dir.is_some() && d.smtp_host.is_some() {
+            bad(
+                "delivery.email_dir",
+                "set either delivery.smtp_host (send) or delivery.email_dir (write files), not both"
+                    .into(),
+            );
+        }
+        for (i, r) in self.bot.room_servers.iter().enumerate() {
+            if !url::Url::parse(r).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.path().trim_end_matches('/').is_empty()
+            }) {
+                bad(
+                    &format!("bot.room_servers[{i}]"),
+                    format!("{r:?} is not a base URL like http://127.0.0.1:8095"),
+                );
+            }
         }
         if !(1..=100).contains(&d.max_attempts) {
             bad(

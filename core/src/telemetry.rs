@@ -10,11 +10,20 @@ use tracing_subscriber::EnvFilter;
 pub fn init(cfg: &TelemetryConfig) {
     // whisper.cpp reports model loading and buffer sizes at info level: too chatty for a CLI.
     // chromiumoxide warns about every DevTools event newer than its protocol bindings.
+    // webrtc-rs reports every ICE and connection state at info, and warns about ICE's normal
+    // course (role conflicts, checks before candidates) and DTLS's missing server name.
     let quiet = |f: EnvFilter| {
-        ["whisper_rs=warn", "chromiumoxide=error"]
-            .iter()
-            .filter_map(|d| d.parse().ok())
-            .fold(f, |f, d| f.add_directive(d))
+        [
+            "whisper_rs=warn",
+            "chromiumoxide=error",
+            "webrtc=warn",
+            "rtc=warn",
+            "rtc_ice=error",
+            "rtc_dtls=error",
+        ]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(f, |f, d| f.add_directive(d))
     };
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_new(&cfg.log_level).map(quiet))

@@ -6,7 +6,7 @@ use crate::{Notifier, NotifyError};
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use meetbot_core::model::DeliveryChannel;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
@@ -78,6 +78,93 @@ pub fn message_id(idempotency_key: &str) -> String {
     format!("<{}@meetbot>", &hex::encode(d.as_ref())[..32])
 }
 
+/// The email of `notice` to `to`: plain text and HTML, its Message-ID from the idempotency key.
+fn message(
+    from: &Mailbox,
+    to: &str,
+    notice: &Notice,
+    idempotency_key: &str,
+) -> Result<Message, NotifyError> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|_| NotifyError::Permanent("the address is not an email address".into()))?;
+    let subject: String = format!("Meeting summary: {}", notice.title)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject)
+        .message_id(Some(message_id(idempotency_key)))
+        .multipart(MultiPart::alternative_plain_html(
+            notice.text(),
+            notice.html(),
+        ))
+        .map_err(|e| NotifyError::Permanent(format!("cannot build the email: {e}")))
+}
+
+/// Email written as `.eml` files (RFC 5322, what an SMTP server would get) into a folder
+/// instead of sent: `meetbot dev`'s outbox folder, for one machine without a mail relay.
+pub struct FileNotifier {
+    transport: AsyncFileTransport<Tokio1Executor>,
+    dir: std::path::PathBuf,
+    from: Mailbox,
+}
+
+impl FileNotifier {
+    /// Writes into `dir` (created if missing, readable by its owner only).
+    pub fn new(dir: &std::path::Path, from: &str) -> Result<FileNotifier, NotifyError> {
+        let bad = |e: &dyn std::fmt::Display| {
+            NotifyError::Permanent(format!("email folder {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| bad(&e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| bad(&e))?;
+        }
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| NotifyError::Permanent(format!("delivery.from: {e}")))?;
+        Ok(FileNotifier {
+            transport: AsyncFileTransport::new(dir),
+            dir: dir.to_path_buf(),
+            from,
+        })
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+#[async_trait]
+impl Notifier for FileNotifier {
+    fn channel(&self) -> DeliveryChannel {
+        DeliveryChannel::Email
+    }
+
+    async fn send(
+        &self,
+        to: &str,
+        notice: &Notice,
+        idempotency_key: &str,
+    ) -> Result<(), NotifyError> {
+        let msg = message(&self.from, to, notice, idempotency_key)?;
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| NotifyError::Retry {
+                reason: format!("cannot write the email file: {e}"),
+                after: None,
+            })
+    }
+}
+
 #[async_trait]
 impl Notifier for SmtpNotifier {
     fn channel(&self) -> DeliveryChannel {
@@ -90,24 +177,7 @@ impl Notifier for SmtpNotifier {
         notice: &Notice,
         idempotency_key: &str,
     ) -> Result<(), NotifyError> {
-        let to: Mailbox = to
-            .parse()
-            .map_err(|_| NotifyError::Permanent("the address is not an email address".into()))?;
-        let subject: String = format!("Meeting summary: {}", notice.title)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
-        let msg = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .message_id(Some(message_id(idempotency_key)))
-            .multipart(MultiPart::alternative_plain_html(
-                notice.text(),
-                notice.html(),
-            ))
-            .map_err(|e| NotifyError::Permanent(format!("cannot build the email: {e}")))?;
+        let msg = message(&self.from, to, notice, idempotency_key)?;
         match self.mailer.send(msg).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(NotifyError::Permanent(format!(

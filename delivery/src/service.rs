@@ -41,6 +41,9 @@ pub fn senders(cfg: &DeliveryConfig) -> Result<Vec<Arc<dyn Notifier>>, NotifyErr
             timeout: Duration::from_secs(30),
         })?));
     }
+    if let Some(dir) = &cfg.email_dir {
+        out.push(Arc::new(crate::email::FileNotifier::new(dir, &cfg.from)?));
+    }
     if let Some(secret) = &cfg.webhook_secret {
         out.push(Arc::new(WebhookNotifier::new(secret.clone().into())?));
     }

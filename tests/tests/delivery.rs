@@ -468,3 +468,63 @@ async fn a_tenant_with_its_own_webhook_secret_is_signed_with_it_and_others_with_
     let raw = meetbot_testsupport::raw_bytes(w.dir.path());
     assert!(!meetbot_testsupport::contains(&raw, own.as_bytes()));
 }
+
+#[tokio::test]
+async fn email_to_a_folder_writes_each_summary_once_as_an_eml_file_and_refuses_bad_addresses() {
+    use meetbot_delivery::Notifier;
+    use meetbot_delivery::NotifyError;
+    use meetbot_delivery::email::FileNotifier;
+    let w = world().await;
+    let dir = w.dir.path().join("outbox");
+    let files = FileNotifier::new(&dir, "meetbot <summaries@example.com>").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the folder is its owner's only");
+    }
+    // Through the outbox, as `meetbot dev` sends: exactly one file per summary.
+    let outbox = Outbox::new(w.store.clone(), w.tenants.clone(), quick()).with(Arc::new(files));
+    for i in 0..3 {
+        outbox
+            .enqueue(
+                &w.tenant,
+                DeliveryChannel::Email,
+                "ops@example.com",
+                &notice(i),
+            )
+            .await
+            .unwrap();
+    }
+    drain(&w, &outbox).await;
+    drain(&w, &outbox).await;
+    let emails: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(emails.len(), 3);
+    for i in 0..3 {
+        let key = idempotency_key(
+            &format!("meeting-{i}"),
+            DeliveryChannel::Email,
+            "ops@example.com",
+        );
+        let e = emails
+            .iter()
+            .find(|e| e.contains(&message_id(&key)))
+            .unwrap_or_else(|| panic!("no email with the Message-ID of summary {i}"));
+        assert!(e.contains("To: ops@example.com"));
+        assert!(e.contains(&format!("Subject: Meeting summary: Weekly review {i}")));
+        assert!(
+            e.replace("=\r\n", "")
+                .contains(&format!("send the signed contract {i} by Friday"))
+        );
+    }
+    // A malformed address is refused for good, and nothing is written.
+    let files = FileNotifier::new(&dir, "meetbot <summaries@example.com>").unwrap();
+    assert!(matches!(
+        files.send("not an address", &notice(9), "k").await,
+        Err(NotifyError::Permanent(_))
+    ));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+}

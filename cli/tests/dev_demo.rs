@@ -1,0 +1,139 @@
+//! `meetbot dev`'s demo, as a newcomer runs it (the real binary, embedded defaults, whisper
+//! tiny.en): the ICS feed's meeting is synced, scheduled and joined by a bot process, the three
+//! voices of the demo room are transcribed under their names, the summary finds the action
+//! items spoken, the email lands in the outbox folder, no audio file is left, and the store on
+//! disk holds none of the conversation in plain text.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Stops the `meetbot dev` this test started (by PID) when the test ends, however it ends.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn eml_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = meetbot_testsupport::speech::whisper_model();
+    let outbox = dir.path().join("outbox");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+        c.env_remove(k);
+    }
+    c.args(["dev", "--demo-in", "5"])
+        .current_dir(dir.path())
+        .env("MEETBOT_STORE__EMBEDDED_DIR", dir.path().join("data"))
+        .env("MEETBOT_KEYS__LOCAL_KEY_FILE", dir.path().join("key"))
+        .env("MEETBOT_TRANSCRIBER__MODEL_DIR", model.parent().unwrap())
+        .env("MEETBOT_DELIVERY__EMAIL_DIR", &outbox)
+        .env("MEETBOT_DELIVERY__POLL_SECONDS", "1")
+        .env("MEETBOT_API__LISTEN", "127.0.0.1:0")
+        .env("MEETBOT_OPS__LISTEN", "127.0.0.1:0")
+        .env("MEETBOT_TRANSCRIBER__LISTEN", "127.0.0.1:0")
+        .env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("meetbot dev starts");
+    let stderr = child.stderr.take().unwrap();
+    let _dev = Dev(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let start = Instant::now();
+    loop {
+        let left = Duration::from_secs(240).saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with("[demo] done");
+                out.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => panic!(
+                "the demo did not finish in 240 s; it said:\n{}",
+                out.join("\n")
+            ),
+        }
+    }
+    let said = out.join("\n");
+    for step in [
+        "[demo] calendar: ICS feed http://127.0.0.1:",
+        "platform Some(WebRtc), bot wanted: true",
+        "bot joined the room",
+        "[demo] transcript  Alex:",
+        "[demo] transcript  Sam:",
+        "[demo] transcript  Jordan:",
+        "bot left the meeting",
+        "summary stored, sealed",
+        "audio files under",
+    ] {
+        assert!(said.contains(step), "missing {step:?} in:\n{said}");
+    }
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("[demo] audio:") && l.ends_with(": 0")),
+        "no audio file is left:\n{said}"
+    );
+    // The summary's action items, each owned by its speaker, in the email.
+    let emails = eml_in(&outbox);
+    assert_eq!(emails.len(), 1, "one email: {emails:?}");
+    let email = emails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(email.contains("To: newcomer@example.com"), "{email}");
+    assert!(email.contains("Subject: Meeting summary: Clinic weekly operations"));
+    for item in ["Friday", "announcement", "appointment reminders"] {
+        assert!(
+            email.contains(item),
+            "action item {item:?} missing:\n{email}"
+        );
+    }
+    // The store on disk holds the conversation sealed only.
+    let raw = meetbot_testsupport::raw_bytes(&dir.path().join("data"));
+    for plain in [
+        &b"appointment reminders"[..],
+        b"patient portal",
+        b"Clinic weekly operations",
+        b"newcomer@example.com",
+    ] {
+        assert!(
+            !meetbot_testsupport::contains(&raw, plain),
+            "{} in plain text on disk",
+            String::from_utf8_lossy(plain)
+        );
+    }
+}
