@@ -484,3 +484,32 @@ pub async fn talk_in_rooms(url: &str, first: u64, n: u64, seconds: u64) {
 pub fn ice_ip() -> IpAddr {
     ICE_IP.parse().expect("literal")
 }
+
+/// Makes `target` (a server in the host's network namespace, e.g. RabbitMQ or the MongoDB-wire
+/// server) reachable from inside a test's namespace: call it on the namespace's thread; it binds
+/// a loopback port there and returns it. Each connection to it is accepted by a task of `host`
+/// (a runtime whose threads were started outside the namespace), which opens the outward
+/// connection from the host's namespace and copies both ways. Nothing else leaves the namespace.
+pub fn relay_from_host(
+    host: &tokio::runtime::Handle,
+    target: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind a relay port in the namespace");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking relay listener");
+    let addr = listener.local_addr().expect("relay address");
+    host.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("relay listener");
+        while let Ok((mut inner, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Opened on a host runtime thread: a socket of the host's namespace.
+                if let Ok(mut outer) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inner, &mut outer).await;
+                }
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,568 @@
+//! End to end, every service a real process of the `meetbot` binary, as deployed:
+//! a calendar event at the Google Calendar stand-in -> `meetbot calendar-sync` (the meeting sealed
+//! in the MongoDB-wire store) -> `meetbot scheduler` -> real RabbitMQ -> `meetbot launcher` (local
+//! processes) -> `meetbot bot` -> a real Janus VideoRoom where three espeak-ng speakers talk ->
+//! `meetbot transcriber` (whisper tiny.en) -> transcript and summary sealed in the store -> the
+//! summary emailed through the real maildev and posted to the Slack stand-in. Then: the
+//! transcript is within a WER bound, the summary has the action items spoken, no audio file was
+//! written, the raw database holds none of it in plain text, and erasing the session leaves
+//! nothing of it but its receipt.
+//!
+//! Janus needs its own network namespace (it ignores loopback for ICE), so the test runs in one;
+//! RabbitMQ and the MongoDB-wire server stay in the host's, reached through relays whose outward
+//! connections a host-side runtime opens (`relay_from_host`). Nothing leaves 127.0.0.0/8.
+
+use chrono::{Duration as CDuration, Utc};
+use futures::TryStreamExt;
+use meetbot_core::model::*;
+use meetbot_crypto::LocalKeyFile;
+use meetbot_store::vault::Tenants;
+use meetbot_store::{JobFilter, MongoEngine, Store, init_engine};
+use meetbot_testsupport::delivery::{MailDev, SlackStandIn};
+use meetbot_testsupport::google::{GoogleStandIn, TOKEN};
+use meetbot_testsupport::janus::{JanusServer, Publisher, in_netns, relay_from_host, speech};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const ROOM: u64 = 4242;
+const USER: &str = "dr.lee@clinic.example";
+const LINES: [(&str, &str); 3] = [
+    (
+        "Dr. Lee",
+        "Good morning. Today we review the new intake process for the clinic.",
+    ),
+    (
+        "Maria",
+        "I will send the updated consent form to the front desk by Friday.",
+    ),
+    (
+        "Tom",
+        "Please call the insurance company about the open claims next week.",
+    ),
+];
+
+/// The services this test started, stopped by PID (SIGINT, then SIGKILL) however it ends.
+struct Services(Vec<(String, Child)>);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for (_, c) in &self.0 {
+            // SAFETY: kill(2) on a child this test started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        }
+        let start = Instant::now();
+        for (_, c) in &mut self.0 {
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn socket_of(url_host_port: &str) -> SocketAddr {
+    url_host_port.parse().expect("a literal address")
+}
+
+/// `host:port` of a URL like `scheme://[user@]host:port/...`.
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap();
+    let rest = rest.rsplit('@').next().unwrap();
+    rest.split(['/', '?']).next().unwrap().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Audio files (by extension) modified since `since` under `dir`.
+fn audio_files_since(dir: &Path, since: SystemTime, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            audio_files_since(&p, since, out);
+        } else if meta.modified().is_ok_and(|m| m >= since) {
+            let ext = p
+                .extension()
+                .map(|x| x.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            if matches!(
+                ext.as_str(),
+                "wav" | "opus" | "ogg" | "oga" | "webm" | "pcm" | "raw" | "mp3" | "m4a" | "flac"
+            ) {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+}
+
+async fn wait_for<F, Fut, T>(what: &str, secs: u64, services: &mut Services, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        for (name, c) in &mut services.0 {
+            if let Ok(Some(st)) = c.try_wait() {
+                panic!("`meetbot {name}` exited ({st}) while waiting for {what}");
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[test]
+fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_else_kept() {
+    let amqp = meetbot_testsupport::amqp_url();
+    let mongo = meetbot_testsupport::mongodb_uri();
+    let model = meetbot_testsupport::speech::whisper_model();
+    // Threads started here, outside the namespace: they open the relays' outward connections.
+    let host = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = host.handle().clone();
+    let started = SystemTime::now();
+    in_netns(move || async move {
+        let amqp_relay = relay_from_host(&handle, socket_of(&host_port(&amqp)));
+        let mongo_relay = relay_from_host(&handle, socket_of(&host_port(&mongo)));
+        let amqp_in = amqp.replace(&host_port(&amqp), &amqp_relay.to_string());
+        let mongo_in = mongo.replace(&host_port(&mongo), &mongo_relay.to_string());
+
+        // The store as every service sees it, and a tenant with its delivery targets.
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        let prefix = meetbot_testsupport::unique("e2e");
+        let engine = init_engine(
+            MongoEngine::connect(&mongo_in, &prefix, Duration::from_secs(10))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let store: Arc<dyn Store> = engine.clone();
+        let tenants = Tenants::new(
+            store.clone(),
+            Arc::new(LocalKeyFile::open_or_create(&key_file).unwrap()),
+        );
+        let t = tenants.create("Clinic").await.unwrap().id;
+        let vault = tenants.vault(&t).await.unwrap();
+        let mut settings = TenantSettings::new(
+            BotRuleOverrides {
+                display_name: Some("Clinic notetaker (recording)".into()),
+                alone_timeout_seconds: Some(2),
+                ..Default::default()
+            },
+            Utc::now(),
+        );
+        settings.delivery.emails = Some(
+            vault
+                .seal::<TenantSettings>("settings", "delivery_emails", b"team@clinic.example")
+                .unwrap(),
+        );
+        settings.delivery.slack_channel = Some("C0CLINIC".into());
+        store.put_tenant_settings(&t, &settings).await.unwrap();
+
+        // The user's Google calendar: a meeting in a Janus room, starting in 20 s.
+        let google = GoogleStandIn::start().await;
+        google.set_owner(USER);
+        let start = Utc::now() + CDuration::seconds(20);
+        google.upsert(serde_json::json!({
+            "kind": "calendar#event", "id": "intake-review", "status": "confirmed",
+            "summary": "Intake process review",
+            "location": format!("https://rooms.clinic.example/room/{ROOM}"),
+            "start": {"dateTime": start.to_rfc3339(), "timeZone": "UTC"},
+            "end": {"dateTime": (start + CDuration::minutes(30)).to_rfc3339(), "timeZone": "UTC"},
+            "organizer": {"email": USER, "self": true},
+            "attendees": [{"email": USER, "self": true, "organizer": true, "responseStatus": "accepted"},
+                          {"email": "maria@clinic.example", "responseStatus": "accepted"}]
+        }));
+        let conn_id = meetbot_core::ids::new_record_id();
+        let now = Utc::now();
+        let seal = |field: &str, v: &str| {
+            vault
+                .seal::<CalendarConnection>(&conn_id, field, v.as_bytes())
+                .unwrap()
+        };
+        store
+            .put_connection(
+                &t,
+                &CalendarConnection {
+                    account_email: seal("account_email", USER),
+                    access_token: seal("access_token", TOKEN),
+                    refresh_token: None,
+                    id: conn_id.clone(),
+                    user_id: "user-lee".into(),
+                    provider: CalendarProvider::Google,
+                    scopes: vec![],
+                    access_expires_at: None,
+                    status: ConnectionStatus::Active,
+                    sync_cursor: None,
+                    push: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await
+            .unwrap();
+
+        let janus = JanusServer::start().await;
+        janus.create_room(ROOM, None).await;
+        let mail = MailDev::start().await.unwrap();
+        let slack = SlackStandIn::start("xoxb-e2e").await;
+
+        // Every service, configured by environment only, as in a deployment.
+        let transcriber_port = free_port();
+        let env: Vec<(String, String)> = [
+            ("MEETBOT_STORE__KIND", "mongodb".to_string()),
+            ("MEETBOT_STORE__MONGODB_URI", mongo_in.clone()),
+            ("MEETBOT_STORE__DB_PREFIX", prefix.clone()),
+            (
+                "MEETBOT_KEYS__LOCAL_KEY_FILE",
+                key_file.display().to_string(),
+            ),
+            ("MEETBOT_QUEUE__KIND", "rabbitmq".into()),
+            ("MEETBOT_QUEUE__AMQP_URL", amqp_in.clone()),
+            ("MEETBOT_QUEUE__PREFIX", prefix.clone()),
+            ("MEETBOT_CALENDAR__GOOGLE_ROOT_URL", google.root_url()),
+            ("MEETBOT_CALENDAR__WEBHOOK_LISTEN", "127.0.0.1:0".into()),
+            ("MEETBOT_BOT__JANUS_API_URL", janus.url()),
+            (
+                "MEETBOT_BOT__JANUS_ROOM_HOST",
+                "rooms.clinic.example".into(),
+            ),
+            (
+                "MEETBOT_BOT__ICE_IP",
+                meetbot_testsupport::janus::ICE_IP.into(),
+            ),
+            (
+                "MEETBOT_BOT__TRANSCRIBER_URL",
+                format!("ws://127.0.0.1:{transcriber_port}/v1/audio"),
+            ),
+            (
+                "MEETBOT_BOT__AUDIO_TOKEN_SECRET",
+                "e2e-audio-secret-0123456789".into(),
+            ),
+            (
+                "MEETBOT_TRANSCRIBER__LISTEN",
+                format!("127.0.0.1:{transcriber_port}"),
+            ),
+            (
+                "MEETBOT_TRANSCRIBER__MODEL_DIR",
+                model.parent().unwrap().display().to_string(),
+            ),
+            ("MEETBOT_DELIVERY__SMTP_HOST", "127.0.0.1".into()),
+            ("MEETBOT_DELIVERY__SMTP_PORT", mail.smtp_port.to_string()),
+            ("MEETBOT_DELIVERY__SMTP_SECURITY", "none".into()),
+            (
+                "MEETBOT_DELIVERY__SLACK_BASE_URL",
+                format!("http://{}", slack.addr),
+            ),
+            ("MEETBOT_DELIVERY__SLACK_TOKEN", "xoxb-e2e".into()),
+            ("MEETBOT_DELIVERY__POLL_SECONDS", "1".into()),
+            ("MEETBOT_OPS__LISTEN", "127.0.0.1:0".into()),
+            ("MEETBOT_TELEMETRY__LOG_LEVEL", "warn".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let spawn = |name: &str| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+                c.env_remove(k);
+            }
+            c.arg(name)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            (
+                name.to_string(),
+                c.spawn().unwrap_or_else(|e| panic!("meetbot {name}: {e}")),
+            )
+        };
+        let mut services = Services(vec![
+            spawn("transcriber"),
+            spawn("launcher"),
+            spawn("scheduler"),
+            spawn("calendar-sync"),
+        ]);
+
+        // Synced, scheduled, dispatched, launched: the bot joins the room.
+        let meeting = wait_for("the meeting to be synced", 60, &mut services, || async {
+            store
+                .list_meetings(&t, None, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+        })
+        .await;
+        assert!(meeting.wants_bot, "{:?}", meeting.join_reason);
+        let job = |state: &'static str| {
+            let (store, t, mid) = (store.clone(), t.clone(), meeting.id.clone());
+            async move {
+                store
+                    .find_bot_jobs(
+                        &t,
+                        &JobFilter {
+                            meeting_id: Some(mid),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|j| j.value)
+                    .find(|j| j.state.name() == state)
+            }
+        };
+        wait_for("the bot to join", 90, &mut services, || job("joined")).await;
+
+        // Three speakers, one after the other, then everybody leaves.
+        let mut lead = Duration::from_secs(2);
+        let mut publishers = Vec::new();
+        for (who, line) in LINES {
+            let pcm = speech(line);
+            let len = Duration::from_millis(pcm.len() as u64 / 48);
+            publishers.push(Publisher::start(&janus.url(), ROOM, who, lead, pcm).await);
+            lead += len + Duration::from_millis(800);
+        }
+        tokio::time::sleep(lead + Duration::from_secs(1)).await;
+        for p in publishers {
+            p.leave().await;
+        }
+        wait_for("the bot to finish", 60, &mut services, || job("done")).await;
+
+        // The transcript and summary, sealed; the WER bound; the action items.
+        let transcript = wait_for("the transcript", 60, &mut services, || async {
+            store.transcript_for_meeting(&t, &meeting.id).await.unwrap()
+        })
+        .await;
+        let doc =
+            meetbot_transcriber::transcript::TranscriptDoc::open(&vault, &transcript).unwrap();
+        let heard: String = doc
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let reference = LINES.map(|(_, l)| l).join(" ");
+        let (errors, words) = meetbot_transcriber::engine::word_error_rate(&reference, &heard);
+        let wer = errors as f64 / words as f64;
+        assert!(wer <= 0.25, "WER {wer:.2}: heard {heard:?}");
+        let participants: std::collections::BTreeSet<_> =
+            doc.segments.iter().map(|s| s.participant.clone()).collect();
+        assert_eq!(
+            participants.len(),
+            3,
+            "one stream per speaker: {participants:?}"
+        );
+        let summary = wait_for("the summary", 60, &mut services, || async {
+            store.summary_for_meeting(&t, &meeting.id).await.unwrap()
+        })
+        .await;
+        let raw = vault
+            .open::<Summary>(&summary.id, "body", &summary.body)
+            .unwrap();
+        let sdoc: meetbot_transcriber::summarize::SummaryDoc =
+            serde_json::from_slice(&raw).unwrap();
+        let items = sdoc
+            .action_items
+            .iter()
+            .map(|a| a.text.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        for spoken in ["consent form", "insurance company"] {
+            assert!(
+                items.contains(spoken),
+                "action item {spoken:?} missing: {items}"
+            );
+        }
+
+        // Delivered: the email at maildev, the post at the Slack stand-in, once each.
+        let emails = wait_for("the email", 60, &mut services, || async {
+            let e = mail.emails().await.unwrap_or_default();
+            (!e.is_empty()).then_some(e)
+        })
+        .await;
+        assert_eq!(emails.len(), 1);
+        let email = emails[0].to_string().to_lowercase();
+        assert!(email.contains("team@clinic.example"), "{email}");
+        assert!(email.contains("consent form"), "{email}");
+        let posts = wait_for("the Slack post", 30, &mut services, || async {
+            let p = slack.accepted();
+            (!p.is_empty()).then_some(p)
+        })
+        .await;
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0]["channel"], "C0CLINIC");
+        assert!(
+            posts[0]
+                .to_string()
+                .to_lowercase()
+                .contains("insurance company")
+        );
+
+        // No audio file anywhere: the test's directory, the temporary directory.
+        let mut audio = Vec::new();
+        audio_files_since(dir.path(), started, &mut audio);
+        audio_files_since(&std::env::temp_dir(), started, &mut audio);
+        assert!(audio.is_empty(), "audio written to disk: {audio:?}");
+
+        // The raw database: none of what was said, the title, the link or the addresses.
+        let raw_db = dump(&engine, &prefix, &t).await;
+        for plain in [
+            "consent form",
+            "insurance company",
+            "Intake process review",
+            "rooms.clinic.example",
+            USER,
+            "team@clinic.example",
+        ] {
+            assert!(
+                !meetbot_testsupport::contains(&raw_db, plain.as_bytes()),
+                "{plain:?} in plain text in the raw database"
+            );
+        }
+
+        // Erasing the session leaves only its receipt.
+        drop(services);
+        let receipt = meetbot_store::erase::erase_session(&*store, &t, &meeting.id, "e2e")
+            .await
+            .unwrap()
+            .expect("the session exists");
+        assert!(store.get_meeting(&t, &meeting.id).await.unwrap().is_none());
+        assert!(
+            store
+                .transcript_for_meeting(&t, &meeting.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .summary_for_meeting(&t, &meeting.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .list_deliveries(&t, Some(&meeting.id))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(job("done").await.is_none());
+        // Nothing in the tenant's database names the meeting any more (the audit log records
+        // the erasure as an action); its receipt in the deletion log does, and verifies.
+        assert_eq!(
+            tenant_records_naming(&engine, &prefix, &t, &meeting.id).await,
+            0
+        );
+        let receipts = store.deletion_receipts(Some(&t)).await.unwrap();
+        let r = receipts
+            .iter()
+            .find(|r| r.id == receipt.id)
+            .expect("the receipt is in the deletion log");
+        assert_eq!(r.target, format!("meeting:{}", meeting.id));
+        assert_eq!(r.digest, meetbot_store::vault::receipt_digest(r));
+        let counts: std::collections::BTreeMap<_, _> = receipt.counts.iter().cloned().collect();
+        for kind in ["meetings", "transcripts", "summaries", "bot_jobs"] {
+            assert_eq!(counts[kind], 1, "{kind}: {counts:?}");
+        }
+        assert!(counts["deliveries"] >= 2, "{counts:?}");
+        engine
+            .client()
+            .database(&format!("{prefix}_t_{t}"))
+            .drop()
+            .await
+            .ok();
+        engine
+            .client()
+            .database(&format!("{prefix}_control"))
+            .drop()
+            .await
+            .ok();
+    });
+    drop(host);
+}
+
+/// Every byte of the control database and the tenant's, as someone with database access reads it.
+async fn dump(engine: &MongoEngine, prefix: &str, t: &meetbot_core::TenantId) -> Vec<u8> {
+    let mut out = Vec::new();
+    for db_name in [format!("{prefix}_control"), format!("{prefix}_t_{t}")] {
+        let db = engine.client().database(&db_name);
+        for coll in db.list_collection_names().await.unwrap() {
+            let docs: Vec<bson::Document> = db
+                .collection::<bson::Document>(&coll)
+                .find(bson::doc! {})
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            for d in docs {
+                out.extend(bson::to_vec(&d).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Documents of the tenant's database (not the deletion log) that mention `needle`.
+async fn tenant_records_naming(
+    engine: &MongoEngine,
+    prefix: &str,
+    t: &meetbot_core::TenantId,
+    needle: &str,
+) -> usize {
+    let db = engine.client().database(&format!("{prefix}_t_{t}"));
+    let mut n = 0;
+    for coll in db.list_collection_names().await.unwrap() {
+        if coll == "audit_log" {
+            continue;
+        }
+        let docs: Vec<bson::Document> = db
+            .collection::<bson::Document>(&coll)
+            .find(bson::doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        n += docs
+            .iter()
+            .filter(|d| meetbot_testsupport::contains(&bson::to_vec(d).unwrap(), needle.as_bytes()))
+            .count();
+    }
+    n
+}
