@@ -7,6 +7,8 @@
 //!                        | ssrc u32 | rtp timestamp u32 | rtp sequence u16
 //!                        | payload len u16 | Opus payload (1..=1275 bytes)
 //! participant left (2):  magic kind seq | len u8, participant
+//! participant named (4): magic kind seq | len u8, participant | len u8, name (1..=128 bytes
+//!                        UTF-8: the display name the meeting shows; the transcript's speaker)
 //! end of stream (3):     magic kind seq
 //! ack (0x10, receiver):  magic kind seq   -- everything up to seq is safely received
 //! resume (0x11, receiver, first message after connecting):
@@ -19,6 +21,7 @@ pub const MAGIC: &[u8; 4] = b"MBA1";
 /// The largest Opus packet (RFC 6716: 1275 bytes per frame).
 pub const MAX_PAYLOAD: usize = 1275;
 pub const MAX_PARTICIPANT: usize = 64;
+pub const MAX_NAME: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -33,6 +36,11 @@ pub enum Frame {
     ParticipantLeft {
         seq: u64,
         participant: String,
+    },
+    ParticipantNamed {
+        seq: u64,
+        participant: String,
+        name: String,
     },
     EndOfStream {
         seq: u64,
@@ -55,6 +63,8 @@ pub enum FrameError {
     Kind(u8),
     #[error("participant id must be 1..=64 bytes of UTF-8")]
     Participant,
+    #[error("participant name must be 1..=128 bytes of UTF-8")]
+    Name,
     #[error("payload must be 1..=1275 bytes, got {0}")]
     Payload(usize),
     #[error("{0} bytes after the end of the frame")]
@@ -66,6 +76,7 @@ impl Frame {
         match self {
             Frame::Audio { seq, .. }
             | Frame::ParticipantLeft { seq, .. }
+            | Frame::ParticipantNamed { seq, .. }
             | Frame::EndOfStream { seq }
             | Frame::Ack { seq }
             | Frame::Resume { seq } => *seq,
@@ -77,6 +88,7 @@ impl Frame {
             Frame::Audio { .. } => 1,
             Frame::ParticipantLeft { .. } => 2,
             Frame::EndOfStream { .. } => 3,
+            Frame::ParticipantNamed { .. } => 4,
             Frame::Ack { .. } => 0x10,
             Frame::Resume { .. } => 0x11,
         }
@@ -116,6 +128,18 @@ impl Frame {
                 out.extend_from_slice(payload);
             }
             Frame::ParticipantLeft { participant: p, .. } => participant(&mut out, p)?,
+            Frame::ParticipantNamed {
+                participant: p,
+                name,
+                ..
+            } => {
+                participant(&mut out, p)?;
+                if name.is_empty() || name.len() > MAX_NAME {
+                    return Err(FrameError::Name);
+                }
+                out.push(name.len() as u8);
+                out.extend_from_slice(name.as_bytes());
+            }
             _ => {}
         }
         Ok(out)
@@ -153,6 +177,21 @@ impl Frame {
                 participant: r.participant()?,
             },
             3 => Frame::EndOfStream { seq },
+            4 => {
+                let participant = r.participant()?;
+                let n = r.u8()? as usize;
+                if n == 0 || n > MAX_NAME {
+                    return Err(FrameError::Name);
+                }
+                let name = std::str::from_utf8(r.take(n)?)
+                    .map(String::from)
+                    .map_err(|_| FrameError::Name)?;
+                Frame::ParticipantNamed {
+                    seq,
+                    participant,
+                    name,
+                }
+            }
             0x10 => Frame::Ack { seq },
             0x11 => Frame::Resume { seq },
             k => return Err(FrameError::Kind(k)),
@@ -227,6 +266,11 @@ mod tests {
                 participant: "p".into(),
             },
             Frame::EndOfStream { seq: 9 },
+            Frame::ParticipantNamed {
+                seq: 11,
+                participant: "p".into(),
+                name: "Dr. Zoë Okafor".into(),
+            },
             Frame::Ack { seq: 10 },
             Frame::Resume { seq: u64::MAX },
         ] {
@@ -261,6 +305,12 @@ mod tests {
             participant: String::new(),
         };
         assert_eq!(nameless.encode(), Err(FrameError::Participant));
+        let unnamed = Frame::ParticipantNamed {
+            seq: 1,
+            participant: "p".into(),
+            name: "x".repeat(MAX_NAME + 1),
+        };
+        assert_eq!(unnamed.encode(), Err(FrameError::Name));
     }
 
     proptest! {
@@ -287,6 +337,12 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 1..=MAX_PAYLOAD),
         ) {
             let f = Frame::Audio { seq, participant: p, ssrc, timestamp: ts, rtp_sequence: rs, payload };
+            prop_assert_eq!(Frame::decode(&f.encode().unwrap()).unwrap(), f);
+        }
+
+        #[test]
+        fn valid_name_frames_round_trip(seq in any::<u64>(), p in "[a-z0-9]{1,64}", name in "\\PC{1,32}") {
+            let f = Frame::ParticipantNamed { seq, participant: p, name };
             prop_assert_eq!(Frame::decode(&f.encode().unwrap()).unwrap(), f);
         }
     }

@@ -108,9 +108,15 @@ async fn connect(s: &StreamSettings) -> Result<Ws, StreamError> {
 }
 
 /// An item for the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outgoing {
     Audio(AudioPacket),
     ParticipantLeft(String),
+    /// The display name the meeting shows for a participant (the transcript's speaker label).
+    ParticipantNamed {
+        participant: String,
+        name: String,
+    },
 }
 
 /// Streams everything from `rx` until it closes, then sends end-of-stream and waits for its
@@ -259,6 +265,11 @@ fn frame(seq: u64, i: Outgoing) -> Frame {
         Outgoing::ParticipantLeft(p) => Frame::ParticipantLeft {
             seq,
             participant: p,
+        },
+        Outgoing::ParticipantNamed { participant, name } => Frame::ParticipantNamed {
+            seq,
+            participant,
+            name,
         },
     }
 }

@@ -6,6 +6,7 @@
 //! levels and the time, so each is tested without a meeting; [`run_session`] wires it to a
 //! connector.
 
+use crate::audio_stream::Outgoing;
 use crate::connector::{AudioPacket, ConnectError, ConnectorEvent, MeetingConnector, Signal};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -238,6 +239,35 @@ impl LevelMeter {
     }
 }
 
+/// What the transcriber hears of a signal: a participant's display name (cut to the frame's
+/// 128 bytes at a character boundary) or their leaving.
+fn outgoing(s: &Signal) -> Option<Outgoing> {
+    match s {
+        Signal::ParticipantJoined {
+            id,
+            display: Some(d),
+        } => {
+            let d = d.trim();
+            let mut end = d.len().min(crate::audio_frame::MAX_NAME);
+            while !d.is_char_boundary(end) {
+                end -= 1;
+            }
+            (end > 0 && !id.is_empty() && id.len() <= crate::audio_frame::MAX_PARTICIPANT).then(
+                || Outgoing::ParticipantNamed {
+                    participant: id.clone(),
+                    name: d[..end].to_string(),
+                },
+            )
+        }
+        Signal::ParticipantLeft { id }
+            if !id.is_empty() && id.len() <= crate::audio_frame::MAX_PARTICIPANT =>
+        {
+            Some(Outgoing::ParticipantLeft(id.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -247,7 +277,8 @@ pub struct Outcome {
 }
 
 /// Joins through `connector`, reports lifecycle on `report`, forwards every audio packet to
-/// `audio` (the transcriber stream), and leaves when a rule, the meeting or `stop` says so.
+/// `audio` (the transcriber stream) with the participants' display names as the meeting shows
+/// them and their leaving, and leaves when a rule, the meeting or `stop` says so.
 /// The chat notice is posted where the platform has a chat.
 pub async fn run_session(
     connector: &dyn MeetingConnector,
@@ -255,7 +286,7 @@ pub async fn run_session(
     chat_notice: &str,
     rules: Rules,
     report: mpsc::Sender<Lifecycle>,
-    audio: mpsc::Sender<AudioPacket>,
+    audio: mpsc::Sender<Outgoing>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, ConnectError> {
     let _ = report.send(Lifecycle::Joining).await;
@@ -282,6 +313,11 @@ pub async fn run_session(
                 None => break LeaveReason::Ended("connection to the meeting lost".into()),
                 Some(ConnectorEvent::Signal(s)) => {
                     let (life, leave) = clock.signal(&s, Instant::now());
+                    if let Some(o) = outgoing(&s)
+                        && audio.send(o).await.is_err()
+                    {
+                        break LeaveReason::Ended("the audio stream closed".into());
+                    }
                     if let Some(l) = life { let _ = report.send(l).await; }
                     if let Some(r) = leave { break r; }
                 }
@@ -292,7 +328,7 @@ pub async fn run_session(
                     {
                         let _ = report.send(l).await;
                     }
-                    if audio.send(p).await.is_err() {
+                    if audio.send(Outgoing::Audio(p)).await.is_err() {
                         break LeaveReason::Ended("the audio stream closed".into());
                     }
                 }
@@ -330,6 +366,39 @@ mod tests {
             id: id.into(),
             display: None,
         }
+    }
+
+    #[test]
+    fn display_names_go_to_the_transcriber_cut_at_a_character_boundary() {
+        let named = |id: &str, d: &str| {
+            outgoing(&Signal::ParticipantJoined {
+                id: id.into(),
+                display: Some(d.into()),
+            })
+        };
+        assert_eq!(
+            named("7", " Dr. Okafor "),
+            Some(Outgoing::ParticipantNamed {
+                participant: "7".into(),
+                name: "Dr. Okafor".into()
+            })
+        );
+        let long = "é".repeat(100);
+        match named("7", &long) {
+            Some(Outgoing::ParticipantNamed { name, .. }) => {
+                assert_eq!(name.len(), 128);
+                assert!(long.starts_with(&name));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(named("7", "   "), None);
+        assert_eq!(named(&"x".repeat(65), "Ann"), None);
+        assert_eq!(outgoing(&join("a")), None, "no name, nothing to say");
+        assert_eq!(
+            outgoing(&Signal::ParticipantLeft { id: "a".into() }),
+            Some(Outgoing::ParticipantLeft("a".into()))
+        );
+        assert_eq!(outgoing(&Signal::Admitted), None);
     }
 
     #[test]

@@ -340,17 +340,17 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         use meetbot_bot::audio_stream::{Outgoing, stream_audio};
         let Some(cfg) = stream_cfg else {
             let mut n = 0u64;
-            while audio_rx.recv().await.is_some() {
-                n += 1;
+            while let Some(o) = audio_rx.recv().await {
+                n += u64::from(matches!(o, Outgoing::Audio(_)));
             }
             return Ok(n);
         };
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let forward = tokio::spawn(async move {
             let mut n = 0u64;
-            while let Some(p) = audio_rx.recv().await {
-                n += 1;
-                if tx.send(Outgoing::Audio(p)).await.is_err() {
+            while let Some(o) = audio_rx.recv().await {
+                n += u64::from(matches!(o, Outgoing::Audio(_)));
+                if tx.send(o).await.is_err() {
                     break;
                 }
             }

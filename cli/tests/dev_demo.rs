@@ -96,9 +96,9 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         "[demo] calendar: ICS feed http://127.0.0.1:",
         "platform Some(WebRtc), bot wanted: true",
         "bot joined the room",
-        "[demo] transcript  Alex:",
-        "[demo] transcript  Sam:",
-        "[demo] transcript  Jordan:",
+        "[demo] transcript  Alex (clinic manager):",
+        "[demo] transcript  Sam (IT):",
+        "[demo] transcript  Jordan (front desk):",
         "bot left the meeting",
         "summary stored, sealed",
         "audio files under",
@@ -109,6 +109,10 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         said.lines()
             .any(|l| l.starts_with("[demo] audio:") && l.ends_with(": 0")),
         "no audio file is left:\n{said}"
+    );
+    assert!(
+        said.contains("[Sam (IT)] I will send the launch announcement"),
+        "the action item is owned by its speaker's name:\n{said}"
     );
     // The summary's action items, each owned by its speaker, in the email.
     let emails = eml_in(&outbox);

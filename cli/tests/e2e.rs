@@ -385,6 +385,15 @@ fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_e
             3,
             "one stream per speaker: {participants:?}"
         );
+        // Each segment under the name the room shows for its speaker, in the order spoken.
+        let speakers: Vec<_> = doc
+            .segments
+            .iter()
+            .map(|s| s.speaker.clone().unwrap_or_default())
+            .collect();
+        let mut order = speakers.clone();
+        order.dedup();
+        assert_eq!(order, ["Dr. Lee", "Maria", "Tom"], "{speakers:?}");
         let summary = wait_for("the summary", 60, &mut services, || async {
             store.summary_for_meeting(&t, &meeting.id).await.unwrap()
         })
@@ -406,6 +415,13 @@ fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_e
                 "action item {spoken:?} missing: {items}"
             );
         }
+        assert!(
+            sdoc.action_items
+                .iter()
+                .any(|a| a.owner.as_deref() == Some("Maria") && a.text.contains("consent form")),
+            "the first-person action item is Maria's: {:?}",
+            sdoc.action_items
+        );
 
         // Delivered: the email at maildev, the post at the Slack stand-in, once each.
         let emails = wait_for("the email", 60, &mut services, || async {

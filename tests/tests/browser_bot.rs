@@ -5,6 +5,7 @@
 //! microphone and camera off, the recording notice in the chat) and the audio it relayed: each
 //! speaker's speech, under the speaker's name where the page shows who speaks.
 
+use meetbot_bot::audio_stream::Outgoing;
 use meetbot_bot::browser::profile::{Loaded, Profiles};
 use meetbot_bot::browser::{BrowserConnector, BrowserSettings};
 use meetbot_bot::connector::{AudioPacket, ConnectError, MeetingConnector};
@@ -50,7 +51,7 @@ struct Run {
 
 async fn session(bot: &BrowserConnector, stop_after: Option<Duration>) -> Run {
     let (report_tx, mut report_rx) = mpsc::channel(64);
-    let (audio_tx, mut audio_rx) = mpsc::channel::<AudioPacket>(8192);
+    let (audio_tx, mut audio_rx) = mpsc::channel::<Outgoing>(8192);
     let lifecycle = tokio::spawn(async move {
         let mut v = Vec::new();
         while let Some(l) = report_rx.recv().await {
@@ -60,8 +61,10 @@ async fn session(bot: &BrowserConnector, stop_after: Option<Duration>) -> Run {
     });
     let audio = tokio::spawn(async move {
         let mut m: BTreeMap<String, Vec<AudioPacket>> = BTreeMap::new();
-        while let Some(p) = audio_rx.recv().await {
-            m.entry(p.participant.clone()).or_default().push(p);
+        while let Some(o) = audio_rx.recv().await {
+            if let Outgoing::Audio(p) = o {
+                m.entry(p.participant.clone()).or_default().push(p);
+            }
         }
         m
     });

@@ -3,6 +3,7 @@
 //! sentences: the bot receives each participant as its own stream, and what it decodes is what
 //! was said; a room that does not exist or refuses the bot fails the join with the reason.
 
+use meetbot_bot::audio_stream::Outgoing;
 use meetbot_bot::connector::{ConnectError, ConnectorEvent, MeetingConnector, Signal};
 use meetbot_bot::janus::{JanusAudioBridge, JanusVideoRoom, VideoRoomSettings};
 use meetbot_bot::session::{LeaveReason, Lifecycle, Rules, run_session};
@@ -155,8 +156,8 @@ async fn session(
     let (atx, mut arx) = mpsc::channel(4096);
     let drain = tokio::spawn(async move {
         let mut n = 0u64;
-        while arx.recv().await.is_some() {
-            n += 1;
+        while let Some(o) = arx.recv().await {
+            n += u64::from(matches!(o, Outgoing::Audio(_)));
         }
         n
     });

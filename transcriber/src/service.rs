@@ -167,6 +167,8 @@ struct Participant {
 
 struct Work {
     participant: String,
+    /// The participant's display name, if the bot told it.
+    speaker: Option<String>,
     start_ms: u64,
     utterance: Utterance,
     ended_at: Instant,
@@ -181,6 +183,8 @@ struct Session {
     /// The next sequence number expected.
     next_seq: u64,
     participants: BTreeMap<String, Participant>,
+    /// Display names by participant id (`ParticipantNamed` frames).
+    names: BTreeMap<String, String>,
     work: Option<mpsc::Sender<Work>>,
     worker: Option<tokio::task::JoinHandle<()>>,
     segments: Arc<Mutex<Vec<Segment>>>,
@@ -260,6 +264,7 @@ impl Service {
                         started: Instant::now(),
                         next_seq: 1,
                         participants: BTreeMap::new(),
+                        names: BTreeMap::new(),
                         work: None,
                         worker: None,
                         segments: Arc::new(Mutex::new(Vec::new())),
@@ -304,7 +309,7 @@ impl Service {
                             };
                             let seg = Segment {
                                 participant: w.participant.clone(),
-                                speaker: None,
+                                speaker: w.speaker.clone(),
                                 start_ms: w.start_ms + r.start_ms,
                                 end_ms: (w.start_ms + r.end_ms)
                                     .min(w.start_ms + w.utterance.end_ms() - w.utterance.start_ms),
@@ -464,6 +469,14 @@ impl Service {
                     ready.push((participant, p.base_ms, u));
                 }
             }
+            Frame::ParticipantNamed {
+                participant, name, ..
+            } => {
+                // Bounded: a meeting has at most a few hundred participants.
+                if s.names.len() < 1024 || s.names.contains_key(&participant) {
+                    s.names.insert(participant, name);
+                }
+            }
             Frame::EndOfStream { .. } => {
                 for (name, p) in std::mem::take(&mut s.participants) {
                     let mut p = p;
@@ -479,6 +492,7 @@ impl Service {
         if let Some(tx) = tx {
             for (participant, base, utterance) in ready {
                 let w = Work {
+                    speaker: s.names.get(&participant).cloned(),
                     participant,
                     start_ms: base + utterance.start_ms,
                     utterance,
@@ -494,6 +508,7 @@ impl Service {
                 && tx.capacity() == tx.max_capacity()
             {
                 let _ = tx.try_send(Work {
+                    speaker: s.names.get(&participant).cloned(),
                     participant,
                     start_ms: base + utterance.start_ms,
                     utterance,
