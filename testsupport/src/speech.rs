@@ -100,18 +100,7 @@ pub fn espeak_at(text: &str, voice: Option<&str>, wpm: u32) -> (u32, Vec<i16>) {
         .output()
         .expect("espeak-ng is not installed (scripts/test.sh installs it)");
     assert!(out.status.success(), "espeak-ng failed for voice {voice:?}");
-    let wav = out.stdout;
-    let rate = u32::from_le_bytes(wav[24..28].try_into().expect("wav header"));
-    let data = wav
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("wav data chunk")
-        + 8;
-    let pcm = wav[data..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    (rate, pcm)
+    meetbot_bot::room::wav_pcm(&out.stdout).expect("espeak-ng writes 16-bit WAV")
 }
 
 /// A WAV file (in memory) of 16-bit mono samples.
@@ -136,19 +125,9 @@ pub fn wav(rate: u32, pcm: &[i16]) -> Vec<u8> {
     b
 }
 
-/// Linear resampling of 16-bit PCM (good enough to feed an Opus encoder in tests).
+/// Linear resampling of 16-bit PCM (the demo room's; good enough to feed an Opus encoder).
 pub fn resample(pcm: &[i16], from: u32, to: u32) -> Vec<i16> {
-    let n = (pcm.len() as u64 * to as u64 / from as u64) as usize;
-    (0..n)
-        .map(|i| {
-            let x = i as f64 * from as f64 / to as f64;
-            let j = x as usize;
-            let f = x - j as f64;
-            let a = *pcm.get(j).unwrap_or(&0) as f64;
-            let b = *pcm.get(j + 1).unwrap_or(&0) as f64;
-            (a + (b - a) * f) as i16
-        })
-        .collect()
+    meetbot_bot::room::resample(pcm, from, to)
 }
 
 /// 20 ms Opus packets of 48 kHz mono PCM (the last frame padded with silence), as a bot
