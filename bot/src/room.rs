@@ -152,15 +152,6 @@ impl Script {
             pause: Duration::from_millis(600),
         }
     }
-
-    /// The text as one speaker-labelled transcript (what a perfect transcriber would write).
-    pub fn text(&self) -> String {
-        self.lines
-            .iter()
-            .map(|(i, t)| format!("{}: {t}", self.voices[*i].display))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
 }
 
 /// A conversation spoken and encoded: per 20 ms tick, which voice talks and its Opus packet.
@@ -295,8 +286,6 @@ pub struct RoomServer {
     ice_ip: IpAddr,
     rooms: Arc<Mutex<HashMap<String, Room>>>,
     next: Arc<AtomicU64>,
-    /// Members whose connection came up (the conversation started for them).
-    pub listening: Arc<AtomicU64>,
 }
 
 impl RoomServer {
@@ -306,7 +295,6 @@ impl RoomServer {
             ice_ip,
             rooms: Default::default(),
             next: Arc::new(AtomicU64::new(1)),
-            listening: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -323,19 +311,6 @@ impl RoomServer {
                 members: HashMap::new(),
             },
         );
-    }
-
-    /// Closes room `name`: its members get `ended` and their media stops.
-    pub fn close_room(&self, name: &str) {
-        if let Some(room) = self.rooms().remove(name) {
-            for (_, m) in room.members {
-                m.player.abort();
-                let pc = m.pc.clone();
-                tokio::spawn(async move {
-                    let _ = pc.close().await;
-                });
-            }
-        }
     }
 
     /// Members currently in room `name`.
@@ -483,7 +458,6 @@ async fn join(
     };
     let pt = opus_payload_type(&offer.sdp);
     let (etx, erx) = mpsc::unbounded_channel();
-    let listening = s.listening.clone();
     let player = {
         let conversation = conversation.clone();
         tokio::spawn(async move {
@@ -493,7 +467,6 @@ async fn join(
             {
                 return;
             }
-            listening.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             play(&conversation, &tracks, pt).await;
             for v in &conversation.voices {
                 let _ = etx.send(RoomEvent::Left(v.id.clone()));
@@ -888,8 +861,9 @@ mod tests {
         assert_eq!(s.voices.len(), 3);
         assert!(s.lines.iter().all(|(i, _)| *i < 3));
         assert!(
-            s.text()
-                .contains("I will write the training guide by Friday")
+            s.lines
+                .iter()
+                .any(|(_, l)| l.contains("I will write the training guide by Friday"))
         );
     }
 

@@ -109,7 +109,6 @@ fn message(
 /// instead of sent: `meetbot dev`'s outbox folder, for one machine without a mail relay.
 pub struct FileNotifier {
     transport: AsyncFileTransport<Tokio1Executor>,
-    dir: std::path::PathBuf,
     from: Mailbox,
 }
 
@@ -131,13 +130,8 @@ impl FileNotifier {
             .map_err(|e| NotifyError::Permanent(format!("delivery.from: {e}")))?;
         Ok(FileNotifier {
             transport: AsyncFileTransport::new(dir),
-            dir: dir.to_path_buf(),
             from,
         })
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
     }
 }
 
