@@ -14,10 +14,18 @@ use axum::http::header;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use meetbot_core::TenantId;
-use meetbot_core::model::{ApiKey, Role, Session, User};
+use meetbot_core::model::{ApiKey, Role, Session, TenantSettings, User};
 use sha2::{Digest, Sha256};
 
-pub const SESSION_COOKIE: &str = "meetbot_session";
+/// One name for the API and calendar-sync's `/oauth/callback`, which reads it too.
+pub const SESSION_COOKIE: &str = meetbot_store::browser::SESSION_COOKIE;
+
+/// How recent an interactive proof (the sign-in, or a TOTP code in this session) must be for
+/// changes that weaken the tenant's security.
+pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The role an API key's creator must keep for the key to work (the role that may make keys).
+pub const KEY_HOLDER_ROLE: Role = Role::Admin;
 
 /// What an API key may be allowed to do. Sessions may do all of it their role allows.
 pub const SCOPES: &[&str] = &[
@@ -88,13 +96,10 @@ pub fn parse_token(s: &str) -> Option<Token> {
     let kind = parts.next()?;
     let tenant: TenantId = parts.next()?.parse().ok()?;
     match kind {
-        "mbs" => {
-            let secret = parts.next()?;
-            (parts.next().is_none() && is_hex(secret, 64)).then(|| Token::Session {
-                tenant,
-                id: sha256_hex(secret.as_bytes()),
-            })
-        }
+        // Parsed where calendar-sync's `/oauth/callback` parses it too.
+        "mbs" => meetbot_store::browser::session_id(s)
+            .filter(|(t, _)| *t == tenant)
+            .map(|(tenant, id)| Token::Session { tenant, id }),
         "mbk" => {
             let key_id = parts.next()?;
             let secret = parts.next()?;
@@ -176,6 +181,32 @@ impl Caller {
         })
     }
 
+    /// Changes that weaken the tenant's security (`what`): only an owner, in person (no API
+    /// key), who proved themselves within [`RECENT_SIGN_IN`] (signed in, or gave a TOTP code).
+    pub fn require_fresh_owner(&self, what: &str, now: DateTime<Utc>) -> ApiResult<()> {
+        let Who::User { user, session } = &self.who else {
+            return Err(ApiError::Forbidden(format!(
+                "changing {what} needs an owner signed in in person; API keys cannot do it"
+            )));
+        };
+        if user.role < Role::Owner {
+            return Err(ApiError::Forbidden(format!(
+                "changing {what} needs the owner role"
+            )));
+        }
+        let proved = session
+            .mfa_at
+            .map_or(session.created_at, |m| m.max(session.created_at));
+        if now - proved > RECENT_SIGN_IN {
+            return Err(ApiError::Forbidden(format!(
+                "changing {what} needs a sign-in from the last {} minutes: sign in again (or give a \
+                 fresh TOTP code with POST /v1/auth/totp), then retry",
+                RECENT_SIGN_IN.num_minutes()
+            )));
+        }
+        Ok(())
+    }
+
     /// At least `role`, and for API keys the scope too.
     pub fn require(&self, role: Role, scope: &str) -> ApiResult<()> {
         if let Who::Key(k) = &self.who
@@ -224,17 +255,62 @@ impl FromRequestParts<AppState> for PendingCaller {
     }
 }
 
+/// Whether the tenant's sign-in policy admits this identity (an ID token's issuer and verified
+/// address). No policy set: any configured provider (the user must still have been added).
+pub fn sign_in_allowed(
+    settings: Option<&TenantSettings>,
+    issuer: &str,
+    email: &str,
+) -> ApiResult<()> {
+    let Some(s) = settings else { return Ok(()) };
+    if !s.allowed_issuers.is_empty() && !s.allowed_issuers.iter().any(|i| i == issuer) {
+        return Err(ApiError::Forbidden(
+            "this tenant does not accept sign-in from this identity provider: use the one your \
+             organisation uses, or ask an owner"
+                .into(),
+        ));
+    }
+    let domain = email
+        .trim()
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_lowercase())
+        .unwrap_or_default();
+    if !s.allowed_email_domains.is_empty() && !s.allowed_email_domains.contains(&domain) {
+        return Err(ApiError::Forbidden(
+            "this tenant does not accept addresses at this domain: sign in with your \
+             organisation's account, or ask an owner"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves the caller; the tenant's rate limit is charged only once they are known, and a
+/// failed attempt is charged to the client address instead (made-up tokens naming a tenant
+/// cannot lock its people out).
 async fn authenticate(parts: &Parts, api: &Api) -> ApiResult<Caller> {
+    match identify(parts, api).await {
+        Ok(c) => {
+            api.limits.tenant(&c.tenant)?;
+            Ok(c)
+        }
+        Err(e @ ApiError::Unauthorized(_)) => {
+            if let Some(crate::limits::ClientIp(ip)) = parts.extensions.get() {
+                api.limits.ip(*ip)?;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn identify(parts: &Parts, api: &Api) -> ApiResult<Caller> {
     let token = presented(parts).ok_or_else(ApiError::unauthenticated)?;
     let Some(token) = parse_token(&token) else {
         return Err(ApiError::Unauthorized(
             "the token is not a meetbot session token or API key".into(),
         ));
     };
-    let tenant = match &token {
-        Token::Session { tenant, .. } | Token::Key { tenant, .. } => tenant.clone(),
-    };
-    api.limits.tenant(&tenant)?;
     let store = api.tenants.store();
     let now = Utc::now();
     match token {
@@ -259,7 +335,10 @@ async fn authenticate(parts: &Parts, api: &Api) -> ApiResult<Caller> {
             let every = (api.settings.session_idle / 4).min(chrono::Duration::seconds(60));
             if now - session.last_seen_at >= every {
                 session.last_seen_at = now;
-                store.put_session(&tenant, &session).await?;
+                // Only while it exists: a sign-out racing this refresh stays a sign-out.
+                if !store.refresh_session(&tenant, &session).await? {
+                    return Err(invalid());
+                }
             }
             Ok(Caller {
                 tenant,
@@ -288,6 +367,23 @@ async fn authenticate(parts: &Parts, api: &Api) -> ApiResult<Caller> {
                     "the API key has been revoked".into(),
                 ));
             }
+            if key.expiry() <= now {
+                return Err(ApiError::Unauthorized(
+                    "the API key has expired: an admin can make a new one (POST /v1/api-keys)"
+                        .into(),
+                ));
+            }
+            // A key acts for the person who made it: it works only while they may hold keys.
+            if store
+                .get_user(&tenant, &key.created_by)
+                .await?
+                .is_none_or(|u| u.role < KEY_HOLDER_ROLE)
+            {
+                return Err(ApiError::Unauthorized(
+                    "the API key has been revoked: its creator no longer administers the tenant"
+                        .into(),
+                ));
+            }
             if key
                 .last_used_at
                 .is_none_or(|t| now - t >= chrono::Duration::seconds(60))
@@ -304,7 +400,7 @@ async fn authenticate(parts: &Parts, api: &Api) -> ApiResult<Caller> {
 }
 
 pub fn idle_expired(s: &Session, now: DateTime<Utc>, idle: chrono::Duration) -> bool {
-    now - s.last_seen_at >= idle
+    meetbot_store::browser::idle_expired(s, now, idle)
 }
 
 #[cfg(test)]
@@ -363,6 +459,107 @@ mod tests {
             email_hash(&a, "ann@example.com"),
             email_hash(&b, "ann@example.com")
         );
+    }
+
+    fn user(role: Role) -> User {
+        let sealed = meetbot_core::model::Sealed {
+            key_version: 1,
+            nonce: vec![],
+            ciphertext: vec![],
+        };
+        User {
+            id: "u1".into(),
+            email_hash: String::new(),
+            email: sealed,
+            role,
+            subject_hash: None,
+            totp: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn caller(role: Role, signed_in_ago: i64, mfa_ago: Option<i64>) -> Caller {
+        let now = Utc::now();
+        Caller {
+            tenant: "tenant01".parse().unwrap(),
+            who: Who::User {
+                user: user(role),
+                session: Session {
+                    id: "s".into(),
+                    user_id: "u1".into(),
+                    created_at: now - chrono::Duration::minutes(signed_in_ago),
+                    last_seen_at: now,
+                    expires_at: now + chrono::Duration::hours(1),
+                    mfa_passed: true,
+                    mfa_at: mfa_ago.map(|m| now - chrono::Duration::minutes(m)),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn weakening_changes_need_an_owner_in_person_with_a_recent_proof() {
+        let now = Utc::now();
+        assert!(
+            caller(Role::Owner, 1, None)
+                .require_fresh_owner("x", now)
+                .is_ok()
+        );
+        assert!(
+            caller(Role::Owner, 60, Some(2))
+                .require_fresh_owner("x", now)
+                .is_ok()
+        );
+        match caller(Role::Owner, 11, None).require_fresh_owner("require_mfa", now) {
+            Err(ApiError::Forbidden(m)) => {
+                assert!(
+                    m.contains("require_mfa") && m.contains("sign in again"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            caller(Role::Owner, 60, Some(30))
+                .require_fresh_owner("x", now)
+                .is_err()
+        );
+        assert!(
+            caller(Role::Admin, 0, None)
+                .require_fresh_owner("x", now)
+                .is_err()
+        );
+        let key = Caller {
+            tenant: "tenant01".parse().unwrap(),
+            who: Who::Key(ApiKey {
+                id: "k".into(),
+                name: "k".into(),
+                secret_hash: String::new(),
+                scopes: vec!["settings:write".into()],
+                created_by: "u1".into(),
+                created_at: now,
+                revoked_at: None,
+                last_used_at: None,
+                expires_at: None,
+            }),
+        };
+        assert!(key.require_fresh_owner("x", now).is_err());
+    }
+
+    #[test]
+    fn a_tenants_sign_in_policy_refuses_other_issuers_and_domains() {
+        let mut s = TenantSettings::new(Default::default(), Utc::now());
+        // Nothing set: anyone the tenant added, from any configured provider.
+        assert!(sign_in_allowed(None, "https://idp.a", "x@any.test").is_ok());
+        assert!(sign_in_allowed(Some(&s), "https://idp.a", "x@any.test").is_ok());
+        s.allowed_issuers = vec!["https://idp.a".into()];
+        s.allowed_email_domains = vec!["clinic.test".into()];
+        assert!(sign_in_allowed(Some(&s), "https://idp.a", "Ann@Clinic.TEST").is_ok());
+        assert!(sign_in_allowed(Some(&s), "https://idp.b", "ann@clinic.test").is_err());
+        assert!(sign_in_allowed(Some(&s), "https://idp.a/", "ann@clinic.test").is_err());
+        assert!(sign_in_allowed(Some(&s), "https://idp.a", "ann@evil.clinic.test").is_err());
+        assert!(sign_in_allowed(Some(&s), "https://idp.a", "clinic.test@evil.test").is_err());
     }
 
     proptest! {

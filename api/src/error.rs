@@ -41,6 +41,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
+    /// Too many failed attempts at a secret (a TOTP code): refused until the lock ends.
+    #[error("{0}; retry in {1} s")]
+    Locked(String, u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -56,7 +59,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `mfa_required`,
-    /// `not_found`, `conflict`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `payload_too_large`, `rate_limited`, `locked`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// What failed and what to do, for people.
     pub message: String,
@@ -73,7 +77,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::Locked(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Locked(..) => "locked",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -133,7 +138,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let ApiError::RateLimited(s) = self
+        if let ApiError::RateLimited(s) | ApiError::Locked(_, s) = self
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -7,7 +7,7 @@
 use crate::AppState;
 use crate::auth::{Caller, sha256_hex};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{Json, Path, Query, audit};
+use crate::routes::{Json, Path, audit};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,10 @@ use meetbot_transcriber::transcript::TranscriptDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
+
+/// The largest export archive (compressed): the bound on an export's memory, and under the
+/// 16 MiB a MongoDB document may hold once the archive is sealed and encoded.
+pub const DEFAULT_MAX_EXPORT_BYTES: usize = 8 << 20;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ExportRequest {
@@ -59,14 +63,30 @@ fn out(e: &Export, download_url: Option<String>) -> ExportOut {
     }
 }
 
-/// Starts an export (admins and owners).
+/// The lease that makes exports one at a time per tenant (its holder: the running export).
+fn lease_name(t: &TenantId) -> String {
+    format!("export:{t}")
+}
+
+/// How long the export lease lasts without renewal (renewed while the export makes progress;
+/// a stopped process frees it after this).
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Exports built at once in this process (each within `Settings::export_max_bytes`).
+static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Starts an export (admins and owners). One at a time per tenant: while one runs, another
+/// request answers 409 naming it (and `Location` points at it).
 #[utoipa::path(post, path = "/v1/privacy/export", tag = "privacy", request_body = ExportRequest,
-    responses((status = 202, body = ExportOut)))]
+    responses(
+        (status = 202, body = ExportOut, description = "started; `download_url` works once it is ready: the token is in its fragment, sent back in the `X-Export-Token` header or a POST form"),
+        (status = 409, description = "an export of this tenant is running; its id is in the message and in `Location`"),
+    ))]
 pub async fn start_export(
     State(api): State<AppState>,
     c: Caller,
     Json(body): Json<ExportRequest>,
-) -> ApiResult<(StatusCode, Json<ExportOut>)> {
+) -> ApiResult<Response> {
     c.person()?;
     c.require(Role::Admin, "meetings:export")?;
     let email = match body.email.as_deref().map(str::trim) {
@@ -74,11 +94,30 @@ pub async fn start_export(
         Some(_) => return Err(ApiError::BadRequest("email is not an email address".into())),
         None => None,
     };
+    let store = api.tenants.store();
+    let id = meetbot_core::ids::new_record_id();
+    if !store
+        .try_lease(&lease_name(&c.tenant), &id, LEASE_TTL)
+        .await?
+    {
+        let running = store
+            .lease_holder(&lease_name(&c.tenant))
+            .await?
+            .unwrap_or_default();
+        let mut resp = ApiError::Conflict(format!(
+            "export {running} of this tenant is running: wait for it (GET /v1/privacy/exports/{running})"
+        ))
+        .into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/privacy/exports/{running}")) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(resp);
+    }
     let secret = meetbot_crypto::random_hex(32).map_err(|e| ApiError::Internal(e.to_string()))?;
     let token = format!("mbx_{}_{secret}", c.tenant);
     let now = Utc::now();
     let e = Export {
-        id: meetbot_core::ids::new_record_id(),
+        id,
         scope: if email.is_some() { "person" } else { "tenant" }.into(),
         person_hash: email
             .as_ref()
@@ -93,24 +132,39 @@ pub async fn start_export(
         archive: None,
         error: None,
     };
-    api.tenants.store().put_export(&c.tenant, &e).await?;
+    if let Err(err) = store.put_export(&c.tenant, &e).await {
+        let _ = store.release_lease(&lease_name(&c.tenant), &e.id).await;
+        return Err(err.into());
+    }
     audit(&api, &c, "export.start", &format!("export:{}", e.id)).await?;
+    // The token travels in the fragment: browsers never send it to a server or put it in a
+    // Referer; the page at this address posts it back (see `download_page`).
     let url = format!(
-        "{}/v1/privacy/exports/{}/download?token={token}",
+        "{}/v1/privacy/exports/{}/download#token={token}",
         api.settings.public_url, e.id
     );
     let (job, t) = (e.clone(), c.tenant.clone());
     let worker = api.clone();
     tokio::spawn(async move {
         let mut job = job;
-        if let Err(err) = build(&worker, &t, &mut job, email.as_deref()).await {
+        let result = match BUILDING.acquire().await {
+            Ok(_permit) => build(&worker, &t, &mut job, email.as_deref()).await,
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        };
+        if let Err(err) = result {
             tracing::warn!(tenant = %t, export = %job.id, error = %err, "export failed");
             job.state = "failed".into();
+            job.archive = None;
             job.error = Some(err.to_string());
             let _ = worker.tenants.store().put_export(&t, &job).await;
         }
+        let _ = worker
+            .tenants
+            .store()
+            .release_lease(&lease_name(&t), &job.id)
+            .await;
     });
-    Ok((StatusCode::ACCEPTED, Json(out(&e, Some(url)))))
+    Ok((StatusCode::ACCEPTED, Json(out(&e, Some(url)))).into_response())
 }
 
 /// An export's progress (admins and owners).
@@ -132,31 +186,136 @@ pub async fn export_status(
     Ok(Json(out(&e, None)))
 }
 
+/// The header a download's token goes in.
+pub const TOKEN_HEADER: &str = "x-export-token";
+
 #[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DownloadQuery {
-    /// The token of the download link.
-    pub token: String,
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct DownloadHeaders {
+    /// The download link's token (`mbx_...`, the link's fragment after `#token=`). Without
+    /// it, the answer is a page that sends the fragment's token back by POST.
+    #[serde(rename = "X-Export-Token")]
+    #[param(rename = "X-Export-Token")]
+    pub token: Option<String>,
 }
 
-/// Downloads a ready export with its link's token (no session needed; the link expires).
+/// The page a download link opens in a browser: it reads the token from the fragment (which
+/// never leaves the browser), clears it from the address bar and history, and posts it.
+const DOWNLOAD_PAGE_SCRIPT: &str = "var p=new URLSearchParams(location.hash.slice(1));\
+var t=p.get('token');history.replaceState(null,'',location.pathname);\
+if(t){document.getElementById('t').value=t;document.getElementById('f').submit();}";
+
+fn download_page() -> Response {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(DOWNLOAD_PAGE_SCRIPT.as_bytes()));
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
+<title>meetbot export</title></head><body><form id=\"f\" method=\"post\">\
+<input type=\"hidden\" name=\"token\" id=\"t\"><p>Preparing the download of your export.</p>\
+<noscript>This download needs JavaScript to send the link's token; or send it in the X-Export-Token header.</noscript>\
+</form><script>{DOWNLOAD_PAGE_SCRIPT}</script></body></html>"
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                format!(
+                    "default-src 'none'; script-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+                ),
+            ),
+            (header::REFERRER_POLICY, "no-referrer".to_string()),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+fn token_in_query(uri: &axum::http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("token"))
+    })
+}
+
+const QUERY_REFUSED: &str = "a download token is never taken from the URL's query (it would be \
+    logged and leak through history and Referer): send it in the X-Export-Token header or as \
+    the `token` field of a POST form";
+
+/// Downloads a ready export with its link's token in the `X-Export-Token` header (no session
+/// needed; the link expires). Without the header: the page a browser sees when it opens the
+/// link, which posts the fragment's token. A token in the query string is refused.
 #[utoipa::path(get, path = "/v1/privacy/exports/{id}/download", tag = "privacy", security(()),
-    params(("id" = String, Path), DownloadQuery),
-    responses((status = 200, description = "the archive (application/gzip, a tar)")))]
+    params(("id" = String, Path), DownloadHeaders),
+    responses(
+        (status = 200, description = "the archive (application/gzip, a tar) with the header; without it, an HTML page that posts the link's fragment token"),
+        (status = 400, description = "a token in the query string (refused, never checked)"),
+        (status = 404, description = "a wrong or expired token"),
+    ))]
 pub async fn download_export(
     State(api): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<DownloadQuery>,
+    uri: axum::http::Uri,
+    headers: header::HeaderMap,
 ) -> ApiResult<Response> {
+    if token_in_query(&uri) {
+        return Err(ApiError::BadRequest(QUERY_REFUSED.into()));
+    }
+    match headers.get(TOKEN_HEADER).map(|v| v.to_str()) {
+        Some(Ok(token)) => deliver(&api, &id, token.trim()).await,
+        Some(Err(_)) => Err(ApiError::NotFound(
+            "export (the link is wrong or has expired)",
+        )),
+        None => Ok(download_page()),
+    }
+}
+
+/// The form the download link's page posts.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DownloadForm {
+    /// The download link's token (`mbx_...`).
+    pub token: String,
+}
+
+/// Downloads a ready export with its link's token as the `token` field of a form
+/// (`application/x-www-form-urlencoded`: what the link's page sends).
+#[utoipa::path(post, path = "/v1/privacy/exports/{id}/download", tag = "privacy", security(()),
+    params(("id" = String, Path)),
+    request_body(content = DownloadForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the archive (application/gzip, a tar)"),
+        (status = 400, description = "a token in the query string (refused, never checked)"),
+        (status = 404, description = "a wrong or expired token"),
+    ))]
+pub async fn download_export_form(
+    State(api): State<AppState>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    if token_in_query(&uri) {
+        return Err(ApiError::BadRequest(QUERY_REFUSED.into()));
+    }
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    deliver(&api, &id, token.trim()).await
+}
+
+async fn deliver(api: &AppState, id: &str, token: &str) -> ApiResult<Response> {
     let gone = || ApiError::NotFound("export (the link is wrong or has expired)");
-    let mut parts = q.token.splitn(3, '_');
+    let mut parts = token.splitn(3, '_');
     let (Some("mbx"), Some(t), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(gone());
     };
     let t: TenantId = t.parse().map_err(|_| gone())?;
     api.limits.tenant(&t)?;
     let store = api.tenants.store();
-    let e = match store.get_export(&t, &id).await {
+    let e = match store.get_export(&t, id).await {
         Ok(Some(e)) => e,
         Ok(None) | Err(meetbot_store::StoreError::UnknownTenant(_)) => return Err(gone()),
         Err(err) => return Err(err.into()),
@@ -198,13 +357,114 @@ pub async fn download_export(
         .into_response())
 }
 
-fn add(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> std::io::Result<()> {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o600);
-    h.set_mtime(Utc::now().timestamp().max(0) as u64);
-    h.set_cksum();
-    tar.append_data(&mut h, name, data)
+/// The archive as it is written: tar entries straight into gzip, held compressed, never more
+/// than `max` bytes.
+struct Archive {
+    tar: tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
+    max: usize,
+}
+
+impl Archive {
+    fn new(max: usize) -> Self {
+        Archive {
+            tar: tar::Builder::new(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            )),
+            max,
+        }
+    }
+
+    fn too_large(max: usize) -> ApiError {
+        ApiError::Conflict(format!(
+            "the export would be larger than {max} bytes compressed: export one person's data \
+             (email) instead, or delete what is no longer needed"
+        ))
+    }
+
+    /// Appends an entry of `size` bytes read from `data`.
+    fn add(&mut self, name: &str, size: u64, data: impl std::io::Read) -> ApiResult<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o600);
+        h.set_mtime(Utc::now().timestamp().max(0) as u64);
+        h.set_cksum();
+        self.tar
+            .append_data(&mut h, name, data)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if self.tar.get_ref().get_ref().len() > self.max {
+            return Err(Self::too_large(self.max));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ApiResult<zeroize::Zeroizing<Vec<u8>>> {
+        let internal = |e: std::io::Error| ApiError::Internal(e.to_string());
+        let gz = self.tar.into_inner().map_err(internal)?;
+        let bytes = zeroize::Zeroizing::new(gz.finish().map_err(internal)?);
+        if bytes.len() > self.max {
+            return Err(Self::too_large(self.max));
+        }
+        Ok(bytes)
+    }
+}
+
+/// `export.json`, written piece by piece into its own gzip stream (so that it too is held
+/// compressed), then copied into the archive as one entry of the length counted here.
+struct JsonDoc {
+    gz: flate2::write::GzEncoder<Vec<u8>>,
+    len: u64,
+    max: usize,
+}
+
+impl JsonDoc {
+    fn new(max: usize) -> Self {
+        JsonDoc {
+            gz: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()),
+            len: 0,
+            max,
+        }
+    }
+
+    fn raw(&mut self, s: &[u8]) -> ApiResult<()> {
+        std::io::Write::write_all(&mut self.gz, s)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.len += s.len() as u64;
+        if self.gz.get_ref().len() > self.max {
+            return Err(Archive::too_large(self.max));
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, v: &impl Serialize) -> ApiResult<()> {
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+        self.raw(&bytes)
+    }
+
+    /// `"key":` and the value, after a comma unless `first`.
+    fn field(&mut self, first: bool, key: &str, v: &impl Serialize) -> ApiResult<()> {
+        if !first {
+            self.raw(b",")?;
+        }
+        self.value(&key)?;
+        self.raw(b":")?;
+        self.value(v)
+    }
+
+    fn into_archive(self, a: &mut Archive) -> ApiResult<()> {
+        let compressed = zeroize::Zeroizing::new(
+            self.gz
+                .finish()
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+        a.add(
+            "export.json",
+            self.len,
+            flate2::read::GzDecoder::new(&compressed[..]),
+        )
+    }
 }
 
 fn text_of(doc: &TranscriptDoc) -> String {
@@ -223,7 +483,10 @@ fn text_of(doc: &TranscriptDoc) -> String {
         .collect()
 }
 
-/// Builds the archive, updating progress as it goes, and stores it sealed.
+/// Builds the archive, updating progress as it goes, and stores it sealed. Streamed: each
+/// meeting is opened, written (compressed) and dropped before the next; what is held is the
+/// compressed archive and `export.json` so far (each at most `export_max_bytes`), one
+/// meeting's records, and the store's listings of meeting, user and audit records.
 async fn build(
     api: &AppState,
     t: &TenantId,
@@ -232,13 +495,21 @@ async fn build(
 ) -> ApiResult<()> {
     let store = api.tenants.store();
     let vault = api.tenants.vault(t).await?;
-    let internal = |e: std::io::Error| ApiError::Internal(e.to_string());
+    let max = api.settings.export_max_bytes;
     let mut meetings = store.list_meetings(t, None, None).await?;
     meetings.retain(|m| m.deleted_at.is_none());
     job.total = meetings.len() as u64;
     store.put_export(t, job).await?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut out_meetings = Vec::new();
+    let mut tar = Archive::new(max);
+    let mut doc = JsonDoc::new(max);
+    doc.raw(b"{")?;
+    doc.field(true, "format", &"meetbot-export/1")?;
+    doc.field(false, "tenant", t)?;
+    doc.field(false, "scope", &job.scope)?;
+    doc.field(false, "exported_at", &Utc::now())?;
+    doc.raw(b",\"meetings\":[")?;
+    let mut first = true;
+    let mut renewed = std::time::Instant::now();
     for (i, m) in meetings.iter().enumerate() {
         let o = open_meeting(&vault, m)?;
         let attended = email.is_none_or(|e| {
@@ -256,23 +527,22 @@ async fn build(
                 // Sealed to the customer's own key: exported as it is stored.
                 Some(tr) if tr.held.is_some() => {
                     let held = tr.held.unwrap_or_default();
-                    add(
-                        &mut tar,
+                    tar.add(
                         &format!("transcripts/{}.txt.age", m.id),
+                        held.len() as u64,
                         held.as_bytes(),
-                    )
-                    .map_err(internal)?;
+                    )?;
                     json!({"customer_sealed": held})
                 }
                 Some(tr) => {
                     let doc = TranscriptDoc::open(&vault, &tr)
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
-                    add(
-                        &mut tar,
+                    let text = zeroize::Zeroizing::new(text_of(&doc));
+                    tar.add(
                         &format!("transcripts/{}.txt", m.id),
-                        text_of(&doc).as_bytes(),
-                    )
-                    .map_err(internal)?;
+                        text.len() as u64,
+                        text.as_bytes(),
+                    )?;
                     serde_json::to_value(&doc).unwrap_or(Value::Null)
                 }
                 None => Value::Null,
@@ -306,7 +576,11 @@ async fn build(
                 .into_iter()
                 .map(|d| json!({"channel": d.value.channel, "state": d.value.state, "attempts": d.value.attempts}))
                 .collect();
-            out_meetings.push(json!({
+            if !first {
+                doc.raw(b",")?;
+            }
+            first = false;
+            doc.value(&json!({
                 "id": m.id,
                 "title": o.title,
                 "starts_at": m.starts_at,
@@ -322,13 +596,24 @@ async fn build(
                 "transcript": transcript,
                 "summary": summary,
                 "deliveries": deliveries,
-            }));
+            }))?;
         }
         job.done = i as u64 + 1;
         if job.done.is_multiple_of(20) {
             store.put_export(t, job).await?;
         }
+        if renewed.elapsed() > LEASE_TTL / 4 {
+            // Still ours: one export at a time holds while this one makes progress.
+            if !store.try_lease(&lease_name(t), &job.id, LEASE_TTL).await? {
+                return Err(ApiError::Conflict(
+                    "another export of this tenant took over; start this one again".into(),
+                ));
+            }
+            renewed = std::time::Instant::now();
+        }
     }
+    doc.raw(b"]")?;
+    drop(meetings);
     let mut users = Vec::new();
     for u in store.list_users(t).await? {
         let address = vault.open_string::<User>(&u.id, "email", &u.email)?;
@@ -338,32 +623,35 @@ async fn build(
             );
         }
     }
-    let mut doc = json!({
-        "format": "meetbot-export/1",
-        "tenant": t,
-        "scope": job.scope,
-        "exported_at": Utc::now(),
-        "meetings": out_meetings,
-        "users": users,
-    });
+    doc.field(false, "users", &users)?;
+    drop(users);
     if email.is_none() {
-        doc["audit"] = serde_json::to_value(store.list_audit(t).await?).unwrap_or(Value::Null);
+        doc.raw(b",\"audit\":[")?;
+        for (i, e) in store.list_audit(t).await?.iter().enumerate() {
+            if i > 0 {
+                doc.raw(b",")?;
+            }
+            doc.value(e)?;
+        }
+        doc.raw(b"]")?;
         let targets = meetbot_delivery::service::Targets::of(&**store, &api.tenants, t)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        doc["delivery_targets"] = json!({
-            "slack_channel": targets.slack_channel,
-            "emails": targets.emails,
-            "webhook_url": targets.webhook_url,
-        });
+        doc.field(
+            false,
+            "delivery_targets",
+            &json!({
+                "slack_channel": targets.slack_channel,
+                "emails": targets.emails,
+                "webhook_url": targets.webhook_url,
+            }),
+        )?;
     }
-    let json = serde_json::to_vec_pretty(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
-    add(&mut tar, "export.json", &json).map_err(internal)?;
-    let tarball = tar.into_inner().map_err(internal)?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &tarball).map_err(internal)?;
-    let bytes = zeroize::Zeroizing::new(gz.finish().map_err(internal)?);
+    doc.raw(b"}")?;
+    doc.into_archive(&mut tar)?;
+    let bytes = tar.finish()?;
     job.archive = Some(vault.seal::<Export>(&job.id, "archive", &bytes)?);
+    drop(bytes);
     job.state = "ready".into();
     job.done = job.total;
     store.put_export(t, job).await?;

@@ -41,6 +41,8 @@ pub struct Settings {
     pub speech_engines: Vec<String>,
     /// How long an export and its download link live.
     pub export_ttl: chrono::Duration,
+    /// The largest export archive (compressed bytes): an export's memory bound.
+    pub export_max_bytes: usize,
     /// The transcriber's transcript retention when a tenant sets none
     /// (`transcriber.transcript_retention_days`; None: kept until deleted).
     pub default_transcript_days: Option<u32>,
@@ -56,6 +58,7 @@ impl Settings {
             speech_engines,
             default_transcript_days,
             export_ttl: chrono::Duration::hours(24),
+            export_max_bytes: crate::export::DEFAULT_MAX_EXPORT_BYTES,
             public_url: c.public_url.trim_end_matches('/').to_string(),
             session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),
             session_max: chrono::Duration::seconds(c.session_max_seconds as i64),
@@ -72,6 +75,9 @@ pub struct Api {
     pub limits: limits::Limits,
     /// Calendar connect and disconnect (the calendar-sync OAuth flow); `None`: not offered.
     pub calendars: Option<Arc<SyncWorker>>,
+    /// Where stopping a bot is announced to launchers (`withdrawn` events). `None`: bots still
+    /// find their job stopped at their next look (every second).
+    pub queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
 }
 
 pub type AppState = Arc<Api>;
@@ -94,7 +100,23 @@ pub fn router(api: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             request_id(req, next, body_limit)
         }))
+        .layer(middleware::from_fn(no_store))
         .with_state(api)
+}
+
+/// Every answer of this API is personal data or carries a credential (a session token at
+/// sign-in, an API key, an export link, a webhook secret or TOTP secret shown once): no cache,
+/// shared or private, may keep it, and no browser may sniff it into another type.
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    h.entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    resp
 }
 
 fn valid_request_id(v: &HeaderValue) -> Option<String> {
@@ -131,11 +153,13 @@ async fn request_id(req: Request, next: Next, body_limit: usize) -> Response {
     resp
 }
 
-async fn rate_limit(State(api): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
-        && let Err(e) = api.limits.ip(addr.ip())
-    {
-        return e.into_response();
+async fn rate_limit(State(api): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = api.limits.client_ip(addr.ip(), req.headers());
+        if let Err(e) = api.limits.ip(ip) {
+            return e.into_response();
+        }
+        req.extensions_mut().insert(limits::ClientIp(ip));
     }
     next.run(req).await
 }

@@ -1,10 +1,19 @@
 //! Rate limits per client address and per tenant (GCRA, the governor crate), answered with 429
 //! and `Retry-After`.
+//!
+//! * The client address is the TCP peer, unless the peer is a configured trusted proxy
+//!   (`api.trusted_proxies`): then it is the right-most `X-Forwarded-For` address that is not
+//!   itself a trusted proxy ([`Limits::client_ip`]). A header from anyone else is ignored.
+//! * Every request is charged to its address; the tenant's bucket only once the caller has
+//!   authenticated (so made-up tokens naming a tenant cannot lock its people out), and a failed
+//!   authentication is charged to the address once more (`crate::auth`).
 
 use crate::error::{ApiError, ApiResult};
+use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use meetbot_core::TenantId;
+use meetbot_core::config::Cidr;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -12,7 +21,12 @@ pub struct Limits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_tenant: DefaultKeyedRateLimiter<TenantId>,
     clock: DefaultClock,
+    trusted_proxies: Vec<Cidr>,
 }
+
+/// The client address the limits charged for this request (a request extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
 
 fn quota(per_minute: u32) -> Quota {
     let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -25,7 +39,46 @@ impl Limits {
             per_ip: RateLimiter::keyed(quota(per_ip_per_minute)),
             per_tenant: RateLimiter::keyed(quota(per_tenant_per_minute)),
             clock: DefaultClock::default(),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these peers (`api.trusted_proxies`).
+    pub fn trusting(mut self, proxies: Vec<Cidr>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+
+    /// Who the client is: `peer`, or, when `peer` is a trusted proxy, the right-most
+    /// `X-Forwarded-For` address that is not a trusted proxy (all of them trusted: the left-most;
+    /// an entry that is not an address ends the walk at the hop that added it).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            client = ip.to_canonical();
+            if !self.trusted(client) {
+                break;
+            }
+        }
+        client
     }
 
     fn answer<P: governor::clock::Reference>(
@@ -73,6 +126,52 @@ mod tests {
         }
         // Another address has its own bucket.
         l.ip("127.0.0.10".parse().unwrap()).unwrap();
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+        let l = Limits::new(1000, 1000).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
+        let peer: IpAddr = "127.0.0.5".parse().unwrap();
+        assert_eq!(l.client_ip(peer, &xff("203.0.113.9")), peer);
+        // Without any trusted proxy configured, the header is never believed.
+        let plain = Limits::new(1000, 1000);
+        assert_eq!(plain.client_ip(peer, &xff("203.0.113.9")), peer);
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_client_is_the_right_most_untrusted_hop() {
+        let l = Limits::new(1000, 1000).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
+        let proxy: IpAddr = "10.1.0.1".parse().unwrap();
+        // What the client wrote itself (left) is not believed; what the proxies appended is.
+        assert_eq!(
+            l.client_ip(proxy, &xff("6.6.6.6, 198.51.100.7, 10.2.0.3")),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // Two headers count as one list, in order.
+        let mut h = xff("6.6.6.6");
+        h.append("x-forwarded-for", "198.51.100.8".parse().unwrap());
+        assert_eq!(
+            l.client_ip(proxy, &h),
+            "198.51.100.8".parse::<IpAddr>().unwrap()
+        );
+        // Garbage appended by nobody trusted ends the walk at the last trusted hop.
+        assert_eq!(
+            l.client_ip(proxy, &xff("198.51.100.7, junk, 10.2.0.3")),
+            "10.2.0.3".parse::<IpAddr>().unwrap()
+        );
+        // No header: the proxy itself.
+        assert_eq!(l.client_ip(proxy, &HeaderMap::new()), proxy);
+        // The mapped form of a trusted peer is trusted too.
+        assert_eq!(
+            l.client_ip("::ffff:10.1.0.1".parse().unwrap(), &xff("198.51.100.9")),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

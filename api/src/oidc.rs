@@ -3,7 +3,10 @@
 //! and nonce are checked before anything is trusted.
 //!
 //! `state` is `<tenant>.<random>`: the random part names the pending sign-in, stored (nonce and
-//! PKCE verifier sealed) in that tenant's database and taken once.
+//! PKCE verifier sealed) in that tenant's database and taken once. The sign-in is bound to the
+//! browser that began it: [`Oidc::begin`] returns a fresh secret for an HttpOnly cookie scoped to
+//! the callback, the pending record keeps its SHA-256, and [`Oidc::finish`] refuses a callback
+//! that does not bring it (login CSRF: a captured callback URL opened in another browser).
 
 use crate::error::{ApiError, ApiResult};
 use meetbot_calendar_sync::oauth::OAuthHttp;
@@ -88,6 +91,11 @@ impl Oidc {
         self.providers.keys().cloned().collect()
     }
 
+    /// The configured providers' issuers (what a tenant may name in `allowed_issuers`).
+    pub fn issuers(&self) -> Vec<String> {
+        self.providers.values().map(|p| p.issuer.clone()).collect()
+    }
+
     async fn client(&self, name: &str) -> ApiResult<Rp> {
         let p = self
             .providers
@@ -114,14 +122,20 @@ impl Oidc {
         .set_redirect_uri(self.redirect.clone()))
     }
 
-    /// Starts a sign-in to `tenant` with `provider`: the URL to send the browser to.
+    /// The path of the sign-in callback as browsers reach it: the binding cookie's `Path`.
+    pub fn cookie_path(&self) -> String {
+        meetbot_store::browser::cookie_path(self.redirect.as_str())
+    }
+
+    /// Starts a sign-in to `tenant` with `provider`: the URL to send the browser to, and the
+    /// binding secret to set as that browser's cookie (never elsewhere).
     pub async fn begin(
         &self,
         tenants: &Tenants,
         tenant: &TenantId,
         provider: &str,
         login_hint: Option<&str>,
-    ) -> ApiResult<Url> {
+    ) -> ApiResult<(Url, String)> {
         let client = self.client(provider).await?;
         let vault = tenants.vault(tenant).await.map_err(|e| match e {
             meetbot_store::vault::VaultError::UnknownTenant(_)
@@ -131,6 +145,8 @@ impl Oidc {
             other => other.into(),
         })?;
         let id = meetbot_crypto::random_hex(24).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let binding = meetbot_store::browser::Binding::new()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let state = format!("{tenant}.{id}");
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
@@ -155,15 +171,23 @@ impl Oidc {
                 "pkce_verifier",
                 verifier.secret().as_bytes(),
             )?,
+            browser_hash: binding.hash,
             created_at: now,
             expires_at: now + PENDING_TTL,
         };
         tenants.store().put_signin_pending(tenant, &pending).await?;
-        Ok(url)
+        Ok((url, binding.secret))
     }
 
-    /// Completes a sign-in from the callback's `state` and `code`.
-    pub async fn finish(&self, tenants: &Tenants, state: &str, code: &str) -> ApiResult<Identity> {
+    /// Completes a sign-in from the callback's `state` and `code`, in the browser that presents
+    /// `binding` (its binding cookie).
+    pub async fn finish(
+        &self,
+        tenants: &Tenants,
+        state: &str,
+        code: &str,
+        binding: Option<&str>,
+    ) -> ApiResult<Identity> {
         let stale = || {
             ApiError::BadRequest(
                 "this sign-in is unknown, used or expired: start again at /v1/auth/{provider}/login"
@@ -177,6 +201,11 @@ impl Oidc {
             Ok(None) | Err(meetbot_store::StoreError::UnknownTenant(_)) => return Err(stale()),
             Err(e) => return Err(e.into()),
         };
+        // Taken above either way: a leaked callback URL is dead after one try.
+        if !meetbot_store::browser::binding_matches(binding, &pending.browser_hash) {
+            tracing::warn!(tenant = %tenant, "sign-in finished in a browser that did not begin it; refused");
+            return Err(stale());
+        }
         let vault = tenants.vault(&tenant).await?;
         let nonce = Nonce::new(vault.open_string::<SignInPending>(id, "nonce", &pending.nonce)?);
         let verifier = PkceCodeVerifier::new(vault.open_string::<SignInPending>(
@@ -204,7 +233,9 @@ impl Oidc {
         let claims = id_token
             .claims(&client.id_token_verifier(), &nonce)
             .map_err(|e| refused(&format!("the ID token is not valid ({e})")))?;
-        if claims.email_verified() == Some(false) {
+        // Absent counts as unverified: an address the provider did not vouch for could be
+        // anyone's (an identity provider's admin can mint any address).
+        if claims.email_verified() != Some(true) {
             return Err(refused(
                 "the provider has not verified the account's email address",
             ));

@@ -12,31 +12,48 @@ use meetbot_transcriber::transcript::TranscriptDoc;
 
 pub const ERASED: &str = "[erased]";
 
-/// Replaces every case-insensitive occurrence of any of `needles` in `text`.
+/// Lower case, char by char (so that offsets can be mapped back; `str::to_lowercase` would
+/// treat a final sigma by its context).
+fn lower_chars(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// Replaces every case-insensitive occurrence of any of `needles` in `text`, also where lower
+/// case changes the text's byte length ('İ' -> "i̇", 'ẞ' -> 'ß'): matches are found in the
+/// lower-cased text and mapped back to the original characters they came from.
 fn scrub(text: &str, needles: &[String]) -> String {
     let mut out = text.to_string();
     for n in needles.iter().filter(|n| !n.is_empty()) {
-        let lower = out.to_lowercase();
-        let nl = n.to_lowercase();
+        let nl = lower_chars(n);
+        // The lower-cased text, and for each of its bytes the original character's byte range.
+        let mut lower = String::with_capacity(out.len());
+        let mut from: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+        for (o, c) in out.char_indices() {
+            let before = lower.len();
+            lower.extend(c.to_lowercase());
+            from.extend(std::iter::repeat_n(
+                (o, o + c.len_utf8()),
+                lower.len() - before,
+            ));
+        }
         let mut result = String::with_capacity(out.len());
         let mut last = 0;
         for (i, _) in lower.match_indices(&nl) {
-            // Byte offsets of the lower-cased text map onto the original only for ASCII-length-
-            // preserving case changes; fall back to leaving the text when they do not.
-            if !out.is_char_boundary(i) || !out.is_char_boundary(i + nl.len()) {
+            let end = i + nl.len();
+            // Only whole original characters: the match starts where one's lower case starts
+            // and ends where one's ends.
+            let starts_whole = i == 0 || from[i - 1] != from[i];
+            let ends_whole = end == lower.len() || from[end] != from[end - 1];
+            let (o_start, o_end) = (from[i].0, from[end - 1].1);
+            if !starts_whole || !ends_whole || o_start < last {
                 continue;
             }
-            if i < last {
-                continue;
-            }
-            result.push_str(&out[last..i]);
+            result.push_str(&out[last..o_start]);
             result.push_str(ERASED);
-            last = i + nl.len();
+            last = o_end;
         }
-        if lower.len() == out.len() {
-            result.push_str(&out[last..]);
-            out = result;
-        }
+        result.push_str(&out[last..]);
+        out = result;
     }
     out
 }
@@ -227,6 +244,27 @@ mod tests {
         assert_eq!(scrub("nothing here", &n), "nothing here");
         let accented = vec!["zoë ünal".to_string()];
         assert_eq!(scrub("Zoë Ünal said hi", &accented), "[erased] said hi");
+    }
+
+    /// Attack: a person whose name lower-cases to a different byte length ('İ' -> "i̇",
+    /// 'ẞ' -> 'ß') stayed in the text after their erasure.
+    #[test]
+    fn erasure_scrubs_names_whose_lower_case_changes_byte_length() {
+        let n = vec!["İlkay Straẞer".to_string(), "i̇lkay".to_string()];
+        assert_eq!(
+            scrub(
+                "Notes by İLKAY STRAẞER and ilkay straßer; İlkay agrees. ok",
+                &n
+            ),
+            "Notes by [erased] and ilkay straßer; [erased] agrees. ok"
+        );
+        let n = vec!["Şükrü İnce".to_string()];
+        assert_eq!(
+            scrub("İ said: ŞÜKRÜ İNCE and şükrü i̇nce called", &n),
+            "İ said: [erased] and [erased] called"
+        );
+        let n = vec!["Großmann".to_string()];
+        assert_eq!(scrub("GROẞMANN, İstanbul", &n), "[erased], İstanbul");
     }
 
     proptest! {

@@ -16,8 +16,94 @@ use icalendar::parser::{Component, Property};
 use meetbot_core::model::{CalendarProvider, MeetingStatus};
 use std::collections::HashMap;
 
-/// At most this many occurrences of one recurring event inside the window.
+/// At most this many occurrences of one recurring event inside the window (the first ones;
+/// the rest of that event is left out).
 pub const MAX_OCCURRENCES: u16 = 500;
+
+/// What reading one feed may cost. A feed that needs more is refused as a whole, never cut
+/// short: a round is a snapshot, and a truncated snapshot would cancel the meetings cut off.
+/// Expansion stops at the first step past a cap (nothing is expanded and then counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedLimits {
+    /// Events (single ones and occurrences) inside the window.
+    pub max_instances: usize,
+    /// Occurrences the recurrence rules are stepped through, from each event's start to the
+    /// window's end (those before the window cost the same time): the expansion's work.
+    pub max_steps: usize,
+    /// Bytes the produced events may hold (each occurrence carries its event's title,
+    /// attendees and link): their memory.
+    pub max_event_bytes: usize,
+    /// Wall-clock time for parsing and expansion (a guard behind the counted caps).
+    pub max_time: std::time::Duration,
+}
+
+impl Default for FeedLimits {
+    fn default() -> Self {
+        FeedLimits {
+            max_instances: 5_000,
+            max_steps: 200_000,
+            max_event_bytes: 32 << 20,
+            max_time: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The work a feed has cost so far, against its [`FeedLimits`].
+struct Budget {
+    l: FeedLimits,
+    deadline: std::time::Instant,
+    instances: usize,
+    steps: usize,
+    bytes: usize,
+}
+
+fn over(what: &'static str, limit: usize) -> ParseError {
+    ParseError::Limit { what, limit }
+}
+
+impl Budget {
+    fn new(l: FeedLimits) -> Self {
+        Budget {
+            l,
+            deadline: std::time::Instant::now() + l.max_time,
+            instances: 0,
+            steps: 0,
+            bytes: 0,
+        }
+    }
+
+    /// One occurrence stepped through.
+    fn step(&mut self) -> Result<(), ParseError> {
+        self.steps += 1;
+        if self.steps > self.l.max_steps {
+            return Err(over("recurrence steps", self.l.max_steps));
+        }
+        self.in_time()
+    }
+
+    fn in_time(&self) -> Result<(), ParseError> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(over(
+                "seconds to read",
+                self.l.max_time.as_secs().max(1) as usize,
+            ));
+        }
+        Ok(())
+    }
+
+    /// One event produced, holding about `size` bytes.
+    fn emit(&mut self, size: usize) -> Result<(), ParseError> {
+        self.instances += 1;
+        if self.instances > self.l.max_instances {
+            return Err(over("events in the sync window", self.l.max_instances));
+        }
+        self.bytes += size;
+        if self.bytes > self.l.max_event_bytes {
+            return Err(over("bytes of events", self.l.max_event_bytes));
+        }
+        Ok(())
+    }
+}
 
 fn field(id: &str, f: &'static str, detail: impl Into<String>) -> ParseError {
     ParseError::Field {
@@ -264,6 +350,22 @@ fn base(c: &Component<'_>, user_email: &str) -> Result<Base, ParseError> {
     })
 }
 
+impl Base {
+    /// About how many bytes one occurrence of this event holds.
+    fn size(&self) -> usize {
+        let people: usize = self
+            .attendees
+            .iter()
+            .map(|a| a.email.len() + a.name.as_ref().map_or(0, String::len) + 64)
+            .sum();
+        256 + self.uid.len() * 2
+            + self.title.len()
+            + self.organizer.as_ref().map_or(0, String::len)
+            + self.link.as_ref().map_or(0, |l| l.url.len())
+            + people
+    }
+}
+
 fn event(
     b: &Base,
     instance_id: String,
@@ -321,11 +423,22 @@ fn recurrence_text(c: &Component<'_>) -> String {
 
 /// The events of an ICS feed starting inside `window`, recurring ones expanded into one event
 /// per occurrence (instance id `<UID>_<original start>`, series id the UID). `user_email` is the
-/// connected user, for their own response.
+/// connected user, for their own response. Within the default [`FeedLimits`].
 pub fn parse_feed(
     feed: &str,
     user_email: &str,
     window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Vec<NormalizedEvent>, ParseError> {
+    parse_feed_within(feed, user_email, window, FeedLimits::default())
+}
+
+/// [`parse_feed`] within `limits`: past any of them the feed is refused
+/// ([`ParseError::Limit`]) at the first step over, before more is expanded.
+pub fn parse_feed_within(
+    feed: &str,
+    user_email: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    limits: FeedLimits,
 ) -> Result<Vec<NormalizedEvent>, ParseError> {
     if !feed.trim_start().starts_with("BEGIN:VCALENDAR") {
         return Err(ParseError::Shape {
@@ -333,12 +446,14 @@ pub fn parse_feed(
             detail: "not an iCalendar feed (no BEGIN:VCALENDAR)".into(),
         });
     }
+    let mut budget = Budget::new(limits);
     let unfolded = icalendar::parser::unfold(feed);
     // The parser's message quotes the feed (titles, addresses): it is not passed on.
     let cal = icalendar::parser::read_calendar(&unfolded).map_err(|_| ParseError::Shape {
         provider: "ics",
         detail: "the feed is not valid iCalendar (RFC 5545)".into(),
     })?;
+    budget.in_time()?;
     let events: Vec<&Component<'_>> = cal
         .components
         .iter()
@@ -359,9 +474,13 @@ pub fn parse_feed(
         if prop(c, "RECURRENCE-ID").is_some() {
             continue;
         }
+        // Every event costs a step, so that a feed of many events is bounded like one of
+        // many occurrences.
+        budget.step()?;
         let b = base(c, user_email)?;
         if prop(c, "RRULE").is_none() && prop(c, "RDATE").is_none() {
             if inside(b.start, b.length) {
+                budget.emit(b.size())?;
                 out.push(event(&b, b.uid.clone(), None, b.start));
             }
             continue;
@@ -369,23 +488,41 @@ pub fn parse_feed(
         let set: rrule::RRuleSet = recurrence_text(c)
             .parse()
             .map_err(|e: rrule::RRuleError| field(&b.uid, "RRULE", e.to_string()))?;
+        // Limited: the crate stops a rule that never matches after a bounded search.
+        let set = set.limit();
         let tz = rrule::Tz::UTC;
         let from = (window.0 - b.length).with_timezone(&tz);
-        let occurrences = set
-            .after(from)
-            .before(window.1.with_timezone(&tz))
-            .all(MAX_OCCURRENCES);
-        for at in occurrences.dates {
+        let to = window.1.with_timezone(&tz);
+        let size = b.size();
+        let mut here = 0u16;
+        // Stepped one occurrence at a time from the event's start: each step is counted, and
+        // the first one past the window ends the event.
+        for at in &set {
+            budget.step()?;
+            if at > to {
+                break;
+            }
+            if at < from {
+                continue;
+            }
+            here += 1;
+            if here > MAX_OCCURRENCES {
+                break;
+            }
             let at = at.with_timezone(&Utc);
             let id = occurrence_id(&b.uid, at);
             match overrides.get(&(b.uid.clone(), at)) {
                 Some(o) => {
                     let ob = base(o, user_email)?;
                     if inside(ob.start, ob.length) {
+                        budget.emit(ob.size())?;
                         out.push(event(&ob, id, Some(&b.uid), ob.start));
                     }
                 }
-                None => out.push(event(&b, id, Some(&b.uid), at)),
+                None => {
+                    budget.emit(size)?;
+                    out.push(event(&b, id, Some(&b.uid), at));
+                }
             }
         }
     }
@@ -492,6 +629,95 @@ SUMMARY:Called off\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert!(duration("x", "1H").is_err());
     }
 
+    /// `n` events each repeating every minute from the window's start, as one feed.
+    fn minutely(n: usize) -> String {
+        let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+        for i in 0..n {
+            s.push_str(&format!(
+                "BEGIN:VEVENT\r\nUID:b{i}\r\nDTSTART:20261101T000000Z\r\nRRULE:FREQ=MINUTELY\r\nEND:VEVENT\r\n"
+            ));
+        }
+        s.push_str("END:VCALENDAR\r\n");
+        s
+    }
+
+    /// Attack: a feed at the size cap full of minutely rules expanded to millions of events
+    /// (500 per event, ~28,000 events in 2 MiB). It is refused at the first event over the cap.
+    #[test]
+    fn a_feed_of_minutely_rules_at_the_size_cap_is_refused_at_the_instance_cap() {
+        let mut feed = minutely(1);
+        let n = DEFAULT_MAX_FEED_BYTES / feed.len();
+        feed = minutely(n);
+        assert!(feed.len() <= DEFAULT_MAX_FEED_BYTES && feed.len() > DEFAULT_MAX_FEED_BYTES / 2);
+        let started = std::time::Instant::now();
+        let e = parse_feed(&feed, "a@b.c", window()).unwrap_err();
+        assert!(matches!(e, ParseError::Limit { limit: 5_000, .. }), "{e}");
+        assert!(e.to_string().contains("events in the sync window"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Within the caps, the same rules are read: 10 events, 500 occurrences each.
+        let ok = parse_feed(&minutely(10), "a@b.c", window()).unwrap();
+        assert_eq!(ok.len(), 5_000);
+    }
+
+    /// Attack: many plain events (each under every per-event cap) in one feed.
+    #[test]
+    fn a_feed_of_many_events_is_refused_at_the_instance_cap() {
+        let mut feed = String::from("BEGIN:VCALENDAR\r\n");
+        for i in 0..6_000 {
+            feed.push_str(&format!(
+                "BEGIN:VEVENT\r\nUID:e{i}\r\nDTSTART:20261110T{:02}{:02}00Z\r\nEND:VEVENT\r\n",
+                i / 60 % 24,
+                i % 60
+            ));
+        }
+        feed.push_str("END:VCALENDAR\r\n");
+        let limits = FeedLimits::default();
+        assert!(matches!(
+            parse_feed_within(&feed, "a@b.c", window(), limits),
+            Err(ParseError::Limit { limit: 5_000, .. })
+        ));
+        let more = FeedLimits {
+            max_instances: 6_000,
+            ..limits
+        };
+        assert_eq!(
+            parse_feed_within(&feed, "a@b.c", window(), more)
+                .unwrap()
+                .len(),
+            6_000
+        );
+    }
+
+    /// Attack: a rule stepping every second from 1990: each step before the window cost time
+    /// (the crate walks from DTSTART), ~1 billion of them. Refused at the step cap, at once.
+    #[test]
+    fn a_rule_stepping_from_long_ago_is_refused_at_the_step_cap_in_bounded_time() {
+        let feed = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:old\r\nDTSTART:19900101T000000Z\r\n\
+RRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let started = std::time::Instant::now();
+        let e = parse_feed(feed, "a@b.c", window()).unwrap_err();
+        assert!(e.to_string().contains("recurrence steps"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A weekly meeting since 1990 is ~1,900 steps: read.
+        let weekly = feed.replace("FREQ=SECONDLY", "FREQ=WEEKLY");
+        assert_eq!(parse_feed(&weekly, "a@b.c", window()).unwrap().len(), 5);
+    }
+
+    /// Attack: one recurring event with thousands of attendees: each occurrence copies them.
+    /// The bytes of events produced are capped too.
+    #[test]
+    fn occurrences_of_an_event_with_huge_attendee_lists_are_capped_by_bytes() {
+        let mut feed = String::from(
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:big\r\nDTSTART:20261101T000000Z\r\nRRULE:FREQ=HOURLY\r\n",
+        );
+        for i in 0..5_000 {
+            feed.push_str(&format!("ATTENDEE;CN=Person {i}:mailto:p{i}@x.example\r\n"));
+        }
+        feed.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
+        let e = parse_feed(&feed, "a@b.c", window()).unwrap_err();
+        assert!(e.to_string().contains("bytes of events"), "{e}");
+    }
+
     proptest! {
         #[test]
         fn any_text_as_a_feed_is_events_or_an_error_never_a_panic(s in "\\PC{0,300}") {
@@ -511,10 +737,15 @@ SUMMARY:Called off\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     }
 }
 
-/// Fetches ICS feeds over HTTPS (and plain HTTP when allowed: a local feed, the dev demo).
+/// The default cap on a feed's size: a calendar of years of events is well under it.
+pub const DEFAULT_MAX_FEED_BYTES: usize = 2 << 20;
+
+/// Fetches ICS feeds through the egress client (`meetbot-egress`): public addresses over
+/// https; internal ones (and plain http, when `calendar.ics_allow_http`) only inside
+/// `egress.allow_private`. Redirects are followed by the egress client, each hop checked.
 #[derive(Clone, Debug)]
 pub struct IcsClient {
-    http: reqwest::Client,
+    egress: meetbot_egress::Egress,
     allow_http: bool,
     max_bytes: usize,
     /// When not empty, the only hosts feeds may be fetched from.
@@ -533,6 +764,10 @@ pub enum IcsError {
     TooLarge(usize),
     #[error("ICS feed could not be fetched: {0}")]
     Http(String),
+    /// Refused by the egress rules or not answering: one message for both, so that it tells
+    /// nothing about addresses and ports it may not reach.
+    #[error("ICS feed: {0}")]
+    Egress(meetbot_egress::EgressError),
     #[error("ICS feed: {0}")]
     Parse(#[from] ParseError),
 }
@@ -546,19 +781,47 @@ pub enum Fetched {
 }
 
 impl IcsClient {
-    pub fn new(allow_http: bool) -> Result<Self, IcsError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| IcsError::Http(e.to_string()))?;
-        Ok(IcsClient {
-            http,
+    /// A client over the system resolver; `allow_private` is `egress.allow_private` (CIDR
+    /// ranges, checked at config load); plain http only with `allow_http`, and then only to
+    /// those ranges.
+    pub fn new<S: AsRef<str>>(allow_http: bool, allow_private: &[S]) -> Result<Self, IcsError> {
+        let allow = meetbot_egress::AllowList::parse(allow_private).map_err(|e| {
+            IcsError::Http(format!(
+                "egress.allow_private: {}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        let egress =
+            meetbot_egress::Egress::new(allow, Self::limits()).map_err(IcsError::Egress)?;
+        Ok(Self::with_egress(allow_http, egress))
+    }
+
+    /// The egress limits of feed fetches: 10 s to connect, 60 s in all, 5 redirects.
+    pub fn limits() -> meetbot_egress::Limits {
+        meetbot_egress::Limits {
+            connect_timeout: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(60),
+            max_redirects: 5,
+        }
+    }
+
+    /// A client fetching through `egress` (e.g. one with a scripted resolver, in tests).
+    pub fn with_egress(allow_http: bool, egress: meetbot_egress::Egress) -> Self {
+        IcsClient {
+            egress,
             allow_http,
-            max_bytes: 20 << 20,
+            max_bytes: DEFAULT_MAX_FEED_BYTES,
             hosts: Vec::new(),
-        })
+        }
+    }
+
+    /// Feeds larger than `bytes` are refused while they are read (`calendar.ics_max_bytes`).
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
     }
 
     /// Feeds only from these hosts (names or addresses as written in the URL).
@@ -567,30 +830,47 @@ impl IcsClient {
         self
     }
 
-    /// Whether `url` is an address this client fetches.
+    /// Whether `url` is an address this client fetches, as far as the URL tells: scheme and
+    /// host ([`IcsClient::check`]). Names are checked when they are looked up.
     pub fn accepts(&self, url: &str) -> bool {
-        url::Url::parse(url).is_ok_and(|u| {
+        self.check(url).is_ok()
+    }
+
+    /// Checks `url` without fetching it: https (or http with `calendar.ics_allow_http`), a
+    /// host among [`IcsClient::only_hosts`] when set, and an address literal the egress rules
+    /// permit ([`IcsError::Egress`], generic).
+    pub fn check(&self, url: &str) -> Result<(), IcsError> {
+        let ok = url::Url::parse(url).is_ok_and(|u| {
             u.host_str()
                 .is_some_and(|h| self.hosts.is_empty() || self.hosts.iter().any(|x| x == h))
                 && (u.scheme() == "https" || (self.allow_http && u.scheme() == "http"))
-        })
+        });
+        if !ok {
+            return Err(IcsError::Scheme);
+        }
+        self.egress.check(url).map(|_| ()).map_err(IcsError::Egress)
     }
 
     /// Fetches the feed unless it is unchanged since `cursor` (`<etag>|<sha256>`).
     pub async fn fetch(&self, url: &str, cursor: Option<&str>) -> Result<Fetched, IcsError> {
         use sha2::{Digest, Sha256};
-        if !self.accepts(url) {
-            return Err(IcsError::Scheme);
-        }
+        self.check(url)?;
         let (etag, digest) = cursor.and_then(|c| c.split_once('|')).unwrap_or(("", ""));
-        let mut req = self.http.get(url).header("accept", "text/calendar");
-        if !etag.is_empty() {
-            req = req.header("if-none-match", etag);
+        let mut headers = meetbot_egress::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("text/calendar"),
+        );
+        if !etag.is_empty()
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(etag)
+        {
+            headers.insert(reqwest::header::IF_NONE_MATCH, v);
         }
-        let mut resp = req
-            .send()
+        let resp = self
+            .egress
+            .get(url, headers)
             .await
-            .map_err(|e| IcsError::Http(e.without_url().to_string()))?;
+            .map_err(IcsError::Egress)?;
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::Unchanged);
         }
@@ -604,17 +884,12 @@ impl IcsClient {
             .filter(|v| !v.contains('|'))
             .unwrap_or("")
             .to_string();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        let body = meetbot_egress::Egress::read_body(resp, self.max_bytes)
             .await
-            .map_err(|e| IcsError::Http(e.without_url().to_string()))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > self.max_bytes {
-                return Err(IcsError::TooLarge(self.max_bytes));
-            }
-        }
+            .map_err(|e| match e {
+                meetbot_egress::EgressError::TooLarge(n) => IcsError::TooLarge(n),
+                e => IcsError::Egress(e),
+            })?;
         let sha = hex::encode(Sha256::digest(&body));
         if sha == digest {
             return Ok(Fetched::Unchanged);

@@ -70,6 +70,12 @@ pub enum ParseError {
         field: &'static str,
         detail: String,
     },
+    /// A cap on the work one calendar may cost was reached: the whole round is refused.
+    #[error(
+        "the calendar is refused: it needs more than {limit} {what} (this deployment's limit); \
+         remove old or very frequent recurring events, or split the calendar"
+    )]
+    Limit { what: &'static str, limit: usize },
 }
 
 /// Parses an event or a list/delta page from `provider` into normalised events.

@@ -2,12 +2,15 @@
 //! single-use `state`, calendar scopes only, tokens sealed with the tenant key, refresh before
 //! expiry, `invalid_grant` turned into "needs re-consent", and revocation on disconnect.
 //!
-//! Flow: [`OAuth::begin`] stores an [`OAuthPending`] (the PKCE verifier sealed) under the random
-//! part of `state` = `<tenant>.<nonce>` and returns the provider's authorization URL; the
-//! provider redirects the browser to `/oauth/callback?code&state`, where [`OAuth::finish`] takes
-//! the pending record (once: a replayed or expired `state` is refused), exchanges the code with
-//! the verifier and checks the granted scopes; [`OAuth::store_connection`] seals and stores the
-//! tokens as a [`CalendarConnection`].
+//! Flow: [`OAuth::begin`] stores an [`OAuthPending`] (the PKCE verifier sealed, the SHA-256 of a
+//! fresh browser binding secret) under the random part of `state` = `<tenant>.<nonce>` and
+//! returns the provider's authorization URL and the binding, which the API sets as an HttpOnly
+//! cookie in the browser that asked; the provider redirects the browser to
+//! `/oauth/callback?code&state`, where [`OAuth::finish`] takes the pending record (once: a
+//! replayed or expired `state` is refused), refuses unless that browser presents the binding
+//! cookie and a live meetbot session of the user who began (no code is exchanged otherwise),
+//! exchanges the code with the verifier and checks the granted scopes;
+//! [`OAuth::store_connection`] seals and stores the tokens as a [`CalendarConnection`].
 //!
 //! HTTP goes through reqwest 0.13 (the workspace's one TLS stack) via [`OAuthHttp`], which never
 //! follows redirects (the oauth2 crate's advice against SSRF).
@@ -18,6 +21,7 @@ use meetbot_core::model::{
     AuditEvent, CalendarConnection, CalendarProvider, ConnectionStatus, OAuthPending,
 };
 use meetbot_store::StoreError;
+use meetbot_store::browser::{Binding, binding_matches, cookie_path, signed_in};
 use meetbot_store::vault::{Tenants, VaultError};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -71,6 +75,10 @@ pub enum OAuthError {
         "this authorization was already used or has expired (10 min): start connecting the calendar again"
     )]
     UnknownState,
+    #[error(
+        "this authorization was not started in this browser by the signed-in person, or has expired: sign in to meetbot and start connecting the calendar again"
+    )]
+    NotBound,
     #[error("the user or the provider declined the authorization ({0})")]
     Denied(String),
     #[error("the provider did not grant {0}: connect again and allow calendar access")]
@@ -246,6 +254,24 @@ pub struct Granted {
     pub scopes: Vec<String>,
 }
 
+/// What the browser finishing a consent presents: its cookies.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Presented<'a> {
+    /// The binding cookie ([`meetbot_store::browser::OAUTH_BINDING_COOKIE`]) set when it began.
+    pub binding: Option<&'a str>,
+    /// The meetbot session token (the `meetbot_session` cookie).
+    pub session: Option<&'a str>,
+}
+
+/// A begun consent: where to send the browser, and the binding that browser must bring back.
+pub struct Begun {
+    pub url: Url,
+    /// The secret for the binding cookie of the browser that began (never logged).
+    pub binding: SecretString,
+    /// The callback's path, the binding cookie's `Path`.
+    pub cookie_path: String,
+}
+
 /// What a disconnect did at the provider.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Revocation {
@@ -262,6 +288,8 @@ pub struct OAuth {
     microsoft: Option<ProviderSettings>,
     /// Refresh when the access token has less than this left.
     pub refresh_before: CDuration,
+    /// A session unused this long no longer finishes a consent (the API's `session_idle`).
+    pub session_idle: CDuration,
 }
 
 fn secret(s: String) -> SecretString {
@@ -276,6 +304,7 @@ impl OAuth {
             google: None,
             microsoft: None,
             refresh_before: CDuration::minutes(5),
+            session_idle: CDuration::minutes(30),
         }
     }
 
@@ -331,16 +360,18 @@ impl OAuth {
         Ok((c, s))
     }
 
-    /// Starts connecting `user_id`'s calendar: returns the URL to send the user's browser to.
+    /// Starts connecting `user_id`'s calendar: the URL to send the user's browser to, and the
+    /// binding that same browser must carry back (set it as a cookie there, never elsewhere).
     pub async fn begin(
         &self,
         tenant: &TenantId,
         user_id: &str,
         provider: CalendarProvider,
-    ) -> Result<Url, OAuthError> {
+    ) -> Result<Begun, OAuthError> {
         let (client, s) = self.client(provider)?;
         let vault = self.tenants.vault(tenant).await?;
         let nonce = meetbot_crypto::random_hex(24).map_err(|e| OAuthError::Vault(e.into()))?;
+        let binding = Binding::new().map_err(|e| OAuthError::Vault(e.into()))?;
         let state = format!("{tenant}.{nonce}");
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let now = Utc::now();
@@ -353,6 +384,7 @@ impl OAuth {
                 "pkce_verifier",
                 verifier.secret().as_bytes(),
             )?,
+            browser_hash: binding.hash,
             created_at: now,
             expires_at: now + PENDING_TTL,
         };
@@ -367,15 +399,40 @@ impl OAuth {
         for (k, v) in &s.extra_params {
             req = req.add_extra_param(k.clone(), v.clone());
         }
-        Ok(req.url().0)
+        Ok(Begun {
+            url: req.url().0,
+            binding: secret(binding.secret),
+            cookie_path: cookie_path(&s.redirect_url),
+        })
     }
 
-    /// Completes an authorization from the callback's query: `code` and `state`, or `error`.
+    /// Whether the browser finishing `pending` is the one that began it (its binding cookie)
+    /// and is signed in to the same tenant as the same person.
+    async fn bound(
+        &self,
+        tenant: &TenantId,
+        pending: &OAuthPending,
+        presented: Presented<'_>,
+    ) -> Result<bool, OAuthError> {
+        if !binding_matches(presented.binding, &pending.browser_hash) {
+            return Ok(false);
+        }
+        let Some(token) = presented.session else {
+            return Ok(false);
+        };
+        let store = self.tenants.store();
+        let who = signed_in(&**store, token, self.session_idle, Utc::now()).await?;
+        Ok(who.is_some_and(|(t, u)| t == *tenant && u.id == pending.user_id))
+    }
+
+    /// Completes an authorization from the callback's query (`code` and `state`, or `error`) and
+    /// the cookies of the browser that brought it.
     pub async fn finish(
         &self,
         state: &str,
         code: Option<&str>,
         error: Option<&str>,
+        presented: Presented<'_>,
     ) -> Result<Granted, OAuthError> {
         let (tenant, nonce) = state.split_once('.').ok_or(OAuthError::BadState)?;
         let tenant: TenantId = tenant.parse().map_err(|_| OAuthError::BadState)?;
@@ -388,6 +445,11 @@ impl OAuth {
             Ok(None) | Err(StoreError::UnknownTenant(_)) => return Err(OAuthError::UnknownState),
             Err(e) => return Err(e.into()),
         };
+        // Taken above either way: a state that leaked is dead after one try.
+        if !self.bound(&tenant, &pending, presented).await? {
+            tracing::warn!(tenant = %tenant, "calendar consent finished outside the browser or session that began it; refused");
+            return Err(OAuthError::NotBound);
+        }
         if let Some(e) = error {
             let e: String = e
                 .chars()
@@ -444,11 +506,13 @@ impl OAuth {
         })
     }
 
-    /// Stores a new connection for `granted`, its tokens and the account's address sealed.
+    /// Stores a new connection for `granted`, its tokens and the account's address sealed, in
+    /// `status` (`Active`, or `AwaitingApproval` when the account is not the user's own address).
     pub async fn store_connection(
         &self,
         granted: &Granted,
         account_email: &str,
+        status: ConnectionStatus,
     ) -> Result<CalendarConnection, OAuthError> {
         let t = &granted.tenant;
         let vault = self.tenants.vault(t).await?;
@@ -468,15 +532,19 @@ impl OAuth {
             },
             scopes: granted.scopes.clone(),
             access_expires_at: granted.expires_at,
-            status: ConnectionStatus::Active,
+            status,
             sync_cursor: None,
             push: None,
+            last_sync: None,
             created_at: now,
             updated_at: now,
         };
         self.tenants.store().put_connection(t, &conn).await?;
-        self.audit(t, &granted.user_id, "calendar.connected", &id)
-            .await?;
+        let action = match status {
+            ConnectionStatus::AwaitingApproval => "calendar.awaiting_approval",
+            _ => "calendar.connected",
+        };
+        self.audit(t, &granted.user_id, action, &id).await?;
         Ok(conn)
     }
 

@@ -35,6 +35,11 @@ pub enum SyncError {
     Rules(String, String),
     #[error(transparent)]
     Ics(#[from] crate::ics::IcsError),
+    /// A cap on one round's work was reached (any provider): the round is refused.
+    #[error(transparent)]
+    Limit(crate::normalize::ParseError),
+    #[error("this user has {0} calendar connections already (the limit): disconnect one first")]
+    TooManyConnections(usize),
 }
 
 impl SyncError {
@@ -60,6 +65,28 @@ impl SyncError {
             SyncError::Graph(GraphError::Unauthorized)
                 | SyncError::Google(GoogleError::Unauthorized)
         )
+    }
+
+    /// Why the round failed, as shown on the connection: no addresses, no event contents.
+    pub fn reason(&self) -> String {
+        use crate::ics::IcsError;
+        use crate::normalize::ParseError;
+        match self {
+            SyncError::Ics(IcsError::Parse(ParseError::Field { field, .. })) => {
+                format!("ICS feed: an event's {field} cannot be read")
+            }
+            SyncError::Ics(IcsError::Parse(ParseError::Json(_))) => {
+                "ICS feed: not an iCalendar feed".into()
+            }
+            SyncError::Ics(e) => e.to_string(),
+            SyncError::Limit(e) => e.to_string(),
+            e if e.throttled().is_some() => {
+                "the calendar provider asked to slow down; retried later".into()
+            }
+            e if e.unauthorized() => "the calendar provider refused the access token".into(),
+            SyncError::OAuth(_) => "the calendar's authorization failed; reconnect it".into(),
+            _ => "the calendar could not be synced; it is retried at the next poll".into(),
+        }
     }
 
     fn resync_required(&self) -> bool {
@@ -90,6 +117,25 @@ pub enum Provider<'a> {
     Ics(&'a crate::ics::IcsClient),
 }
 
+/// What one round may cost: the caps that keep one calendar from taking a worker's memory and
+/// time (and with it every other tenant's sync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundLimits {
+    /// Reading an ICS feed.
+    pub feed: crate::ics::FeedLimits,
+    /// Events (and removals) one round may apply, for every provider.
+    pub max_events: usize,
+}
+
+impl Default for RoundLimits {
+    fn default() -> Self {
+        RoundLimits {
+            feed: crate::ics::FeedLimits::default(),
+            max_events: 10_000,
+        }
+    }
+}
+
 struct Round {
     events: Vec<NormalizedEvent>,
     cursor: String,
@@ -104,6 +150,7 @@ async fn round(
     cursor: Option<&str>,
     window: (DateTime<Utc>, DateTime<Utc>),
     user_email: &str,
+    limits: &RoundLimits,
 ) -> Result<Round, SyncError> {
     Ok(match p {
         Provider::Ics(c) => match c.fetch(token, cursor).await? {
@@ -113,13 +160,29 @@ async fn round(
                 pages: 1,
                 snapshot: false,
             },
-            crate::ics::Fetched::Changed { text, cursor } => Round {
-                events: crate::ics::parse_feed(&text, user_email, window)
-                    .map_err(crate::ics::IcsError::Parse)?,
-                cursor,
-                pages: 1,
-                snapshot: true,
-            },
+            crate::ics::Fetched::Changed { text, cursor } => {
+                // Parsed on a blocking thread (bounded by `limits.feed`), so a slow feed does
+                // not hold up the runtime; a panic in a parser is this feed's error, not the
+                // worker's end.
+                let (user, feed) = (user_email.to_string(), limits.feed);
+                let events = tokio::task::spawn_blocking(move || {
+                    crate::ics::parse_feed_within(&text, &user, window, feed)
+                })
+                .await
+                .map_err(|_| {
+                    crate::ics::IcsError::Parse(crate::normalize::ParseError::Shape {
+                        provider: "ics",
+                        detail: "the feed could not be read".into(),
+                    })
+                })?
+                .map_err(crate::ics::IcsError::Parse)?;
+                Round {
+                    events,
+                    cursor,
+                    pages: 1,
+                    snapshot: true,
+                }
+            }
         },
         Provider::Microsoft(g) => {
             let r = g
@@ -146,7 +209,7 @@ async fn round(
 
 /// Runs one round for connection `connection_id` of `tenant` with `token` (the stored access
 /// token when `None`). The connection's user's own auto-join rules apply; `default_rules` where
-/// the user has none.
+/// the user has none. Within the default [`RoundLimits`].
 pub async fn sync_connection(
     provider: Provider<'_>,
     tenants: &Tenants,
@@ -155,6 +218,32 @@ pub async fn sync_connection(
     token: Option<SecretString>,
     default_rules: &AutoJoinRules,
     window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<SyncReport, SyncError> {
+    sync_connection_within(
+        provider,
+        tenants,
+        tenant,
+        connection_id,
+        token,
+        default_rules,
+        window,
+        &RoundLimits::default(),
+    )
+    .await
+}
+
+/// [`sync_connection`] within `limits`: a round over a cap is refused before anything of it
+/// is applied (the stored cursor stays, so the next round sees the calendar again).
+#[allow(clippy::too_many_arguments)]
+pub async fn sync_connection_within(
+    provider: Provider<'_>,
+    tenants: &Tenants,
+    tenant: &TenantId,
+    connection_id: &str,
+    token: Option<SecretString>,
+    default_rules: &AutoJoinRules,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    limits: &RoundLimits,
 ) -> Result<SyncReport, SyncError> {
     let store = tenants.store();
     let mut conn: CalendarConnection = store
@@ -185,6 +274,7 @@ pub async fn sync_connection(
         conn.sync_cursor.as_deref(),
         window,
         &user_email,
+        limits,
     )
     .await
     {
@@ -192,10 +282,19 @@ pub async fn sync_connection(
             tracing::info!(tenant = %tenant, connection = %conn.id, "sync cursor gone (410); full resync");
             report.full = true;
             report.resynced = true;
-            round(provider, &token, None, window, &user_email).await?
+            round(provider, &token, None, window, &user_email, limits).await?
         }
         other => other?,
     };
+    let too_many = || {
+        SyncError::Limit(crate::normalize::ParseError::Limit {
+            what: "events in one sync round",
+            limit: limits.max_events,
+        })
+    };
+    if r.events.len() > limits.max_events {
+        return Err(too_many());
+    }
     if r.snapshot {
         // A meeting of this connection in the window that the snapshot no longer has was
         // deleted from the calendar.
@@ -217,6 +316,9 @@ pub async fn sync_connection(
             }
         }
         r.events.extend(gone);
+        if r.events.len() > limits.max_events {
+            return Err(too_many());
+        }
     }
     report.events = r.events.len() as u64;
     report.pages = r.pages;
@@ -230,6 +332,11 @@ pub async fn sync_connection(
     report.applied = apply(&target, &r.events).await?;
     conn.sync_cursor = Some(r.cursor);
     conn.updated_at = Utc::now();
+    conn.last_sync = Some(meetbot_core::model::SyncOutcome {
+        at: conn.updated_at,
+        events: report.events,
+        error: None,
+    });
     store.put_connection(tenant, &conn).await?;
     Ok(report)
 }

@@ -48,15 +48,36 @@ pub fn router(state: WebhookState) -> Router {
         .with_state(state)
 }
 
+/// The longest `validationToken` echoed (Graph's are well under this).
+pub const MAX_VALIDATION_TOKEN: usize = 1024;
+
 async fn notify(
     State(st): State<WebhookState>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
     if let Some(token) = q.get("validationToken") {
+        // Echoed to whoever asks: only as plain text a browser will not sniff into HTML or
+        // script, and only of the size Graph's tokens have.
+        if token.len() > MAX_VALIDATION_TOKEN {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+                "validationToken is too long",
+            )
+                .into_response();
+        }
         return (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain")],
+            [
+                (header::CONTENT_TYPE, "text/plain"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; sandbox",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             token.clone(),
         )
             .into_response();
@@ -154,7 +175,9 @@ async fn google_notify(State(st): State<WebhookState>, headers: HeaderMap) -> Re
 }
 
 /// `GET /oauth/callback?code&state` (or `?error&state`): where the provider sends the user's
-/// browser back. Answers a short HTML page; the page never shows tokens or addresses.
+/// browser back. Only the browser that began the consent, signed in to meetbot as the person who
+/// began it, can finish it (its binding and session cookies; the API sets both on the same
+/// public host). Answers a short HTML page; the page never shows tokens or addresses.
 pub fn oauth_router(worker: Arc<crate::worker::SyncWorker>) -> Router {
     Router::new()
         .route("/oauth/callback", axum::routing::get(oauth_callback))
@@ -163,8 +186,21 @@ pub fn oauth_router(worker: Arc<crate::worker::SyncWorker>) -> Router {
 
 async fn oauth_callback(
     State(worker): State<Arc<crate::worker::SyncWorker>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    use meetbot_store::browser::{
+        OAUTH_BINDING_COOKIE, SESSION_COOKIE, clear_binding_cookie, cookie,
+    };
+    let cookies = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    // The binding is single-use: the browser forgets it whatever the outcome.
+    let clear = clear_binding_cookie(OAUTH_BINDING_COOKIE, uri.path(), false);
     let page = |status: StatusCode, title: &str, text: &str| {
         let body = format!(
             "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{}</p>",
@@ -176,6 +212,7 @@ async fn oauth_callback(
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
                 (header::REFERRER_POLICY, "no-referrer"),
+                (header::SET_COOKIE, clear.as_str()),
             ],
             body,
         )
@@ -188,14 +225,25 @@ async fn oauth_callback(
             "The provider's answer has no state parameter. Start connecting the calendar again.",
         );
     };
+    let presented = crate::oauth::Presented {
+        binding: cookie(cookies(), OAUTH_BINDING_COOKIE),
+        session: cookie(cookies(), SESSION_COOKIE),
+    };
     match worker
         .connect(
             state,
             q.get("code").map(String::as_str),
             q.get("error").map(String::as_str),
+            presented,
         )
         .await
     {
+        Ok((_, c)) if c.status == meetbot_core::model::ConnectionStatus::AwaitingApproval => page(
+            StatusCode::ACCEPTED,
+            "Calendar awaiting approval",
+            "The calendar account you allowed is not the address meetbot knows you by. \
+             Nothing is read from it until an admin of your organisation approves it.",
+        ),
         Ok(_) => page(
             StatusCode::OK,
             "Calendar connected",

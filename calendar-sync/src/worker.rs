@@ -7,7 +7,7 @@ use crate::google::GoogleClient;
 use crate::graph::GraphClient;
 use crate::oauth::{OAuth, OAuthError, Revocation};
 use crate::rules::AutoJoinRules;
-use crate::sync::{Provider, SyncError, SyncReport, sync_connection};
+use crate::sync::{Provider, SyncError, SyncReport, sync_connection_within};
 use chrono::{Duration as CDuration, Utc};
 use meetbot_core::TenantId;
 use meetbot_core::model::{
@@ -58,6 +58,13 @@ pub struct WorkerSettings {
     pub push_lifetime: CDuration,
     /// Renew when less than this is left.
     pub renew_before: CDuration,
+    /// What one sync round may cost (ICS feed caps, events per round).
+    pub limits: crate::sync::RoundLimits,
+    /// Calendar connections one user may have (any provider, disconnected ones not counted).
+    pub max_connections_per_user: usize,
+    /// ICS rounds (fetch, parse, apply) run at once in this process: with the feed caps,
+    /// the bound on the memory feeds can take here.
+    pub ics_concurrency: usize,
 }
 
 impl Default for WorkerSettings {
@@ -71,6 +78,9 @@ impl Default for WorkerSettings {
             google_notification_url: None,
             push_lifetime: CDuration::minutes(4200),
             renew_before: CDuration::hours(6),
+            limits: Default::default(),
+            max_connections_per_user: 10,
+            ics_concurrency: 2,
         }
     }
 }
@@ -97,6 +107,8 @@ pub struct SyncWorker {
     oauth: Option<Arc<OAuth>>,
     /// (tenant, connection) -> (not before, last pause)
     backoff: Mutex<HashMap<(TenantId, String), (Instant, Duration)>>,
+    /// Permits for ICS rounds (`WorkerSettings::ics_concurrency`).
+    ics_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl SyncWorker {
@@ -113,6 +125,7 @@ impl SyncWorker {
             ics: None,
             tenants,
             rules,
+            ics_slots: Arc::new(tokio::sync::Semaphore::new(s.ics_concurrency.max(1))),
             s,
             index,
             oauth: None,
@@ -155,20 +168,23 @@ impl SyncWorker {
         )
     }
 
-    /// Finishes an OAuth authorization (the `/oauth/callback` query): stores the connection,
-    /// opens its push channel and runs its first sync. Push and sync failures are logged, not
-    /// returned: the connection exists and polling retries them.
+    /// Finishes an OAuth authorization (the `/oauth/callback` query and the browser's cookies,
+    /// see [`OAuth::finish`]): stores the connection, opens its push channel and runs its first
+    /// sync. Push and sync failures are logged, not returned: the connection exists and polling
+    /// retries them. An account whose address is not the user's own is stored
+    /// `AwaitingApproval`: no push, no sync, no meetings until an admin approves it.
     pub async fn connect(
         &self,
         state: &str,
         code: Option<&str>,
         error: Option<&str>,
+        presented: crate::oauth::Presented<'_>,
     ) -> Result<(TenantId, CalendarConnection), SyncError> {
         let oauth = self
             .oauth
             .as_ref()
             .ok_or(OAuthError::NotConfigured(CalendarProvider::Google))?;
-        let granted = oauth.finish(state, code, error).await?;
+        let granted = oauth.finish(state, code, error, presented).await?;
         let token = granted.access_token.expose_secret().to_string();
         let email = match (granted.provider, &self.google) {
             (CalendarProvider::Google, Some(g)) => g.account_address(&token).await?,
@@ -177,8 +193,17 @@ impl SyncWorker {
             }
             _ => self.graph.account_address(&token).await?,
         };
-        let conn = oauth.store_connection(&granted, &email).await?;
         let t = granted.tenant.clone();
+        let status = if self.own_address(&t, &granted.user_id, &email).await? {
+            ConnectionStatus::Active
+        } else {
+            ConnectionStatus::AwaitingApproval
+        };
+        let conn = oauth.store_connection(&granted, &email, status).await?;
+        if status != ConnectionStatus::Active {
+            tracing::warn!(tenant = %t, connection = %conn.id, "calendar account is not the user's own address; awaiting an admin's approval");
+            return Ok((t, conn));
+        }
         tracing::info!(tenant = %t, connection = %conn.id, provider = ?conn.provider, "calendar connected");
         if let Err(e) = self.ensure_push(&t, &conn.id, false).await {
             tracing::warn!(tenant = %t, error = %e, "push channel not opened; polling covers it");
@@ -187,6 +212,24 @@ impl SyncWorker {
             tracing::warn!(tenant = %t, error = %e, "first sync failed; polling retries it");
         }
         Ok((t, conn))
+    }
+
+    /// Whether `account` (the address the calendar API names) is `user_id`'s own address.
+    async fn own_address(
+        &self,
+        t: &TenantId,
+        user_id: &str,
+        account: &str,
+    ) -> Result<bool, SyncError> {
+        let user = self
+            .tenants
+            .store()
+            .get_user(t, user_id)
+            .await?
+            .ok_or(OAuthError::NotBound)?;
+        let vault = self.tenants.vault(t).await?;
+        let own = vault.open_string::<meetbot_core::model::User>(&user.id, "email", &user.email)?;
+        Ok(own.trim().to_lowercase() == account.trim().to_lowercase())
     }
 
     /// Disconnects a calendar: stops its push channel, revokes its tokens at the provider
@@ -230,8 +273,9 @@ impl SyncWorker {
     }
 
     /// Connects user `user_id`'s ICS feed (its address is sealed like a token) and runs the
-    /// first round at once. A feed that cannot be fetched or read is an error here, not a
-    /// silent empty calendar, and leaves no connection behind. Returns the connection as
+    /// first round at once (the CLI and the dev demo; the API uses [`Self::add_ics`] and runs
+    /// the round in the background). A feed that cannot be fetched or read is an error here,
+    /// not a silent empty calendar, and leaves no connection behind. Returns the connection as
     /// stored and that round.
     pub async fn connect_ics(
         &self,
@@ -240,14 +284,49 @@ impl SyncWorker {
         user_email: &str,
         feed_url: &str,
     ) -> Result<(meetbot_core::model::CalendarConnection, Option<SyncReport>), SyncError> {
+        let conn = self.add_ics(t, user_id, user_email, feed_url).await?;
+        let store = self.tenants.store();
+        match self.sync(t, &conn.id).await {
+            Err(e @ (SyncError::Ics(_) | SyncError::Limit(_))) => {
+                // The feed was refused: the address is not kept.
+                store.delete_connection(t, &conn.id).await?;
+                Err(e)
+            }
+            other => Ok((conn, other?)),
+        }
+    }
+
+    /// Stores user `user_id`'s ICS feed as a connection (its address sealed like a token)
+    /// whose first round has not run yet (`last_sync` empty: "syncing"); [`Self::sync`] runs
+    /// it, or the next poll does. Refused: an address this worker does not fetch, or a user
+    /// at `max_connections_per_user`.
+    pub async fn add_ics(
+        &self,
+        t: &TenantId,
+        user_id: &str,
+        user_email: &str,
+        feed_url: &str,
+    ) -> Result<meetbot_core::model::CalendarConnection, SyncError> {
         let ics = self
             .ics
             .as_ref()
             .ok_or(SyncError::Ics(crate::ics::IcsError::Http(
                 "ICS feeds are not enabled in this calendar worker".into(),
             )))?;
-        if !ics.accepts(feed_url.trim()) {
-            return Err(crate::ics::IcsError::Scheme.into());
+        // Scheme, host and address literal (egress rules) are refused here, before anything is
+        // stored; a name is checked when the round looks it up.
+        ics.check(feed_url.trim())?;
+        let store = self.tenants.store();
+        let theirs = store
+            .list_connections(t)
+            .await?
+            .iter()
+            .filter(|c| c.user_id == user_id && c.status != ConnectionStatus::Disconnected)
+            .count();
+        if theirs >= self.s.max_connections_per_user {
+            return Err(SyncError::TooManyConnections(
+                self.s.max_connections_per_user,
+            ));
         }
         let vault = self.tenants.vault(t).await?;
         let id = meetbot_core::ids::new_record_id();
@@ -272,19 +351,12 @@ impl SyncWorker {
             status: meetbot_core::model::ConnectionStatus::Active,
             sync_cursor: None,
             push: None,
+            last_sync: None,
             created_at: now,
             updated_at: now,
         };
-        let store = self.tenants.store();
         store.put_connection(t, &conn).await?;
-        match self.sync(t, &id).await {
-            Err(e @ SyncError::Ics(_)) => {
-                // The feed was refused: the address is not kept.
-                store.delete_connection(t, &id).await?;
-                Err(e)
-            }
-            other => Ok((conn, other?)),
-        }
+        Ok(conn)
     }
 
     /// ICS feed connections are polled (every `poll_every`) with this client.
@@ -353,8 +425,19 @@ impl SyncWorker {
         if conn.status != ConnectionStatus::Active {
             return Ok(None);
         }
+        // One feed at a time per permit: the feed caps times the permits bound the memory.
+        let _slot = match provider {
+            Provider::Ics(_) => Some(
+                self.ics_slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SyncError::NoConnection(connection.into()))?,
+            ),
+            _ => None,
+        };
         let round = |token: String| {
-            sync_connection(
+            sync_connection_within(
                 provider,
                 &self.tenants,
                 t,
@@ -362,6 +445,7 @@ impl SyncWorker {
                 Some(token.into()),
                 &self.rules,
                 window,
+                &self.s.limits,
             )
         };
         let mut result = round(self.token(t, &conn, false).await?).await;
@@ -381,6 +465,10 @@ impl SyncWorker {
                 Ok(Some(r))
             }
             Err(e) => {
+                // The failure is shown on the connection (GET /v1/calendars); polling retries.
+                if let Err(w) = self.record_failure(t, connection, &e).await {
+                    tracing::warn!(tenant = %t, connection = %connection, error = %w, "sync failure not recorded");
+                }
                 if let Some((status, retry_after)) = e.throttled() {
                     let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
                     let last = b
@@ -394,6 +482,26 @@ impl SyncWorker {
                 Err(e)
             }
         }
+    }
+
+    /// Records on the connection why its round failed.
+    async fn record_failure(
+        &self,
+        t: &TenantId,
+        connection: &str,
+        e: &SyncError,
+    ) -> Result<(), SyncError> {
+        let store = self.tenants.store();
+        let Some(mut conn) = store.get_connection(t, connection).await? else {
+            return Ok(());
+        };
+        conn.last_sync = Some(meetbot_core::model::SyncOutcome {
+            at: Utc::now(),
+            events: 0,
+            error: Some(e.reason()),
+        });
+        store.put_connection(t, &conn).await?;
+        Ok(())
     }
 
     /// Makes sure the connection has a live push channel: creates it, or renews it when due
@@ -586,7 +694,16 @@ impl SyncWorker {
             if t.status != TenantStatus::Active {
                 continue;
             }
-            for c in self.tenants.store().list_connections(&t.id).await? {
+            // One tenant's failure (its database unreachable, erased meanwhile) does not end
+            // the pass for the others.
+            let conns = match self.tenants.store().list_connections(&t.id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(tenant = %t.id, error = %e, "calendar connections not listed; next tenant");
+                    continue;
+                }
+            };
+            for c in conns {
                 let syncable = match c.provider {
                     CalendarProvider::Microsoft => true,
                     CalendarProvider::Google => self.google.is_some(),

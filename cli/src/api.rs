@@ -7,8 +7,13 @@ use meetbot_core::config::Config;
 use meetbot_store::vault::Tenants;
 use std::sync::Arc;
 
-/// The API as configured: sign-in providers, limits, calendar connect/disconnect.
-pub fn build(config: &Config, tenants: Arc<Tenants>) -> Result<Arc<Api>> {
+/// The API as configured: sign-in providers, limits, calendar connect/disconnect; bot stops
+/// announced on `queue`.
+pub fn build(
+    config: &Config,
+    tenants: Arc<Tenants>,
+    queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
+) -> Result<Arc<Api>> {
     let a = &config.api;
     let settings = Settings::from_config(config);
     let mut builder = reqwest::Client::builder();
@@ -29,12 +34,22 @@ pub fn build(config: &Config, tenants: Arc<Tenants>) -> Result<Arc<Api>> {
         );
     }
     let calendars = crate::runtime::sync_worker(config, tenants.clone(), Default::default())?;
+    let proxies = a
+        .trusted_proxies
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|e| anyhow::anyhow!("api.trusted_proxies: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(Api {
         tenants,
         settings,
         oidc: o,
-        limits: Limits::new(a.rate_per_ip_per_minute, a.rate_per_tenant_per_minute),
+        limits: Limits::new(a.rate_per_ip_per_minute, a.rate_per_tenant_per_minute)
+            .trusting(proxies),
         calendars: Some(Arc::new(calendars)),
+        queue,
     }))
 }
 
@@ -42,12 +57,13 @@ pub fn build(config: &Config, tenants: Arc<Tenants>) -> Result<Arc<Api>> {
 pub async fn spawn(
     config: &Config,
     tenants: Arc<Tenants>,
+    queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(
     std::net::SocketAddr,
     tokio::task::JoinHandle<std::io::Result<()>>,
 )> {
-    let api = build(config, tenants)?;
+    let api = build(config, tenants, queue)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
@@ -64,7 +80,23 @@ pub async fn api_service(config: Config) -> Result<()> {
     let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut api_stop = stop_rx.clone();
-    let (addr, server) = spawn(&config, tenants, async move {
+    // Stopping a bot is announced to launchers on the broker; without one (or while it is
+    // down at start) bots still find their job stopped at their next look.
+    let queue: Option<Arc<dyn meetbot_queue::JobQueue>> = match config.queue.kind {
+        meetbot_core::config::QueueKind::Rabbitmq => {
+            match crate::runtime::rabbitmq(&config, "api").await {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    eprintln!(
+                        "api: bot stop events off ({e:#}); bots notice stopped jobs themselves"
+                    );
+                    None
+                }
+            }
+        }
+        meetbot_core::config::QueueKind::InProcess => None,
+    };
+    let (addr, server) = spawn(&config, tenants, queue, async move {
         let _ = api_stop.changed().await;
     })
     .await?;
@@ -108,8 +140,13 @@ pub async fn delivery_service(config: Config) -> Result<()> {
     let keys = crate::runtime::key_provider(&config)?;
     let tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
     let outbox = Arc::new(
-        meetbot_delivery::service::outbox(store.clone(), tenants, &config.delivery)
-            .map_err(|e| anyhow::anyhow!("delivery: {e}"))?,
+        meetbot_delivery::service::outbox(
+            store.clone(),
+            tenants,
+            &config.delivery,
+            &config.egress.allow_private,
+        )
+        .map_err(|e| anyhow::anyhow!("delivery: {e}"))?,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut s1 = stop_rx.clone();

@@ -164,12 +164,44 @@ async fn set_state(store: &dyn Store, t: &TenantId, job_id: &str, to: BotJobStat
     Ok(())
 }
 
+/// How often a bot in a meeting looks at its job: a person stopping it (or deleting the
+/// meeting) makes it leave within about this long, even when no stop event reaches it.
+const JOB_LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Resolves once job `job_id` is stopped, withdrawn or gone, or its meeting deleted. A store
+/// that cannot be read is asked again at the next look.
+async fn job_stopped(store: Arc<dyn Store>, t: TenantId, job_id: String) {
+    let mut every = tokio::time::interval(JOB_LOOK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let job = match store.get_bot_job(&t, &job_id).await {
+            Ok(Some(j)) => j.value,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "job state unreadable");
+                continue;
+            }
+        };
+        if matches!(job.state, BotJobState::Stopped(_) | BotJobState::Cancelled) {
+            return;
+        }
+        if let Ok(Some(_)) =
+            meetbot_scheduler::stop::meeting_stopped(&*store, &t, &job.meeting_id).await
+        {
+            return;
+        }
+    }
+}
+
 /// `meetbot bot --tenant T --job ID`: one bot for one job.
 ///
 /// Loads its job and meeting (the join link is opened with the tenant's key here, never passed
 /// in), joins through the connector for the link, reports its lifecycle as bot events, leaves by
 /// the rules, and records `done` or `failed` with the reason. SIGTERM (the launcher's stop) makes
-/// it leave cleanly. Where no connector fits the link, the job fails with that reason (exit 3).
+/// it leave cleanly, and so does its job found stopped (a person stopped the bot or deleted the
+/// meeting; looked at every second). Where no connector fits the link, the job fails with that
+/// reason (exit 3).
 pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()> {
     use meetbot_bot::janus::{
         JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
@@ -379,6 +411,15 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             }
         })
     };
+    let stop = {
+        let watch = job_stopped(store.clone(), tenant.clone(), job_id.clone());
+        async move {
+            tokio::select! {
+                _ = meetbot_core::ops::shutdown_signal() => {}
+                _ = watch => {}
+            }
+        }
+    };
     let outcome = run_session(
         connector.as_ref(),
         &display_name,
@@ -386,7 +427,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         rules,
         report_tx,
         audio_tx,
-        meetbot_core::ops::shutdown_signal(),
+        stop,
     )
     .await;
     let _ = reporter.await;
@@ -403,6 +444,20 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         (o, None) => o,
     };
     match outcome {
+        Ok(o) if o.reason == meetbot_bot::session::LeaveReason::Stopped => {
+            // Stopped or withdrawn: the job says so already. Told to stop by its launcher
+            // alone (the job still live): done.
+            let live = store
+                .get_bot_job(&tenant, &job_id)
+                .await?
+                .is_some_and(|j| meetbot_scheduler::jobs::live(&j.value.state));
+            if live {
+                events.publish(EventKind::Done).await;
+                set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;
+            }
+            eprintln!("bot {job_id}: left (stopped)");
+            Ok(())
+        }
         Ok(o) if o.reason.is_success() => {
             events.publish(EventKind::Done).await;
             set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;

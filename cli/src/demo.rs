@@ -38,6 +38,13 @@ pub async fn prepare(config: &mut Config, lead_in_seconds: u64) -> Result<Host> 
     let base = format!("http://{}", listener.local_addr()?);
     config.bot.room_servers.push(base.clone());
     config.calendar.ics_allow_http = true;
+    // The feed is on loopback: the egress client reaches it only because the demo names its
+    // exact address here (the default allow-list is empty).
+    let ip = listener.local_addr()?.ip();
+    config
+        .egress
+        .allow_private
+        .push(format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }));
     if config.delivery.smtp_host.is_none() && config.delivery.email_dir.is_none() {
         config.delivery.email_dir = Some(config.store.embedded_dir.join("outbox"));
     }

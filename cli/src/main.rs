@@ -143,16 +143,9 @@ pub(crate) enum CalendarCmd {
         /// The JSON file (`-` for standard input).
         file: PathBuf,
     },
-    /// Prints the URL that connects a user's calendar (OAuth consent; valid 10 minutes).
-    Connect {
-        #[arg(long)]
-        tenant: String,
-        /// The meetbot user id (opaque, not an email).
-        #[arg(long)]
-        user: String,
-        #[arg(long, value_enum)]
-        provider: Provider,
-    },
+    // No `connect` (OAuth): a consent URL printed here could be finished by anyone it is sent
+    // to. Users connect Google and Microsoft calendars from their signed-in browser
+    // (`POST /v1/calendars`), which binds the consent to that browser and person (ADR 0027).
     /// Disconnects a calendar: stops push, revokes tokens at the provider, erases them here,
     /// withdraws bots from its future meetings.
     Disconnect {

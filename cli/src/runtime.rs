@@ -250,6 +250,15 @@ pub fn sync_worker(
             .as_ref()
             .map(|b| format!("{b}/webhooks/microsoft/lifecycle")),
         google_notification_url: base.as_ref().map(|b| format!("{b}/webhooks/google")),
+        limits: meetbot_calendar_sync::sync::RoundLimits {
+            feed: meetbot_calendar_sync::ics::FeedLimits {
+                max_instances: c.ics_max_instances,
+                max_steps: c.ics_max_steps,
+                ..Default::default()
+            },
+            max_events: c.max_events_per_round,
+        },
+        max_connections_per_user: c.max_connections_per_user,
         ..Default::default()
     };
     let graph = GraphClient::new(reqwest_client()?, &c.graph_base_url)?;
@@ -262,9 +271,10 @@ pub fn sync_worker(
         index,
     )
     .with_google(google)
-    .with_ics(meetbot_calendar_sync::ics::IcsClient::new(
-        c.ics_allow_http,
-    )?);
+    .with_ics(
+        meetbot_calendar_sync::ics::IcsClient::new(c.ics_allow_http, &config.egress.allow_private)?
+            .with_max_bytes(c.ics_max_bytes),
+    );
     if c.google_oauth.is_none() && c.microsoft_oauth.is_none() {
         return Ok(worker);
     }
@@ -278,6 +288,8 @@ pub fn sync_worker(
     let redirect = c.oauth_redirect();
     let mut oauth = OAuth::new(tenants, OAuthHttp::new(builder)?);
     oauth.refresh_before = chrono::Duration::seconds(c.oauth_refresh_before_seconds as i64);
+    // The callback finishes a consent only for a live meetbot session, as the API judges one.
+    oauth.session_idle = chrono::Duration::seconds(config.api.session_idle_seconds as i64);
     for (provider, o) in [
         (CalendarProvider::Google, &c.google_oauth),
         (CalendarProvider::Microsoft, &c.microsoft_oauth),
@@ -403,7 +415,7 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
     }
     let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
     let mut api_stop = launch_stop_tx.subscribe();
-    let api = match crate::api::spawn(&config, api_tenants, async move {
+    let api = match crate::api::spawn(&config, api_tenants, Some(queue.clone()), async move {
         let _ = api_stop.changed().await;
     })
     .await

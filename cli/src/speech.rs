@@ -392,6 +392,7 @@ async fn serve(
             tenants.store().clone(),
             tenants.clone(),
             &config.delivery,
+            &config.egress.allow_private,
         )
         .map_err(|e| anyhow::anyhow!("delivery: {e}"))?,
     );

@@ -388,12 +388,11 @@ pub async fn run_keys(cmd: KeysCmd, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// `meetbot calendar connect|disconnect|list|rules`.
+/// `meetbot calendar connect-ics|disconnect|list|rules`.
 pub async fn run_calendar(cmd: crate::CalendarCmd, config: &Config) -> Result<()> {
-    use crate::{CalendarCmd, Provider};
+    use crate::CalendarCmd;
     use anyhow::Context;
     use meetbot_calendar_sync::rules::{AutoJoinRules, rules_for, save_rules};
-    use meetbot_core::model::CalendarProvider;
     use std::sync::Arc;
 
     let t = Arc::new(tenants(config).await?);
@@ -403,27 +402,6 @@ pub async fn run_calendar(cmd: crate::CalendarCmd, config: &Config) -> Result<()
     };
     match cmd {
         CalendarCmd::Parse { .. } => unreachable!("handled in main"),
-        CalendarCmd::Connect {
-            tenant,
-            user,
-            provider,
-        } => {
-            let tenant = parse(&tenant)?;
-            let worker = crate::runtime::sync_worker(config, t, Default::default())?;
-            let oauth = worker.oauth().context(
-                "no OAuth client configured: set calendar.google_oauth / calendar.microsoft_oauth",
-            )?;
-            let p = match provider {
-                Provider::Google => CalendarProvider::Google,
-                Provider::Microsoft => CalendarProvider::Microsoft,
-            };
-            let url = oauth.begin(&tenant, &user, p).await?;
-            println!("{url}");
-            eprintln!(
-                "open this URL in the user's browser within 10 minutes; the provider returns to {}",
-                config.calendar.oauth_redirect()
-            );
-        }
         CalendarCmd::ConnectIcs {
             tenant,
             user,

@@ -470,3 +470,80 @@ fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joi
         .await;
     });
 }
+
+#[test]
+fn a_bot_whose_job_is_stopped_leaves_the_room_within_5_s_even_without_a_stop_event() {
+    in_netns(|| async {
+        let w = world("Clinic").await;
+        let j = JanusServer::start().await;
+        j.create_room(ROOM, None).await;
+        let mut talk = Vec::new();
+        for _ in 0..20 {
+            talk.extend(speech("The patient's new medication starts on Monday."));
+        }
+        let speaker = Publisher::start(&j.url(), ROOM, "Dr. Example", Duration::ZERO, talk).await;
+        w.store
+            .put_tenant_settings(
+                &w.tenant,
+                &TenantSettings::new(
+                    BotRuleOverrides {
+                        display_name: Some(NAME.into()),
+                        ..Default::default()
+                    },
+                    Utc::now(),
+                ),
+            )
+            .await
+            .unwrap();
+        let job = w
+            .meeting_with_job(
+                "meeting-stop",
+                "job-stop",
+                &format!("https://rooms.test/room/{ROOM}"),
+                Platform::Janus,
+                None,
+            )
+            .await;
+        let launcher = w.launcher(&[
+            ("MEETBOT_BOT__JANUS_API_URL", &j.url()),
+            ("MEETBOT_BOT__JANUS_ROOM_HOST", "rooms.test"),
+        ]);
+        // The consumer launches the bot and is never run again: no stop event reaches anyone.
+        let _consumer = w.launch(&job, launcher.clone()).await;
+        wait_for("the bot to join", 20, || async {
+            w.job("job-stop").await.state == BotJobState::Joined
+        })
+        .await;
+        assert_eq!(meetbots_in_room(&j).await.len(), 1);
+
+        // A person makes it leave: only the job in the store says so.
+        let stopped = Instant::now();
+        meetbot_scheduler::stop::stop_job(
+            &*w.store,
+            None,
+            &w.tenant,
+            "job-stop",
+            "user:u-lee",
+            "a person made the bot leave",
+        )
+        .await
+        .unwrap();
+        wait_for("the bot process to end", 5, || async {
+            launcher.state("job-stop").await.unwrap().is_finished()
+        })
+        .await;
+        wait_for("the bot to leave the room", 5, || async {
+            meetbots_in_room(&j).await.is_empty()
+        })
+        .await;
+        eprintln!("bot gone {:?} after the stop", stopped.elapsed());
+        assert!(stopped.elapsed() < Duration::from_secs(5));
+        assert_eq!(launcher.state("job-stop").await.unwrap(), BotRun::Succeeded);
+        assert_eq!(
+            w.job("job-stop").await.state,
+            BotJobState::Stopped("user:u-lee".into()),
+            "the stop stays as recorded"
+        );
+        speaker.leave().await;
+    });
+}

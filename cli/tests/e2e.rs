@@ -225,6 +225,7 @@ fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_e
                     status: ConnectionStatus::Active,
                     sync_cursor: None,
                     push: None,
+                    last_sync: None,
                     created_at: now,
                     updated_at: now,
                 },

@@ -166,6 +166,8 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
             .env("MEETBOT_DELIVERY__SMTP_SECURITY", "none")
             .env("MEETBOT_DELIVERY__FROM", "meetbot <summaries@meetbot.test>")
             .env("MEETBOT_DELIVERY__WEBHOOK_SECRET", "whsec-clinic")
+            // The webhook receiver is on loopback: named in the egress allow-list.
+            .env("MEETBOT_EGRESS__ALLOW_PRIVATE", r#"["127.0.0.1/32"]"#)
             .env("MEETBOT_DELIVERY__POLL_SECONDS", "1")
             .stderr(Stdio::null())
             .spawn()

@@ -31,6 +31,19 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub egress: EgressConfig,
+}
+
+/// Requests to addresses a tenant supplies (ICS feeds, webhook URLs) go through one client
+/// (`meetbot-egress`) that reaches only public addresses over https.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// CIDR ranges where tenant-supplied URLs may nevertheless reach internal addresses (and
+    /// plain http): on-premises services, `meetbot dev`'s loopback feed. Empty (the default):
+    /// none. Env: `MEETBOT_EGRESS__ALLOW_PRIVATE='["10.20.0.0/16"]'`.
+    pub allow_private: Vec<String>,
 }
 
 /// The REST API (`meetbot api`): sign-in, sessions, limits.
@@ -59,6 +72,11 @@ pub struct ApiConfig {
     pub oidc: std::collections::BTreeMap<String, OidcProviderConfig>,
     /// Extra CA certificates (PEM) to trust for the identity providers (a private provider).
     pub oidc_ca_file: Option<PathBuf>,
+    /// Proxies (CIDRs, `10.0.0.0/8`, or single addresses) whose `X-Forwarded-For` is believed:
+    /// behind them, the client is the right-most forwarded address that is not itself a
+    /// trusted proxy. Empty (the default): the TCP peer is the client and the header is ignored.
+    /// `MEETBOT_API__TRUSTED_PROXIES='["10.0.0.0/8"]'`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +92,7 @@ impl Default for ApiConfig {
             cookie_secure: true,
             oidc: Default::default(),
             oidc_ca_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -458,10 +477,42 @@ pub struct CalendarConfig {
     /// Refresh an access token when less than this is left.
     #[serde(default = "default_refresh_before")]
     pub oauth_refresh_before_seconds: u64,
-    /// ICS feeds may be plain http (a feed on this machine or a private network); off: https
-    /// only.
+    /// ICS feeds may be plain http, and then only to addresses inside `egress.allow_private`
+    /// (a feed on this machine or a private network); off: https only.
     #[serde(default)]
     pub ics_allow_http: bool,
+    /// The largest ICS feed read (bytes); a larger one is refused while it is read.
+    #[serde(default = "default_ics_max_bytes")]
+    pub ics_max_bytes: usize,
+    /// Events (occurrences included) one ICS feed may hold inside the sync window; a feed
+    /// with more is refused, with the reason on its connection.
+    #[serde(default = "default_ics_max_instances")]
+    pub ics_max_instances: usize,
+    /// Recurrence steps one ICS feed may take to expand (occurrences before the window count).
+    #[serde(default = "default_ics_max_steps")]
+    pub ics_max_steps: usize,
+    /// Events (and removals) one sync round of any calendar may apply.
+    #[serde(default = "default_max_events_per_round")]
+    pub max_events_per_round: usize,
+    /// Calendar connections one user may have.
+    #[serde(default = "default_max_connections_per_user")]
+    pub max_connections_per_user: usize,
+}
+
+fn default_ics_max_bytes() -> usize {
+    2 << 20
+}
+fn default_ics_max_instances() -> usize {
+    5_000
+}
+fn default_ics_max_steps() -> usize {
+    200_000
+}
+fn default_max_events_per_round() -> usize {
+    10_000
+}
+fn default_max_connections_per_user() -> usize {
+    10
 }
 
 fn default_refresh_before() -> u64 {
@@ -679,6 +730,11 @@ impl Default for Config {
                 oauth_ca_file: None,
                 oauth_refresh_before_seconds: 300,
                 ics_allow_http: false,
+                ics_max_bytes: default_ics_max_bytes(),
+                ics_max_instances: default_ics_max_instances(),
+                ics_max_steps: default_ics_max_steps(),
+                max_events_per_round: default_max_events_per_round(),
+                max_connections_per_user: default_max_connections_per_user(),
             },
             scheduler: SchedulerConfig {
                 lead_seconds: 60,
@@ -691,6 +747,7 @@ impl Default for Config {
             transcriber: TranscriberConfig::default(),
             delivery: DeliveryConfig::default(),
             api: ApiConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -1083,6 +1140,11 @@ impl Config {
                 bad(field, "must be at least 1".into());
             }
         }
+        for (i, p) in a.trusted_proxies.iter().enumerate() {
+            if let Err(e) = p.parse::<Cidr>() {
+                bad(&format!("api.trusted_proxies[{i}]"), e);
+            }
+        }
         for (name, o) in &a.oidc {
             if !url::Url::parse(&o.issuer).is_ok_and(|u| u.scheme() == "https") {
                 bad(
@@ -1332,6 +1394,26 @@ impl Config {
                 format!("{r:?} must be https (or http on loopback)"),
             );
         }
+        // A calendar consent is finished only with the cookies the API set in the browser (the
+        // consent's binding and the session), which reach /oauth/callback only on its host.
+        if cal.google_oauth.is_some() || cal.microsoft_oauth.is_some() {
+            let host = |u: &str| {
+                url::Url::parse(u)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            };
+            let (callback, api) = (cal.oauth_redirect(), &self.api.public_url);
+            if let (Some(c), Some(a)) = (host(&callback), host(api))
+                && c != a
+            {
+                bad(
+                    "calendar.oauth_redirect_url",
+                    format!(
+                        "{callback:?} is not on api.public_url's host ({a}): the consent is bound to the browser by cookies the API sets, which reach /oauth/callback only on the same host; serve both behind one host"
+                    ),
+                );
+            }
+        }
         if let Some(f) = &cal.oauth_ca_file
             && !f.is_file()
         {
@@ -1363,11 +1445,46 @@ impl Config {
                 format!("{} is out of range 10..=86400", cal.poll_seconds),
             );
         }
+        for (field, v, range) in [
+            (
+                "calendar.ics_max_bytes",
+                cal.ics_max_bytes,
+                1024..=(64 << 20),
+            ),
+            (
+                "calendar.ics_max_instances",
+                cal.ics_max_instances,
+                1..=1_000_000,
+            ),
+            ("calendar.ics_max_steps", cal.ics_max_steps, 1..=50_000_000),
+            (
+                "calendar.max_events_per_round",
+                cal.max_events_per_round,
+                1..=1_000_000,
+            ),
+            (
+                "calendar.max_connections_per_user",
+                cal.max_connections_per_user,
+                1..=1000,
+            ),
+        ] {
+            if !range.contains(&v) {
+                bad(
+                    field,
+                    format!("{v} is out of range {}..={}", range.start(), range.end()),
+                );
+            }
+        }
         if cal.window_days_back > 31 || !(1..=366).contains(&cal.window_days_ahead) {
             bad(
                 "calendar.window_days_ahead",
                 "window must be 0..=31 days back and 1..=366 days ahead".into(),
             );
+        }
+        if let Err(list) = meetbot_egress::AllowList::parse(&self.egress.allow_private) {
+            for e in list {
+                bad("egress.allow_private", e.to_string());
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             bad(
@@ -1401,6 +1518,59 @@ pub fn server_address(url: &str) -> String {
     }
 }
 
+/// An address range: `10.0.0.0/8`, `fd00::/8`, or one address (`192.0.2.7`, all its bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as their IPv4 form).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.net, ip.to_canonical()) {
+            (V4(n), V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (V6(n), V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR (10.0.0.0/8, fd00::/8)"))?;
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0..={max}"))?,
+        };
+        Ok(Cidr { net, bits })
+    }
+}
+
 fn parse_env_value(v: &str) -> figment::value::Value {
     use std::str::FromStr;
     figment::value::Value::from_str(v).unwrap_or_else(|_| v.into())
@@ -1425,6 +1595,43 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_cidrs_and_a_bad_one_is_named() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(
+            c.contains("::ffff:10.1.2.3".parse().unwrap()),
+            "mapped form"
+        );
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "proxy", "10.0.0/8", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        let err = Config::load_with_env(
+            None,
+            &[(
+                "MEETBOT_API__TRUSTED_PROXIES",
+                r#"["10.0.0.0/8", "ingress"]"#,
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(fields(err), vec!["api.trusted_proxies[1]".to_string()]);
+        let ok = Config::load_with_env(
+            None,
+            &[("MEETBOT_API__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#)],
+        )
+        .unwrap();
+        assert_eq!(ok.api.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+    }
+
+    #[test]
     fn defaults_are_valid_and_embedded() {
         let c = Config::load_with_env(None, &[]).unwrap();
         assert_eq!(c.store.kind, StoreKind::Embedded);
@@ -1437,6 +1644,35 @@ mod tests {
             Config::load_with_env(Some(Path::new("/nonexistent/meetbot.toml")), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::File { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/meetbot.toml"));
+    }
+
+    #[test]
+    fn calendar_caps_default_to_sane_values_come_from_the_environment_and_are_checked() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.calendar.ics_max_bytes, 2 << 20);
+        assert_eq!(c.calendar.ics_max_instances, 5_000);
+        assert_eq!(c.calendar.max_connections_per_user, 10);
+        let c = load(
+            "[calendar]\nics_max_instances = 300\n",
+            &[("MEETBOT_CALENDAR__ICS_MAX_BYTES", "65536")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.calendar.ics_max_bytes, c.calendar.ics_max_instances),
+            (65_536, 300)
+        );
+        let err = load(
+            "[calendar]\nics_max_bytes = 10\nmax_connections_per_user = 0\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(err),
+            [
+                "calendar.ics_max_bytes",
+                "calendar.max_connections_per_user"
+            ]
+        );
     }
 
     #[test]
@@ -1483,6 +1719,29 @@ mod tests {
     }
 
     #[test]
+    fn a_calendar_oauth_callback_on_another_host_than_the_api_is_refused() {
+        let cal = "[calendar]\npublic_webhook_base = \"https://hooks.example\"\n[calendar.google_oauth]\nclient_id = \"id\"\n";
+        let err = load(
+            &format!("[api]\npublic_url = \"https://meetbot.example\"\n{cal}"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            fields(err)
+                .iter()
+                .any(|f| f == "calendar.oauth_redirect_url"),
+            "refused"
+        );
+        assert!(
+            load(
+                &format!("[api]\npublic_url = \"https://hooks.example/\"\n{cal}"),
+                &[]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
         let err = load("[store]\nknd = \"mongodb\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("knd"), "{err}");
@@ -1504,6 +1763,31 @@ mod tests {
                 "keys.azure.client_secret"
             ]
         );
+    }
+
+    #[test]
+    fn the_egress_allow_list_is_closed_by_default_and_checked_entry_by_entry() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert!(c.egress.allow_private.is_empty());
+        let c = Config::load_with_env(
+            None,
+            &[(
+                "MEETBOT_EGRESS__ALLOW_PRIVATE",
+                "[\"127.0.0.1/32\", \"10.20.0.0/16\"]",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.egress.allow_private, ["127.0.0.1/32", "10.20.0.0/16"]);
+        let err = load(
+            "[egress]\nallow_private = [\"10.0.0.0/8\", \"everything\", \"0.0.0.0/0\", \"169.254.0.0/16\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(fields(err), ["egress.allow_private"; 3]);
+        for want in ["everything", "0.0.0.0/0", "169.254.0.0/16", "metadata"] {
+            assert!(msg.contains(want), "{want} missing from {msg}");
+        }
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub enum ConnectionStatus {
     /// The provider refused the refresh token (`invalid_grant`): the user must consent again.
     NeedsReconsent,
     Disconnected,
+    /// The account consented with is not the user's own address: nothing is synced until an
+    /// admin approves it (`POST /v1/calendars/{id}/approve`).
+    AwaitingApproval,
 }
 
 /// A user's connected calendar account. Tokens and the account address are sealed.
@@ -113,8 +116,22 @@ pub struct CalendarConnection {
     /// The provider's push channel for this calendar, if one is active.
     #[serde(default)]
     pub push: Option<PushChannel>,
+    /// How the latest sync round ended; `None`: none has ended yet (the first is under way).
+    #[serde(default)]
+    pub last_sync: Option<SyncOutcome>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How a connection's latest sync round ended, shown to its user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOutcome {
+    pub at: DateTime<Utc>,
+    /// Events (and removals) the round applied.
+    pub events: u64,
+    /// Why the round failed (no personal data, no addresses); `None`: it succeeded.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// A provider push channel (Graph subscription, Google watch channel).
@@ -195,6 +212,10 @@ pub enum BotJobState {
     Failed(String),
     Skipped(String),
     Cancelled,
+    /// Stopped by a person (`POST /v1/bots/{id}/leave`, or its meeting deleted): the bot
+    /// leaves, nothing of the meeting is stored or delivered, and the job never runs again.
+    /// Holds who stopped it (`user:<id>`, `key:<id>`); the history entry holds when.
+    Stopped(String),
 }
 
 impl BotJobState {
@@ -209,6 +230,7 @@ impl BotJobState {
             BotJobState::Failed(_) => "failed",
             BotJobState::Skipped(_) => "skipped",
             BotJobState::Cancelled => "cancelled",
+            BotJobState::Stopped(_) => "stopped",
         }
     }
 
@@ -219,6 +241,7 @@ impl BotJobState {
                 | BotJobState::Failed(_)
                 | BotJobState::Skipped(_)
                 | BotJobState::Cancelled
+                | BotJobState::Stopped(_)
         )
     }
 }
@@ -360,6 +383,14 @@ pub struct TenantSettings {
     /// Redaction before storage (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redaction: Option<RedactionSettings>,
+    /// Sign-in is refused unless the ID token's issuer is one of these (exact match); empty:
+    /// any issuer the deployment configures (the user must still have been added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_issuers: Vec<String>,
+    /// Sign-in is refused unless the address's domain is one of these (lower case, exact
+    /// match); empty: any domain (the user must still have been added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -472,6 +503,8 @@ impl TenantSettings {
             summary_retention_days: None,
             retention_rules: None,
             redaction: None,
+            allowed_issuers: Vec::new(),
+            allowed_email_domains: Vec::new(),
             updated_at,
         }
     }
@@ -668,6 +701,9 @@ pub struct OAuthPending {
     pub user_id: String,
     pub provider: CalendarProvider,
     pub pkce_verifier: Sealed,
+    /// SHA-256 (hex) of the secret in the binding cookie of the browser that began the flow.
+    #[serde(default)]
+    pub browser_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -954,6 +990,15 @@ pub struct TotpState {
     /// The last time step accepted: a code is accepted once.
     #[serde(default)]
     pub last_step: u64,
+    /// Wrong codes since the last accepted one (reset by a right one).
+    #[serde(default)]
+    pub failures: u32,
+    /// Codes are refused until then (too many wrong ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Lock-outs since the last accepted code: each one lasts twice as long as the one before.
+    #[serde(default)]
+    pub lockouts: u32,
 }
 
 impl SealedRecord for User {
@@ -981,6 +1026,10 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// False while the tenant requires a second factor that has not been given yet.
     pub mfa_passed: bool,
+    /// When a TOTP code was last given in this session (with `created_at`, the sign-in: how
+    /// recently the person proved themselves interactively).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_at: Option<DateTime<Utc>>,
 }
 
 /// A key for server-to-server calls. Only the SHA-256 (hex) of its secret is stored.
@@ -996,6 +1045,21 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key stops working then. Keys made before expiry existed have none: they expire
+    /// [`ApiKey::LEGACY_LIFETIME_DAYS`] after `created_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// The lifetime of a key made before keys had `expires_at` (the longest one can be given).
+    pub const LEGACY_LIFETIME_DAYS: i64 = 365;
+
+    /// When the key stops working.
+    pub fn expiry(&self) -> DateTime<Utc> {
+        self.expires_at
+            .unwrap_or(self.created_at + chrono::Duration::days(Self::LEGACY_LIFETIME_DAYS))
+    }
 }
 
 /// An OpenID Connect sign-in in flight: stored when the browser is sent to the provider, taken
@@ -1007,6 +1071,9 @@ pub struct SignInPending {
     pub provider: String,
     pub nonce: Sealed,
     pub pkce_verifier: Sealed,
+    /// SHA-256 (hex) of the secret in the binding cookie of the browser that began the sign-in.
+    #[serde(default)]
+    pub browser_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

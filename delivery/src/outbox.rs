@@ -87,6 +87,8 @@ pub struct Outbox {
     notifiers: HashMap<&'static str, Arc<dyn Notifier>>,
     /// Slack's base URL, for tenants with their own bot token.
     tenant_slack: Option<String>,
+    /// The egress client of tenants' own webhook senders (none: one with an empty allow-list).
+    webhook_egress: Option<meetbot_egress::Egress>,
     policy: RetryPolicy,
 }
 
@@ -112,8 +114,16 @@ impl Outbox {
             tenants,
             notifiers: HashMap::new(),
             tenant_slack: None,
+            webhook_egress: None,
             policy,
         }
+    }
+
+    /// Tenants' own webhook senders (a tenant with its own signing secret) send through
+    /// `egress`; without it, through one that reaches public https addresses only.
+    pub fn with_webhook_egress(mut self, egress: meetbot_egress::Egress) -> Outbox {
+        self.webhook_egress = Some(egress);
+        self
     }
 
     /// Sends `channel`'s deliveries through `n`.
@@ -161,16 +171,22 @@ impl Outbox {
         }
         if webhook
             && let Some(sealed) = &d.webhook_secret
-            && let Ok(n) = crate::webhook::WebhookNotifier::new(
-                open("delivery_webhook_secret", sealed)?.into(),
-            )
+            && let Some(egress) = match &self.webhook_egress {
+                Some(e) => Some(e.clone()),
+                None => crate::webhook::WebhookNotifier::egress::<&str>(&[]).ok(),
+            }
         {
+            let n = crate::webhook::WebhookNotifier::new(
+                open("delivery_webhook_secret", sealed)?.into(),
+                egress,
+            );
             own.insert(DeliveryChannel::Webhook.name(), Arc::new(n));
         }
         Ok(own)
     }
 
-    /// Puts `notice` for `target` in `t`'s outbox, due now. `Ok(false)`: it was already there.
+    /// Puts `notice` for `target` in `t`'s outbox, due now. `Ok(false)`: it was already there,
+    /// or its meeting is deleted or a person stopped its bot (then nothing is put in).
     pub async fn enqueue(
         &self,
         t: &TenantId,
@@ -178,6 +194,12 @@ impl Outbox {
         target: &str,
         notice: &Notice,
     ) -> Result<bool, OutboxError> {
+        if let Some(why) =
+            meetbot_scheduler::stop::meeting_stopped(&*self.store, t, &notice.meeting_id).await?
+        {
+            tracing::info!(tenant = %t, meeting = %notice.meeting_id, why, "delivery not enqueued");
+            return Ok(false);
+        }
         let key = idempotency_key(&notice.meeting_id, channel, target);
         let id = id_of(&key);
         let vault = self.tenants.vault(t).await?;
@@ -235,10 +257,18 @@ impl Outbox {
             Err(StoreError::Conflict { .. }) => return Ok(Outcome::Skipped),
             Err(e) => return Err(e.into()),
         };
+        // Checked right before each send: a meeting deleted or stopped since the enqueue sends
+        // nothing.
+        let stopped =
+            meetbot_scheduler::stop::meeting_stopped(&*self.store, t, &claim.meeting_id).await?;
         let result = match own
             .get(claim.channel.name())
             .or(self.notifiers.get(claim.channel.name()))
         {
+            _ if stopped.is_some() => Err(NotifyError::Permanent(format!(
+                "not sent: {}",
+                stopped.unwrap_or_default()
+            ))),
             None => Err(NotifyError::Permanent(format!(
                 "no {} sender is configured",
                 claim.channel.name()

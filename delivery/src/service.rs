@@ -18,7 +18,11 @@ use std::time::Duration;
 
 /// The senders `cfg` configures (Slack with a token, email with a relay, webhooks with a
 /// secret); a channel without one has no sender, and its deliveries give up saying so.
-pub fn senders(cfg: &DeliveryConfig) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
+/// Webhooks go through `egress` ([`WebhookNotifier::egress`]).
+pub fn senders(
+    cfg: &DeliveryConfig,
+    egress: &meetbot_egress::Egress,
+) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
     let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
     if let Some(token) = &cfg.slack_token {
         out.push(Arc::new(SlackNotifier::new(
@@ -45,25 +49,33 @@ pub fn senders(cfg: &DeliveryConfig) -> Result<Vec<Arc<dyn Notifier>>, NotifyErr
         out.push(Arc::new(crate::email::FileNotifier::new(dir, &cfg.from)?));
     }
     if let Some(secret) = &cfg.webhook_secret {
-        out.push(Arc::new(WebhookNotifier::new(secret.clone().into())?));
+        out.push(Arc::new(WebhookNotifier::new(
+            secret.clone().into(),
+            egress.clone(),
+        )));
     }
     Ok(out)
 }
 
-/// An outbox over `store` sending through the senders `cfg` configures.
+/// An outbox over `store` sending through the senders `cfg` configures; webhooks (the
+/// deployment's and the tenants' own) reach internal addresses only inside `allow_private`
+/// (`egress.allow_private`).
 pub fn outbox(
     store: Arc<dyn Store>,
     tenants: Arc<Tenants>,
     cfg: &DeliveryConfig,
+    allow_private: &[String],
 ) -> Result<Outbox, NotifyError> {
+    let egress = WebhookNotifier::egress(allow_private)?;
     let policy = RetryPolicy {
         max_attempts: cfg.max_attempts,
         ..RetryPolicy::default()
     };
-    Ok(senders(cfg)?
+    Ok(senders(cfg, &egress)?
         .into_iter()
         .fold(Outbox::new(store, tenants, policy), |o, n| o.with(n))
-        .with_tenant_slack(&cfg.slack_base_url))
+        .with_tenant_slack(&cfg.slack_base_url)
+        .with_webhook_egress(egress))
 }
 
 /// A tenant's targets, opened.

@@ -6,7 +6,7 @@
 //! signature and the timestamp's age with [`verify`], and drops repeats by the key.
 
 use crate::notice::Notice;
-use crate::{Notifier, NotifyError, retry_after, transport};
+use crate::{Notifier, NotifyError, retry_after};
 use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use meetbot_core::model::DeliveryChannel;
@@ -62,19 +62,45 @@ pub fn new_secret() -> Result<String, NotifyError> {
         .map_err(|e| NotifyError::Permanent(format!("random: {e}")))
 }
 
+/// POSTs signed notices to a tenant's webhook URL through the egress client
+/// (`meetbot-egress`): public https addresses only, internal ones only inside
+/// `egress.allow_private`; redirects are not followed.
 pub struct WebhookNotifier {
-    http: reqwest::Client,
+    egress: meetbot_egress::Egress,
     secret: SecretString,
 }
 
 impl WebhookNotifier {
-    pub fn new(secret: SecretString) -> Result<WebhookNotifier, NotifyError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| NotifyError::Permanent(format!("HTTP client: {e}")))?;
-        Ok(WebhookNotifier { http, secret })
+    /// Signs with `secret` and sends through `egress` (see [`WebhookNotifier::egress`]).
+    pub fn new(secret: SecretString, egress: meetbot_egress::Egress) -> WebhookNotifier {
+        WebhookNotifier { egress, secret }
+    }
+
+    /// The egress client for webhooks, over the system resolver: `allow_private` is
+    /// `egress.allow_private`; 10 s to connect, 20 s in all, no redirects.
+    pub fn egress<S: AsRef<str>>(
+        allow_private: &[S],
+    ) -> Result<meetbot_egress::Egress, NotifyError> {
+        let allow = meetbot_egress::AllowList::parse(allow_private).map_err(|e| {
+            NotifyError::Permanent(format!(
+                "egress.allow_private: {}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        meetbot_egress::Egress::new(allow, Self::limits())
+            .map_err(|e| NotifyError::Permanent(e.to_string()))
+    }
+
+    /// The egress limits of a webhook call.
+    pub fn limits() -> meetbot_egress::Limits {
+        meetbot_egress::Limits {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(20),
+            max_redirects: 0,
+        }
     }
 }
 
@@ -90,13 +116,18 @@ impl Notifier for WebhookNotifier {
         notice: &Notice,
         idempotency_key: &str,
     ) -> Result<(), NotifyError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|_| NotifyError::Permanent("the webhook URL is not a URL".into()))?;
-        if !matches!(parsed.scheme(), "https" | "http") {
-            return Err(NotifyError::Permanent(
-                "the webhook URL must be http(s)".into(),
-            ));
-        }
+        let refused = |e: meetbot_egress::EgressError| match e {
+            meetbot_egress::EgressError::NotAUrl => {
+                NotifyError::Permanent("the webhook URL is not an http(s) URL".into())
+            }
+            e if e.is_retryable() => NotifyError::Retry {
+                reason: e.to_string(),
+                after: None,
+            },
+            e => NotifyError::Permanent(e.to_string()),
+        };
+        // Address literals are refused before anything is built or sent.
+        self.egress.check(url).map_err(refused)?;
         let body = serde_json::to_vec(&serde_json::json!({
             "type": "meeting.summary",
             "idempotency_key": idempotency_key,
@@ -105,17 +136,20 @@ impl Notifier for WebhookNotifier {
         .map_err(|e| NotifyError::Permanent(format!("cannot encode the notice: {e}")))?;
         let ts = chrono::Utc::now().timestamp();
         let sig = sign(self.secret.expose_secret(), ts, &body);
+        let mut headers = meetbot_egress::HeaderMap::new();
+        let value = |v: &str| {
+            reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| NotifyError::Permanent("a header value is not valid".into()))
+        };
+        headers.insert(reqwest::header::CONTENT_TYPE, value("application/json")?);
+        headers.insert(TIMESTAMP_HEADER, value(&ts.to_string())?);
+        headers.insert(SIGNATURE_HEADER, value(&sig)?);
+        headers.insert(IDEMPOTENCY_HEADER, value(idempotency_key)?);
         let r = self
-            .http
-            .post(parsed)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, ts.to_string())
-            .header(SIGNATURE_HEADER, sig)
-            .header(IDEMPOTENCY_HEADER, idempotency_key)
-            .body(body)
-            .send()
+            .egress
+            .post(url, headers, body)
             .await
-            .map_err(transport)?;
+            .map_err(refused)?;
         let status = r.status();
         if status.is_success() {
             Ok(())

@@ -47,7 +47,9 @@ pub async fn claim(store: &dyn Store, msg: &JobMessage) -> Result<Claim, StoreEr
                     Err(e) => return Err(e),
                 }
             }
-            BotJobState::Scheduled | BotJobState::Cancelled => return Ok(Claim::Withdrawn),
+            BotJobState::Scheduled | BotJobState::Cancelled | BotJobState::Stopped(_) => {
+                return Ok(Claim::Withdrawn);
+            }
             other => return Ok(Claim::Duplicate(other.name())),
         }
     }

@@ -27,7 +27,15 @@ pub fn allowed(from: &BotJobState, to: &BotJobState) -> bool {
             | (Joined, Done | Failed(_))
             // A withdrawn job whose meeting moved back to the same start is armed again.
             | (Cancelled, Scheduled)
+            // A person stops a bot from any live state, in the call too; nothing leaves it.
+            | (Scheduled | Dispatched | Launched | Joined, Stopped(_))
     )
+}
+
+/// A job whose bot may be on its way or in the meeting.
+pub fn live(state: &BotJobState) -> bool {
+    use BotJobState::*;
+    matches!(state, Scheduled | Dispatched | Launched | Joined)
 }
 
 /// Moves `job` to `to` at `at`, recording the change in its history.
@@ -53,9 +61,13 @@ pub fn transition(
     Ok(())
 }
 
-/// A job that reached the meeting: its meeting is served and is never armed again.
+/// A job that reached the meeting, or that a person stopped: its meeting is served and is never
+/// armed again.
 pub fn served(state: &BotJobState) -> bool {
-    matches!(state, BotJobState::Joined | BotJobState::Done)
+    matches!(
+        state,
+        BotJobState::Joined | BotJobState::Done | BotJobState::Stopped(_)
+    )
 }
 
 #[cfg(test)]
@@ -107,10 +119,59 @@ mod tests {
         }
         assert!(
             !allowed(&BotJobState::Joined, &BotJobState::Cancelled),
-            "a bot in the call is not withdrawn"
+            "a bot in the call is not withdrawn by the scheduler (a person stops it)"
         );
         assert!(!allowed(&BotJobState::Dispatched, &BotJobState::Scheduled));
         assert!(allowed(&BotJobState::Cancelled, &BotJobState::Scheduled));
+    }
+
+    #[test]
+    fn a_joined_bot_can_be_stopped_and_a_stopped_job_never_moves_again() {
+        let by = || BotJobState::Stopped("user:u1".into());
+        for live_state in [
+            BotJobState::Scheduled,
+            BotJobState::Dispatched,
+            BotJobState::Launched,
+            BotJobState::Joined,
+        ] {
+            assert!(allowed(&live_state, &by()), "{live_state:?} -> stopped");
+            assert!(live(&live_state));
+        }
+        let mut j = job();
+        for s in [
+            BotJobState::Dispatched,
+            BotJobState::Launched,
+            BotJobState::Joined,
+        ] {
+            transition(&mut j, s, Utc::now()).unwrap();
+        }
+        transition(&mut j, by(), Utc::now()).unwrap();
+        assert_eq!(j.state, by());
+        assert_eq!(j.history.last().unwrap().state, by(), "who and when");
+        for to in [
+            BotJobState::Scheduled,
+            BotJobState::Dispatched,
+            BotJobState::Launched,
+            BotJobState::Joined,
+            BotJobState::Done,
+            BotJobState::Failed("x".into()),
+            BotJobState::Cancelled,
+            BotJobState::Stopped("user:u2".into()),
+        ] {
+            assert!(
+                transition(&mut j, to.clone(), Utc::now()).is_err(),
+                "{to:?}"
+            );
+        }
+        assert!(served(&j.state), "a stopped meeting is never armed again");
+        for terminal in [
+            BotJobState::Done,
+            BotJobState::Failed("x".into()),
+            BotJobState::Skipped("late".into()),
+            BotJobState::Cancelled,
+        ] {
+            assert!(!allowed(&terminal, &by()), "{terminal:?}");
+        }
     }
 
     #[test]

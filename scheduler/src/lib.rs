@@ -2,7 +2,10 @@
 //! each job at join time minus a lead.
 //!
 //! * [`jobs`]: the job state machine (scheduled -> dispatched -> launched -> joined -> done |
-//!   failed | skipped | cancelled) and the idempotency key (tenant + event instance + start).
+//!   failed | skipped | cancelled; any live state -> stopped by a person) and the idempotency
+//!   key (tenant + event instance + start).
+//! * [`stop`]: a person stops a bot (or deletes its meeting): the job is stopped by
+//!   compare-and-set with who did it, and launchers are told to stop its bot.
 //! * [`Scheduler`]: one pass per tick, per tenant it holds the lease for: arm jobs for meetings
 //!   changed since its last pass, withdraw jobs of cancelled or moved meetings, dispatch due jobs.
 //! * [`gate`]: what a job consumer calls before launching: decides launch / duplicate / withdrawn
@@ -14,5 +17,6 @@
 pub mod gate;
 pub mod jobs;
 mod scheduler;
+pub mod stop;
 
 pub use scheduler::{PassReport, Scheduler, SchedulerSettings};

@@ -9,6 +9,7 @@
 //! * [`vault::Tenants`] creates, rotates and erases tenants and their keys and seals/opens fields.
 
 pub mod audit;
+pub mod browser;
 pub mod engine;
 pub mod erase;
 mod mongo;
@@ -102,6 +103,8 @@ pub trait Store: Send + Sync {
     /// Takes or renews the named lease for `holder` if it is free, expired or already theirs.
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// Who holds the named lease now (`None`: free, released or expired).
+    async fn lease_holder(&self, name: &str) -> Result<Option<String>>;
 
     // ---- tenant databases ----
     async fn put_connection(&self, t: &TenantId, c: &CalendarConnection) -> Result<()>;
@@ -199,6 +202,12 @@ pub trait Store: Send + Sync {
     async fn insert_user(&self, t: &TenantId, u: &User) -> Result<()>;
     /// Replaces a user that exists (`Ok(false)` if it does not).
     async fn update_user(&self, t: &TenantId, u: &User) -> Result<bool>;
+    /// A user with the version the store holds, for [`Store::update_user_at`].
+    async fn get_user_versioned(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<User>>>;
+    /// Replaces the user only if the store still holds `expected_version` (compare-and-set:
+    /// of two writers that read the same version, exactly one succeeds); `Conflict` otherwise,
+    /// also when the user no longer exists. Returns the new version.
+    async fn update_user_at(&self, t: &TenantId, u: &User, expected_version: u64) -> Result<u64>;
     async fn get_user(&self, t: &TenantId, id: &str) -> Result<Option<User>>;
     async fn user_by_email_hash(&self, t: &TenantId, email_hash: &str) -> Result<Option<User>>;
     async fn list_users(&self, t: &TenantId) -> Result<Vec<User>>;
@@ -209,6 +218,9 @@ pub trait Store: Send + Sync {
     async fn put_session(&self, t: &TenantId, s: &Session) -> Result<()>;
     async fn get_session(&self, t: &TenantId, id: &str) -> Result<Option<Session>>;
     async fn delete_session(&self, t: &TenantId, id: &str) -> Result<bool>;
+    /// Replaces a session only while it still exists (the idle-clock refresh): `Ok(false)` once
+    /// it has been deleted (signed out), so a refresh racing a sign-out never brings it back.
+    async fn refresh_session(&self, t: &TenantId, s: &Session) -> Result<bool>;
     /// Ends every session of a user (role change, removal); returns how many.
     async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64>;
 

@@ -360,6 +360,14 @@ impl<E: Engine> Store for E {
         }
     }
 
+    async fn lease_holder(&self, name: &str) -> Result<Option<String>> {
+        let Some(raw) = self.get(&Scope::Control, &LEASES, name).await? else {
+            return Ok(None);
+        };
+        let cur: Lease = decode(&LEASES, raw)?;
+        Ok((!cur.holder.is_empty() && cur.expires_at > Utc::now()).then_some(cur.holder))
+    }
+
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         if let Some(raw) = self.get(&Scope::Control, &LEASES, name).await? {
             let v = raw.version;
@@ -720,6 +728,24 @@ impl<E: Engine> Store for E {
         .map(|_| true)
     }
 
+    async fn get_user_versioned(&self, t: &TenantId, id: &str) -> Result<Option<Versioned<User>>> {
+        self.get(&tenant(t), &USERS, id)
+            .await?
+            .map(|r| decode_versioned(&USERS, r))
+            .transpose()
+    }
+
+    async fn update_user_at(&self, t: &TenantId, u: &User, expected_version: u64) -> Result<u64> {
+        self.require_active(t).await?;
+        self.put(
+            &tenant(t),
+            &USERS,
+            user_record(u)?,
+            Expect::Version(expected_version),
+        )
+        .await
+    }
+
     async fn get_user(&self, t: &TenantId, id: &str) -> Result<Option<User>> {
         by_id(self, &tenant(t), &USERS, id).await
     }
@@ -756,6 +782,32 @@ impl<E: Engine> Store for E {
 
     async fn delete_session(&self, t: &TenantId, id: &str) -> Result<bool> {
         self.delete(&tenant(t), &SESSIONS, id).await
+    }
+
+    async fn refresh_session(&self, t: &TenantId, s: &Session) -> Result<bool> {
+        self.require_active(t).await?;
+        let Some(raw) = self.get(&tenant(t), &SESSIONS, &s.id).await? else {
+            return Ok(false);
+        };
+        let rec = record(
+            &s.id,
+            vec![("user_id", s.user_id.clone().into())],
+            Some(s.expires_at),
+            s,
+        )?;
+        // Compare-and-set on the version read: a session deleted meanwhile is not re-created.
+        match self
+            .put(&tenant(t), &SESSIONS, rec, Expect::Version(raw.version))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Deleted, or refreshed by a concurrent request: it lives only in the second case.
+            Err(StoreError::Conflict { .. }) => Ok(self
+                .get(&tenant(t), &SESSIONS, &s.id)
+                .await?
+                .is_some_and(|r| r.expires_at.is_none_or(|e| e > Utc::now()))),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64> {

@@ -27,8 +27,12 @@ struct Opts {
     /// 0: any free port.
     port: u16,
     export_ttl_seconds: i64,
+    export_max_bytes: usize,
     idle_seconds: i64,
     per_ip_per_minute: u32,
+    per_tenant_per_minute: u32,
+    /// `api.trusted_proxies`.
+    trusted_proxies: Vec<&'static str>,
     body_limit: usize,
 }
 
@@ -37,8 +41,11 @@ impl Default for Opts {
         Opts {
             port: 0,
             export_ttl_seconds: 3600,
+            export_max_bytes: meetbot_api::export::DEFAULT_MAX_EXPORT_BYTES,
             idle_seconds: 1800,
             per_ip_per_minute: 100_000,
+            per_tenant_per_minute: 100_000,
+            trusted_proxies: vec![],
             body_limit: 64 * 1024,
         }
     }
@@ -64,6 +71,8 @@ struct World {
     tokens: Tokens,
     /// An ICS feed on loopback.
     ics_url: String,
+    /// Where the API announces stopped bots.
+    queue: Arc<meetbot_queue::InProcessQueue>,
     _dir: tempfile::TempDir,
 }
 
@@ -87,6 +96,7 @@ async fn mint(store: &dyn Store, t: &TenantId, user: &str, life: chrono::Duratio
                 last_seen_at: now,
                 expires_at: now + life,
                 mfa_passed: true,
+                mfa_at: None,
             },
         )
         .await
@@ -136,6 +146,14 @@ async fn job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
     let j = BotJob::scheduled(meeting, format!("k-{meeting}"), Utc::now());
     store.insert_bot_job(t, &j).await.unwrap();
     j.id
+}
+
+/// A bot in the call of `meeting`: its job id.
+async fn joined_job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
+    let id = new_record_id();
+    let j = meetbot_testsupport::speech::joined_job(&id, meeting, &format!("k-{id}"));
+    store.insert_bot_job(t, &j).await.unwrap();
+    id
 }
 
 async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) {
@@ -276,10 +294,15 @@ async fn world_with(opts: Opts, oidc: Option<(&OidcProvider, &OidcClient)>) -> W
     // A published ICS calendar on loopback, for connecting a calendar by its feed.
     let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:ics-1@clinic.test\r\n\
 DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-    let (ics_addr, _) = meetbot_testsupport::serve_on_loopback(
+    // Served on 127.0.0.2, the only address in this world's egress allow-list (127.0.0.1 is
+    // where the SSRF tests' counting listeners are).
+    let (ics_addr, _) = meetbot_testsupport::egress::serve_on(
+        [127, 0, 0, 2],
+        0,
         axum::Router::new().route("/cal.ics", axum::routing::get(move || async move { ics })),
     )
-    .await;
+    .await
+    .unwrap();
     let ics_url = format!("http://{ics_addr}/cal.ics");
     let worker = meetbot_calendar_sync::worker::SyncWorker::new(
         graph,
@@ -288,13 +311,17 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         Default::default(),
         Default::default(),
     )
-    // (Only from loopback: schemathesis sends any address it can make up.)
+    // (Only loopback hosts: schemathesis sends any address it can make up.)
     .with_ics(
-        meetbot_calendar_sync::ics::IcsClient::new(true)
+        meetbot_calendar_sync::ics::IcsClient::new(true, &["127.0.0.2/32"])
             .unwrap()
-            .only_hosts(["127.0.0.1".to_string()]),
+            .only_hosts(
+                ["127.0.0.2", "127.0.0.1", "[::ffff:7f00:1]", "localhost"].map(String::from),
+            ),
     )
     .with_oauth(Arc::new(oauth));
+    // Bot stops are announced here (a test subscribes to see them).
+    let queue = Arc::new(meetbot_queue::InProcessQueue::new(5));
     let api = Arc::new(Api {
         tenants: tenants.clone(),
         settings: Settings {
@@ -305,11 +332,18 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
             cookie_secure: false,
             speech_engines: vec!["whisper-base".into(), "azure".into()],
             export_ttl: chrono::Duration::seconds(opts.export_ttl_seconds),
+            export_max_bytes: opts.export_max_bytes,
             default_transcript_days: Some(30),
         },
         oidc: o,
-        limits: Limits::new(opts.per_ip_per_minute, 100_000),
+        limits: Limits::new(opts.per_ip_per_minute, opts.per_tenant_per_minute).trusting(
+            opts.trusted_proxies
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+        ),
         calendars: Some(Arc::new(worker)),
+        queue: Some(queue.clone() as Arc<dyn meetbot_queue::JobQueue>),
     });
     tokio::spawn(meetbot_api::serve(api, listener, std::future::pending()));
     let life = chrono::Duration::hours(1);
@@ -339,6 +373,7 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         job_other,
         tokens,
         ics_url,
+        queue,
         _dir: dir,
     }
 }
@@ -347,7 +382,7 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
 async fn settings_refused(w: &World, patch: &Value, field: &str) {
     let (s, body) = w
         .call(
-            Some(&w.tokens.admin),
+            Some(&w.tokens.owner),
             Method::PATCH,
             "/v1/settings",
             Some(patch),
@@ -596,7 +631,7 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             "/v1/calendars/ics",
             "/v1/calendars/ics".into(),
             Some(json!({"feed_url": w.ics_url})),
-            [201, 201, 201, 201],
+            [202, 202, 202, 202],
         ),
         case(
             M::GET,
@@ -685,6 +720,7 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
         (M::DELETE, "/v1/users/{id}", [403, 403, 204, 404]),
         (M::DELETE, "/v1/api-keys/{id}", [403, 204, 204, 404]),
         (M::DELETE, "/v1/calendars/{id}", [404, 204, 204, 404]),
+        (M::POST, "/v1/calendars/{id}/approve", [403, 200, 200, 404]),
         (M::POST, "/v1/auth/logout", [204, 204, 204, 204]),
         (M::DELETE, "/v1/meetings/{id}", [403, 200, 200, 404]),
         (M::POST, "/v1/meetings/{id}/restore", [403, 403, 200, 404]),
@@ -694,6 +730,7 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             [403, 200, 200, 404],
         ),
         (M::GET, "/v1/privacy/exports/{id}", [403, 200, 200, 404]),
+        (M::POST, "/v1/bots/{id}/leave", [200, 200, 200, 404]),
     ];
     let callers = [
         ("member", w.tokens.member.clone()),
@@ -731,6 +768,10 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             if s.as_u16() >= 400 {
                 assert!(body["error"]["code"].is_string(), "{body}");
             }
+            if c.route == "/v1/privacy/export" {
+                // One export at a time per tenant: the next caller's starts after this one.
+                exports_idle(&w).await;
+            }
         }
     }
     for (method, route, expect) in per_caller.drain(..) {
@@ -767,6 +808,14 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
                     let id = connection(&w.tenants, &w.a, &w.owner.id).await;
                     (format!("/v1/calendars/{id}"), None, tok.clone())
                 }
+                "/v1/calendars/{id}/approve" => {
+                    // A member's calendar whose account is not their address.
+                    let id = connection(&w.tenants, &w.a, &w.member.id).await;
+                    let mut c = w.store.get_connection(&w.a, &id).await.unwrap().unwrap();
+                    c.status = ConnectionStatus::AwaitingApproval;
+                    w.store.put_connection(&w.a, &c).await.unwrap();
+                    (format!("/v1/calendars/{id}/approve"), None, tok.clone())
+                }
                 "/v1/auth/logout" => {
                     // A session of its own, so the matrix's sessions live on.
                     let (t, user) = if *who == "foreign" {
@@ -801,7 +850,17 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
                     transcript_and_summary(&w.tenants, &w.a, &id).await;
                     (format!("/v1/meetings/{id}/transcript"), None, tok.clone())
                 }
+                "/v1/bots/{id}/leave" => {
+                    // A bot in the call of a meeting the member asked for.
+                    let id = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+                    let mut m = w.store.get_meeting(&w.a, &id).await.unwrap().unwrap();
+                    m.requested_by = Some(w.member.id.clone());
+                    w.store.put_meeting(&w.a, &m).await.unwrap();
+                    let job = joined_job(&*w.store, &w.a, &id).await;
+                    (format!("/v1/bots/{job}/leave"), None, tok.clone())
+                }
                 "/v1/privacy/exports/{id}" => {
+                    exports_idle(&w).await;
                     let (_, e) = w
                         .call(
                             Some(&w.tokens.owner),
@@ -893,6 +952,106 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
         }
     }
     assert!(missing.is_empty(), "routes without RBAC cases: {missing:?}");
+}
+
+#[tokio::test]
+async fn a_bot_in_the_call_leaves_at_its_owners_or_an_admins_word_recording_who_while_others_get_403_or_404()
+ {
+    use meetbot_queue::{EventKind, JobQueue};
+    let w = world().await;
+    let mut events = w.queue.subscribe_events().await.unwrap();
+    // The member's own calendar meeting, one they only attend, one they cannot see.
+    let own = joined_job(&*w.store, &w.a, &w.m_own).await;
+    let attended = joined_job(&*w.store, &w.a, &w.m_attended).await;
+    let other = joined_job(&*w.store, &w.a, &w.m_other).await;
+    let leave = |job: &str| format!("/v1/bots/{job}/leave");
+    let state = |job: String| {
+        let (store, a) = (w.store.clone(), w.a.clone());
+        async move { store.get_bot_job(&a, &job).await.unwrap().unwrap().value }
+    };
+    // Attending is not owning: 403. Not seeing: 404, as for another tenant and for a member
+    // of the same tenant who sees none of it.
+    let stranger = w.fresh_member(&w.a).await;
+    let stranger = mint(&*w.store, &w.a, &stranger, chrono::Duration::hours(1)).await;
+    for (tok, job, want) in [
+        (&w.tokens.member, &attended, 403),
+        (&w.tokens.member, &other, 404),
+        (&w.tokens.foreign, &own, 404),
+        (&stranger, &own, 404),
+    ] {
+        let (s, body) = w.call(Some(tok), Method::POST, &leave(job), None).await;
+        assert_eq!(s.as_u16(), want, "{body}");
+        assert_eq!(state(job.clone()).await.state, BotJobState::Joined);
+    }
+    // The owner makes their bot leave: stopped, with who and when; launchers are told.
+    let before = Utc::now();
+    let (s, body) = w
+        .call(Some(&w.tokens.member), Method::POST, &leave(&own), None)
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["state"], "stopped");
+    let me = format!("user:{}", w.member.id);
+    assert_eq!(body["reason"], format!("stopped by {me}"));
+    let job = state(own.clone()).await;
+    assert_eq!(job.state, BotJobState::Stopped(me.clone()));
+    let last = job.history.last().unwrap();
+    assert!(last.at >= before && last.state == BotJobState::Stopped(me.clone()));
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+        .await
+        .expect("a stop event for the launcher")
+        .unwrap();
+    assert_eq!(ev.job_id, own);
+    assert!(matches!(ev.kind, EventKind::Withdrawn(_)), "{:?}", ev.kind);
+    // Again: it stays stopped by the first.
+    let (s, _) = w
+        .call(Some(&w.tokens.admin), Method::POST, &leave(&own), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(state(own.clone()).await.state, BotJobState::Stopped(me));
+    // An admin stops any bot; a finished one has nothing to stop.
+    let (s, _) = w
+        .call(Some(&w.tokens.admin), Method::POST, &leave(&attended), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        state(attended.clone()).await.state,
+        BotJobState::Stopped(format!("user:{}", w.admin.id))
+    );
+    let mut done = BotJob::scheduled(&w.m_other, "k-done".into(), Utc::now());
+    done.state = BotJobState::Done;
+    w.store.insert_bot_job(&w.a, &done).await.unwrap();
+    let (s, body) = w
+        .call(Some(&w.tokens.owner), Method::POST, &leave(&done.id), None)
+        .await;
+    assert_eq!(s, 409, "{body}");
+    // Deleting a meeting stops its bot in the call the same way.
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::DELETE,
+            &format!("/v1/meetings/{}", w.m_other),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        state(other.clone()).await.state,
+        BotJobState::Stopped(format!("user:{}", w.admin.id))
+    );
+    let mut seen = Vec::new();
+    while let Ok(Ok(ev)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), events.next()).await
+    {
+        seen.push(ev.job_id.clone());
+        if ev.job_id == other {
+            assert!(matches!(ev.kind, EventKind::Withdrawn(_)));
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&other),
+        "no stop event for the deleted meeting's bot: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -1115,6 +1274,7 @@ async fn totp_enrolment_then_a_tenant_requiring_it_holds_new_sessions_until_a_co
                 last_seen_at: now,
                 expires_at: now + chrono::Duration::hours(1),
                 mfa_passed: false,
+                mfa_at: None,
             },
         )
         .await
@@ -1328,8 +1488,8 @@ async fn an_ad_hoc_bot_is_armed_once_and_the_scheduler_keeps_that_job() {
     );
 }
 
-#[tokio::test]
-async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_addresses() {
+/// The real OpenID provider and the API signing in with it.
+async fn sign_in_world() -> (OidcProvider, World) {
     let client = OidcClient {
         client_id: "meetbot-api".into(),
         client_secret: "api-secret-0123456789".into(),
@@ -1353,7 +1513,12 @@ async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_ad
         Some((&provider, &client)),
     )
     .await;
+    (provider, w)
+}
 
+#[tokio::test]
+async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_addresses() {
+    let (provider, w) = sign_in_world().await;
     let login = |hint: &str| {
         format!(
             "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
@@ -1367,7 +1532,19 @@ async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_ad
     assert!(
         to.contains("code_challenge_method=S256") && to.contains("nonce=") && to.contains("state=")
     );
-    let (status, body) = provider.browse(&to).await.unwrap();
+    // The sign-in is bound to this browser by a short-lived cookie only the callback sees.
+    let bind = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(bind.starts_with("meetbot_signin="), "{bind}");
+    for attr in [
+        "; Path=/v1/auth/callback",
+        "; HttpOnly",
+        "; SameSite=Lax",
+        "; Max-Age=600",
+    ] {
+        assert!(bind.contains(attr), "{bind}");
+    }
+    // The browser goes from the login route through the provider and back, with its cookies.
+    let (status, body) = provider.browse(&login("mia@clinic.test")).await.unwrap();
     assert_eq!(status, 200, "{body}");
     let session: Value = serde_json::from_str(&body).unwrap();
     let token = session["token"].as_str().unwrap();
@@ -1382,29 +1559,30 @@ async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_ad
     assert!(u.subject_hash.is_some());
 
     // Someone the tenant never added is refused.
-    let resp = w
-        .http
-        .get(login("eve@elsewhere.test"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = provider
-        .browse(resp.headers()["location"].to_str().unwrap())
-        .await
-        .unwrap();
+    let (status, body) = provider.browse(&login("eve@elsewhere.test")).await.unwrap();
     assert_eq!(status, 403, "{body}");
-    // A used state cannot be replayed (the pending sign-in is taken once).
-    let resp = w.http.get(login("mia@clinic.test")).send().await.unwrap();
-    let to = resp.headers()["location"].to_str().unwrap().to_string();
-    let state = url::Url::parse(&to)
+    // A used state cannot be replayed (the pending sign-in is taken once), not even by the
+    // browser that began it.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let back = provider
+        .capture_callback(
+            &jar,
+            &login("mia@clinic.test"),
+            &format!("{}/v1/auth/callback", w.base),
+        )
+        .await
+        .unwrap();
+    let state = url::Url::parse(&back)
         .unwrap()
         .query_pairs()
         .find(|(k, _)| k == "state")
         .unwrap()
         .1
         .to_string();
-    let (status, _) = provider.browse(&to).await.unwrap();
-    assert_eq!(status, 200);
+    let (status, body) = provider.browse_in(&jar, &back).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = provider.browse_in(&jar, &back).await.unwrap();
+    assert_eq!(status, 400);
     let (s, _) = w
         .call(
             None,
@@ -1433,6 +1611,64 @@ async fn sign_in_with_a_real_openid_provider_makes_a_session_only_for_invited_ad
         )
         .await;
     assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn login_csrf_a_sign_in_callback_begun_in_one_browser_and_finished_in_another_makes_no_session()
+ {
+    let (provider, w) = sign_in_world().await;
+    let login = format!(
+        "{}/v1/auth/google/login?tenant={}&login_hint=mia@clinic.test",
+        w.base, w.a
+    );
+    let callback = format!("{}/v1/auth/callback", w.base);
+    let sign_ins = || async {
+        w.store
+            .list_audit(&w.a)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "auth.sign_in")
+            .count()
+    };
+    // The attacker signs in with their own account in their browser and keeps the callback URL
+    // instead of following it; the victim's browser is made to open it (a link, an image, a
+    // redirect): a browser that never saw meetbot, or one signed in as someone else.
+    let signed_in_as_someone_else = Arc::new(reqwest::cookie::Jar::default());
+    signed_in_as_someone_else.add_cookie_str(
+        &format!("meetbot_session={}; Path=/", w.tokens.admin),
+        &w.base.parse().unwrap(),
+    );
+    let never_saw_meetbot = Arc::new(reqwest::cookie::Jar::default());
+    for victim in [never_saw_meetbot, signed_in_as_someone_else] {
+        let attacker = Arc::new(reqwest::cookie::Jar::default());
+        let captured = provider
+            .capture_callback(&attacker, &login, &callback)
+            .await
+            .unwrap();
+        let before = sign_ins().await;
+        let resp = provider
+            .browser(&victim)
+            .get(&captured)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("start again"),
+            "{body}"
+        );
+        assert_eq!(sign_ins().await, before, "a session was made");
+        // The pending sign-in is gone: not even the attacker's own browser can use it now.
+        let (status, _) = provider.browse_in(&attacker, &captured).await.unwrap();
+        assert_eq!(status, 400);
+        assert_eq!(sign_ins().await, before);
+    }
 }
 
 #[tokio::test]
@@ -1501,7 +1737,7 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
     });
     let (s, out) = w
         .call(
-            Some(&w.tokens.admin),
+            Some(&w.tokens.owner),
             Method::PATCH,
             "/v1/settings",
             Some(&patch),
@@ -2175,6 +2411,37 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
     );
 }
 
+/// Waits until no export of tenant A (or B) runs.
+async fn exports_idle(w: &World) {
+    let start = std::time::Instant::now();
+    for t in [&w.a, &w.b] {
+        while w
+            .store
+            .lease_holder(&format!("export:{t}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Downloads through a download link as an API client does: the token from the link's
+/// fragment in the `X-Export-Token` header.
+async fn download(w: &World, link: &str) -> reqwest::Response {
+    let (url, token) = link
+        .split_once("#token=")
+        .expect("the token is in the fragment");
+    w.http
+        .get(url)
+        .header("x-export-token", token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn finished_export(w: &World, body: Value) -> (Value, String) {
     let (s, started) = w
         .call(
@@ -2238,9 +2505,8 @@ async fn an_export_holds_everything_as_json_and_text_behind_a_link_that_expires(
     )
     .await;
     let (_, url) = finished_export(&w, json!({})).await;
-    let path = url.strip_prefix(&w.base).unwrap().to_string();
     // The link works without a session; it is the credential.
-    let resp = w.http.get(&url).send().await.unwrap();
+    let resp = download(&w, &url).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/gzip");
     let files = unpack(&resp.bytes().await.unwrap());
@@ -2271,12 +2537,15 @@ async fn an_export_holds_everything_as_json_and_text_behind_a_link_that_expires(
     assert_eq!(m["summary"]["action_items"][0]["owner"], "Sarah");
     assert_eq!(m["title"], "Quarterly review");
     // A wrong token, another tenant's id in it, or another export's id: not found.
-    let bad = path.replace("token=mbx_", "token=mbx_x");
-    let (s, _) = w.call(None, Method::GET, &bad, None).await;
-    assert_eq!(s, 404);
-    let forged = path.replacen(w.a.as_str(), w.b.as_str(), 1);
-    let (s, _) = w.call(None, Method::GET, &forged, None).await;
-    assert_eq!(s, 404);
+    let bad = url.replace("#token=mbx_", "#token=mbx_x");
+    assert_eq!(download(&w, &bad).await.status(), 404);
+    let forged = url.replacen(
+        &format!("#token=mbx_{}", w.a),
+        &format!("#token=mbx_{}", w.b),
+        1,
+    );
+    assert_ne!(forged, url);
+    assert_eq!(download(&w, &forged).await.status(), 404);
     // The archive is sealed in the store: its text is not in the raw bytes.
     assert!(!meetbot_testsupport::contains(
         &meetbot_testsupport::raw_bytes(w._dir.path()),
@@ -2293,24 +2562,14 @@ async fn an_export_holds_everything_as_json_and_text_behind_a_link_that_expires(
     );
     // After its lifetime, the link and the export are gone.
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    let (s, _) = w.call(None, Method::GET, &path, None).await;
-    assert_eq!(s, 404);
+    assert_eq!(download(&w, &url).await.status(), 404);
 }
 
 #[tokio::test]
 async fn a_persons_export_holds_only_the_meetings_they_attended_and_their_user_record() {
     let w = world().await;
     let (_, url) = finished_export(&w, json!({"email": "Mia@Clinic.test"})).await;
-    let files = unpack(
-        &w.http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    );
+    let files = unpack(&download(&w, &url).await.bytes().await.unwrap());
     let doc: Value = serde_json::from_str(&files["export.json"]).unwrap();
     assert_eq!(doc["scope"], "person");
     let ids: Vec<&str> = doc["meetings"]
@@ -2603,16 +2862,7 @@ async fn retention_rules_per_client_and_series_reach_stored_records_and_the_purg
     );
     // Expired means gone from exports too, before the purge runs.
     let (_, url) = finished_export(&w, json!({})).await;
-    let files = unpack(
-        &w.http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    );
+    let files = unpack(&download(&w, &url).await.bytes().await.unwrap());
     assert!(!files.contains_key(&format!("transcripts/{client}.txt")));
     assert!(files.contains_key(&format!("transcripts/{board}.txt")));
     // The purge removes the client's records for good, and logs it.
@@ -2673,4 +2923,1128 @@ async fn retention_rules_per_client_and_series_reach_stored_records_and_the_purg
         )
         .await;
     assert_eq!(s, 200);
+}
+
+/// SSRF through the API: a member connects an "ICS feed" at an internal address. Refused with
+/// the one generic error, nothing stored, and nothing connected (a listener on 127.0.0.1
+/// counts 0), whether the address is written as a literal or as a name.
+#[tokio::test]
+async fn an_ics_feed_at_a_loopback_address_is_refused_through_the_api_without_connecting() {
+    let w = world().await;
+    let listener = meetbot_testsupport::egress::CountingListener::start().await;
+    let before = w.store.list_connections(&w.a).await.unwrap().len();
+    for url in [
+        format!("http://127.0.0.1:{}/cal.ics", listener.port),
+        format!("https://127.0.0.1:{}/cal.ics", listener.port),
+        format!("http://[::ffff:127.0.0.1]:{}/cal.ics", listener.port),
+    ] {
+        let (s, body) = w
+            .call(
+                Some(&w.tokens.member),
+                Method::POST,
+                "/v1/calendars/ics",
+                Some(&json!({ "feed_url": url })),
+            )
+            .await;
+        assert_eq!(s, 400, "{url}: {body}");
+        assert!(
+            body.to_string().contains(meetbot_egress::UNAVAILABLE),
+            "{url}: {body}"
+        );
+    }
+    assert_eq!(w.store.list_connections(&w.a).await.unwrap().len(), before);
+    // A name that resolves to loopback: refused when it is looked up (in the request, or in
+    // the first round if that runs in the background).
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::POST,
+            "/v1/calendars/ics",
+            Some(&json!({ "feed_url": format!("http://localhost:{}/cal.ics", listener.port) })),
+        )
+        .await;
+    assert!(
+        (s == 400 && body.to_string().contains(meetbot_egress::UNAVAILABLE)) || s == 202,
+        "{s} {body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(listener.count(), 0, "nothing connected to 127.0.0.1");
+}
+
+// ---- identity across tenants, and brute force (issue 19, items 4 and 5) ----
+
+/// The code `secret_b32` gives at unix time `at`.
+fn code_at(secret_b32: &str, at: i64) -> String {
+    let secret = totp_rs::Secret::Encoded(secret_b32.into())
+        .to_bytes()
+        .unwrap();
+    let t =
+        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "x".into()).unwrap();
+    t.generate(at.max(0) as u64)
+}
+
+/// A session of `user` made `age` ago, as sign-in makes it (`mfa_passed` as given).
+async fn session_of(w: &World, user: &str, age: chrono::Duration, mfa_passed: bool) -> String {
+    let (token, id) = auth::new_session_token(&w.a).unwrap();
+    let then = Utc::now() - age;
+    w.store
+        .put_session(
+            &w.a,
+            &Session {
+                id,
+                user_id: user.into(),
+                created_at: then,
+                last_seen_at: Utc::now(),
+                expires_at: Utc::now() + chrono::Duration::hours(1),
+                mfa_passed,
+                mfa_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    token
+}
+
+/// The member enrols in TOTP (confirmed with the current code); returns the secret and a new
+/// session of theirs that still owes a code.
+async fn member_with_totp_owed(w: &World) -> (String, String) {
+    let tok = &w.tokens.member;
+    let (s, enrol) = w.call(Some(tok), Method::POST, "/v1/me/totp", None).await;
+    assert_eq!(s, 201, "{enrol}");
+    let secret = enrol["secret"].as_str().unwrap().to_string();
+    let (s, body) = w
+        .call(
+            Some(tok),
+            Method::POST,
+            "/v1/me/totp/confirm",
+            Some(&json!({"code": code_now(&secret)})),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let pending = session_of(w, &w.member.id, chrono::Duration::zero(), false).await;
+    (secret, pending)
+}
+
+/// A request from `client` (as a proxy would forward it) to a public route.
+async fn from_client(w: &World, client: &str) -> StatusCode {
+    w.http
+        .get(format!("{}/v1/auth/providers", w.base))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_get_a_fresh_bucket() {
+    let w = world_with(
+        Opts {
+            per_ip_per_minute: 3,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    // No trusted proxy: every request is the TCP peer's, whatever the header claims.
+    for i in 0..3 {
+        assert_eq!(from_client(&w, &format!("127.0.0.{}", 10 + i)).await, 200);
+    }
+    assert_eq!(from_client(&w, "127.0.0.99").await, 429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let w = world_with(
+        Opts {
+            per_ip_per_minute: 3,
+            trusted_proxies: vec!["127.0.0.1/32"],
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(from_client(&w, "127.0.0.10").await, 200);
+    }
+    assert_eq!(from_client(&w, "127.0.0.10").await, 429);
+    // Another client behind the same proxy is not held by the first one's bucket...
+    assert_eq!(from_client(&w, "127.0.0.11").await, 200);
+    // ...and a client cannot escape its bucket by writing its own header in front: the proxy
+    // appends the address it saw, and the right-most untrusted one counts.
+    assert_eq!(from_client(&w, "127.0.0.77, 127.0.0.10").await, 429);
+}
+
+#[tokio::test]
+async fn made_up_tokens_for_a_tenant_do_not_lock_out_its_real_users() {
+    let w = world_with(
+        Opts {
+            per_ip_per_minute: 30,
+            per_tenant_per_minute: 5,
+            trusted_proxies: vec!["127.0.0.1/32"],
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let forged = format!("mbs_{}_{}", w.a, "0".repeat(64));
+    let attack = |tok: String| {
+        w.http
+            .get(format!("{}/v1/meetings", w.base))
+            .header("x-forwarded-for", "127.0.0.66")
+            .bearer_auth(tok)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(attack(forged.clone()).await.unwrap().status().as_u16());
+    }
+    // Failed authentications cost the attacker's address (twice each), never the tenant.
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let user = w
+        .http
+        .get(format!("{}/v1/meetings", w.base))
+        .header("x-forwarded-for", "127.0.0.77")
+        .bearer_auth(&w.tokens.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 200, "the tenant's people still get in");
+}
+
+#[tokio::test]
+async fn totp_guessing_locks_the_user_after_five_failures_and_says_when_to_retry() {
+    let w = world().await;
+    let (secret, pending) = member_with_totp_owed(&w).await;
+    let guess = |code: String| {
+        let w = &w;
+        let pending = pending.clone();
+        async move {
+            w.call(
+                Some(&pending),
+                Method::POST,
+                "/v1/auth/totp",
+                Some(&json!({ "code": code })),
+            )
+            .await
+        }
+    };
+    // Codes no clock gives now (the right one and its neighbours are skipped).
+    let now = Utc::now().timestamp();
+    let near: BTreeSet<String> = (-2..=2).map(|k| code_at(&secret, now + 30 * k)).collect();
+    let wrong: Vec<String> = (0..1_000_000u32)
+        .map(|n| format!("{n:06}"))
+        .filter(|c| !near.contains(c))
+        .take(5)
+        .collect();
+    for code in &wrong[..4] {
+        let (s, body) = guess(code.clone()).await;
+        assert_eq!(s, 401, "{body}");
+    }
+    let resp = w
+        .http
+        .post(format!("{}/v1/auth/totp", w.base))
+        .bearer_auth(&pending)
+        .json(&json!({"code": wrong[4]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((240..=300).contains(&retry), "{retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "locked");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked until"),
+        "{body}"
+    );
+    // Locked: even the right code (the next step's, never used) is refused, from any session.
+    let right = code_at(&secret, Utc::now().timestamp() + 30);
+    let (s, _) = guess(right.clone()).await;
+    assert_eq!(s, 429);
+    let other = session_of(&w, &w.member.id, chrono::Duration::zero(), false).await;
+    let (s, _) = w
+        .call(
+            Some(&other),
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&json!({ "code": right })),
+        )
+        .await;
+    assert_eq!(s, 429, "the lock is the user's, kept in the store");
+    let u = w.store.get_user(&w.a, &w.member.id).await.unwrap().unwrap();
+    assert!(u.totp.unwrap().locked_until.unwrap() > Utc::now());
+    let (s, _) = w
+        .call(Some(&pending), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 403, "the factor is still owed");
+    let audit = w.store.list_audit(&w.a).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "auth.totp_failed").count(),
+        5
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "auth.totp_locked").count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_same_totp_code_sent_concurrently_passes_once() {
+    let w = world().await;
+    let (secret, pending) = member_with_totp_owed(&w).await;
+    // The next step's code: inside the window and never used.
+    let code = code_at(&secret, Utc::now().timestamp() + 30);
+    let sessions: Vec<String> = {
+        let mut v = vec![pending];
+        for _ in 0..3 {
+            v.push(session_of(&w, &w.member.id, chrono::Duration::zero(), false).await);
+        }
+        v
+    };
+    let w = &w;
+    let mut sends = Vec::new();
+    for tok in &sessions {
+        for _ in 0..2 {
+            let code = code.clone();
+            sends.push(async move {
+                w.call(
+                    Some(tok),
+                    Method::POST,
+                    "/v1/auth/totp",
+                    Some(&json!({ "code": code })),
+                )
+                .await
+                .0
+            });
+        }
+    }
+    let statuses = futures::future::join_all(sends).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 204 || *s == 401),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_api_key_is_refused() {
+    let w = world().await;
+    let create = |body: Value| {
+        let w = &w;
+        async move {
+            w.call(
+                Some(&w.tokens.admin),
+                Method::POST,
+                "/v1/api-keys",
+                Some(&body),
+            )
+            .await
+        }
+    };
+    // 90 days unless asked; at most 365.
+    let (s, k) = create(json!({"name": "crm", "scopes": ["meetings:read"]})).await;
+    assert_eq!(s, 201, "{k}");
+    let expires: chrono::DateTime<Utc> = k["key"]["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - Utc::now()).num_hours();
+    assert!((89 * 24..=90 * 24).contains(&days), "{days}");
+    let (s, body) =
+        create(json!({"name": "x", "scopes": ["meetings:read"], "expires_in_days": 366})).await;
+    assert_eq!(s, 400, "{body}");
+    let (s, k) =
+        create(json!({"name": "short", "scopes": ["meetings:read"], "expires_in_days": 1})).await;
+    assert_eq!(s, 201);
+    let token = k["token"].as_str().unwrap().to_string();
+    let id = k["key"]["id"].as_str().unwrap().to_string();
+    let (s, _) = w
+        .call(Some(&token), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 200);
+    // A day later.
+    let mut stored = w.store.get_api_key(&w.a, &id).await.unwrap().unwrap();
+    stored.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    w.store.put_api_key(&w.a, &stored).await.unwrap();
+    let (s, body) = w
+        .call(Some(&token), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    // A key from before keys expired lives 365 days from its creation.
+    stored.expires_at = None;
+    stored.created_at = Utc::now() - chrono::Duration::days(366);
+    w.store.put_api_key(&w.a, &stored).await.unwrap();
+    let (s, _) = w
+        .call(Some(&token), Method::GET, "/v1/meetings", None)
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn a_removed_or_demoted_creators_api_keys_stop_working() {
+    let w = world().await;
+    let key_of = |admin: String| {
+        let w = &w;
+        async move {
+            let tok = mint(&*w.store, &w.a, &admin, chrono::Duration::hours(1)).await;
+            let (s, k) = w
+                .call(
+                    Some(&tok),
+                    Method::POST,
+                    "/v1/api-keys",
+                    Some(&json!({"name": "crm", "scopes": ["meetings:read"]})),
+                )
+                .await;
+            assert_eq!(s, 201, "{k}");
+            let token = k["token"].as_str().unwrap().to_string();
+            let (s, _) = w
+                .call(Some(&token), Method::GET, "/v1/meetings", None)
+                .await;
+            assert_eq!(s, 200);
+            (token, k["key"]["id"].as_str().unwrap().to_string())
+        }
+    };
+    let new_admin = |name: &str| {
+        let w = &w;
+        let email = format!("{name}@clinic.test");
+        async move {
+            create_user(&*w.tenants, &w.a, &email, Role::Admin)
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    // Demoted to member: their keys are revoked.
+    let demoted = new_admin("dora").await;
+    let (key, id) = key_of(demoted.clone()).await;
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            &format!("/v1/users/{demoted}"),
+            Some(&json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, body) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(
+        w.store
+            .get_api_key(&w.a, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    // Removed: the same.
+    let removed = new_admin("rory").await;
+    let (key, _) = key_of(removed.clone()).await;
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::DELETE,
+            &format!("/v1/users/{removed}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401);
+    // Removed some other way (straight from the store, as the CLI could): refused at use.
+    let gone = new_admin("gale").await;
+    let (key, _) = key_of(gone.clone()).await;
+    w.store.delete_user(&w.a, &gone).await.unwrap();
+    let (s, body) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401, "{body}");
+    // Promoted to owner: keys stay.
+    let promoted = new_admin("pia").await;
+    let (key, _) = key_of(promoted.clone()).await;
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            &format!("/v1/users/{promoted}"),
+            Some(&json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn weakening_settings_are_refused_for_an_admin_an_api_key_and_an_owner_with_a_stale_sign_in()
+{
+    let w = world().await;
+    let patch = |tok: &str, body: Value| {
+        let w = &w;
+        let tok = tok.to_string();
+        async move {
+            w.call(Some(&tok), Method::PATCH, "/v1/settings", Some(&body))
+                .await
+        }
+    };
+    // Turning MFA on is no weakening: an admin may.
+    let (s, body) = patch(&w.tokens.admin, json!({"require_mfa": true})).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, k) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "ops", "scopes": ["settings:read", "settings:write"]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["token"].as_str().unwrap().to_string();
+    let stale_owner = session_of(&w, &w.owner.id, chrono::Duration::minutes(11), true).await;
+    let (_, recipient) = meetbot_delivery::hold::generate();
+    let weakening = [
+        json!({"require_mfa": false}),
+        json!({"delivery": {"webhook_url": "https://hooks.attacker.test/x"}}),
+        json!({"customer_key": recipient}),
+        json!({"allowed_email_domains": ["clinic.test"]}),
+    ];
+    for body in &weakening {
+        for (who, tok) in [
+            ("admin", &w.tokens.admin),
+            ("key", &key),
+            ("stale owner", &stale_owner),
+        ] {
+            let (s, resp) = patch(tok, body.clone()).await;
+            assert_eq!(s, 403, "{body} as {who}: {resp}");
+            if who == "stale owner" {
+                assert!(
+                    resp["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("sign in again"),
+                    "{resp}"
+                );
+            }
+        }
+    }
+    let (_, now) = w
+        .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
+        .await;
+    assert_eq!(now["require_mfa"], true);
+    assert_eq!(now["delivery"]["webhook_url"], Value::Null);
+    assert_eq!(now["customer_key"], Value::Null);
+    // An owner who just signed in may.
+    for body in &weakening {
+        let (s, resp) = patch(&w.tokens.owner, body.clone()).await;
+        assert_eq!(s, 200, "{body}: {resp}");
+    }
+    // So may the stale owner after a fresh TOTP code (stepping up without signing in again).
+    let owner_tok = w.tokens.owner.clone();
+    let (_, enrol) = w
+        .call(Some(&owner_tok), Method::POST, "/v1/me/totp", None)
+        .await;
+    let secret = enrol["secret"].as_str().unwrap().to_string();
+    let (s, _) = w
+        .call(
+            Some(&owner_tok),
+            Method::POST,
+            "/v1/me/totp/confirm",
+            Some(&json!({"code": code_now(&secret)})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = patch(&stale_owner, json!({"customer_key": ""})).await;
+    assert_eq!(s, 403);
+    let (s, body) = w
+        .call(
+            Some(&stale_owner),
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&json!({"code": code_at(&secret, Utc::now().timestamp() + 30)})),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let (s, body) = patch(&stale_owner, json!({"customer_key": ""})).await;
+    assert_eq!(s, 200, "{body}");
+}
+
+#[tokio::test]
+async fn allowed_domains_and_issuers_are_owner_settings_checked_when_set() {
+    let w = world().await;
+    let patch = |body: Value| {
+        let w = &w;
+        async move {
+            w.call(
+                Some(&w.tokens.owner),
+                Method::PATCH,
+                "/v1/settings",
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (s, body) = patch(json!({"allowed_email_domains": ["Clinic.Test", "@partner.test"]})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["allowed_email_domains"],
+        json!(["clinic.test", "partner.test"])
+    );
+    let (s, body) = patch(json!({"allowed_email_domains": ["partner.test"]})).await;
+    assert_eq!(s, 400, "the owner's own domain is missing: {body}");
+    let (s, body) = patch(json!({"allowed_email_domains": ["not a domain"]})).await;
+    assert_eq!(s, 400, "{body}");
+    // This world offers no identity provider: no issuer can be named.
+    let (s, body) = patch(json!({"allowed_issuers": ["https://idp.elsewhere.test"]})).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_issuers[0]")
+    );
+    let (s, body) = patch(json!({"allowed_email_domains": []})).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["allowed_email_domains"], json!([]));
+}
+
+#[tokio::test]
+async fn a_token_without_email_verified_is_refused() {
+    let (provider, w) = sign_in_world().await;
+    let login = |hint: &str| {
+        format!(
+            "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
+            w.base, w.a
+        )
+    };
+    // The provider vouches for no address: whoever runs it could name anyone's.
+    let (status, body) = provider
+        .browse(&login("unverified/olga@clinic.test"))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not verified"), "{body}");
+    let u = w.store.get_user(&w.a, &w.owner.id).await.unwrap().unwrap();
+    assert!(u.subject_hash.is_none(), "nothing was bound");
+}
+
+#[tokio::test]
+async fn the_same_address_from_another_subject_is_refused() {
+    let (provider, w) = sign_in_world().await;
+    let login = |hint: &str| {
+        format!(
+            "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
+            w.base, w.a
+        )
+    };
+    let (status, body) = provider.browse(&login("olga@clinic.test")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The same verified address, another account at the provider.
+    let (status, body) = provider
+        .browse(&login("other/olga@clinic.test"))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("bound to another sign-in identity"), "{body}");
+}
+
+#[tokio::test]
+async fn sign_in_with_an_issuer_or_domain_the_tenant_did_not_allow_is_refused() {
+    let (provider, w) = sign_in_world().await;
+    let login = |hint: &str| {
+        format!(
+            "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
+            w.base, w.a
+        )
+    };
+    // An invited person at a partner's domain.
+    let zed = create_user(&*w.tenants, &w.a, "zed@partner.test", Role::Member)
+        .await
+        .unwrap();
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::PATCH,
+            "/v1/settings",
+            Some(&json!({"allowed_email_domains": ["clinic.test"], "allowed_issuers": [provider.issuer]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["allowed_issuers"], json!([provider.issuer]));
+    let (status, body) = provider.browse(&login("zed@partner.test")).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("domain"), "{body}");
+    assert!(
+        w.store
+            .get_user(&w.a, &zed.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .subject_hash
+            .is_none(),
+        "nothing was bound"
+    );
+    let (status, body) = provider.browse(&login("mia@clinic.test")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The tenant trusts only another provider (one this deployment offered when it was set).
+    let mut s = w.store.get_tenant_settings(&w.a).await.unwrap().unwrap();
+    s.allowed_issuers = vec!["https://idp.elsewhere.test".into()];
+    w.store.put_tenant_settings(&w.a, &s).await.unwrap();
+    let (status, body) = provider.browse(&login("adam@clinic.test")).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("identity provider"), "{body}");
+    assert!(
+        w.store
+            .get_user(&w.a, &w.admin.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .subject_hash
+            .is_none()
+    );
+}
+
+/// A raw request (for headers), with an optional bearer token and JSON body.
+async fn raw(
+    w: &World,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut r = w.http.request(method, format!("{}{path}", w.base));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    r.send().await.unwrap()
+}
+
+fn no_store(r: &reqwest::Response, what: &str) {
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "{what}: {:?}",
+        r.headers()
+    );
+}
+
+/// Attack: a response carrying a credential (the session token at sign-in, a new API key, an
+/// export link, the webhook secret or TOTP secret shown once) kept by a shared proxy or the
+/// browser's cache, and read from there by the next user of the machine. Every one says
+/// `Cache-Control: no-store`.
+#[tokio::test]
+async fn no_response_carrying_a_token_may_be_cached() {
+    let (provider, w) = sign_in_world().await;
+    // Sign-in: the callback that answers with the session token.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let login = format!(
+        "{}/v1/auth/google/login?tenant={}&login_hint=mia@clinic.test",
+        w.base, w.a
+    );
+    let back = provider
+        .capture_callback(&jar, &login, &format!("{}/v1/auth/callback", w.base))
+        .await
+        .unwrap();
+    let r = provider.browser(&jar).get(&back).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    no_store(&r, "sign-in callback");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["token"].as_str().unwrap().starts_with("mbs_"));
+    // A new API key.
+    let r = raw(
+        &w,
+        Some(&w.tokens.admin),
+        Method::POST,
+        "/v1/api-keys",
+        Some(&json!({"name": "crm", "scopes": ["meetings:read"]})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    no_store(&r, "API key creation");
+    // TOTP enrolment (the secret).
+    let r = raw(
+        &w,
+        Some(&w.tokens.member),
+        Method::POST,
+        "/v1/me/totp",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    no_store(&r, "TOTP enrolment");
+    // The webhook secret, shown once.
+    let r = raw(
+        &w,
+        Some(&w.tokens.owner),
+        Method::PATCH,
+        "/v1/settings",
+        Some(&json!({"delivery": {"webhook_url": "https://hooks.clinic.test/meetbot"}})),
+    )
+    .await;
+    let status = r.status();
+    no_store(&r, "webhook secret");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["delivery"]["new_webhook_secret"].is_string(), "{body}");
+    // An export link, its page and its archive.
+    let r = raw(
+        &w,
+        Some(&w.tokens.owner),
+        Method::POST,
+        "/v1/privacy/export",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    no_store(&r, "export link");
+    exports_idle(&w).await;
+    let (_, url) = finished_export(&w, json!({})).await;
+    let r = download(&w, &url).await;
+    assert_eq!(r.status(), 200);
+    no_store(&r, "export archive");
+    let page = w
+        .http
+        .get(url.split_once('#').unwrap().0)
+        .send()
+        .await
+        .unwrap();
+    no_store(&page, "export link page");
+    // And an error answer too.
+    let r = raw(&w, Some("mbs_x_y"), Method::GET, "/v1/me", None).await;
+    no_store(&r, "an error");
+}
+
+/// Attack: the export link's token in the query string (`?token=`) ends up in proxy and
+/// access logs, browser history and Referer headers. It is refused there (never checked);
+/// the token goes in the `X-Export-Token` header or a POST form, and the link carries it in
+/// its fragment, which browsers never send.
+#[tokio::test]
+async fn an_export_token_in_the_query_string_is_refused() {
+    let w = world().await;
+    let (started, link) = finished_export(&w, json!({})).await;
+    let (url, token) = link.split_once("#token=").unwrap();
+    assert!(!url.contains(token));
+    assert_eq!(
+        url,
+        format!(
+            "{}/v1/privacy/exports/{}/download",
+            w.base,
+            started["id"].as_str().unwrap()
+        )
+    );
+    let r = w
+        .http
+        .get(format!("{url}?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a query token is refused");
+    let r = w
+        .http
+        .post(format!("{url}?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The header works, and a form POST (what the link's page sends).
+    assert_eq!(download(&w, &link).await.status(), 200);
+    let r = w
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    let r = w
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=mbx_wrong_token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Opened in a browser, the link is a page that posts the fragment's token (its script
+    // is the only one allowed) and holds no token itself.
+    let page = w.http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"));
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("method=\"post\"") && html.contains("location.hash"));
+    assert!(!html.contains(token));
+}
+
+/// Attack: many exports of the whole tenant at once, each held in memory. At most one runs
+/// per tenant: a second request answers 409 naming the running one; afterwards the next
+/// starts. Another tenant's export is not held up.
+#[tokio::test]
+async fn a_second_export_while_one_runs_answers_409_with_the_running_exports_id() {
+    let w = world().await;
+    // Enough meetings that the first export is still running when the second is asked for.
+    for _ in 0..300 {
+        meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    }
+    let (s, first) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(s, 202, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let r = raw(
+        &w,
+        Some(&w.tokens.admin),
+        Method::POST,
+        "/v1/privacy/export",
+        Some(&json!({"email": "mia@clinic.test"})),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v1/privacy/exports/{id}").as_str()
+    );
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(id),
+        "{body}"
+    );
+    // The other tenant exports meanwhile.
+    let (s, other) = w
+        .call(
+            Some(&w.tokens.foreign),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(s, 202, "{other}");
+    exports_idle(&w).await;
+    let (_, st) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/privacy/exports/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(st["state"], "ready", "{st}");
+    assert_eq!(st["total"].as_u64().unwrap(), 303);
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(s, 202, "the next one starts once the first is done");
+    exports_idle(&w).await;
+}
+
+/// An export is written compressed as it is built and never held beyond
+/// `export_max_bytes`: over it, the export fails with the reason (nothing half-made is
+/// kept) and the tenant can start the next one.
+#[tokio::test]
+async fn an_export_over_its_size_cap_fails_with_the_reason_and_frees_the_tenant() {
+    let w = world_with(
+        Opts {
+            export_max_bytes: 600,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let (s, e) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(s, 202, "{e}");
+    exports_idle(&w).await;
+    let (_, st) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/privacy/exports/{}", e["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(
+        st["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 600 bytes"),
+        "{st}"
+    );
+    let got = w
+        .store
+        .get_export(&w.a, e["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.archive.is_none());
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({"email": "nobody@clinic.test"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    exports_idle(&w).await;
+}
+
+/// Attack: `POST /v1/calendars/ics` with a feed bomb made the API pod fetch, parse and expand
+/// it inside the request. Now the address is stored and answered at once (202, `syncing`);
+/// the first round runs in the background; `GET /v1/calendars` shows `active`, or `failed`
+/// with the reason for the bomb. A user's connections are capped.
+#[tokio::test]
+async fn connecting_an_ics_feed_answers_202_and_a_bomb_fails_in_the_background_with_its_reason() {
+    let w = world().await;
+    let from = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut bomb = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+    while bomb.len() < meetbot_calendar_sync::ics::DEFAULT_MAX_FEED_BYTES - 200 {
+        bomb.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:b{}\r\nDTSTART:{from}\r\nRRULE:FREQ=MINUTELY\r\nEND:VEVENT\r\n",
+            bomb.len()
+        ));
+    }
+    bomb.push_str("END:VCALENDAR\r\n");
+    let bomb: &'static str = bomb.leak();
+    // On 127.0.0.2, the address this world's egress allow-list names.
+    let (addr, _) = meetbot_testsupport::egress::serve_on(
+        [127, 0, 0, 2],
+        0,
+        axum::Router::new().route("/bomb.ics", axum::routing::get(move || async move { bomb })),
+    )
+    .await
+    .unwrap();
+    let state_of = |id: String| {
+        let w = &w;
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let (_, list) = w
+                    .call(Some(&w.tokens.member), Method::GET, "/v1/calendars", None)
+                    .await;
+                let item = list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["id"] == id.as_str())
+                    .cloned()
+                    .unwrap();
+                if item["state"] != "syncing" {
+                    return item;
+                }
+                assert!(start.elapsed() < std::time::Duration::from_secs(20));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (s, ok) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::POST,
+            "/v1/calendars/ics",
+            Some(&json!({"feed_url": w.ics_url})),
+        )
+        .await;
+    assert_eq!(s, 202, "{ok}");
+    assert_eq!(ok["state"], "syncing");
+    let done = state_of(ok["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(done["state"], "active", "{done}");
+    assert_eq!(done["error"], Value::Null);
+    let started = std::time::Instant::now();
+    let (s, b) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::POST,
+            "/v1/calendars/ics",
+            Some(&json!({"feed_url": format!("http://{addr}/bomb.ics")})),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered without reading the feed"
+    );
+    let failed = state_of(b["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("events in the sync window"),
+        "{failed}"
+    );
+    // Connections per user are capped (10 by default).
+    let (_, list) = w
+        .call(Some(&w.tokens.member), Method::GET, "/v1/calendars", None)
+        .await;
+    let mine = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["user_id"] == w.member.id.as_str())
+        .count();
+    for _ in mine..10 {
+        let (s, _) = w
+            .call(
+                Some(&w.tokens.member),
+                Method::POST,
+                "/v1/calendars/ics",
+                Some(&json!({"feed_url": w.ics_url})),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    let (s, body) = w
+        .call(
+            Some(&w.tokens.member),
+            Method::POST,
+            "/v1/calendars/ics",
+            Some(&json!({"feed_url": w.ics_url})),
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("10"));
 }

@@ -71,6 +71,12 @@ impl World {
     }
 }
 
+/// The egress client of these tests' webhooks: the receivers are on 127.0.0.1, which the
+/// default (empty) allow-list refuses; these tests name it.
+fn loopback_webhooks() -> meetbot_egress::Egress {
+    WebhookNotifier::egress(&["127.0.0.1/32"]).unwrap()
+}
+
 fn quick() -> RetryPolicy {
     RetryPolicy {
         base_delay: Duration::from_millis(50),
@@ -276,9 +282,10 @@ async fn an_smtp_server_restarted_mid_run_still_gets_every_summary_exactly_once(
 async fn webhooks_are_signed_and_retried_after_server_errors_and_arrive_once() {
     let w = world().await;
     let hook = WebhookReceiver::start("whsec-test", 2).await;
-    let outbox = w.outbox(quick()).with(Arc::new(
-        WebhookNotifier::new("whsec-test".to_string().into()).unwrap(),
-    ));
+    let outbox = w.outbox(quick()).with(Arc::new(WebhookNotifier::new(
+        "whsec-test".to_string().into(),
+        loopback_webhooks(),
+    )));
     for i in 0..3 {
         outbox
             .enqueue(&w.tenant, DeliveryChannel::Webhook, &hook.url(), &notice(i))
@@ -301,9 +308,10 @@ async fn webhooks_are_signed_and_retried_after_server_errors_and_arrive_once() {
     // A receiver with another secret refuses them: the signature is what proves the sender.
     let other = WebhookReceiver::start("another-secret", 0).await;
     let w2 = world().await;
-    let o2 = w2.outbox(quick()).with(Arc::new(
-        WebhookNotifier::new("whsec-test".to_string().into()).unwrap(),
-    ));
+    let o2 = w2.outbox(quick()).with(Arc::new(WebhookNotifier::new(
+        "whsec-test".to_string().into(),
+        loopback_webhooks(),
+    )));
     o2.enqueue(
         &w2.tenant,
         DeliveryChannel::Webhook,
@@ -343,9 +351,10 @@ async fn a_refusing_target_is_given_up_with_its_reason_and_a_dead_one_after_the_
         .with(Arc::new(
             SlackNotifier::new(&slack.base_url(), "xoxb-test-token".to_string().into()).unwrap(),
         ))
-        .with(Arc::new(
-            WebhookNotifier::new("s".to_string().into()).unwrap(),
-        ));
+        .with(Arc::new(WebhookNotifier::new(
+            "s".to_string().into(),
+            loopback_webhooks(),
+        )));
     outbox
         .enqueue(&w.tenant, DeliveryChannel::Slack, "C-GONE", &notice(1))
         .await
@@ -370,7 +379,8 @@ async fn a_refusing_target_is_given_up_with_its_reason_and_a_dead_one_after_the_
     let hook_d = w.one("meeting-2").await;
     assert_eq!(hook_d.attempts, 3);
     assert!(matches!(&hook_d.state,
-        DeliveryState::GaveUp { reason } if reason.starts_with("3 attempts failed; the last: cannot connect")));
+        DeliveryState::GaveUp { reason }
+            if reason == &format!("3 attempts failed; the last: {}", meetbot_egress::UNAVAILABLE)));
     let mail_d = w.one("meeting-3").await;
     assert!(matches!(&mail_d.state,
         DeliveryState::GaveUp { reason } if reason == "no email sender is configured"));
@@ -445,9 +455,13 @@ async fn a_tenant_with_its_own_webhook_secret_is_signed_with_it_and_others_with_
             .unwrap(),
     );
     w.store.put_tenant_settings(&w.tenant, &s).await.unwrap();
-    let outbox = w.outbox(quick()).with(Arc::new(
-        WebhookNotifier::new("whsec-deployment".to_string().into()).unwrap(),
-    ));
+    let outbox = w
+        .outbox(quick())
+        .with(Arc::new(WebhookNotifier::new(
+            "whsec-deployment".to_string().into(),
+            loopback_webhooks(),
+        )))
+        .with_webhook_egress(loopback_webhooks());
     outbox
         .enqueue_summary(&*w.store, &w.tenants, &w.tenant, &notice(1))
         .await
@@ -527,4 +541,87 @@ async fn email_to_a_folder_writes_each_summary_once_as_an_eml_file_and_refuses_b
         Err(NotifyError::Permanent(_))
     ));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+}
+
+/// A listener on 127.0.0.1 that counts the connections it accepts.
+async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = n.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (port, n)
+}
+
+#[tokio::test]
+async fn a_webhook_url_pointing_at_loopback_is_given_up_without_connecting() {
+    use meetbot_core::model::TenantSettings;
+    let w = world().await;
+    let (port, accepted) = counting_listener().await;
+    // An admin sets the tenant's webhook to an internal address (the API takes any https
+    // URL); the deployment runs with the default, empty allow-list.
+    let vault = w.tenants.vault(&w.tenant).await.unwrap();
+    let mut s = TenantSettings::new(Default::default(), chrono::Utc::now());
+    s.delivery.webhook_url = Some(
+        vault
+            .seal::<TenantSettings>(
+                "settings",
+                "delivery_webhook_url",
+                format!("https://127.0.0.1:{port}/hook").as_bytes(),
+            )
+            .unwrap(),
+    );
+    s.delivery.webhook_secret = Some(
+        vault
+            .seal::<TenantSettings>("settings", "delivery_webhook_secret", b"whsec_own")
+            .unwrap(),
+    );
+    w.store.put_tenant_settings(&w.tenant, &s).await.unwrap();
+    let cfg = meetbot_core::config::DeliveryConfig {
+        webhook_secret: Some("whsec-deployment".into()),
+        ..Default::default()
+    };
+    let outbox =
+        meetbot_delivery::service::outbox(w.store.clone(), w.tenants.clone(), &cfg, &[]).unwrap();
+    // The tenant's own (sealed) webhook, and the same listener spelled as the deployment's
+    // sender would get it in other forms: IPv4-mapped IPv6, a name, plain http.
+    outbox
+        .enqueue_summary(&*w.store, &w.tenants, &w.tenant, &notice(1))
+        .await
+        .unwrap();
+    for (i, url) in [
+        format!("https://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("https://localhost:{port}/hook"),
+        format!("http://127.0.0.1:{port}/hook"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        outbox
+            .enqueue(&w.tenant, DeliveryChannel::Webhook, url, &notice(2 + i))
+            .await
+            .unwrap();
+    }
+    drain(&w, &outbox).await;
+    let all = w.store.list_deliveries(&w.tenant, None).await.unwrap();
+    assert_eq!(all.len(), 4);
+    for d in all {
+        assert_eq!(d.value.attempts, 1, "a refusal is not retried");
+        assert!(
+            matches!(&d.value.state,
+                DeliveryState::GaveUp { reason } if reason == meetbot_egress::UNAVAILABLE),
+            "{:?}",
+            d.value.state
+        );
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection was made"
+    );
 }

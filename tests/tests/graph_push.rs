@@ -193,6 +193,45 @@ async fn a_push_notification_reaches_the_scheduler_within_seconds() {
     sched_task.await.unwrap();
 }
 
+/// Attack: a link to the webhook with `validationToken=<html><script>...` is echoed back; a
+/// browser that sniffs the type renders it as a page of ours. The echo is text/plain with
+/// `nosniff` (and a sandboxing CSP), and bounded in size.
+#[tokio::test]
+async fn a_validation_token_holding_html_is_echoed_only_as_unsniffable_bounded_text() {
+    let w = world(true, |_| {}).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/webhooks/microsoft/lifecycle?validationToken=%3Chtml%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            w.hook
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(r.text().await.unwrap(), "<html><script>alert(1)</script>");
+    let long = "a".repeat(meetbot_calendar_sync::webhook::MAX_VALIDATION_TOKEN + 1);
+    let r = http
+        .post(format!(
+            "{}/webhooks/microsoft?validationToken={long}",
+            w.hook
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(!r.text().await.unwrap().contains(&long));
+}
+
 #[tokio::test]
 async fn the_webhook_echoes_validation_tokens_and_drops_forged_or_malformed_notifications() {
     let w = world(true, |_| {}).await;

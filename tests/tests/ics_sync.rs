@@ -96,7 +96,8 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
         Default::default(),
         Default::default(),
     )
-    .with_ics(IcsClient::new(true).unwrap());
+    // The feed is on 127.0.0.1: named in the egress allow-list (the default refuses it).
+    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
 
     let (conn, first) = worker
         .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
@@ -157,7 +158,7 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
         Default::default(),
         Default::default(),
     )
-    .with_ics(IcsClient::new(false).unwrap());
+    .with_ics(IcsClient::new(false, &["127.0.0.1/32"]).unwrap());
     let e = strict
         .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
         .await
@@ -185,4 +186,252 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
     assert!(e.to_string().contains("404"), "{e}");
     let conns = c.store.list_connections(&c.tenant).await.unwrap();
     assert_eq!(conns.len(), 2, "the fixture's connection and the feed");
+}
+
+/// A feed that was connected on an allowed address, whose name the attacker's DNS then points
+/// at 127.0.0.1 (rebinding between polls): the poll is refused, nothing is connected, and the
+/// meetings already synced stay as they were (a refused fetch is not an empty feed).
+#[tokio::test]
+async fn an_ics_feed_whose_name_rebinds_to_loopback_is_refused_at_the_next_poll() {
+    use meetbot_testsupport::egress::{CountingListener, ScriptedDns, serve_on};
+    let c = common::connected(
+        meetbot_core::model::CalendarProvider::Google,
+        "unused",
+        "anna@firm.example",
+    )
+    .await;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let f = Feed::default();
+    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let app = axum::Router::new()
+        .route("/calendar.ics", axum::routing::get(serve))
+        .with_state(f.clone());
+    // The feed on 127.0.0.2 (the only allowed address) and the counting listener on 127.0.0.1
+    // share a port: only the looked-up address tells them apart.
+    let (port, _feed_task, listener) = loop {
+        let (addr, task) = serve_on([127, 0, 0, 2], 0, app.clone()).await.unwrap();
+        if let Ok(l) = CountingListener::on([127, 0, 0, 1], addr.port()).await {
+            break (addr.port(), task, l);
+        }
+    };
+    let dns = ScriptedDns::new(&[&[[127, 0, 0, 2]], &[[127, 0, 0, 1]]]);
+    let egress = meetbot_egress::Egress::with_resolver(
+        meetbot_egress::AllowList::parse(&["127.0.0.2/32"]).unwrap(),
+        IcsClient::limits(),
+        dns.clone(),
+    )
+    .unwrap();
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        c.tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(IcsClient::with_egress(true, egress));
+    let url = format!("http://calendar.attacker.test:{port}/calendar.ics");
+    let conn = worker
+        .add_ics(&c.tenant, "user-1", "anna@firm.example", &url)
+        .await
+        .unwrap()
+        .id;
+    let first = worker.sync(&c.tenant, &conn).await.unwrap().unwrap();
+    assert_eq!(first.events, 4, "{first:?}");
+    assert_eq!(
+        f.fetches.lock().unwrap().0,
+        1,
+        "fetched from the checked address"
+    );
+    // The feed changes; the next poll looks the name up again and gets 127.0.0.1.
+    *f.body.lock().unwrap() = (feed(start, false, "Daily standup"), 2);
+    let e = worker.sync(&c.tenant, &conn).await.unwrap_err();
+    assert!(e.to_string().contains(meetbot_egress::UNAVAILABLE), "{e}");
+    assert_eq!(listener.count(), 0, "nothing connected to 127.0.0.1");
+    assert_eq!(*f.fetches.lock().unwrap(), (1, 0));
+    assert!(dns.lookups() >= 2);
+    let ms = c.store.list_meetings(&c.tenant, None, None).await.unwrap();
+    assert!(
+        ms.iter()
+            .filter(|m| m.connection_id.as_deref() == Some(conn.as_str()))
+            .all(|m| m.status != MeetingStatus::Cancelled),
+        "a refused fetch cancels nothing"
+    );
+}
+
+/// `n` events repeating every minute from an hour ago, as one feed (each under every per-event
+/// cap: 500 occurrences in the window).
+fn minutely_bomb(n: usize) -> String {
+    let from = ics_time(Utc::now() - CDuration::hours(1));
+    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:bomb-{i:06}\r\nDTSTART:{from}\r\nRRULE:FREQ=MINUTELY\r\nEND:VEVENT\r\n"
+        ));
+    }
+    s.push_str("END:VCALENDAR\r\n");
+    s
+}
+
+/// Attack: a member of tenant A publishes a feed at the size cap full of minutely rules (and
+/// another of many events). Before, it expanded to millions of events in the worker (500 per
+/// event) and its memory took down the calendar worker of every tenant. Now each feed is
+/// refused at the instance cap, with the reason on its connection; the pass goes on and tenant
+/// B's calendar syncs in it; the worker's peak memory grows by a bounded amount.
+#[tokio::test]
+async fn a_feed_bomb_is_refused_within_bounded_memory_and_another_tenant_syncs_in_the_same_pass() {
+    use meetbot_core::model::CalendarProvider;
+    use meetbot_testsupport::procstat::{peak_rss, reset_peak_rss, rss};
+    let (tenants, store, a, _dir) = common::embedded_tenant("Bomber").await;
+    let b = tenants.create("Neighbour").await.unwrap().id;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let max = meetbot_calendar_sync::ics::DEFAULT_MAX_FEED_BYTES;
+    let (empty, one) = (
+        minutely_bomb(0).len(),
+        minutely_bomb(1).len() - minutely_bomb(0).len(),
+    );
+    let bomb = minutely_bomb((max - empty) / one);
+    assert!(
+        bomb.len() <= max && bomb.len() > max * 9 / 10,
+        "at the size cap"
+    );
+    let mut many = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+    for i in 0..20_000 {
+        let at = ics_time(start + CDuration::minutes(i));
+        many.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:many-{i}\r\nDTSTART:{at}\r\nSUMMARY:x\r\nEND:VEVENT\r\n"
+        ));
+    }
+    many.push_str("END:VCALENDAR\r\n");
+    assert!(many.len() <= max);
+    let good = Feed::default();
+    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let (bomb, many): (&'static str, &'static str) = (bomb.leak(), many.leak());
+    let app = axum::Router::new()
+        .route("/good.ics", axum::routing::get(serve))
+        .route("/bomb.ics", axum::routing::get(move || async move { bomb }))
+        .route("/many.ics", axum::routing::get(move || async move { many }))
+        .with_state(good.clone());
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
+    let url = |p: &str| format!("http://{addr}/{p}");
+    let ics = CalendarProvider::Ics;
+    let bomb_conn = common::connection(
+        &tenants,
+        &a,
+        "u-a",
+        ics,
+        &url("bomb.ics"),
+        "a@bomber.example",
+    )
+    .await;
+    let many_conn = common::connection(
+        &tenants,
+        &a,
+        "u-a",
+        ics,
+        &url("many.ics"),
+        "a@bomber.example",
+    )
+    .await;
+    let good_conn = common::connection(
+        &tenants,
+        &b,
+        "u-b",
+        ics,
+        &url("good.ics"),
+        "anna@firm.example",
+    )
+    .await;
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
+
+    let me = std::process::id();
+    let before = rss(me);
+    reset_peak_rss();
+    let synced = worker.poll().await.unwrap();
+    let grown = peak_rss(me).saturating_sub(before);
+    eprintln!("peak memory growth over the pass: {} MiB", grown >> 20);
+    assert_eq!(synced, 1, "the pass went on to the other tenant");
+    // The cap: 5,000 events a feed; a few feeds' text and events, never millions of events.
+    assert!(grown < 200 << 20, "peak memory grew by {} MiB", grown >> 20);
+    let ms = store.list_meetings(&b, None, None).await.unwrap();
+    assert_eq!(ms.len(), 4, "tenant B's calendar synced in the same pass");
+    assert!(
+        store
+            .list_meetings(&a, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in [&bomb_conn, &many_conn] {
+        let c = store.get_connection(&a, id).await.unwrap().unwrap();
+        let err = c
+            .last_sync
+            .and_then(|l| l.error)
+            .expect("the reason is recorded");
+        assert!(err.contains("5000 events in the sync window"), "{err}");
+        assert!(c.sync_cursor.is_none(), "nothing of a refused feed is kept");
+    }
+    let g = store.get_connection(&b, &good_conn).await.unwrap().unwrap();
+    assert_eq!(g.last_sync.unwrap().error, None);
+    // The next pass refuses the bomb again (it is fetched again, not half-applied) and still
+    // leaves B alone.
+    assert_eq!(worker.poll().await.unwrap(), 1);
+}
+
+/// A feed over the configured size (`calendar.ics_max_bytes`) is refused while it is read,
+/// with the reason on the connection; nothing of it is applied.
+#[tokio::test]
+async fn a_feed_over_the_configured_size_is_refused_while_it_is_read() {
+    use meetbot_core::model::CalendarProvider;
+    let (tenants, store, t, _dir) = common::embedded_tenant("Big").await;
+    let big: &'static str = minutely_bomb(100).leak();
+    assert!(big.len() > 4096);
+    let app = axum::Router::new().route("/big.ics", axum::routing::get(move || async move { big }));
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
+    let conn = common::connection(
+        &tenants,
+        &t,
+        "u",
+        CalendarProvider::Ics,
+        &format!("http://{addr}/big.ics"),
+        "u@big.example",
+    )
+    .await;
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(
+        IcsClient::new(true, &["127.0.0.1/32"])
+            .unwrap()
+            .with_max_bytes(4096),
+    );
+    assert_eq!(worker.poll().await.unwrap(), 0);
+    let c = store.get_connection(&t, &conn).await.unwrap().unwrap();
+    let err = c.last_sync.and_then(|l| l.error).unwrap();
+    assert!(err.contains("larger than 4096 bytes"), "{err}");
+    assert!(
+        store
+            .list_meetings(&t, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -379,6 +379,140 @@ fn the_kubernetes_base_is_valid_against_the_api_types_and_follows_the_deployment
     check(&load(docs), &images);
 }
 
+/// Whether `selector` (a NetworkPolicy's pod selector) selects a pod labelled `labels`.
+fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| labels_match(m, labels))
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let has = labels.get(&e.key);
+            let vals = e.values.clone().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => has.is_some_and(|v| vals.contains(v)),
+                "NotIn" => has.is_none_or(|v| !vals.contains(v)),
+                "Exists" => has.is_some(),
+                "DoesNotExist" => has.is_none(),
+                o => panic!("unknown selector operator {o}"),
+            }
+        })
+}
+
+/// The services that fetch URLs tenants supply (ICS feeds, webhooks) can reach no private,
+/// link-local (cloud metadata) or loopback address outside the cluster's own pods: every
+/// egress rule that selects them either names pods (and then only DNS, the store and
+/// RabbitMQ ports) or an ipBlock whose exceptions hold those addresses. Pure checks of the
+/// manifests: nothing is connected.
+#[test]
+fn services_that_fetch_tenant_urls_cannot_reach_the_metadata_address_or_private_ranges() {
+    let (_, docs) = base_documents();
+    let o = load(docs);
+    let probes: Vec<std::net::IpAddr> = [
+        "169.254.169.254",
+        "10.0.0.5",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "127.0.0.1",
+        "169.254.1.1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:10.0.0.5",
+        "::1",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    let in_cluster_ports = [53, 27017, 5671, 5672];
+    for component in ["api", "calendar-sync", "delivery", "transcriber"] {
+        let d = o
+            .deployments
+            .iter()
+            .find(|d| {
+                d.spec
+                    .as_ref()
+                    .unwrap()
+                    .template
+                    .metadata
+                    .as_ref()
+                    .unwrap()
+                    .labels
+                    .as_ref()
+                    .unwrap()["app.kubernetes.io/component"]
+                    == component
+            })
+            .unwrap_or_else(|| panic!("no {component} Deployment"));
+        let labels = d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        let mut rules = 0;
+        for p in &o.policies {
+            let s = p.spec.as_ref().unwrap();
+            if !selects(&s.pod_selector.clone().unwrap_or_default(), &labels)
+                || !s.policy_types.iter().flatten().any(|t| t == "Egress")
+            {
+                continue;
+            }
+            let name = p.metadata.name.clone().unwrap();
+            for rule in s.egress.iter().flatten() {
+                rules += 1;
+                let peers = rule.to.clone().unwrap_or_default();
+                assert!(
+                    !peers.is_empty(),
+                    "{name}: an egress rule of {component} allows every destination"
+                );
+                for peer in peers {
+                    match &peer.ip_block {
+                        Some(b) => {
+                            let cidr: ipnet::IpNet = b.cidr.parse().unwrap();
+                            let except: Vec<ipnet::IpNet> = b
+                                .except
+                                .iter()
+                                .flatten()
+                                .map(|e| e.parse().unwrap())
+                                .collect();
+                            for a in &probes {
+                                assert!(
+                                    !cidr.contains(a) || except.iter().any(|e| e.contains(a)),
+                                    "{name}: {component} can reach {a} ({})",
+                                    b.cidr
+                                );
+                            }
+                        }
+                        None => {
+                            // Pods (any namespace): only name resolution, the store, RabbitMQ.
+                            let ports = rule.ports.clone().unwrap_or_default();
+                            assert!(!ports.is_empty(), "{name}: pods on any port");
+                            for port in ports {
+                                let n = match port.port {
+                                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => n,
+                                    other => panic!("{name}: port {other:?}"),
+                                };
+                                assert!(
+                                    in_cluster_ports.contains(&n) && port.end_port.is_none(),
+                                    "{name}: {component} reaches pods on port {n}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rules >= 3, "{component}: DNS, the cluster and the outside");
+    }
+}
+
 #[test]
 fn the_base_rendered_by_kustomize_is_valid_too_where_kubectl_is_installed() {
     let Ok(out) = std::process::Command::new("kubectl")

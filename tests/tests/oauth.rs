@@ -5,13 +5,21 @@
 //! stores the sealed tokens and runs the first sync. Then: refresh before expiry with refresh
 //! token rotation, `invalid_grant` -> needs re-consent, disconnect with revocation; and the
 //! refusals: declined consent, forged, malformed and replayed `state`, a request without PKCE.
+//!
+//! Consents begin as users begin them, through the real API (`POST /v1/calendars`) in a browser
+//! signed in to meetbot (a cookie jar), on the same loopback host as the callback (cookies ignore
+//! ports, as the API and `/oauth/callback` share one public host in production). The attacks:
+//! a consent URL finished in another browser or by another person, and an account that is not
+//! the user's own address.
 
 use chrono::{Duration as CDuration, Utc};
+use meetbot_api::routes::create_user;
+use meetbot_api::{Api, Settings};
 use meetbot_calendar_sync::google::GoogleClient;
 use meetbot_calendar_sync::graph::GraphClient;
 use meetbot_calendar_sync::oauth::{
     GOOGLE_CALENDAR_EVENTS_READONLY, MICROSOFT_CALENDARS_READ, OAuth, OAuthError, OAuthHttp,
-    ProviderSettings, Revocation,
+    Presented, ProviderSettings, Revocation,
 };
 use meetbot_calendar_sync::rules::AutoJoinRules;
 use meetbot_calendar_sync::sync::SyncError;
@@ -24,10 +32,12 @@ use meetbot_store::vault::Tenants;
 use meetbot_testsupport::google::GoogleStandIn;
 use meetbot_testsupport::graph::GraphStandIn;
 use meetbot_testsupport::oidc::{Introspector, OidcClient, OidcProvider};
+use reqwest::cookie::Jar;
 use std::sync::Arc;
 
 mod common;
 
+/// Anna's address: her meetbot user's and, unless a test says otherwise, her calendar's.
 const USER: &str = "anna@lawfirm.example";
 
 struct World {
@@ -40,6 +50,12 @@ struct World {
     tenant: TenantId,
     worker: Arc<SyncWorker>,
     callback: String,
+    /// The API's base URL (same loopback host as the callback, another port).
+    api: String,
+    /// Members Anna (USER) and Ben, and an admin, Ada.
+    anna: User,
+    ben: User,
+    ada: User,
     _dir: tempfile::TempDir,
 }
 
@@ -97,6 +113,38 @@ async fn world(provider: CalendarProvider) -> World {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    // The API, which begins consents, on the same host.
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}", api_listener.local_addr().unwrap());
+    let mut cfg = meetbot_core::config::Config::default();
+    cfg.api.public_url = api_base.clone();
+    cfg.api.cookie_secure = false;
+    let api = Arc::new(Api {
+        tenants: tenants.clone(),
+        settings: Settings::from_config(&cfg),
+        oidc: meetbot_api::oidc::Oidc::new(
+            OAuthHttp::new(reqwest::Client::builder()).unwrap(),
+            &format!("{api_base}/v1/auth/callback"),
+        )
+        .unwrap(),
+        limits: meetbot_api::limits::Limits::new(100_000, 100_000),
+        calendars: Some(worker.clone()),
+        queue: None,
+    });
+    tokio::spawn(meetbot_api::serve(
+        api,
+        api_listener,
+        std::future::pending(),
+    ));
+    let anna = create_user(&*tenants, &tenant, USER, Role::Member)
+        .await
+        .unwrap();
+    let ben = create_user(&*tenants, &tenant, "ben@lawfirm.example", Role::Member)
+        .await
+        .unwrap();
+    let ada = create_user(&*tenants, &tenant, "ada@lawfirm.example", Role::Admin)
+        .await
+        .unwrap();
     World {
         op,
         _graph: graph,
@@ -107,6 +155,10 @@ async fn world(provider: CalendarProvider) -> World {
         tenant,
         worker,
         callback,
+        api: api_base,
+        anna,
+        ben,
+        ada,
         _dir: dir,
     }
 }
@@ -137,14 +189,61 @@ impl World {
             .unwrap()
     }
 
-    async fn connect(&self, provider: CalendarProvider) -> CalendarConnection {
-        let before: Vec<String> = self.connections().await.into_iter().map(|c| c.id).collect();
-        let url = self
-            .oauth()
-            .begin(&self.tenant, "user-1", provider)
+    /// A live meetbot session of `user` (as a sign-in makes one): its token.
+    async fn session(&self, user: &User) -> String {
+        let (token, id) = meetbot_api::auth::new_session_token(&self.tenant).unwrap();
+        let now = Utc::now();
+        let s: Session = serde_json::from_value(serde_json::json!({
+            "id": id, "user_id": user.id, "created_at": now, "last_seen_at": now,
+            "expires_at": now + CDuration::hours(1), "mfa_passed": true,
+        }))
+        .unwrap();
+        self.store.put_session(&self.tenant, &s).await.unwrap();
+        token
+    }
+
+    /// Signs the browser whose cookies are `jar` in to meetbot as `user` (its session cookie).
+    async fn sign_in(&self, jar: &Arc<Jar>, user: &User) {
+        let token = self.session(user).await;
+        jar.add_cookie_str(
+            &format!("meetbot_session={token}; Path=/; HttpOnly; SameSite=Lax"),
+            &self.api.parse().unwrap(),
+        );
+    }
+
+    /// A browser signed in to meetbot as `user`.
+    async fn browser_of(&self, user: &User) -> Arc<Jar> {
+        let jar = Arc::new(Jar::default());
+        self.sign_in(&jar, user).await;
+        jar
+    }
+
+    /// `POST /v1/calendars` in that browser (authenticated by its session cookie): the consent
+    /// URL; the binding cookie the API sets stays in the jar.
+    async fn start(&self, jar: &Arc<Jar>, provider: CalendarProvider) -> url::Url {
+        let kind = match provider {
+            CalendarProvider::Google => "google",
+            _ => "microsoft",
+        };
+        let r = self
+            .op
+            .browser(jar)
+            .post(format!("{}/v1/calendars", self.api))
+            .json(&serde_json::json!({ "provider": kind }))
+            .send()
             .await
             .unwrap();
-        let (status, body) = self.op.browse(url.as_str()).await.unwrap();
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        url::Url::parse(body["authorization_url"].as_str().unwrap()).unwrap()
+    }
+
+    /// Anna connects her calendar in her own signed-in browser.
+    async fn connect(&self, provider: CalendarProvider) -> CalendarConnection {
+        let before: Vec<String> = self.connections().await.into_iter().map(|c| c.id).collect();
+        let jar = self.browser_of(&self.anna).await;
+        let url = self.start(&jar, provider).await;
+        let (status, body) = self.op.browse_in(&jar, url.as_str()).await.unwrap();
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("Calendar connected"), "{body}");
         self.connections()
@@ -189,11 +288,8 @@ async fn google_calendar_connects_with_pkce_refreshes_with_rotation_needs_recons
     w.google.upsert(google_event("evt1"));
 
     // The authorization URL asks for the calendar scope only, with PKCE S256 and our state.
-    let url = w
-        .oauth()
-        .begin(&w.tenant, "user-1", CalendarProvider::Google)
-        .await
-        .unwrap();
+    let jar = w.browser_of(&w.anna).await;
+    let url = w.start(&jar, CalendarProvider::Google).await;
     assert_eq!(
         param(&url, "scope").as_deref(),
         Some(GOOGLE_CALENDAR_EVENTS_READONLY)
@@ -206,7 +302,7 @@ async fn google_calendar_connects_with_pkce_refreshes_with_rotation_needs_recons
     let state = param(&url, "state").unwrap();
     assert!(state.starts_with(&format!("{}.", w.tenant)));
 
-    let (status, body) = w.op.browse(url.as_str()).await.unwrap();
+    let (status, body) = w.op.browse_in(&jar, url.as_str()).await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Calendar connected"), "{body}");
 
@@ -216,7 +312,7 @@ async fn google_calendar_connects_with_pkce_refreshes_with_rotation_needs_recons
     let c = conns[0].clone();
     assert_eq!(c.status, ConnectionStatus::Active);
     assert_eq!(c.provider, CalendarProvider::Google);
-    assert_eq!(c.user_id, "user-1");
+    assert_eq!(c.user_id, w.anna.id);
     assert_eq!(w.open(&c, "account_email").await, USER);
     assert_eq!(c.scopes, vec![GOOGLE_CALENDAR_EVENTS_READONLY.to_string()]);
     let left = c.access_expires_at.unwrap() - Utc::now();
@@ -234,7 +330,10 @@ async fn google_calendar_connects_with_pkce_refreshes_with_rotation_needs_recons
     assert!(audit.iter().any(|e| e.action == "calendar.connected"));
 
     // The state is single-use: the same callback again is refused.
-    let again = w.worker.connect(&state, Some("any-code"), None).await;
+    let again = w
+        .worker
+        .connect(&state, Some("any-code"), None, Presented::default())
+        .await;
     assert!(
         matches!(again, Err(SyncError::OAuth(OAuthError::UnknownState))),
         "{again:?}"
@@ -351,10 +450,8 @@ async fn google_calendar_connects_with_pkce_refreshes_with_rotation_needs_recons
 async fn microsoft_calendar_connects_with_offline_access_and_disconnect_erases_tokens() {
     let w = world(CalendarProvider::Microsoft).await;
     let url = w
-        .oauth()
-        .begin(&w.tenant, "user-1", CalendarProvider::Microsoft)
-        .await
-        .unwrap();
+        .start(&w.browser_of(&w.anna).await, CalendarProvider::Microsoft)
+        .await;
     assert_eq!(
         param(&url, "scope").as_deref(),
         Some(format!("{MICROSOFT_CALENDARS_READ} offline_access").as_str())
@@ -397,13 +494,10 @@ async fn declined_forged_malformed_and_pkce_less_authorizations_store_nothing() 
     let http = reqwest::Client::new();
 
     // The user declines at the provider.
-    let url = w
-        .oauth()
-        .begin(&w.tenant, "user-1", CalendarProvider::Google)
-        .await
-        .unwrap();
+    let jar = w.browser_of(&w.anna).await;
+    let url = w.start(&jar, CalendarProvider::Google).await;
     let (status, body) =
-        w.op.browse(&format!("{url}&login_hint=decline"))
+        w.op.browse_in(&jar, &format!("{url}&login_hint=decline"))
             .await
             .unwrap();
     assert_eq!(status, 400);
@@ -413,21 +507,14 @@ async fn declined_forged_malformed_and_pkce_less_authorizations_store_nothing() 
     );
 
     // A request without PKCE is refused by the provider (it requires PKCE), and we say so.
-    let mut stripped = url::Url::parse(
-        w.oauth()
-            .begin(&w.tenant, "user-1", CalendarProvider::Google)
-            .await
-            .unwrap()
-            .as_str(),
-    )
-    .unwrap();
+    let mut stripped = w.start(&jar, CalendarProvider::Google).await;
     let kept: Vec<(String, String)> = stripped
         .query_pairs()
         .filter(|(k, _)| !k.starts_with("code_challenge"))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     stripped.query_pairs_mut().clear().extend_pairs(kept);
-    let (status, body) = w.op.browse(stripped.as_str()).await.unwrap();
+    let (status, body) = w.op.browse_in(&jar, stripped.as_str()).await.unwrap();
     assert_eq!(status, 400);
     assert!(
         body.contains("declined the authorization (invalid_request)"),
@@ -454,4 +541,164 @@ async fn declined_forged_malformed_and_pkce_less_authorizations_store_nothing() 
     assert_eq!(r.status().as_u16(), 400);
 
     assert!(w.connections().await.is_empty());
+}
+
+/// The nonce part of a consent URL's `state` (the pending record's id).
+fn nonce(url: &url::Url) -> String {
+    let state = param(url, "state").unwrap();
+    state.split_once('.').unwrap().1.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_url_sent_to_someone_else_is_refused_in_their_browser_and_stores_nothing() {
+    let w = world(CalendarProvider::Google).await;
+    // The victim at another clinic, whose calendar the attacker wants.
+    w.google.set_owner("victim@otherclinic.example");
+    w.google.upsert(google_event("victim-evt"));
+
+    // Ben starts connecting "his" calendar and sends the URL on ("please reconnect...").
+    let ben = w.browser_of(&w.ben).await;
+    for victim in [
+        // A browser that never saw meetbot.
+        Arc::new(Jar::default()),
+        // Someone signed in to meetbot in their own browser (another user's cookie jar).
+        w.browser_of(&w.anna).await,
+    ] {
+        let url = w.start(&ben, CalendarProvider::Google).await;
+        let (status, body) = w.op.browse_in(&victim, url.as_str()).await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("not started in this browser") && body.contains("start connecting"),
+            "{body}"
+        );
+        // Nothing stored, and the pending consent is gone: the leaked state is dead.
+        assert!(w.connections().await.is_empty());
+        assert!(
+            w.store
+                .take_oauth_pending(&w.tenant, &nonce(&url))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert!(
+        w.store
+            .list_meetings(&w.tenant, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = w.store.list_audit(&w.tenant).await.unwrap();
+    assert!(!audit.iter().any(|e| e.action == "calendar.connected"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_different_signed_in_person_cannot_finish_a_consent_begun_in_the_same_browser() {
+    let w = world(CalendarProvider::Google).await;
+    // A shared computer: Ben begins, then Anna signs in there (replacing his session cookie)
+    // and finishes it: the binding cookie is right, the person is not.
+    let jar = w.browser_of(&w.ben).await;
+    let url = w.start(&jar, CalendarProvider::Google).await;
+    w.sign_in(&jar, &w.anna).await;
+    let (status, body) = w.op.browse_in(&jar, url.as_str()).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    assert!(w.connections().await.is_empty());
+    assert!(
+        w.store
+            .take_oauth_pending(&w.tenant, &nonce(&url))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Signed out (the session cookie gone, the binding still there): refused as well.
+    let jar = w.browser_of(&w.ben).await;
+    let url = w.start(&jar, CalendarProvider::Google).await;
+    jar.add_cookie_str(
+        "meetbot_session=; Path=/; Max-Age=0",
+        &w.api.parse().unwrap(),
+    );
+    let (status, body) = w.op.browse_in(&jar, url.as_str()).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(w.connections().await.is_empty());
+
+    // The same browser and person: it works.
+    let jar = w.browser_of(&w.ben).await;
+    w.google.set_owner("ben@lawfirm.example");
+    let url = w.start(&jar, CalendarProvider::Google).await;
+    let (status, body) = w.op.browse_in(&jar, url.as_str()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let c = w.connections().await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].user_id.as_str(), c[0].status),
+        (w.ben.id.as_str(), ConnectionStatus::Active)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_calendar_account_that_is_not_the_users_own_address_syncs_nothing_until_an_admin_approves()
+ {
+    let w = world(CalendarProvider::Google).await;
+    // Anna consents in her own browser, but with an account that is not her address (someone
+    // else's calendar she could log in to).
+    w.google.set_owner("someone@otherclinic.example");
+    w.google.upsert(google_event("evt-other"));
+    let jar = w.browser_of(&w.anna).await;
+    let url = w.start(&jar, CalendarProvider::Google).await;
+    let (status, body) = w.op.browse_in(&jar, url.as_str()).await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("awaiting approval"), "{body}");
+    assert!(!body.contains("someone@otherclinic.example"), "{body}");
+    let conns = w.connections().await;
+    assert_eq!(conns.len(), 1);
+    let c = conns[0].clone();
+    assert_eq!(c.status, ConnectionStatus::AwaitingApproval);
+    assert_eq!(c.user_id, w.anna.id);
+    assert!(c.push.is_none());
+    // Until approved: no round, whatever triggers it, so no meetings (the scheduler arms bots
+    // only from meetings).
+    assert!(w.worker.sync(&w.tenant, &c.id).await.unwrap().is_none());
+    assert_eq!(w.worker.poll().await.unwrap(), 0);
+    assert!(
+        w.store
+            .list_meetings(&w.tenant, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = w.store.list_audit(&w.tenant).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "calendar.awaiting_approval" && e.target == c.id)
+    );
+
+    // Anna cannot approve it herself; an admin can, once.
+    let http = reqwest::Client::new();
+    let approve = |token: String| {
+        http.post(format!("{}/v1/calendars/{}/approve", w.api, c.id))
+            .bearer_auth(token)
+            .send()
+    };
+    let r = approve(w.session(&w.anna).await).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = approve(w.session(&w.ada).await).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(out["status"], "active");
+    let r = approve(w.session(&w.ada).await).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let audit = w.store.list_audit(&w.tenant).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "calendar.approve" && e.target == format!("calendar:{}", c.id))
+    );
+    // Now it syncs.
+    w.worker.sync(&w.tenant, &c.id).await.unwrap().unwrap();
+    let meetings = w.store.list_meetings(&w.tenant, None, None).await.unwrap();
+    assert_eq!(meetings.len(), 1);
+    assert!(meetings[0].wants_bot);
 }

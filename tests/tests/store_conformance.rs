@@ -197,6 +197,7 @@ fn connection(v: &TenantVault) -> CalendarConnection {
         status: ConnectionStatus::Active,
         sync_cursor: None,
         push: None,
+        last_sync: None,
         created_at: now,
         updated_at: now,
     }
@@ -779,7 +780,12 @@ async fn leases_are_exclusive_until_released_or_expired(env: Env) {
             .unwrap(),
         "non-holder cannot release"
     );
+    assert_eq!(
+        env.store.lease_holder(&name).await.unwrap().as_deref(),
+        Some("a")
+    );
     env.store.release_lease(&name, "a").await.unwrap();
+    assert_eq!(env.store.lease_holder(&name).await.unwrap(), None);
     assert!(
         env.store
             .try_lease(&name, "b", Duration::from_millis(200))
@@ -787,6 +793,11 @@ async fn leases_are_exclusive_until_released_or_expired(env: Env) {
             .unwrap()
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        env.store.lease_holder(&name).await.unwrap(),
+        None,
+        "an expired lease has no holder"
+    );
     assert!(
         env.store
             .try_lease(&name, "c", Duration::from_secs(30))
@@ -860,6 +871,7 @@ async fn oauth_pending_is_taken_exactly_once_never_after_expiry_and_only_in_its_
         pkce_verifier: v
             .seal::<OAuthPending>(id, "pkce_verifier", b"verifier-secret-value")
             .unwrap(),
+        browser_hash: "ab".repeat(32),
         created_at: Utc::now(),
         expires_at: Utc::now() + CDuration::seconds(ttl),
     };
@@ -1149,6 +1161,7 @@ async fn users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_th
         last_seen_at: now,
         expires_at: now + CDuration::seconds(life),
         mfa_passed: true,
+        mfa_at: None,
     };
     env.store
         .put_session(&t, &session("s1", "u1", 600))
@@ -1190,6 +1203,7 @@ async fn users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_th
         created_at: now,
         revoked_at: None,
         last_used_at: None,
+        expires_at: Some(now + CDuration::days(90)),
     };
     env.store.put_api_key(&t, &key).await.unwrap();
     assert_eq!(env.store.get_api_key(&other, "k1").await.unwrap(), None);
@@ -1211,6 +1225,7 @@ async fn users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_th
         pkce_verifier: v
             .seal::<SignInPending>(id, "pkce_verifier", b"sign-in-verifier-secret")
             .unwrap(),
+        browser_hash: "cd".repeat(32),
         created_at: now,
         expires_at: now + CDuration::seconds(ttl),
     };
@@ -1311,6 +1326,146 @@ async fn the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named(
     );
 }
 
+/// Attack: an idle refresh racing a sign-out re-created the deleted session (`put_session` is
+/// an upsert). The refresh replaces a session only while it exists.
+async fn a_signed_out_session_is_not_brought_back_by_an_idle_refresh(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let now = Utc::now();
+    let s = Session {
+        id: "s1".into(),
+        user_id: "u1".into(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + CDuration::seconds(600),
+        mfa_passed: true,
+        mfa_at: None,
+    };
+    env.store.put_session(&t, &s).await.unwrap();
+    let later = Session {
+        last_seen_at: now + CDuration::seconds(30),
+        ..s.clone()
+    };
+    assert!(env.store.refresh_session(&t, &later).await.unwrap());
+    assert_eq!(
+        env.store
+            .get_session(&t, "s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        later.last_seen_at
+    );
+    // Signed out, then a request that read the session before the sign-out refreshes it.
+    assert!(env.store.delete_session(&t, "s1").await.unwrap());
+    assert!(!env.store.refresh_session(&t, &later).await.unwrap());
+    assert_eq!(env.store.get_session(&t, "s1").await.unwrap(), None);
+    // Concurrent refreshes of a live session all see it alive; a concurrent sign-out wins.
+    env.store.put_session(&t, &s).await.unwrap();
+    let (a, b) = tokio::join!(
+        env.store.refresh_session(&t, &later),
+        env.store.refresh_session(&t, &later)
+    );
+    assert!(a.unwrap() && b.unwrap());
+    for _ in 0..20 {
+        env.store.put_session(&t, &s).await.unwrap();
+        let (_, del) = tokio::join!(
+            env.store.refresh_session(&t, &later),
+            env.store.delete_session(&t, "s1")
+        );
+        assert!(del.unwrap());
+        assert_eq!(
+            env.store.get_session(&t, "s1").await.unwrap(),
+            None,
+            "a sign-out stays a sign-out"
+        );
+    }
+}
+
+async fn user_updates_by_compare_and_set_have_exactly_one_winner(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let now = Utc::now();
+    let u = User {
+        id: "u1".into(),
+        email_hash: "h1".into(),
+        email: v.seal::<User>("u1", "email", b"u1@clinic.example").unwrap(),
+        role: Role::Member,
+        subject_hash: None,
+        totp: Some(TotpState {
+            secret: v.seal::<User>("u1", "totp_secret", b"0123456789").unwrap(),
+            confirmed: true,
+            last_step: 7,
+            failures: 2,
+            locked_until: Some(now),
+            lockouts: 1,
+        }),
+        created_at: now,
+        updated_at: now,
+    };
+    env.store.insert_user(&t, &u).await.unwrap();
+    let got = env
+        .store
+        .get_user_versioned(&t, "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value, u, "the TOTP counts are kept as written");
+    assert_eq!(
+        env.store.get_user_versioned(&other, "u1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        env.store.get_user_versioned(&t, "nobody").await.unwrap(),
+        None
+    );
+    // Two writers read the same version (two requests spending one TOTP code): one wins.
+    let mut a = got.value.clone();
+    a.totp.as_mut().unwrap().last_step = 8;
+    let mut b = got.value.clone();
+    b.totp.as_mut().unwrap().failures = 3;
+    let (ra, rb) = tokio::join!(
+        env.store.update_user_at(&t, &a, got.version),
+        env.store.update_user_at(&t, &b, got.version)
+    );
+    assert!(ra.is_ok() != rb.is_ok(), "exactly one wins: {ra:?} {rb:?}");
+    let loser = if ra.is_ok() { rb } else { ra };
+    assert!(
+        matches!(loser, Err(StoreError::Conflict { .. })),
+        "{loser:?}"
+    );
+    let now_held = env
+        .store
+        .get_user_versioned(&t, "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(now_held.version > got.version);
+    assert!(now_held.value == a || now_held.value == b);
+    // The winner's next write at the new version passes; a stale one keeps failing.
+    let v3 = env
+        .store
+        .update_user_at(&t, &now_held.value, now_held.version)
+        .await
+        .unwrap();
+    assert!(v3 > now_held.version);
+    assert!(matches!(
+        env.store.update_user_at(&t, &a, got.version).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // Not in another tenant, and not once the user is gone.
+    assert!(matches!(
+        env.store.update_user_at(&other, &a, v3).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    env.store.delete_user(&t, "u1").await.unwrap();
+    assert!(matches!(
+        env.store.update_user_at(&t, &a, v3).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(env.store.get_user(&t, "u1").await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1337,5 +1492,7 @@ suite!(
     tenant_settings_are_one_record_per_tenant_and_stay_in_it,
     tenant_erasure_destroys_keys_drops_the_database_and_leaves_a_verifiable_receipt,
     users_sessions_and_api_keys_stay_in_their_tenant_expire_and_end_with_their_user,
+    user_updates_by_compare_and_set_have_exactly_one_winner,
     the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named,
+    a_signed_out_session_is_not_brought_back_by_an_idle_refresh,
 );

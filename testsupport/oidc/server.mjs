@@ -3,7 +3,9 @@
 //   {cert, key, clients: [{client_id, client_secret, redirect_uris, scope}], scopes, access_ttl}
 // Prints one JSON line {"issuer": "https://127.0.0.1:PORT"} when listening; exits when stdin closes.
 // Interactions are answered at once (no login form): the account is the `login_hint`, or "alice";
-// login_hint "decline" answers access_denied, as a user pressing "Cancel" would.
+// login_hint "decline" answers access_denied, as a user pressing "Cancel" would. An account
+// `<tag>/<address>` is another subject with the same address; with the tag `unverified` its
+// tokens carry no `email_verified` (as a provider that never checked the address).
 import https from 'node:https';
 import fs from 'node:fs';
 import Provider from 'oidc-provider';
@@ -31,11 +33,15 @@ const provider = new Provider(issuer, {
   // Sign-in (meetbot's API): the account id is the address, as a Google or Microsoft account's is.
   findAccount: async (_ctx, id) => ({
     accountId: id,
-    claims: async () => ({
-      sub: `sub-${id}`,
-      email: id.includes('@') ? id : `${id}@example.test`,
-      email_verified: true,
-    }),
+    claims: async () => {
+      const [tag, address] = id.includes('/') ? id.split('/', 2) : [null, id];
+      const claims = {
+        sub: `sub-${id}`,
+        email: address.includes('@') ? address : `${address}@example.test`,
+      };
+      if (tag !== 'unverified') claims.email_verified = true;
+      return claims;
+    },
   }),
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
   // As Google and Microsoft do: the ID token carries the claims its scopes ask for.

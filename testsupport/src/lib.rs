@@ -13,6 +13,7 @@ pub mod ai;
 pub mod audio_sink;
 pub mod browser;
 pub mod delivery;
+pub mod egress;
 pub mod google;
 pub mod graph;
 pub mod janus;

@@ -216,15 +216,63 @@ impl OidcProvider {
     }
 
     /// Plays the user's browser from `url` (an authorization URL): follows every redirect with a
-    /// cookie jar and returns the final response's status and body.
+    /// fresh cookie jar and returns the final response's status and body.
     pub async fn browse(&self, url: &str) -> anyhow::Result<(u16, String)> {
+        self.browse_in(&Default::default(), url).await
+    }
+
+    /// A browser whose cookies live in `jar` (shared with the test, which may put a meetbot
+    /// session there or read what the servers set); follows redirects.
+    pub fn browser(&self, jar: &std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([self.ca.certificate()])
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::limited(20))
+            .build()
+            .expect("browser")
+    }
+
+    /// [`Self::browse`] in the browser whose cookies are `jar`.
+    pub async fn browse_in(
+        &self,
+        jar: &std::sync::Arc<reqwest::cookie::Jar>,
+        url: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let resp = self.browser(jar).get(url).send().await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+
+    /// Goes through the provider's login and consent from `url` in the browser whose cookies are
+    /// `jar`, and stops before the redirect back to a URL starting with `callback`: that URL
+    /// (with its `code` and `state`), as an attacker capturing it would have it.
+    pub async fn capture_callback(
+        &self,
+        jar: &std::sync::Arc<reqwest::cookie::Jar>,
+        url: &str,
+        callback: &str,
+    ) -> anyhow::Result<String> {
+        let stop = callback.to_string();
         let browser = reqwest::Client::builder()
             .tls_certs_only([self.ca.certificate()])
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::limited(20))
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::custom(move |a| {
+                if a.url().as_str().starts_with(&stop) {
+                    a.stop()
+                } else if a.previous().len() > 20 {
+                    a.error("too many redirects")
+                } else {
+                    a.follow()
+                }
+            }))
             .build()?;
         let resp = browser.get(url).send().await?;
-        Ok((resp.status().as_u16(), resp.text().await?))
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|l| l.starts_with(callback))
+            .ok_or_else(|| anyhow::anyhow!("the provider did not redirect to {callback}"))?;
+        Ok(to.to_string())
     }
 }
 

@@ -51,6 +51,16 @@ pub fn rss(pid: u32) -> u64 {
     status_kb(pid, "status", "VmRSS:") * 1024
 }
 
+/// The highest resident set size of `pid` since it started or since [`reset_peak_rss`], bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    status_kb(pid, "status", "VmHWM:") * 1024
+}
+
+/// Resets this process's peak resident set size to its current one (Linux `clear_refs` 5).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Proportional set size of `pid` (shared pages split among their users), bytes.
 pub fn pss(pid: u32) -> u64 {
     status_kb(pid, "smaps_rollup", "Pss:") * 1024

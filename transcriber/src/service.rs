@@ -66,6 +66,9 @@ pub struct Metrics {
     pub engine_errors: Counter,
     pub transcripts: Counter,
     pub summaries: Counter,
+    /// Sessions whose audio and text were dropped unstored: their bot was stopped by a person
+    /// or their meeting deleted.
+    pub discarded: Counter,
     /// From the end of an utterance (its last audio received) to its text.
     pub utterance_latency: Histogram,
 }
@@ -86,6 +89,7 @@ impl Metrics {
             engine_errors: Counter::default(),
             transcripts: Counter::default(),
             summaries: Counter::default(),
+            discarded: Counter::default(),
             utterance_latency: Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
         }
     }
@@ -121,6 +125,11 @@ impl Metrics {
             "summaries_stored",
             "Summaries sealed and stored",
             self.summaries.clone(),
+        );
+        r.register(
+            "sessions_discarded",
+            "Sessions dropped unstored: bot stopped or meeting deleted",
+            self.discarded.clone(),
         );
         r.register(
             "utterance_latency_seconds",
@@ -190,13 +199,27 @@ struct Session {
     segments: Arc<Mutex<Vec<Segment>>>,
     live: broadcast::Sender<LiveSegment>,
     end_seen: bool,
+    /// Set once the job is found stopped (a person made the bot leave or deleted the
+    /// meeting): everything buffered was dropped and later frames are acknowledged unread.
+    stopped: Option<&'static str>,
 }
+
+/// How a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Finished {
+    Stored,
+    /// The job was stopped: its audio and text were dropped, nothing stored or delivered.
+    Discarded,
+}
+
+/// How often a running stream looks at its job's state (a stopped job's audio is dropped).
+const STOP_CHECK: Duration = Duration::from_secs(2);
 
 /// A session and what live subscribers need without waiting for the stream's lock.
 struct Handle {
     live: broadcast::Sender<LiveSegment>,
-    /// Set at the end of the stream: whether the transcript was stored.
-    done: watch::Sender<Option<Result<(), String>>>,
+    /// Set at the end of the stream: whether the transcript was stored or dropped.
+    done: watch::Sender<Option<Result<Finished, String>>>,
     /// Connection generation: a new connection for the job supersedes the one before (which may
     /// be stalled on a dead network path and would otherwise hold the session).
     generation: watch::Sender<u64>,
@@ -270,6 +293,7 @@ impl Service {
                         segments: Arc::new(Mutex::new(Vec::new())),
                         live,
                         end_seen: false,
+                        stopped: None,
                     }),
                 })
             })
@@ -374,6 +398,68 @@ impl Service {
         self.engines.pick(t, choice.as_deref())
     }
 
+    /// Why nothing of this session may be kept, if so: its job was stopped by a person or no
+    /// longer exists (its meeting erased), or its meeting is deleted.
+    async fn stop_reason(
+        &self,
+        tenant: &TenantId,
+        job: &str,
+    ) -> Result<Option<&'static str>, String> {
+        let store = self.tenants.store();
+        let job = match store.get_bot_job(tenant, job).await {
+            Ok(Some(j)) => j.value,
+            Ok(None) => return Ok(Some("the bot job no longer exists")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if matches!(job.state, meetbot_core::model::BotJobState::Stopped(_)) {
+            return Ok(Some("a person stopped the bot"));
+        }
+        meetbot_scheduler::stop::meeting_stopped(&**store, tenant, &job.meeting_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops everything the session holds of the meeting: queued and buffered audio
+    /// (zeroizing buffers), recognised text and display names (zeroized), the engine worker.
+    fn discard(&self, s: &mut Session, why: &'static str) {
+        use zeroize::Zeroize;
+        if s.stopped.is_some() {
+            return;
+        }
+        s.stopped = Some(why);
+        drop(s.work.take());
+        if let Some(w) = s.worker.take() {
+            // Its queue (utterances in zeroizing buffers) is dropped with it.
+            w.abort();
+        }
+        s.participants.clear();
+        for (_, mut name) in std::mem::take(&mut s.names) {
+            name.zeroize();
+        }
+        let mut segments =
+            std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
+        for seg in &mut segments {
+            seg.text.zeroize();
+            if let Some(n) = seg.speaker.as_mut() {
+                n.zeroize();
+            }
+        }
+        self.metrics.discarded.inc();
+        tracing::info!(tenant = %s.tenant, job = %s.job, why, "session dropped: nothing stored");
+    }
+
+    /// Looks at the job; drops the session's audio and text if it was stopped.
+    async fn check_stopped(&self, s: &mut Session) {
+        if s.stopped.is_some() {
+            return;
+        }
+        match self.stop_reason(&s.tenant.clone(), &s.job.clone()).await {
+            Ok(Some(why)) => self.discard(s, why),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %s.job, error = %e, "job state unreadable"),
+        }
+    }
+
     /// Takes one frame; returns the sequence to acknowledge.
     async fn take(&self, s: &mut Session, f: Frame) -> Option<u64> {
         let seq = f.seq();
@@ -383,6 +469,15 @@ impl Service {
         if seq > s.next_seq || s.end_seen {
             // Out of order: the bot resumes from what we said; ignore.
             return None;
+        }
+        if s.stopped.is_some() {
+            // A stopped job: acknowledged so the bot can end, never read.
+            if matches!(f, Frame::Ack { .. } | Frame::Resume { .. }) {
+                return None;
+            }
+            s.end_seen |= matches!(f, Frame::EndOfStream { .. });
+            s.next_seq = seq + 1;
+            return Some(seq);
         }
         self.ensure_worker(s).await;
         let now_ms = s.started.elapsed().as_millis() as u64;
@@ -522,13 +617,27 @@ impl Service {
     }
 
     /// After end of stream: waits for the engine, stores the sealed transcript (merged with
-    /// one stored earlier for the same meeting), then the summary.
-    async fn finish(self: &Arc<Self>, s: &mut Session) -> Result<(), String> {
+    /// one stored earlier for the same meeting), then the summary. A stopped job (or a
+    /// deleted meeting) is looked for before and after the engine drains and before the
+    /// summary: then everything is dropped and nothing stored.
+    async fn finish(self: &Arc<Self>, s: &mut Session) -> Result<Finished, String> {
+        if s.stopped.is_none()
+            && let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await?
+        {
+            self.discard(s, why);
+        }
+        if s.stopped.is_some() {
+            return Ok(Finished::Discarded);
+        }
         // Dropping the sender ends the worker once the queue is drained.
         drop(s.work.take());
         if let Some(w) = s.worker.take() {
             w.await
                 .map_err(|e| format!("the engine worker failed: {e}"))?;
+        }
+        if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
+            self.discard(s, why);
+            return Ok(Finished::Discarded);
         }
         let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
         let store = self.tenants.store().clone();
@@ -590,7 +699,7 @@ impl Service {
         self.metrics.transcripts.inc();
         tracing::info!(tenant = %s.tenant, job = %s.job, segments = doc.segments.len(), "transcript stored");
         if doc.segments.is_empty() {
-            return Ok(());
+            return Ok(Finished::Stored);
         }
         let summary = self
             .summarizer
@@ -641,7 +750,7 @@ impl Service {
                 .map_err(|e| format!("delivery: {e}"))?;
             tracing::info!(tenant = %s.tenant, job = %s.job, deliveries = n, "summary queued for delivery");
         }
-        Ok(())
+        Ok(Finished::Stored)
     }
 
     /// Summaries go out through `outbox` (to the tenant's delivery targets) once stored.
@@ -692,15 +801,24 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
     if *session.generation.borrow() != mine {
         return;
     }
+    // A stopped job's stream is taken (so its bot can end) but never read.
+    svc.check_stopped(&mut s).await;
     let hello = Frame::Resume { seq: s.next_seq }.encode();
     let Ok(hello) = hello else { return };
     if socket.send(Message::Binary(hello.into())).await.is_err() {
         return;
     }
+    let mut check = tokio::time::interval(STOP_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let msg = tokio::select! {
-            m = socket.recv() => m,
+            m = socket.recv() => Some(m),
             _ = superseded.wait_for(|g| *g != mine) => break,
+            _ = check.tick() => None,
+        };
+        let Some(msg) = msg else {
+            svc.check_stopped(&mut s).await;
+            continue;
         };
         let Some(Ok(msg)) = msg else { break };
         let Message::Binary(b) = msg else {
@@ -726,6 +844,9 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
                 tracing::error!(tenant = %s.tenant, job = %s.job, error = %e, "storing the transcript failed");
             }
             let ok = r.is_ok();
+            if r == Ok(Finished::Discarded) {
+                tracing::info!(tenant = %s.tenant, job = %s.job, "end of a stopped stream: nothing stored");
+            }
             session.done.send_replace(Some(r));
             if !ok {
                 // Not acknowledged: the bot keeps the end frame and tries again.
@@ -764,7 +885,7 @@ async fn live(
     enum Next {
         Segment(LiveSegment),
         Lagged(u64),
-        End(bool),
+        End(&'static str),
         Closed,
     }
     let stream =
@@ -778,9 +899,11 @@ async fn live(
                     Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
                     Err(broadcast::error::RecvError::Closed) => Next::Closed,
                 },
-                r = done.wait_for(|d| d.is_some()) => {
-                    Next::End(r.is_ok_and(|d| d.as_ref().is_some_and(|r| r.is_ok())))
-                }
+                r = done.wait_for(|d| d.is_some()) => Next::End(match r.as_deref() {
+                    Ok(Some(Ok(Finished::Stored))) => "stored",
+                    Ok(Some(Ok(Finished::Discarded))) => "discarded",
+                    _ => "failed",
+                }),
             };
             let (ev, over) = match next {
                 Next::Segment(seg) => {
@@ -788,12 +911,7 @@ async fn live(
                     (Event::default().event(kind).json_data(&seg).ok()?, false)
                 }
                 Next::Lagged(n) => (Event::default().event("lagged").data(n.to_string()), false),
-                Next::End(ok) => (
-                    Event::default()
-                        .event("end")
-                        .data(if ok { "stored" } else { "failed" }),
-                    true,
-                ),
+                Next::End(how) => (Event::default().event("end").data(how), true),
                 Next::Closed => return None,
             };
             Some((Ok::<_, std::convert::Infallible>(ev), (rx, done, over)))

@@ -38,7 +38,8 @@ pub struct LoginQuery {
     pub login_hint: Option<String>,
 }
 
-/// Starts a sign-in: redirects the browser to the provider (authorization code + PKCE).
+/// Starts a sign-in: redirects the browser to the provider (authorization code + PKCE) and sets
+/// a short-lived HttpOnly binding cookie: only this browser can finish the sign-in.
 #[utoipa::path(get, path = "/v1/auth/{provider}/login", tag = "auth", security(()),
     params(("provider" = String, Path, description = "a name from /v1/auth/providers"), LoginQuery),
     responses((status = 303, description = "to the provider's sign-in page")))]
@@ -49,11 +50,21 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let tenant: TenantId = q.tenant.parse().map_err(|_| ApiError::NotFound("tenant"))?;
     let hint = q.login_hint.filter(|h| h.len() <= 254);
-    let url = api
+    let (url, binding) = api
         .oidc
         .begin(&api.tenants, &tenant, &provider, hint.as_deref())
         .await?;
-    Ok(Redirect::to(url.as_str()).into_response())
+    let mut resp = Redirect::to(url.as_str()).into_response();
+    let cookie = meetbot_store::browser::binding_cookie(
+        meetbot_store::browser::SIGNIN_BINDING_COOKIE,
+        &binding,
+        &api.oidc.cookie_path(),
+        api.settings.cookie_secure,
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -81,6 +92,7 @@ pub struct SessionOut {
     responses((status = 200, body = SessionOut)))]
 pub async fn callback(
     State(api): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> ApiResult<Response> {
     if let Some(e) = q.error {
@@ -94,9 +106,25 @@ pub async fn callback(
             "state and code are required; start at /v1/auth/{provider}/login".into(),
         ));
     };
-    let who = api.oidc.finish(&api.tenants, &state, &code).await?;
+    let binding = meetbot_store::browser::cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        meetbot_store::browser::SIGNIN_BINDING_COOKIE,
+    );
+    let who = api
+        .oidc
+        .finish(&api.tenants, &state, &code, binding)
+        .await?;
     let t = who.tenant.clone();
     let store = api.tenants.store();
+    // The tenant's own choice of identity providers and domains, before any user is bound.
+    auth::sign_in_allowed(
+        store.get_tenant_settings(&t).await?.as_ref(),
+        &who.issuer,
+        &who.email,
+    )?;
     let not_invited = || {
         ApiError::Forbidden(
             "this account is not a member of the tenant: ask one of its owners to add you".into(),
@@ -134,6 +162,7 @@ pub async fn callback(
         last_seen_at: now,
         expires_at: now + api.settings.session_max,
         mfa_passed: !(enrolled || require_mfa),
+        mfa_at: None,
     };
     store.put_session(&t, &session).await?;
     let caller = Caller {
@@ -164,6 +193,15 @@ pub async fn callback(
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    // The sign-in's binding is used up: the browser forgets it.
+    let done = meetbot_store::browser::clear_binding_cookie(
+        meetbot_store::browser::SIGNIN_BINDING_COOKIE,
+        &api.oidc.cookie_path(),
+        api.settings.cookie_secure,
+    );
+    if let Ok(v) = HeaderValue::from_str(&done) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
 }
@@ -199,40 +237,90 @@ pub struct CodeIn {
 }
 
 async fn check_code(api: &AppState, c: &Caller, code: &str, confirming: bool) -> ApiResult<()> {
-    let user = c.person()?;
-    let Some(state) = &user.totp else {
-        return Err(ApiError::Conflict(
-            "no TOTP enrolment: start one with POST /v1/me/totp".into(),
-        ));
-    };
-    if state.confirmed == confirming {
-        return Err(ApiError::Conflict(if confirming {
-            "TOTP is already confirmed".into()
-        } else {
-            "TOTP enrolment is not confirmed yet: POST /v1/me/totp/confirm".into()
-        }));
-    }
-    let vault = api.tenants.vault(&c.tenant).await?;
-    let secret =
-        zeroize::Zeroizing::new(vault.open::<User>(&user.id, "totp_secret", &state.secret)?);
-    let t = totp::totp(&secret, &user.id).map_err(ApiError::Internal)?;
-    let now = Utc::now().timestamp().max(0) as u64;
-    let step = totp::accept(&t, code, now, state.last_step)
-        .ok_or_else(|| ApiError::Unauthorized("the code is wrong or already used".into()))?;
+    let me = c.person()?;
     let store = api.tenants.store();
-    let mut u = user.clone();
-    if let Some(s) = u.totp.as_mut() {
-        s.last_step = step;
-        s.confirmed = true;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    // Read, decide, write back by compare-and-set on the user's version: a concurrent request
+    // that wrote first (spent the code, counted a failure) makes this one decide again on
+    // what it wrote.
+    for _ in 0..32 {
+        let Some(current) = store.get_user_versioned(&c.tenant, &me.id).await? else {
+            return Err(ApiError::Unauthorized(
+                "the session has ended: sign in again".into(),
+            ));
+        };
+        let mut u = current.value;
+        let Some(state) = u.totp.as_mut() else {
+            return Err(ApiError::Conflict(
+                "no TOTP enrolment: start one with POST /v1/me/totp".into(),
+            ));
+        };
+        if state.confirmed == confirming {
+            return Err(ApiError::Conflict(if confirming {
+                "TOTP is already confirmed".into()
+            } else {
+                "TOTP enrolment is not confirmed yet: POST /v1/me/totp/confirm".into()
+            }));
+        }
+        let now = Utc::now();
+        if let Some(until) = totp::locked(state, now) {
+            return Err(totp_locked(until, now));
+        }
+        let secret =
+            zeroize::Zeroizing::new(vault.open::<User>(&u.id, "totp_secret", &state.secret)?);
+        let t = totp::totp(&secret, &u.id).map_err(ApiError::Internal)?;
+        let unix = now.timestamp().max(0) as u64;
+        let step = totp::accept(&t, code, unix, state.last_step);
+        if step.is_none() && totp::spent(&t, code, unix, state.last_step) {
+            return Err(ApiError::Unauthorized(
+                "the code is already used: wait for the next one".into(),
+            ));
+        }
+        let lock = match step {
+            Some(step) => {
+                totp::record_success(state, step);
+                None
+            }
+            None => totp::record_failure(state, now),
+        };
+        u.updated_at = now;
+        match store.update_user_at(&c.tenant, &u, current.version).await {
+            Ok(_) => {}
+            Err(meetbot_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if step.is_none() {
+            tracing::warn!(tenant = %c.tenant, user = %u.id, locked = lock.is_some(), "wrong TOTP code");
+            audit(api, c, "auth.totp_failed", &format!("user:{}", u.id)).await?;
+            if let Some(until) = lock {
+                audit(api, c, "auth.totp_locked", &format!("user:{}", u.id)).await?;
+                return Err(totp_locked(until, now));
+            }
+            return Err(ApiError::Unauthorized(
+                "the code is wrong or already used".into(),
+            ));
+        }
+        if let Who::User { session, .. } = &c.who {
+            let mut s = session.clone();
+            s.mfa_passed = true;
+            s.mfa_at = Some(now);
+            store.put_session(&c.tenant, &s).await?;
+        }
+        return Ok(());
     }
-    u.updated_at = Utc::now();
-    store.update_user(&c.tenant, &u).await?;
-    if let Who::User { session, .. } = &c.who {
-        let mut s = session.clone();
-        s.mfa_passed = true;
-        store.put_session(&c.tenant, &s).await?;
-    }
-    Ok(())
+    Err(ApiError::Conflict(
+        "the account changed meanwhile too often: retry".into(),
+    ))
+}
+
+fn totp_locked(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    ApiError::Locked(
+        format!(
+            "too many wrong codes: TOTP for this account is locked until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        (until - now).num_seconds().max(1) as u64,
+    )
 }
 
 /// Gives this session's second factor.
@@ -278,6 +366,9 @@ pub async fn totp_enrol(
         secret: vault.seal::<User>(&u.id, "totp_secret", &secret)?,
         confirmed: false,
         last_step: 0,
+        failures: 0,
+        locked_until: None,
+        lockouts: 0,
     });
     u.updated_at = Utc::now();
     api.tenants.store().update_user(&c.tenant, &u).await?;
@@ -604,6 +695,9 @@ pub async fn change_role(
         u.updated_at = Utc::now();
         store.update_user(&c.tenant, &u).await?;
         store.delete_user_sessions(&c.tenant, &u.id).await?;
+        if role < auth::KEY_HOLDER_ROLE {
+            revoke_keys_of(&api, &c, &u.id).await?;
+        }
         audit(
             &api,
             &c,
@@ -637,11 +731,26 @@ pub async fn remove_user(
         ));
     }
     store.delete_user(&c.tenant, &id).await?;
+    revoke_keys_of(&api, &c, &id).await?;
     audit(&api, &c, "people.remove", &format!("user:{id}")).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- API keys ----
+
+/// Revokes the keys `user_id` made (they were removed, or can no longer hold keys). Keys are
+/// also refused at use while their creator is gone or below [`auth::KEY_HOLDER_ROLE`].
+async fn revoke_keys_of(api: &AppState, c: &Caller, user_id: &str) -> ApiResult<()> {
+    let store = api.tenants.store();
+    for mut k in store.list_api_keys(&c.tenant).await? {
+        if k.created_by == user_id && k.revoked_at.is_none() {
+            k.revoked_at = Some(Utc::now());
+            store.put_api_key(&c.tenant, &k).await?;
+            audit(api, c, "api_key.revoke", &format!("key:{}", k.id)).await?;
+        }
+    }
+    Ok(())
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeyOut {
@@ -651,6 +760,8 @@ pub struct ApiKeyOut {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key stops working then (make a new one before).
+    pub expires_at: DateTime<Utc>,
 }
 
 impl From<&ApiKey> for ApiKeyOut {
@@ -662,6 +773,7 @@ impl From<&ApiKey> for ApiKeyOut {
             created_at: k.created_at,
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
+            expires_at: k.expiry(),
         }
     }
 }
@@ -691,7 +803,14 @@ pub struct NewApiKey {
     /// What the key may do (at least one).
     #[schema(min_items = 1, inline)]
     pub scopes: Vec<ScopeName>,
+    /// Days until the key stops working: 1 to 365 (default 90).
+    #[schema(minimum = 1, maximum = 365)]
+    pub expires_in_days: Option<u32>,
 }
+
+/// An API key's lifetime when none is asked for, and the longest one can be given.
+pub const KEY_DEFAULT_DAYS: u32 = 90;
+pub const KEY_MAX_DAYS: u32 = ApiKey::LEGACY_LIFETIME_DAYS as u32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, ToSchema)]
 pub enum ScopeName {
@@ -745,20 +864,28 @@ pub async fn create_key(
     if body.scopes.is_empty() {
         return Err(ApiError::BadRequest("give at least one scope".into()));
     }
+    let days = body.expires_in_days.unwrap_or(KEY_DEFAULT_DAYS);
+    if !(1..=KEY_MAX_DAYS).contains(&days) {
+        return Err(ApiError::BadRequest(format!(
+            "expires_in_days is out of range 1..={KEY_MAX_DAYS}"
+        )));
+    }
     let (token, id, hash) = auth::new_api_key(&c.tenant)?;
     let mut scopes: Vec<String> = body.scopes.iter().map(|s| s.name().to_string()).collect();
     scopes.sort();
     scopes.dedup();
     debug_assert!(scopes.iter().all(|s| SCOPES.contains(&s.as_str())));
+    let now = Utc::now();
     let key = ApiKey {
         id,
         name: name.to_string(),
         secret_hash: hash,
         scopes,
         created_by: user.id.clone(),
-        created_at: Utc::now(),
+        created_at: now,
         revoked_at: None,
         last_used_at: None,
+        expires_at: Some(now + chrono::Duration::days(i64::from(days))),
     };
     api.tenants.store().put_api_key(&c.tenant, &key).await?;
     audit(&api, &c, "api_key.create", &format!("key:{}", key.id)).await?;

@@ -420,6 +420,7 @@ pub struct BotPage {
 fn reason(s: &BotJobState) -> Option<String> {
     match s {
         BotJobState::Failed(r) | BotJobState::Skipped(r) => Some(r.clone()),
+        BotJobState::Stopped(by) => Some(format!("stopped by {by}")),
         _ => None,
     }
 }
@@ -462,6 +463,7 @@ const STATES: &[&str] = &[
     "failed",
     "skipped",
     "cancelled",
+    "stopped",
 ];
 
 /// Bots of the meetings the caller may see, latest join time first.
@@ -542,6 +544,61 @@ pub async fn get_bot(
         other => other,
     })?;
     Ok(Json(bot_out(&job)))
+}
+
+/// Makes a bot leave its meeting now (or not go at all). The job is stopped, recording who
+/// stopped it; the bot leaves within seconds, and nothing of the meeting is stored or
+/// delivered: its audio and text so far are dropped. The bot's owner (the member who requested
+/// it, or whose calendar the meeting is on) and admins; others who see the meeting get 403.
+#[utoipa::path(post, path = "/v1/bots/{id}/leave", tag = "bots", params(("id" = String, Path)),
+    responses((status = 200, body = BotOut)))]
+pub async fn leave_bot(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BotOut>> {
+    c.require(Role::Member, "bots:write")?;
+    let store = api.tenants.store();
+    let job = store
+        .get_bot_job(&c.tenant, &id)
+        .await?
+        .ok_or(ApiError::NotFound("bot"))?
+        .value;
+    let vis = Visibility::of(&api, &c).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let (m, _) = visible_meeting(&api, &c, &vis, &vault, &job.meeting_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => ApiError::NotFound("bot"),
+            other => other,
+        })?;
+    if !vis.owns(&m) {
+        return Err(ApiError::Forbidden(
+            "only the bot's owner (who requested it, or whose calendar the meeting is on) or an admin can make it leave".into(),
+        ));
+    }
+    use meetbot_scheduler::stop::{Stopped, stop_job};
+    let stopped = stop_job(
+        &**store,
+        api.queue.as_deref(),
+        &c.tenant,
+        &id,
+        &c.actor(),
+        "a person made the bot leave",
+    )
+    .await?;
+    match stopped {
+        Stopped::Now { job, .. } => {
+            audit(&api, &c, "bot.leave", &format!("bot:{id}")).await?;
+            Ok(Json(bot_out(&job)))
+        }
+        Stopped::Already(job) => Ok(Json(bot_out(&job))),
+        Stopped::Ended(job) => Err(ApiError::Conflict(format!(
+            "the bot is {}: it is not in a meeting and will not join one",
+            job.state.name()
+        ))),
+        Stopped::Unknown => Err(ApiError::NotFound("bot")),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -717,6 +774,19 @@ pub async fn delete_meeting(
         .get_meeting(&c.tenant, &id)
         .await?
         .ok_or(ApiError::NotFound("meeting"))?;
+    // Its bots stop first (the one in the call too): they leave, and the transcriber and the
+    // outbox keep and send nothing of it.
+    if m.deleted_at.is_none() || permanently {
+        meetbot_scheduler::stop::stop_meeting(
+            &**store,
+            api.queue.as_deref(),
+            &c.tenant,
+            &id,
+            &c.actor(),
+            "the meeting was deleted",
+        )
+        .await?;
+    }
     if permanently {
         let r = meetbot_store::erase::erase_session(&**store, &c.tenant, &id, &c.actor())
             .await?

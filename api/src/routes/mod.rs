@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/calendars", get(list_calendars).post(connect_calendar))
         .route("/v1/calendars/ics", post(connect_ics))
         .route("/v1/calendars/{id}", delete(disconnect_calendar))
+        .route("/v1/calendars/{id}/approve", post(approve_calendar))
         .route("/v1/meetings", get(list_meetings))
         .route("/v1/meetings/{id}", get(get_meeting).delete(delete_meeting))
         .route("/v1/meetings/{id}/restore", post(restore_meeting))
@@ -65,12 +66,13 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/privacy/exports/{id}/download",
-            get(crate::export::download_export),
+            get(crate::export::download_export).post(crate::export::download_export_form),
         )
         .route("/v1/meetings/{id}/summary", get(get_summary))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))
         .route("/v1/bots", get(list_bots).post(create_bot))
         .route("/v1/bots/{id}", get(get_bot))
+        .route("/v1/bots/{id}/leave", post(leave_bot))
         .route("/v1/settings", get(get_settings).patch(patch_settings))
 }
 
@@ -195,6 +197,16 @@ impl Visibility {
                 connections,
             }),
         })
+    }
+
+    /// Whether the caller owns meeting `m`'s bots: admins and keys all of them; a member
+    /// those they requested or of their own calendars (attending is not enough).
+    pub fn owns(&self, m: &Meeting) -> bool {
+        let Some(me) = &self.member else { return true };
+        m.requested_by.as_deref() == Some(me.user_id.as_str())
+            || m.connection_id
+                .as_ref()
+                .is_some_and(|c| me.connections.contains(c))
     }
 
     /// `people` is the meeting's opened attendee list (organizer first).

@@ -197,6 +197,11 @@ pub struct SettingsOut {
     /// The engines this deployment offers to choose from.
     pub speech_engines_offered: Vec<String>,
     pub redaction: RedactionOut,
+    /// Sign-in only with these identity providers (issuer URLs); empty: any this deployment
+    /// offers. The person must always have been added, with a verified address.
+    pub allowed_issuers: Vec<String>,
+    /// Sign-in only with addresses at these domains; empty: any domain.
+    pub allowed_email_domains: Vec<String>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -240,6 +245,12 @@ pub struct SettingsPatch {
     pub customer_key: Option<String>,
     /// Replaces the redaction settings (they apply to meetings transcribed from then on).
     pub redaction: Option<Redaction>,
+    /// Replaces the identity providers sign-in is accepted from (issuer URLs this deployment
+    /// offers; [] accepts any). Owners, signed in within the last 10 minutes.
+    pub allowed_issuers: Option<Vec<String>>,
+    /// Replaces the address domains sign-in is accepted for ([] accepts any; it must include
+    /// your own). Owners, signed in within the last 10 minutes.
+    pub allowed_email_domains: Option<Vec<String>>,
 }
 
 async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
@@ -263,6 +274,8 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             customer_key: None,
             speech_engines_offered: api.settings.speech_engines.clone(),
             redaction: redaction_out(None),
+            allowed_issuers: vec![],
+            allowed_email_domains: vec![],
             updated_at: None,
         });
     };
@@ -297,6 +310,8 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
         customer_key: s.customer_key,
         speech_engines_offered: api.settings.speech_engines.clone(),
         redaction: redaction_out(s.redaction.as_ref()),
+        allowed_issuers: s.allowed_issuers,
+        allowed_email_domains: s.allowed_email_domains,
         updated_at: Some(s.updated_at),
     })
 }
@@ -308,13 +323,81 @@ pub async fn get_settings(State(api): State<AppState>, c: Caller) -> ApiResult<J
     Ok(Json(settings_out(&api, &c).await?))
 }
 
+/// `allowed_issuers` as given: each one an issuer this deployment offers.
+fn allowed_issuers(api: &AppState, list: Vec<String>) -> ApiResult<Vec<String>> {
+    let offered = api.oidc.issuers();
+    if list.len() > 20 {
+        return Err(ApiError::BadRequest("allowed_issuers: at most 20".into()));
+    }
+    let mut out = Vec::new();
+    for (i, x) in list.into_iter().enumerate() {
+        let x = x.trim().to_string();
+        if !offered.contains(&x) {
+            return Err(ApiError::BadRequest(format!(
+                "allowed_issuers[{i}] is not an identity provider this deployment offers ({})",
+                if offered.is_empty() {
+                    "it offers none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        }
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
+/// `allowed_email_domains` as given: lower-case domain names, including the caller's own (an
+/// owner cannot lock themselves out).
+fn allowed_domains(list: Vec<String>, own_email: &str) -> ApiResult<Vec<String>> {
+    if list.len() > 50 {
+        return Err(ApiError::BadRequest(
+            "allowed_email_domains: at most 50".into(),
+        ));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let d = d.trim().trim_start_matches('@').to_lowercase();
+        let ok = d.contains('.')
+            && d.len() <= 253
+            && !d.starts_with(['.', '-'])
+            && !d.ends_with(['.', '-'])
+            && d.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "allowed_email_domains[{i}] is not a domain name (clinic.example)"
+            )));
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    let own = own_email
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_lowercase())
+        .unwrap_or_default();
+    if !out.is_empty() && !out.contains(&own) {
+        return Err(ApiError::BadRequest(
+            "allowed_email_domains must include your own address's domain (you would be locked out)"
+                .into(),
+        ));
+    }
+    Ok(out)
+}
+
 fn slack_channel_ok(s: &str) -> bool {
     (2..=32).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-/// Changes the tenant's settings (admins and owners); addresses and tokens are sealed.
+/// Changes the tenant's settings (admins and owners); addresses and tokens are sealed. Turning
+/// `require_mfa` off, `delivery.webhook_url`, `customer_key`, `allowed_issuers` and
+/// `allowed_email_domains` need an owner signed in (or who gave a TOTP code) within the last
+/// 10 minutes, not an API key.
 #[utoipa::path(patch, path = "/v1/settings", tag = "settings", request_body = SettingsPatch,
     responses((status = 200, body = SettingsOut)))]
 pub async fn patch_settings(
@@ -329,6 +412,30 @@ pub async fn patch_settings(
         .get_tenant_settings(&c.tenant)
         .await?
         .unwrap_or_else(|| TenantSettings::new(BotRuleOverrides::default(), Utc::now()));
+    // Changes that weaken the tenant's security: an owner, in person, recently signed in.
+    let webhook = p.delivery.as_ref().is_some_and(|d| d.webhook_url.is_some());
+    for (touched, what) in [
+        (
+            p.require_mfa == Some(false) && s.require_mfa,
+            "require_mfa (turning it off)",
+        ),
+        (webhook, "delivery.webhook_url"),
+        (p.customer_key.is_some(), "customer_key"),
+        (p.allowed_issuers.is_some(), "allowed_issuers"),
+        (p.allowed_email_domains.is_some(), "allowed_email_domains"),
+    ] {
+        if touched {
+            c.require_fresh_owner(what, Utc::now())?;
+        }
+    }
+    if let Some(list) = p.allowed_issuers {
+        s.allowed_issuers = allowed_issuers(&api, list)?;
+    }
+    if let Some(list) = p.allowed_email_domains {
+        let me = c.person()?;
+        let email = vault.open_string::<meetbot_core::model::User>(&me.id, "email", &me.email)?;
+        s.allowed_email_domains = allowed_domains(list, &email)?;
+    }
     if let Some(b) = p.bot {
         let b: BotRuleOverrides = b.into();
         b.validate()
@@ -386,7 +493,6 @@ pub async fn patch_settings(
         s.require_mfa = m;
     }
     if let Some(k) = p.customer_key {
-        c.require(Role::Owner, "settings:write")?;
         if k.is_empty() {
             s.customer_key = None;
         } else {
@@ -527,8 +633,18 @@ pub struct CalendarOut {
     /// The meetbot user who connected it.
     pub user_id: String,
     pub account_email: String,
-    /// active, needs_reconsent, disconnected, ...
+    /// active, needs_reconsent, disconnected, awaiting_approval (its account is not the user's
+    /// address: nothing syncs until an admin approves it), ...
     pub status: String,
+    /// Where its sync stands: `syncing` (the first round is under way), `active` (the latest
+    /// round succeeded), `failed` (the latest round failed: see `error`; polling retries), or
+    /// the `status` when that is not active.
+    pub state: String,
+    /// Why the latest round failed (a feed over a cap, an address that does not answer...).
+    pub error: Option<String>,
+    /// When the latest round ended, and how many events it applied.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub events: Option<u64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -538,8 +654,22 @@ pub struct CalendarList {
 }
 
 fn calendar_out(x: CalendarConnection, account_email: String) -> CalendarOut {
+    let state = match (&x.status, &x.last_sync) {
+        (meetbot_core::model::ConnectionStatus::Active, None) if x.sync_cursor.is_none() => {
+            "syncing".to_string()
+        }
+        (meetbot_core::model::ConnectionStatus::Active, Some(l)) if l.error.is_some() => {
+            "failed".to_string()
+        }
+        (meetbot_core::model::ConnectionStatus::Active, _) => "active".to_string(),
+        (other, _) => wire(other),
+    };
     CalendarOut {
         account_email,
+        state,
+        error: x.last_sync.as_ref().and_then(|l| l.error.clone()),
+        last_synced_at: x.last_sync.as_ref().map(|l| l.at),
+        events: x.last_sync.as_ref().map(|l| l.events),
         id: x.id,
         provider: wire(&x.provider),
         user_id: x.user_id,
@@ -583,7 +713,9 @@ pub struct ConnectCalendar {
 
 #[derive(Serialize, ToSchema)]
 pub struct Consent {
-    /// Send the browser here; the provider returns it to calendar-sync's `/oauth/callback`.
+    /// Send this same browser here (it now holds the consent's binding cookie), signed in as
+    /// you; the provider returns it to calendar-sync's `/oauth/callback`, which refuses any other
+    /// browser or person. Valid 10 minutes, once.
     pub authorization_url: String,
 }
 
@@ -593,14 +725,18 @@ fn calendars(api: &AppState) -> ApiResult<&meetbot_calendar_sync::worker::SyncWo
     })
 }
 
-/// Starts connecting the caller's calendar (calendar scopes only, PKCE).
+/// Starts connecting the caller's calendar (calendar scopes only, PKCE). Sets a short-lived
+/// HttpOnly binding cookie: only this browser, signed in as the caller, can finish the consent.
 #[utoipa::path(post, path = "/v1/calendars", tag = "calendars", request_body = ConnectCalendar,
     responses((status = 201, body = Consent)))]
 pub async fn connect_calendar(
     State(api): State<AppState>,
     c: Caller,
     Json(body): Json<ConnectCalendar>,
-) -> ApiResult<(StatusCode, Json<Consent>)> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use meetbot_store::browser::{OAUTH_BINDING_COOKIE, binding_cookie};
+    use secrecy::ExposeSecret;
     let me = c.person()?;
     let provider = match body.provider {
         CalendarKind::Google => CalendarProvider::Google,
@@ -614,17 +750,27 @@ pub async fn connect_calendar(
             "{provider:?} calendars are not configured on this deployment"
         )));
     }
-    let url = oauth
+    let begun = oauth
         .begin(&c.tenant, &me.id, provider)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     audit(&api, &c, "calendar.connect", &format!("user:{}", me.id)).await?;
+    let cookie = binding_cookie(
+        OAUTH_BINDING_COOKIE,
+        begun.binding.expose_secret(),
+        &begun.cookie_path,
+        api.settings.cookie_secure,
+    );
+    let cookie = axum::http::HeaderValue::from_str(&cookie)
+        .map_err(|e| ApiError::Internal(format!("binding cookie: {e}")))?;
     Ok((
         StatusCode::CREATED,
+        [(axum::http::header::SET_COOKIE, cookie)],
         Json(Consent {
-            authorization_url: url.to_string(),
+            authorization_url: begun.url.to_string(),
         }),
-    ))
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -634,30 +780,52 @@ pub struct ConnectIcs {
     pub feed_url: String,
 }
 
-/// Connects one's calendar by its ICS feed: the feed is fetched and read at once (a wrong
-/// address is refused), then polled by calendar-sync.
+/// Connects one's calendar by its ICS feed. The address is checked and stored at once; the
+/// first sync runs in the background (202, `state: syncing`): `GET /v1/calendars` shows when
+/// it is `active`, or `failed` with the reason (a feed that cannot be fetched or read, or one
+/// over this deployment's caps); calendar-sync then polls it.
 #[utoipa::path(post, path = "/v1/calendars/ics", tag = "calendars", request_body = ConnectIcs,
-    responses((status = 201, body = CalendarOut)))]
+    responses(
+        (status = 202, body = CalendarOut, description = "stored; the first sync runs in the background"),
+        (status = 400, description = "the address is not one this deployment fetches"),
+        (status = 409, description = "the user has the most calendar connections allowed"),
+    ))]
 pub async fn connect_ics(
     State(api): State<AppState>,
     c: Caller,
     Json(body): Json<ConnectIcs>,
 ) -> ApiResult<(StatusCode, Json<CalendarOut>)> {
     let me = c.person()?.clone();
-    let worker = calendars(&api)?;
+    calendars(&api)?;
+    let Some(worker) = api.calendars.clone() else {
+        return Err(ApiError::Conflict(
+            "calendar connections are not configured on this deployment".into(),
+        ));
+    };
     let vault = api.tenants.vault(&c.tenant).await?;
     let email = vault.open_string::<meetbot_core::model::User>(&me.id, "email", &me.email)?;
-    let (conn, _) = worker
-        .connect_ics(&c.tenant, &me.id, &email, body.feed_url.trim())
+    let conn = worker
+        .add_ics(&c.tenant, &me.id, &email, body.feed_url.trim())
         .await
         .map_err(|e| match e {
             meetbot_calendar_sync::sync::SyncError::Ics(e) => {
                 ApiError::BadRequest(format!("feed_url: {e}"))
             }
+            e @ meetbot_calendar_sync::sync::SyncError::TooManyConnections(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         })?;
     audit(&api, &c, "calendar.connect", &format!("user:{}", me.id)).await?;
-    Ok((StatusCode::CREATED, Json(calendar_out(conn, email))))
+    // Off the request path: the round's outcome is recorded on the connection (and the next
+    // poll of calendar-sync runs it if this process stops first).
+    let (t, id) = (c.tenant.clone(), conn.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = worker.sync(&t, &id).await {
+            tracing::info!(tenant = %t, connection = %id, error = %e.reason(), "first ICS sync failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(calendar_out(conn, email))))
 }
 
 /// Disconnects a calendar: tokens revoked at the provider and erased, its bots withdrawn.
@@ -684,6 +852,41 @@ pub async fn disconnect_calendar(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     audit(&api, &c, "calendar.disconnect", &format!("calendar:{id}")).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lets a calendar awaiting approval sync: the account its user consented with is not the
+/// user's own address, and an admin (a signed-in person) confirms that it is theirs to connect.
+/// calendar-sync's next poll syncs it. Audited.
+#[utoipa::path(post, path = "/v1/calendars/{id}/approve", tag = "calendars", params(("id" = String, Path)),
+    responses((status = 200, body = CalendarOut),
+        (status = 409, description = "the calendar is not awaiting approval")))]
+pub async fn approve_calendar(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CalendarOut>> {
+    use meetbot_core::model::ConnectionStatus;
+    c.person()?;
+    c.require(Role::Admin, "settings:write")?;
+    let store = api.tenants.store();
+    let mut conn = store
+        .get_connection(&c.tenant, &id)
+        .await?
+        .ok_or(ApiError::NotFound("calendar"))?;
+    if conn.status != ConnectionStatus::AwaitingApproval {
+        return Err(ApiError::Conflict(format!(
+            "calendar {id} is not awaiting approval (it is {})",
+            wire(&conn.status)
+        )));
+    }
+    conn.status = ConnectionStatus::Active;
+    conn.updated_at = Utc::now();
+    store.put_connection(&c.tenant, &conn).await?;
+    audit(&api, &c, "calendar.approve", &format!("calendar:{id}")).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let email =
+        vault.open_string::<CalendarConnection>(&conn.id, "account_email", &conn.account_email)?;
+    Ok(Json(calendar_out(conn, email)))
 }
 
 // ---- auto-join rules ----

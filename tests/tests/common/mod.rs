@@ -63,6 +63,7 @@ pub async fn connection(
         status: ConnectionStatus::Active,
         sync_cursor: None,
         push: None,
+        last_sync: None,
         created_at: now,
         updated_at: now,
     };
