@@ -785,15 +785,8 @@ impl IcsClient {
     /// ranges, checked at config load); plain http only with `allow_http`, and then only to
     /// those ranges.
     pub fn new<S: AsRef<str>>(allow_http: bool, allow_private: &[S]) -> Result<Self, IcsError> {
-        let allow = meetbot_egress::AllowList::parse(allow_private).map_err(|e| {
-            IcsError::Http(format!(
-                "egress.allow_private: {}",
-                e.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
+        let allow =
+            meetbot_egress::AllowList::from_config(allow_private).map_err(IcsError::Http)?;
         let egress =
             meetbot_egress::Egress::new(allow, Self::limits()).map_err(IcsError::Egress)?;
         Ok(Self::with_egress(allow_http, egress))

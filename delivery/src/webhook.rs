@@ -81,15 +81,8 @@ impl WebhookNotifier {
     pub fn egress<S: AsRef<str>>(
         allow_private: &[S],
     ) -> Result<meetbot_egress::Egress, NotifyError> {
-        let allow = meetbot_egress::AllowList::parse(allow_private).map_err(|e| {
-            NotifyError::Permanent(format!(
-                "egress.allow_private: {}",
-                e.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
+        let allow = meetbot_egress::AllowList::from_config(allow_private)
+            .map_err(NotifyError::Permanent)?;
         meetbot_egress::Egress::new(allow, Self::limits())
             .map_err(|e| NotifyError::Permanent(e.to_string()))
     }

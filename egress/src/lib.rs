@@ -119,6 +119,15 @@ impl AllowList {
         AllowList(Vec::new())
     }
 
+    /// [`AllowList::parse`] with every bad entry in one message (`egress.allow_private: ...`),
+    /// for clients built from a configuration that was already validated at start.
+    pub fn from_config<S: AsRef<str>>(entries: &[S]) -> Result<AllowList, String> {
+        AllowList::parse(entries).map_err(|errs| {
+            let each: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            format!("egress.allow_private: {}", each.join("; "))
+        })
+    }
+
     /// Parses CIDR ranges (`127.0.0.1/32`, `10.20.0.0/16`, `fd00:1::/64`); a bare address
     /// means that address alone. Refused: a range of everything (`/0`) and a range holding the
     /// cloud metadata address. Every bad entry is reported.
