@@ -68,12 +68,14 @@ fn lease_name(t: &TenantId) -> String {
     format!("export:{t}")
 }
 
-/// How long the export lease lasts without renewal (renewed while the export makes progress;
-/// a stopped process frees it after this).
-const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the export lease lasts without renewal (`Settings::export_lease_ttl`'s default):
+/// renewed on a timer every third of it for the whole life of the export; a stopped process
+/// frees it after this.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Exports built at once in this process (each within `Settings::export_max_bytes`).
-static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Exports built at once in this process (each within `Settings::export_max_bytes`). An export
+/// waiting here holds (and renews) its tenant's lease.
+pub static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Starts an export (admins and owners). One at a time per tenant: while one runs, another
 /// request answers 409 naming it (and `Location` points at it).
@@ -97,7 +99,7 @@ pub async fn start_export(
     let store = api.tenants.store();
     let id = meetbot_core::ids::new_record_id();
     if !store
-        .try_lease(&lease_name(&c.tenant), &id, LEASE_TTL)
+        .try_lease(&lease_name(&c.tenant), &id, api.settings.export_lease_ttl)
         .await?
     {
         let running = store
@@ -147,9 +149,43 @@ pub async fn start_export(
     let worker = api.clone();
     tokio::spawn(async move {
         let mut job = job;
-        let result = match BUILDING.acquire().await {
-            Ok(_permit) => build(&worker, &t, &mut job, email.as_deref()).await,
-            Err(e) => Err(ApiError::Internal(e.to_string())),
+        let (store, lease, holder) = (
+            worker.tenants.store().clone(),
+            lease_name(&t),
+            job.id.clone(),
+        );
+        let ttl = worker.settings.export_lease_ttl;
+        // The lease is renewed on a timer for the export's whole life (waiting for a build
+        // slot, the meetings, users and audit, sealing), not only while meetings are written:
+        // one at a time per tenant holds however long a step takes. Ends only if lost.
+        let keep = async {
+            let mut every =
+                tokio::time::interval((ttl / 3).max(std::time::Duration::from_millis(10)));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match store.try_lease(&lease, &holder, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // Tried again at the next tick, well before it lapses.
+                    Err(e) => {
+                        tracing::warn!(tenant = %t, export = %holder, error = %e, "export lease not renewed")
+                    }
+                }
+            }
+        };
+        let work = async {
+            match BUILDING.acquire().await {
+                Ok(_permit) => build(&worker, &t, &mut job, email.as_deref()).await,
+                Err(e) => Err(ApiError::Internal(e.to_string())),
+            }
+        };
+        let result = tokio::select! {
+            r = work => r,
+            () = keep => Err(ApiError::Conflict(
+                "another export of this tenant took over; start this one again".into(),
+            )),
         };
         if let Err(err) = result {
             tracing::warn!(tenant = %t, export = %job.id, error = %err, "export failed");
@@ -258,13 +294,14 @@ pub async fn download_export(
     State(api): State<AppState>,
     Path(id): Path<String>,
     uri: axum::http::Uri,
+    ip: Option<axum::Extension<crate::limits::ClientIp>>,
     headers: header::HeaderMap,
 ) -> ApiResult<Response> {
     if token_in_query(&uri) {
         return Err(ApiError::BadRequest(QUERY_REFUSED.into()));
     }
     match headers.get(TOKEN_HEADER).map(|v| v.to_str()) {
-        Some(Ok(token)) => deliver(&api, &id, token.trim()).await,
+        Some(Ok(token)) => deliver(&api, &id, token.trim(), ip.map(|e| e.0)).await,
         Some(Err(_)) => Err(ApiError::NotFound(
             "export (the link is wrong or has expired)",
         )),
@@ -294,6 +331,7 @@ pub async fn download_export_form(
     State(api): State<AppState>,
     Path(id): Path<String>,
     uri: axum::http::Uri,
+    ip: Option<axum::Extension<crate::limits::ClientIp>>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     if token_in_query(&uri) {
@@ -303,35 +341,36 @@ pub async fn download_export_form(
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    deliver(&api, &id, token.trim()).await
+    deliver(&api, &id, token.trim(), ip.map(|e| e.0)).await
 }
 
-async fn deliver(api: &AppState, id: &str, token: &str) -> ApiResult<Response> {
-    let gone = || ApiError::NotFound("export (the link is wrong or has expired)");
-    let mut parts = token.splitn(3, '_');
-    let (Some("mbx"), Some(t), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(gone());
+/// Like `crate::auth`: the tenant named in the token is charged only once the token matched
+/// (made-up `mbx_<tenant>_…` tokens cannot lock its people out); a wrong token is charged to
+/// the client's address once more.
+async fn deliver(
+    api: &AppState,
+    id: &str,
+    token: &str,
+    ip: Option<crate::limits::ClientIp>,
+) -> ApiResult<Response> {
+    let (t, e) = match matching_export(api, id, token).await {
+        Ok(found) => found,
+        Err(err @ ApiError::NotFound(_)) => {
+            if let Some(crate::limits::ClientIp(ip)) = ip {
+                api.limits.ip(ip)?;
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(err),
     };
-    let t: TenantId = t.parse().map_err(|_| gone())?;
     api.limits.tenant(&t)?;
-    let store = api.tenants.store();
-    let e = match store.get_export(&t, id).await {
-        Ok(Some(e)) => e,
-        Ok(None) | Err(meetbot_store::StoreError::UnknownTenant(_)) => return Err(gone()),
-        Err(err) => return Err(err.into()),
-    };
-    if !meetbot_crypto::constant_time_eq(
-        e.download_hash.as_bytes(),
-        sha256_hex(secret.as_bytes()).as_bytes(),
-    ) {
-        return Err(gone());
-    }
     let Some(sealed) = &e.archive else {
         return Err(ApiError::Conflict(format!(
             "the export is {}: see GET /v1/privacy/exports/{id}",
             e.state
         )));
     };
+    let store = api.tenants.store();
     let vault = api.tenants.vault(&t).await?;
     let bytes = vault.open::<Export>(&e.id, "archive", sealed)?;
     store
@@ -355,6 +394,28 @@ async fn deliver(api: &AppState, id: &str, token: &str) -> ApiResult<Response> {
         bytes.to_vec(),
     )
         .into_response())
+}
+
+/// The export `token` opens (tenant from the token, hash compared in constant time), or 404.
+async fn matching_export(api: &AppState, id: &str, token: &str) -> ApiResult<(TenantId, Export)> {
+    let gone = || ApiError::NotFound("export (the link is wrong or has expired)");
+    let mut parts = token.splitn(3, '_');
+    let (Some("mbx"), Some(t), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(gone());
+    };
+    let t: TenantId = t.parse().map_err(|_| gone())?;
+    let e = match api.tenants.store().get_export(&t, id).await {
+        Ok(Some(e)) => e,
+        Ok(None) | Err(meetbot_store::StoreError::UnknownTenant(_)) => return Err(gone()),
+        Err(err) => return Err(err.into()),
+    };
+    if !meetbot_crypto::constant_time_eq(
+        e.download_hash.as_bytes(),
+        sha256_hex(secret.as_bytes()).as_bytes(),
+    ) {
+        return Err(gone());
+    }
+    Ok((t, e))
 }
 
 /// The archive as it is written: tar entries straight into gzip, held compressed, never more
@@ -509,7 +570,6 @@ async fn build(
     doc.field(false, "exported_at", &Utc::now())?;
     doc.raw(b",\"meetings\":[")?;
     let mut first = true;
-    let mut renewed = std::time::Instant::now();
     for (i, m) in meetings.iter().enumerate() {
         let o = open_meeting(&vault, m)?;
         let attended = email.is_none_or(|e| {
@@ -601,15 +661,6 @@ async fn build(
         job.done = i as u64 + 1;
         if job.done.is_multiple_of(20) {
             store.put_export(t, job).await?;
-        }
-        if renewed.elapsed() > LEASE_TTL / 4 {
-            // Still ours: one export at a time holds while this one makes progress.
-            if !store.try_lease(&lease_name(t), &job.id, LEASE_TTL).await? {
-                return Err(ApiError::Conflict(
-                    "another export of this tenant took over; start this one again".into(),
-                ));
-            }
-            renewed = std::time::Instant::now();
         }
     }
     doc.raw(b"]")?;

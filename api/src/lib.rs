@@ -43,6 +43,9 @@ pub struct Settings {
     pub export_ttl: chrono::Duration,
     /// The largest export archive (compressed bytes): an export's memory bound.
     pub export_max_bytes: usize,
+    /// How long an export's one-per-tenant lease lasts unrenewed (renewed every third of it
+    /// while the export runs; frees the tenant this long after a process died mid-export).
+    pub export_lease_ttl: std::time::Duration,
     /// The transcriber's transcript retention when a tenant sets none
     /// (`transcriber.transcript_retention_days`; None: kept until deleted).
     pub default_transcript_days: Option<u32>,
@@ -59,6 +62,7 @@ impl Settings {
             default_transcript_days,
             export_ttl: chrono::Duration::hours(24),
             export_max_bytes: crate::export::DEFAULT_MAX_EXPORT_BYTES,
+            export_lease_ttl: crate::export::LEASE_TTL,
             public_url: c.public_url.trim_end_matches('/').to_string(),
             session_idle: chrono::Duration::seconds(c.session_idle_seconds as i64),
             session_max: chrono::Duration::seconds(c.session_max_seconds as i64),

@@ -70,7 +70,7 @@ impl Limits {
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            let Ok(ip) = hop.parse::<IpAddr>() else {
+            let Some(ip) = hop_address(hop) else {
                 break;
             };
             client = ip.to_canonical();
@@ -94,8 +94,10 @@ impl Limits {
         })
     }
 
+    /// Charges the address's bucket; IPv6 clients share one bucket per /64 (one subscriber's
+    /// usual allocation, so rotating through it gives no fresh buckets).
     pub fn ip(&self, ip: IpAddr) -> ApiResult<()> {
-        self.answer(self.per_ip.check_key(&ip))
+        self.answer(self.per_ip.check_key(&bucket_key(ip)))
     }
 
     pub fn tenant(&self, t: &TenantId) -> ApiResult<()> {
@@ -109,9 +111,88 @@ impl Limits {
     }
 }
 
+/// The address in one `X-Forwarded-For` hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443` (proxies differ in how they write it).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok());
+        return if port_ok {
+            inside.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+        } else {
+            None
+        };
+    }
+    let (addr, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    addr.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The bucket an address is charged to: itself (IPv4, canonical), or its /64 (IPv6).
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_hops_with_a_port_or_brackets_do_not_collapse_clients_into_the_proxys_bucket() {
+        let l = Limits::new(1000, 1000).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
+        let proxy: IpAddr = "10.1.0.1".parse().unwrap();
+        for (hop, want) in [
+            ("198.51.100.7:5678", "198.51.100.7"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("2001:db8::2", "2001:db8::2"),
+        ] {
+            assert_eq!(
+                l.client_ip(proxy, &xff(&format!("6.6.6.6, {hop}, 10.2.0.3:80"))),
+                want.parse::<IpAddr>().unwrap(),
+                "{hop}"
+            );
+        }
+        // Still not an address: the walk ends at the last trusted hop.
+        for junk in [
+            "[2001:db8::1",
+            "[2001:db8::1]:x",
+            "198.51.100.7:99999",
+            "[1.2.3.4]",
+        ] {
+            assert_eq!(
+                l.client_ip(proxy, &xff(&format!("{junk}, 10.2.0.3"))),
+                "10.2.0.3".parse::<IpAddr>().unwrap(),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotating_ipv6_addresses_within_one_64_gives_no_fresh_bucket() {
+        let l = Limits::new(3, 1000);
+        for i in 1..=3u16 {
+            l.ip(format!("2001:db8:1:2::{i:x}").parse().unwrap())
+                .unwrap();
+        }
+        assert!(matches!(
+            l.ip("2001:db8:1:2:ffff::9".parse().unwrap()),
+            Err(ApiError::RateLimited(_))
+        ));
+        // Another /64 has its own bucket, and IPv4 addresses are still one bucket each.
+        l.ip("2001:db8:1:3::1".parse().unwrap()).unwrap();
+        l.ip("192.0.2.1".parse().unwrap()).unwrap();
+        l.ip("192.0.2.2".parse().unwrap()).unwrap();
+    }
 
     #[test]
     fn the_burst_passes_then_the_next_request_is_told_when_to_retry() {

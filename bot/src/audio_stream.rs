@@ -20,12 +20,94 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use zeroize::Zeroizing;
 
-/// The token a bot presents for `job`: HMAC-SHA256 over `tenant:job` with the secret the bots
-/// and the transcriber share, hex. A token opens one job's stream and nothing else.
-pub fn job_token(secret: &SecretString, tenant: &str, job: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
-    let tag = hmac::sign(&key, format!("{tenant}:{job}").as_bytes());
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// The token a bot presents for `job`, valid for `valid_for` from now:
+/// `v2.<unix expiry>.<hex HMAC-SHA256>` under the secret the bots and the transcriber share,
+/// the MAC over tenant, job and expiry. A token opens one job's stream (and its live text)
+/// and nothing else, and only until it expires.
+pub fn job_token(secret: &SecretString, tenant: &str, job: &str, valid_for: Duration) -> String {
+    job_token_expiring(
+        secret,
+        tenant,
+        job,
+        unix_now().saturating_add(valid_for.as_secs()),
+    )
+}
+
+/// [`job_token`] expiring at `expires` (seconds since the Unix epoch).
+pub fn job_token_expiring(secret: &SecretString, tenant: &str, job: &str, expires: u64) -> String {
+    let tag = hmac::sign(&token_key(secret), &token_message(tenant, job, expires));
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("v2.{expires}.{hex}")
+}
+
+/// Why a job token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the audio token is malformed (expected v2.<expiry>.<mac>)")]
+    Malformed,
+    #[error("the audio token is not this job's")]
+    WrongJob,
+    #[error("the audio token expired")]
+    Expired,
+}
+
+/// Checks `token` for `tenant`'s `job` at `now` (seconds since the Unix epoch): the MAC in
+/// constant time, then the expiry. Returns the expiry.
+pub fn check_job_token(
+    secret: &SecretString,
+    token: &str,
+    tenant: &str,
+    job: &str,
+    now: u64,
+) -> Result<u64, TokenError> {
+    let mut parts = token.split('.');
+    let (Some("v2"), Some(exp), Some(mac), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if exp.is_empty() || exp.len() > 20 || !exp.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TokenError::Malformed);
+    }
+    let expires: u64 = exp.parse().map_err(|_| TokenError::Malformed)?;
+    if mac.len() != 64 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TokenError::Malformed);
+    }
+    let tag: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&mac[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect();
+    hmac::verify(
+        &token_key(secret),
+        &token_message(tenant, job, expires),
+        &tag,
+    )
+    .map_err(|_| TokenError::WrongJob)?;
+    if expires <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(expires)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn token_key(secret: &SecretString) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes())
+}
+
+/// Length-prefixed, so no tenant/job split can be read as another.
+fn token_message(tenant: &str, job: &str, expires: u64) -> Vec<u8> {
+    format!(
+        "meetbot/audio/v2|{}:{tenant}|{}:{job}|{expires}",
+        tenant.len(),
+        job.len()
+    )
+    .into_bytes()
 }
 
 #[derive(Clone, Debug)]
@@ -279,14 +361,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_tokens_differ_per_job_tenant_and_secret() {
+    fn job_tokens_differ_per_job_tenant_secret_and_expiry() {
         let a = SecretString::from("shared-secret".to_string());
         let b = SecretString::from("other-secret".to_string());
-        let t = job_token(&a, "clinic01", "job-1");
-        assert_eq!(t.len(), 64);
-        assert_eq!(t, job_token(&a, "clinic01", "job-1"));
-        assert_ne!(t, job_token(&a, "clinic01", "job-2"));
-        assert_ne!(t, job_token(&a, "clinic02", "job-1"));
-        assert_ne!(t, job_token(&b, "clinic01", "job-1"));
+        let t = job_token_expiring(&a, "clinic01", "job-1", 2_000_000_000);
+        assert!(
+            t.starts_with("v2.2000000000.") && t.len() == 3 + 11 + 64,
+            "{t}"
+        );
+        assert_eq!(
+            t,
+            job_token_expiring(&a, "clinic01", "job-1", 2_000_000_000)
+        );
+        assert_ne!(
+            t,
+            job_token_expiring(&a, "clinic01", "job-2", 2_000_000_000)
+        );
+        assert_ne!(
+            t,
+            job_token_expiring(&a, "clinic02", "job-1", 2_000_000_000)
+        );
+        assert_ne!(
+            t,
+            job_token_expiring(&b, "clinic01", "job-1", 2_000_000_000)
+        );
+        assert_ne!(
+            t,
+            job_token_expiring(&a, "clinic01", "job-1", 2_000_000_001)
+        );
+        let now = 1_900_000_000;
+        assert_eq!(
+            check_job_token(&a, &t, "clinic01", "job-1", now),
+            Ok(2_000_000_000)
+        );
+        assert_eq!(
+            check_job_token(&b, &t, "clinic01", "job-1", now),
+            Err(TokenError::WrongJob)
+        );
+        assert_eq!(
+            check_job_token(&a, &t, "clinic01", "job-2", now),
+            Err(TokenError::WrongJob)
+        );
+    }
+
+    #[test]
+    fn an_expired_audio_token_is_refused() {
+        let a = SecretString::from("shared-secret".to_string());
+        let t = job_token_expiring(&a, "clinic01", "job-1", 1_000);
+        assert_eq!(
+            check_job_token(&a, &t, "clinic01", "job-1", 1_000),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(check_job_token(&a, &t, "clinic01", "job-1", 999), Ok(1_000));
+    }
+
+    #[test]
+    fn an_audio_token_with_its_expiry_moved_or_in_the_old_form_is_refused() {
+        let a = SecretString::from("shared-secret".to_string());
+        let t = job_token_expiring(&a, "clinic01", "job-1", 1_000);
+        let mac = t.rsplit('.').next().unwrap();
+        // The expiry pushed out under the same MAC.
+        let moved = format!("v2.9999999999.{mac}");
+        assert_eq!(
+            check_job_token(&a, &moved, "clinic01", "job-1", 500),
+            Err(TokenError::WrongJob)
+        );
+        // The old never-expiring form (a bare hex MAC of tenant:job) and other garbage.
+        for bad in [
+            mac,
+            "",
+            "v2..",
+            "v2.1000",
+            "v1.1000.00",
+            "v2.-1.00",
+            "v2.1000.zz",
+        ] {
+            assert_eq!(
+                check_job_token(&a, bad, "clinic01", "job-1", 500),
+                Err(TokenError::Malformed),
+                "{bad}"
+            );
+        }
+        // Tenant and job cannot be re-split.
+        let t = job_token_expiring(&a, "clinic01", "a:b", 1_000);
+        assert!(check_job_token(&a, &t, "clinic01:a", "b", 500).is_err());
     }
 }

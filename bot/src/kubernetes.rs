@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SecretEnvSource,
-    SecurityContext, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -54,7 +54,15 @@ pub struct JobTemplate {
     pub cpu_limit: Option<String>,
     pub memory_limit: Option<String>,
     pub ttl_seconds_after_finished: i32,
+    /// The node-local seccomp profile the bot runs under (relative to the kubelet's seccomp
+    /// directory): the runtime's default profile plus unprivileged user namespaces
+    /// (`clone`/`clone3`/`unshare` with `CLONE_NEWUSER`), which Chromium's sandbox needs and
+    /// nothing else (decision 0031).
+    pub seccomp_profile: String,
 }
+
+/// The default [`JobTemplate::seccomp_profile`].
+pub const CHROMIUM_SECCOMP_PROFILE: &str = "meetbot/chromium-sandbox.json";
 
 impl JobTemplate {
     pub fn new(namespace: &str, image: &str) -> Self {
@@ -71,6 +79,7 @@ impl JobTemplate {
             cpu_limit: Some("1".into()),
             memory_limit: Some("512Mi".into()),
             ttl_seconds_after_finished: 3600,
+            seccomp_profile: CHROMIUM_SECCOMP_PROFILE.into(),
         }
     }
 }
@@ -213,6 +222,13 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
                             capabilities: Some(Capabilities {
                                 drop: Some(vec!["ALL".into()]),
                                 ..Default::default()
+                            }),
+                            // Chromium's sandbox is on (it renders third-party pages): it
+                            // needs user namespaces, which the runtime's default seccomp
+                            // profile refuses; this profile permits them and nothing more.
+                            seccomp_profile: Some(SeccompProfile {
+                                type_: "Localhost".into(),
+                                localhost_profile: Some(t.seccomp_profile.clone()),
                             }),
                             ..Default::default()
                         }),
@@ -454,6 +470,55 @@ mod tests {
         assert_eq!(c["envFrom"][0]["secretRef"]["name"], "meetbot-bot-secrets");
         assert!(c.get("env").is_none(), "no inline environment values");
         assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    }
+
+    #[test]
+    fn a_bot_job_runs_chromium_sandboxed_non_root_and_holds_no_literal_credentials() {
+        let mut t = JobTemplate::new("meetbot", "registry.example/meetbot:1.2.3");
+        t.env_from_secrets = vec!["meetbot-bot-secrets".into()];
+        t.env_from_config_maps = vec!["meetbot-config".into()];
+        let v = serde_json::to_value(manifest(&t, &spec())).unwrap();
+        let pod = &v["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let sc = &c["securityContext"];
+        assert_eq!(sc["seccompProfile"]["type"], "Localhost");
+        assert_eq!(
+            sc["seccompProfile"]["localhostProfile"],
+            CHROMIUM_SECCOMP_PROFILE
+        );
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert!(sc.get("privileged").is_none_or(|p| p == false));
+        assert!(sc["capabilities"].get("add").is_none());
+        assert_eq!(pod["securityContext"]["runAsUser"], 10001);
+        // Environment only by reference: no literal value, no secret mounted as a file.
+        assert!(c.get("env").is_none(), "no inline environment values");
+        for e in c["envFrom"].as_array().unwrap() {
+            let keys: Vec<_> = e.as_object().unwrap().keys().collect();
+            assert!(
+                keys == ["secretRef"] || keys == ["configMapRef"],
+                "{e}: only references"
+            );
+        }
+        assert_eq!(
+            c["volumeMounts"],
+            serde_json::json!([{"mountPath": "/tmp", "name": "tmp"}])
+        );
+        for vol in pod["volumes"].as_array().unwrap() {
+            assert!(vol.get("secret").is_none() && vol.get("projected").is_none());
+        }
+        let text = v.to_string();
+        for needle in [
+            "mongodb://",
+            "amqp://",
+            "password",
+            "PASSWORD",
+            "SECRET=",
+            "KEY=",
+        ] {
+            assert!(!text.contains(needle), "{needle} in the bot's Job");
+        }
     }
 
     #[test]

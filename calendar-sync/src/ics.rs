@@ -792,7 +792,8 @@ impl IcsClient {
         Ok(Self::with_egress(allow_http, egress))
     }
 
-    /// The egress limits of feed fetches: 10 s to connect, 60 s in all, 5 redirects.
+    /// The egress limits of feed fetches: 10 s to connect, 5 redirects, 60 s in all (every
+    /// hop and the body under one deadline).
     pub fn limits() -> meetbot_egress::Limits {
         meetbot_egress::Limits {
             connect_timeout: std::time::Duration::from_secs(10),
@@ -859,30 +860,30 @@ impl IcsClient {
         {
             headers.insert(reqwest::header::IF_NONE_MATCH, v);
         }
+        // One deadline for every redirect and the body (a feed dripping bytes across
+        // redirects costs one timeout).
         let resp = self
             .egress
-            .get(url, headers)
-            .await
-            .map_err(IcsError::Egress)?;
-        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(Fetched::Unchanged);
-        }
-        if !resp.status().is_success() {
-            return Err(IcsError::Status(resp.status().as_u16()));
-        }
-        let new_etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.contains('|'))
-            .unwrap_or("")
-            .to_string();
-        let body = meetbot_egress::Egress::read_body(resp, self.max_bytes)
+            .get_body(url, headers, self.max_bytes)
             .await
             .map_err(|e| match e {
                 meetbot_egress::EgressError::TooLarge(n) => IcsError::TooLarge(n),
                 e => IcsError::Egress(e),
             })?;
+        if resp.status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::Unchanged);
+        }
+        if !resp.status.is_success() {
+            return Err(IcsError::Status(resp.status.as_u16()));
+        }
+        let new_etag = resp
+            .headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.contains('|'))
+            .unwrap_or("")
+            .to_string();
+        let body = resp.body;
         let sha = hex::encode(Sha256::digest(&body));
         if sha == digest {
             return Ok(Fetched::Unchanged);

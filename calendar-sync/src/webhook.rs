@@ -178,20 +178,27 @@ async fn google_notify(State(st): State<WebhookState>, headers: HeaderMap) -> Re
 /// browser back. Only the browser that began the consent, signed in to meetbot as the person who
 /// began it, can finish it (its binding and session cookies; the API sets both on the same
 /// public host). Answers a short HTML page; the page never shows tokens or addresses.
-pub fn oauth_router(worker: Arc<crate::worker::SyncWorker>) -> Router {
+/// `cookie_secure` is `api.cookie_secure`: with it, the binding cookie is the `__Host-` one.
+pub fn oauth_router(worker: Arc<crate::worker::SyncWorker>, cookie_secure: bool) -> Router {
     Router::new()
         .route("/oauth/callback", axum::routing::get(oauth_callback))
+        .layer(axum::Extension(CookieSecure(cookie_secure)))
         .with_state(worker)
 }
 
+/// Whether binding cookies are `Secure` (and so `__Host-` named).
+#[derive(Clone, Copy)]
+struct CookieSecure(bool);
+
 async fn oauth_callback(
     State(worker): State<Arc<crate::worker::SyncWorker>>,
+    axum::Extension(CookieSecure(secure)): axum::Extension<CookieSecure>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     use meetbot_store::browser::{
-        OAUTH_BINDING_COOKIE, SESSION_COOKIE, clear_binding_cookie, cookie,
+        OAUTH_BINDING_COOKIE, SESSION_COOKIE, binding_cookie_name, clear_binding_cookie, cookie,
     };
     let cookies = || {
         headers
@@ -200,7 +207,8 @@ async fn oauth_callback(
             .filter_map(|v| v.to_str().ok())
     };
     // The binding is single-use: the browser forgets it whatever the outcome.
-    let clear = clear_binding_cookie(OAUTH_BINDING_COOKIE, uri.path(), false);
+    let clear = clear_binding_cookie(OAUTH_BINDING_COOKIE, uri.path(), secure);
+    let binding_name = binding_cookie_name(OAUTH_BINDING_COOKIE, secure);
     let page = |status: StatusCode, title: &str, text: &str| {
         let body = format!(
             "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{}</p>",
@@ -226,7 +234,7 @@ async fn oauth_callback(
         );
     };
     let presented = crate::oauth::Presented {
-        binding: cookie(cookies(), OAUTH_BINDING_COOKIE),
+        binding: cookie(cookies(), &binding_name),
         session: cookie(cookies(), SESSION_COOKIE),
     };
     match worker

@@ -25,6 +25,14 @@ fn new_secret() -> Result<String, SyncError> {
     meetbot_crypto::random_hex(32).map_err(|e| SyncError::Vault(e.into()))
 }
 
+/// How `add_ics` waits for the user's connection lease: tries, pause between, lifetime.
+const ADD_LEASE_TRIES: u32 = 200;
+const ADD_LEASE_PAUSE: Duration = Duration::from_millis(25);
+const ADD_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Held while one round of a connection runs.
+type RoundLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Subscription id -> (tenant, connection), shared with the webhook.
 pub type SubscriptionIndex = Arc<RwLock<HashMap<String, (TenantId, String)>>>;
 
@@ -109,6 +117,9 @@ pub struct SyncWorker {
     backoff: Mutex<HashMap<(TenantId, String), (Instant, Duration)>>,
     /// Permits for ICS rounds (`WorkerSettings::ics_concurrency`).
     ics_slots: Arc<tokio::sync::Semaphore>,
+    /// (tenant, connection) -> its round lock: one round per connection at a time (a pass,
+    /// a trigger and the API's first sync may ask for the same one).
+    rounds: Mutex<HashMap<(TenantId, String), RoundLock>>,
 }
 
 impl SyncWorker {
@@ -130,6 +141,7 @@ impl SyncWorker {
             index,
             oauth: None,
             backoff: Mutex::new(HashMap::new()),
+            rounds: Mutex::new(HashMap::new()),
         }
     }
 
@@ -317,19 +329,53 @@ impl SyncWorker {
         // stored; a name is checked when the round looks it up.
         ics.check(feed_url.trim())?;
         let store = self.tenants.store();
-        let theirs = store
-            .list_connections(t)
-            .await?
-            .iter()
-            .filter(|c| c.user_id == user_id && c.status != ConnectionStatus::Disconnected)
-            .count();
-        if theirs >= self.s.max_connections_per_user {
-            return Err(SyncError::TooManyConnections(
-                self.s.max_connections_per_user,
-            ));
+        let id = meetbot_core::ids::new_record_id();
+        // Count and insert one request at a time per user (a short control lease), so
+        // parallel requests cannot all pass the count; the count after the insert below keeps
+        // the cap even if the lease could not be had in time.
+        let lease = format!("calendar-connections:{t}:{user_id}");
+        let mut leased = false;
+        for _ in 0..ADD_LEASE_TRIES {
+            if store.try_lease(&lease, &id, ADD_LEASE_TTL).await? {
+                leased = true;
+                break;
+            }
+            tokio::time::sleep(ADD_LEASE_PAUSE).await;
+        }
+        let added = self
+            .add_ics_counted(t, user_id, user_email, feed_url, &id)
+            .await;
+        if leased && let Err(e) = store.release_lease(&lease, &id).await {
+            tracing::warn!(tenant = %t, error = %e, "connection lease not released; it expires by itself");
+        }
+        added
+    }
+
+    async fn add_ics_counted(
+        &self,
+        t: &TenantId,
+        user_id: &str,
+        user_email: &str,
+        feed_url: &str,
+        id: &str,
+    ) -> Result<meetbot_core::model::CalendarConnection, SyncError> {
+        let store = self.tenants.store();
+        let theirs = || async {
+            Ok::<_, SyncError>(
+                store
+                    .list_connections(t)
+                    .await?
+                    .iter()
+                    .filter(|c| c.user_id == user_id && c.status != ConnectionStatus::Disconnected)
+                    .count(),
+            )
+        };
+        let cap = self.s.max_connections_per_user;
+        if theirs().await? >= cap {
+            return Err(SyncError::TooManyConnections(cap));
         }
         let vault = self.tenants.vault(t).await?;
-        let id = meetbot_core::ids::new_record_id();
+        let id = id.to_string();
         let now = Utc::now();
         let conn = meetbot_core::model::CalendarConnection {
             account_email: vault.seal::<meetbot_core::model::CalendarConnection>(
@@ -356,6 +402,12 @@ impl SyncWorker {
             updated_at: now,
         };
         store.put_connection(t, &conn).await?;
+        // Counted again with this one stored: of requests racing past the first count, the
+        // last to store sees every earlier one, so no more than the cap remain.
+        if theirs().await? > cap {
+            store.delete_connection(t, &conn.id).await?;
+            return Err(SyncError::TooManyConnections(cap));
+        }
         Ok(conn)
     }
 
@@ -388,7 +440,33 @@ impl SyncWorker {
     }
 
     /// One sync round, unless the connection is paused after throttling (`Ok(None)`).
+    /// Rounds of one connection run one after another, never at once.
     pub async fn sync(
+        &self,
+        t: &TenantId,
+        connection: &str,
+    ) -> Result<Option<SyncReport>, SyncError> {
+        let key = Self::key(t, connection);
+        let lock = self
+            .rounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _round = lock.lock().await;
+            self.sync_now(t, connection).await
+        };
+        let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the lock when nobody else holds or waits for it (the map and this one).
+        if Arc::strong_count(&lock) == 2 {
+            rounds.remove(&key);
+        }
+        result
+    }
+
+    async fn sync_now(
         &self,
         t: &TenantId,
         connection: &str,
@@ -687,9 +765,13 @@ impl SyncWorker {
 
     /// One polling pass: every active Microsoft and Google connection gets its push channel
     /// checked, and those without a live one are synced (the fallback when push is
-    /// unavailable); ICS feeds, which have no push, are synced every pass.
+    /// unavailable); ICS feeds, which have no push, are synced every pass. ICS rounds run
+    /// beside the others, one tenant's feeds one after another, at most `ics_concurrency`
+    /// at once: a slow feed holds its own tenant's next feed, not the pass. The pass ends
+    /// when every round has.
     pub async fn poll(&self) -> Result<u64, SyncError> {
-        let mut synced = 0;
+        let mut pushed = Vec::new();
+        let mut feeds = Vec::new();
         for t in self.tenants.store().list_tenants().await? {
             if t.status != TenantStatus::Active {
                 continue;
@@ -703,6 +785,7 @@ impl SyncWorker {
                     continue;
                 }
             };
+            let mut ics = Vec::new();
             for c in conns {
                 let syncable = match c.provider {
                     CalendarProvider::Microsoft => true,
@@ -712,25 +795,49 @@ impl SyncWorker {
                 if !syncable || c.status != ConnectionStatus::Active {
                     continue;
                 }
+                if c.provider == CalendarProvider::Ics {
+                    ics.push(c.id);
+                } else {
+                    pushed.push((t.id.clone(), c));
+                }
+            }
+            if !ics.is_empty() {
+                feeds.push((t.id, ics));
+            }
+        }
+        let feeds = futures::future::join_all(feeds.into_iter().map(|(t, ics)| async move {
+            let mut synced = 0;
+            for c in ics {
+                if matches!(self.sync(&t, &c).await, Ok(Some(_))) {
+                    synced += 1;
+                }
+            }
+            synced
+        }));
+        let pushed = async {
+            let mut synced = 0;
+            for (t, c) in pushed {
                 // `ensure_push` either leaves a live channel or leaves the stored one as listed.
-                let live_push = match self.ensure_push(&t.id, &c.id, false).await {
+                let live_push = match self.ensure_push(&t, &c.id, false).await {
                     Ok(PushOutcome::Current | PushOutcome::Created | PushOutcome::Renewed) => true,
                     Ok(PushOutcome::Disabled) => {
                         c.push.as_ref().is_some_and(|p| p.expires_at > Utc::now())
                     }
                     Err(e) => {
-                        tracing::warn!(tenant = %t.id, error = %e, "push channel unavailable; polling");
+                        tracing::warn!(tenant = %t, error = %e, "push channel unavailable; polling");
                         c.push.as_ref().is_some_and(|p| p.expires_at > Utc::now())
                     }
                 };
                 if (!live_push || c.sync_cursor.is_none())
-                    && matches!(self.sync(&t.id, &c.id).await, Ok(Some(_)))
+                    && matches!(self.sync(&t, &c.id).await, Ok(Some(_)))
                 {
                     synced += 1;
                 }
             }
-        }
-        Ok(synced)
+            synced
+        };
+        let (feeds, pushed) = tokio::join!(feeds, pushed);
+        Ok(feeds.into_iter().sum::<u64>() + pushed)
     }
 
     /// Runs until `shutdown`: webhook triggers as they come, a poll every `poll_every`.
@@ -739,19 +846,47 @@ impl SyncWorker {
         mut triggers: mpsc::Receiver<Trigger>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        type Work<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.s.poll_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A pass runs beside the triggers (one at a time, in order), so a slow feed in the
+        // pass does not hold push notifications; the next pass starts after this one ends.
+        let mut pass: Option<Work<'_, Result<u64, SyncError>>> = None;
+        let mut trigger: Option<Work<'_, ()>> = None;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(t) = triggers.recv() => self.handle(t).await,
-                _ = tick.tick() => {
-                    if let Err(e) = self.poll().await {
+                Some(t) = triggers.recv(), if trigger.is_none() => {
+                    trigger = Some(Box::pin(self.handle(t)));
+                }
+                () = async { trigger.as_mut().expect("guarded").await }, if trigger.is_some() => {
+                    trigger = None;
+                }
+                r = async { pass.as_mut().expect("guarded").await }, if pass.is_some() => {
+                    pass = None;
+                    if let Err(e) = r {
                         tracing::warn!(error = %e, "calendar poll failed");
                     }
                 }
+                _ = tick.tick(), if pass.is_none() => pass = Some(Box::pin(self.poll())),
             }
         }
+        // Work under way is finished, not cut in the middle of a round.
+        let (pass, trigger) = (
+            async {
+                if let Some(p) = pass
+                    && let Err(e) = p.await
+                {
+                    tracing::warn!(error = %e, "calendar poll failed");
+                }
+            },
+            async {
+                if let Some(t) = trigger {
+                    t.await
+                }
+            },
+        );
+        tokio::join!(pass, trigger);
     }
 }

@@ -90,28 +90,16 @@ struct Events {
 }
 
 impl Events {
+    /// Publishes `kind`. Events carry ids and the reason only: the connector's page pictures
+    /// never leave the bot (a meeting page shows names, faces and chat; decision 0031).
     async fn publish(&self, kind: EventKind) {
-        self.publish_with(kind, Vec::new()).await;
-    }
-
-    /// Publishes `kind` with the connector's page pictures attached (failure events).
-    async fn publish_with(&self, kind: EventKind, shots: Vec<meetbot_bot::connector::Screenshot>) {
-        use base64::Engine as _;
         let Some(q) = &self.queue else { return };
-        let mut ev = BotEvent::new(
+        let ev = BotEvent::new(
             self.tenant.clone(),
             self.job.clone(),
             self.meeting.clone(),
             kind,
         );
-        ev.screenshots = shots
-            .into_iter()
-            .map(|s| meetbot_queue::EventScreenshot {
-                step: s.step,
-                at: s.at,
-                jpeg_base64: base64::engine::general_purpose::STANDARD.encode(&s.jpeg),
-            })
-            .collect();
         if let Err(e) = q.publish_event(&ev).await {
             tracing::warn!(error = %e, "bot event not published");
         }
@@ -126,20 +114,7 @@ async fn fail_and_exit(
     job_id: &str,
     reason: String,
 ) -> Result<()> {
-    fail_with_shots(events, store, tenant, job_id, reason, Vec::new()).await
-}
-
-async fn fail_with_shots(
-    events: &Events,
-    store: &dyn Store,
-    tenant: &TenantId,
-    job_id: &str,
-    reason: String,
-    shots: Vec<meetbot_bot::connector::Screenshot>,
-) -> Result<()> {
-    events
-        .publish_with(EventKind::Failed(reason.clone()), shots)
-        .await;
+    events.publish(EventKind::Failed(reason.clone())).await;
     set_state(store, tenant, job_id, BotJobState::Failed(reason.clone())).await?;
     eprintln!("bot {job_id}: {reason}");
     std::process::exit(3);
@@ -163,6 +138,9 @@ async fn set_state(store: &dyn Store, t: &TenantId, job_id: &str, to: BotJobStat
     }
     Ok(())
 }
+
+/// How long a bot's audio token outlives its meeting limits (reconnects, end of stream).
+const AUDIO_TOKEN_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// How often a bot in a meeting looks at its job: a person stopping it (or deleting the
 /// meeting) makes it leave within about this long, even when no stop event reaches it.
@@ -281,6 +259,21 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         (Some(j), _) => Some(j),
         (None, Some(l)) => {
             use meetbot_bot::browser::{BrowserConnector, BrowserSettings, profile::Profiles};
+            // Chromium refuses its sandbox as root, and without it a hostile meeting page is
+            // one renderer bug from the bot's process: say which setting is wrong.
+            let root = {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+            };
+            if root && !b.browser.no_sandbox {
+                tracing::warn!(
+                    "the bot runs as root, where Chromium refuses its sandbox: run it as a non-root user (the bot image does)"
+                );
+            } else if !root && b.browser.no_sandbox {
+                tracing::warn!(
+                    "bot.browser.no_sandbox is set although the bot does not run as root: meeting pages render without Chromium's sandbox; unset it"
+                );
+            }
             let profiles = match Profiles::load(b.browser.profiles_dir.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -358,10 +351,14 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
                 tenant.as_str(),
                 job_id
             ),
+            // Expires when this bot must have left: its waiting room and meeting limits from
+            // now, plus a grace for the last reconnect and the end of the stream. The
+            // transcriber refuses it after that, and once the job's transcript is stored.
             token: secrecy::SecretString::from(meetbot_bot::audio_stream::job_token(
                 &secrecy::SecretString::from(secret.clone()),
                 tenant.as_str(),
                 &job_id,
+                rules.waiting_room_timeout + rules.max_duration + AUDIO_TOKEN_GRACE,
             )),
             buffer_frames: b.audio_buffer_frames,
             max_outage: Duration::from_secs(60),
@@ -436,7 +433,19 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         Ok(Err(e)) => (0, Some(e)),
         Err(e) => (0, Some(e.to_string())),
     };
-    // A broken audio stream fails the job whatever the meeting did.
+    // A broken audio stream fails the job whatever the meeting did, unless the job already
+    // left the live states (stopped, cancelled or gone: nothing of it is kept anyway, and the
+    // transcriber refuses a reconnect of a job that is over).
+    let stream_failure = match stream_failure {
+        Some(_)
+            if store.get_bot_job(&tenant, &job_id).await.is_ok_and(|j| {
+                !j.is_some_and(|j| meetbot_scheduler::jobs::live(&j.value.state))
+            }) =>
+        {
+            None
+        }
+        f => f,
+    };
     let outcome = match (outcome, stream_failure) {
         (_, Some(reason)) => Err(meetbot_bot::connector::ConnectError::Media(format!(
             "audio stream to the transcriber failed: {reason}"
@@ -468,32 +477,16 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             );
             Ok(())
         }
-        Ok(o) => {
-            let shots = connector.screenshots();
-            fail_with_shots(
-                &events,
-                &*store,
-                &tenant,
-                &job_id,
-                o.reason.describe(),
-                shots,
-            )
-            .await
-        }
+        Ok(o) => fail_and_exit(&events, &*store, &tenant, &job_id, o.reason.describe()).await,
         Err(meetbot_bot::connector::ConnectError::Lost(reason)) => {
             // The meeting client crashed or hung: the job stays live and this process exits
             // with 4, so the launcher's watcher launches the bot again per its relaunch policy
             // (the meeting still runs) or fails the job when the policy is spent.
             let reason = format!("the meeting client failed: {reason}");
-            events
-                .publish_with(EventKind::Failed(reason.clone()), connector.screenshots())
-                .await;
+            events.publish(EventKind::Failed(reason.clone())).await;
             eprintln!("bot {job_id}: {reason}; exiting for a relaunch");
             std::process::exit(4);
         }
-        Err(e) => {
-            let shots = connector.screenshots();
-            fail_with_shots(&events, &*store, &tenant, &job_id, e.to_string(), shots).await
-        }
+        Err(e) => fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await,
     }
 }

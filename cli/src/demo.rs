@@ -410,10 +410,12 @@ async fn transcript_stream(url: String, secret: String, tenant: TenantId, job: S
         .replace("wss://", "https://")
         .trim_end_matches("/v1/audio")
         .to_string();
+    // The demo follows its own job while it runs (a few minutes); an hour covers it.
     let token = meetbot_bot::audio_stream::job_token(
         &secrecy::SecretString::from(secret),
         tenant.as_str(),
         &job,
+        Duration::from_secs(3600),
     );
     let Ok(r) = reqwest::Client::new()
         .get(format!("{base}/v1/live/{tenant}/{job}"))

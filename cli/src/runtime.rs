@@ -175,7 +175,7 @@ pub async fn calendar_sync(config: Config) -> Result<()> {
         triggers: tx,
         counters: Arc::new(WebhookCounters::default()),
     })
-    .merge(oauth_router(worker.clone()));
+    .merge(oauth_router(worker.clone(), config.api.cookie_secure));
     let listener = tokio::net::TcpListener::bind(c.webhook_listen)
         .await
         .with_context(|| format!("cannot listen for webhooks on {}", c.webhook_listen))?;

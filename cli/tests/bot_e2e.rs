@@ -408,10 +408,14 @@ fn a_browser_bot_whose_chromium_crashes_exits_for_a_relaunch_and_the_new_bot_joi
                 None,
             )
             .await;
-        let launcher = w.launcher(&[(
-            "MEETBOT_BOT__BROWSER__PROFILES_DIR",
-            &profiles.display().to_string(),
-        )]);
+        let launcher = w.launcher(&[
+            (
+                "MEETBOT_BOT__BROWSER__PROFILES_DIR",
+                &profiles.display().to_string(),
+            ),
+            // Tests run as root, where Chromium refuses its sandbox; production keeps it on.
+            ("MEETBOT_BOT__BROWSER__NO_SANDBOX", "true"),
+        ]);
         let consumer = w.launch(&job, launcher.clone()).await;
         let state = || w.job("job-browser");
         wait_for("the bot to join through the page", 40, || async {

@@ -187,7 +187,12 @@ async fn the_service_uses_the_tenants_sealed_key_and_stores_a_sealed_transcript(
     let mut pcm48 = speech::resample(&pcm, rate, 48_000);
     pcm48.extend(std::iter::repeat_n(0i16, 48_000));
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    let token = job_token(&SecretString::from(SECRET.to_string()), &tenant, "job-7");
+    let token = job_token(
+        &SecretString::from(SECRET.to_string()),
+        &tenant,
+        "job-7",
+        Duration::from_secs(3600),
+    );
     let stream = tokio::spawn(stream_audio(
         StreamSettings {
             url: format!("ws://127.0.0.1:{port}/v1/audio/{tenant}/job-7"),

@@ -348,8 +348,10 @@ pub struct BrowserBotConfig {
     pub profiles_dir: Option<std::path::PathBuf>,
     /// Extra Chromium flags, without leading dashes (e.g. `host-resolver-rules=...`).
     pub extra_args: Vec<String>,
-    /// Chromium's own sandbox needs user namespaces, which most containers do not grant; the
-    /// bot's pod is the boundary then.
+    /// Turns Chromium's own sandbox off (`--no-sandbox`). Off by default: a bot renders
+    /// third-party meeting pages. The sandbox needs unprivileged user namespaces (the bot's
+    /// Job grants them, decision 0031); Chromium refuses it as root, so only a bot run as root
+    /// (tests, a developer's machine) sets this.
     pub no_sandbox: bool,
     /// A Chromium that does not answer for this long is declared hung (the session fails and
     /// the job is retried).
@@ -362,7 +364,7 @@ impl Default for BrowserBotConfig {
             chromium: "/usr/bin/chromium".into(),
             profiles_dir: None,
             extra_args: Vec::new(),
-            no_sandbox: true,
+            no_sandbox: false,
             hang_seconds: 6,
         }
     }
@@ -1141,8 +1143,14 @@ impl Config {
             }
         }
         for (i, p) in a.trusted_proxies.iter().enumerate() {
-            if let Err(e) = p.parse::<Cidr>() {
-                bad(&format!("api.trusted_proxies[{i}]"), e);
+            match p.parse::<Cidr>() {
+                Err(e) => bad(&format!("api.trusted_proxies[{i}]"), e),
+                // /0 would believe `X-Forwarded-For` from anyone: every client its own bucket.
+                Ok(c) if c.bits == 0 => bad(
+                    &format!("api.trusted_proxies[{i}]"),
+                    format!("{p:?} trusts every address: name the ingress's own range"),
+                ),
+                Ok(_) => {}
             }
         }
         for (name, o) in &a.oidc {
@@ -1591,6 +1599,20 @@ mod tests {
         match err {
             ConfigError::Invalid(v) => v.into_iter().map(|e| e.field).collect(),
             other => panic!("expected invalid config, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxy_range_of_every_address_is_refused_at_start() {
+        for everyone in ["0.0.0.0/0", "::/0"] {
+            let list = format!(r#"["10.0.0.0/8", "{everyone}"]"#);
+            let err = Config::load_with_env(None, &[("MEETBOT_API__TRUSTED_PROXIES", &list)])
+                .unwrap_err();
+            assert_eq!(
+                fields(err),
+                vec!["api.trusted_proxies[1]".to_string()],
+                "{everyone}"
+            );
         }
     }
 

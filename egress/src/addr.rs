@@ -15,7 +15,8 @@ pub enum Kind {
     SharedNat,
     /// 169.254/16, fe80::/10.
     LinkLocal,
-    /// Cloud instance metadata (169.254.169.254, fd00:ec2::254).
+    /// Cloud instance metadata (169.254.169.254, fd00:ec2::254; Alibaba 100.100.100.200,
+    /// Oracle's 192.0.0.192).
     Metadata,
     /// fc00::/7.
     UniqueLocal,
@@ -79,6 +80,8 @@ const fn v4(a: u8, b: u8, c: u8, d: u8) -> u32 {
 /// (network, prefix length, class), first match wins.
 const V4: &[(u32, u8, Class)] = &[
     (v4(169, 254, 169, 254), 32, Class::Never(Kind::Metadata)),
+    (v4(100, 100, 100, 200), 32, Class::Never(Kind::Metadata)),
+    (v4(192, 0, 0, 192), 32, Class::Never(Kind::Metadata)),
     (v4(0, 0, 0, 0), 8, Class::Never(Kind::Unspecified)),
     (v4(255, 255, 255, 255), 32, Class::Never(Kind::Broadcast)),
     (v4(224, 0, 0, 0), 4, Class::Never(Kind::Multicast)),
@@ -239,6 +242,32 @@ mod tests {
         }
         // Its neighbours are link-local (allow-listable, not public).
         assert_eq!(c("169.254.169.253"), Class::Internal(Kind::LinkLocal));
+    }
+
+    #[test]
+    fn alibaba_and_oracle_metadata_addresses_are_never_a_destination_even_when_allow_listed() {
+        for a in [
+            "100.100.100.200",
+            "::ffff:100.100.100.200",
+            "64:ff9b::6464:64c8",
+            "2002:6464:64c8::1",
+            "192.0.0.192",
+            "::ffff:192.0.0.192",
+            "64:ff9b::c000:c0",
+            "2002:c000:c0::1",
+        ] {
+            assert_eq!(c(a), Class::Never(Kind::Metadata), "{a}");
+            let ip: IpAddr = a.parse().unwrap();
+            let allow = crate::AllowList::parse(&["100.64.0.0/10", "192.0.0.0/24"]).unwrap();
+            assert_eq!(
+                crate::permits(&allow, crate::Scheme::Http, ip),
+                Err(crate::Refusal::Never(Kind::Metadata)),
+                "{a}"
+            );
+        }
+        // Their neighbours stay internal (allow-listable, not public).
+        assert_eq!(c("100.100.100.201"), Class::Internal(Kind::SharedNat));
+        assert_eq!(c("192.0.0.193"), Class::Internal(Kind::Reserved));
     }
 
     #[test]

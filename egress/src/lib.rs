@@ -392,8 +392,40 @@ impl Egress {
 
     /// GETs `url` with `headers`, following redirects (each hop checked like the first, at
     /// most [`Limits::max_redirects`]). Returns the first answer that is not a redirect.
-    /// `headers` go to every hop: give no credentials here.
+    /// `headers` go to every hop: give no credentials here. All hops together get one
+    /// [`Limits::timeout`]; [`Self::get_body`] also counts the body in it.
     pub async fn get(&self, url: &str, headers: HeaderMap) -> Result<Response, EgressError> {
+        within(self.limits.timeout, self.follow(url, headers)).await
+    }
+
+    /// [`Self::get`], and the body of a 2xx answer read up to `max` bytes (else
+    /// [`EgressError::TooLarge`]), all within one [`Limits::timeout`]: a server that drips
+    /// bytes across every redirect it may send still costs one timeout, not one per hop.
+    /// Other answers come with an empty body.
+    pub async fn get_body(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        max: usize,
+    ) -> Result<Answer, EgressError> {
+        within(self.limits.timeout, async {
+            let resp = self.follow(url, headers).await?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = if status.is_success() {
+                Self::read_body(resp, max).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        })
+        .await
+    }
+
+    async fn follow(&self, url: &str, headers: HeaderMap) -> Result<Response, EgressError> {
         let mut u = self.check(url)?;
         let mut hops = 0u8;
         loop {
@@ -455,6 +487,25 @@ impl Egress {
         }
         Ok(body)
     }
+}
+
+/// An answer read whole by [`Egress::get_body`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// `fut` within one overall deadline; past it, the generic (retryable) error.
+async fn within<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, EgressError>>,
+) -> Result<T, EgressError> {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+        tracing::debug!(kind = "timed out", "egress fetch failed: overall deadline");
+        Err(EgressError::Unavailable { retry: true })
+    })
 }
 
 /// A reqwest error as the one generic error: a refusal by the guard is not retryable, a

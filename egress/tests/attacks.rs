@@ -352,6 +352,58 @@ async fn a_server_that_does_not_answer_gives_the_same_words_as_a_refusal() {
     assert_eq!(e.to_string(), UNAVAILABLE);
 }
 
+#[tokio::test]
+async fn a_server_answering_slowly_at_every_redirect_is_cut_at_one_overall_deadline() {
+    // Each of 5 redirects and the final answer comes 400 ms late: every hop is well within
+    // the 1 s timeout, the chain as a whole is not. One deadline covers all of it.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let s = served.clone();
+    let app = axum::Router::new().route(
+        "/hop/{n}",
+        axum::routing::get(move |axum::extract::Path(n): axum::extract::Path<u8>| {
+            let s = s.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                s.fetch_add(1, Ordering::SeqCst);
+                if n < 5 {
+                    axum::response::Response::builder()
+                        .status(302)
+                        .header("location", format!("/hop/{}", n + 1))
+                        .body(axum::body::Body::empty())
+                        .unwrap()
+                } else {
+                    axum::response::Response::new(axum::body::Body::from("BEGIN:VCALENDAR"))
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let egress = Egress::new(
+        allow(&["127.0.0.1/32"]),
+        Limits {
+            timeout: Duration::from_secs(1),
+            ..limits()
+        },
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/hop/0");
+    let e = egress
+        .get_body(&url, HeaderMap::new(), 1024)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), UNAVAILABLE);
+    assert!(e.is_retryable(), "a timeout may pass");
+    let e = egress.get(&url, HeaderMap::new()).await.unwrap_err();
+    assert_eq!(e.to_string(), UNAVAILABLE);
+    // Neither fetch reached the final answer (hop 5 would be the 6th request of a chain).
+    assert!(
+        served.load(Ordering::SeqCst) < 12,
+        "the chain was followed to its end"
+    );
+}
+
 #[test]
 fn the_allow_list_refuses_everything_ranges_and_the_metadata_address() {
     let e =

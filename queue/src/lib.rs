@@ -14,8 +14,7 @@ mod rabbit;
 
 pub use inprocess::InProcessQueue;
 pub use message::{
-    BotEvent, EventKind, EventScreenshot, JOB_MESSAGE_VERSION, JobMessage, Poison, decode_event,
-    decode_job,
+    BotEvent, EventKind, JOB_MESSAGE_VERSION, JobMessage, Poison, decode_event, decode_job,
 };
 pub use rabbit::{RabbitQueue, Topology};
 

@@ -60,19 +60,9 @@ pub struct BotEvent {
     #[serde(flatten)]
     pub kind: EventKind,
     pub at: DateTime<Utc>,
-    /// Pictures of the meeting page's last steps, on a browser bot's failure (images only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub screenshots: Vec<EventScreenshot>,
-}
-
-/// One page picture attached to a failure event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventScreenshot {
-    pub step: String,
-    pub at: DateTime<Utc>,
-    /// JPEG, base64.
-    pub jpeg_base64: String,
+    // No page pictures: a meeting page shows names, faces and chat, and events travel
+    // unsealed through the broker (decision 0031). An older bot's `screenshots` are dropped
+    // when its event is decoded.
 }
 
 impl BotEvent {
@@ -85,7 +75,6 @@ impl BotEvent {
             meeting_id,
             kind,
             at: Utc::now(),
-            screenshots: Vec::new(),
         }
     }
 }
@@ -126,24 +115,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A JPEG's first bytes as base64 (`FF D8 FF E0 00 10 4A 46 49 46`).
+    const JPEG_B64: &str = "/9j/4AAQSkZJRg";
+
     #[test]
-    fn a_failure_event_carries_its_screenshots_and_events_without_any_still_decode() {
-        let mut ev = BotEvent::new(
+    fn a_failure_event_as_published_holds_no_page_pictures_in_plaintext() {
+        let ev = BotEvent::new(
             "tenant0001".parse().unwrap(),
             "job-1".into(),
             "m-1".into(),
             EventKind::Failed("denied entry: the host denied entry".into()),
         );
         let plain = serde_json::to_vec(&ev).unwrap();
-        assert!(!String::from_utf8_lossy(&plain).contains("screenshots"));
         assert_eq!(decode_event(&plain).unwrap(), ev);
-        ev.screenshots.push(EventScreenshot {
-            step: "join".into(),
-            at: Utc::now(),
-            jpeg_base64: "/9j/4AAQ".into(),
-        });
-        let with = serde_json::to_vec(&ev).unwrap();
-        assert_eq!(decode_event(&with).unwrap(), ev);
+        // An older bot's failure event with a page picture: decoded (and so re-published or
+        // kept by any consumer) without it.
+        let mut older: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        older["screenshots"] = serde_json::json!([
+            {"step": "join", "at": Utc::now(), "jpeg_base64": JPEG_B64}
+        ]);
+        let decoded = decode_event(&serde_json::to_vec(&older).unwrap()).unwrap();
+        assert_eq!(decoded, ev);
+        let again = serde_json::to_vec(&decoded).unwrap();
+        for needle in [JPEG_B64.as_bytes(), &[0xff, 0xd8, 0xff][..], b"screenshots"] {
+            assert!(
+                !again.windows(needle.len()).any(|w| w == needle),
+                "{needle:?} in a published event"
+            );
+        }
     }
 
     fn job() -> JobMessage {
@@ -198,7 +197,6 @@ mod tests {
             meeting_id: "m".into(),
             kind: EventKind::Withdrawn("meeting cancelled".into()),
             at: Utc::now(),
-            screenshots: Vec::new(),
         };
         assert_eq!(decode_event(&serde_json::to_vec(&e).unwrap()).unwrap(), e);
     }

@@ -373,7 +373,6 @@ impl Scheduler {
                 meeting_id: job.meeting_id.clone(),
                 kind: EventKind::Withdrawn(reason.to_string()),
                 at: Utc::now(),
-                screenshots: Vec::new(),
             };
             if let Err(e) = self.queue.publish_event(&ev).await {
                 // The job is cancelled in the store, which is what a launcher checks before

@@ -119,22 +119,42 @@ pub fn cookie_path(callback_url: &str) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
+/// The name a binding cookie has on the wire: with `Secure`, the `__Host-` prefixed name
+/// (`__Host-meetbot_oauth`), which browsers accept only from a secure origin, with `Path=/` and
+/// no `Domain`, so a sibling subdomain cannot plant one (cookie tossing); the plain name only
+/// without `Secure` (plain http on one machine). Read the cookie by this name too.
+pub fn binding_cookie_name(name: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// `Set-Cookie` value carrying a binding: HttpOnly, SameSite=Lax (the provider sends the browser
-/// back with a cross-site top-level GET, which Strict would strip), `Secure` when `secure`,
-/// 10 minutes, sent only to `path`.
+/// back with a cross-site top-level GET, which Strict would strip), 10 minutes. With `secure`:
+/// `Secure`, the `__Host-` name and `Path=/` (the prefix requires it); without: sent only to
+/// `path`.
 pub fn binding_cookie(name: &str, secret: &str, path: &str, secure: bool) -> String {
+    let (name, path, flag) = wire(name, path, secure);
     format!(
-        "{name}={secret}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={BINDING_TTL_SECONDS}{}",
-        if secure { "; Secure" } else { "" }
+        "{name}={secret}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={BINDING_TTL_SECONDS}{flag}"
     )
 }
 
-/// `Set-Cookie` value removing a binding cookie once its flow is over.
+/// `Set-Cookie` value removing a binding cookie once its flow is over (the same name and path
+/// it was set with).
 pub fn clear_binding_cookie(name: &str, path: &str, secure: bool) -> String {
-    format!(
-        "{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        if secure { "; Secure" } else { "" }
-    )
+    let (name, path, flag) = wire(name, path, secure);
+    format!("{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0{flag}")
+}
+
+fn wire<'a>(name: &str, path: &'a str, secure: bool) -> (String, &'a str, &'static str) {
+    if secure {
+        (binding_cookie_name(name, true), "/", "; Secure")
+    } else {
+        (name.to_string(), path, "")
+    }
 }
 
 #[cfg(test)]
@@ -184,13 +204,51 @@ mod tests {
     fn binding_cookies_are_http_only_lax_short_lived_and_narrow() {
         let path = cookie_path("https://meetbot.example/oauth/callback?x=1");
         assert_eq!(path, "/oauth/callback");
-        let c = binding_cookie(OAUTH_BINDING_COOKIE, "s3cret", &path, true);
+        let c = binding_cookie(OAUTH_BINDING_COOKIE, "s3cret", &path, false);
         assert_eq!(
             c,
-            "meetbot_oauth=s3cret; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age=600; Secure"
+            "meetbot_oauth=s3cret; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age=600"
         );
-        assert!(!binding_cookie("n", "v", "/", false).contains("Secure"));
         assert!(clear_binding_cookie("n", "/p", false).contains("Max-Age=0"));
         assert_eq!(cookie_path("not a url"), "/");
+    }
+
+    #[test]
+    fn a_sibling_subdomain_cannot_plant_a_secure_binding_cookie_as_it_is_host_prefixed() {
+        for (name, wire) in [
+            (OAUTH_BINDING_COOKIE, "__Host-meetbot_oauth"),
+            (SIGNIN_BINDING_COOKIE, "__Host-meetbot_signin"),
+        ] {
+            assert_eq!(binding_cookie_name(name, true), wire);
+            // What the __Host- prefix demands: Secure, Path=/, no Domain.
+            assert_eq!(
+                binding_cookie(name, "s3cret", "/oauth/callback", true),
+                format!("{wire}=s3cret; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure")
+            );
+            assert_eq!(
+                clear_binding_cookie(name, "/oauth/callback", true),
+                format!("{wire}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
+            );
+            // The callback reads only the prefixed name: a plain one (which any sibling
+            // subdomain can set with Domain=) is not a binding.
+            let planted = [format!("{name}=planted")];
+            assert_eq!(
+                cookie(
+                    planted.iter().map(String::as_str),
+                    &binding_cookie_name(name, true)
+                ),
+                None
+            );
+            let real = [format!("{name}=planted; {wire}=mine")];
+            assert_eq!(
+                cookie(
+                    real.iter().map(String::as_str),
+                    &binding_cookie_name(name, true)
+                ),
+                Some("mine")
+            );
+            // Without Secure (plain http on one machine): the plain name.
+            assert_eq!(binding_cookie_name(name, false), name);
+        }
     }
 }

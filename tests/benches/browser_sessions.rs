@@ -80,6 +80,8 @@ async fn browser_rows(counts: &[u64], window: u64) -> Vec<Row> {
                     extra_args: vec![
                         "host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1".into(),
                     ],
+                    // Run as root, where Chromium refuses its sandbox; production keeps it on.
+                    no_sandbox: true,
                     ..BrowserSettings::default()
                 },
                 profile.clone(),

@@ -178,7 +178,12 @@ async fn speak(
 ) {
     use meetbot_bot::audio_stream::{Outgoing, StreamSettings, job_token, stream_audio};
     use meetbot_bot::connector::AudioPacket;
-    let token = job_token(&b.secret, b.tenant.as_str(), job);
+    let token = job_token(
+        &b.secret,
+        b.tenant.as_str(),
+        job,
+        std::time::Duration::from_secs(3600),
+    );
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let stream = tokio::spawn(stream_audio(
         StreamSettings {
@@ -312,7 +317,12 @@ async fn streaming() -> serde_json::Value {
 
     let b = bench_service("job").await;
     let (addr, tenant, secret) = (b.addr, b.tenant.clone(), b.secret.clone());
-    let token = job_token(&secret, tenant.as_str(), "job");
+    let token = job_token(
+        &secret,
+        tenant.as_str(),
+        "job",
+        std::time::Duration::from_secs(3600),
+    );
     let live = reqwest::Client::new()
         .get(format!("http://{addr}/v1/live/{tenant}/job"))
         .bearer_auth(&token)

@@ -28,6 +28,8 @@ struct Opts {
     port: u16,
     export_ttl_seconds: i64,
     export_max_bytes: usize,
+    /// `Settings::export_lease_ttl`.
+    export_lease_ttl: std::time::Duration,
     idle_seconds: i64,
     per_ip_per_minute: u32,
     per_tenant_per_minute: u32,
@@ -42,6 +44,7 @@ impl Default for Opts {
             port: 0,
             export_ttl_seconds: 3600,
             export_max_bytes: meetbot_api::export::DEFAULT_MAX_EXPORT_BYTES,
+            export_lease_ttl: meetbot_api::export::LEASE_TTL,
             idle_seconds: 1800,
             per_ip_per_minute: 100_000,
             per_tenant_per_minute: 100_000,
@@ -333,6 +336,7 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
             speech_engines: vec!["whisper-base".into(), "azure".into()],
             export_ttl: chrono::Duration::seconds(opts.export_ttl_seconds),
             export_max_bytes: opts.export_max_bytes,
+            export_lease_ttl: opts.export_lease_ttl,
             default_transcript_days: Some(30),
         },
         oidc: o,
@@ -1851,7 +1855,7 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
     // Turned off, the built-in topics are back in force once topics are left unset.
     let (s, off) = w
         .call(
-            Some(&w.tokens.admin),
+            Some(&w.tokens.owner),
             Method::PATCH,
             "/v1/settings",
             Some(&json!({"redaction": {"enabled": false}})),
@@ -1865,7 +1869,7 @@ async fn settings_round_trip_with_addresses_sealed_and_only_offered_engines_acce
     // Clearing.
     let (s, _) = w
         .call(
-            Some(&w.tokens.admin),
+            Some(&w.tokens.owner),
             Method::PATCH,
             "/v1/settings",
             Some(&json!({"speech_engine": "", "delivery": {"emails": [], "slack_token": ""}})),
@@ -3025,6 +3029,66 @@ async fn member_with_totp_owed(w: &World) -> (String, String) {
     (secret, pending)
 }
 
+#[tokio::test]
+async fn a_session_signed_out_while_a_totp_check_is_in_flight_stays_signed_out() {
+    let w = world().await;
+    // Many people, each owing a code; each signs out while giving the right one. Whichever
+    // ends first, the session must be gone afterwards (the check never writes it back).
+    let mut people = Vec::new();
+    for i in 0..16 {
+        let u = create_user(
+            &*w.tenants,
+            &w.a,
+            &format!("racer{i}@clinic.test"),
+            Role::Member,
+        )
+        .await
+        .unwrap();
+        let full = session_of(&w, &u.id, chrono::Duration::zero(), true).await;
+        let (s, enrol) = w.call(Some(&full), Method::POST, "/v1/me/totp", None).await;
+        assert_eq!(s, 201, "{enrol}");
+        let secret = enrol["secret"].as_str().unwrap().to_string();
+        // Confirmed with the previous step's code, so the current one is still unspent.
+        let prev = code_at(&secret, Utc::now().timestamp() - 30);
+        let (s, body) = w
+            .call(
+                Some(&full),
+                Method::POST,
+                "/v1/me/totp/confirm",
+                Some(&json!({ "code": prev })),
+            )
+            .await;
+        assert_eq!(s, 204, "{body}");
+        let pending = session_of(&w, &u.id, chrono::Duration::zero(), false).await;
+        people.push((secret, pending));
+    }
+    let races = people.iter().enumerate().map(|(i, (secret, pending))| {
+        let w = &w;
+        async move {
+            let body = json!({ "code": code_now(secret) });
+            let check = w.call(Some(pending), Method::POST, "/v1/auth/totp", Some(&body));
+            let out = async {
+                tokio::time::sleep(std::time::Duration::from_micros(300 * i as u64)).await;
+                w.call(Some(pending), Method::POST, "/v1/auth/logout", None)
+                    .await
+            };
+            let ((c, _), (o, body)) = tokio::join!(check, out);
+            assert!([204, 401].contains(&c.as_u16()), "totp: {c}");
+            assert!([204, 401].contains(&o.as_u16()), "logout: {o} {body}");
+        }
+    });
+    futures::future::join_all(races).await;
+    for (_, pending) in &people {
+        let (t, id) = meetbot_store::browser::session_id(pending).unwrap();
+        assert!(
+            w.store.get_session(&t, &id).await.unwrap().is_none(),
+            "a signed-out session came back"
+        );
+        let (s, _) = w.call(Some(pending), Method::GET, "/v1/me", None).await;
+        assert_eq!(s, 401);
+    }
+}
+
 /// A request from `client` (as a proxy would forward it) to a public route.
 async fn from_client(w: &World, client: &str) -> StatusCode {
     w.http
@@ -3101,6 +3165,47 @@ async fn made_up_tokens_for_a_tenant_do_not_lock_out_its_real_users() {
     }
     // Failed authentications cost the attacker's address (twice each), never the tenant.
     assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let user = w
+        .http
+        .get(format!("{}/v1/meetings", w.base))
+        .header("x-forwarded-for", "127.0.0.77")
+        .bearer_auth(&w.tokens.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 200, "the tenant's people still get in");
+}
+
+#[tokio::test]
+async fn made_up_export_tokens_for_a_tenant_do_not_lock_out_its_real_users() {
+    let w = world_with(
+        Opts {
+            per_ip_per_minute: 30,
+            per_tenant_per_minute: 5,
+            trusted_proxies: vec!["127.0.0.1/32"],
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    // The download route needs no sign-in: anyone can post a token naming the tenant.
+    let forged = format!("token=mbx_{}_x", w.a);
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let r = w
+            .http
+            .post(format!("{}/v1/privacy/exports/exp1/download", w.base))
+            .header("x-forwarded-for", "127.0.0.66")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(forged.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    // Wrong tokens cost the attacker's address (twice each), never the tenant.
+    assert!(statuses[..5].iter().all(|s| *s == 404), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let user = w
         .http
@@ -3391,6 +3496,112 @@ async fn a_removed_or_demoted_creators_api_keys_stop_working() {
 }
 
 #[tokio::test]
+async fn an_admin_or_api_key_cannot_send_summaries_to_their_own_slack_or_address_or_switch_redaction_off()
+ {
+    let w = world().await;
+    let patch = |tok: &str, body: Value| {
+        let w = &w;
+        let tok = tok.to_string();
+        async move {
+            w.call(Some(&tok), Method::PATCH, "/v1/settings", Some(&body))
+                .await
+        }
+    };
+    let (s, body) = patch(
+        &w.tokens.owner,
+        json!({"redaction": {"enabled": true, "classes": ["NAME", "PHONE"]}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    // Redacting more is no weakening: an admin may.
+    let (s, body) = patch(
+        &w.tokens.admin,
+        json!({"redaction": {"enabled": true, "classes": ["NAME", "PHONE", "EMAIL"]}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, k) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "ops", "scopes": ["settings:read", "settings:write"]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["token"].as_str().unwrap().to_string();
+    let stale_owner = session_of(&w, &w.owner.id, chrono::Duration::minutes(11), true).await;
+    let attacks = [
+        json!({"delivery": {"slack_token": "xoxb-attackers-own-workspace"}}),
+        json!({"delivery": {"slack_channel": "C0ATTACKER"}}),
+        json!({"delivery": {"emails": ["me@attacker.test"]}}),
+        json!({"redaction": {"enabled": false}}),
+        json!({"redaction": {"enabled": true, "classes": ["EMAIL"]}}),
+    ];
+    for body in &attacks {
+        for (who, tok) in [
+            ("admin", &w.tokens.admin),
+            ("key", &key),
+            ("stale owner", &stale_owner),
+        ] {
+            let (s, resp) = patch(tok, body.clone()).await;
+            assert_eq!(s, 403, "{body} as {who}: {resp}");
+        }
+    }
+    let (_, now) = w
+        .call(Some(&w.tokens.owner), Method::GET, "/v1/settings", None)
+        .await;
+    assert_eq!(now["delivery"]["own_slack_token"], false, "{now}");
+    assert_eq!(now["delivery"]["emails"], json!([]), "{now}");
+    assert_eq!(now["redaction"]["enabled"], true);
+    assert_eq!(
+        now["redaction"]["classes"],
+        json!(["NAME", "PHONE", "EMAIL"])
+    );
+    // An owner who just signed in may.
+    for body in &attacks {
+        let (s, resp) = patch(&w.tokens.owner, body.clone()).await;
+        assert_eq!(s, 200, "{body}: {resp}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_cannot_approve_their_own_calendar_connected_with_another_address() {
+    let w = world().await;
+    let store = &w.store;
+    // Calendars of the admin and of the owner whose accounts are not their addresses.
+    let mut ids = Vec::new();
+    for user in [&w.admin.id, &w.owner.id] {
+        let id = connection(&w.tenants, &w.a, user).await;
+        let mut c: CalendarConnection = store.get_connection(&w.a, &id).await.unwrap().unwrap();
+        c.status = ConnectionStatus::AwaitingApproval;
+        store.put_connection(&w.a, &c).await.unwrap();
+        ids.push(id);
+    }
+    let approve = |tok: &str, id: &str| {
+        let w = &w;
+        let (tok, path) = (tok.to_string(), format!("/v1/calendars/{id}/approve"));
+        async move { w.call(Some(&tok), Method::POST, &path, None).await }
+    };
+    let (s, resp) = approve(&w.tokens.admin, &ids[0]).await;
+    assert_eq!(s, 403, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another admin must approve"),
+        "{resp}"
+    );
+    let still = store.get_connection(&w.a, &ids[0]).await.unwrap().unwrap();
+    assert_eq!(still.status, ConnectionStatus::AwaitingApproval);
+    // Another admin may, either way round.
+    let (s, resp) = approve(&w.tokens.owner, &ids[0]).await;
+    assert_eq!(s, 200, "{resp}");
+    let (s, resp) = approve(&w.tokens.admin, &ids[1]).await;
+    assert_eq!(s, 200, "{resp}");
+}
+
+#[tokio::test]
 async fn weakening_settings_are_refused_for_an_admin_an_api_key_and_an_owner_with_a_stale_sign_in()
 {
     let w = world().await;
@@ -3560,6 +3771,69 @@ async fn the_same_address_from_another_subject_is_refused() {
         .unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("bound to another sign-in identity"), "{body}");
+}
+
+#[tokio::test]
+async fn two_first_sign_ins_at_once_from_different_subjects_bind_only_one() {
+    let (provider, w) = sign_in_world().await;
+    let login = |hint: String| {
+        format!(
+            "{}/v1/auth/google/login?tenant={}&login_hint={hint}",
+            w.base, w.a
+        )
+    };
+    let callback = format!("{}/v1/auth/callback", w.base);
+    // The same unbound address from several accounts at the provider, each in its own browser,
+    // each stopped just before the redirect back; then all come back at once.
+    let mut browsers = Vec::new();
+    for i in 0..8 {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let url = provider
+            .capture_callback(&jar, &login(format!("acct{i}/olga@clinic.test")), &callback)
+            .await
+            .unwrap();
+        browsers.push((provider.browser(&jar), url));
+    }
+    let tries = browsers.iter().map(|(browser, url)| async move {
+        let r = browser.get(url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    let answers = futures::future::join_all(tries).await;
+    let signed_in: Vec<usize> = (0..answers.len())
+        .filter(|i| answers[*i].0 == 200)
+        .collect();
+    assert_eq!(
+        signed_in.len(),
+        1,
+        "exactly one gets a session: {answers:?}"
+    );
+    for (i, (status, body)) in answers.iter().enumerate() {
+        if *status != 200 {
+            assert_eq!(*status, 403, "{i}: {body}");
+            assert!(body.contains("bound to another sign-in identity"), "{body}");
+        }
+    }
+    // The binding is the winner's, and the winner's sessions are the only ones.
+    let olga = w
+        .store
+        .user_by_email_hash(&w.a, &auth::email_hash(&w.a, "olga@clinic.test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(olga.subject_hash.is_some(), "bound");
+    let (status, _) = provider
+        .browse(&login(format!("acct{}/olga@clinic.test", signed_in[0])))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the winner signs in again");
+    let loser = (signed_in[0] + 1) % answers.len();
+    let (status, _) = provider
+        .browse(&login(format!("acct{loser}/olga@clinic.test")))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let after = w.store.get_user(&w.a, &olga.id).await.unwrap().unwrap();
+    assert_eq!(after.subject_hash, olga.subject_hash);
 }
 
 #[tokio::test]
@@ -3870,6 +4144,66 @@ async fn a_second_export_while_one_runs_answers_409_with_the_running_exports_id(
         .await;
     assert_eq!(s, 202, "the next one starts once the first is done");
     exports_idle(&w).await;
+}
+
+/// Attack: the one-export-per-tenant lease lapsed while the export waited for a build slot
+/// (and after its meetings): a second export of the same tenant started beside it. The lease
+/// is renewed on a timer for the export's whole life: held across several of its lifetimes
+/// while the export waits, a second request still answers 409.
+#[tokio::test]
+async fn an_export_waiting_for_a_build_slot_keeps_its_lease_past_its_ttl_and_a_second_gets_409() {
+    let ttl = std::time::Duration::from_millis(600);
+    let w = world_with(
+        Opts {
+            export_lease_ttl: ttl,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    // Every build slot of the process is taken (as by other tenants' long exports).
+    let slots = meetbot_api::export::BUILDING.acquire_many(2).await.unwrap();
+    let (s, first) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/export",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(s, 202, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let lease = format!("export:{}", w.a);
+    let start = std::time::Instant::now();
+    while start.elapsed() < ttl * 4 {
+        tokio::time::sleep(ttl / 4).await;
+        assert_eq!(
+            w.store.lease_holder(&lease).await.unwrap().as_deref(),
+            Some(id),
+            "the lease lapsed after {:?} (ttl {ttl:?})",
+            start.elapsed()
+        );
+    }
+    let r = raw(
+        &w,
+        Some(&w.tokens.admin),
+        Method::POST,
+        "/v1/privacy/export",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), 409, "a second export started beside the first");
+    drop(slots);
+    exports_idle(&w).await;
+    let (_, st) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::GET,
+            &format!("/v1/privacy/exports/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(st["state"], "ready", "{st}");
 }
 
 /// An export is written compressed as it is built and never held beyond

@@ -16,6 +16,7 @@ fn token() -> String {
         &SecretString::from("shared".to_string()),
         "clinic01",
         "job-1",
+        Duration::from_secs(3600),
     )
 }
 
@@ -91,6 +92,7 @@ async fn a_wrong_job_token_is_refused() {
         &SecretString::from("shared".to_string()),
         "clinic01",
         "job-2",
+        Duration::from_secs(3600),
     );
     let (tx, rx) = mpsc::channel(8);
     tx.send(packet(1)).await.unwrap();

@@ -25,6 +25,8 @@ fn settings() -> BrowserSettings {
         ice_ip: ice_ip(),
         // Nothing but the test's own server resolves.
         extra_args: vec!["host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1".into()],
+        // Tests run as root, where Chromium refuses its sandbox; production bots keep it on.
+        no_sandbox: true,
         ..BrowserSettings::default()
     }
 }

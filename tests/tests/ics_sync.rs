@@ -435,3 +435,330 @@ async fn a_feed_over_the_configured_size_is_refused_while_it_is_read() {
             .is_empty()
     );
 }
+
+/// A loopback server answering every request with a feed's headers and then one byte of body a
+/// second, forever: `accepted` counts its connections, `dripping` those still open.
+struct Dripping {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    dripping: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Dripping {
+    async fn start() -> Dripping {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (accepted, dripping) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, d) = (accepted.clone(), dripping.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let d = d.clone();
+                d.fetch_add(1, Ordering::SeqCst);
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut req = [0u8; 2048];
+                    let _ = s.read(&mut req).await;
+                    let mut out = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: text/calendar\r\n\
+content-length: 1000000\r\n\r\nBEGIN:VCALENDAR\r\n",
+                        )
+                        .await;
+                    // Until the client hangs up (seen at once: its end of the stream closes).
+                    while out.is_ok() {
+                        tokio::select! {
+                            r = s.read(&mut req) => {
+                                if !matches!(r, Ok(n) if n > 0) {
+                                    break;
+                                }
+                            }
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                                out = s.write_all(b"X").await;
+                                if out.is_ok() {
+                                    out = s.flush().await;
+                                }
+                            }
+                        }
+                    }
+                    d.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Dripping {
+            port,
+            accepted,
+            dripping,
+        }
+    }
+}
+
+/// Attack: a member of tenant A connects a feed that drips a byte a second (and could redirect
+/// 5 times doing it). Before, each poll pass fetched every feed of every tenant one after the
+/// other, and the egress timeout counted per hop: one such feed held the whole pass (and the
+/// push triggers waiting behind it) for minutes, ten of them for hours. Now A's fetch ends at
+/// one overall deadline and tenant B's round runs beside it: B is synced while A's server is
+/// still dripping.
+#[tokio::test]
+async fn a_slow_dripping_feed_does_not_hold_another_tenants_sync_and_ends_at_the_overall_deadline()
+{
+    use meetbot_core::model::CalendarProvider;
+    use std::sync::atomic::Ordering;
+    let (tenants, store, a, _dir) = common::embedded_tenant("Dripper").await;
+    let b = tenants.create("Neighbour").await.unwrap().id;
+    let drip = Dripping::start().await;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let good = Feed::default();
+    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    // B's feed answers only once A's fetch is under way, so B's round cannot simply have run
+    // before A's.
+    let accepted = drip.accepted.clone();
+    let app = axum::Router::new()
+        .route(
+            "/good.ics",
+            axum::routing::get(move |s: State<Feed>, h: HeaderMap| async move {
+                for _ in 0..200 {
+                    if accepted.load(Ordering::SeqCst) > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                serve(s, h).await
+            }),
+        )
+        .with_state(good.clone());
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
+    let ics = CalendarProvider::Ics;
+    let slow = format!("http://127.0.0.1:{}/calendar.ics", drip.port);
+    let a_conn = common::connection(&tenants, &a, "u-a", ics, &slow, "a@dripper.example").await;
+    let b_conn = common::connection(
+        &tenants,
+        &b,
+        "u-b",
+        ics,
+        &format!("http://{addr}/good.ics"),
+        "anna@firm.example",
+    )
+    .await;
+    let egress = meetbot_egress::Egress::new(
+        meetbot_egress::AllowList::parse(&["127.0.0.1/32"]).unwrap(),
+        meetbot_egress::Limits {
+            timeout: std::time::Duration::from_secs(3),
+            ..IcsClient::limits()
+        },
+    )
+    .unwrap();
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(IcsClient::with_egress(true, egress));
+
+    // Watches the pass: when B's round is recorded, is A's feed still dripping?
+    let watch = async {
+        for _ in 0..1200 {
+            let c = store.get_connection(&b, &b_conn).await.unwrap().unwrap();
+            if c.last_sync.is_some() {
+                return Some(drip.dripping.load(Ordering::SeqCst));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        None
+    };
+    let (synced, dripping_when_b_synced) = tokio::join!(worker.poll(), watch);
+    assert_eq!(synced.unwrap(), 1, "B's round counted; A's failed");
+    assert_eq!(
+        dripping_when_b_synced,
+        Some(1),
+        "B was synced while A's feed was still dripping"
+    );
+    let bc = store.get_connection(&b, &b_conn).await.unwrap().unwrap();
+    assert_eq!(bc.last_sync.unwrap().error, None);
+    assert_eq!(store.list_meetings(&b, None, None).await.unwrap().len(), 4);
+    // A's fetch ended at the deadline: the error is on its connection, and the worker hung
+    // up on the server (which was ready to drip for days).
+    let ac = store.get_connection(&a, &a_conn).await.unwrap().unwrap();
+    let err = ac
+        .last_sync
+        .and_then(|l| l.error)
+        .expect("A's round failed");
+    assert!(err.contains(meetbot_egress::UNAVAILABLE), "{err}");
+    for _ in 0..100 {
+        if drip.dripping.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        drip.dripping.load(Ordering::SeqCst),
+        0,
+        "the worker hung up"
+    );
+    assert_eq!(drip.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Attack: a member sends many `POST /v1/calendars/ics` at once. Before, each request counted
+/// the user's connections and then stored one, so all of them passed the per-user cap. Now
+/// the count and the insert are one step per user: at most the cap remain, the others are
+/// refused with the cap's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_ics_connects_by_one_user_cannot_pass_the_connection_cap() {
+    use meetbot_calendar_sync::sync::SyncError;
+    let (tenants, store, t, _dir) = common::embedded_tenant("Racer").await;
+    let cap = 3;
+    let worker = Arc::new(
+        SyncWorker::new(
+            GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+            tenants.clone(),
+            AutoJoinRules::default(),
+            meetbot_calendar_sync::worker::WorkerSettings {
+                max_connections_per_user: cap,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap()),
+    );
+    let start = Arc::new(tokio::sync::Barrier::new(30));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (w, t, start) = (worker.clone(), t.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                w.add_ics(
+                    &t,
+                    "u-racer",
+                    "r@racer.example",
+                    &format!("http://127.0.0.1:9/feed-{i}.ics"),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(SyncError::TooManyConnections(n)) => assert_eq!(n, cap),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let stored = store
+        .list_connections(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.user_id == "u-racer")
+        .count();
+    assert_eq!(stored, ok, "every refused request left nothing behind");
+    assert!(
+        stored <= cap,
+        "{stored} connections stored, the cap is {cap}"
+    );
+    assert!(ok >= 1, "the first requests pass");
+}
+
+/// Attack, continued: while a poll pass is held by a slow feed, push notifications (webhook
+/// triggers) for other calendars used to wait for the whole pass. Now the pass runs beside
+/// them: a trigger sent while tenant A's feed drips is handled before A's fetch ends.
+#[tokio::test]
+async fn a_slow_feed_in_a_poll_pass_does_not_hold_the_triggers_that_arrive_meanwhile() {
+    use meetbot_calendar_sync::worker::Trigger;
+    use meetbot_core::model::CalendarProvider;
+    use std::sync::atomic::Ordering;
+    let (tenants, store, a, _dir) = common::embedded_tenant("Dripper").await;
+    let b = tenants.create("Neighbour").await.unwrap().id;
+    let drip = Dripping::start().await;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let good = Feed::default();
+    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let app = axum::Router::new()
+        .route("/good.ics", axum::routing::get(serve))
+        .with_state(good.clone());
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
+    let ics = CalendarProvider::Ics;
+    let slow = format!("http://127.0.0.1:{}/calendar.ics", drip.port);
+    common::connection(&tenants, &a, "u-a", ics, &slow, "a@dripper.example").await;
+    let egress = meetbot_egress::Egress::new(
+        meetbot_egress::AllowList::parse(&["127.0.0.1/32"]).unwrap(),
+        meetbot_egress::Limits {
+            timeout: std::time::Duration::from_secs(3),
+            ..IcsClient::limits()
+        },
+    )
+    .unwrap();
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(IcsClient::with_egress(true, egress));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drive = async {
+        // The first pass starts at once and is held by A's feed.
+        for _ in 0..400 {
+            if drip.accepted.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            drip.dripping.load(Ordering::SeqCst),
+            1,
+            "the pass is under way"
+        );
+        let b_conn = common::connection(
+            &tenants,
+            &b,
+            "u-b",
+            ics,
+            &format!("http://{addr}/good.ics"),
+            "anna@firm.example",
+        )
+        .await;
+        tx.send(Trigger::Sync {
+            tenant: b.clone(),
+            connection: b_conn.clone(),
+        })
+        .await
+        .unwrap();
+        let mut seen = None;
+        for _ in 0..1200 {
+            let c = store.get_connection(&b, &b_conn).await.unwrap().unwrap();
+            if c.last_sync.is_some() {
+                seen = Some(drip.dripping.load(Ordering::SeqCst));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        stop_tx.send(()).unwrap();
+        seen
+    };
+    let ((), seen) = tokio::join!(
+        worker.run(rx, async move {
+            let _ = stop_rx.await;
+        }),
+        drive
+    );
+    assert_eq!(
+        seen,
+        Some(1),
+        "the trigger was handled while A's feed still dripped"
+    );
+    assert_eq!(store.list_meetings(&b, None, None).await.unwrap().len(), 4);
+}

@@ -422,6 +422,13 @@ fn services_that_fetch_tenant_urls_cannot_reach_the_metadata_address_or_private_
         "fe80::1",
         "::ffff:10.0.0.5",
         "::1",
+        // Other clouds' metadata addresses, and IPv4 reached through NAT64 and 6to4.
+        "100.100.100.200",
+        "192.0.0.192",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::a00:5",
+        "2002:a9fe:a9fe::1",
+        "2002:a00:5::1",
     ]
     .iter()
     .map(|a| a.parse().unwrap())
@@ -574,4 +581,37 @@ fn images_are_multi_stage_minimal_and_run_as_a_non_root_user() {
         );
         assert!(!d.contains(":latest"));
     }
+}
+
+#[test]
+fn a_bot_pod_keeps_chromiums_sandbox_and_its_config_map_holds_no_credentials() {
+    let (_, docs) = base_documents();
+    let o = load(docs);
+    let data = |name: &str| {
+        o.config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .and_then(|c| c.data.clone())
+            .unwrap_or_else(|| panic!("ConfigMap {name}"))
+    };
+    // What bots get in plain (the ConfigMap meetbot-bot-env): no credential of any kind.
+    for (k, v) in data("meetbot-bot-env") {
+        let key = k.to_ascii_uppercase();
+        for word in [
+            "SECRET", "PASSWORD", "TOKEN", "KEY", "URI", "AMQP", "MONGODB",
+        ] {
+            assert!(!key.contains(word), "{k} in the bots' plain environment");
+        }
+        assert!(!v.contains('@'), "{k}: a URL with credentials");
+    }
+    // The shared configuration leaves Chromium's sandbox on.
+    let toml = &data("meetbot-config")["meetbot.toml"];
+    assert!(
+        !toml.contains("no_sandbox"),
+        "the base turns the sandbox off"
+    );
+    let d = dockerfile("bot.Dockerfile");
+    assert!(!d.contains("NO_SANDBOX") && !d.contains("no-sandbox"));
+    // The bot image runs as the non-root user Chromium's sandbox needs.
+    assert!(d.lines().any(|l| l.trim() == "USER 10001:10001"));
 }

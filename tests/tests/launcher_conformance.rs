@@ -220,6 +220,17 @@ async fn kubernetes_job_is_made_from_the_template_and_a_pod_that_cannot_start_fa
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["envFrom"][0]["secretRef"]["name"], "meetbot-bot-env");
     assert!(c.get("env").is_none());
+    // Chromium's sandbox on: a non-root bot under the seccomp profile that permits user
+    // namespaces (and nothing more than the runtime's default), no added capability.
+    let sc = &c["securityContext"];
+    assert_eq!(sc["seccompProfile"]["type"], "Localhost");
+    assert_eq!(
+        sc["seccompProfile"]["localhostProfile"],
+        meetbot_bot::kubernetes::CHROMIUM_SECCOMP_PROFILE
+    );
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert!(sc["capabilities"].get("add").is_none());
     assert_eq!(l.state("7c2d").await.unwrap(), BotRun::Starting);
     k.stuck(
         &job_name("7c2d"),

@@ -109,7 +109,7 @@ async fn world(provider: CalendarProvider) -> World {
         .with_google(GoogleClient::new(&google.root_url()).unwrap())
         .with_oauth(Arc::new(oauth)),
     );
-    let app = oauth_router(worker.clone());
+    let app = oauth_router(worker.clone(), false);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -259,7 +259,6 @@ async fn lifecycle_events_reach_subscribers(env: Env) {
         meeting_id: "m-1".into(),
         kind: EventKind::Withdrawn("meeting cancelled".into()),
         at: Utc::now(),
-        screenshots: Vec::new(),
     };
     env.queue.publish_event(&ev).await.unwrap();
     assert_eq!(within(sub.next()).await.unwrap(), ev);

@@ -22,7 +22,8 @@ use meetbot_store::vault::Tenants;
 use meetbot_testsupport::delivery::SlackStandIn;
 use meetbot_testsupport::speech::{self, MEETING};
 use meetbot_transcriber::service::{Engines, Metrics, Service, Settings};
-use meetbot_transcriber::summarize::Extractive;
+use meetbot_transcriber::summarize::{Extractive, SummarizeError, Summarizer, SummaryDoc};
+use meetbot_transcriber::transcript::TranscriptDoc;
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,6 +253,11 @@ struct Transcriber {
 /// The real transcriber service (whisper tiny.en) on loopback, delivering to a Slack stand-in,
 /// with meeting `m-1` and its joined bot job `job-1`.
 async fn transcriber() -> Transcriber {
+    transcriber_with(Arc::new(Extractive)).await
+}
+
+/// [`transcriber`] with `summarizer` making its summaries.
+async fn transcriber_with(summarizer: Arc<dyn Summarizer>) -> Transcriber {
     let (tenants, store, t, dir) = common::embedded_tenant("Clinic").await;
     meeting(&tenants, &t, "m-1").await;
     store
@@ -268,7 +274,7 @@ async fn transcriber() -> Transcriber {
     let svc = Service::new(
         tenants.clone(),
         Engines::single(engine),
-        Arc::new(Extractive),
+        summarizer,
         Settings {
             secret: secret.clone(),
             vad: Default::default(),
@@ -307,7 +313,12 @@ impl Transcriber {
         let (tx, rx) = mpsc::channel(8192);
         let s = StreamSettings {
             url: format!("{}/{}/job-1", self.url, self.t),
-            token: SecretString::from(job_token(&self.secret, self.t.as_str(), "job-1")),
+            token: SecretString::from(job_token(
+                &self.secret,
+                self.t.as_str(),
+                "job-1",
+                Duration::from_secs(3600),
+            )),
             buffer_frames: 20_000,
             max_outage: Duration::from_secs(10),
         };
@@ -436,4 +447,96 @@ async fn a_bot_stopped_just_before_its_stream_ends_leaves_no_transcript_at_finis
     assert_eq!(rep.acked, rep.frames + 1, "the end is acknowledged");
     assert_eq!(f.metrics.discarded.get(), 1);
     f.nothing_kept_or_sent().await;
+}
+
+/// The summarizer seam held open: it says when a summary is asked for, then waits until the
+/// test lets it go on, then summarizes as the local one does. The window a chat model's
+/// seconds open in the real service.
+struct HeldSummarizer {
+    asked: mpsc::Sender<()>,
+    go: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl Summarizer for HeldSummarizer {
+    fn name(&self) -> &str {
+        "held"
+    }
+    async fn summarize(&self, t: &TranscriptDoc) -> Result<SummaryDoc, SummarizeError> {
+        let _ = self.asked.send(()).await;
+        let _go = self.go.acquire().await;
+        Extractive.summarize(t).await
+    }
+}
+
+#[tokio::test]
+async fn a_meeting_deleted_while_its_summary_is_being_made_leaves_no_transcript_and_no_summary() {
+    let (asked, mut summary_asked) = mpsc::channel(4);
+    let held = Arc::new(HeldSummarizer {
+        asked,
+        go: tokio::sync::Semaphore::new(0),
+    });
+    let f = transcriber_with(held.clone()).await;
+    let (tx, stream) = f.stream();
+    let mut ts = 0u32;
+    f.say(&tx, "alice", 5, &mut ts).await;
+    drop(tx);
+    // The stream ended, every check at its end passed, the transcript is written and the
+    // summary is being made.
+    tokio::time::timeout(Duration::from_secs(60), summary_asked.recv())
+        .await
+        .expect("a summary is asked for")
+        .unwrap();
+    assert!(
+        f.store
+            .transcript_for_meeting(&f.t, "m-1")
+            .await
+            .unwrap()
+            .is_some(),
+        "the transcript is written before the summary is made"
+    );
+    // Now the meeting is deleted (as `DELETE /v1/meetings/{id}` does), then the summary is done.
+    stop_meeting(&*f.store, None, &f.t, "m-1", "user:u-admin", "deleted")
+        .await
+        .unwrap();
+    mark_deleted(&*f.store, &f.t, "m-1").await;
+    held.go.add_permits(1);
+    let rep = tokio::time::timeout(Duration::from_secs(30), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rep.acked, rep.frames + 1, "the end is acknowledged");
+    assert_eq!(
+        f.metrics.discarded.get(),
+        1,
+        "the session ends as discarded"
+    );
+    assert_eq!(f.metrics.summaries.get(), 0);
+    assert!(
+        f.store
+            .transcript_for_meeting(&f.t, "m-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "the transcript stayed"
+    );
+    assert!(
+        f.store
+            .summary_for_meeting(&f.t, "m-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "a summary was stored"
+    );
+    assert!(
+        f.store
+            .list_deliveries(&f.t, Some("m-1"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a delivery was enqueued"
+    );
+    f.outbox.run_once(&f.t, 10).await.unwrap();
+    assert!(f.slack.accepted().is_empty(), "a summary was posted");
 }

@@ -127,7 +127,12 @@ impl Fixture {
         }
     }
     fn token(&self, job: &str) -> String {
-        job_token(&self.secret, self.tenant.as_str(), job)
+        job_token(
+            &self.secret,
+            self.tenant.as_str(),
+            job,
+            Duration::from_secs(3600),
+        )
     }
 
     /// Follows `job`'s live segments (as a dashboard would); the task ends with the stream.
@@ -346,6 +351,145 @@ async fn a_token_for_another_job_is_refused() {
     .await
     .unwrap();
     assert_eq!(live.status(), 401);
+}
+
+#[tokio::test]
+async fn an_expired_audio_token_is_refused_for_the_stream_and_the_live_text() {
+    let f = fixture(whisper()).await;
+    let now = meetbot_bot::audio_stream::unix_now();
+    let expired = meetbot_bot::audio_stream::job_token_expiring(
+        &f.secret,
+        f.tenant.as_str(),
+        "job-1",
+        now - 1,
+    );
+    let (tx, rx) = mpsc::channel(8);
+    drop(tx);
+    let r = stream_audio(f.settings("job-1", &expired), rx).await;
+    assert!(matches!(r, Err(StreamError::Unauthorized)), "{r:?}");
+    let live_url = f
+        .url
+        .replace("ws://", "http://")
+        .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant));
+    let live = reqwest::Client::new()
+        .get(&live_url)
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 401);
+    assert!(live.text().await.unwrap().contains("expired"));
+    // The old never-expiring form (the bare MAC) is malformed now.
+    let old = expired.rsplit('.').next().unwrap().to_string();
+    let live = reqwest::Client::new()
+        .get(&live_url)
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 401);
+    assert_eq!(f.metrics.frames.get(), 0);
+}
+
+#[tokio::test]
+async fn a_valid_audio_token_replayed_after_the_transcript_was_stored_is_refused_and_appends_nothing()
+ {
+    let f = fixture(whisper()).await;
+    let token = f.token("job-1");
+    let (rate, pcm) = speech::espeak(MEETING[5].1, "en-us");
+    let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+    pcm48.extend(std::iter::repeat_n(0i16, 48_000));
+    // The meeting: streamed to its end, the transcript stored.
+    let (tx, rx) = mpsc::channel(4096);
+    let stream = tokio::spawn(stream_audio(f.settings("job-1", &token), rx));
+    send_speech(&tx, "alice", &pcm48).await;
+    drop(tx);
+    stream.await.unwrap().unwrap();
+    let before = f
+        .store
+        .transcript_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .expect("transcript stored");
+    let frames = f.metrics.frames.get();
+    // After the meeting, the same (unexpired) token is replayed with more speech.
+    let (tx, rx) = mpsc::channel(4096);
+    let replay = tokio::spawn(stream_audio(f.settings("job-1", &token), rx));
+    send_speech(&tx, "mallory", &pcm48).await;
+    drop(tx);
+    let r = tokio::time::timeout(Duration::from_secs(20), replay)
+        .await
+        .expect("the replay ends")
+        .unwrap();
+    assert!(matches!(r, Err(StreamError::Unauthorized)), "{r:?}");
+    // Live text of the finished job is refused too.
+    let live = reqwest::Client::new()
+        .get(
+            f.url
+                .replace("ws://", "http://")
+                .replace("/v1/audio", &format!("/v1/live/{}/job-1", f.tenant)),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 403);
+    // Nothing was taken or appended.
+    assert_eq!(f.metrics.frames.get(), frames, "replayed frames were read");
+    let after = f
+        .store
+        .transcript_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, before, "the stored transcript changed");
+    assert_eq!(f.metrics.transcripts.get(), 1);
+}
+
+#[tokio::test]
+async fn a_valid_audio_token_for_a_finished_failed_or_cancelled_job_is_refused_at_connect() {
+    use meetbot_core::model::BotJobState;
+    let f = fixture(whisper()).await;
+    let token = f.token("job-1");
+    for state in [
+        BotJobState::Done,
+        BotJobState::Failed("left".into()),
+        BotJobState::Cancelled,
+    ] {
+        let cur = f
+            .store
+            .get_bot_job(&f.tenant, "job-1")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut j = cur.value.clone();
+        j.state = state.clone();
+        f.store
+            .update_bot_job(&f.tenant, &j, cur.version)
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(Outgoing::ParticipantLeft("p".into()))
+            .await
+            .unwrap();
+        drop(tx);
+        let r = stream_audio(f.settings("job-1", &token), rx).await;
+        assert!(
+            matches!(r, Err(StreamError::Unauthorized)),
+            "{state:?}: {r:?}"
+        );
+    }
+    // Another job's token: no such job in this tenant.
+    let r = stream_audio(f.settings("job-9", &f.token("job-9")), mpsc::channel(1).1).await;
+    assert!(matches!(r, Err(StreamError::Unauthorized)), "{r:?}");
+    assert_eq!(f.metrics.frames.get(), 0);
+    assert!(
+        f.store
+            .transcript_for_meeting(&f.tenant, "meeting-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -236,13 +236,84 @@ pub struct Service {
     outbox: std::sync::OnceLock<Arc<meetbot_delivery::outbox::Outbox>>,
 }
 
-fn authorized(secret: &SecretString, headers: &HeaderMap, tenant: &str, job: &str) -> bool {
-    let want = meetbot_bot::audio_stream::job_token(secret, tenant, job);
-    headers
+/// The job token's check (`Authorization: Bearer v2.<expiry>.<mac>`, MAC compared in constant
+/// time): a missing, malformed, foreign or expired token answers 401 saying which.
+fn authorized(
+    secret: &SecretString,
+    headers: &HeaderMap,
+    tenant: &str,
+    job: &str,
+) -> Result<(), Refused> {
+    use meetbot_bot::audio_stream::{check_job_token, unix_now};
+    let Some(token) = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| meetbot_crypto::constant_time_eq(t.as_bytes(), want.as_bytes()))
+    else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "this job's audio token is required: Authorization: Bearer <token>".into(),
+        ));
+    };
+    check_job_token(secret, token, tenant, job, unix_now())
+        .map(|_| ())
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))
+}
+
+/// A refused connect: its status and what to tell the client.
+type Refused = (StatusCode, String);
+
+/// Whether `job`'s stream (or live text) may be opened now: only while the job is in its
+/// meeting (`launched`/`joined`; a `stopped` one is taken and dropped unread) and its stream
+/// has not ended, i.e. no transcript of its meeting was stored since it was launched. A valid
+/// token replayed after the meeting is refused (403) and appends nothing; a bot reconnecting
+/// mid-meeting is served and resumes. The store unreadable: 503 (the bot retries).
+async fn stream_open(svc: &Service, tenant: &TenantId, job: &str) -> Result<(), Refused> {
+    use meetbot_core::model::BotJobState;
+    let refused = |why: &str| {
+        (
+            StatusCode::FORBIDDEN,
+            format!("this job's audio stream is closed: {why}"),
+        )
+    };
+    let unreadable = |e: String| {
+        tracing::warn!(tenant = %tenant, job, error = %e, "job state unreadable at connect");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "job state unreadable; try again".to_string(),
+        )
+    };
+    let store = svc.tenants.store();
+    let Some(j) = store
+        .get_bot_job(tenant, job)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?
+    else {
+        return Err(refused("the bot job does not exist"));
+    };
+    let j = j.value;
+    // A stopped job's stream is still taken, acknowledged unread so its bot ends cleanly,
+    // and keeps nothing (`serve` drops it at once; decision 0030).
+    if !matches!(
+        j.state,
+        BotJobState::Launched | BotJobState::Joined | BotJobState::Stopped(_)
+    ) {
+        return Err(refused("the bot job is not in a meeting"));
+    }
+    let launched = j
+        .history
+        .iter()
+        .rev()
+        .find(|c| matches!(c.state, BotJobState::Launched))
+        .map_or(j.join_at, |c| c.at);
+    let stored = store
+        .transcript_for_meeting(tenant, &j.meeting_id)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?;
+    if stored.is_some_and(|t| t.created_at >= launched) {
+        return Err(refused("its transcript is stored"));
+    }
+    Ok(())
 }
 
 impl Service {
@@ -448,6 +519,13 @@ impl Service {
         tracing::info!(tenant = %s.tenant, job = %s.job, why, "session dropped: nothing stored");
     }
 
+    /// [`Self::discard`] for a session whose text was already taken into `doc`.
+    fn discard_with(&self, s: &mut Session, doc: &mut TranscriptDoc, why: &'static str) {
+        // Handed back so that `discard` zeroizes them with the rest.
+        *s.segments.lock().unwrap_or_else(|p| p.into_inner()) = std::mem::take(&mut doc.segments);
+        self.discard(s, why);
+    }
+
     /// Looks at the job; drops the session's audio and text if it was stopped.
     async fn check_stopped(&self, s: &mut Session) {
         if s.stopped.is_some() {
@@ -618,8 +696,9 @@ impl Service {
 
     /// After end of stream: waits for the engine, stores the sealed transcript (merged with
     /// one stored earlier for the same meeting), then the summary. A stopped job (or a
-    /// deleted meeting) is looked for before and after the engine drains and before the
-    /// summary: then everything is dropped and nothing stored.
+    /// deleted meeting) is looked for before and after the engine drains, right before the
+    /// transcript is written and once the summary is made: then everything is dropped, the
+    /// transcript just written erased, and nothing (more) stored.
     async fn finish(self: &Arc<Self>, s: &mut Session) -> Result<Finished, String> {
         if s.stopped.is_none()
             && let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await?
@@ -692,6 +771,11 @@ impl Service {
         let rec: Transcript = doc
             .seal(&vault, &id, &job.meeting_id, expires)
             .map_err(|e| e.to_string())?;
+        // Stopped while the record was being prepared: nothing is written.
+        if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
+            self.discard_with(s, &mut doc, why);
+            return Ok(Finished::Discarded);
+        }
         store
             .put_transcript(&s.tenant, &rec)
             .await
@@ -701,11 +785,20 @@ impl Service {
         if doc.segments.is_empty() {
             return Ok(Finished::Stored);
         }
-        let summary = self
-            .summarizer
-            .summarize(&doc)
-            .await
-            .map_err(|e| format!("summary: {e}"))?;
+        let summary = self.summarizer.summarize(&doc).await;
+        // Summarizing takes seconds (an LLM call): a meeting deleted or a bot stopped meanwhile
+        // takes the transcript just written with it, and no summary is kept. The record goes
+        // whole (parts of it merged from an earlier stream of the meeting too): putting an
+        // older copy back could revive what a concurrent erasure has just removed.
+        if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
+            store
+                .delete_transcript(&s.tenant, &id)
+                .await
+                .map_err(|e| format!("erasing the transcript of a stopped meeting: {e}"))?;
+            self.discard_with(s, &mut doc, why);
+            return Ok(Finished::Discarded);
+        }
+        let summary = summary.map_err(|e| format!("summary: {e}"))?;
         let sid = format!("sum-{}", job.meeting_id);
         let json = zeroize::Zeroizing::new(serde_json::to_vec(&summary).unwrap_or_default());
         let body = vault
@@ -780,12 +873,15 @@ async fn audio(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !authorized(&svc.settings.secret, &headers, &tenant, &job) {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = authorized(&svc.settings.secret, &headers, &tenant, &job) {
+        return refused.into_response();
     }
     let Ok(tenant) = tenant.parse::<TenantId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Err(refused) = stream_open(&svc, &tenant, &job).await {
+        return refused.into_response();
+    }
     let session = svc.session(&tenant, &job);
     ws.max_message_size(64 * 1024)
         .on_upgrade(move |socket| serve(svc, session, socket))
@@ -874,12 +970,15 @@ async fn live(
     Path((tenant, job)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&svc.settings.secret, &headers, &tenant, &job) {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = authorized(&svc.settings.secret, &headers, &tenant, &job) {
+        return refused.into_response();
     }
     let Ok(tenant) = tenant.parse::<TenantId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Err(refused) = stream_open(&svc, &tenant, &job).await {
+        return refused.into_response();
+    }
     let session = svc.session(&tenant, &job);
     let (rx, done) = (session.live.subscribe(), session.done.subscribe());
     enum Next {

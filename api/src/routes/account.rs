@@ -111,7 +111,10 @@ pub async fn callback(
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok()),
-        meetbot_store::browser::SIGNIN_BINDING_COOKIE,
+        &meetbot_store::browser::binding_cookie_name(
+            meetbot_store::browser::SIGNIN_BINDING_COOKIE,
+            api.settings.cookie_secure,
+        ),
     );
     let who = api
         .oidc
@@ -130,24 +133,25 @@ pub async fn callback(
             "this account is not a member of the tenant: ask one of its owners to add you".into(),
         )
     };
-    let mut user = store
+    let found = store
         .user_by_email_hash(&t, &auth::email_hash(&t, &who.email))
         .await?
         .ok_or_else(not_invited)?;
     let subject = auth::subject_hash(&who.issuer, &who.subject);
-    match &user.subject_hash {
-        Some(s) if *s != subject => {
-            return Err(ApiError::Forbidden(
-                "this address is bound to another sign-in identity".into(),
-            ));
-        }
-        Some(_) => {}
+    // Bound by compare-and-set: of two first sign-ins at once, the one that binds first wins
+    // and the other is refused (unless it is the same identity).
+    let user = update_user_cas(&api, &t, &found.id, |u| match &u.subject_hash {
+        Some(s) if *s != subject => Err(ApiError::Forbidden(
+            "this address is bound to another sign-in identity".into(),
+        )),
+        Some(_) => Ok(false),
         None => {
-            user.subject_hash = Some(subject);
-            user.updated_at = Utc::now();
-            store.update_user(&t, &user).await?;
+            u.subject_hash = Some(subject.clone());
+            Ok(true)
         }
-    }
+    })
+    .await?
+    .ok_or_else(not_invited)?;
     let require_mfa = store
         .get_tenant_settings(&t)
         .await?
@@ -304,9 +308,46 @@ async fn check_code(api: &AppState, c: &Caller, code: &str, confirming: bool) ->
             let mut s = session.clone();
             s.mfa_passed = true;
             s.mfa_at = Some(now);
-            store.put_session(&c.tenant, &s).await?;
+            // Only while it exists: a sign-out (or a role change ending the user's sessions)
+            // racing this check stays a sign-out.
+            if !store.refresh_session(&c.tenant, &s).await? {
+                return Err(ApiError::Unauthorized(
+                    "the session has ended: sign in again".into(),
+                ));
+            }
         }
         return Ok(());
+    }
+    Err(ApiError::Conflict(
+        "the account changed meanwhile too often: retry".into(),
+    ))
+}
+
+/// Changes the stored user by compare-and-set on its version: `change` sees the current record
+/// and says whether to write (or refuses); on a concurrent write it runs again on what was
+/// written, so a stale copy never rolls back another request's change (TOTP `last_step`,
+/// failures, lock-out, the sign-in binding). `None` when the user no longer exists.
+pub(crate) async fn update_user_cas(
+    api: &AppState,
+    t: &TenantId,
+    id: &str,
+    mut change: impl FnMut(&mut User) -> ApiResult<bool>,
+) -> ApiResult<Option<User>> {
+    let store = api.tenants.store();
+    for _ in 0..32 {
+        let Some(current) = store.get_user_versioned(t, id).await? else {
+            return Ok(None);
+        };
+        let mut u = current.value;
+        if !change(&mut u)? {
+            return Ok(Some(u));
+        }
+        u.updated_at = Utc::now();
+        match store.update_user_at(t, &u, current.version).await {
+            Ok(_) => return Ok(Some(u)),
+            Err(meetbot_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
     Err(ApiError::Conflict(
         "the account changed meanwhile too often: retry".into(),
@@ -361,17 +402,25 @@ pub async fn totp_enrol(
     );
     let t = totp::totp(&secret, &user.id).map_err(ApiError::Internal)?;
     let vault = api.tenants.vault(&c.tenant).await?;
-    let mut u = user.clone();
-    u.totp = Some(TotpState {
-        secret: vault.seal::<User>(&u.id, "totp_secret", &secret)?,
-        confirmed: false,
-        last_step: 0,
-        failures: 0,
-        locked_until: None,
-        lockouts: 0,
-    });
-    u.updated_at = Utc::now();
-    api.tenants.store().update_user(&c.tenant, &u).await?;
+    let sealed = vault.seal::<User>(&user.id, "totp_secret", &secret)?;
+    update_user_cas(&api, &c.tenant, &user.id, |u| {
+        if u.totp.as_ref().is_some_and(|t| t.confirmed) {
+            return Err(ApiError::Conflict(
+                "TOTP is already set up; remove it first (DELETE /v1/me/totp)".into(),
+            ));
+        }
+        u.totp = Some(TotpState {
+            secret: sealed.clone(),
+            confirmed: false,
+            last_step: 0,
+            failures: 0,
+            locked_until: None,
+            lockouts: 0,
+        });
+        Ok(true)
+    })
+    .await?
+    .ok_or_else(|| ApiError::Unauthorized("the session has ended: sign in again".into()))?;
     Ok((
         StatusCode::CREATED,
         Json(TotpEnrolment {
@@ -408,10 +457,12 @@ pub async fn totp_remove(State(api): State<AppState>, c: Caller) -> ApiResult<St
             "the tenant requires a second factor; it cannot be removed".into(),
         ));
     }
-    let mut u = user.clone();
-    u.totp = None;
-    u.updated_at = Utc::now();
-    store.update_user(&c.tenant, &u).await?;
+    update_user_cas(&api, &c.tenant, &user.id, |u| {
+        u.totp = None;
+        Ok(true)
+    })
+    .await?
+    .ok_or_else(|| ApiError::Unauthorized("the session has ended: sign in again".into()))?;
     audit(&api, &c, "settings.totp_removed", &c.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -680,7 +731,7 @@ pub async fn change_role(
     c.person()?;
     c.require(Role::Owner, "users")?;
     let store = api.tenants.store();
-    let mut u = store
+    let u = store
         .get_user(&c.tenant, &id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
@@ -690,10 +741,17 @@ pub async fn change_role(
             "the tenant's last owner cannot be demoted".into(),
         ));
     }
-    if u.role != role {
-        u.role = role;
-        u.updated_at = Utc::now();
-        store.update_user(&c.tenant, &u).await?;
+    // Compare-and-set: the role is written onto the current record, not onto the copy read
+    // above (which a concurrent TOTP check may have outdated).
+    let mut changed = false;
+    let u = update_user_cas(&api, &c.tenant, &id, |cur| {
+        changed = cur.role != role;
+        cur.role = role;
+        Ok(changed)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("user"))?;
+    if changed {
         store.delete_user_sessions(&c.tenant, &u.id).await?;
         if role < auth::KEY_HOLDER_ROLE {
             revoke_keys_of(&api, &c, &u.id).await?;

@@ -388,6 +388,36 @@ fn allowed_domains(list: Vec<String>, own_email: &str) -> ApiResult<Vec<String>>
     Ok(out)
 }
 
+/// Whether `new` redacts less than `old`: redaction on and now off, or a class redacted now
+/// that `new` leaves out (no classes listed means every class).
+fn weakens_redaction(
+    old: Option<&meetbot_core::model::RedactionSettings>,
+    new: &Redaction,
+) -> bool {
+    let Some(old) = old.filter(|o| o.enabled) else {
+        return false;
+    };
+    if !new.enabled {
+        return true;
+    }
+    if new.classes.is_empty() {
+        return false;
+    }
+    let all: Vec<String>;
+    let old_classes = if old.classes.is_empty() {
+        all = meetbot_redact::Class::ALL
+            .iter()
+            .map(|c| c.label().to_string())
+            .collect();
+        &all
+    } else {
+        &old.classes
+    };
+    old_classes
+        .iter()
+        .any(|c| !new.classes.iter().any(|n| n.eq_ignore_ascii_case(c)))
+}
+
 fn slack_channel_ok(s: &str) -> bool {
     (2..=32).contains(&s.len())
         && s.bytes()
@@ -395,9 +425,10 @@ fn slack_channel_ok(s: &str) -> bool {
 }
 
 /// Changes the tenant's settings (admins and owners); addresses and tokens are sealed. Turning
-/// `require_mfa` off, `delivery.webhook_url`, `customer_key`, `allowed_issuers` and
-/// `allowed_email_domains` need an owner signed in (or who gave a TOTP code) within the last
-/// 10 minutes, not an API key.
+/// `require_mfa` off, `delivery.webhook_url`, `delivery.slack_token`, `delivery.slack_channel`,
+/// `delivery.emails`, turning redaction off or removing classes, `customer_key`,
+/// `allowed_issuers` and `allowed_email_domains` need an owner signed in (or who gave a TOTP
+/// code) within the last 10 minutes, not an API key.
 #[utoipa::path(patch, path = "/v1/settings", tag = "settings", request_body = SettingsPatch,
     responses((status = 200, body = SettingsOut)))]
 pub async fn patch_settings(
@@ -413,13 +444,30 @@ pub async fn patch_settings(
         .await?
         .unwrap_or_else(|| TenantSettings::new(BotRuleOverrides::default(), Utc::now()));
     // Changes that weaken the tenant's security: an owner, in person, recently signed in.
+    // Where summaries go is as sensitive as the webhook: a Slack workspace or an address of the
+    // caller's choosing receives every one of them.
     let webhook = p.delivery.as_ref().is_some_and(|d| d.webhook_url.is_some());
+    let slack = p
+        .delivery
+        .as_ref()
+        .is_some_and(|d| d.slack_token.is_some() || d.slack_channel.is_some());
+    let emails = p.delivery.as_ref().is_some_and(|d| d.emails.is_some());
+    let redaction_weakened = p
+        .redaction
+        .as_ref()
+        .is_some_and(|r| weakens_redaction(s.redaction.as_ref(), r));
     for (touched, what) in [
         (
             p.require_mfa == Some(false) && s.require_mfa,
             "require_mfa (turning it off)",
         ),
         (webhook, "delivery.webhook_url"),
+        (slack, "delivery.slack_token and delivery.slack_channel"),
+        (emails, "delivery.emails"),
+        (
+            redaction_weakened,
+            "redaction (turning it off or removing classes)",
+        ),
         (p.customer_key.is_some(), "customer_key"),
         (p.allowed_issuers.is_some(), "allowed_issuers"),
         (p.allowed_email_domains.is_some(), "allowed_email_domains"),
@@ -855,10 +903,11 @@ pub async fn disconnect_calendar(
 }
 
 /// Lets a calendar awaiting approval sync: the account its user consented with is not the
-/// user's own address, and an admin (a signed-in person) confirms that it is theirs to connect.
-/// calendar-sync's next poll syncs it. Audited.
+/// user's own address, and an admin (a signed-in person other than that user) confirms that it
+/// is theirs to connect. calendar-sync's next poll syncs it. Audited.
 #[utoipa::path(post, path = "/v1/calendars/{id}/approve", tag = "calendars", params(("id" = String, Path)),
     responses((status = 200, body = CalendarOut),
+        (status = 403, description = "the caller is the calendar's own user: another admin must approve"),
         (status = 409, description = "the calendar is not awaiting approval")))]
 pub async fn approve_calendar(
     State(api): State<AppState>,
@@ -866,7 +915,7 @@ pub async fn approve_calendar(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CalendarOut>> {
     use meetbot_core::model::ConnectionStatus;
-    c.person()?;
+    let me = c.person()?;
     c.require(Role::Admin, "settings:write")?;
     let store = api.tenants.store();
     let mut conn = store
@@ -878,6 +927,13 @@ pub async fn approve_calendar(
             "calendar {id} is not awaiting approval (it is {})",
             wire(&conn.status)
         )));
+    }
+    // The approval is a second person's word: an admin who connected someone else's account
+    // cannot wave it through themselves.
+    if conn.user_id == me.id {
+        return Err(ApiError::Forbidden(
+            "you cannot approve your own calendar: another admin must approve it".into(),
+        ));
     }
     conn.status = ConnectionStatus::Active;
     conn.updated_at = Utc::now();

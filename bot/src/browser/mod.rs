@@ -49,7 +49,9 @@ pub struct BrowserSettings {
     pub chromium: PathBuf,
     /// Added after the built-in flags (e.g. `host-resolver-rules=...`), without leading dashes.
     pub extra_args: Vec<String>,
-    /// Chromium's own sandbox needs user namespaces, which most containers do not grant.
+    /// Turns Chromium's own sandbox off. Off by default: a bot renders third-party pages.
+    /// The sandbox needs unprivileged user namespaces (the bot's pod spec grants them, see
+    /// `kubernetes.rs`) and a non-root user; only a bot run as root (tests) sets this.
     pub no_sandbox: bool,
     /// The address of the loopback relay (the bot's end binds it; the page's candidates are
     /// filtered to it).
@@ -68,7 +70,7 @@ impl Default for BrowserSettings {
         BrowserSettings {
             chromium: PathBuf::from("/usr/bin/chromium"),
             extra_args: Vec::new(),
-            no_sandbox: true,
+            no_sandbox: false,
             ice_ip: IpAddr::from([127, 0, 0, 1]),
             channel_depth: 4096,
             poll_every: Duration::from_millis(250),
@@ -110,6 +112,20 @@ pub fn chromium_flags() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// Every argument a session's Chromium is started with (without leading dashes): the
+/// built-in flags, the configured extras, and the sandbox switches only when it is turned off.
+pub fn chromium_args(s: &BrowserSettings) -> Vec<String> {
+    let mut args = chromium_flags();
+    args.extend(s.extra_args.iter().cloned());
+    if s.no_sandbox {
+        args.extend([
+            "no-sandbox".to_string(),
+            "disable-setuid-sandbox".to_string(),
+        ]);
+    }
+    args
 }
 
 type Shots = Arc<Mutex<VecDeque<Screenshot>>>;
@@ -703,7 +719,7 @@ impl MeetingConnector for BrowserConnector {
             .prefix("meetbot-chromium-")
             .tempdir()
             .map_err(launch_error)?;
-        let mut cfg = BrowserConfig::builder()
+        let cfg = BrowserConfig::builder()
             .chrome_executable(&self.s.chromium)
             .user_data_dir(dir.path())
             .disable_default_args()
@@ -711,11 +727,7 @@ impl MeetingConnector for BrowserConnector {
             .viewport(None)
             .launch_timeout(Duration::from_secs(30))
             .request_timeout(Duration::from_secs(10))
-            .args(chromium_flags())
-            .args(self.s.extra_args.clone());
-        if self.s.no_sandbox {
-            cfg = cfg.no_sandbox();
-        }
+            .args(chromium_args(&self.s));
         let cfg = cfg.build().map_err(launch_error)?;
         let (mut browser, mut handler) = Browser::launch(cfg).await.map_err(launch_error)?;
         *lock(&self.pid) = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
@@ -860,6 +872,26 @@ impl MeetingConnector for BrowserConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meeting_page_renders_in_a_sandboxed_chromium_by_default() {
+        let args = chromium_args(&BrowserSettings::default());
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("no-sandbox") || a.contains("setuid-sandbox")),
+            "{args:?}"
+        );
+        assert!(args.iter().any(|a| a == "headless=new"));
+        // The configured default is the same.
+        assert!(!meetbot_core::config::BrowserBotConfig::default().no_sandbox);
+        // Only when asked for (a bot run as root) is it turned off.
+        let off = chromium_args(&BrowserSettings {
+            no_sandbox: true,
+            ..BrowserSettings::default()
+        });
+        assert!(off.iter().any(|a| a == "no-sandbox"), "{off:?}");
+    }
 
     #[test]
     fn labels_are_cut_to_the_frame_limit_at_a_character_boundary() {
