@@ -824,12 +824,6 @@ impl IcsClient {
         self
     }
 
-    /// Whether `url` is an address this client fetches, as far as the URL tells: scheme and
-    /// host ([`IcsClient::check`]). Names are checked when they are looked up.
-    pub fn accepts(&self, url: &str) -> bool {
-        self.check(url).is_ok()
-    }
-
     /// Checks `url` without fetching it: https (or http with `calendar.ics_allow_http`), a
     /// host among [`IcsClient::only_hosts`] when set, and an address literal the egress rules
     /// permit ([`IcsError::Egress`], generic).

@@ -64,15 +64,8 @@ pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// A reqwest error as a temporary failure, without the URL (it may hold a secret).
 pub(crate) fn transport(e: reqwest::Error) -> NotifyError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
     NotifyError::Retry {
-        reason: kind.into(),
+        reason: meetbot_egress::failure_kind(&e).into(),
         after: None,
     }
 }

@@ -519,13 +519,18 @@ fn transport(e: reqwest::Error) -> EgressError {
         src = s.source();
     }
     let e = e.without_url();
-    let kind = if e.is_timeout() {
+    tracing::debug!(kind = failure_kind(&e), error = %e, "egress fetch failed");
+    EgressError::Unavailable { retry: true }
+}
+
+/// What kind of transport failure `e` is, in words that hold no address: "timed out",
+/// "cannot connect" or "request failed".
+pub fn failure_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "cannot connect"
     } else {
         "request failed"
-    };
-    tracing::debug!(kind, error = %e, "egress fetch failed");
-    EgressError::Unavailable { retry: true }
+    }
 }
