@@ -12,7 +12,10 @@
 //! RabbitMQ and the MongoDB-wire server stay in the host's, reached through relays whose outward
 //! connections a host-side runtime opens (`relay_from_host`). Nothing leaves 127.0.0.0/8.
 
+mod common;
+
 use chrono::{Duration as CDuration, Utc};
+use common::{Services, free_port, host_port, wait_for};
 use futures::TryStreamExt;
 use meetbot_core::model::*;
 use meetbot_crypto::LocalKeyFile;
@@ -23,9 +26,9 @@ use meetbot_testsupport::google::{GoogleStandIn, TOKEN};
 use meetbot_testsupport::janus::{JanusServer, Publisher, in_netns, relay_from_host, speech};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 const ROOM: u64 = 4242;
 const USER: &str = "dr.lee@clinic.example";
@@ -44,46 +47,8 @@ const LINES: [(&str, &str); 3] = [
     ),
 ];
 
-/// The services this test started, stopped by PID (SIGINT, then SIGKILL) however it ends.
-struct Services(Vec<(String, Child)>);
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        for (_, c) in &self.0 {
-            // SAFETY: kill(2) on a child this test started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-        }
-        let start = Instant::now();
-        for (_, c) in &mut self.0 {
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn socket_of(url_host_port: &str) -> SocketAddr {
     url_host_port.parse().expect("a literal address")
-}
-
-/// `host:port` of a URL like `scheme://[user@]host:port/...`.
-fn host_port(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap();
-    let rest = rest.rsplit('@').next().unwrap();
-    rest.split(['/', '?']).next().unwrap().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Audio files (by extension) modified since `since` under `dir`.
@@ -110,29 +75,6 @@ fn audio_files_since(dir: &Path, since: SystemTime, out: &mut Vec<String>) {
                 out.push(p.display().to_string());
             }
         }
-    }
-}
-
-async fn wait_for<F, Fut, T>(what: &str, secs: u64, services: &mut Services, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        for (name, c) in &mut services.0 {
-            if let Ok(Some(st)) = c.try_wait() {
-                panic!("`meetbot {name}` exited ({st}) while waiting for {what}");
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -10,7 +10,10 @@
 //! RabbitMQ and the MongoDB-wire server stay in the host's, reached through relays
 //! (`relay_from_host`). Nothing leaves 127.0.0.0/8.
 
+mod common;
+
 use chrono::Utc;
+use common::{Services, free_port, host_port, wait_for};
 use meetbot_core::model::*;
 use meetbot_crypto::LocalKeyFile;
 use meetbot_store::vault::Tenants;
@@ -18,7 +21,7 @@ use meetbot_store::{JobFilter, MongoEngine, Store, init_engine};
 use meetbot_testsupport::delivery::{MailDev, SlackStandIn};
 use meetbot_testsupport::janus::{JanusServer, Publisher, in_netns, relay_from_host, speech};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,44 +40,6 @@ const LINES: [(&str, &str); 3] = [
         "Please call the insurance company about the open claims next week.",
     ),
 ];
-
-/// The services this test started, stopped by PID (SIGINT, then SIGKILL) however it ends.
-struct Services(Vec<(String, Child)>);
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        for (_, c) in &self.0 {
-            // SAFETY: kill(2) on a child this test started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-        }
-        let start = Instant::now();
-        for (_, c) in &mut self.0 {
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// `host:port` of a URL like `scheme://[user@]host:port/...`.
-fn host_port(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap();
-    let rest = rest.rsplit('@').next().unwrap();
-    rest.split(['/', '?']).next().unwrap().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The pid of the `meetbot bot` process for `job` (a child of the launcher this test started),
 /// found by its command line.
@@ -103,29 +68,6 @@ fn running(pid: i32) -> bool {
             .and_then(|rest| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
-    }
-}
-
-async fn wait_for<F, Fut, T>(what: &str, secs: u64, services: &mut Services, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        for (name, c) in &mut services.0 {
-            if let Ok(Some(st)) = c.try_wait() {
-                panic!("`meetbot {name}` exited ({st}) while waiting for {what}");
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
