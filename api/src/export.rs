@@ -621,10 +621,7 @@ async fn build(
             let bots: Vec<Value> = store
                 .find_bot_jobs(
                     t,
-                    &JobFilter {
-                        meeting_id: Some(m.id.clone()),
-                        ..Default::default()
-                    },
+                    &JobFilter::of_meeting(&m.id),
                 )
                 .await?
                 .into_iter()

@@ -301,13 +301,7 @@ async fn follow(
             continue;
         };
         let jobs = store
-            .find_bot_jobs(
-                &tenant,
-                &meetbot_store::JobFilter {
-                    meeting_id: Some(mid.clone()),
-                    ..Default::default()
-                },
-            )
+            .find_bot_jobs(&tenant, &meetbot_store::JobFilter::of_meeting(&mid))
             .await?;
         let Some(job) = jobs.into_iter().next() else {
             if last_wait.elapsed() > Duration::from_secs(15) {

@@ -282,13 +282,7 @@ impl Scheduler {
     ) -> Result<(), StoreError> {
         let jobs = self
             .store
-            .find_bot_jobs(
-                t,
-                &JobFilter {
-                    meeting_id: Some(m.id.clone()),
-                    ..Default::default()
-                },
-            )
+            .find_bot_jobs(t, &JobFilter::of_meeting(&m.id))
             .await?;
         let wants = m.wants_bot
             && m.status != MeetingStatus::Cancelled

@@ -95,13 +95,7 @@ pub async fn stop_meeting(
     reason: &str,
 ) -> Result<u32, StoreError> {
     let jobs = store
-        .find_bot_jobs(
-            t,
-            &JobFilter {
-                meeting_id: Some(meeting_id.to_string()),
-                ..Default::default()
-            },
-        )
+        .find_bot_jobs(t, &JobFilter::of_meeting(meeting_id))
         .await?;
     let mut n = 0;
     for j in jobs.iter().filter(|j| live(&j.value.state)) {
@@ -126,13 +120,7 @@ pub async fn meeting_stopped(
         return Ok(Some("the meeting was deleted"));
     }
     let jobs = store
-        .find_bot_jobs(
-            t,
-            &JobFilter {
-                meeting_id: Some(meeting_id.to_string()),
-                ..Default::default()
-            },
-        )
+        .find_bot_jobs(t, &JobFilter::of_meeting(meeting_id))
         .await?;
     if jobs
         .iter()

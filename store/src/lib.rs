@@ -76,6 +76,16 @@ pub struct JobFilter {
     pub limit: Option<u32>,
 }
 
+impl JobFilter {
+    /// Every job of meeting `meeting_id`.
+    pub fn of_meeting(meeting_id: &str) -> JobFilter {
+        JobFilter {
+            meeting_id: Some(meeting_id.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Which server or directory this store talks to (no credentials).
