@@ -351,31 +351,23 @@ async fn identify(parts: &Parts, api: &Api) -> ApiResult<Caller> {
             secret_hash,
         } => {
             let invalid = || ApiError::Unauthorized("the API key is not valid".into());
-            let mut key = match store.get_api_key(&tenant, &key_id).await {
+            let read = match store.get_api_key_versioned(&tenant, &key_id).await {
                 Ok(Some(k)) => k,
                 Ok(None) | Err(meetbot_store::StoreError::UnknownTenant(_)) => {
                     return Err(invalid());
                 }
                 Err(e) => return Err(e.into()),
             };
-            if !meetbot_crypto::constant_time_eq(key.secret_hash.as_bytes(), secret_hash.as_bytes())
-            {
+            if !meetbot_crypto::constant_time_eq(
+                read.value.secret_hash.as_bytes(),
+                secret_hash.as_bytes(),
+            ) {
                 return Err(invalid());
             }
-            if key.revoked_at.is_some() {
-                return Err(ApiError::Unauthorized(
-                    "the API key has been revoked".into(),
-                ));
-            }
-            if key.expiry() <= now {
-                return Err(ApiError::Unauthorized(
-                    "the API key has expired: an admin can make a new one (POST /v1/api-keys)"
-                        .into(),
-                ));
-            }
+            key_usable(&read.value, now)?;
             // A key acts for the person who made it: it works only while they may hold keys.
             if store
-                .get_user(&tenant, &key.created_by)
+                .get_user(&tenant, &read.value.created_by)
                 .await?
                 .is_none_or(|u| u.role < KEY_HOLDER_ROLE)
             {
@@ -384,18 +376,60 @@ async fn identify(parts: &Parts, api: &Api) -> ApiResult<Caller> {
                         .into(),
                 ));
             }
-            if key
-                .last_used_at
-                .is_none_or(|t| now - t >= chrono::Duration::seconds(60))
-            {
-                key.last_used_at = Some(now);
-                store.put_api_key(&tenant, &key).await?;
-            }
+            let key = record_key_use(&**store, &tenant, read, now).await?;
             Ok(Caller {
                 tenant,
                 who: Who::Key(key),
             })
         }
+    }
+}
+
+/// Refuses a revoked or expired key.
+fn key_usable(key: &ApiKey, now: DateTime<Utc>) -> ApiResult<()> {
+    if key.revoked_at.is_some() {
+        return Err(ApiError::Unauthorized(
+            "the API key has been revoked".into(),
+        ));
+    }
+    if key.expiry() <= now {
+        return Err(ApiError::Unauthorized(
+            "the API key has expired: an admin can make a new one (POST /v1/api-keys)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How often a key's `last_used_at` is written (at most once a minute per key).
+const KEY_USE_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Records that `read` (a key as read, with its version, by a request it authenticated) was
+/// used at `now`, and returns the key as it stands. The write is a compare-and-set on the
+/// version read: when the key changed in between (an admin revoked it) the write fails and the
+/// key is judged again as stored, so a revocation racing a request's use stays a revocation.
+pub async fn record_key_use(
+    store: &dyn meetbot_store::Store,
+    tenant: &TenantId,
+    read: meetbot_store::Versioned<ApiKey>,
+    now: DateTime<Utc>,
+) -> ApiResult<ApiKey> {
+    let mut key = read.value;
+    if key.last_used_at.is_some_and(|t| now - t < KEY_USE_EVERY) {
+        return Ok(key);
+    }
+    key.last_used_at = Some(now);
+    match store.update_api_key_at(tenant, &key, read.version).await {
+        Ok(_) => Ok(key),
+        Err(meetbot_store::StoreError::Conflict { .. }) => {
+            // Changed meanwhile: revoked, or used by a request beside this one.
+            let current = store
+                .get_api_key(tenant, &key.id)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))?;
+            key_usable(&current, now)?;
+            Ok(current)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::audio_frame::{Frame, FrameError};
 use crate::connector::AudioPacket;
 use aws_lc_rs::hmac;
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -119,6 +120,9 @@ pub struct StreamSettings {
     pub buffer_frames: usize,
     /// Give up when the receiver has been unreachable this long.
     pub max_outage: Duration,
+    /// CA certificates trusted for a `wss://` transcriber besides the system's roots
+    /// (`bot.transcriber_ca_file`, an in-cluster private CA; see [`read_ca_file`]).
+    pub trusted_ca: Vec<CertificateDer<'static>>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -144,6 +148,67 @@ pub enum StreamError {
     Unreachable(Duration, String),
     #[error("bad audio frame: {0}")]
     Frame(#[from] FrameError),
+    #[error(
+        "the transcriber's TLS certificate is not trusted ({0}): give its CA in bot.transcriber_ca_file"
+    )]
+    Untrusted(String),
+    #[error("a CA certificate for the transcriber is unusable: {0}")]
+    BadCa(String),
+}
+
+/// Why `bot.transcriber_ca_file` cannot be used (each names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not valid PEM: {}", .0.display(), .1)]
+    BadPem(std::path::PathBuf, String),
+    #[error("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .0.display())]
+    Empty(std::path::PathBuf),
+    #[error("{} holds a certificate that cannot be a trust anchor: {}", .0.display(), .1)]
+    Unusable(std::path::PathBuf, String),
+}
+
+/// The CA certificates in `path` (PEM), each checked to be usable as a trust anchor.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CaFileError::BadPem(path.to_path_buf(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(CaFileError::Empty(path.to_path_buf()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        roots
+            .add(c.clone())
+            .map_err(|e| CaFileError::Unusable(path.to_path_buf(), e.to_string()))?;
+    }
+    Ok(certs)
+}
+
+/// Whether `url` sends audio in the clear off this machine: `ws://` to a host that is not
+/// loopback (`localhost`, 127.0.0.0/8, ::1).
+pub fn unencrypted_off_host(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    if u.scheme() != "ws" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => !a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => !a.is_loopback(),
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        None => true,
+    }
 }
 
 type Ws =
@@ -152,20 +217,47 @@ type Ws =
 /// The WebSocket TLS connector of every client here: rustls with aws-lc-rs and the system's
 /// roots (the transcriber's Deepgram client uses it too).
 pub fn tls() -> Option<tokio_tungstenite::Connector> {
+    tls_trusting(&[]).ok()
+}
+
+/// [`tls`], also trusting the CA certificates `extra` (the transcriber's private CA).
+pub fn tls_trusting(
+    extra: &[CertificateDer<'static>],
+) -> Result<tokio_tungstenite::Connector, StreamError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
     }
+    for c in extra {
+        roots
+            .add(c.clone())
+            .map_err(|e| StreamError::BadCa(e.to_string()))?;
+    }
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .ok()?
+        .map_err(|e| StreamError::BadCa(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Some(tokio_tungstenite::Connector::Rustls(Arc::new(cfg)))
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(cfg)))
 }
 
-async fn connect(s: &StreamSettings) -> Result<Ws, StreamError> {
+/// The rustls certificate error under a failed TLS handshake, if that is why it failed.
+fn certificate_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .filter(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        })
+}
+
+async fn connect(
+    s: &StreamSettings,
+    tls: &tokio_tungstenite::Connector,
+) -> Result<Ws, StreamError> {
     let mut req = s
         .url
         .as_str()
@@ -178,12 +270,22 @@ async fn connect(s: &StreamSettings) -> Result<Ws, StreamError> {
             .parse()
             .map_err(|_| StreamError::Unreachable(Duration::ZERO, "bad token".into()))?,
     );
-    match tokio_tungstenite::connect_async_tls_with_config(req, None, false, tls()).await {
+    match tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(tls.clone()))
+        .await
+    {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(r))
             if r.status() == 401 || r.status() == 403 =>
         {
             Err(StreamError::Unauthorized)
+        }
+        // Not a passing network fault: retrying would not make the certificate trusted.
+        Err(tokio_tungstenite::tungstenite::Error::Io(e)) if certificate_error(&e).is_some() => {
+            Err(StreamError::Untrusted(
+                certificate_error(&e)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            ))
         }
         Err(e) => Err(StreamError::Unreachable(Duration::ZERO, e.to_string())),
     }
@@ -216,11 +318,24 @@ pub async fn stream_audio(
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     let encode = |f: Frame| f.encode().map(Zeroizing::new);
+    if unencrypted_off_host(&s.url) {
+        // The address only: the URL's path names the tenant and job.
+        let host = url::Url::parse(&s.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        tracing::warn!(
+            host = %host,
+            "the transcriber URL is ws://: audio travels unencrypted to another host; use wss:// (transcriber.tls_cert_file, bot.transcriber_ca_file)"
+        );
+    }
+    let tls = tls_trusting(&s.trusted_ca)?;
     loop {
         // Connect (or reconnect), then learn where to resume.
-        let mut ws = match connect(&s).await {
+        let mut ws = match connect(&s, &tls).await {
             Ok(ws) => ws,
             Err(StreamError::Unauthorized) => return Err(StreamError::Unauthorized),
+            Err(e @ StreamError::Untrusted(_)) => return Err(e),
             Err(e) => {
                 let since = *down_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= s.max_outage {
@@ -445,5 +560,48 @@ mod tests {
         // Tenant and job cannot be re-split.
         let t = job_token_expiring(&a, "clinic01", "a:b", 1_000);
         assert!(check_job_token(&a, &t, "clinic01:a", "b", 500).is_err());
+    }
+
+    #[test]
+    fn only_plain_ws_to_another_host_counts_as_unencrypted() {
+        for off in [
+            "ws://meetbot-transcriber:8091/v1/audio/t/j",
+            "ws://10.0.0.7/v1/audio",
+            "ws://[2001:db8::1]:8091/v1/audio",
+        ] {
+            assert!(unencrypted_off_host(off), "{off}");
+        }
+        for fine in [
+            "wss://meetbot-transcriber:8091/v1/audio",
+            "ws://127.0.0.1:8091/v1/audio",
+            "ws://127.3.2.1/v1/audio",
+            "ws://[::1]:8091/v1/audio",
+            "ws://LocalHost:8091/v1/audio",
+        ] {
+            assert!(!unencrypted_off_host(fine), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_certificate_less_ca_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent-ca.pem");
+        let e = read_ca_file(&missing).unwrap_err();
+        assert!(matches!(e, CaFileError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("absent-ca.pem"), "{e}");
+        let empty = dir.path().join("no-certs.pem");
+        std::fs::write(&empty, "just text, no PEM block\n").unwrap();
+        let e = read_ca_file(&empty).unwrap_err();
+        assert!(matches!(e, CaFileError::Empty(_)), "{e}");
+        assert!(e.to_string().contains("no-certs.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = read_ca_file(&junk).unwrap_err();
+        assert!(matches!(e, CaFileError::Unusable(..)), "{e}");
+        assert!(e.to_string().contains("junk.pem"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 //! gap recorded in the job's history.
 
 use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
+use crate::ticket::{EncodedTicket, TicketError, TicketIssuer};
 use chrono::Utc;
 use meetbot_core::TenantId;
 use meetbot_core::model::{BotJobState, StateChange};
@@ -71,9 +72,20 @@ pub struct LaunchConsumer {
     queue: Arc<dyn JobQueue>,
     store: Arc<dyn Store>,
     launcher: Arc<dyn BotLauncher>,
+    issuer: Arc<TicketIssuer>,
     s: LaunchSettings,
     /// Jobs whose bots this consumer started.
     tracked: Mutex<HashMap<String, Tracked>>,
+}
+
+/// Why a bot got no ticket.
+enum NoTicket {
+    /// The job left the live states meanwhile (stopped, cancelled, gone): launch nothing.
+    NotLive,
+    /// The ticket cannot be made (its meeting gone, the tenant's key unusable): the job fails.
+    Refused(String),
+    /// The store is unavailable: try again later.
+    Store(StoreError),
 }
 
 impl LaunchConsumer {
@@ -81,23 +93,53 @@ impl LaunchConsumer {
         queue: Arc<dyn JobQueue>,
         store: Arc<dyn Store>,
         launcher: Arc<dyn BotLauncher>,
+        issuer: Arc<TicketIssuer>,
         s: LaunchSettings,
     ) -> Self {
         LaunchConsumer {
             queue,
             store,
             launcher,
+            issuer,
             s,
             tracked: Mutex::new(HashMap::new()),
         }
     }
 
-    fn spec(&self, m: &JobMessage) -> LaunchSpec {
+    fn spec(&self, m: &JobMessage, ticket: EncodedTicket) -> LaunchSpec {
         LaunchSpec {
             tenant: m.tenant_id.clone(),
             job_id: m.job_id.clone(),
             meeting_id: m.meeting_id.clone(),
             max_duration: self.s.max_duration,
+            ticket,
+        }
+    }
+
+    /// Issues a new ticket for the job's bot and records it in the job (compare-and-set), which
+    /// revokes any earlier ticket of the job.
+    async fn ticket(&self, t: &TenantId, job_id: &str) -> Result<EncodedTicket, NoTicket> {
+        loop {
+            let cur = match self.store.get_bot_job(t, job_id).await {
+                Ok(Some(j)) => j,
+                Ok(None) => return Err(NoTicket::NotLive),
+                Err(e) => return Err(NoTicket::Store(e)),
+            };
+            if !matches!(cur.value.state, BotJobState::Launched | BotJobState::Joined) {
+                return Err(NoTicket::NotLive);
+            }
+            let (record, ticket) = match self.issuer.issue(t, &cur.value).await {
+                Ok(x) => x,
+                Err(TicketError::Store(e)) => return Err(NoTicket::Store(e)),
+                Err(e) => return Err(NoTicket::Refused(e.to_string())),
+            };
+            let mut job = cur.value.clone();
+            job.ticket = Some(record);
+            match self.store.update_bot_job(t, &job, cur.version).await {
+                Ok(_) => return Ok(ticket.encode()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(NoTicket::Store(e)),
+            }
         }
     }
 
@@ -162,7 +204,34 @@ impl LaunchConsumer {
                 return Ok(Handled::Unknown);
             }
         };
-        match self.launcher.launch(&self.spec(&m)).await {
+        let ticket = match self.ticket(&m.tenant_id, &m.job_id).await {
+            Ok(t) => t,
+            Err(NoTicket::NotLive) => {
+                d.ack().await?;
+                return Ok(Handled::Withdrawn);
+            }
+            Err(NoTicket::Refused(reason)) => {
+                let reason = format!("bot not launched: {reason}");
+                self.fail_job(&m.tenant_id, &m.job_id, &reason).await?;
+                self.event(
+                    &m.tenant_id,
+                    &m.job_id,
+                    &m.meeting_id,
+                    EventKind::Failed(reason.clone()),
+                )
+                .await;
+                d.ack().await?;
+                return Ok(Handled::Failed(reason));
+            }
+            Err(NoTicket::Store(e)) => {
+                // The job stays `launched` without a bot: the redelivery finds it and launches.
+                tracing::warn!(job = %m.job_id, error = %e, "bot ticket not issued; requeued");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                d.requeue().await?;
+                return Ok(Handled::Requeued);
+            }
+        };
+        match self.launcher.launch(&self.spec(&m, ticket)).await {
             Ok(()) => {
                 self.track(&m);
                 tracing::info!(tenant = %m.tenant_id, job = %m.job_id, recovering, "bot launched");
@@ -281,11 +350,26 @@ impl LaunchConsumer {
                 {
                     continue; // changed meanwhile: look again next time
                 }
+                // A new ticket: the lost bot's tokens stop working.
+                let ticket = match self.ticket(&tenant, &job_id).await {
+                    Ok(t) => t,
+                    Err(NoTicket::NotLive) => continue,
+                    Err(NoTicket::Refused(r)) => {
+                        let reason = format!("bot not relaunched: {r}");
+                        self.fail_job(&tenant, &job_id, &reason).await?;
+                        self.event(&tenant, &job_id, &meeting_id, EventKind::Failed(reason))
+                            .await;
+                        forget();
+                        continue;
+                    }
+                    Err(NoTicket::Store(e)) => return Err(e.into()),
+                };
                 let spec = LaunchSpec {
                     tenant: tenant.clone(),
                     job_id: job_id.clone(),
                     meeting_id: meeting_id.clone(),
                     max_duration: self.s.max_duration,
+                    ticket,
                 };
                 match self.launcher.launch(&spec).await {
                     Ok(()) => {

@@ -2,7 +2,11 @@
 //! it (so a second create is a 409 and starts nothing), `backoffLimit: 0` (a crashed bot is not
 //! restarted by Kubernetes: the launch consumer decides), `activeDeadlineSeconds` = the meeting's
 //! maximum length, `ttlSecondsAfterFinished`, labels for tenant/meeting/job, the job passed by id
-//! in the arguments and secrets only by reference (`envFrom` Secret/ConfigMap names).
+//! in the arguments, and the bot's ticket (decision 0032) in a Secret made for that Job alone, as
+//! `MEETBOT_BOT_TICKET`. The Job is created suspended, its ticket Secret is created owned by it
+//! (so it goes when the Job goes), then the Job is resumed: the launcher only ever creates
+//! Secrets, never reads, changes or deletes one. No other Secret reaches a bot unless an
+//! operator names one in `env_from_secrets`.
 //!
 //! A Job's state comes from its conditions (`Complete`, `Failed` with the reason, e.g.
 //! `DeadlineExceeded`) and, while it has not started, from its pods' waiting reasons
@@ -13,13 +17,14 @@ use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, Secret, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use std::collections::BTreeMap;
 
 pub const APP_LABEL: &str = "app.kubernetes.io/name";
@@ -138,6 +143,51 @@ fn label_value(v: &str) -> String {
         .to_string()
 }
 
+/// The key of the bot's ticket in its Secret.
+pub const TICKET_KEY: &str = "ticket";
+
+/// The name of the Secret holding `spec`'s ticket: the Job's name and a digest of the ticket,
+/// so a relaunch's ticket never meets its predecessor's Secret (collected after the old Job).
+pub fn ticket_secret_name(spec: &LaunchSpec) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spec.ticket.expose().as_bytes());
+    let hex: String = d.as_ref()[..5].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-t{hex}", job_name(&spec.job_id))
+}
+
+/// The Secret holding `spec`'s ticket, owned by the Job `owner_uid`: labelled like its Job,
+/// immutable.
+pub fn ticket_secret(t: &JobTemplate, spec: &LaunchSpec, job: &str, owner_uid: &str) -> Secret {
+    let labels = BTreeMap::from([
+        (APP_LABEL.to_string(), APP.to_string()),
+        (TENANT_LABEL.to_string(), label_value(spec.tenant.as_str())),
+        (MEETING_LABEL.to_string(), label_value(&spec.meeting_id)),
+        (JOB_LABEL.to_string(), label_value(&spec.job_id)),
+    ]);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(ticket_secret_name(spec)),
+            namespace: Some(t.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: job.into(),
+                uid: owner_uid.into(),
+                controller: Some(false),
+                block_owner_deletion: Some(false),
+            }]),
+            ..Default::default()
+        },
+        immutable: Some(true),
+        string_data: Some(BTreeMap::from([(
+            TICKET_KEY.to_string(),
+            spec.ticket.expose().to_string(),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
 /// The Job manifest for `spec`.
 pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
     let labels = BTreeMap::from([
@@ -190,6 +240,8 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
             ..Default::default()
         },
         spec: Some(JobSpec {
+            // Resumed once its ticket Secret exists (see `KubernetesLauncher::launch`).
+            suspend: Some(true),
             backoff_limit: Some(0),
             active_deadline_seconds: Some(spec.max_duration.as_secs().max(1) as i64),
             ttl_seconds_after_finished: Some(t.ttl_seconds_after_finished),
@@ -207,6 +259,18 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
                         image: Some(t.image.clone()),
                         image_pull_policy: t.image_pull_policy.clone(),
                         args: Some(args),
+                        env: Some(vec![EnvVar {
+                            name: crate::ticket::TICKET_ENV.into(),
+                            value_from: Some(EnvVarSource {
+                                secret_key_ref: Some(SecretKeySelector {
+                                    name: ticket_secret_name(spec),
+                                    key: TICKET_KEY.into(),
+                                    optional: Some(false),
+                                }),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
                         env_from: (!env_from.is_empty()).then_some(env_from),
                         resources: Some(ResourceRequirements {
                             requests: pairs(&t.cpu_request, &t.memory_request),
@@ -265,6 +329,7 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
 pub struct KubernetesLauncher {
     jobs: Api<Job>,
     pods: Api<Pod>,
+    secrets: Api<Secret>,
     template: JobTemplate,
     describe: String,
 }
@@ -290,7 +355,8 @@ impl KubernetesLauncher {
         );
         KubernetesLauncher {
             jobs: Api::namespaced(client.clone(), &template.namespace),
-            pods: Api::namespaced(client, &template.namespace),
+            pods: Api::namespaced(client.clone(), &template.namespace),
+            secrets: Api::namespaced(client, &template.namespace),
             template,
             describe,
         }
@@ -368,16 +434,37 @@ impl BotLauncher for KubernetesLauncher {
                 .await
                 .map_err(classify)?;
         }
-        match self
+        // Suspended until its ticket exists; the ticket's Secret belongs to the Job, so it is
+        // collected with it; then resumed. A step that fails takes the Job away again.
+        let job = match self
             .jobs
             .create(&PostParams::default(), &manifest(&self.template, spec))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(j) => j,
             // Created meanwhile by another consumer: one bot, as wanted.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(classify(e)),
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+            Err(e) => return Err(classify(e)),
+        };
+        let uid = job.metadata.uid.unwrap_or_default();
+        let started = async {
+            self.secrets
+                .create(
+                    &PostParams::default(),
+                    &ticket_secret(&self.template, spec, &name, &uid),
+                )
+                .await?;
+            let resume = serde_json::json!({"spec": {"suspend": false}});
+            self.jobs
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&resume))
+                .await
         }
+        .await;
+        if let Err(e) = started {
+            let _ = self.jobs.delete(&name, &DeleteParams::background()).await;
+            return Err(classify(e));
+        }
+        Ok(())
     }
 
     async fn state(&self, job_id: &str) -> Result<BotRun, LaunchError> {
@@ -394,6 +481,7 @@ impl BotLauncher for KubernetesLauncher {
         Ok(run)
     }
 
+    /// Deletes the Job; its pod and its ticket Secret go with it (background propagation).
     async fn stop(&self, job_id: &str) -> Result<bool, LaunchError> {
         match self
             .jobs
@@ -431,7 +519,20 @@ mod tests {
             job_id: "0b0e6a7c-94a5-4c52-9a43-4b1f4a7b1e11".into(),
             meeting_id: "5f6a1b2c-0000-4000-8000-000000000001".into(),
             max_duration: Duration::from_secs(4 * 3600),
+            ticket: crate::ticket::EncodedTicket::new("ticket-text".into()),
         }
+    }
+
+    /// The one variable a bot's container sets: its ticket, from its own Secret.
+    fn ticket_only(s: &LaunchSpec) -> serde_json::Value {
+        serde_json::json!([{
+            "name": "MEETBOT_BOT_TICKET",
+            "valueFrom": {"secretKeyRef": {
+                "name": ticket_secret_name(s),
+                "key": "ticket",
+                "optional": false
+            }}
+        }])
     }
 
     #[test]
@@ -468,7 +569,11 @@ mod tests {
             ])
         );
         assert_eq!(c["envFrom"][0]["secretRef"]["name"], "meetbot-bot-secrets");
-        assert!(c.get("env").is_none(), "no inline environment values");
+        assert_eq!(
+            c["env"],
+            ticket_only(&spec()),
+            "no inline environment values"
+        );
         assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
     }
 
@@ -492,8 +597,13 @@ mod tests {
         assert!(sc.get("privileged").is_none_or(|p| p == false));
         assert!(sc["capabilities"].get("add").is_none());
         assert_eq!(pod["securityContext"]["runAsUser"], 10001);
-        // Environment only by reference: no literal value, no secret mounted as a file.
-        assert!(c.get("env").is_none(), "no inline environment values");
+        // Environment only by reference: no literal value, no secret mounted as a file; the
+        // ticket from the bot's own Secret.
+        assert_eq!(
+            c["env"],
+            ticket_only(&spec()),
+            "no inline environment values"
+        );
         for e in c["envFrom"].as_array().unwrap() {
             let keys: Vec<_> = e.as_object().unwrap().keys().collect();
             assert!(

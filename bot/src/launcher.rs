@@ -5,11 +5,13 @@
 //! Every implementation is idempotent by job id: launching a job whose bot exists starts no second
 //! bot, which is what makes a redelivered job message harmless.
 
+use crate::ticket::EncodedTicket;
 use async_trait::async_trait;
 use meetbot_core::TenantId;
 use std::time::Duration;
 
-/// What a bot is started with: ids only. The bot loads everything else (and its secrets) itself.
+/// What a bot is started with: ids for labels and limits, and its ticket, which is all the bot
+/// gets (decision 0032): no store, key-vault or broker credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaunchSpec {
     pub tenant: TenantId,
@@ -17,6 +19,8 @@ pub struct LaunchSpec {
     pub meeting_id: String,
     /// Hard limit on the bot's life (Kubernetes `activeDeadlineSeconds`).
     pub max_duration: Duration,
+    /// The bot's ticket ([`crate::ticket`]), handed to it as `MEETBOT_BOT_TICKET`.
+    pub ticket: EncodedTicket,
 }
 
 /// A launched bot's condition, as its launcher sees it.

@@ -6,11 +6,13 @@ pub mod audio_stream;
 pub mod browser;
 pub mod connector;
 pub mod consumer;
+pub mod control;
 pub mod janus;
 pub mod kubernetes;
 pub mod launcher;
 pub mod local;
 pub mod room;
 pub mod session;
+pub mod ticket;
 
 pub use launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};

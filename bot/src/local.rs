@@ -2,6 +2,11 @@
 //! `<program> <args..> --tenant T --job ID` in its own process group, at most `limit` at a time,
 //! reaped when it exits, stopped (SIGTERM, then SIGKILL after a grace period) on cancel or when it
 //! outlives its deadline. Children are killed if the launcher is dropped.
+//!
+//! A bot's environment is built, not inherited (decision 0032): its ticket
+//! (`MEETBOT_BOT_TICKET`), the variables of [`PASSED_ON`] and `MEETBOT_TELEMETRY__*` from this
+//! process, and what [`LocalProcessLauncher::with_env`] adds; no store, key or broker setting
+//! of the launcher's reaches it.
 
 use crate::launcher::{BotLauncher, BotRun, LaunchError, LaunchSpec};
 use async_trait::async_trait;
@@ -11,6 +16,26 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
+
+/// The launcher's own variables a bot gets (where they are set): what a process needs to run,
+/// nothing that configures meetbot.
+pub const PASSED_ON: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "XDG_RUNTIME_DIR",
+];
+
+/// Whether the launcher's variable `key` is passed on to its bots.
+pub fn passed_on(key: &str) -> bool {
+    PASSED_ON.contains(&key) || key.starts_with("MEETBOT_TELEMETRY__")
+}
 
 struct Entry {
     run: BotRun,
@@ -22,7 +47,6 @@ pub struct LocalProcessLauncher {
     program: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
-    removed: Vec<String>,
     limit: usize,
     grace: Duration,
     slots: Arc<Semaphore>,
@@ -53,7 +77,6 @@ impl LocalProcessLauncher {
             program: program.into(),
             args,
             envs: Vec::new(),
-            removed: Vec::new(),
             limit,
             grace: Duration::from_secs(10),
             slots: Arc::new(Semaphore::new(limit)),
@@ -61,15 +84,9 @@ impl LocalProcessLauncher {
         }
     }
 
-    /// Extra environment for every bot (e.g. `MEETBOT_CONFIG`).
+    /// Extra environment for every bot (e.g. `MEETBOT_TELEMETRY__LOG_LEVEL`).
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.into(), value.into()));
-        self
-    }
-
-    /// Keeps `key` of this process's environment from the bots.
-    pub fn without_env(mut self, key: &str) -> Self {
-        self.removed.push(key.into());
         self
     }
 
@@ -119,12 +136,12 @@ impl BotLauncher for LocalProcessLauncher {
             .try_acquire_owned()
             .map_err(|_| LaunchError::AtCapacity(self.limit))?;
         let mut cmd = tokio::process::Command::new(&self.program);
-        for k in &self.removed {
-            cmd.env_remove(k);
-        }
-        cmd.args(&self.args)
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(passed_on)))
+            .args(&self.args)
             .args(["--tenant", spec.tenant.as_str(), "--job", &spec.job_id])
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env(crate::ticket::TICKET_ENV, spec.ticket.expose())
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())

@@ -32,8 +32,35 @@ pub enum GoogleError {
 #[derive(Debug)]
 pub struct GoogleRound {
     pub events: Vec<NormalizedEvent>,
-    pub next_sync_token: String,
+    /// Where the next round starts: Google's `nextSyncToken`, or when `cut` a continuation
+    /// (the `nextPageToken` this round stopped at, with the listing it belongs to).
+    pub next: String,
     pub pages: u32,
+    /// The round stopped at its budget before Google's last page.
+    pub cut: bool,
+}
+
+/// The rest of a round cut at its budget: the page to ask for next and the listing it pages
+/// through (a page token is only valid with the request it came from). Stored as JSON, which
+/// no Google sync token looks like (they are base64).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Continuation {
+    page: String,
+    /// An incremental round's sync token; `None` for a full listing over `from`..`to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sync: Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl Continuation {
+    fn read(cursor: &str) -> Option<Self> {
+        if cursor.starts_with('{') {
+            serde_json::from_str(cursor).ok()
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -103,18 +130,32 @@ impl GoogleClient {
         hub
     }
 
-    /// A full round over `[from, to)` (no `sync_token`) or an incremental one.
+    /// A full round over `[from, to)` (no `cursor`), an incremental one from a sync token, or
+    /// the rest of a cut round from its continuation, reading at most `max_events` events: it
+    /// stops following `nextPageToken` at the [`PageBudget`](crate::sync::PageBudget) and hands
+    /// back a continuation, so the sync token is never advanced past what was read.
     pub async fn events_round(
         &self,
         token: &str,
-        sync_token: Option<&str>,
+        cursor: Option<&str>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        max_events: usize,
     ) -> Result<GoogleRound, GoogleError> {
+        let budget = crate::sync::PageBudget::new(self.page_size as usize, max_events);
         let hub = self.hub(token);
-        let mut page: Option<String> = None;
+        let (mut page, sync_token, from, to) = match cursor {
+            None => (None, None, from, to),
+            Some(c) if c.starts_with('{') => match Continuation::read(c) {
+                Some(k) => (Some(k.page), k.sync, k.from, k.to),
+                // Not one this client wrote: start over with a full round.
+                None => return Err(GoogleError::ResyncRequired),
+            },
+            Some(t) => (None, Some(t.to_string()), from, to),
+        };
+        let resumed = page.is_some();
         let mut events = Vec::new();
-        let mut pages = 0;
+        let mut pages: u32 = 0;
         loop {
             pages += 1;
             let mut failure = Failure::default();
@@ -122,8 +163,8 @@ impl GoogleClient {
                 .events()
                 .list("primary")
                 .single_events(true)
-                .max_results(self.page_size);
-            call = match sync_token {
+                .max_results(budget.page_size as i32);
+            call = match &sync_token {
                 Some(t) => call.sync_token(t),
                 None => call.time_min(from).time_max(to),
             };
@@ -133,6 +174,10 @@ impl GoogleClient {
             let result = call.delegate(&mut failure).doit().await;
             let list = match result {
                 Ok((_, list)) => list,
+                // A stored page token Google no longer takes: the round starts over.
+                Err(e) if resumed && pages == 1 && status_of(&e, &failure) == 400 => {
+                    return Err(GoogleError::ResyncRequired);
+                }
                 Err(e) => return Err(classify(e, &failure)),
             };
             for ev in list.items.unwrap_or_default() {
@@ -141,6 +186,22 @@ impl GoogleClient {
                 events.push(google_event(&v)?);
             }
             if let Some(next) = list.next_page_token {
+                if budget.spent(pages, events.len()) {
+                    let rest = Continuation {
+                        page: next,
+                        sync: sync_token,
+                        from,
+                        to,
+                    };
+                    let next = serde_json::to_string(&rest)
+                        .map_err(|e| GoogleError::Http(format!("encoding a continuation: {e}")))?;
+                    return Ok(GoogleRound {
+                        events,
+                        next,
+                        pages,
+                        cut: true,
+                    });
+                }
                 page = Some(next);
                 continue;
             }
@@ -149,8 +210,9 @@ impl GoogleClient {
                 .ok_or_else(|| GoogleError::Http("last page without nextSyncToken".into()))?;
             return Ok(GoogleRound {
                 events,
-                next_sync_token,
+                next: next_sync_token,
                 pages,
+                cut: false,
             });
         }
     }
@@ -253,8 +315,9 @@ impl GoogleClient {
     }
 }
 
-fn classify(e: common::Error, f: &Failure) -> GoogleError {
-    let status = match &e {
+/// The HTTP status of a failed call (the hub keeps it in different places).
+fn status_of(e: &common::Error, f: &Failure) -> u16 {
+    match e {
         common::Error::BadRequest(v) => v
             .pointer("/error/code")
             .and_then(serde_json::Value::as_u64)
@@ -262,7 +325,11 @@ fn classify(e: common::Error, f: &Failure) -> GoogleError {
             .unwrap_or(f.status),
         common::Error::Failure(r) => r.status().as_u16(),
         _ => f.status,
-    };
+    }
+}
+
+fn classify(e: common::Error, f: &Failure) -> GoogleError {
+    let status = status_of(&e, f);
     match status {
         401 => GoogleError::Unauthorized,
         410 => GoogleError::ResyncRequired,

@@ -31,13 +31,16 @@ pub enum GraphError {
     Parse(#[from] ParseError),
 }
 
-/// The result of following a delta round to its end.
+/// The result of following a delta round to its end, or to its page budget.
 #[derive(Debug)]
 pub struct DeltaRound {
     pub events: Vec<NormalizedEvent>,
-    /// Where the next incremental round starts.
-    pub delta_link: String,
+    /// Where the next round starts: the `@odata.deltaLink`, or when `cut` the
+    /// `@odata.nextLink` this round stopped at (the rest of the same round).
+    pub next: String,
     pub pages: u32,
+    /// The round stopped at its budget before Graph's last page.
+    pub cut: bool,
 }
 
 /// A Graph change-notification subscription.
@@ -89,14 +92,19 @@ impl GraphClient {
         self
     }
 
-    /// A full round over `[from, to)` (`resume = None`) or an incremental one from a deltaLink.
+    /// A full round over `[from, to)` (`resume = None`) or an incremental one from a deltaLink
+    /// (or the rest of a cut round from its nextLink), reading at most `max_events` events: it
+    /// stops following nextLinks at the [`PageBudget`](crate::sync::PageBudget) and hands back
+    /// the nextLink, so nothing past what was read is skipped.
     pub async fn calendar_view_delta(
         &self,
         token: &str,
         resume: Option<&str>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        max_events: usize,
     ) -> Result<DeltaRound, GraphError> {
+        let budget = crate::sync::PageBudget::new(self.page_size as usize, max_events);
         let mut url = match resume {
             Some(link) => self.own_link(link)?,
             None => {
@@ -120,7 +128,15 @@ impl GraphClient {
         let mut pages = 0;
         loop {
             pages += 1;
-            let page = self.get(token, url.clone()).await?;
+            let page = self
+                .send_paged(
+                    reqwest::Method::GET,
+                    url.clone(),
+                    token,
+                    None,
+                    budget.page_size,
+                )
+                .await?;
             let items = page
                 .get("value")
                 .and_then(Value::as_array)
@@ -130,14 +146,23 @@ impl GraphClient {
             }
             if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
                 url = self.own_link(next)?;
+                if budget.spent(pages, events.len()) {
+                    return Ok(DeltaRound {
+                        events,
+                        next: next.to_string(),
+                        pages,
+                        cut: true,
+                    });
+                }
                 continue;
             }
             if let Some(delta) = page.get("@odata.deltaLink").and_then(Value::as_str) {
                 self.own_link(delta)?;
                 return Ok(DeltaRound {
                     events,
-                    delta_link: delta.to_string(),
+                    next: delta.to_string(),
                     pages,
+                    cut: false,
                 });
             }
             return Err(GraphError::Protocol(
@@ -254,12 +279,21 @@ impl GraphClient {
         token: &str,
         body: Option<Value>,
     ) -> Result<Value, GraphError> {
+        self.send_paged(method, url, token, body, self.page_size as usize)
+            .await
+    }
+
+    async fn send_paged(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        token: &str,
+        body: Option<Value>,
+        page_size: usize,
+    ) -> Result<Value, GraphError> {
         let mut req = self.http.request(method, url).bearer_auth(token).header(
             "Prefer",
-            format!(
-                "outlook.timezone=\"UTC\", odata.maxpagesize={}",
-                self.page_size
-            ),
+            format!("outlook.timezone=\"UTC\", odata.maxpagesize={page_size}"),
         );
         if let Some(b) = body {
             req = req.json(&b);

@@ -106,6 +106,9 @@ pub struct SyncReport {
     pub events: u64,
     pub pages: u32,
     pub applied: ApplyReport,
+    /// The round stopped at its cap before the provider's last page; the stored cursor
+    /// continues it (see [`continues_a_cut_round`]).
+    pub cut: bool,
 }
 
 /// The provider client a round runs on.
@@ -136,12 +139,53 @@ impl Default for RoundLimits {
     }
 }
 
+/// How a Google or Graph round pages within [`RoundLimits::max_events`]: pages of at most
+/// `min(client page size, max_events)` events, and at most `max_events / that` pages (at least
+/// one). An honest provider's round so never reads more than `max_events` events, and short or
+/// empty pages cannot make it follow links for ever: at the budget it stops following the next
+/// link and the round's cursor becomes that link, so the next round reads on from there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageBudget {
+    pub page_size: usize,
+    pub max_pages: u32,
+}
+
+impl PageBudget {
+    pub fn new(page_size: usize, max_events: usize) -> Self {
+        let max_events = max_events.max(1);
+        let page_size = page_size.clamp(1, max_events);
+        PageBudget {
+            page_size,
+            max_pages: u32::try_from(max_events / page_size)
+                .unwrap_or(u32::MAX)
+                .max(1),
+        }
+    }
+
+    /// After `pages` pages holding `events` events, no further page may be read.
+    pub fn spent(&self, pages: u32, events: usize) -> bool {
+        pages >= self.max_pages || events >= self.page_size * self.max_pages as usize
+    }
+}
+
+/// Marks a stored cursor that continues a round cut at its budget (a nextLink, or a Google
+/// continuation) rather than starting a new one: the worker polls such a connection even while
+/// push is live, since no change notification will come for what is still unread.
+const CUT: &str = "cut:";
+
+/// The connection's stored cursor continues a round cut at its cap.
+pub fn continues_a_cut_round(cursor: Option<&str>) -> bool {
+    cursor.is_some_and(|c| c.starts_with(CUT))
+}
+
 struct Round {
     events: Vec<NormalizedEvent>,
     cursor: String,
     pages: u32,
     /// The events are the whole calendar in the window: meetings missing from them are gone.
     snapshot: bool,
+    /// Stopped at the page budget; `cursor` continues it.
+    cut: bool,
 }
 
 async fn round(
@@ -152,6 +196,7 @@ async fn round(
     user_email: &str,
     limits: &RoundLimits,
 ) -> Result<Round, SyncError> {
+    let cursor = cursor.map(|c| c.strip_prefix(CUT).unwrap_or(c));
     Ok(match p {
         Provider::Ics(c) => match c.fetch(token, cursor).await? {
             crate::ics::Fetched::Unchanged => Round {
@@ -159,6 +204,7 @@ async fn round(
                 cursor: cursor.unwrap_or_default().to_string(),
                 pages: 1,
                 snapshot: false,
+                cut: false,
             },
             crate::ics::Fetched::Changed { text, cursor } => {
                 // Parsed on a blocking thread (bounded by `limits.feed`), so a slow feed does
@@ -181,27 +227,32 @@ async fn round(
                     cursor,
                     pages: 1,
                     snapshot: true,
+                    cut: false,
                 }
             }
         },
         Provider::Microsoft(g) => {
             let r = g
-                .calendar_view_delta(token, cursor, window.0, window.1)
+                .calendar_view_delta(token, cursor, window.0, window.1, limits.max_events)
                 .await?;
             Round {
                 events: r.events,
-                cursor: r.delta_link,
+                cursor: r.next,
                 pages: r.pages,
                 snapshot: false,
+                cut: r.cut,
             }
         }
         Provider::Google(g) => {
-            let r = g.events_round(token, cursor, window.0, window.1).await?;
+            let r = g
+                .events_round(token, cursor, window.0, window.1, limits.max_events)
+                .await?;
             Round {
                 events: r.events,
-                cursor: r.next_sync_token,
+                cursor: r.next,
                 pages: r.pages,
                 snapshot: false,
+                cut: r.cut,
             }
         }
     })
@@ -233,7 +284,11 @@ pub async fn sync_connection(
 }
 
 /// [`sync_connection`] within `limits`: a round over a cap is refused before anything of it
-/// is applied (the stored cursor stays, so the next round sees the calendar again).
+/// is applied (the stored cursor stays, so the next round sees the calendar again). Google and
+/// Graph rounds stop following pages at their [`PageBudget`] instead: what was read is applied
+/// and the cursor saved is where reading stopped (never the sync token or deltaLink past it),
+/// so the next round reads on; only a page larger than asked for can still pass the cap, and
+/// that round is refused.
 #[allow(clippy::too_many_arguments)]
 pub async fn sync_connection_within(
     provider: Provider<'_>,
@@ -322,6 +377,17 @@ pub async fn sync_connection_within(
     }
     report.events = r.events.len() as u64;
     report.pages = r.pages;
+    report.cut = r.cut;
+    if r.cut {
+        // Ids and counts only.
+        tracing::warn!(
+            tenant = %tenant,
+            connection = %conn.id,
+            events = report.events,
+            pages = report.pages,
+            "sync round stopped at its cap (calendar.max_events_per_round); the next round reads on from there"
+        );
+    }
     let target = Target {
         tenants,
         tenant,
@@ -330,7 +396,11 @@ pub async fn sync_connection_within(
         rules,
     };
     report.applied = apply(&target, &r.events).await?;
-    conn.sync_cursor = Some(r.cursor);
+    conn.sync_cursor = Some(if r.cut {
+        format!("{CUT}{}", r.cursor)
+    } else {
+        r.cursor
+    });
     conn.updated_at = Utc::now();
     conn.last_sync = Some(meetbot_core::model::SyncOutcome {
         at: conn.updated_at,
@@ -360,4 +430,28 @@ pub async fn sync_microsoft(
         window,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageBudget;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Full pages of the size asked for never take a round past its cap, and every round
+        /// reads at least one page; any provider's answer costs at most `max_pages` requests.
+        #[test]
+        fn a_page_budget_keeps_an_honest_providers_round_within_the_cap(
+            page in 1usize..3000,
+            cap in 1usize..50_000,
+        ) {
+            let b = PageBudget::new(page, cap);
+            prop_assert!(b.page_size >= 1 && b.page_size <= page.min(cap));
+            prop_assert!(b.max_pages >= 1);
+            prop_assert!(b.page_size * b.max_pages as usize <= cap);
+            // Short or empty pages end the round at the page count all the same.
+            prop_assert!(b.spent(b.max_pages, 0));
+            prop_assert!(!b.spent(b.max_pages - 1, 0) || b.max_pages == 1);
+        }
+    }
 }

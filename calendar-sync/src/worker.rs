@@ -828,7 +828,9 @@ impl SyncWorker {
                         c.push.as_ref().is_some_and(|p| p.expires_at > Utc::now())
                     }
                 };
-                if (!live_push || c.sync_cursor.is_none())
+                if (!live_push
+                    || c.sync_cursor.is_none()
+                    || crate::sync::continues_a_cut_round(c.sync_cursor.as_deref()))
                     && matches!(self.sync(&t, &c.id).await, Ok(Some(_)))
                 {
                     synced += 1;

@@ -1,16 +1,18 @@
 //! `meetbot launcher` (the launch consumer as a service) and `meetbot bot` (one bot).
 
-use crate::runtime::{open_store, rabbitmq};
+use crate::runtime::rabbitmq;
 use anyhow::{Context, Result};
 use meetbot_bot::BotLauncher;
 use meetbot_bot::consumer::{LaunchConsumer, LaunchSettings};
+use meetbot_bot::control::Control;
 use meetbot_bot::kubernetes::{JobTemplate, KubernetesLauncher};
 use meetbot_bot::local::LocalProcessLauncher;
+use meetbot_bot::ticket::{BotControl, BotTicket, ControlError, TicketIssuer};
 use meetbot_core::TenantId;
 use meetbot_core::config::{Config, LauncherKind, QueueKind};
-use meetbot_core::model::{BotJobState, BotRuleOverrides};
-use meetbot_queue::{BotEvent, EventKind, JobQueue};
-use meetbot_store::Store;
+use meetbot_queue::{EventKind, JobQueue};
+use meetbot_store::vault::Tenants;
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,25 +25,18 @@ pub fn launch_settings(config: &Config) -> LaunchSettings {
     }
 }
 
-/// The configured launcher. Local bots are this binary's `bot` subcommand, with this config.
-/// The configured launcher; `bot_env` is passed to local bot processes (e.g. `meetbot dev`'s
-/// in-process transcriber address and audio secret).
-pub async fn launcher(
-    config: &Config,
-    bot_env: &[(String, String)],
-) -> Result<Arc<dyn BotLauncher>> {
+/// The configured launcher. Local bots are this binary's `bot` subcommand; their environment is
+/// built, not inherited (their ticket and what a process needs: `meetbot_bot::local`).
+pub async fn launcher(config: &Config) -> Result<Arc<dyn BotLauncher>> {
     let l = &config.launcher;
     Ok(match l.kind {
         LauncherKind::Local => {
             let exe = std::env::current_exe().context("locating the meetbot binary for bots")?;
-            let mut local = LocalProcessLauncher::new(exe, vec!["bot".into()], l.max_concurrent);
-            if let Ok(cfg) = std::env::var("MEETBOT_CONFIG") {
-                local = local.with_env("MEETBOT_CONFIG", &cfg);
-            }
-            for (k, v) in bot_env {
-                local = local.with_env(k, v);
-            }
-            Arc::new(local)
+            Arc::new(LocalProcessLauncher::new(
+                exe,
+                vec!["bot".into()],
+                l.max_concurrent,
+            ))
         }
         LauncherKind::Kubernetes => {
             let client = kube::Client::try_default()
@@ -53,18 +48,68 @@ pub async fn launcher(
     })
 }
 
-/// Runs the launch consumer until `stop` resolves.
+/// Runs the launch consumer, and its bots' control endpoint, until `stop` resolves. Bots get
+/// tickets (decision 0032): `config.bot` is what they are told of their connectors, and the
+/// audio secret (`transcriber.audio_token_secret`, else `bot.audio_token_secret`) mints their
+/// audio tokens.
 pub async fn run_consumer(
     config: &Config,
     queue: Arc<dyn JobQueue>,
-    store: Arc<dyn Store>,
-    bot_env: &[(String, String)],
+    tenants: Arc<Tenants>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let launcher = launcher(config, bot_env).await?;
-    eprintln!("launcher: bots as {}", launcher.describe());
-    let consumer = LaunchConsumer::new(queue, store, launcher, launch_settings(config));
-    consumer.run(stop).await?;
+    let launcher = launcher(config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.launcher.control_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the bots' control endpoint on {} (launcher.control_listen)",
+                config.launcher.control_listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let control_url = config
+        .launcher
+        .control_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let store = tenants.store().clone();
+    let (control_stop_tx, mut control_stop) = tokio::sync::watch::channel(false);
+    let control = tokio::spawn(meetbot_bot::control::serve(
+        listener,
+        Control::new(store.clone(), Some(queue.clone())),
+        async move {
+            let _ = control_stop.changed().await;
+        },
+    ));
+    eprintln!(
+        "launcher: bots as {}; their control endpoint on {addr}",
+        launcher.describe()
+    );
+    // The transcriber's private CA travels in the tickets: bot pods mount no file.
+    let ca = match &config.bot.transcriber_ca_file {
+        Some(f) => meetbot_bot::audio_stream::read_ca_file(f)
+            .context("reading bot.transcriber_ca_file, which bots get in their tickets")?,
+        None => Vec::new(),
+    };
+    let issuer = TicketIssuer::new(
+        tenants,
+        config.bot.clone(),
+        crate::speech::audio_secret(config).map(SecretString::from),
+        control_url,
+    )
+    .with_transcriber_ca(&ca);
+    let consumer = LaunchConsumer::new(
+        queue,
+        store,
+        launcher,
+        Arc::new(issuer),
+        launch_settings(config),
+    );
+    let r = consumer.run(stop).await;
+    let _ = control_stop_tx.send(true);
+    let _ = control.await;
+    r?;
     Ok(())
 }
 
@@ -74,156 +119,111 @@ pub async fn launcher_service(config: Config) -> Result<()> {
         config.queue.kind == QueueKind::Rabbitmq,
         "meetbot launcher needs queue.kind = \"rabbitmq\" (with the in-process queue, `meetbot dev` launches bots itself)"
     );
-    let store = open_store(&config).await?;
+    let tenants = Arc::new(crate::runtime::tenants(&config).await?);
     let queue = rabbitmq(&config, "launcher").await?;
     let stop = meetbot_core::ops::shutdown_signal();
-    run_consumer(&config, queue, store, &[], stop).await
+    run_consumer(&config, queue, tenants, stop).await
 }
 
-/// Publishes a bot's lifecycle events (where a broker is configured).
+/// Reports a bot's lifecycle to its launcher (which moves the job and publishes the event).
 #[derive(Clone)]
 struct Events {
-    queue: Option<Arc<dyn JobQueue>>,
-    tenant: TenantId,
-    job: String,
-    meeting: String,
+    control: BotControl,
 }
 
 impl Events {
-    /// Publishes `kind`. Events carry ids and the reason only: the connector's page pictures
+    /// Reports `kind`. Events carry ids and the reason only: the connector's page pictures
     /// never leave the bot (a meeting page shows names, faces and chat; decision 0031).
     async fn publish(&self, kind: EventKind) {
-        let Some(q) = &self.queue else { return };
-        let ev = BotEvent::new(
-            self.tenant.clone(),
-            self.job.clone(),
-            self.meeting.clone(),
-            kind,
-        );
-        if let Err(e) = q.publish_event(&ev).await {
-            tracing::warn!(error = %e, "bot event not published");
+        if let Err(e) = self.control.report(&kind).await {
+            tracing::warn!(error = %e, "bot event not reported");
+        }
+    }
+
+    /// Reports a final state, retrying while the launcher is unreachable.
+    async fn finish(&self, kind: EventKind) {
+        if let Err(e) = self.control.report_reliably(&kind).await {
+            tracing::warn!(error = %e, "the bot's final state was not reported");
         }
     }
 }
 
-/// Records the job as failed with `reason` (event and store) and ends the process with code 3.
-async fn fail_and_exit(
-    events: &Events,
-    store: &dyn Store,
-    tenant: &TenantId,
-    job_id: &str,
-    reason: String,
-) -> Result<()> {
-    events.publish(EventKind::Failed(reason.clone())).await;
-    set_state(store, tenant, job_id, BotJobState::Failed(reason.clone())).await?;
+/// Reports the job as failed with `reason` and ends the process with code 3.
+async fn fail_and_exit(events: &Events, job_id: &str, reason: String) -> Result<()> {
+    events.finish(EventKind::Failed(reason.clone())).await;
     eprintln!("bot {job_id}: {reason}");
     std::process::exit(3);
 }
 
-/// Moves the job to `to` (compare-and-set; a job that moved on meanwhile is left as it is).
-async fn set_state(store: &dyn Store, t: &TenantId, job_id: &str, to: BotJobState) -> Result<()> {
-    for _ in 0..5 {
-        let Some(cur) = store.get_bot_job(t, job_id).await? else {
-            return Ok(());
-        };
-        let mut j = cur.value.clone();
-        if meetbot_scheduler::jobs::transition(&mut j, to.clone(), chrono::Utc::now()).is_err() {
-            return Ok(());
-        }
-        match store.update_bot_job(t, &j, cur.version).await {
-            Ok(_) => return Ok(()),
-            Err(meetbot_store::StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// How long a bot's audio token outlives its meeting limits (reconnects, end of stream).
-const AUDIO_TOKEN_GRACE: Duration = Duration::from_secs(10 * 60);
-
-/// How often a bot in a meeting looks at its job: a person stopping it (or deleting the
-/// meeting) makes it leave within about this long, even when no stop event reaches it.
+/// How often a bot in a meeting asks its launcher about its job: a person stopping it (or
+/// deleting the meeting) makes it leave within about this long, even when no stop reaches it.
 const JOB_LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// Resolves once job `job_id` is stopped, withdrawn or gone, or its meeting deleted. A store
-/// that cannot be read is asked again at the next look.
-async fn job_stopped(store: Arc<dyn Store>, t: TenantId, job_id: String) {
+/// Resolves once the launcher says to leave (job stopped, withdrawn or gone, meeting deleted),
+/// or refuses the ticket (a newer bot took the job over). An unreachable launcher is asked
+/// again at the next look.
+async fn told_to_leave(control: BotControl) {
     let mut every = tokio::time::interval(JOB_LOOK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let job = match store.get_bot_job(&t, &job_id).await {
-            Ok(Some(j)) => j.value,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(job = %job_id, error = %e, "job state unreadable");
-                continue;
-            }
-        };
-        if matches!(job.state, BotJobState::Stopped(_) | BotJobState::Cancelled) {
-            return;
-        }
-        if let Ok(Some(_)) =
-            meetbot_scheduler::stop::meeting_stopped(&*store, &t, &job.meeting_id).await
-        {
-            return;
+        match control.status().await {
+            Ok(s) if s.leave => return,
+            Ok(_) => {}
+            Err(ControlError::Refused(_)) => return,
+            Err(e) => tracing::warn!(error = %e, "job state unknown"),
         }
     }
 }
 
-/// `meetbot bot --tenant T --job ID`: one bot for one job.
+/// `meetbot bot --tenant T --job ID`: one bot for one job, with the ticket its launcher handed
+/// it (decision 0032) and nothing else: no store, key or broker access.
 ///
-/// Loads its job and meeting (the join link is opened with the tenant's key here, never passed
-/// in), joins through the connector for the link, reports its lifecycle as bot events, leaves by
-/// the rules, and records `done` or `failed` with the reason. SIGTERM (the launcher's stop) makes
-/// it leave cleanly, and so does its job found stopped (a person stopped the bot or deleted the
-/// meeting; looked at every second). Where no connector fits the link, the job fails with that
-/// reason (exit 3).
-pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()> {
+/// Joins the ticket's link through the connector for it, reports its lifecycle to its launcher,
+/// leaves by the ticket's rules, and reports `done` or `failed` with the reason. SIGTERM (the
+/// launcher's stop) makes it leave cleanly, and so does its launcher saying to leave (a person
+/// stopped the bot or deleted the meeting; asked every second). Where no connector fits the
+/// link, the job fails with that reason (exit 3).
+pub async fn bot(
+    ticket: Option<zeroize::Zeroizing<String>>,
+    tenant: TenantId,
+    job_id: String,
+) -> Result<()> {
     use meetbot_bot::janus::{
         JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
     };
     use meetbot_bot::session::{Lifecycle, Rules, run_session};
-    use meetbot_core::model::Meeting;
 
-    let tenants = crate::runtime::tenants(&config).await?;
-    let store = tenants.store().clone();
-    let job = store
-        .get_bot_job(&tenant, &job_id)
-        .await?
-        .with_context(|| format!("bot job {job_id} not found in tenant {tenant}"))?;
-    if !matches!(job.value.state, BotJobState::Launched | BotJobState::Joined) {
-        eprintln!(
-            "bot job {job_id} is {}: nothing to do",
-            job.value.state.name()
-        );
-        return Ok(());
+    let text = ticket.with_context(|| {
+        format!(
+            "no bot ticket: the launcher starts bots with one in {}",
+            meetbot_bot::ticket::TICKET_ENV
+        )
+    })?;
+    let ticket = BotTicket::decode(&text, chrono::Utc::now())?;
+    drop(text);
+    anyhow::ensure!(
+        ticket.tenant == tenant && ticket.job_id == job_id,
+        "the bot ticket is for job {} of tenant {}, not for job {job_id} of tenant {tenant}",
+        ticket.job_id,
+        ticket.tenant
+    );
+    let control = BotControl::new(&ticket);
+    match control.status().await {
+        Ok(s) if s.leave => {
+            eprintln!("bot job {job_id} is {}: nothing to do", s.state);
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e @ ControlError::Refused(_)) => return Err(e.into()),
+        // The launcher restarting: the job's own checks below keep asking.
+        Err(e) => tracing::warn!(error = %e, "job state unknown at start"),
     }
-    let meeting = store
-        .get_meeting(&tenant, &job.value.meeting_id)
-        .await?
-        .with_context(|| format!("meeting {} not found", job.value.meeting_id))?;
-    let queue: Option<Arc<dyn JobQueue>> = match config.queue.kind {
-        QueueKind::Rabbitmq => Some(rabbitmq(&config, "bot").await?),
-        // An in-process queue lives in another process: the job's state in the store tells.
-        QueueKind::InProcess => None,
-    };
     let events = Events {
-        queue,
-        tenant: tenant.clone(),
-        job: job_id.clone(),
-        meeting: meeting.id.clone(),
+        control: control.clone(),
     };
-    let link = match &meeting.join_url {
-        Some(sealed) => Some(tenants.vault(&tenant).await?.open_string::<Meeting>(
-            &meeting.id,
-            "join_url",
-            sealed,
-        )?),
-        None => None,
-    };
-    let b = &config.bot;
+    let link = ticket.link.clone().map(zeroize::Zeroizing::new);
+    let b = &ticket.bot;
     let janus: Option<Box<dyn meetbot_bot::connector::MeetingConnector>> =
         match (&b.janus_api_url, &b.janus_room_host, &link) {
             (Some(api), Some(host), Some(l)) => janus_room(l, host).map(|(kind, room, pin)| {
@@ -248,7 +248,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             match meetbot_bot::room::RoomConnector::new(l, b.ice_ip) {
                 Ok(c) => Some(Box::new(c) as Box<dyn meetbot_bot::connector::MeetingConnector>),
                 Err(e) => {
-                    return fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await;
+                    return fail_and_exit(&events, &job_id, e.to_string()).await;
                 }
             }
         }
@@ -277,7 +277,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             let profiles = match Profiles::load(b.browser.profiles_dir.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    return fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await;
+                    return fail_and_exit(&events, &job_id, e.to_string()).await;
                 }
             };
             profiles.for_link(l).map(|(profile, url)| {
@@ -298,73 +298,38 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         (None, None) => None,
     };
     let Some(connector) = janus else {
-        let platform = meeting
-            .platform
-            .map(|p| format!("{p:?}").to_lowercase())
-            .unwrap_or_else(|| "unknown".into());
+        let platform = ticket.platform.as_deref().unwrap_or("unknown");
         let reason = format!("no meeting connector for platform {platform} in this build");
-        return fail_and_exit(&events, &*store, &tenant, &job_id, reason).await;
+        return fail_and_exit(&events, &job_id, reason).await;
     };
-    // The job's own rules, then the tenant's, then the service's.
-    let service = BotRuleOverrides {
-        display_name: Some(b.display_name.clone()),
-        chat_notice: Some(b.chat_notice.clone()),
-        waiting_room_timeout_seconds: Some(b.waiting_room_timeout_seconds),
-        alone_timeout_seconds: Some(b.alone_timeout_seconds),
-        silence_timeout_seconds: Some(b.silence_timeout_seconds),
-        max_duration_seconds: Some(b.max_duration_seconds),
-    };
-    let of_tenant = store
-        .get_tenant_settings(&tenant)
-        .await?
-        .map(|s| s.bot)
-        .unwrap_or_default();
-    let eff = job
-        .value
-        .bot_rules
-        .clone()
-        .unwrap_or_default()
-        .over(&of_tenant.over(&service));
-    let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
+    // The job's own rules, then the tenant's, then the service's: resolved in the ticket.
+    let secs = Duration::from_secs;
     let rules = Rules {
-        waiting_room_timeout: secs(
-            eff.waiting_room_timeout_seconds,
-            b.waiting_room_timeout_seconds,
-        ),
-        alone_timeout: secs(eff.alone_timeout_seconds, b.alone_timeout_seconds),
-        silence_timeout: secs(eff.silence_timeout_seconds, b.silence_timeout_seconds),
-        max_duration: secs(eff.max_duration_seconds, b.max_duration_seconds),
+        waiting_room_timeout: secs(ticket.waiting_room_timeout_seconds),
+        alone_timeout: secs(ticket.alone_timeout_seconds),
+        silence_timeout: secs(ticket.silence_timeout_seconds),
+        max_duration: secs(ticket.max_duration_seconds),
         ..Rules::default()
     };
-    let display_name = eff.display_name.unwrap_or_else(|| b.display_name.clone());
-    let chat_notice = eff.chat_notice.unwrap_or_else(|| b.chat_notice.clone());
+    let display_name = ticket.display_name.clone();
+    let chat_notice = ticket.chat_notice.clone();
     let (report_tx, mut report_rx) = tokio::sync::mpsc::channel(64);
     let (audio_tx, mut audio_rx) = tokio::sync::mpsc::channel(4096);
     // Audio goes to the transcriber when one is configured; otherwise it is counted and released.
     // Either way it is only ever in memory.
-    let stream_cfg = match (&b.transcriber_url, &b.audio_token_secret) {
-        (Some(url), Some(secret)) => Some(meetbot_bot::audio_stream::StreamSettings {
-            // The transcriber's endpoint for this job: `<transcriber_url>/<tenant>/<job>`.
-            url: format!(
-                "{}/{}/{}",
-                url.trim_end_matches('/'),
-                tenant.as_str(),
-                job_id
-            ),
-            // Expires when this bot must have left: its waiting room and meeting limits from
-            // now, plus a grace for the last reconnect and the end of the stream. The
-            // transcriber refuses it after that, and once the job's transcript is stored.
-            token: secrecy::SecretString::from(meetbot_bot::audio_stream::job_token(
-                &secrecy::SecretString::from(secret.clone()),
-                tenant.as_str(),
-                &job_id,
-                rules.waiting_room_timeout + rules.max_duration + AUDIO_TOKEN_GRACE,
-            )),
+    let stream_cfg = ticket
+        .audio
+        .as_ref()
+        .map(|a| meetbot_bot::audio_stream::StreamSettings {
+            // The transcriber's endpoint for this job and the token that opens it: expires
+            // when this bot must have left, taken only while this ticket is the job's.
+            url: a.url.clone(),
+            token: SecretString::from(a.token.clone()),
             buffer_frames: b.audio_buffer_frames,
             max_outage: Duration::from_secs(60),
-        }),
-        _ => None,
-    };
+            // The transcriber's private CA, if any, came with the ticket.
+            trusted_ca: a.trusted_ca(),
+        });
     let audio = tokio::spawn(async move {
         use meetbot_bot::audio_stream::{Outgoing, stream_audio};
         let Some(cfg) = stream_cfg else {
@@ -390,17 +355,14 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         r.map(|_| n).map_err(|e| e.to_string())
     });
     let reporter = {
-        let (store, tenant, job_id) = (store.clone(), tenant.clone(), job_id.clone());
         let events = events.clone();
         tokio::spawn(async move {
             while let Some(l) = report_rx.recv().await {
                 let kind = match &l {
                     Lifecycle::Joining => EventKind::Joining,
                     Lifecycle::WaitingRoom => EventKind::WaitingRoom,
-                    Lifecycle::InCall => {
-                        let _ = set_state(&*store, &tenant, &job_id, BotJobState::Joined).await;
-                        EventKind::InCall
-                    }
+                    // The launcher moves the job to `joined`.
+                    Lifecycle::InCall => EventKind::InCall,
                     Lifecycle::Recording => EventKind::Recording,
                     Lifecycle::Leaving(_) => EventKind::Leaving,
                 };
@@ -409,7 +371,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         })
     };
     let stop = {
-        let watch = job_stopped(store.clone(), tenant.clone(), job_id.clone());
+        let watch = told_to_leave(control.clone());
         async move {
             tokio::select! {
                 _ = meetbot_core::ops::shutdown_signal() => {}
@@ -437,13 +399,7 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
     // left the live states (stopped, cancelled or gone: nothing of it is kept anyway, and the
     // transcriber refuses a reconnect of a job that is over).
     let stream_failure = match stream_failure {
-        Some(_)
-            if store.get_bot_job(&tenant, &job_id).await.is_ok_and(|j| {
-                !j.is_some_and(|j| meetbot_scheduler::jobs::live(&j.value.state))
-            }) =>
-        {
-            None
-        }
+        Some(_) if control.status().await.is_ok_and(|s| s.leave) => None,
         f => f,
     };
     let outcome = match (outcome, stream_failure) {
@@ -456,20 +412,14 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
         Ok(o) if o.reason == meetbot_bot::session::LeaveReason::Stopped => {
             // Stopped or withdrawn: the job says so already. Told to stop by its launcher
             // alone (the job still live): done.
-            let live = store
-                .get_bot_job(&tenant, &job_id)
-                .await?
-                .is_some_and(|j| meetbot_scheduler::jobs::live(&j.value.state));
-            if live {
-                events.publish(EventKind::Done).await;
-                set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;
+            if control.status().await.is_ok_and(|s| !s.leave) {
+                events.finish(EventKind::Done).await;
             }
             eprintln!("bot {job_id}: left (stopped)");
             Ok(())
         }
         Ok(o) if o.reason.is_success() => {
-            events.publish(EventKind::Done).await;
-            set_state(&*store, &tenant, &job_id, BotJobState::Done).await?;
+            events.finish(EventKind::Done).await;
             eprintln!(
                 "bot {job_id}: left ({}); {packets} audio packets, {} malformed",
                 o.reason.describe(),
@@ -477,16 +427,17 @@ pub async fn bot(config: Config, tenant: TenantId, job_id: String) -> Result<()>
             );
             Ok(())
         }
-        Ok(o) => fail_and_exit(&events, &*store, &tenant, &job_id, o.reason.describe()).await,
+        Ok(o) => fail_and_exit(&events, &job_id, o.reason.describe()).await,
         Err(meetbot_bot::connector::ConnectError::Lost(reason)) => {
             // The meeting client crashed or hung: the job stays live and this process exits
             // with 4, so the launcher's watcher launches the bot again per its relaunch policy
             // (the meeting still runs) or fails the job when the policy is spent.
+            // (Reported as leaving: a `failed` report would end the job.)
             let reason = format!("the meeting client failed: {reason}");
-            events.publish(EventKind::Failed(reason.clone())).await;
+            events.publish(EventKind::Leaving).await;
             eprintln!("bot {job_id}: {reason}; exiting for a relaunch");
             std::process::exit(4);
         }
-        Err(e) => fail_and_exit(&events, &*store, &tenant, &job_id, e.to_string()).await,
+        Err(e) => fail_and_exit(&events, &job_id, e.to_string()).await,
     }
 }

@@ -51,7 +51,8 @@ enum Command {
     CalendarSync,
     /// The launcher service: consumes bot jobs, launches one bot each (Kubernetes Job or process).
     Launcher,
-    /// One bot for one job (started by the launcher).
+    /// One bot for one job (started by the launcher, which hands it its ticket in
+    /// MEETBOT_BOT_TICKET; the ids say which job the ticket must be for).
     Bot {
         #[arg(long)]
         tenant: meetbot_core::TenantId,
@@ -192,6 +193,16 @@ pub(crate) enum Provider {
 }
 
 fn main() -> ExitCode {
+    // A bot's ticket is not configuration, and nothing the bot starts (Chromium) inherits it:
+    // taken out of the environment before anything reads it (decision 0032).
+    let ticket = std::env::var(meetbot_bot::ticket::TICKET_ENV)
+        .ok()
+        .map(zeroize::Zeroizing::new);
+    if ticket.is_some() {
+        // SAFETY: no other thread exists yet (the async runtime starts below), so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::remove_var(meetbot_bot::ticket::TICKET_ENV) };
+    }
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -211,7 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command, config)) {
+    match rt.block_on(run(cli.command, config, ticket)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -299,7 +310,11 @@ fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn run(cmd: Command, config: Config) -> Result<()> {
+async fn run(
+    cmd: Command,
+    config: Config,
+    ticket: Option<zeroize::Zeroizing<String>>,
+) -> Result<()> {
     match cmd {
         Command::Dev { no_demo, demo_in } => {
             runtime::dev(config, (!no_demo).then_some(demo_in)).await
@@ -308,7 +323,7 @@ async fn run(cmd: Command, config: Config) -> Result<()> {
         Command::Scheduler => runtime::scheduler(config).await,
         Command::CalendarSync => runtime::calendar_sync(config).await,
         Command::Launcher => bots::launcher_service(config).await,
-        Command::Bot { tenant, job } => bots::bot(config, tenant, job).await,
+        Command::Bot { tenant, job } => bots::bot(ticket, tenant, job).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Audit(c) => tenant::run_audit(c, &config).await,

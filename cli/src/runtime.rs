@@ -389,12 +389,11 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
         config.scheduler.tick_ms
     );
     let (launch_stop_tx, mut launch_stop) = watch::channel(false);
-    // The transcriber in process: local bots stream their audio to it.
-    let mut bot_env = Vec::new();
-    if !config.bot.room_servers.is_empty() {
-        let list = serde_json::to_string(&config.bot.room_servers)?;
-        bot_env.push(("MEETBOT_BOT__ROOM_SERVERS".to_string(), list));
-    }
+    // The transcriber in process: local bots stream their audio to it, told where and with
+    // which token by their tickets. Their control endpoint is on a free loopback port.
+    let mut launch_config = config.clone();
+    launch_config.launcher.control_listen = "127.0.0.1:0".into();
+    launch_config.launcher.control_url = None;
     let mut transcriber = None;
     let mut live = None;
     let tenants = Arc::new(tenants);
@@ -407,8 +406,8 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
                 config.transcriber.summarizer.kind
             );
             live = Some((url.clone(), secret.clone()));
-            bot_env.push(("MEETBOT_BOT__TRANSCRIBER_URL".to_string(), url));
-            bot_env.push(("MEETBOT_BOT__AUDIO_TOKEN_SECRET".to_string(), secret));
+            launch_config.bot.transcriber_url = Some(url);
+            launch_config.transcriber.audio_token_secret = Some(secret);
             transcriber = Some(task);
         }
         Err(e) => eprintln!("      transcription off: {e:#}"),
@@ -452,9 +451,9 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
         ))
     });
     let launch = {
-        let (config, queue, store) = (config.clone(), queue.clone(), store.clone());
+        let (config, queue, tenants) = (launch_config, queue.clone(), tenants.clone());
         tokio::spawn(async move {
-            crate::bots::run_consumer(&config, queue, store, &bot_env, async move {
+            crate::bots::run_consumer(&config, queue, tenants, async move {
                 let _ = launch_stop.changed().await;
             })
             .await

@@ -350,7 +350,8 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (listen, server) = serve(&config, tenants, secret, metrics, stop_rx.clone()).await?;
+    let (listen, secure, server) =
+        serve(&config, tenants, secret, metrics, stop_rx.clone()).await?;
     let mut ops_stop = stop_rx.clone();
     let (ops_addr, ops) = Ops::new(
         "transcriber",
@@ -361,8 +362,13 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
         let _ = ops_stop.changed().await;
     })
     .await?;
+    let (ws, http) = if secure {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     eprintln!(
-        "transcriber: audio on ws://{listen}/v1/audio/<tenant>/<job>, live transcripts on http://{listen}/v1/live/<tenant>/<job>, ops on http://{ops_addr}; engine {:?} ({}), summarizer {:?}",
+        "transcriber: audio on {ws}://{listen}/v1/audio/<tenant>/<job>, live transcripts on {http}://{listen}/v1/live/<tenant>/<job>, ops on http://{ops_addr}; engine {:?} ({}), summarizer {:?}",
         config.transcriber.engine.kind,
         config.transcriber.engine.model,
         config.transcriber.summarizer.kind
@@ -376,14 +382,26 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
 
 type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
-/// Builds the service and serves it on `transcriber.listen` until `stop` changes.
+/// Builds the service and serves it on `transcriber.listen` until `stop` changes: over TLS
+/// (`wss://`, the returned flag) when `transcriber.tls_cert_file` and `tls_key_file` are set.
 async fn serve(
     config: &Config,
     tenants: Arc<meetbot_store::vault::Tenants>,
     secret: String,
     metrics: meetbot_transcriber::service::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(std::net::SocketAddr, ServerTask)> {
+) -> Result<(std::net::SocketAddr, bool, ServerTask)> {
+    let t = &config.transcriber;
+    let tls = match (&t.tls_cert_file, &t.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            meetbot_transcriber::service::tls_config(cert, key)
+                .context("transcriber.tls_cert_file / transcriber.tls_key_file")?,
+        ),
+        (None, None) => None,
+        _ => bail!(
+            "transcriber.tls_cert_file and transcriber.tls_key_file go together: set both or neither"
+        ),
+    };
     let svc = build_service(config, tenants.clone(), secret, metrics).await?;
     // Summaries go to each tenant's delivery targets through the outbox, which this process
     // also works off (replicas share it safely: every claim is a compare-and-set).
@@ -426,14 +444,33 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen} (transcriber.listen)"))?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        axum::serve(listener, svc.router())
-            .with_graceful_shutdown(async move {
+    let secure = tls.is_some();
+    let task = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, svc.router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }),
+        Some(tls) => {
+            // rustls (aws-lc-rs) in front of the same router; handshakes time out after 10 s.
+            let handle = axum_server::Handle::new();
+            let on_stop = handle.clone();
+            tokio::spawn(async move {
                 let _ = stop.changed().await;
-            })
-            .await
-    });
-    Ok((addr, task))
+                on_stop.graceful_shutdown(None);
+            });
+            let server = axum_server::from_tcp_rustls(
+                listener.into_std()?,
+                axum_server::tls_rustls::RustlsConfig::from_config(tls),
+            )?
+            .handle(handle);
+            let router = svc.router();
+            tokio::spawn(async move { server.serve(router.into_make_service()).await })
+        }
+    };
+    Ok((addr, secure, task))
 }
 
 /// `meetbot dev`'s transcriber: served on `transcriber.listen` until `stop` changes. Returns the
@@ -448,8 +485,9 @@ pub async fn in_process(
         None => meetbot_crypto::random_hex(32)?,
     };
     let metrics = meetbot_transcriber::service::Metrics::new();
-    let (addr, task) = serve(config, tenants, secret.clone(), metrics, stop).await?;
-    Ok((format!("ws://{addr}/v1/audio"), secret, task))
+    let (addr, secure, task) = serve(config, tenants, secret.clone(), metrics, stop).await?;
+    let scheme = if secure { "wss" } else { "ws" };
+    Ok((format!("{scheme}://{addr}/v1/audio"), secret, task))
 }
 
 /// The names dataset redaction uses: `path`, else the model directory's copy. A missing

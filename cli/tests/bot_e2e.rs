@@ -4,7 +4,8 @@
 //! killed mid-meeting, the consumer's watch finds it lost and launches one new bot (the gap is
 //! in the job's history, and never two bots at once); when the last participant leaves, the bot
 //! leaves by the alone rule and the job is done. The bot's name is the tenant's and its alone
-//! timeout the job's own (job over tenant over service).
+//! timeout the job's own (job over tenant over service). Bots get only their tickets (decision
+//! 0032): their state reaches the store through the launcher's control endpoint.
 
 use chrono::{Duration as CDuration, Utc};
 use meetbot_bot::consumer::{Handled, LaunchConsumer, LaunchSettings};
@@ -67,7 +68,9 @@ where
 /// A tenant in an embedded store with a local key file, as a bot process sees it.
 struct World {
     dir: tempfile::TempDir,
-    cfg: Config,
+    tenants: Arc<Tenants>,
+    /// The `[bot]` section the launcher tells its bots (set by [`World::launcher`]).
+    bot: std::sync::Mutex<meetbot_core::config::BotConfig>,
     store: Arc<dyn meetbot_store::Store>,
     tenant: meetbot_core::TenantId,
     vault: Arc<meetbot_store::vault::TenantVault>,
@@ -79,15 +82,16 @@ async fn world(name: &str) -> World {
     cfg.store.embedded_dir = dir.path().join("data");
     cfg.keys.local_key_file = dir.path().join("key");
     let store = meetbot_store::open(&cfg.store).await.unwrap();
-    let tenants = Tenants::new(
+    let tenants = Arc::new(Tenants::new(
         store.clone(),
         Arc::new(LocalKeyFile::open_or_create(&cfg.keys.local_key_file).unwrap()),
-    );
+    ));
     let tenant = tenants.create(name).await.unwrap().id;
     let vault = tenants.vault(&tenant).await.unwrap();
     World {
         dir,
-        cfg,
+        tenants,
+        bot: Default::default(),
         store,
         tenant,
         vault,
@@ -136,44 +140,47 @@ impl World {
             history: vec![],
             published_at: Some(now),
             bot_rules,
+            ticket: None,
         };
         self.store.insert_bot_job(&self.tenant, &job).await.unwrap();
         job
     }
 
-    /// A local launcher of `meetbot bot` processes that get only this world's configuration
-    /// and `env` (not the test runner's MEETBOT_TEST_*).
+    /// A local launcher of `meetbot bot` processes, whose tickets carry the `[bot]` settings
+    /// `env` gives (as `MEETBOT_BOT__*` variables would) and nothing of the store or keys.
     fn launcher(&self, env: &[(&str, &str)]) -> Arc<LocalProcessLauncher> {
-        let mut local =
-            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
-            local = local.without_env(&k);
-        }
-        local = local
-            .with_env(
-                "MEETBOT_STORE__EMBEDDED_DIR",
-                &self.cfg.store.embedded_dir.display().to_string(),
-            )
-            .with_env(
-                "MEETBOT_KEYS__LOCAL_KEY_FILE",
-                &self.cfg.keys.local_key_file.display().to_string(),
-            )
-            .with_env("MEETBOT_BOT__ICE_IP", "127.0.0.2")
-            .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
-            .with_grace(Duration::from_secs(5));
-        for (k, v) in env {
-            local = local.with_env(k, v);
-        }
-        Arc::new(local)
+        let mut vars = vec![("MEETBOT_BOT__ICE_IP", "127.0.0.2")];
+        vars.extend_from_slice(env);
+        *self.bot.lock().unwrap() = Config::load_with_env(None, &vars).unwrap().bot;
+        Arc::new(
+            LocalProcessLauncher::new(env!("CARGO_BIN_EXE_meetbot"), vec!["bot".into()], 2)
+                .with_env("MEETBOT_TELEMETRY__LOG_LEVEL", "warn")
+                .with_grace(Duration::from_secs(5)),
+        )
     }
 
     /// Publishes `job` on an in-process queue and has a launch consumer take it (launched).
     async fn launch(&self, job: &BotJob, launcher: Arc<LocalProcessLauncher>) -> LaunchConsumer {
         let queue = Arc::new(InProcessQueue::new(5));
+        // The launcher's control endpoint, where the bots report (for the test's life).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let control_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(meetbot_bot::control::serve(
+            listener,
+            meetbot_bot::control::Control::new(self.store.clone(), Some(queue.clone())),
+            std::future::pending(),
+        ));
+        let issuer = meetbot_bot::ticket::TicketIssuer::new(
+            self.tenants.clone(),
+            self.bot.lock().unwrap().clone(),
+            None,
+            control_url,
+        );
         let consumer = LaunchConsumer::new(
             queue.clone(),
             self.store.clone(),
             launcher,
+            Arc::new(issuer),
             LaunchSettings::default(),
         );
         queue

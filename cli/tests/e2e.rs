@@ -230,6 +230,8 @@ fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_e
             ("MEETBOT_DELIVERY__SLACK_TOKEN", "xoxb-e2e".into()),
             ("MEETBOT_DELIVERY__POLL_SECONDS", "1".into()),
             ("MEETBOT_OPS__LISTEN", "127.0.0.1:0".into()),
+            // The launcher's control endpoint for its bots, on a free port.
+            ("MEETBOT_LAUNCHER__CONTROL_LISTEN", "127.0.0.1:0".into()),
             ("MEETBOT_TELEMETRY__LOG_LEVEL", "warn".into()),
         ]
         .into_iter()

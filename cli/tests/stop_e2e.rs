@@ -197,6 +197,8 @@ fn a_meeting_deleted_mid_call_stops_its_bot_within_5_s_and_leaves_no_transcript_
             ("MEETBOT_DELIVERY__SLACK_TOKEN", "xoxb-e2e".into()),
             ("MEETBOT_DELIVERY__POLL_SECONDS", "1".into()),
             ("MEETBOT_OPS__LISTEN", "127.0.0.1:0".into()),
+            // The launcher's control endpoint for its bots, on a free port.
+            ("MEETBOT_LAUNCHER__CONTROL_LISTEN", "127.0.0.1:0".into()),
             ("MEETBOT_TELEMETRY__LOG_LEVEL", "warn".into()),
         ]
         .into_iter()

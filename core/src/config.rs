@@ -286,6 +286,11 @@ pub struct TranscriberConfig {
     pub transcript_retention_days: u32,
     /// Live partial results for speech still going on, every this many ms of it (0: off).
     pub partial_every_ms: u64,
+    /// TLS on the listener (`wss://`): the certificate chain, PEM, leaf first (both or neither
+    /// with `tls_key_file`; read at start). Unset: plain `ws://`, for loopback only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for TranscriberConfig {
@@ -300,6 +305,8 @@ impl Default for TranscriberConfig {
             audio_token_secret: None,
             transcript_retention_days: 30,
             partial_every_ms: 2_000,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -327,6 +334,10 @@ pub struct BotConfig {
     pub ice_ip: std::net::IpAddr,
     /// The transcriber's audio endpoint (`wss://.../v1/audio`); unset: audio is not streamed.
     pub transcriber_url: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the transcriber besides the system's roots (an
+    /// in-cluster private CA); read by the launcher, which hands them to its bots in their
+    /// tickets (the bot pod mounts no file).
+    pub transcriber_ca_file: Option<PathBuf>,
     /// Shared with the transcriber to derive each job's audio token; prefer the environment
     /// (`MEETBOT_BOT__AUDIO_TOKEN_SECRET`).
     #[serde(skip_serializing)]
@@ -384,6 +395,7 @@ impl Default for BotConfig {
             room_servers: Vec::new(),
             ice_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             transcriber_url: None,
+            transcriber_ca_file: None,
             audio_token_secret: None,
             audio_buffer_frames: 15_000,
             browser: BrowserBotConfig::default(),
@@ -412,6 +424,12 @@ pub struct LauncherConfig {
     pub watch_seconds: u64,
     /// Relaunches of a bot lost mid-meeting before its job fails.
     pub max_relaunches: u32,
+    /// Where the launcher serves its bots' control endpoint (they report their state and ask
+    /// whether to leave there, with their ticket's token; decision 0032).
+    pub control_listen: String,
+    /// The URL bots reach that endpoint at (e.g. `http://meetbot-launcher:8093`); unset:
+    /// `http://<control_listen>`.
+    pub control_url: Option<String>,
     pub kubernetes: KubernetesLauncherConfig,
 }
 
@@ -423,6 +441,8 @@ impl Default for LauncherConfig {
             max_meeting_minutes: 240,
             watch_seconds: 5,
             max_relaunches: 3,
+            control_listen: "127.0.0.1:8093".into(),
+            control_url: None,
             kubernetes: KubernetesLauncherConfig::default(),
         }
     }
@@ -1043,6 +1063,12 @@ impl Config {
         {
             bad("bot.janus_api_url", format!("{u:?} is not an http(s) URL"));
         }
+        if b.transcriber_ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            bad("bot.transcriber_ca_file", "must name a file".into());
+        }
         if let Some(u) = &b.transcriber_url {
             if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "ws" | "wss")) {
                 bad("bot.transcriber_url", format!("{u:?} is not a ws(s) URL"));
@@ -1290,6 +1316,29 @@ impl Config {
                 "must be 16+ characters".into(),
             );
         }
+        // TLS on the audio listener: a certificate and its key, both or neither. The files are
+        // read when the transcriber starts (only its pod mounts them).
+        match (&t.tls_cert_file, &t.tls_key_file) {
+            (Some(_), None) => bad(
+                "transcriber.tls_key_file",
+                "required when transcriber.tls_cert_file is set: the certificate's private key (PEM)"
+                    .into(),
+            ),
+            (None, Some(_)) => bad(
+                "transcriber.tls_cert_file",
+                "required when transcriber.tls_key_file is set: the certificate chain (PEM)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        for (f, v) in [
+            ("transcriber.tls_cert_file", &t.tls_cert_file),
+            ("transcriber.tls_key_file", &t.tls_key_file),
+        ] {
+            if v.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                bad(f, "must name a file".into());
+            }
+        }
         if t.partial_every_ms != 0 && !(500..=60_000).contains(&t.partial_every_ms) {
             bad(
                 "transcriber.partial_every_ms",
@@ -1300,6 +1349,23 @@ impl Config {
             );
         }
         let l = &self.launcher;
+        if l.control_listen.parse::<std::net::SocketAddr>().is_err() {
+            bad(
+                "launcher.control_listen",
+                format!(
+                    "{:?} is not an address and port (e.g. 0.0.0.0:8093)",
+                    l.control_listen
+                ),
+            );
+        }
+        if let Some(u) = &l.control_url
+            && !matches!(url::Url::parse(u), Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some())
+        {
+            bad(
+                "launcher.control_url",
+                format!("{u:?} is not an http(s) URL (e.g. http://meetbot-launcher:8093)"),
+            );
+        }
         if !(1..=1000).contains(&l.max_concurrent) {
             bad(
                 "launcher.max_concurrent",
@@ -1666,6 +1732,35 @@ mod tests {
             Config::load_with_env(Some(Path::new("/nonexistent/meetbot.toml")), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::File { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/meetbot.toml"));
+    }
+
+    #[test]
+    fn a_transcriber_tls_certificate_without_its_key_or_a_key_without_its_certificate_is_refused() {
+        let err = Config::load_with_env(
+            None,
+            &[("MEETBOT_TRANSCRIBER__TLS_CERT_FILE", "/tls/tls.crt")],
+        )
+        .unwrap_err();
+        assert_eq!(fields(err), ["transcriber.tls_key_file"]);
+        let err = Config::load_with_env(
+            None,
+            &[("MEETBOT_TRANSCRIBER__TLS_KEY_FILE", "/tls/tls.key")],
+        )
+        .unwrap_err();
+        assert_eq!(fields(err), ["transcriber.tls_cert_file"]);
+        // Both: accepted here (the files are read when the transcriber starts, in its pod).
+        let c = Config::load_with_env(
+            None,
+            &[
+                ("MEETBOT_TRANSCRIBER__TLS_CERT_FILE", "/tls/tls.crt"),
+                ("MEETBOT_TRANSCRIBER__TLS_KEY_FILE", "/tls/tls.key"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.transcriber.tls_key_file.as_deref(),
+            Some(Path::new("/tls/tls.key"))
+        );
     }
 
     #[test]

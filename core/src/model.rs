@@ -269,6 +269,24 @@ pub struct BotJob {
     /// This job's own bot rules (an ad-hoc request may set them); they win over the tenant's.
     #[serde(default)]
     pub bot_rules: Option<BotRuleOverrides>,
+    /// The ticket of the bot now serving this job (decision 0032): a relaunch replaces it, so
+    /// an earlier bot's tokens stop working.
+    #[serde(default)]
+    pub ticket: Option<TicketRecord>,
+}
+
+/// What the store keeps of a bot's ticket: never the tokens themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// Random, per ticket.
+    pub id: String,
+    /// Hex SHA-256 of the bot's control token.
+    pub control_sha256: String,
+    /// The expiry its audio token carries (seconds since the Unix epoch): the transcriber
+    /// takes a stream only with the current ticket's audio token.
+    pub audio_expires: Option<u64>,
+    /// When the control token stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 impl BotJob {
@@ -287,6 +305,7 @@ impl BotJob {
             }],
             published_at: None,
             bot_rules: None,
+            ticket: None,
         }
     }
 }

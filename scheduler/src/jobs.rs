@@ -84,6 +84,7 @@ mod tests {
             history: vec![],
             published_at: None,
             bot_rules: None,
+            ticket: None,
         }
     }
 

@@ -234,8 +234,25 @@ pub trait Store: Send + Sync {
     /// Ends every session of a user (role change, removal); returns how many.
     async fn delete_user_sessions(&self, t: &TenantId, user_id: &str) -> Result<u64>;
 
+    /// Stores a key whole (creation; tests). Changes to a key in use go through
+    /// [`Store::update_api_key_at`], so a stale copy cannot undo a revocation.
     async fn put_api_key(&self, t: &TenantId, k: &ApiKey) -> Result<()>;
     async fn get_api_key(&self, t: &TenantId, id: &str) -> Result<Option<ApiKey>>;
+    /// An API key with the version the store holds, for [`Store::update_api_key_at`].
+    async fn get_api_key_versioned(
+        &self,
+        t: &TenantId,
+        id: &str,
+    ) -> Result<Option<Versioned<ApiKey>>>;
+    /// Replaces the key only if the store still holds `expected_version` (compare-and-set: a
+    /// use recorded from a copy read before a revocation fails instead of un-revoking it);
+    /// `Conflict` otherwise, also when the key does not exist. Returns the new version.
+    async fn update_api_key_at(
+        &self,
+        t: &TenantId,
+        k: &ApiKey,
+        expected_version: u64,
+    ) -> Result<u64>;
     async fn list_api_keys(&self, t: &TenantId) -> Result<Vec<ApiKey>>;
 
     async fn put_signin_pending(&self, t: &TenantId, p: &SignInPending) -> Result<()>;

@@ -826,6 +826,34 @@ impl<E: Engine> Store for E {
         by_id(self, &tenant(t), &API_KEYS, id).await
     }
 
+    async fn get_api_key_versioned(
+        &self,
+        t: &TenantId,
+        id: &str,
+    ) -> Result<Option<Versioned<ApiKey>>> {
+        self.get(&tenant(t), &API_KEYS, id)
+            .await?
+            .map(|r| decode_versioned(&API_KEYS, r))
+            .transpose()
+    }
+
+    async fn update_api_key_at(
+        &self,
+        t: &TenantId,
+        k: &ApiKey,
+        expected_version: u64,
+    ) -> Result<u64> {
+        self.require_active(t).await?;
+        let rec = record(&k.id, vec![], None, k)?;
+        self.put(
+            &tenant(t),
+            &API_KEYS,
+            rec,
+            Expect::Version(expected_version),
+        )
+        .await
+    }
+
     async fn list_api_keys(&self, t: &TenantId) -> Result<Vec<ApiKey>> {
         all(self, &tenant(t), &API_KEYS, Query::default()).await
     }

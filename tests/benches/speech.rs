@@ -191,6 +191,7 @@ async fn speak(
             token: secrecy::SecretString::from(token),
             buffer_frames: 20_000,
             max_outage: Duration::from_secs(10),
+            trusted_ca: Vec::new(),
         },
         rx,
     ));
@@ -354,6 +355,7 @@ async fn streaming() -> serde_json::Value {
             token: SecretString::from(token),
             buffer_frames: 20_000,
             max_outage: Duration::from_secs(10),
+            trusted_ca: Vec::new(),
         },
         rx,
     ));

@@ -4382,3 +4382,100 @@ async fn connecting_an_ics_feed_answers_202_and_a_bomb_fails_in_the_background_w
     assert_eq!(s, 409, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("10"));
 }
+
+#[tokio::test]
+async fn a_revocation_racing_a_requests_last_used_write_stays_revoked() {
+    let w = world().await;
+    let (s, created) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "crm sync", "scopes": ["meetings:read"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["token"].as_str().unwrap().to_string();
+    let id = created["key"]["id"].as_str().unwrap().to_string();
+    // The race, step by step: a request authenticated with the key has read it (unused, so
+    // its use is due to be recorded) and passed every check ...
+    let read = w
+        .store
+        .get_api_key_versioned(&w.a, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.value.revoked_at.is_none() && read.value.last_used_at.is_none());
+    // ... an admin revokes the key ...
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    // ... and only then does the request write `last_used_at` from the copy it read.
+    let late = auth::record_key_use(&*w.store, &w.a, read.clone(), Utc::now()).await;
+    assert!(
+        matches!(&late, Err(meetbot_api::error::ApiError::Unauthorized(m)) if m.contains("revoked")),
+        "the late use write is refused: {late:?}"
+    );
+    let stored = w.store.get_api_key(&w.a, &id).await.unwrap().unwrap();
+    assert!(stored.revoked_at.is_some(), "the key stays revoked");
+    assert_eq!(stored.last_used_at, None, "the stale copy was not written");
+    let (s, body) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{body}"
+    );
+
+    // The other order: the use is written between the revocation's read and its write; the
+    // revocation reads again and still lands.
+    let (s, created) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::POST,
+            "/v1/api-keys",
+            Some(&json!({"name": "crm sync 2", "scopes": ["meetings:read"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["token"].as_str().unwrap().to_string();
+    let id = created["key"]["id"].as_str().unwrap().to_string();
+    let read = w
+        .store
+        .get_api_key_versioned(&w.a, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let used = auth::record_key_use(&*w.store, &w.a, read.clone(), Utc::now())
+        .await
+        .unwrap();
+    assert!(used.last_used_at.is_some());
+    let mut stale = read.value.clone();
+    stale.revoked_at = Some(Utc::now());
+    assert!(
+        matches!(
+            w.store.update_api_key_at(&w.a, &stale, read.version).await,
+            Err(meetbot_store::StoreError::Conflict { .. })
+        ),
+        "a revocation from a copy read before the use is not written blind"
+    );
+    let (s, _) = w
+        .call(
+            Some(&w.tokens.admin),
+            Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
+    assert_eq!(s, 401);
+}

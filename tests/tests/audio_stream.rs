@@ -26,6 +26,7 @@ fn settings(sink: &AudioSink, tok: &str, buffer: usize) -> StreamSettings {
         token: SecretString::from(tok.to_string()),
         buffer_frames: buffer,
         max_outage: Duration::from_secs(10),
+        trusted_ca: Vec::new(),
     }
 }
 

@@ -208,16 +208,21 @@ async fn throttling_and_a_bad_token_are_told_apart() {
     let client = GoogleClient::new(&g.root_url()).unwrap();
     let (from, to) = window();
     g.throttle_next(1);
-    match client.events_round(TOKEN, None, from, to).await {
+    match client.events_round(TOKEN, None, from, to, 10_000).await {
         Err(GoogleError::Throttled {
             status: 429,
             retry_after,
         }) => assert_eq!(retry_after, Some(Duration::from_secs(1))),
         other => panic!("{other:?}"),
     }
-    assert!(client.events_round(TOKEN, None, from, to).await.is_ok());
+    assert!(
+        client
+            .events_round(TOKEN, None, from, to, 10_000)
+            .await
+            .is_ok()
+    );
     assert!(matches!(
-        client.events_round("expired", None, from, to).await,
+        client.events_round("expired", None, from, to, 10_000).await,
         Err(GoogleError::Unauthorized)
     ));
 }
@@ -346,4 +351,181 @@ async fn a_google_watch_channel_pushes_changes_is_replaced_before_expiry_and_sto
             .push
             .is_none()
     );
+}
+
+/// A round that may apply at most `max_events` events.
+fn capped(max_events: usize) -> meetbot_calendar_sync::sync::RoundLimits {
+    meetbot_calendar_sync::sync::RoundLimits {
+        max_events,
+        ..Default::default()
+    }
+}
+
+async fn capped_round(
+    client: &GoogleClient,
+    c: &common::Connected,
+    limits: &meetbot_calendar_sync::sync::RoundLimits,
+) -> meetbot_calendar_sync::sync::SyncReport {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        meetbot_calendar_sync::sync::sync_connection_within(
+            Provider::Google(client),
+            &c.tenants,
+            &c.tenant,
+            &c.conn,
+            None,
+            &AutoJoinRules::default(),
+            window(),
+            limits,
+        ),
+    )
+    .await
+    .expect("the round ends")
+    .unwrap()
+}
+
+async fn cursor_of(c: &common::Connected) -> Option<String> {
+    c.store
+        .get_connection(&c.tenant, &c.conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .sync_cursor
+}
+
+#[tokio::test]
+async fn a_google_answer_of_endless_pages_is_cut_at_the_per_round_cap_and_the_round_ends() {
+    use meetbot_calendar_sync::sync::continues_a_cut_round;
+    let g = GoogleStandIn::start().await;
+    let now = Utc::now();
+    for i in 0..4 {
+        g.upsert(event(
+            &format!("gev{i}"),
+            "Consult",
+            now + CDuration::hours(i + 1),
+            true,
+        ));
+    }
+    g.endless_pages();
+    let client = GoogleClient::new(&g.root_url()).unwrap().with_page_size(6);
+    let a = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    // Pages of 6, so at most 3 pages (18 events) within a cap of 20.
+    let limits = capped(20);
+    for n in 0..3 {
+        let before = g.requests();
+        let r = capped_round(&client, &a, &limits).await;
+        assert!(r.cut && r.pages == 3, "{r:?}");
+        assert_eq!(g.requests() - before, 3, "three pages asked for, no more");
+        assert_eq!(r.events, if n == 0 { 4 } else { 0 }, "{r:?}");
+        assert_eq!(state(&a).await.len(), 4, "each event stored once");
+        assert!(continues_a_cut_round(cursor_of(&a).await.as_deref()));
+    }
+}
+
+#[tokio::test]
+async fn a_google_calendar_over_the_per_round_cap_is_read_on_by_the_next_rounds_without_losing_or_duplicating_events()
+ {
+    use meetbot_calendar_sync::sync::continues_a_cut_round;
+    let g = GoogleStandIn::start().await;
+    let now = Utc::now();
+    for i in 0..50 {
+        g.upsert(event(
+            &format!("gev{i:03}"),
+            &format!("Consult {i}"),
+            now + CDuration::minutes(60 + 37 * i),
+            i % 3 != 0,
+        ));
+    }
+    let client = GoogleClient::new(&g.root_url()).unwrap().with_page_size(6);
+    let a = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    let limits = capped(20);
+    let first = capped_round(&client, &a, &limits).await;
+    assert!(
+        first.full && first.cut && first.pages == 3 && first.events == 18,
+        "{first:?}"
+    );
+    assert_eq!(state(&a).await.len(), 18);
+    let cursor = cursor_of(&a).await;
+    assert!(continues_a_cut_round(cursor.as_deref()), "{cursor:?}");
+    // Added while the listing is half read: it comes with the round after the listing.
+    g.upsert(event(
+        "late",
+        "Late consult",
+        now + CDuration::hours(5),
+        true,
+    ));
+    let second = capped_round(&client, &a, &limits).await;
+    assert!(second.cut && second.events == 18, "{second:?}");
+    assert_eq!(state(&a).await.len(), 36);
+    let third = capped_round(&client, &a, &limits).await;
+    assert!(
+        !third.cut && third.events == 14,
+        "the listing ends: {third:?}"
+    );
+    assert_eq!(state(&a).await.len(), 50, "each event once, none lost");
+    assert!(!continues_a_cut_round(cursor_of(&a).await.as_deref()));
+    let fourth = capped_round(&client, &a, &limits).await;
+    assert!(
+        !fourth.full && !fourth.cut && fourth.events == 1,
+        "{fourth:?}"
+    );
+    // Later changes arrive incrementally as before.
+    let mut renamed = g.event("gev007").unwrap();
+    renamed["summary"] = "Renamed consult".into();
+    g.upsert(renamed);
+    g.delete("gev011");
+    let fifth = capped_round(&client, &a, &limits).await;
+    assert!(!fifth.cut && fifth.events == 2, "{fifth:?}");
+    // The same as one uncapped full sync of the calendar as it is now.
+    let b = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    let fresh = capped_round(&client, &b, &capped(10_000)).await;
+    assert!(!fresh.cut, "{fresh:?}");
+    let (sa, sb) = (state(&a).await, state(&b).await);
+    assert_eq!(sa.len(), 50);
+    assert_eq!(sa, sb);
+}
+
+#[tokio::test]
+async fn a_round_cut_at_the_cap_is_read_on_at_the_next_poll_even_while_push_is_live() {
+    use meetbot_calendar_sync::graph::GraphClient;
+    use meetbot_calendar_sync::worker::{PushOutcome, SyncWorker, WorkerSettings};
+    let g = GoogleStandIn::start().await;
+    let now = Utc::now();
+    for i in 0..30 {
+        g.upsert(event(
+            &format!("gev{i:03}"),
+            "Consult",
+            now + CDuration::minutes(60 + 41 * i),
+            true,
+        ));
+    }
+    let c = common::connected(CalendarProvider::Google, TOKEN, USER).await;
+    let settings = WorkerSettings {
+        poll_every: Duration::from_secs(3600),
+        // Nothing listens there: the channel's notifications go nowhere.
+        google_notification_url: Some("http://127.0.0.1:9/webhooks/google".into()),
+        limits: capped(20),
+        ..Default::default()
+    };
+    // No Microsoft connection here; the Graph client is never called.
+    let graph = GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap();
+    let worker = SyncWorker::new(
+        graph,
+        c.tenants.clone(),
+        AutoJoinRules::default(),
+        settings,
+        Default::default(),
+    )
+    .with_google(GoogleClient::new(&g.root_url()).unwrap().with_page_size(6));
+    let first = worker.sync(&c.tenant, &c.conn).await.unwrap().unwrap();
+    assert!(first.cut && first.events == 18, "{first:?}");
+    assert_eq!(
+        worker.ensure_push(&c.tenant, &c.conn, false).await.unwrap(),
+        PushOutcome::Created
+    );
+    // Push is live, but no notification will come for what is still unread: the poll reads on.
+    assert_eq!(worker.poll().await.unwrap(), 1);
+    assert_eq!(state(&c).await.len(), 30);
+    // Read to the end: with push live, polling leaves it to the notifications again.
+    assert_eq!(worker.poll().await.unwrap(), 0);
 }

@@ -238,7 +238,10 @@ async fn throttling_and_a_bad_token_are_reported_with_what_to_do() {
     let graph = client(&g, 10);
     g.throttle_next(1);
     let (from, to) = window();
-    match graph.calendar_view_delta(TOKEN, None, from, to).await {
+    match graph
+        .calendar_view_delta(TOKEN, None, from, to, 10_000)
+        .await
+    {
         Err(GraphError::Throttled {
             status: 429,
             retry_after,
@@ -247,13 +250,13 @@ async fn throttling_and_a_bad_token_are_reported_with_what_to_do() {
     }
     assert!(
         graph
-            .calendar_view_delta(TOKEN, None, from, to)
+            .calendar_view_delta(TOKEN, None, from, to, 10_000)
             .await
             .is_ok(),
         "after the pause it works"
     );
     let err = graph
-        .calendar_view_delta("wrong-token", None, from, to)
+        .calendar_view_delta("wrong-token", None, from, to, 10_000)
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::Unauthorized));
@@ -354,4 +357,155 @@ async fn a_users_saved_auto_join_rules_decide_their_meetings_and_a_change_redeci
         wants(state(&s).await),
         vec![("m1".into(), true), ("m2".into(), false)]
     );
+}
+
+/// A round that may apply at most `max_events` events.
+fn capped(max_events: usize) -> meetbot_calendar_sync::sync::RoundLimits {
+    meetbot_calendar_sync::sync::RoundLimits {
+        max_events,
+        ..Default::default()
+    }
+}
+
+async fn capped_round(
+    graph: &GraphClient,
+    s: &Side,
+    limits: &meetbot_calendar_sync::sync::RoundLimits,
+) -> Result<meetbot_calendar_sync::sync::SyncReport, SyncError> {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        meetbot_calendar_sync::sync::sync_connection_within(
+            meetbot_calendar_sync::sync::Provider::Microsoft(graph),
+            &s.tenants,
+            &s.tenant,
+            &s.conn,
+            None,
+            &AutoJoinRules::default(),
+            window(),
+            limits,
+        ),
+    )
+    .await
+    .expect("the round ends")
+}
+
+async fn cursor_of(s: &Side) -> Option<String> {
+    s.store
+        .get_connection(&s.tenant, &s.conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .sync_cursor
+}
+
+#[tokio::test]
+async fn a_graph_answer_of_endless_next_links_is_cut_at_the_per_round_cap_and_the_round_ends() {
+    use meetbot_calendar_sync::sync::continues_a_cut_round;
+    let g = GraphStandIn::start().await;
+    let now = Utc::now();
+    for i in 0..4 {
+        g.upsert(event(
+            &format!("ev{i}"),
+            "Matter",
+            now + CDuration::hours(i + 1),
+            true,
+            false,
+        ));
+    }
+    g.endless_pages();
+    let graph = client(&g, 6);
+    let a = side().await;
+    // Pages of 6, so at most 3 pages (18 events) within a cap of 20.
+    let limits = capped(20);
+    for n in 0..3 {
+        let before = g.requests();
+        let r = capped_round(&graph, &a, &limits).await.unwrap();
+        assert!(r.cut && r.pages == 3, "{r:?}");
+        assert_eq!(g.requests() - before, 3, "three pages asked for, no more");
+        assert_eq!(r.events, if n == 0 { 4 } else { 0 }, "{r:?}");
+        assert_eq!(state(&a).await.len(), 4, "each event stored once");
+        assert!(continues_a_cut_round(cursor_of(&a).await.as_deref()));
+    }
+    // The stored nextLink is checked like a deltaLink before the token goes to it.
+    let store = a.tenants.store();
+    let mut c = store
+        .get_connection(&a.tenant, &a.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    c.sync_cursor =
+        Some("cut:https://attacker.example/v1.0/me/calendarView/delta?$skiptoken=x".into());
+    store.put_connection(&a.tenant, &c).await.unwrap();
+    let before = g.requests();
+    let err = capped_round(&graph, &a, &limits).await.unwrap_err();
+    assert!(
+        matches!(err, SyncError::Graph(GraphError::Protocol(ref m)) if m.contains("refusing to send the token")),
+        "{err}"
+    );
+    assert_eq!(g.requests(), before);
+}
+
+#[tokio::test]
+async fn a_graph_calendar_over_the_per_round_cap_is_read_on_by_the_next_rounds_without_losing_or_duplicating_events()
+ {
+    use meetbot_calendar_sync::sync::continues_a_cut_round;
+    let g = GraphStandIn::start().await;
+    let now = Utc::now();
+    for i in 0..50 {
+        g.upsert(event(
+            &format!("ev{i:03}"),
+            &format!("Matter {i}"),
+            now + CDuration::minutes(60 + 37 * i),
+            i % 3 != 0,
+            false,
+        ));
+    }
+    let graph = client(&g, 6);
+    let a = side().await;
+    let limits = capped(20);
+    let first = capped_round(&graph, &a, &limits).await.unwrap();
+    assert!(
+        first.full && first.cut && first.pages == 3 && first.events == 18,
+        "{first:?}"
+    );
+    assert_eq!(state(&a).await.len(), 18);
+    let cursor = cursor_of(&a).await;
+    assert!(continues_a_cut_round(cursor.as_deref()), "{cursor:?}");
+    // Added while the round is half read: it comes with the round after it.
+    g.upsert(event(
+        "late",
+        "Late matter",
+        now + CDuration::hours(5),
+        true,
+        false,
+    ));
+    let second = capped_round(&graph, &a, &limits).await.unwrap();
+    assert!(second.cut && second.events == 18, "{second:?}");
+    assert_eq!(state(&a).await.len(), 36);
+    let third = capped_round(&graph, &a, &limits).await.unwrap();
+    assert!(
+        !third.cut && third.events == 14,
+        "the round ends: {third:?}"
+    );
+    assert_eq!(state(&a).await.len(), 50, "each event once, none lost");
+    assert!(!continues_a_cut_round(cursor_of(&a).await.as_deref()));
+    let fourth = capped_round(&graph, &a, &limits).await.unwrap();
+    assert!(
+        !fourth.full && !fourth.cut && fourth.events == 1,
+        "{fourth:?}"
+    );
+    // Later changes arrive incrementally as before.
+    let mut renamed = g.event("ev007").unwrap();
+    renamed["subject"] = "Renamed matter".into();
+    g.upsert(renamed);
+    g.delete("ev011");
+    let fifth = capped_round(&graph, &a, &limits).await.unwrap();
+    assert!(!fifth.cut && fifth.events == 2, "{fifth:?}");
+    // The same as one uncapped full sync of the calendar as it is now.
+    let b = side().await;
+    let fresh = capped_round(&graph, &b, &capped(10_000)).await.unwrap();
+    assert!(!fresh.cut, "{fresh:?}");
+    let (sa, sb) = (state(&a).await, state(&b).await);
+    assert_eq!(sa.len(), 50);
+    assert_eq!(sa, sb);
 }

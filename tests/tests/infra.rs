@@ -3,9 +3,13 @@
 //! round trip through its type has a field Kubernetes does not know), rendered with
 //! `kubectl kustomize` where kubectl is installed, and held to the rules of the deployment:
 //! non-root, read-only root filesystem, no capabilities, probes, requests and limits, secrets by
-//! reference, a PodDisruptionBudget per Deployment, the launcher's RBAC limited to Jobs (and
-//! their pods) in its namespace, default-deny network policies, an HPA for transcribers, and a
-//! configuration meetbot itself accepts.
+//! reference, a PodDisruptionBudget per Deployment, the launcher's RBAC limited to Jobs (their
+//! pods, and writing the bots' ticket Secrets) in its namespace, default-deny network policies,
+//! an HPA for transcribers, and a configuration meetbot itself accepts. Bots get no Secret from
+//! the configuration and reach only the transcriber and the launcher's control port in the
+//! cluster. The bots' seccomp profile (`infra/kubernetes/seccomp`) is held to what Chromium's
+//! sandbox and the bot need, and the node installer (`infra/kubernetes/node-seccomp`) to
+//! shipping that very file where the Job template names it (decision 0034).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -125,6 +129,41 @@ fn base_documents() -> (Value, Vec<(String, Value)>) {
 
 fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The shared configuration (ConfigMap meetbot-config), loaded and validated as meetbot does at
+/// start, with placeholders for what the Secret meetbot-secrets provides.
+fn base_config(o: &Objects) -> meetbot_core::config::Config {
+    let cm = o
+        .config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some("meetbot-config"))
+        .unwrap();
+    let toml = &cm.data.as_ref().unwrap()["meetbot.toml"];
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("meetbot.toml");
+    std::fs::write(&f, toml).unwrap();
+    // With what the Secret meetbot-secrets provides (placeholders here).
+    let secret_env = [
+        (
+            "MEETBOT_STORE__MONGODB_URI",
+            "mongodb://user:pass@mongodb:27017",
+        ),
+        (
+            "MEETBOT_QUEUE__AMQP_URL",
+            "amqp://user:pass@rabbitmq:5672/%2f",
+        ),
+        (
+            "MEETBOT_BOT__AUDIO_TOKEN_SECRET",
+            "placeholder-audio-secret-0123456789",
+        ),
+        (
+            "MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET",
+            "placeholder-audio-secret-0123456789",
+        ),
+    ];
+    meetbot_core::config::Config::load_with_env(Some(&f), &secret_env)
+        .unwrap_or_else(|e| panic!("meetbot.toml: {e}"))
 }
 
 fn check(o: &Objects, images: &[String]) {
@@ -278,7 +317,8 @@ fn check(o: &Objects, images: &[String]) {
             s.metadata.name
         );
     }
-    // The launcher: a namespaced Role over Jobs (and reading their pods), bound to its account.
+    // The launcher: a namespaced Role over Jobs (reading their pods, and creating the bots'
+    // ticket Secrets without reading, changing or deleting any Secret), bound to its account.
     let role = o
         .roles
         .iter()
@@ -287,13 +327,13 @@ fn check(o: &Objects, images: &[String]) {
     for rule in role.rules.as_ref().unwrap() {
         let groups = rule.api_groups.clone().unwrap();
         let resources = rule.resources.clone().unwrap();
+        let only = |allowed: &[&str]| rule.verbs.iter().all(|v| allowed.contains(&v.as_str()));
         let ok = (groups == ["batch"] && resources == ["jobs"])
-            || (groups == [""]
-                && resources == ["pods"]
-                && rule.verbs.iter().all(|v| v == "get" || v == "list"));
+            || (groups == [""] && resources == ["pods"] && only(&["get", "list"]))
+            || (groups == [""] && resources == ["secrets"] && only(&["create"]));
         assert!(
             ok,
-            "the launcher may touch only jobs (and read pods): {rule:?}"
+            "the launcher may touch only jobs (read pods, create ticket Secrets): {rule:?}"
         );
         assert!(!rule.verbs.iter().any(|v| v == "*"));
     }
@@ -325,36 +365,7 @@ fn check(o: &Objects, images: &[String]) {
     assert!(hpa.is_some_and(|h| h.spec.as_ref().unwrap().max_replicas
         > h.spec.as_ref().unwrap().min_replicas.unwrap_or(1)));
     // The configuration is one meetbot accepts (every field validated as at start).
-    let cm = o
-        .config_maps
-        .iter()
-        .find(|c| c.metadata.name.as_deref() == Some("meetbot-config"))
-        .unwrap();
-    let toml = &cm.data.as_ref().unwrap()["meetbot.toml"];
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("meetbot.toml");
-    std::fs::write(&f, toml).unwrap();
-    // With what the Secret meetbot-secrets provides (placeholders here).
-    let secret_env = [
-        (
-            "MEETBOT_STORE__MONGODB_URI",
-            "mongodb://user:pass@mongodb:27017",
-        ),
-        (
-            "MEETBOT_QUEUE__AMQP_URL",
-            "amqp://user:pass@rabbitmq:5672/%2f",
-        ),
-        (
-            "MEETBOT_BOT__AUDIO_TOKEN_SECRET",
-            "placeholder-audio-secret-0123456789",
-        ),
-        (
-            "MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET",
-            "placeholder-audio-secret-0123456789",
-        ),
-    ];
-    let cfg = meetbot_core::config::Config::load_with_env(Some(&f), &secret_env)
-        .unwrap_or_else(|e| panic!("meetbot.toml: {e}"));
+    let cfg = base_config(o);
     assert_eq!(
         cfg.launcher.kubernetes.service_account.as_deref(),
         Some("meetbot-bot")
@@ -401,16 +412,10 @@ fn selects(
         })
 }
 
-/// The services that fetch URLs tenants supply (ICS feeds, webhooks) can reach no private,
-/// link-local (cloud metadata) or loopback address outside the cluster's own pods: every
-/// egress rule that selects them either names pods (and then only DNS, the store and
-/// RabbitMQ ports) or an ipBlock whose exceptions hold those addresses. Pure checks of the
-/// manifests: nothing is connected.
-#[test]
-fn services_that_fetch_tenant_urls_cannot_reach_the_metadata_address_or_private_ranges() {
-    let (_, docs) = base_documents();
-    let o = load(docs);
-    let probes: Vec<std::net::IpAddr> = [
+/// Addresses no meetbot pod may reach through an ipBlock: private, shared-NAT, loopback,
+/// link-local and the cloud metadata addresses, also as IPv4-mapped, NAT64 and 6to4 forms.
+fn private_and_metadata_addresses() -> Vec<std::net::IpAddr> {
+    [
         "169.254.169.254",
         "10.0.0.5",
         "172.16.0.1",
@@ -432,91 +437,145 @@ fn services_that_fetch_tenant_urls_cannot_reach_the_metadata_address_or_private_
     ]
     .iter()
     .map(|a| a.parse().unwrap())
-    .collect();
+    .collect()
+}
+
+/// Panics unless every address of `probes` that `b`'s CIDR holds is one of its exceptions.
+fn assert_ip_block_excludes(
+    b: &k8s_openapi::api::networking::v1::IPBlock,
+    probes: &[std::net::IpAddr],
+    what: &str,
+) {
+    let cidr: ipnet::IpNet = b.cidr.parse().unwrap();
+    let except: Vec<ipnet::IpNet> = b
+        .except
+        .iter()
+        .flatten()
+        .map(|e| e.parse().unwrap())
+        .collect();
+    for a in probes {
+        assert!(
+            !cidr.contains(a) || except.iter().any(|e| e.contains(a)),
+            "{what} can reach {a} ({})",
+            b.cidr
+        );
+    }
+}
+
+/// The labels of a Deployment's pods.
+fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap()
+}
+
+/// The Deployment of a component (`app.kubernetes.io/component`).
+fn deployment<'a>(o: &'a Objects, component: &str) -> &'a Deployment {
+    o.deployments
+        .iter()
+        .find(|d| {
+            pod_labels(d)
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some(component)
+        })
+        .unwrap_or_else(|| panic!("no {component} Deployment"))
+}
+
+/// The egress rules of every NetworkPolicy that selects a pod labelled `labels`, each with its
+/// policy's name.
+fn egress_rules(
+    o: &Objects,
+    labels: &BTreeMap<String, String>,
+) -> Vec<(
+    String,
+    k8s_openapi::api::networking::v1::NetworkPolicyEgressRule,
+)> {
+    let mut rules = Vec::new();
+    for p in &o.policies {
+        let s = p.spec.as_ref().unwrap();
+        if !selects(&s.pod_selector.clone().unwrap_or_default(), labels)
+            || !s.policy_types.iter().flatten().any(|t| t == "Egress")
+        {
+            continue;
+        }
+        let name = p.metadata.name.clone().unwrap();
+        rules.extend(s.egress.iter().flatten().map(|r| (name.clone(), r.clone())));
+    }
+    rules
+}
+
+/// The ports a rule opens, each as (protocol, first, last); `None`: every port.
+fn opened(
+    ports: &Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>,
+) -> Option<Vec<(String, i32, i32)>> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let ports = ports.as_ref().filter(|p| !p.is_empty())?;
+    Some(
+        ports
+            .iter()
+            .map(|p| {
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+                match p.port {
+                    None => (protocol, 1, 65535),
+                    Some(IntOrString::Int(n)) => (protocol, n, p.end_port.unwrap_or(n)),
+                    Some(IntOrString::String(ref s)) => panic!("named port {s}: give numbers"),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The services that fetch URLs tenants supply (ICS feeds, webhooks) can reach no private,
+/// link-local (cloud metadata) or loopback address outside the cluster's own pods: every
+/// egress rule that selects them either names pods (and then only DNS, the store and
+/// RabbitMQ ports) or an ipBlock whose exceptions hold those addresses. Pure checks of the
+/// manifests: nothing is connected.
+#[test]
+fn services_that_fetch_tenant_urls_cannot_reach_the_metadata_address_or_private_ranges() {
+    let (_, docs) = base_documents();
+    let o = load(docs);
+    let probes = private_and_metadata_addresses();
     let in_cluster_ports = [53, 27017, 5671, 5672];
     for component in ["api", "calendar-sync", "delivery", "transcriber"] {
-        let d = o
-            .deployments
-            .iter()
-            .find(|d| {
-                d.spec
-                    .as_ref()
-                    .unwrap()
-                    .template
-                    .metadata
-                    .as_ref()
-                    .unwrap()
-                    .labels
-                    .as_ref()
-                    .unwrap()["app.kubernetes.io/component"]
-                    == component
-            })
-            .unwrap_or_else(|| panic!("no {component} Deployment"));
-        let labels = d
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .labels
-            .clone()
-            .unwrap();
-        let mut rules = 0;
-        for p in &o.policies {
-            let s = p.spec.as_ref().unwrap();
-            if !selects(&s.pod_selector.clone().unwrap_or_default(), &labels)
-                || !s.policy_types.iter().flatten().any(|t| t == "Egress")
-            {
-                continue;
-            }
-            let name = p.metadata.name.clone().unwrap();
-            for rule in s.egress.iter().flatten() {
-                rules += 1;
-                let peers = rule.to.clone().unwrap_or_default();
-                assert!(
-                    !peers.is_empty(),
-                    "{name}: an egress rule of {component} allows every destination"
-                );
-                for peer in peers {
-                    match &peer.ip_block {
-                        Some(b) => {
-                            let cidr: ipnet::IpNet = b.cidr.parse().unwrap();
-                            let except: Vec<ipnet::IpNet> = b
-                                .except
-                                .iter()
-                                .flatten()
-                                .map(|e| e.parse().unwrap())
-                                .collect();
-                            for a in &probes {
-                                assert!(
-                                    !cidr.contains(a) || except.iter().any(|e| e.contains(a)),
-                                    "{name}: {component} can reach {a} ({})",
-                                    b.cidr
-                                );
-                            }
-                        }
-                        None => {
-                            // Pods (any namespace): only name resolution, the store, RabbitMQ.
-                            let ports = rule.ports.clone().unwrap_or_default();
-                            assert!(!ports.is_empty(), "{name}: pods on any port");
-                            for port in ports {
-                                let n = match port.port {
-                                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => n,
-                                    other => panic!("{name}: port {other:?}"),
-                                };
-                                assert!(
-                                    in_cluster_ports.contains(&n) && port.end_port.is_none(),
-                                    "{name}: {component} reaches pods on port {n}"
-                                );
-                            }
+        let labels = pod_labels(deployment(&o, component));
+        let rules = egress_rules(&o, &labels);
+        for (name, rule) in &rules {
+            let peers = rule.to.clone().unwrap_or_default();
+            assert!(
+                !peers.is_empty(),
+                "{name}: an egress rule of {component} allows every destination"
+            );
+            for peer in peers {
+                match &peer.ip_block {
+                    Some(b) => {
+                        assert_ip_block_excludes(b, &probes, &format!("{name}: {component}"))
+                    }
+                    None => {
+                        // Pods (any namespace): only name resolution, the store, RabbitMQ.
+                        let ports = opened(&rule.ports)
+                            .unwrap_or_else(|| panic!("{name}: pods on any port"));
+                        for (_, first, last) in ports {
+                            assert!(
+                                first == last && in_cluster_ports.contains(&first),
+                                "{name}: {component} reaches pods on port {first}-{last}"
+                            );
                         }
                     }
                 }
             }
         }
-        assert!(rules >= 3, "{component}: DNS, the cluster and the outside");
+        assert!(
+            rules.len() >= 3,
+            "{component}: DNS, the cluster and the outside"
+        );
     }
 }
 
@@ -614,4 +673,1044 @@ fn a_bot_pod_keeps_chromiums_sandbox_and_its_config_map_holds_no_credentials() {
     assert!(!d.contains("NO_SANDBOX") && !d.contains("no-sandbox"));
     // The bot image runs as the non-root user Chromium's sandbox needs.
     assert!(d.lines().any(|l| l.trim() == "USER 10001:10001"));
+}
+
+/// The labels the launcher gives a bot's pod.
+fn bot_pod_labels() -> BTreeMap<String, String> {
+    use meetbot_bot::kubernetes::{APP, APP_LABEL, JOB_LABEL, MEETING_LABEL, TENANT_LABEL};
+    BTreeMap::from([
+        (APP_LABEL.to_string(), APP.to_string()),
+        (TENANT_LABEL.to_string(), "clinic01".to_string()),
+        (MEETING_LABEL.to_string(), "m1".to_string()),
+        (JOB_LABEL.to_string(), "j1".to_string()),
+    ])
+}
+
+fn config_map_data(o: &Objects, name: &str) -> BTreeMap<String, String> {
+    o.config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name))
+        .and_then(|c| c.data.clone())
+        .unwrap_or_else(|| panic!("ConfigMap {name}"))
+}
+
+/// Bots hold no store, key-vault or queue credential (decision 0034): the configuration names
+/// no Secret for bot Jobs, the base defines or mentions none for them, and no egress rule that
+/// selects a bot pod opens the store's or RabbitMQ's ports to anything.
+#[test]
+fn bots_get_no_secret_from_the_configuration_and_no_route_to_the_store_or_rabbitmq() {
+    let (_, docs) = base_documents();
+    for (origin, d) in &docs {
+        assert_ne!(d["kind"], "Secret", "{origin}: the base writes a Secret");
+        assert!(
+            !d.to_string().contains("meetbot-bot-secrets"),
+            "{origin}: still refers to a bot Secret"
+        );
+    }
+    let o = load(docs);
+    let cfg = base_config(&o);
+    assert!(
+        cfg.launcher.kubernetes.env_from_secrets.is_empty(),
+        "bot Jobs get Secrets: {:?}",
+        cfg.launcher.kubernetes.env_from_secrets
+    );
+    let template = meetbot_bot::kubernetes::JobTemplate::from_config(&cfg.launcher.kubernetes);
+    assert!(template.env_from_secrets.is_empty());
+    // What they get instead exists in the base (and holds no credential: the test below).
+    assert_eq!(template.env_from_config_maps, ["meetbot-bot-env"]);
+    config_map_data(&o, "meetbot-bot-env");
+
+    let rules = egress_rules(&o, &bot_pod_labels());
+    assert!(rules.len() >= 3, "DNS, the cluster and the outside");
+    for (name, rule) in rules {
+        let ports = opened(&rule.ports).unwrap_or_else(|| panic!("{name}: bots on any port"));
+        for (protocol, first, last) in ports {
+            for store in [27017, 5671, 5672] {
+                assert!(
+                    !(protocol == "TCP" && first <= store && store <= last),
+                    "{name}: bots reach TCP {store} (the store or RabbitMQ)"
+                );
+            }
+        }
+    }
+}
+
+/// In the cluster, a bot reaches the transcriber's audio port, the launcher's control port and
+/// name resolution, nothing else (no other service, no other bot; outside the cluster no
+/// private or metadata address); the control port admits bot pods only; and the launcher
+/// serves it where the configuration tells bots to report.
+#[test]
+fn bots_reach_in_the_cluster_only_the_transcribers_audio_and_the_launchers_control_port() {
+    let (_, docs) = base_documents();
+    let o = load(docs);
+    let bot = bot_pod_labels();
+    let probes = private_and_metadata_addresses();
+    let mut reached = std::collections::BTreeSet::new();
+    for (name, rule) in egress_rules(&o, &bot) {
+        let peers = rule.to.clone().unwrap_or_default();
+        assert!(!peers.is_empty(), "{name}: bots reach every destination");
+        let ports = opened(&rule.ports).unwrap_or_else(|| panic!("{name}: bots on any port"));
+        for peer in peers {
+            if let Some(b) = &peer.ip_block {
+                assert_ip_block_excludes(b, &probes, &format!("{name}: a bot"));
+                continue;
+            }
+            if let Some(ns) = &peer.namespace_selector {
+                // Name resolution: kube-system, port 53 only.
+                assert_eq!(
+                    ns.match_labels.clone().unwrap_or_default(),
+                    BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_string(),
+                        "kube-system".to_string()
+                    )]),
+                    "{name}: bots reach another namespace"
+                );
+                assert!(
+                    ports
+                        .iter()
+                        .all(|(_, first, last)| (*first, *last) == (53, 53)),
+                    "{name}: bots reach kube-system beyond DNS: {ports:?}"
+                );
+                reached.insert("dns".to_string());
+                continue;
+            }
+            let selector = peer.pod_selector.clone().unwrap();
+            assert!(!selects(&selector, &bot), "{name}: bots reach other bots");
+            let targets: Vec<String> = o
+                .deployments
+                .iter()
+                .filter(|d| selects(&selector, &pod_labels(d)))
+                .map(|d| pod_labels(d)["app.kubernetes.io/component"].clone())
+                .collect();
+            let port = match targets.as_slice() {
+                [t] if t == "transcriber" => 8091,
+                [t] if t == "launcher" => 8093,
+                other => panic!("{name}: bots reach {other:?}"),
+            };
+            assert_eq!(ports, [("TCP".to_string(), port, port)], "{name}");
+            reached.insert(targets[0].clone());
+        }
+    }
+    assert_eq!(
+        reached.into_iter().collect::<Vec<_>>(),
+        ["dns", "launcher", "transcriber"]
+    );
+
+    // The control port answers bot pods, and only them.
+    let launcher = pod_labels(deployment(&o, "launcher"));
+    let mut admitted = false;
+    for p in &o.policies {
+        let s = p.spec.as_ref().unwrap();
+        let name = p.metadata.name.clone().unwrap();
+        if !selects(&s.pod_selector.clone().unwrap_or_default(), &launcher)
+            || !s.policy_types.iter().flatten().any(|t| t == "Ingress")
+        {
+            continue;
+        }
+        for rule in s.ingress.iter().flatten() {
+            let opens_control = opened(&rule.ports).is_none_or(|ports| {
+                ports
+                    .iter()
+                    .any(|(pr, first, last)| pr == "TCP" && *first <= 8093 && 8093 <= *last)
+            });
+            if !opens_control {
+                continue;
+            }
+            let from = rule.from.clone().unwrap_or_default();
+            assert!(!from.is_empty(), "{name}: the control port is open to all");
+            for peer in from {
+                assert!(
+                    peer.ip_block.is_none() && peer.namespace_selector.is_none(),
+                    "{name}: the control port is open beyond bot pods"
+                );
+                let selector = peer.pod_selector.unwrap();
+                assert!(selects(&selector, &bot), "{name}");
+                for d in &o.deployments {
+                    assert!(
+                        !selects(&selector, &pod_labels(d)),
+                        "{name}: {:?} reaches the control port",
+                        d.metadata.name
+                    );
+                }
+            }
+            admitted = true;
+        }
+    }
+    assert!(
+        admitted,
+        "no policy lets bots reach the launcher's control port"
+    );
+
+    // Where bots are told to report (the URL their tickets carry) is that port: the launcher
+    // listens there, its container port `control` is 8093, the Service meetbot-launcher
+    // forwards 8093 to it.
+    let cfg = base_config(&o);
+    assert_eq!(cfg.launcher.control_listen, "0.0.0.0:8093");
+    let url = cfg.launcher.control_url.clone().unwrap();
+    assert_eq!(url, "http://meetbot-launcher:8093");
+    let container = &deployment(&o, "launcher")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert!(
+        container
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.name.as_deref() == Some("control") && p.container_port == 8093)
+    );
+    let service = o
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("meetbot-launcher"))
+        .expect("Service meetbot-launcher");
+    let spec = service.spec.as_ref().unwrap();
+    assert!(labels_match(spec.selector.as_ref().unwrap(), &launcher));
+    let ports = spec.ports.as_ref().unwrap();
+    assert_eq!(
+        ports.len(),
+        1,
+        "the launcher's Service exposes the control port alone"
+    );
+    assert_eq!(ports[0].port, 8093);
+    assert_eq!(
+        ports[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("control".into()))
+    );
+}
+
+fn kubernetes_dir() -> PathBuf {
+    meetbot_testsupport::workspace_root().join("infra/kubernetes")
+}
+
+/// A seccomp profile in the runtime's (OCI) format, nothing more: a field it does not know is
+/// an error here, so a typo cannot quietly drop a rule.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SeccompProfile {
+    default_action: String,
+    default_errno_ret: Option<u32>,
+    architectures: Vec<String>,
+    syscalls: Vec<SyscallRule>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SyscallRule {
+    comment: String,
+    names: Vec<String>,
+    action: String,
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Vec<ArgRule>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ArgRule {
+    index: usize,
+    value: u64,
+    #[serde(default)]
+    value_two: u64,
+    op: String,
+}
+
+/// What a filter does with a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Verdict {
+    Allow,
+    Errno(u32),
+}
+
+impl ArgRule {
+    fn holds(&self, args: &[u64; 6]) -> bool {
+        let a = args[self.index];
+        match self.op.as_str() {
+            "SCMP_CMP_EQ" => a == self.value,
+            "SCMP_CMP_NE" => a != self.value,
+            "SCMP_CMP_LT" => a < self.value,
+            "SCMP_CMP_LE" => a <= self.value,
+            "SCMP_CMP_GT" => a > self.value,
+            "SCMP_CMP_GE" => a >= self.value,
+            "SCMP_CMP_MASKED_EQ" => a & self.value == self.value_two,
+            op => panic!("unknown comparison {op}"),
+        }
+    }
+}
+
+fn verdict(action: &str, errno: Option<u32>) -> Verdict {
+    match action {
+        "SCMP_ACT_ALLOW" => Verdict::Allow,
+        "SCMP_ACT_ERRNO" => Verdict::Errno(errno.expect("SCMP_ACT_ERRNO without its errno")),
+        a => panic!("action {a}: only allow and errno are used"),
+    }
+}
+
+impl SeccompProfile {
+    fn load() -> Self {
+        let path = kubernetes_dir().join("seccomp/chromium-sandbox.json");
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The filter's answer to `name(args)`: the rules naming it (an entry's conditions all hold,
+    /// entries are alternatives), else the default.
+    fn decide(&self, name: &str, args: [u64; 6]) -> Verdict {
+        self.syscalls
+            .iter()
+            .find(|r| r.names.iter().any(|n| n == name) && r.args.iter().all(|a| a.holds(&args)))
+            .map(|r| verdict(&r.action, r.errno_ret))
+            .unwrap_or_else(|| verdict(&self.default_action, self.default_errno_ret))
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.syscalls
+            .iter()
+            .flat_map(|r| r.names.iter().map(String::as_str))
+    }
+}
+
+/// The bots' seccomp profile refuses what it does not name (EPERM), is written for 64-bit x86
+/// and ARM only (32-bit entry points are refused by its architecture check), lets the bot
+/// (tokio, glibc, tini) and Chromium run with Chromium's namespace sandbox (clone with new
+/// user, PID and network namespaces, unshare, chroot, its own seccomp filters), answers clone3
+/// with ENOSYS so glibc falls back to the clone it can check, and refuses the calls that reach
+/// the kernel's most dangerous surface: mounts, modules, kexec, BPF, perf, ptrace, other
+/// processes' memory, keyrings, io_uring, userfaultfd, clocks, raw I/O, namespaces other than
+/// the sandbox's, netlink other than routes, sockets other than Unix and IP.
+#[test]
+fn the_bot_seccomp_profile_refuses_by_default_and_allows_chromiums_sandbox_and_the_bot_only() {
+    let p = SeccompProfile::load();
+    assert_eq!(p.default_action, "SCMP_ACT_ERRNO");
+    assert_eq!(p.default_errno_ret, Some(libc::EPERM as u32));
+    assert_eq!(p.architectures, ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]);
+    for r in &p.syscalls {
+        assert!(!r.comment.trim().is_empty(), "{:?}: say why", r.names);
+        for n in &r.names {
+            assert!(
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{n:?} is not a syscall name"
+            );
+        }
+    }
+    // One answer per call (entries are alternatives only among rules of one action), so the
+    // runtime's rule order cannot change what the filter does.
+    for n in p.names() {
+        let actions: std::collections::BTreeSet<(&str, Option<u32>)> = p
+            .syscalls
+            .iter()
+            .filter(|r| r.names.iter().any(|m| m == n))
+            .map(|r| (r.action.as_str(), r.errno_ret))
+            .collect();
+        assert_eq!(actions.len(), 1, "{n}: {actions:?}");
+    }
+    let call = |name: &str, args: &[u64]| {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        p.decide(name, a)
+    };
+    let allowed = |name: &str, args: &[u64]| call(name, args) == Verdict::Allow;
+
+    // The bot: a tokio program (epoll, eventfd, threads, TCP/UDP, timers, DNS through glibc)
+    // under tini.
+    let bot = "read write readv writev openat close close_range fstat newfstatat statx lseek \
+         getdents64 faccessat2 readlinkat unlinkat mkdirat renameat2 fcntl ioctl dup3 pipe2 \
+         mmap munmap mprotect madvise mremap brk futex epoll_create1 epoll_ctl epoll_wait \
+         epoll_pwait eventfd2 poll ppoll getrandom sched_getaffinity sched_yield sigaltstack \
+         rt_sigaction rt_sigprocmask rt_sigreturn rt_sigtimedwait set_robust_list \
+         set_tid_address rseq prctl prlimit64 clock_gettime clock_nanosleep nanosleep exit \
+         exit_group execve wait4 waitid kill tgkill getpid getppid gettid getuid geteuid getgid \
+         setsid setpgid uname connect bind listen accept4 sendto recvfrom sendmsg recvmsg \
+         sendmmsg recvmmsg setsockopt getsockopt getsockname getpeername shutdown pidfd_open \
+         pidfd_send_signal sendfile copy_file_range"
+        .split_whitespace();
+    // Chromium (browser, zygote, renderers, utility processes; no GPU) and its sandbox.
+    let chromium =
+        "chroot seccomp capget capset setresuid setresgid getresuid getresgid memfd_create \
+         ftruncate fallocate membarrier pkey_alloc pkey_free pkey_mprotect inotify_init1 \
+         inotify_add_watch inotify_rm_watch timerfd_create timerfd_settime getpriority \
+         setpriority sched_setscheduler sched_getparam sysinfo statfs fstatfs fsync fdatasync \
+         flock fchmod utimensat symlinkat vfork fchdir chdir"
+            .split_whitespace();
+    for n in bot.chain(chromium) {
+        assert!(allowed(n, &[]), "{n} is refused");
+    }
+    let sigchld = libc::SIGCHLD as u64;
+    let flags = |f: &[libc::c_int]| f.iter().fold(0u64, |a, b| a | *b as u64);
+    // Threads (glibc's fallback from clone3), fork, posix_spawn.
+    for f in [
+        flags(&[
+            libc::CLONE_VM,
+            libc::CLONE_FS,
+            libc::CLONE_FILES,
+            libc::CLONE_SIGHAND,
+            libc::CLONE_THREAD,
+            libc::CLONE_SYSVSEM,
+            libc::CLONE_SETTLS,
+            libc::CLONE_PARENT_SETTID,
+            libc::CLONE_CHILD_CLEARTID,
+        ]),
+        flags(&[libc::CLONE_CHILD_SETTID, libc::CLONE_CHILD_CLEARTID]) | sigchld,
+        flags(&[libc::CLONE_VM, libc::CLONE_VFORK]) | sigchld,
+        // Chromium's sandbox: its probe, its sandboxed children, the chroot helper.
+        flags(&[libc::CLONE_NEWUSER]) | sigchld,
+        flags(&[libc::CLONE_NEWUSER, libc::CLONE_NEWPID, libc::CLONE_NEWNET]) | sigchld,
+        flags(&[libc::CLONE_FS]) | sigchld,
+    ] {
+        assert!(allowed("clone", &[f]), "clone({f:#x}) is refused");
+    }
+    for f in [libc::CLONE_NEWUSER, libc::CLONE_NEWNET, libc::CLONE_FS] {
+        assert!(
+            allowed("unshare", &[f as u64]),
+            "unshare({f:#x}) is refused"
+        );
+    }
+    // Namespaces the sandbox does not make: mount, cgroup, UTS, IPC, time.
+    for ns in [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWCGROUP,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWIPC,
+    ] {
+        let f = flags(&[libc::CLONE_NEWUSER, ns]) | sigchld;
+        assert!(!allowed("clone", &[f]), "clone({f:#x}) is allowed");
+        assert!(
+            !allowed("unshare", &[f & !0xff]),
+            "unshare({f:#x}) is allowed"
+        );
+    }
+    assert!(!allowed("unshare", &[libc::CLONE_NEWTIME as u64]));
+    assert_eq!(call("clone3", &[]), Verdict::Errno(libc::ENOSYS as u32));
+
+    // Sockets: Unix and IP; netlink for the interface list only.
+    let socket = |domain: libc::c_int, kind: libc::c_int, protocol: libc::c_int| {
+        allowed("socket", &[domain as u64, kind as u64, protocol as u64])
+    };
+    assert!(socket(
+        libc::AF_UNIX,
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        0
+    ));
+    assert!(socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_TCP));
+    assert!(socket(
+        libc::AF_INET,
+        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+        0
+    ));
+    assert!(socket(libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_UDP));
+    assert!(socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+        libc::NETLINK_ROUTE
+    ));
+    let pair = |domain: libc::c_int| allowed("socketpair", &[domain as u64, 0, 0]);
+    assert!(pair(libc::AF_UNIX));
+    assert!(!pair(libc::AF_INET));
+    for (domain, protocol) in [
+        (libc::AF_NETLINK, libc::NETLINK_NETFILTER),
+        (libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT),
+        (libc::AF_NETLINK, libc::NETLINK_XFRM),
+        (libc::AF_NETLINK, libc::NETLINK_AUDIT),
+        (libc::AF_PACKET, 0),
+        (libc::AF_ALG, 0),
+        (libc::AF_VSOCK, 0),
+        (libc::AF_KEY, 0),
+        (libc::AF_BLUETOOTH, 0),
+        (libc::AF_XDP, 0),
+    ] {
+        assert!(
+            !socket(domain, libc::SOCK_RAW, protocol),
+            "socket({domain}, _, {protocol})"
+        );
+    }
+
+    // Never: refused by the default, named by no rule at all.
+    let never = "mount umount2 umount pivot_root setns fsopen fsconfig fsmount fspick move_mount \
+         open_tree mount_setattr kexec_load kexec_file_load init_module finit_module \
+         delete_module create_module query_module get_kernel_syms bpf perf_event_open ptrace \
+         process_vm_readv process_vm_writev pidfd_getfd kcmp keyctl add_key request_key reboot \
+         swapon swapoff open_by_handle_at name_to_handle_at userfaultfd io_uring_setup \
+         io_uring_enter io_uring_register acct quotactl quotactl_fd settimeofday clock_settime \
+         clock_adjtime adjtimex iopl ioperm lookup_dcookie syslog vhangup nfsservctl uselib \
+         sethostname setdomainname personality modify_ldt mknod mknodat fanotify_init"
+        .split_whitespace();
+    let named: std::collections::BTreeSet<&str> = p.names().collect();
+    for n in never {
+        assert!(!named.contains(n), "{n} is named by a rule");
+        assert_eq!(call(n, &[]), Verdict::Errno(libc::EPERM as u32), "{n}");
+    }
+}
+
+fn yaml_file(path: &std::path::Path) -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A Localhost profile must sit at `<kubelet root>/seccomp/<the Job's localhostProfile>` on
+/// every node, else each bot pod fails with CreateContainerError. The node installer
+/// (`infra/kubernetes/node-seccomp`) ships the one copy of the profile there: its ConfigMap is
+/// generated from `infra/kubernetes/seccomp/<file>` itself (no second copy anywhere in infra/),
+/// its DaemonSet writes into `/var/lib/kubelet/seccomp/<dir>` where the Job template's
+/// `CHROMIUM_SECCOMP_PROFILE` (`<dir>/<file>`) points, only its short-lived install step runs
+/// as root or sees the host path (no capability, no escalation, read-only root), and its
+/// script, run here on a copy of a ConfigMap volume's layout, leaves the same bytes in place.
+#[test]
+fn the_node_installer_puts_the_very_profile_file_where_the_bot_jobs_name_it() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use meetbot_bot::kubernetes::{CHROMIUM_SECCOMP_PROFILE, JobTemplate};
+    assert_eq!(
+        JobTemplate::new("meetbot", "meetbot-bot").seccomp_profile,
+        CHROMIUM_SECCOMP_PROFILE
+    );
+    let (dir, file) = CHROMIUM_SECCOMP_PROFILE.split_once('/').unwrap();
+    assert!(!file.contains('/') && file.ends_with(".json"));
+    let k8s = kubernetes_dir();
+    let source = k8s.join("seccomp").join(file);
+    let profile = std::fs::read(&source).unwrap();
+
+    // The ConfigMap comes from that file, under its own name.
+    let generated = yaml_file(&k8s.join("seccomp/kustomization.yaml"));
+    let generators = generated["configMapGenerator"].as_array().unwrap();
+    assert_eq!(generators.len(), 1);
+    let config_map = generators[0]["name"].as_str().unwrap();
+    assert_eq!(generators[0]["files"], serde_json::json!([file]));
+    // ... and it is the only copy of the profile in infra/.
+    let copies: Vec<PathBuf> = files_under(k8s.parent().unwrap())
+        .into_iter()
+        .filter(|f| {
+            f.file_name().and_then(|n| n.to_str()) == Some(file)
+                || std::fs::read(f).is_ok_and(|b| b == profile)
+        })
+        .collect();
+    assert_eq!(copies, std::slice::from_ref(&source));
+
+    // The installer builds on it, in kube-system, with the bot image as the base pins it.
+    let node = yaml_file(&k8s.join("node-seccomp/kustomization.yaml"));
+    assert_eq!(node["namespace"], "kube-system");
+    assert!(node.get("configMapGenerator").is_none());
+    let resources: Vec<&str> = node["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["../seccomp", "daemonset.yaml"]);
+    let base = yaml_file(&base().join("kustomization.yaml"));
+    let bot_image = |k: &Value| {
+        k["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "meetbot-bot")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(bot_image(&node), bot_image(&base));
+
+    let docs = yaml_docs(
+        &std::fs::read_to_string(k8s.join("node-seccomp/daemonset.yaml")).unwrap(),
+        "daemonset.yaml",
+    );
+    assert_eq!(docs.len(), 1);
+    let ds: DaemonSet = typed(&docs[0].1, "daemonset.yaml");
+    let pod = ds.spec.as_ref().unwrap().template.spec.clone().unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert!(
+        pod.host_network != Some(true) && pod.host_pid != Some(true) && pod.host_ipc != Some(true)
+    );
+    let volumes = pod.volumes.clone().unwrap();
+    let volume = |name: &str| volumes.iter().find(|v| v.name == name).unwrap();
+    let profiles = volume("profiles");
+    assert_eq!(profiles.config_map.as_ref().unwrap().name, config_map);
+    let host = volume("host-seccomp").host_path.clone().unwrap();
+    assert_eq!(
+        host.path,
+        format!("/var/lib/kubelet/seccomp/{dir}"),
+        "the kubelet reads a Localhost profile from <its root>/seccomp/<localhostProfile>"
+    );
+    assert_eq!(host.type_.as_deref(), Some("DirectoryOrCreate"));
+    assert_eq!(volumes.len(), 2);
+
+    let mut installers = Vec::new();
+    let init = pod.init_containers.clone().unwrap_or_default();
+    for (c, is_init) in init
+        .iter()
+        .map(|c| (c, true))
+        .chain(pod.containers.iter().map(|c| (c, false)))
+    {
+        let what = &c.name;
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{what}");
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}");
+        assert_ne!(sc.privileged, Some(true), "{what}");
+        let caps = sc.capabilities.clone().unwrap();
+        assert_eq!(caps.drop.unwrap(), ["ALL"], "{what}");
+        assert!(caps.add.is_none(), "{what}");
+        let r = c.resources.clone().unwrap();
+        assert!(r.limits.unwrap().contains_key("memory"), "{what}: limits");
+        assert_eq!(c.image.as_deref(), Some("meetbot-bot"), "{what}");
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        if let Some(m) = mounts.iter().find(|m| m.name == "host-seccomp") {
+            assert!(
+                is_init,
+                "{what}: a long-lived container with the host's seccomp directory"
+            );
+            let p = mounts.iter().find(|m| m.name == "profiles").unwrap();
+            assert_eq!(p.read_only, Some(true));
+            installers.push((c.clone(), p.mount_path.clone(), m.mount_path.clone()));
+        } else {
+            assert!(mounts.is_empty(), "{what}: mounts {mounts:?}");
+            assert_eq!(sc.run_as_non_root, Some(true), "{what}");
+            assert!(sc.run_as_user.unwrap() > 0, "{what}");
+        }
+    }
+    assert_eq!(installers.len(), 1, "one install step");
+
+    // Its script, on a ConfigMap volume's layout (files are links into a timestamped
+    // directory), with the host directory holding an older profile.
+    let (c, profiles_path, host_path) = installers.pop().unwrap();
+    let command = c.command.clone().unwrap();
+    assert_eq!(command[..2], ["/bin/sh", "-c"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let volume_dir = tmp.path().join("profiles");
+    let stamped = volume_dir.join("..2026_01_01_00_00_00.000000001");
+    std::fs::create_dir_all(&stamped).unwrap();
+    std::fs::write(stamped.join(file), &profile).unwrap();
+    std::os::unix::fs::symlink(stamped.file_name().unwrap(), volume_dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink(format!("..data/{file}"), volume_dir.join(file)).unwrap();
+    let host_dir = tmp.path().join("host-seccomp");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join(file),
+        b"{\"defaultAction\": \"SCMP_ACT_ALLOW\"}",
+    )
+    .unwrap();
+    let script = command[2]
+        .replace(&profiles_path, volume_dir.to_str().unwrap())
+        .replace(&host_path, host_dir.to_str().unwrap());
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = host_dir.join(file);
+    assert!(!installed.symlink_metadata().unwrap().is_symlink());
+    assert_eq!(std::fs::read(&installed).unwrap(), profile);
+    let left: Vec<_> = std::fs::read_dir(&host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [std::ffi::OsString::from(file)],
+        "nothing else left behind"
+    );
+
+    // As kustomize renders it, where kubectl is installed: the ConfigMap holds the file byte
+    // for byte, and the DaemonSet mounts that ConfigMap (its name carries the content's hash).
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(k8s.join("node-seccomp"))
+        .output()
+    else {
+        eprintln!("kubectl is not installed: the rendered ConfigMap is not checked");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = yaml_docs(&String::from_utf8(out.stdout).unwrap(), "kubectl kustomize");
+    assert_eq!(rendered.len(), 2);
+    let cm: k8s_openapi::api::core::v1::ConfigMap = typed(
+        &rendered
+            .iter()
+            .find(|(_, d)| d["kind"] == "ConfigMap")
+            .unwrap()
+            .1,
+        "rendered",
+    );
+    assert_eq!(
+        cm.data.as_ref().unwrap()[file].as_bytes(),
+        profile.as_slice()
+    );
+    assert_eq!(cm.metadata.namespace.as_deref(), Some("kube-system"));
+    let ds: DaemonSet = typed(
+        &rendered
+            .iter()
+            .find(|(_, d)| d["kind"] == "DaemonSet")
+            .unwrap()
+            .1,
+        "rendered",
+    );
+    let mounted = ds.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+    assert!(mounted.iter().any(|v| {
+        v.config_map
+            .as_ref()
+            .is_some_and(|c| Some(&c.name) == cm.metadata.name.as_ref())
+    }));
+}
+
+/// One comparison of a libseccomp rule (`struct scmp_arg_cmp`).
+#[repr(C)]
+struct ScmpArgCmp {
+    arg: libc::c_uint,
+    op: libc::c_int,
+    datum_a: u64,
+    datum_b: u64,
+}
+
+/// `p` compiled to the BPF program the kernel runs, by libseccomp (the library runc and crun
+/// build a pod's filter with) and as they do: every listed architecture added, names this
+/// libseccomp does not know skipped, one rule per name and entry.
+fn compile_with_libseccomp(p: &SeccompProfile) -> Vec<libc::sock_filter> {
+    use std::io::{Read, Seek};
+    use std::os::fd::FromRawFd;
+    type Ctx = *mut libc::c_void;
+    let action = |a: &str, errno: Option<u32>| match verdict(a, errno) {
+        Verdict::Allow => 0x7fff_0000u32,
+        Verdict::Errno(e) => 0x0005_0000 | (e & 0xffff),
+    };
+    let op = |o: &str| match o {
+        "SCMP_CMP_NE" => 1,
+        "SCMP_CMP_LT" => 2,
+        "SCMP_CMP_LE" => 3,
+        "SCMP_CMP_EQ" => 4,
+        "SCMP_CMP_GE" => 5,
+        "SCMP_CMP_GT" => 6,
+        "SCMP_CMP_MASKED_EQ" => 7,
+        o => panic!("unknown comparison {o}"),
+    };
+    // SAFETY: the symbols are libseccomp's documented C API with these signatures; the context
+    // lives until seccomp_release.
+    unsafe {
+        let lib = libc::dlopen(c"libseccomp.so.2".as_ptr(), libc::RTLD_NOW);
+        assert!(
+            !lib.is_null(),
+            "libseccomp.so.2 is not installed: install libseccomp2 (what runc and crun use)"
+        );
+        let sym = |name: &std::ffi::CStr| {
+            let s = libc::dlsym(lib, name.as_ptr());
+            assert!(!s.is_null(), "libseccomp lacks {name:?}");
+            s
+        };
+        let init: extern "C" fn(u32) -> Ctx = std::mem::transmute(sym(c"seccomp_init"));
+        let arch_add: extern "C" fn(Ctx, u32) -> libc::c_int =
+            std::mem::transmute(sym(c"seccomp_arch_add"));
+        let resolve: extern "C" fn(*const libc::c_char) -> libc::c_int =
+            std::mem::transmute(sym(c"seccomp_syscall_resolve_name"));
+        let rule_add: extern "C" fn(
+            Ctx,
+            u32,
+            libc::c_int,
+            libc::c_uint,
+            *const ScmpArgCmp,
+        ) -> libc::c_int = std::mem::transmute(sym(c"seccomp_rule_add_array"));
+        let export: extern "C" fn(Ctx, libc::c_int) -> libc::c_int =
+            std::mem::transmute(sym(c"seccomp_export_bpf"));
+        let release: extern "C" fn(Ctx) = std::mem::transmute(sym(c"seccomp_release"));
+
+        let ctx = init(action(&p.default_action, p.default_errno_ret));
+        assert!(!ctx.is_null());
+        for a in &p.architectures {
+            let token = match a.as_str() {
+                "SCMP_ARCH_X86_64" => 0xc000_003e,
+                "SCMP_ARCH_AARCH64" => 0xc000_00b7,
+                a => panic!("architecture {a}"),
+            };
+            let rc = arch_add(ctx, token);
+            assert!(rc == 0 || rc == -libc::EEXIST, "{a}: {rc}");
+        }
+        for r in &p.syscalls {
+            let cmps: Vec<ScmpArgCmp> = r
+                .args
+                .iter()
+                .map(|a| ScmpArgCmp {
+                    arg: a.index as libc::c_uint,
+                    op: op(&a.op),
+                    datum_a: a.value,
+                    datum_b: a.value_two,
+                })
+                .collect();
+            for n in &r.names {
+                let name = std::ffi::CString::new(n.as_str()).unwrap();
+                let nr = resolve(name.as_ptr());
+                if nr == -1 {
+                    continue; // unknown to this libseccomp: runc skips it too
+                }
+                let rc = rule_add(
+                    ctx,
+                    action(&r.action, r.errno_ret),
+                    nr,
+                    cmps.len() as libc::c_uint,
+                    cmps.as_ptr(),
+                );
+                assert_eq!(rc, 0, "rule for {n}");
+            }
+        }
+        let fd = libc::memfd_create(c"bpf".as_ptr(), 0);
+        assert!(fd >= 0);
+        let mut f = std::fs::File::from_raw_fd(fd);
+        assert_eq!(export(ctx, fd), 0);
+        release(ctx);
+        f.rewind().unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() % 8, 0);
+        bytes
+            .chunks(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect()
+    }
+}
+
+/// The processes below `root` (by parent links in /proc).
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// A renderer of `browser`'s that is sandboxed as Chromium's namespace sandbox does it: own
+/// user, PID (nested: the zygote's, then its own) and network namespaces, and Chromium's
+/// seccomp filter on top of the pod's.
+fn sandboxed_renderer(browser: u32) -> Option<u32> {
+    let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    descendants(browser).into_iter().find(|pid| {
+        let p = pid.to_string();
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        String::from_utf8_lossy(&cmdline).contains("--type=renderer")
+            && ns(&p, "user").is_some()
+            && ns(&p, "user") != ns("self", "user")
+            && ns(&p, "net") != ns("self", "net")
+            && field("NSpid:").len() >= 2
+            && field("Seccomp_filters:")
+                .first()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n >= 2)
+    })
+}
+
+/// What came of starting the bot's Chromium under a profile.
+enum ChromiumRun {
+    /// The page's report ("connected <bytes>"), and whether a sandboxed renderer was seen.
+    Reported(String, bool),
+    /// Chromium ended first; its error output.
+    Ended(String),
+}
+
+/// Starts Chromium as the bot does (its flags, the sandbox on; uid 10001 when the test runs as
+/// root, since Chromium refuses its sandbox as root), no_new_privs set and `filter` loaded
+/// right before exec as the runtime does, on a local page that sends a fake microphone's
+/// audio over a WebRTC connection to itself and reports what arrived.
+async fn chromium_under(filter: Vec<libc::sock_filter>) -> ChromiumRun {
+    use std::os::unix::process::CommandExt;
+    const PAGE: &str = r#"<html><body><script>
+(async () => {
+  let r;
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({audio: true});
+    const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+    a.onicecandidate = e => e.candidate && b.addIceCandidate(e.candidate);
+    b.onicecandidate = e => e.candidate && a.addIceCandidate(e.candidate);
+    s.getTracks().forEach(t => a.addTrack(t, s));
+    await a.setLocalDescription(await a.createOffer());
+    await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription(await b.createAnswer());
+    await a.setRemoteDescription(b.localDescription);
+    for (let i = 0; i < 100 && b.connectionState !== 'connected'; i++) await new Promise(r => setTimeout(r, 100));
+    await new Promise(r => setTimeout(r, 1000));
+    let bytes = 0;
+    (await b.getStats()).forEach(x => { if (x.type === 'inbound-rtp') bytes += x.bytesReceived; });
+    r = b.connectionState + ' ' + bytes;
+  } catch (e) { r = 'error ' + e; }
+  fetch('/result?r=' + encodeURIComponent(r));
+})();
+</script></body></html>"#;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Html(PAGE) }),
+        )
+        .route(
+            "/result",
+            axum::routing::get(move |q: axum::extract::Query<BTreeMap<String, String>>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(q.0.get("r").cloned().unwrap_or_default()).await;
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(dir.path(), Some(10001), Some(10001)).unwrap();
+    }
+    let settings = meetbot_bot::browser::BrowserSettings::default();
+    assert!(!settings.no_sandbox);
+    let mut cmd = std::process::Command::new(&settings.chromium);
+    cmd.args(
+        meetbot_bot::browser::chromium_args(&settings)
+            .iter()
+            .map(|a| format!("--{a}")),
+    )
+    .arg(format!(
+        "--user-data-dir={}",
+        dir.path().join("profile").display()
+    ))
+    .arg(format!("http://{addr}/"))
+    .env("HOME", dir.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+    .process_group(0);
+    if root {
+        cmd.uid(10001).gid(10001);
+    }
+    // SAFETY: only prctl between fork and exec (async-signal-safe); the program is built.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &prog as *const libc::sock_fprog as libc::c_ulong,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start Chromium (bot.browser.chromium)");
+    let pid = child.id();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut sandboxed = false;
+    let outcome = loop {
+        sandboxed |= sandboxed_renderer(pid).is_some();
+        if let Ok(r) = rx.try_recv() {
+            sandboxed |= sandboxed_renderer(pid).is_some();
+            break ChromiumRun::Reported(r, sandboxed);
+        }
+        if child.try_wait().unwrap().is_some() || tokio::time::Instant::now() > deadline {
+            let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+            let tail: String = err.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            break ChromiumRun::Ended(tail);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The browser's whole process group (it was started in one of its own).
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    server.abort();
+    outcome
+}
+
+/// The profile as the nodes get it runs the bot's real Chromium (the bot image's Debian
+/// build) with its sandbox on: renderers in their own user, PID and network namespaces under
+/// Chromium's own filter on top of ours, and a fake microphone's audio crossing a WebRTC
+/// connection. The same profile without the namespace allowance (the runtime's default on
+/// this point) leaves Chromium without a usable sandbox, so it does not start: the allowance
+/// is what the sandbox stands on.
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_runs_sandboxed_with_webrtc_audio_under_the_bot_seccomp_profile_and_not_without_its_namespace_rule()
+ {
+    let p = SeccompProfile::load();
+    match chromium_under(compile_with_libseccomp(&p)).await {
+        ChromiumRun::Reported(r, sandboxed) => {
+            let (state, bytes) = r.split_once(' ').unwrap_or((&r, "0"));
+            assert_eq!(state, "connected", "{r}");
+            assert!(
+                bytes.parse::<u64>().unwrap_or(0) > 0,
+                "no audio arrived: {r}"
+            );
+            assert!(sandboxed, "no renderer ran in Chromium's namespace sandbox");
+        }
+        ChromiumRun::Ended(err) => panic!(
+            "Chromium did not run under the profile (nodes need unprivileged user namespaces: \
+             user.max_user_namespaces > 0, and no AppArmor restriction on them):\n{err}"
+        ),
+    }
+
+    let mut without = SeccompProfile::load();
+    let namespaces = (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNET) as u64;
+    for r in without
+        .syscalls
+        .iter_mut()
+        .filter(|r| r.names.iter().any(|n| n == "clone" || n == "unshare"))
+    {
+        r.args[0].value |= namespaces;
+    }
+    match chromium_under(compile_with_libseccomp(&without)).await {
+        ChromiumRun::Reported(r, _) => panic!("Chromium ran without user namespaces: {r}"),
+        ChromiumRun::Ended(err) => assert!(err.contains("sandbox"), "{err}"),
+    }
 }

@@ -7,6 +7,7 @@
 use chrono::{Duration as CDuration, Utc};
 use meetbot_bot::consumer::{Handled, LaunchConsumer, LaunchSettings};
 use meetbot_bot::local::LocalProcessLauncher;
+use meetbot_bot::ticket::TicketIssuer;
 use meetbot_bot::{BotLauncher, BotRun};
 use meetbot_core::TenantId;
 use meetbot_core::model::*;
@@ -29,18 +30,24 @@ struct World {
     queue: Arc<RabbitQueue>,
     launcher: Arc<LocalProcessLauncher>,
     consumer: LaunchConsumer,
+    issuer: Arc<TicketIssuer>,
     dir: tempfile::TempDir,
 }
 
 async fn world(program: &str) -> World {
+    world_running(program, BOT_SCRIPT).await
+}
+
+/// A world whose bots are `program -c script <dir>/flag --tenant T --job ID`.
+async fn world_running(program: &str, script: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
         .await
         .unwrap();
-    let tenants = Tenants::new(
+    let tenants = Arc::new(Tenants::new(
         store.clone(),
         Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    );
+    ));
     let tenant = tenants.create("Clinic").await.unwrap().id;
     let queue = Arc::new(
         RabbitQueue::connect(
@@ -58,17 +65,25 @@ async fn world(program: &str) -> World {
             program,
             vec![
                 "-c".into(),
-                BOT_SCRIPT.into(),
+                script.into(),
                 dir.path().join("flag").display().to_string(),
             ],
             4,
         )
         .with_grace(Duration::from_millis(300)),
     );
+    // No transcriber and nothing answering the control endpoint: the scripted bots need neither.
+    let issuer = Arc::new(TicketIssuer::new(
+        tenants.clone(),
+        meetbot_core::config::BotConfig::default(),
+        None,
+        "http://127.0.0.1:9".into(),
+    ));
     let consumer = LaunchConsumer::new(
         queue.clone(),
         store.clone(),
         launcher.clone(),
+        issuer.clone(),
         LaunchSettings {
             max_relaunches: 1,
             ..Default::default()
@@ -80,6 +95,7 @@ async fn world(program: &str) -> World {
         queue,
         launcher,
         consumer,
+        issuer,
         dir,
     }
 }
@@ -126,6 +142,7 @@ impl World {
             history: vec![],
             published_at: Some(now),
             bot_rules: None,
+            ticket: None,
         };
         self.store.insert_bot_job(&self.tenant, &job).await.unwrap();
         JobMessage {
@@ -285,4 +302,212 @@ async fn a_refused_bot_fails_its_job_and_a_claimed_job_without_bot_is_recovered(
     assert_eq!(w2.launcher.active().await.unwrap(), 1);
     w.queue.delete_topology().await.unwrap();
     w2.queue.delete_topology().await.unwrap();
+}
+
+/// Waits until `path` holds something.
+async fn written(path: &std::path::Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.is_empty()
+        {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing in {path:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_process_gets_its_ticket_and_none_of_the_launchers_store_key_or_broker_settings() {
+    // This launcher's own environment holds the test servers' addresses (MEETBOT_TEST_*), as a
+    // launcher's holds its store and broker settings; the bot writes what it was given.
+    assert!(
+        std::env::vars().any(|(k, _)| k.starts_with("MEETBOT_")),
+        "run with the MEETBOT_TEST_* variables of scripts/test.sh"
+    );
+    let w = world_running("/bin/sh", r#"env > "$0.env"; sleep 5"#).await;
+    let msg = w.dispatched(7).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    let mut jobs = w.queue.consume_jobs().await.unwrap();
+    assert_eq!(
+        w.consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+        Handled::Launched
+    );
+    let env = written(&w.dir.path().join("flag.env")).await;
+    let mut ticket = None;
+    for line in env.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k == meetbot_bot::ticket::TICKET_ENV {
+            ticket = Some(v.to_string());
+            continue;
+        }
+        // What the shell running the stand-in bot sets for itself.
+        if ["PWD", "OLDPWD", "SHLVL", "_"].contains(&k) {
+            continue;
+        }
+        assert!(
+            meetbot_bot::local::passed_on(k),
+            "the bot was given {k}, which is not one of what a process needs to run"
+        );
+        assert!(
+            !k.starts_with("MEETBOT_") || k.starts_with("MEETBOT_TELEMETRY__"),
+            "{k}"
+        );
+    }
+    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_TEST_")) {
+        assert!(!env.contains(&v), "the bot sees the value of {k}");
+    }
+    // The ticket is for this job, and the job keeps only a digest of its control token.
+    let t = meetbot_bot::ticket::BotTicket::decode(&ticket.expect("a ticket"), Utc::now()).unwrap();
+    assert_eq!(
+        (t.tenant.clone(), t.job_id.as_str()),
+        (w.tenant.clone(), "job-7")
+    );
+    let rec = w
+        .job("job-7")
+        .await
+        .ticket
+        .expect("the job records its ticket");
+    assert_eq!(
+        rec.control_sha256,
+        meetbot_bot::ticket::control_digest(&t.control.token)
+    );
+    assert!(
+        !serde_json::to_string(&w.job("job-7").await)
+            .unwrap()
+            .contains(&t.control.token)
+    );
+    w.queue.delete_topology().await.unwrap();
+}
+
+/// The launcher's control endpoint on a free loopback port, and its base URL.
+async fn control(w: &World) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(meetbot_bot::control::serve(
+        listener,
+        meetbot_bot::control::Control::new(w.store.clone(), Some(w.queue.clone())),
+        std::future::pending(),
+    ));
+    url
+}
+
+/// Issues a ticket for `job` as the launcher does at launch (the job records it), with the
+/// control endpoint at `url`.
+async fn ticket_for(w: &World, job: &str, url: &str) -> meetbot_bot::ticket::BotTicket {
+    let issuer = TicketIssuer::new(
+        w.issuer.tenants().clone(),
+        meetbot_core::config::BotConfig::default(),
+        None,
+        url.into(),
+    );
+    let cur = w.store.get_bot_job(&w.tenant, job).await.unwrap().unwrap();
+    let (rec, t) = issuer.issue(&w.tenant, &cur.value).await.unwrap();
+    let mut j = cur.value.clone();
+    j.ticket = Some(rec);
+    w.store
+        .update_bot_job(&w.tenant, &j, cur.version)
+        .await
+        .unwrap();
+    t
+}
+
+/// `dispatched(n)` and claimed: the job is `launched`, as when its bot starts.
+async fn launched(w: &World, n: u32) {
+    let msg = w.dispatched(n).await;
+    assert!(matches!(
+        claim(&*w.store, &msg).await.unwrap(),
+        Claim::Launch(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_reports_its_own_job_through_the_launcher_and_a_foreign_or_forged_token_changes_nothing()
+ {
+    use meetbot_bot::ticket::{BotControl, ControlError};
+    let w = world("/bin/sh").await;
+    let url = control(&w).await;
+    launched(&w, 11).await;
+    launched(&w, 12).await;
+    let mine = ticket_for(&w, "job-11", &url).await;
+    let other = ticket_for(&w, "job-12", &url).await;
+    let me = BotControl::new(&mine);
+    assert!(!me.status().await.unwrap().leave);
+
+    // Another bot's token for this job, a forged one, and a token for another tenant's path.
+    let mut forged = mine.clone();
+    forged.control.token = other.control.token.clone();
+    let mut guessed = mine.clone();
+    guessed.control.token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    let mut elsewhere = other.clone();
+    elsewhere.job_id = "job-11".into();
+    for t in [&forged, &guessed, &elsewhere] {
+        let c = BotControl::new(t);
+        assert!(matches!(
+            c.report(&EventKind::Failed("forged".into())).await,
+            Err(ControlError::Refused(401))
+        ));
+        assert!(matches!(c.status().await, Err(ControlError::Refused(401))));
+    }
+    assert_eq!(w.job("job-11").await.state, BotJobState::Launched);
+
+    // A bot reports only what a bot does: never a withdrawal (that stops other bots).
+    assert!(matches!(
+        me.report(&EventKind::Withdrawn("x".into())).await,
+        Err(ControlError::Status(400))
+    ));
+    me.report(&EventKind::InCall).await.unwrap();
+    assert_eq!(w.job("job-11").await.state, BotJobState::Joined);
+    assert_eq!(w.job("job-12").await.state, BotJobState::Launched);
+    me.report(&EventKind::Done).await.unwrap();
+    assert_eq!(w.job("job-11").await.state, BotJobState::Done);
+    assert!(me.status().await.unwrap().leave);
+    w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_ticket_revokes_the_earlier_bots_token_and_a_stop_tells_the_bot_to_leave() {
+    use meetbot_bot::ticket::{BotControl, ControlError};
+    let w = world("/bin/sh").await;
+    let url = control(&w).await;
+    launched(&w, 13).await;
+    let first = BotControl::new(&ticket_for(&w, "job-13", &url).await);
+    first.report(&EventKind::InCall).await.unwrap();
+    // The launcher relaunches the bot: a new ticket; the lost bot can no longer report.
+    let second = BotControl::new(&ticket_for(&w, "job-13", &url).await);
+    assert!(matches!(
+        first.report(&EventKind::Failed("late".into())).await,
+        Err(ControlError::Refused(401))
+    ));
+    assert_eq!(w.job("job-13").await.state, BotJobState::Joined);
+    assert!(!second.status().await.unwrap().leave);
+
+    // A person stops the bot: it is told to leave, and its late `failed` changes nothing.
+    meetbot_scheduler::stop::stop_job(
+        &*w.store,
+        None,
+        &w.tenant,
+        "job-13",
+        "user:someone",
+        "stopped from the web page",
+    )
+    .await
+    .unwrap();
+    let s = second.status().await.unwrap();
+    assert!(s.leave, "{s:?}");
+    second
+        .report(&EventKind::Failed("left".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.job("job-13").await.state,
+        BotJobState::Stopped(_)
+    ));
+    w.queue.delete_topology().await.unwrap();
 }

@@ -103,6 +103,7 @@ fn spec(job: &str) -> LaunchSpec {
         job_id: job.into(),
         meeting_id: format!("meeting-{job}"),
         max_duration: Duration::from_secs(3600),
+        ticket: meetbot_bot::ticket::EncodedTicket::new("ticket-text".into()),
     }
 }
 
@@ -219,7 +220,6 @@ async fn kubernetes_job_is_made_from_the_template_and_a_pod_that_cannot_start_fa
     );
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["envFrom"][0]["secretRef"]["name"], "meetbot-bot-env");
-    assert!(c.get("env").is_none());
     // Chromium's sandbox on: a non-root bot under the seccomp profile that permits user
     // namespaces (and nothing more than the runtime's default), no added capability.
     let sc = &c["securityContext"];
@@ -259,6 +259,107 @@ async fn kubernetes_job_is_made_from_the_template_and_a_pod_that_cannot_start_fa
     // A cancelled job's Job is deleted.
     assert!(l.stop("8d3e").await.unwrap());
     assert!(k.deleted().contains(&job_name("8d3e")));
+}
+
+/// Variable names and Secret keys that would give a bot the store, the key vault, the broker
+/// or the audio secret.
+fn credential(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "STORE",
+        "MONGO",
+        "KEYS",
+        "KEY_VAULT",
+        "VAULT",
+        "AMQP",
+        "QUEUE",
+        "AUDIO_TOKEN_SECRET",
+        "AZURE",
+    ]
+    .iter()
+    .any(|c| n.contains(c))
+}
+
+#[tokio::test]
+async fn a_kubernetes_bot_gets_only_its_ticket_from_a_secret_of_its_own_that_goes_with_its_job() {
+    use base64::Engine as _;
+    use meetbot_bot::kubernetes::ticket_secret_name;
+    let k = KubeStandIn::start().await;
+    // The template as shipped: no Secret named for bots.
+    let t = JobTemplate::new("meetbot", "registry.example/meetbot:test");
+    let l = KubernetesLauncher::new(k.client(), t);
+    let s = spec("9a1b");
+    l.launch(&s).await.unwrap();
+    // Created suspended (no pod before its ticket exists), then resumed.
+    let job = &k.created()[0];
+    assert_eq!(job["spec"]["suspend"], true);
+    assert_eq!(l.state("9a1b").await.unwrap(), BotRun::Starting);
+    k.run(&job_name("9a1b"));
+    assert_eq!(l.state("9a1b").await.unwrap(), BotRun::Running);
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert!(c.get("envFrom").is_none(), "{c}");
+    let env = c["env"].as_array().unwrap();
+    assert_eq!(env.len(), 1, "{env:?}");
+    assert_eq!(env[0]["name"], meetbot_bot::ticket::TICKET_ENV);
+    assert!(
+        env[0].get("value").is_none(),
+        "the ticket is not in the Job spec"
+    );
+    let from = &env[0]["valueFrom"]["secretKeyRef"];
+    assert_eq!(from["name"], ticket_secret_name(&s));
+    // The only volume is the in-memory /tmp: no Secret, no projected token.
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(
+        volumes.iter().all(|v| v.get("emptyDir").is_some()),
+        "{volumes:?}"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    for e in env {
+        assert!(!credential(e["name"].as_str().unwrap()));
+    }
+    // The Secret holds the ticket and nothing else, and belongs to the Job from its creation.
+    let secret = k
+        .secret(&ticket_secret_name(&s))
+        .expect("the ticket's Secret");
+    let data = secret["data"].as_object().unwrap();
+    let key = from["key"].as_str().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec![key]);
+    let ticket = base64::engine::general_purpose::STANDARD
+        .decode(data[key].as_str().unwrap())
+        .unwrap();
+    assert_eq!(ticket, b"ticket-text");
+    assert_eq!(secret["immutable"], true);
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Job"), Some(job_name("9a1b").as_str()))
+    );
+    assert_eq!(
+        owner["uid"],
+        k.job(&job_name("9a1b")).unwrap()["metadata"]["uid"]
+    );
+    // Stopping the bot takes its ticket away with it.
+    assert!(l.stop("9a1b").await.unwrap());
+    assert!(k.secret_names().is_empty(), "{:?}", k.secret_names());
+    // A relaunch after a finished Job gets a Secret of its own with the new ticket.
+    let first = spec("9a1c");
+    l.launch(&first).await.unwrap();
+    k.run(&job_name("9a1c"));
+    k.fail(&job_name("9a1c"), "BackoffLimitExceeded", "lost");
+    let mut again = spec("9a1c");
+    again.ticket = meetbot_bot::ticket::EncodedTicket::new("second-ticket".into());
+    l.launch(&again).await.unwrap();
+    assert_ne!(ticket_secret_name(&first), ticket_secret_name(&again));
+    let secret = k.secret(&ticket_secret_name(&again)).unwrap();
+    let ticket = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["ticket"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(ticket, b"second-ticket");
+    assert!(
+        k.secret(&ticket_secret_name(&first)).is_none(),
+        "collected with the old Job"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -321,6 +321,7 @@ impl Transcriber {
             )),
             buffer_frames: 20_000,
             max_outage: Duration::from_secs(10),
+            trusted_ca: Vec::new(),
         };
         (tx, tokio::spawn(stream_audio(s, rx)))
     }

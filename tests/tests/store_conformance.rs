@@ -286,6 +286,7 @@ fn job(meeting: &Meeting, t: &TenantId) -> BotJob {
         }],
         published_at: None,
         bot_rules: None,
+        ticket: None,
     }
 }
 
@@ -1466,6 +1467,89 @@ async fn user_updates_by_compare_and_set_have_exactly_one_winner(env: Env) {
     assert_eq!(env.store.get_user(&t, "u1").await.unwrap(), None);
 }
 
+async fn api_key_updates_by_compare_and_set_never_undo_a_revocation(env: Env) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let now = Utc::now();
+    let key = ApiKey {
+        id: "k1".into(),
+        name: "crm".into(),
+        secret_hash: "aa".repeat(32),
+        scopes: vec!["meetings:read".into()],
+        created_by: "u1".into(),
+        created_at: now,
+        revoked_at: None,
+        last_used_at: None,
+        expires_at: Some(now + CDuration::days(90)),
+    };
+    // Not there yet: nothing to compare against.
+    assert!(matches!(
+        env.store.update_api_key_at(&t, &key, 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    env.store.put_api_key(&t, &key).await.unwrap();
+    let read = env
+        .store
+        .get_api_key_versioned(&t, "k1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.value, key);
+    assert_eq!(
+        env.store.get_api_key_versioned(&other, "k1").await.unwrap(),
+        None
+    );
+    // A request's use and an admin's revocation, both from the same read: one wins.
+    let mut used = read.value.clone();
+    used.last_used_at = Some(now);
+    let mut revoked = read.value.clone();
+    revoked.revoked_at = Some(now);
+    let (ru, rr) = tokio::join!(
+        env.store.update_api_key_at(&t, &used, read.version),
+        env.store.update_api_key_at(&t, &revoked, read.version)
+    );
+    assert!(ru.is_ok() != rr.is_ok(), "exactly one wins: {ru:?} {rr:?}");
+    // Whichever lost, revoking from a fresh read lands, and a stale use cannot undo it.
+    let held = env
+        .store
+        .get_api_key_versioned(&t, "k1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(held.version > read.version);
+    let mut revoke = held.value.clone();
+    revoke.revoked_at = Some(now);
+    let v = env
+        .store
+        .update_api_key_at(&t, &revoke, held.version)
+        .await
+        .unwrap();
+    assert!(v > held.version);
+    for stale in [&used, &held.value] {
+        for version in [read.version, held.version] {
+            assert!(matches!(
+                env.store.update_api_key_at(&t, stale, version).await,
+                Err(StoreError::Conflict { .. })
+            ));
+        }
+    }
+    assert!(
+        env.store
+            .get_api_key(&t, "k1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    // Not in another tenant.
+    assert!(matches!(
+        env.store.update_api_key_at(&other, &revoke, v).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(env.store.get_api_key(&other, "k1").await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1495,4 +1579,5 @@ suite!(
     user_updates_by_compare_and_set_have_exactly_one_winner,
     the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named,
     a_signed_out_session_is_not_brought_back_by_an_idle_refresh,
+    api_key_updates_by_compare_and_set_never_undo_a_revocation,
 );

@@ -124,6 +124,7 @@ impl Fixture {
             token: SecretString::from(token.to_string()),
             buffer_frames: 20_000,
             max_outage: Duration::from_secs(10),
+            trusted_ca: Vec::new(),
         }
     }
     fn token(&self, job: &str) -> String {
@@ -351,6 +352,44 @@ async fn a_token_for_another_job_is_refused() {
     .await
     .unwrap();
     assert_eq!(live.status(), 401);
+}
+
+#[tokio::test]
+async fn an_earlier_bots_audio_token_is_refused_once_a_new_ticket_holds_the_job() {
+    use meetbot_bot::audio_stream::{job_token_expiring, unix_now};
+    let f = fixture(whisper()).await;
+    // Two tickets of one job, the second (a relaunch) now the job's: each carries its own
+    // audio token, told apart by its expiry.
+    let (old_exp, new_exp) = (unix_now() + 3600, unix_now() + 3700);
+    let cur = f
+        .store
+        .get_bot_job(&f.tenant, "job-1")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut j = cur.value.clone();
+    j.ticket = Some(meetbot_core::model::TicketRecord {
+        id: "second".into(),
+        control_sha256: "00".repeat(32),
+        audio_expires: Some(new_exp),
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    });
+    f.store
+        .update_bot_job(&f.tenant, &j, cur.version)
+        .await
+        .unwrap();
+    let old = job_token_expiring(&f.secret, f.tenant.as_str(), "job-1", old_exp);
+    let (tx, rx) = mpsc::channel(8);
+    drop(tx);
+    let r = stream_audio(f.settings("job-1", &old), rx).await;
+    assert!(matches!(r, Err(StreamError::Unauthorized)), "{r:?}");
+    assert_eq!(f.metrics.frames.get(), 0);
+    // The current bot's token opens the stream.
+    let new = job_token_expiring(&f.secret, f.tenant.as_str(), "job-1", new_exp);
+    let (tx, rx) = mpsc::channel(8);
+    drop(tx);
+    let r = stream_audio(f.settings("job-1", &new), rx).await;
+    assert!(r.is_ok(), "{r:?}");
 }
 
 #[tokio::test]

@@ -40,6 +40,8 @@ struct Cal {
     bearer: crate::Bearer,
     /// The account's address (Graph `/me/calendar` owner, Google primary list `summary`).
     owner: Option<String>,
+    /// Every page links to another, past the last event too (a hostile or broken provider).
+    endless: bool,
 }
 
 pub struct GoogleStandIn {
@@ -196,6 +198,12 @@ impl GoogleStandIn {
     pub fn requests(&self) -> u64 {
         self.lock().requests
     }
+
+    /// From now on every page links to a next one, empty once the events run out: a round
+    /// that follows the links never ends.
+    pub fn endless_pages(&self) {
+        self.lock().endless = true;
+    }
 }
 
 fn err(status: StatusCode, reason: &str, message: &str) -> Response {
@@ -325,7 +333,7 @@ async fn list(
         .clone()
         .unwrap_or_else(|| "user@example.test".into());
     let mut body = json!({"kind": "calendar#events", "summary": summary, "timeZone": "UTC", "accessRole": "owner", "items": page});
-    if offset + max < items.len() {
+    if offset + max < items.len() || c.endless {
         body["nextPageToken"] = json!(format!(
             "{since}~{snapshot}~{}~{}~{}",
             offset + max,

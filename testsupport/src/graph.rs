@@ -43,6 +43,8 @@ struct Cal {
     bearer: crate::Bearer,
     /// The account's address (Graph `/me/calendar` owner, Google primary list `summary`).
     owner: Option<String>,
+    /// Every page links to another, past the last event too (a hostile or broken provider).
+    endless: bool,
 }
 
 pub struct GraphStandIn {
@@ -217,6 +219,12 @@ impl GraphStandIn {
     pub fn requests(&self) -> u64 {
         self.lock().requests
     }
+
+    /// From now on every page links to a next one, empty once the events run out: a round
+    /// that follows the links never ends.
+    pub fn endless_pages(&self) {
+        self.lock().endless = true;
+    }
 }
 
 fn err(status: StatusCode, code: &str, message: &str) -> Response {
@@ -351,7 +359,7 @@ async fn delta(
         window.1.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": page});
-    if offset + page_size < changes.len() {
+    if offset + page_size < changes.len() || c.endless {
         body["@odata.nextLink"] = json!(format!(
             "{base}?$skiptoken={since}~{snapshot}~{}~{w}",
             offset + page_size

@@ -25,6 +25,8 @@ struct Cluster {
     /// (namespace, name) -> Job
     jobs: BTreeMap<(String, String), Value>,
     pods: BTreeMap<(String, String), Value>,
+    /// (namespace, name) -> Secret (`data` base64, as the API server keeps it)
+    secrets: BTreeMap<(String, String), Value>,
     created: Vec<Value>,
     deleted: Vec<String>,
     rv: u64,
@@ -69,9 +71,17 @@ impl KubeStandIn {
             )
             .route(
                 "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
-                get(get_job).delete(delete_job),
+                get(get_job).delete(delete_job).patch(patch_job),
             )
             .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+            .route(
+                "/api/v1/namespaces/{ns}/secrets",
+                axum::routing::post(create_secret),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/secrets/{name}",
+                get(get_secret).delete(delete_secret).patch(patch_secret),
+            )
             .with_state(c.clone());
         let (addr, task) = crate::serve_on_loopback(app).await;
         KubeStandIn {
@@ -103,6 +113,29 @@ impl KubeStandIn {
     /// Names of deleted Jobs, in order.
     pub fn deleted(&self) -> Vec<String> {
         self.lock().deleted.clone()
+    }
+
+    /// The Job `name` as the API server keeps it now, if it exists.
+    pub fn job(&self, name: &str) -> Option<Value> {
+        self.lock()
+            .jobs
+            .iter()
+            .find(|((_, n), _)| n == name)
+            .map(|(_, j)| j.clone())
+    }
+
+    /// The Secret `name` as the API server keeps it, if it exists.
+    pub fn secret(&self, name: &str) -> Option<Value> {
+        self.lock()
+            .secrets
+            .iter()
+            .find(|((_, n), _)| n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Names of the Secrets that exist now.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.lock().secrets.keys().map(|(_, n)| n.clone()).collect()
     }
 
     /// Names of the Jobs that exist now.
@@ -233,13 +266,27 @@ async fn create_job(
     job["metadata"]["resourceVersion"] = json!(cl.rv.to_string());
     job["metadata"]["creationTimestamp"] = json!(now);
     job["status"] = json!({"active": 1, "ready": 0, "startTime": now});
+    // A suspended Job (`spec.suspend`) gets its pod when it is resumed.
+    if job["spec"]["suspend"] == json!(true) {
+        job["status"] = json!({"active": 0, "ready": 0});
+    } else {
+        add_pod(&mut cl, &ns, &name, &job);
+    }
+    cl.jobs.insert((ns, name), job.clone());
+    (StatusCode::CREATED, Json(job)).into_response()
+}
+
+/// The Job controller's pod for Job `name` (`<job>-<5 chars>`, labels `job-name`, `controller-uid`).
+fn add_pod(cl: &mut Cluster, ns: &str, name: &str, job: &Value) {
+    let now = Utc::now().to_rfc3339();
+    let uid = job["metadata"]["uid"].clone();
     let pod_name = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..5]);
     let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
     if !labels.is_object() {
         labels = json!({});
     }
     labels["job-name"] = json!(name);
-    labels["controller-uid"] = json!(uid);
+    labels["controller-uid"] = uid;
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
@@ -247,9 +294,50 @@ async fn create_job(
         "spec": job["spec"]["template"]["spec"].clone(),
         "status": {"phase": "Pending"}
     });
-    cl.pods.insert((ns.clone(), pod_name), pod);
-    cl.jobs.insert((ns, name), job.clone());
-    (StatusCode::CREATED, Json(job)).into_response()
+    cl.pods.insert((ns.to_string(), pod_name), pod);
+}
+
+/// A JSON merge patch of the Job; resuming a suspended Job (`spec.suspend: false`) starts its
+/// pod, as the Job controller does.
+async fn patch_job(
+    State(c): State<Arc<Mutex<Cluster>>>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(patch): Json<Value>,
+) -> Response {
+    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+    cl.rv += 1;
+    let rv = cl.rv.to_string();
+    let key = (ns.clone(), name.clone());
+    let Some(job) = cl.jobs.get_mut(&key) else {
+        return status(
+            404,
+            "NotFound",
+            format!("jobs.batch \"{name}\" not found"),
+            &name,
+            "jobs",
+        );
+    };
+    let was_suspended = job["spec"]["suspend"] == json!(true);
+    if let Some(spec) = patch["spec"].as_object() {
+        for (k, v) in spec {
+            job["spec"][k] = v.clone();
+        }
+    }
+    if let Some(m) = patch["metadata"].as_object() {
+        for (k, v) in m {
+            job["metadata"][k] = v.clone();
+        }
+    }
+    job["metadata"]["resourceVersion"] = json!(rv);
+    let resumed = was_suspended && job["spec"]["suspend"] != json!(true);
+    if resumed {
+        job["status"]["active"] = json!(1);
+    }
+    let job = job.clone();
+    if resumed {
+        add_pod(&mut cl, &ns, &name, &job);
+    }
+    Json(job).into_response()
 }
 
 async fn get_job(
@@ -276,9 +364,16 @@ async fn delete_job(
     let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
     match cl.jobs.remove(&(ns.clone(), name.clone())) {
         Some(mut j) => {
-            // Background propagation: the pods go too.
+            // Background propagation: the pods go too, and (the garbage collector) what the
+            // Job owns.
             cl.pods
                 .retain(|_, p| p["metadata"]["labels"]["job-name"] != name.as_str());
+            let uid = j["metadata"]["uid"].clone();
+            cl.secrets.retain(|_, s| {
+                !s["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|r| r["uid"] == uid))
+            });
             cl.deleted.push(name);
             j["metadata"]["deletionTimestamp"] = json!(Utc::now().to_rfc3339());
             Json(j).into_response()
@@ -331,4 +426,121 @@ fn select(
         .filter(|((n, _), o)| n == ns && matches(q.get("labelSelector"), o))
         .map(|(_, o)| o.clone())
         .collect()
+}
+
+fn secret_missing(name: &str) -> Response {
+    status(
+        404,
+        "NotFound",
+        format!("secrets \"{name}\" not found"),
+        name,
+        "secrets",
+    )
+}
+
+/// `stringData` folded into `data` (base64), as the API server does.
+async fn create_secret(
+    State(c): State<Arc<Mutex<Cluster>>>,
+    Path(ns): Path<String>,
+    Json(mut secret): Json<Value>,
+) -> Response {
+    use base64::Engine as _;
+    let Some(name) = secret["metadata"]["name"].as_str().map(String::from) else {
+        return status(
+            422,
+            "Invalid",
+            "Secret \"\" is invalid: metadata.name: Required value".into(),
+            "",
+            "secrets",
+        );
+    };
+    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+    if cl.secrets.contains_key(&(ns.clone(), name.clone())) {
+        return status(
+            409,
+            "AlreadyExists",
+            format!("secrets \"{name}\" already exists"),
+            &name,
+            "secrets",
+        );
+    }
+    let mut data = secret["data"].as_object().cloned().unwrap_or_default();
+    if let Some(sd) = secret["stringData"].as_object() {
+        for (k, v) in sd {
+            let plain = v.as_str().unwrap_or_default();
+            data.insert(
+                k.clone(),
+                json!(base64::engine::general_purpose::STANDARD.encode(plain)),
+            );
+        }
+    }
+    if let Some(o) = secret.as_object_mut() {
+        o.remove("stringData");
+    }
+    cl.rv += 1;
+    secret["apiVersion"] = json!("v1");
+    secret["kind"] = json!("Secret");
+    secret["data"] = Value::Object(data);
+    secret["metadata"]["namespace"] = json!(ns);
+    secret["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    secret["metadata"]["resourceVersion"] = json!(cl.rv.to_string());
+    cl.secrets.insert((ns, name), secret.clone());
+    (StatusCode::CREATED, Json(secret)).into_response()
+}
+
+async fn get_secret(
+    State(c): State<Arc<Mutex<Cluster>>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let cl = c.lock().unwrap_or_else(|p| p.into_inner());
+    match cl.secrets.get(&(ns, name.clone())) {
+        Some(s) => Json(s.clone()).into_response(),
+        None => secret_missing(&name),
+    }
+}
+
+async fn delete_secret(
+    State(c): State<Arc<Mutex<Cluster>>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+    match cl.secrets.remove(&(ns, name.clone())) {
+        Some(s) => Json(s).into_response(),
+        None => secret_missing(&name),
+    }
+}
+
+/// A JSON merge patch (RFC 7386) of the Secret's metadata (what the launcher patches); an
+/// immutable Secret's `data` cannot change.
+async fn patch_secret(
+    State(c): State<Arc<Mutex<Cluster>>>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(patch): Json<Value>,
+) -> Response {
+    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+    cl.rv += 1;
+    let rv = cl.rv.to_string();
+    let Some(s) = cl.secrets.get_mut(&(ns, name.clone())) else {
+        return secret_missing(&name);
+    };
+    if s["immutable"] == json!(true)
+        && (patch.get("data").is_some() || patch.get("stringData").is_some())
+    {
+        return status(
+            422,
+            "Invalid",
+            format!(
+                "Secret \"{name}\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+            ),
+            &name,
+            "secrets",
+        );
+    }
+    if let Some(m) = patch["metadata"].as_object() {
+        for (k, v) in m {
+            s["metadata"][k] = v.clone();
+        }
+    }
+    s["metadata"]["resourceVersion"] = json!(rv);
+    Json(s.clone()).into_response()
 }

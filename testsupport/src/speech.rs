@@ -157,6 +157,7 @@ pub fn joined_job(id: &str, meeting_id: &str, idempotency_key: &str) -> BotJob {
         history: vec![],
         published_at: Some(now),
         bot_rules: None,
+        ticket: None,
     }
 }
 

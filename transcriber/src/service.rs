@@ -27,9 +27,77 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
+
+/// Why the listener's TLS certificate or key cannot be used (each names its file).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{} is not valid PEM: {}", .0.display(), .1)]
+    BadCertificate(PathBuf, String),
+    #[error(
+        "{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1, unencrypted)",
+        .0.display()
+    )]
+    NoKey(PathBuf),
+    #[error(
+        "the certificate {} and the key {} cannot serve TLS together (is the key this certificate's?): {}",
+        .0.display(),
+        .1.display(),
+        .2
+    )]
+    Unusable(PathBuf, PathBuf, String),
+}
+
+/// TLS for the audio listener (`wss://`): the certificate chain in `cert_file` (PEM, leaf
+/// first) and its private key in `key_file` (PEM), served with rustls on aws-lc-rs, TLS 1.2 and
+/// 1.3, HTTP/1.1 only (WebSocket upgrades and the live event stream need it). Read once: a
+/// renewed certificate takes a restart.
+pub fn tls_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|source| TlsError::Read {
+                path: p.to_path_buf(),
+                source,
+            })
+    };
+    let chain = CertificateDer::pem_slice_iter(&read(cert_file)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate(cert_file.to_path_buf(), e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert_file.to_path_buf()));
+    }
+    // The key's own parse errors are not repeated: they could quote its lines.
+    let key = PrivateKeyDer::from_pem_slice(&read(key_file)?)
+        .map_err(|_| TlsError::NoKey(key_file.to_path_buf()))?;
+    let unusable =
+        |e: rustls::Error| TlsError::Unusable(cert_file.into(), key_file.into(), e.to_string());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(unusable)?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(unusable)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
 
 /// Which engine serves a tenant: the operator's per-tenant engine, else the one the tenant chose
 /// among those offered (its `speech_engine` setting), else the default.
@@ -243,7 +311,7 @@ fn authorized(
     headers: &HeaderMap,
     tenant: &str,
     job: &str,
-) -> Result<(), Refused> {
+) -> Result<u64, Refused> {
     use meetbot_bot::audio_stream::{check_job_token, unix_now};
     let Some(token) = headers
         .get("authorization")
@@ -256,7 +324,6 @@ fn authorized(
         ));
     };
     check_job_token(secret, token, tenant, job, unix_now())
-        .map(|_| ())
         .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))
 }
 
@@ -268,7 +335,15 @@ type Refused = (StatusCode, String);
 /// has not ended, i.e. no transcript of its meeting was stored since it was launched. A valid
 /// token replayed after the meeting is refused (403) and appends nothing; a bot reconnecting
 /// mid-meeting is served and resumes. The store unreadable: 503 (the bot retries).
-async fn stream_open(svc: &Service, tenant: &TenantId, job: &str) -> Result<(), Refused> {
+///
+/// With `token_expiry` (a bot's stream), the token must be the one of the job's current ticket
+/// (decision 0032): a bot the launcher replaced cannot take the stream back.
+async fn stream_open(
+    svc: &Service,
+    tenant: &TenantId,
+    job: &str,
+    token_expiry: Option<u64>,
+) -> Result<(), Refused> {
     use meetbot_core::model::BotJobState;
     let refused = |why: &str| {
         (
@@ -292,6 +367,14 @@ async fn stream_open(svc: &Service, tenant: &TenantId, job: &str) -> Result<(), 
         return Err(refused("the bot job does not exist"));
     };
     let j = j.value;
+    if let (Some(exp), Some(t)) = (token_expiry, &j.ticket)
+        && t.audio_expires != Some(exp)
+    {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "the audio token is not the job's current bot's: a newer bot serves this job".into(),
+        ));
+    }
     // A stopped job's stream is still taken, acknowledged unread so its bot ends cleanly,
     // and keeps nothing (`serve` drops it at once; decision 0030).
     if !matches!(
@@ -873,13 +956,14 @@ async fn audio(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = authorized(&svc.settings.secret, &headers, &tenant, &job) {
-        return refused.into_response();
-    }
+    let expiry = match authorized(&svc.settings.secret, &headers, &tenant, &job) {
+        Ok(e) => e,
+        Err(refused) => return refused.into_response(),
+    };
     let Ok(tenant) = tenant.parse::<TenantId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if let Err(refused) = stream_open(&svc, &tenant, &job).await {
+    if let Err(refused) = stream_open(&svc, &tenant, &job, Some(expiry)).await {
         return refused.into_response();
     }
     let session = svc.session(&tenant, &job);
@@ -976,7 +1060,7 @@ async fn live(
     let Ok(tenant) = tenant.parse::<TenantId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if let Err(refused) = stream_open(&svc, &tenant, &job).await {
+    if let Err(refused) = stream_open(&svc, &tenant, &job, None).await {
         return refused.into_response();
     }
     let session = svc.session(&tenant, &job);
@@ -1049,5 +1133,36 @@ mod engine_choice_tests {
         assert_eq!(e.pick(&t("tenant01"), Some("base")).name(), "base");
         assert_eq!(e.pick(&t("tenant01"), Some("gone")).name(), "default");
         assert_eq!(e.pick(&t("forced01"), Some("base")).name(), "forced");
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_or_empty_tls_file_is_refused_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let e = tls_config(&cert, &key).unwrap_err();
+        assert!(matches!(e, TlsError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("tls.crt"), "{e}");
+        std::fs::write(&cert, "no PEM here\n").unwrap();
+        let e = tls_config(&cert, &key).unwrap_err();
+        assert!(matches!(e, TlsError::NoCertificate(_)), "{e}");
+        assert!(e.to_string().contains("tls.crt"), "{e}");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = tls_config(&cert, &key).unwrap_err();
+        assert!(matches!(e, TlsError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("tls.key"), "{e}");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot base64 !\n").unwrap();
+        let e = tls_config(&cert, &key).unwrap_err();
+        assert!(matches!(e, TlsError::NoKey(_)), "{e}");
+        assert!(e.to_string().contains("tls.key"), "{e}");
+        assert!(!e.to_string().contains("not base64"), "{e}");
     }
 }

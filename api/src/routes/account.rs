@@ -800,14 +800,44 @@ pub async fn remove_user(
 /// also refused at use while their creator is gone or below [`auth::KEY_HOLDER_ROLE`].
 async fn revoke_keys_of(api: &AppState, c: &Caller, user_id: &str) -> ApiResult<()> {
     let store = api.tenants.store();
-    for mut k in store.list_api_keys(&c.tenant).await? {
-        if k.created_by == user_id && k.revoked_at.is_none() {
-            k.revoked_at = Some(Utc::now());
-            store.put_api_key(&c.tenant, &k).await?;
+    for k in store.list_api_keys(&c.tenant).await? {
+        if k.created_by == user_id
+            && k.revoked_at.is_none()
+            && revoke(api, &c.tenant, &k.id).await? == Some(true)
+        {
             audit(api, c, "api_key.revoke", &format!("key:{}", k.id)).await?;
         }
     }
     Ok(())
+}
+
+/// Marks key `id` revoked by compare-and-set on its version, read again after each conflict
+/// (a request recording its use in between), so neither write undoes the other. `None`: no
+/// such key; `Some(false)`: it was revoked already.
+async fn revoke(
+    api: &AppState,
+    tenant: &meetbot_core::TenantId,
+    id: &str,
+) -> ApiResult<Option<bool>> {
+    let store = api.tenants.store();
+    // Each conflict is another writer's success; uses are written at most once a minute.
+    for _ in 0..8 {
+        let Some(mut k) = store.get_api_key_versioned(tenant, id).await? else {
+            return Ok(None);
+        };
+        if k.value.revoked_at.is_some() {
+            return Ok(Some(false));
+        }
+        k.value.revoked_at = Some(Utc::now());
+        match store.update_api_key_at(tenant, &k.value, k.version).await {
+            Ok(_) => return Ok(Some(true)),
+            Err(meetbot_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the API key kept changing while it was being revoked: try again".into(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -966,14 +996,10 @@ pub async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     c.person()?;
     c.require(Role::Admin, "keys")?;
-    let store = api.tenants.store();
-    let mut key = store
-        .get_api_key(&c.tenant, &id)
+    if revoke(&api, &c.tenant, &id)
         .await?
-        .ok_or(ApiError::NotFound("API key"))?;
-    if key.revoked_at.is_none() {
-        key.revoked_at = Some(Utc::now());
-        store.put_api_key(&c.tenant, &key).await?;
+        .ok_or(ApiError::NotFound("API key"))?
+    {
         audit(&api, &c, "api_key.revoke", &format!("key:{id}")).await?;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -680,6 +680,7 @@ pub async fn create_bot(
     // the job armed and leaves it be.
     let job = BotJob {
         bot_rules: (rules != BotRuleOverrides::default()).then_some(rules),
+        ticket: None,
         ..BotJob::scheduled(
             &id,
             meetbot_scheduler::jobs::idempotency_key(&c.tenant, &instance, join_at),

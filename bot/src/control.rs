@@ -1,0 +1,213 @@
+//! The launcher's control endpoint for its bots (decision 0032). A bot holds no store
+//! credentials: it reports its lifecycle here and asks here whether to leave, with the control
+//! token of its ticket ([`crate::ticket`]).
+//!
+//! - `GET  /v1/bots/{tenant}/{job}`: `{"state": "...", "leave": bool}`;
+//! - `POST /v1/bots/{tenant}/{job}/events`: a bot event (`{"kind":"in_call"}`, `{"kind":"done"}`,
+//!   `{"kind":"failed","reason":"..."}`, ...): `in_call` moves the job to `joined`, `done` to
+//!   `done`, `failed` to `failed` (compare-and-set; a job that moved on, e.g. stopped by a person,
+//!   stays as it is), and the event is published on the broker where there is one.
+//!
+//! Every request needs `Authorization: Bearer <control token>`, checked against the SHA-256 the
+//! job's current ticket record keeps (constant time) and its expiry; any replica can check it, and
+//! a relaunch's new ticket revokes the old bot's token. A wrong token, another job's token, an
+//! expired or revoked one and an unknown job all get the same 401, so the endpoint is no oracle.
+
+use crate::ticket::control_digest;
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use meetbot_core::TenantId;
+use meetbot_core::model::{BotJob, BotJobState};
+use meetbot_queue::{BotEvent, EventKind, JobQueue};
+use meetbot_scheduler::jobs::{live, transition};
+use meetbot_store::{Store, StoreError};
+use std::sync::Arc;
+
+/// Reasons longer than this are cut (they are stored in the job's history).
+const MAX_REASON_CHARS: usize = 500;
+
+#[derive(Clone)]
+pub struct Control {
+    store: Arc<dyn Store>,
+    queue: Option<Arc<dyn JobQueue>>,
+}
+
+impl Control {
+    pub fn new(store: Arc<dyn Store>, queue: Option<Arc<dyn JobQueue>>) -> Self {
+        Control { store, queue }
+    }
+
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .route("/v1/bots/{tenant}/{job}", get(status))
+            .route("/v1/bots/{tenant}/{job}/events", post(event))
+            .layer(DefaultBodyLimit::max(4096))
+            .with_state(self)
+    }
+}
+
+fn refused() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "this bot's control token is required and must be its job's current one",
+    )
+        .into_response()
+}
+
+fn unavailable(e: StoreError) -> Response {
+    tracing::warn!(error = %e, "bot control: store unreadable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "job state unreadable; try again",
+    )
+        .into_response()
+}
+
+/// The job, when `headers` carry its current ticket's control token.
+async fn authorized(
+    c: &Control,
+    headers: &HeaderMap,
+    tenant: &str,
+    job: &str,
+) -> Result<(TenantId, BotJob), Response> {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return Err(refused());
+    };
+    let Ok(tenant) = tenant.parse::<TenantId>() else {
+        return Err(refused());
+    };
+    let j = match c.store.get_bot_job(&tenant, job).await {
+        Ok(Some(j)) => j.value,
+        Ok(None) | Err(StoreError::UnknownTenant(_)) => return Err(refused()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let Some(rec) = &j.ticket else {
+        return Err(refused());
+    };
+    let ok = aws_lc_rs::constant_time::verify_slices_are_equal(
+        control_digest(token).as_bytes(),
+        rec.control_sha256.as_bytes(),
+    )
+    .is_ok();
+    if !ok || rec.expires_at <= Utc::now() {
+        return Err(refused());
+    }
+    Ok((tenant, j))
+}
+
+async fn status(
+    State(c): State<Control>,
+    Path((tenant, job)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (tenant, j) = match authorized(&c, &headers, &tenant, &job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let meeting_stopped =
+        match meetbot_scheduler::stop::meeting_stopped(&*c.store, &tenant, &j.meeting_id).await {
+            Ok(s) => s.is_some(),
+            Err(e) => return unavailable(e),
+        };
+    let leave = meeting_stopped || !matches!(j.state, BotJobState::Launched | BotJobState::Joined);
+    Json(crate::ticket::ControlStatus {
+        state: j.state.name().to_string(),
+        leave,
+    })
+    .into_response()
+}
+
+async fn event(
+    State(c): State<Control>,
+    Path((tenant, job)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (tenant, j) = match authorized(&c, &headers, &tenant, &job).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let kind: EventKind = match serde_json::from_slice(&body) {
+        Ok(k) => k,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a bot event ({e}); send {{\"kind\": \"in_call\"}} and the like"),
+            )
+                .into_response();
+        }
+    };
+    let kind = match kind {
+        EventKind::Queued | EventKind::Withdrawn(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "a bot reports joining, waiting_room, in_call, recording, leaving, done or failed",
+            )
+                .into_response();
+        }
+        EventKind::Failed(r) => EventKind::Failed(r.chars().take(MAX_REASON_CHARS).collect()),
+        k => k,
+    };
+    let to = match &kind {
+        EventKind::InCall => Some(BotJobState::Joined),
+        EventKind::Done => Some(BotJobState::Done),
+        EventKind::Failed(r) => Some(BotJobState::Failed(r.clone())),
+        _ => None,
+    };
+    if let Some(to) = to
+        && let Err(e) = set_state(&*c.store, &tenant, &j.id, to).await
+    {
+        return unavailable(e);
+    }
+    if let Some(q) = &c.queue {
+        let ev = BotEvent::new(tenant.clone(), j.id.clone(), j.meeting_id.clone(), kind);
+        if let Err(e) = q.publish_event(&ev).await {
+            tracing::warn!(job = %j.id, error = %e, "bot event not published");
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Moves the job to `to` (compare-and-set, retried on conflict; a job that cannot make that
+/// move, e.g. one a person stopped, is left as it is).
+pub async fn set_state(
+    store: &dyn Store,
+    t: &TenantId,
+    job_id: &str,
+    to: BotJobState,
+) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        let Some(cur) = store.get_bot_job(t, job_id).await? else {
+            return Ok(());
+        };
+        let mut j = cur.value.clone();
+        if !live(&j.state) || transition(&mut j, to.clone(), Utc::now()).is_err() {
+            return Ok(());
+        }
+        match store.update_bot_job(t, &j, cur.version).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Serves the control endpoint on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    control: Control,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, control.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
