@@ -180,6 +180,32 @@ impl LaunchConsumer {
         }
     }
 
+    /// The bot cannot be launched for `reason` (the platform refused it, or its ticket cannot be
+    /// made): the job fails with the reason, and the delivery is settled.
+    async fn refused(&self, d: JobDelivery, reason: &str) -> Result<Handled, ConsumerError> {
+        let m = &d.job;
+        let reason = format!("bot not launched: {reason}");
+        self.fail_job(&m.tenant_id, &m.job_id, &reason).await?;
+        self.event(
+            &m.tenant_id,
+            &m.job_id,
+            &m.meeting_id,
+            EventKind::Failed(reason.clone()),
+        )
+        .await;
+        d.ack().await?;
+        Ok(Handled::Failed(reason))
+    }
+
+    /// A passing failure (store or platform unavailable): the job stays `launched` without a
+    /// bot and the redelivery finds it and launches.
+    async fn requeued(d: JobDelivery, error: &str) -> Result<Handled, ConsumerError> {
+        tracing::warn!(job = %d.job.job_id, error = %error, "bot not launched; requeued");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        d.requeue().await?;
+        Ok(Handled::Requeued)
+    }
+
     /// Handles one delivery and settles it.
     pub async fn handle(&self, d: JobDelivery) -> Result<Handled, ConsumerError> {
         self.launcher.ready_for_one().await;
@@ -210,26 +236,8 @@ impl LaunchConsumer {
                 d.ack().await?;
                 return Ok(Handled::Withdrawn);
             }
-            Err(NoTicket::Refused(reason)) => {
-                let reason = format!("bot not launched: {reason}");
-                self.fail_job(&m.tenant_id, &m.job_id, &reason).await?;
-                self.event(
-                    &m.tenant_id,
-                    &m.job_id,
-                    &m.meeting_id,
-                    EventKind::Failed(reason.clone()),
-                )
-                .await;
-                d.ack().await?;
-                return Ok(Handled::Failed(reason));
-            }
-            Err(NoTicket::Store(e)) => {
-                // The job stays `launched` without a bot: the redelivery finds it and launches.
-                tracing::warn!(job = %m.job_id, error = %e, "bot ticket not issued; requeued");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                d.requeue().await?;
-                return Ok(Handled::Requeued);
-            }
+            Err(NoTicket::Refused(reason)) => return self.refused(d, &reason).await,
+            Err(NoTicket::Store(e)) => return Self::requeued(d, &e.to_string()).await,
         };
         match self.launcher.launch(&self.spec(&m, ticket)).await {
             Ok(()) => {
@@ -242,26 +250,8 @@ impl LaunchConsumer {
                     Handled::Launched
                 })
             }
-            Err(LaunchError::Refused(reason)) => {
-                let reason = format!("bot not launched: {reason}");
-                self.fail_job(&m.tenant_id, &m.job_id, &reason).await?;
-                self.event(
-                    &m.tenant_id,
-                    &m.job_id,
-                    &m.meeting_id,
-                    EventKind::Failed(reason.clone()),
-                )
-                .await;
-                d.ack().await?;
-                Ok(Handled::Failed(reason))
-            }
-            Err(e) => {
-                // The job stays `launched` without a bot: the redelivery finds it and launches.
-                tracing::warn!(job = %m.job_id, error = %e, "bot launch failed; requeued");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                d.requeue().await?;
-                Ok(Handled::Requeued)
-            }
+            Err(LaunchError::Refused(reason)) => self.refused(d, &reason).await,
+            Err(e) => Self::requeued(d, &e.to_string()).await,
         }
     }
 
