@@ -241,6 +241,20 @@ impl LaunchConsumer {
         };
         match self.launcher.launch(&self.spec(&m, ticket)).await {
             Ok(()) => {
+                // Stopped while it was being launched (a stop handled by another replica finds
+                // no bot to stop): this consumer stops it.
+                if !self
+                    .store
+                    .get_bot_job(&m.tenant_id, &m.job_id)
+                    .await?
+                    .is_some_and(|j| {
+                        matches!(j.value.state, BotJobState::Launched | BotJobState::Joined)
+                    })
+                {
+                    let _ = self.launcher.stop(&m.job_id).await;
+                    d.ack().await?;
+                    return Ok(Handled::Withdrawn);
+                }
                 self.track(&m);
                 tracing::info!(tenant = %m.tenant_id, job = %m.job_id, recovering, "bot launched");
                 d.ack().await?;
@@ -389,37 +403,52 @@ impl LaunchConsumer {
     }
 
     /// Runs until `shutdown`: deliveries one at a time, withdrawals, and a watch every
-    /// `watch_every`.
+    /// `watch_every`. `shutdown` is seen at every step, also while a delivery waits for a
+    /// free slot or the store: an unfinished delivery is not acked, so the broker gives it to
+    /// another consumer (the job's state decides what it still needs, `gate`).
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ConsumerError> {
-        let mut jobs = self.queue.consume_jobs().await?;
-        let mut events = self.queue.subscribe_events().await?;
+        tokio::pin!(shutdown);
+        let start = async {
+            let jobs = self.queue.consume_jobs().await?;
+            let events = self.queue.subscribe_events().await?;
+            Ok::<_, ConsumerError>((jobs, events))
+        };
+        let (mut jobs, mut events) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = start => r?,
+        };
         let mut tick = tokio::time::interval(self.s.watch_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
         loop {
+            let step = async {
+                tokio::select! {
+                    d = jobs.next() => {
+                        let d = d?;
+                        let job = d.job.job_id.clone();
+                        match self.handle(d).await {
+                            Ok(h) => tracing::debug!(job = %job, handled = ?h, "bot job delivery"),
+                            Err(e) => tracing::warn!(job = %job, error = %e, "bot job delivery failed"),
+                        }
+                    }
+                    ev = events.next() => {
+                        if let Ok(ev) = ev {
+                            self.on_event(&ev).await;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        if let Err(e) = self.watch_once().await {
+                            tracing::warn!(error = %e, "watching bots failed");
+                        }
+                    }
+                }
+                Ok::<(), ConsumerError>(())
+            };
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                d = jobs.next() => {
-                    let d = d?;
-                    let job = d.job.job_id.clone();
-                    match self.handle(d).await {
-                        Ok(h) => tracing::debug!(job = %job, handled = ?h, "bot job delivery"),
-                        Err(e) => tracing::warn!(job = %job, error = %e, "bot job delivery failed"),
-                    }
-                }
-                ev = events.next() => {
-                    if let Ok(ev) = ev {
-                        self.on_event(&ev).await;
-                    }
-                }
-                _ = tick.tick() => {
-                    if let Err(e) = self.watch_once().await {
-                        tracing::warn!(error = %e, "watching bots failed");
-                    }
-                }
+                r = step => r?,
             }
         }
     }

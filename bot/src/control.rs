@@ -27,6 +27,9 @@ use meetbot_scheduler::jobs::{live, transition};
 use meetbot_store::{Store, StoreError};
 use std::sync::Arc;
 
+/// Requests the control endpoint serves at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+
 /// Reasons longer than this are cut (they are stored in the job's history).
 const MAX_REASON_CHARS: usize = 500;
 
@@ -34,13 +37,20 @@ const MAX_REASON_CHARS: usize = 500;
 pub struct Control {
     store: Arc<dyn Store>,
     queue: Option<Arc<dyn JobQueue>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Control {
     pub fn new(store: Arc<dyn Store>, queue: Option<Arc<dyn JobQueue>>) -> Self {
-        Control { store, queue }
+        Control {
+            store,
+            queue,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        }
     }
 
+    /// The routes, with a 4 KiB body limit and at most [`MAX_IN_FLIGHT`] requests served at
+    /// once (more wait), so a bot flooding its launcher cannot take the store with it.
     pub fn router(self) -> axum::Router {
         axum::Router::new()
             .route("/v1/bots/{tenant}/{job}", get(status))
@@ -108,6 +118,9 @@ async fn status(
     Path((tenant, job)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(_permit) = c.in_flight.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let (tenant, j) = match authorized(&c, &headers, &tenant, &job).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -131,6 +144,9 @@ async fn event(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let Ok(_permit) = c.in_flight.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let (tenant, j) = match authorized(&c, &headers, &tenant, &job).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -145,6 +161,14 @@ async fn event(
                 .into_response();
         }
     };
+    // A job that is over takes no more reports (a bot looping its events after the end).
+    if !live(&j.state) {
+        return (
+            StatusCode::CONFLICT,
+            "the job is over: it takes no more reports; leave",
+        )
+            .into_response();
+    }
     let kind = match kind {
         EventKind::Queued | EventKind::Withdrawn(_) => {
             return (
@@ -153,7 +177,7 @@ async fn event(
             )
                 .into_response();
         }
-        EventKind::Failed(r) => EventKind::Failed(r.chars().take(MAX_REASON_CHARS).collect()),
+        EventKind::Failed(r) => EventKind::Failed(clean_reason(&r)),
         k => k,
     };
     let to = match &kind {
@@ -174,6 +198,19 @@ async fn event(
         }
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// A bot's failure reason as it may be stored, shown and logged: no control or bidirectional
+/// formatting characters (which could forge lines or reorder text where it is shown), at most
+/// [`MAX_REASON_CHARS`].
+fn clean_reason(r: &str) -> String {
+    r.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+            if c.is_control() || bidi { ' ' } else { c }
+        })
+        .take(MAX_REASON_CHARS)
+        .collect()
 }
 
 /// Moves the job to `to` (compare-and-set, retried on conflict; a job that cannot make that
@@ -201,13 +238,49 @@ pub async fn set_state(
     Ok(())
 }
 
-/// Serves the control endpoint on `listener` until `shutdown` resolves.
+/// Serves the control endpoint on `listener` until `shutdown` resolves: over TLS (rustls,
+/// aws-lc-rs) with `tls`, else plain HTTP (loopback, `meetbot dev`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, control.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let Some(tls) = tls else {
+        return axum::serve(listener, control.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let on_stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(
+        listener.into_std()?,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle)
+    .serve(control.router().into_make_service())
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_reason_cannot_forge_lines_or_reorder_text_and_is_cut() {
+        let r = clean_reason("left\n2026-12-06 INFO job done\u{202E}gnp.exe\u{0007}");
+        assert!(
+            !r.contains('\n') && !r.contains('\u{202E}') && !r.contains('\u{0007}'),
+            "{r:?}"
+        );
+        assert!(r.starts_with("left 2026-12-06 INFO job done"));
+        assert_eq!(
+            clean_reason(&"x".repeat(10_000)).chars().count(),
+            MAX_REASON_CHARS
+        );
+    }
 }

@@ -60,9 +60,12 @@ pub struct JobTemplate {
     pub memory_limit: Option<String>,
     pub ttl_seconds_after_finished: i32,
     /// The node-local seccomp profile the bot runs under (relative to the kubelet's seccomp
-    /// directory): the runtime's default profile plus unprivileged user namespaces
-    /// (`clone`/`clone3`/`unshare` with `CLONE_NEWUSER`), which Chromium's sandbox needs and
-    /// nothing else (decision 0031).
+    /// directory; installed by infra/kubernetes/node-seccomp): meetbot's own allow-list
+    /// (infra/kubernetes/seccomp/chromium-sandbox.json, decision 0034), not the runtime's default.
+    /// It refuses what it does not name, allows the user, PID and network namespaces Chromium's
+    /// sandbox makes (`clone`/`unshare` without mount, cgroup, UTS, IPC or time namespaces;
+    /// `clone3` answers ENOSYS), and limits sockets to Unix, route netlink, TCP and UDP and socket
+    /// options to the levels they use (no raw sockets, no netfilter tables).
     pub seccomp_profile: String,
 }
 
@@ -253,7 +256,8 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: t.service_account.clone(),
-                    automount_service_account_token: Some(t.service_account.is_some()),
+                    // A bot needs no Kubernetes API token, whatever its service account.
+                    automount_service_account_token: Some(false),
                     containers: vec![Container {
                         name: "bot".into(),
                         image: Some(t.image.clone()),
@@ -289,7 +293,7 @@ pub fn manifest(t: &JobTemplate, spec: &LaunchSpec) -> Job {
                             }),
                             // Chromium's sandbox is on (it renders third-party pages): it
                             // needs user namespaces, which the runtime's default seccomp
-                            // profile refuses; this profile permits them and nothing more.
+                            // profile refuses; this profile (decision 0034) permits them, within an allow-list of its own.
                             seccomp_profile: Some(SeccompProfile {
                                 type_: "Localhost".into(),
                                 localhost_profile: Some(t.seccomp_profile.clone()),
@@ -424,15 +428,23 @@ impl BotLauncher for KubernetesLauncher {
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         let name = job_name(&spec.job_id);
-        // A finished Job of the same bot job (a relaunch) is removed first.
+        // A Job of the same bot job that will not run its bot (finished, stuck, or left
+        // suspended by a launcher that died before resuming it) is removed first (a relaunch);
+        // one that runs or starts is this bot.
+        let mut replaced = false;
         if let Some(old) = self.jobs.get_opt(&name).await.map_err(classify)? {
-            if !run_of(&old).is_finished() {
+            let suspended = old.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+            if !run_of(&old).is_finished()
+                && !suspended
+                && self.stuck_reason(&name).await?.is_none()
+            {
                 return Ok(());
             }
             self.jobs
                 .delete(&name, &DeleteParams::background())
                 .await
                 .map_err(classify)?;
+            replaced = true;
         }
         // Suspended until its ticket exists; the ticket's Secret belongs to the Job, so it is
         // collected with it; then resumed. A step that fails takes the Job away again.
@@ -442,6 +454,12 @@ impl BotLauncher for KubernetesLauncher {
             .await
         {
             Ok(j) => j,
+            // The old Job is still being removed: try again later.
+            Err(kube::Error::Api(s)) if s.code == 409 && replaced => {
+                return Err(LaunchError::Unavailable(
+                    "the previous bot's Job is still being removed".into(),
+                ));
+            }
             // Created meanwhile by another consumer: one bot, as wanted.
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
             Err(e) => return Err(classify(e)),

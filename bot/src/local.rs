@@ -1,7 +1,8 @@
 //! Bots as child processes on this machine (`meetbot dev`, single-machine installs): each bot is
 //! `<program> <args..> --tenant T --job ID` in its own process group, at most `limit` at a time,
-//! reaped when it exits, stopped (SIGTERM, then SIGKILL after a grace period) on cancel or when it
-//! outlives its deadline. Children are killed if the launcher is dropped.
+//! reaped when it exits, stopped (SIGTERM, then SIGKILL after a grace period) on cancel, when it
+//! outlives its deadline, or when the launcher stops ([`LocalProcessLauncher::stop_all`]).
+//! Children are killed if the launcher is dropped.
 //!
 //! A bot's environment is built, not inherited (decision 0032): its ticket
 //! (`MEETBOT_BOT_TICKET`), the variables of [`PASSED_ON`] and `MEETBOT_TELEMETRY__*` from this
@@ -51,6 +52,8 @@ pub struct LocalProcessLauncher {
     grace: Duration,
     slots: Arc<Semaphore>,
     bots: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Counts bots that ended (so [`LocalProcessLauncher::stop_all`] can wait for them).
+    ended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn lock(m: &Mutex<HashMap<String, Entry>>) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -81,6 +84,7 @@ impl LocalProcessLauncher {
             grace: Duration::from_secs(10),
             slots: Arc::new(Semaphore::new(limit)),
             bots: Arc::new(Mutex::new(HashMap::new())),
+            ended: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -99,6 +103,34 @@ impl LocalProcessLauncher {
     /// The process id of the job's running bot.
     pub fn pid(&self, job_id: &str) -> Option<u32> {
         lock(&self.bots).get(job_id).and_then(|e| e.pid)
+    }
+
+    /// The launcher's own stop: every running bot gets SIGTERM (it leaves its meeting and
+    /// reports its end), and SIGKILL for its whole process group once the grace is over.
+    /// Returns when every bot has ended (at most the grace and a moment to reap), with how
+    /// many were running.
+    pub async fn stop_all(&self) -> usize {
+        let mut ended = self.ended.subscribe();
+        let stops: Vec<_> = lock(&self.bots)
+            .values_mut()
+            .filter(|e| !e.run.is_finished())
+            .filter_map(|e| e.stop.take())
+            .collect();
+        let n = stops.len();
+        for tx in stops {
+            let _ = tx.send(());
+        }
+        let running = || lock(&self.bots).values().any(|e| !e.run.is_finished());
+        let bound = self.grace + Duration::from_secs(2);
+        let _ = tokio::time::timeout(bound, async {
+            while running() {
+                if ended.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        n
     }
 }
 
@@ -161,6 +193,7 @@ impl BotLauncher for LocalProcessLauncher {
             },
         );
         let bots = self.bots.clone();
+        let ended = self.ended.clone();
         let job = spec.job_id.clone();
         let deadline = spec.max_duration;
         let grace = self.grace;
@@ -206,6 +239,7 @@ impl BotLauncher for LocalProcessLauncher {
                 e.stop = None;
                 e.pid = None;
             }
+            ended.send_modify(|n| *n += 1);
         });
         Ok(())
     }
@@ -241,5 +275,65 @@ impl BotLauncher for LocalProcessLauncher {
         if let Ok(p) = self.slots.acquire().await {
             drop(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(job: &str) -> LaunchSpec {
+        LaunchSpec {
+            tenant: "clinic01".parse().unwrap(),
+            job_id: job.into(),
+            meeting_id: format!("meeting-{job}"),
+            max_duration: Duration::from_secs(3600),
+            ticket: crate::ticket::EncodedTicket::new("ticket".into()),
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        // Reaped by the launcher once ended: no /proc entry left.
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    #[tokio::test]
+    async fn stopping_the_launcher_terms_its_bots_and_kills_one_that_ignores_sigterm_within_the_grace()
+     {
+        // `sh -c SCRIPT sh --tenant T --job J`: the first ends on SIGTERM, the second ignores it
+        // (and so does its `sleep`, which inherits the ignored signal).
+        let polite = LocalProcessLauncher::new(
+            "/bin/sh",
+            vec!["-c".into(), "sleep 30 & wait".into(), "sh".into()],
+            4,
+        )
+        .with_grace(Duration::from_millis(500));
+        let stubborn = LocalProcessLauncher::new(
+            "/bin/sh",
+            vec![
+                "-c".into(),
+                "trap '' TERM; sleep 30; sleep 30".into(),
+                "sh".into(),
+            ],
+            4,
+        )
+        .with_grace(Duration::from_millis(500));
+        polite.launch(&spec("a")).await.unwrap();
+        stubborn.launch(&spec("b")).await.unwrap();
+        let (pa, pb) = (polite.pid("a").unwrap(), stubborn.pid("b").unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let (na, nb) = tokio::join!(polite.stop_all(), stubborn.stop_all());
+        let took = started.elapsed();
+        assert_eq!((na, nb), (1, 1));
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(500),
+            "the stubborn bot had its grace: {took:?}"
+        );
+        assert!(!alive(pa) && !alive(pb), "bots left running");
+        assert_eq!(polite.active().await.unwrap(), 0);
+        assert_eq!(stubborn.active().await.unwrap(), 0);
+        assert_eq!(stubborn.stop_all().await, 0, "nothing left to stop");
     }
 }

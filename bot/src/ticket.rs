@@ -59,21 +59,6 @@ pub struct AudioGrant {
     /// `<transcriber_url>/<tenant>/<job>`.
     pub url: String,
     pub token: String,
-    /// Certificates (base64 DER) the bot trusts for the transcriber besides the system's: the
-    /// launcher's `bot.transcriber_ca_file`, so a bot pod needs no file for a private CA.
-    #[serde(default)]
-    pub trusted_ca: Vec<String>,
-}
-
-impl AudioGrant {
-    /// The certificates of [`AudioGrant::trusted_ca`]; one that is not base64 is skipped.
-    pub fn trusted_ca(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-        self.trusted_ca
-            .iter()
-            .filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
-            .map(rustls::pki_types::CertificateDer::from)
-            .collect()
-    }
 }
 
 /// Where the bot reports, and the token that lets it report for its job only.
@@ -104,6 +89,11 @@ pub struct BotTicket {
     pub bot: BotConfig,
     pub audio: Option<AudioGrant>,
     pub control: ControlGrant,
+    /// Certificates (base64 DER) the bot trusts besides the system's for the transcriber and
+    /// the launcher (the cluster's private CA, the launcher's `bot.transcriber_ca_file`), so a
+    /// bot pod needs no file for it.
+    #[serde(default)]
+    pub trusted_ca: Vec<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -141,6 +131,10 @@ pub enum TicketError {
         "the bot ticket expired at {0}; the launcher issues a new one when it relaunches the bot"
     )]
     Expired(DateTime<Utc>),
+    #[error(
+        "the bot's ticket would be over {0} bytes (a very long join link, chat notice or name)"
+    )]
+    TooLarge(usize),
     #[error("the meeting {0} of this job is gone")]
     NoMeeting(String),
     #[error("cannot read the job's meeting or settings: {0}")]
@@ -150,6 +144,15 @@ pub enum TicketError {
 }
 
 impl BotTicket {
+    /// The certificates of [`BotTicket::trusted_ca`]; one that is not base64 is skipped.
+    pub fn trusted_ca(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        self.trusted_ca
+            .iter()
+            .filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .map(rustls::pki_types::CertificateDer::from)
+            .collect()
+    }
+
     /// The text a bot is handed: base64url (no padding) of the ticket's JSON.
     pub fn encode(&self) -> EncodedTicket {
         let json = Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
@@ -163,8 +166,14 @@ impl BotTicket {
                 .decode(text.trim())
                 .map_err(|e| TicketError::Malformed(format!("not base64url: {e}")))?,
         );
-        let t: BotTicket = serde_json::from_slice(&json)
-            .map_err(|e| TicketError::Malformed(format!("not a ticket: {e}")))?;
+        // The position only: serde's message can quote a value (the join link).
+        let t: BotTicket = serde_json::from_slice(&json).map_err(|e| {
+            TicketError::Malformed(format!(
+                "not a ticket of this version (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
         if t.expires_at <= now {
             return Err(TicketError::Expired(t.expires_at));
         }
@@ -215,7 +224,7 @@ impl TicketIssuer {
         }
     }
 
-    /// Bots also trust `certs` for the transcriber (its private CA).
+    /// Bots also trust `certs` for the transcriber and this launcher (the cluster's private CA).
     pub fn with_transcriber_ca(
         mut self,
         certs: &[rustls::pki_types::CertificateDer<'static>],
@@ -287,7 +296,6 @@ impl TicketIssuer {
                     job.id
                 ),
                 token: job_token_expiring(secret, tenant.as_str(), &job.id, expires_unix),
-                trusted_ca: self.transcriber_ca.clone(),
             }),
             _ => None,
         };
@@ -318,11 +326,20 @@ impl TicketIssuer {
                 url: self.control_url.clone(),
                 token: control_token.to_string(),
             },
+            trusted_ca: self.transcriber_ca.clone(),
             expires_at,
         };
+        // A ticket travels in an environment variable: one that could not be handed over is
+        // refused here, with the reason, instead of failing the bot's start.
+        if ticket.encode().expose().len() > MAX_TICKET_BYTES {
+            return Err(TicketError::TooLarge(MAX_TICKET_BYTES));
+        }
         Ok((record, ticket))
     }
 }
+
+/// The largest encoded ticket (an environment variable of a process or a pod).
+pub const MAX_TICKET_BYTES: usize = 64 * 1024;
 
 /// What the launcher tells a bot that asks about its job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,14 +372,19 @@ pub struct BotControl {
 }
 
 impl BotControl {
+    /// The client for `t`'s launcher, trusting the system's roots and the ticket's CA.
     pub fn new(t: &BotTicket) -> Self {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        for c in t.trusted_ca() {
+            if let Ok(c) = reqwest::Certificate::from_der(c.as_ref()) {
+                b = b.add_root_certificate(c);
+            }
+        }
         BotControl {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+            http: b.build().unwrap_or_default(),
             base: format!(
                 "{}/v1/bots/{}/{}",
                 t.control.url,
@@ -402,7 +424,10 @@ impl BotControl {
         for _ in 0..6 {
             match self.report(kind).await {
                 Ok(()) => return Ok(()),
+                // A refusal, or an answer about the job (over, malformed): asking again changes
+                // nothing.
                 Err(e @ ControlError::Refused(_)) => return Err(e),
+                Err(ControlError::Status(c)) if c < 500 => return Err(ControlError::Status(c)),
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(wait).await;
@@ -448,12 +473,12 @@ mod tests {
             audio: Some(AudioGrant {
                 url: "ws://127.0.0.1:1/v1/audio/clinic01/job-1".into(),
                 token: "v2.1.aa".into(),
-                trusted_ca: vec![],
             }),
             control: ControlGrant {
                 url: "http://127.0.0.1:2".into(),
                 token: "control-secret-value".into(),
             },
+            trusted_ca: vec![],
             expires_at,
         }
     }
@@ -474,6 +499,17 @@ mod tests {
             BotTicket::decode(t.encode().expose(), Utc::now()),
             Err(TicketError::Expired(_))
         ));
+    }
+
+    #[test]
+    fn a_ticket_of_another_shape_is_refused_without_quoting_its_values() {
+        let json =
+            r#"{"tenant":"clinic01","job_id":"j","link":"https://meet.example.test/secret-room"}"#;
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let e = BotTicket::decode(&text, Utc::now())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret-room"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod oauth;
 pub mod rules;
 pub mod sync;
+pub mod tz;
 pub mod webhook;
 pub mod worker;
 

@@ -139,9 +139,11 @@ fn field(id: &str, field: &'static str, detail: impl Into<String>) -> ParseError
     }
 }
 
+/// A zone by IANA name or, as Microsoft Graph and Outlook write them, by Windows name
+/// ("Pacific Standard Time", mapped to IANA by CLDR: [`crate::tz`]).
 fn tz(id: &str, name: &str, f: &'static str) -> Result<chrono_tz::Tz, ParseError> {
-    name.parse::<chrono_tz::Tz>().map_err(|_| {
-        field(id, f, format!("unknown time zone {name:?} (IANA names and UTC are understood; ask Graph for Prefer: outlook.timezone=\"UTC\")"))
+    crate::tz::named(name).ok_or_else(|| {
+        field(id, f, format!("unknown time zone {name:?} (IANA and Windows names and UTC are understood; ask Graph for Prefer: outlook.timezone=\"UTC\")"))
     })
 }
 
@@ -155,20 +157,9 @@ fn local_to_utc(
         None | Some("UTC") | Some("Etc/UTC") | Some("tzone://Microsoft/Utc") => {
             Ok(Utc.from_utc_datetime(&naive))
         }
-        Some(z) => {
-            let tz = tz(id, z, f)?;
-            // In a DST gap the wall time does not exist: take the instant just after the gap;
-            // in an overlap take the earlier instant (what calendar clients show).
-            match tz.from_local_datetime(&naive) {
-                chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
-                chrono::LocalResult::Ambiguous(a, _) => Ok(a.with_timezone(&Utc)),
-                chrono::LocalResult::None => tz
-                    .from_local_datetime(&(naive + chrono::Duration::hours(1)))
-                    .earliest()
-                    .map(|t| t.with_timezone(&Utc))
-                    .ok_or_else(|| field(id, f, "time does not exist in its time zone")),
-            }
-        }
+        // In a DST gap the wall time does not exist: the instant just after the gap; in an
+        // overlap the earlier instant (what calendar clients show).
+        Some(z) => Ok(crate::tz::Zone::Tz(tz(id, z, f)?).to_utc(naive)),
     }
 }
 

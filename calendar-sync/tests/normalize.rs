@@ -264,10 +264,10 @@ fn malformed_payloads_are_clear_errors() {
     );
     let e = err(
         CalendarProvider::Microsoft,
-        r#"{"id":"e2","start":{"dateTime":"2026-12-01T10:00:00","timeZone":"Pacific Standard Time"}}"#,
+        r#"{"id":"e2","start":{"dateTime":"2026-12-01T10:00:00","timeZone":"Mars Standard Time"}}"#,
     );
     assert!(
-        e.contains("unknown time zone \"Pacific Standard Time\""),
+        e.contains("unknown time zone \"Mars Standard Time\""),
         "{e}"
     );
     let e = err(
@@ -275,6 +275,86 @@ fn malformed_payloads_are_clear_errors() {
         r#"{"id":"e3","status":"confirmed"}"#,
     );
     assert!(e.contains("event e3: field start: missing"), "{e}");
+}
+
+/// Graph as its documentation shows it with `Prefer: outlook.timezone="Pacific Standard Time"`
+/// (GET /me/events, /me/calendarView): Windows zone names in `start`/`end.timeZone`, an
+/// occurrence and an all-day event in other Windows zones, an online meeting.
+const GRAPH_WINDOWS_ZONES: &str = r#"{
+  "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('cd209b0b-3f83-4c35-82d2-d88a61820480')/events",
+  "value": [
+    {
+      "@odata.etag": "W/\"ZlnW4RIAV06KYYwlrfNZvQAALfZeRQ==\"",
+      "id": "AAMkAGI1AAAt9AHjAAA=",
+      "subject": "Orientation ",
+      "bodyPreview": "Dana, this is the time you selected for our orientation.",
+      "isAllDay": false,
+      "isCancelled": false,
+      "type": "singleInstance",
+      "showAs": "busy",
+      "responseStatus": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+      "start": {"dateTime": "2017-04-21T10:00:00.0000000", "timeZone": "Pacific Standard Time"},
+      "end": {"dateTime": "2017-04-21T12:00:00.0000000", "timeZone": "Pacific Standard Time"},
+      "location": {"displayName": "Assembly Hall"},
+      "isOnlineMeeting": true,
+      "onlineMeetingProvider": "teamsForBusiness",
+      "onlineMeeting": {"joinUrl": "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NzIyNzhlMGEt%40thread.v2/0?context=%7b%22Tid%22%3a%2272f988bf%22%7d"},
+      "attendees": [
+        {"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+         "emailAddress": {"name": "Samantha Booth", "address": "samanthab@contoso.onmicrosoft.com"}}
+      ],
+      "organizer": {"emailAddress": {"name": "Dana Swope", "address": "danas@contoso.onmicrosoft.com"}}
+    },
+    {
+      "id": "AAMkAGI1AAAt9AHkAAA=",
+      "subject": "Weekly sync",
+      "isAllDay": false,
+      "type": "occurrence",
+      "seriesMasterId": "AAMkAGI1AAAt9AHjBBB=",
+      "start": {"dateTime": "2026-03-30T09:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+      "end": {"dateTime": "2026-03-30T09:30:00.0000000", "timeZone": "W. Europe Standard Time"},
+      "organizer": {"emailAddress": {"name": "Dana Swope", "address": "danas@contoso.onmicrosoft.com"}}
+    },
+    {
+      "id": "AAMkAGI1AAAt9AHlAAA=",
+      "subject": "Public holiday",
+      "isAllDay": true,
+      "type": "singleInstance",
+      "start": {"dateTime": "2026-12-25T00:00:00.0000000", "timeZone": "Tokyo Standard Time"},
+      "end": {"dateTime": "2026-12-26T00:00:00.0000000", "timeZone": "Tokyo Standard Time"}
+    }
+  ]
+}"#;
+
+#[test]
+fn graph_events_with_windows_zone_names_are_placed_at_their_instants() {
+    let evs = parse_payload(CalendarProvider::Microsoft, GRAPH_WINDOWS_ZONES.as_bytes()).unwrap();
+    assert_eq!(evs.len(), 3);
+    // 10:00 Pacific daylight time (UTC-7) on 21 April 2017.
+    let o = by_id(&evs, "AAMkAGI1AAAt9AHjAAA=");
+    assert_eq!(
+        o.starts_at,
+        Some(Utc.with_ymd_and_hms(2017, 4, 21, 17, 0, 0).unwrap())
+    );
+    assert_eq!(
+        o.ends_at,
+        Some(Utc.with_ymd_and_hms(2017, 4, 21, 19, 0, 0).unwrap())
+    );
+    assert_eq!(o.time_zone.as_deref(), Some("Pacific Standard Time"));
+    assert_eq!(o.platform(), Some(Platform::Teams));
+    // The day after Europe's change to summer time: 09:00 CEST is 07:00 UTC.
+    let w = by_id(&evs, "AAMkAGI1AAAt9AHkAAA=");
+    assert_eq!(
+        w.starts_at,
+        Some(Utc.with_ymd_and_hms(2026, 3, 30, 7, 0, 0).unwrap())
+    );
+    assert_eq!(w.series_id.as_deref(), Some("AAMkAGI1AAAt9AHjBBB="));
+    let h = by_id(&evs, "AAMkAGI1AAAt9AHlAAA=");
+    assert!(h.all_day);
+    assert_eq!(
+        h.starts_at,
+        Some(Utc.with_ymd_and_hms(2026, 12, 24, 15, 0, 0).unwrap())
+    );
 }
 
 #[test]

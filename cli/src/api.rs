@@ -72,8 +72,8 @@ pub async fn spawn(
 }
 
 /// `meetbot api`: the REST API and the ops server.
-pub async fn api_service(config: Config) -> Result<()> {
-    use meetbot_core::ops::{Ops, shutdown_signal};
+pub async fn api_service(config: Config, stop: meetbot_core::ops::Shutdown) -> Result<()> {
+    use meetbot_core::ops::Ops;
     use tokio::sync::watch;
     let store = crate::runtime::open_store(&config).await?;
     let keys = crate::runtime::key_provider(&config)?;
@@ -124,17 +124,17 @@ pub async fn api_service(config: Config) -> Result<()> {
                 .join(", ")
         }
     );
-    shutdown_signal().await;
+    stop.stopped().await;
     let _ = stop_tx.send(true);
-    server.await??;
-    ops.await??;
+    stop.track("API server (open requests)", server).await??;
+    stop.track("ops server", ops).await??;
     Ok(())
 }
 
 /// `meetbot delivery`: works off every tenant's outbox (summaries to Slack, email, webhooks) and
 /// purges expired records; the transcriber does the same, so this scales delivery on its own.
-pub async fn delivery_service(config: Config) -> Result<()> {
-    use meetbot_core::ops::{Ops, shutdown_signal};
+pub async fn delivery_service(config: Config, stop: meetbot_core::ops::Shutdown) -> Result<()> {
+    use meetbot_core::ops::Ops;
     use tokio::sync::watch;
     let store = crate::runtime::open_store(&config).await?;
     let keys = crate::runtime::key_provider(&config)?;
@@ -181,10 +181,11 @@ pub async fn delivery_service(config: Config) -> Result<()> {
         "delivery: every {} s over every tenant's outbox, ops on http://{ops_addr}",
         config.delivery.poll_seconds
     );
-    shutdown_signal().await;
+    stop.stopped().await;
     let _ = stop_tx.send(true);
-    worker.await?;
-    purger.await?;
-    ops.await??;
+    stop.track("delivery worker (a send in flight)", worker)
+        .await?;
+    stop.track("retention purge", purger).await?;
+    stop.track("ops server", ops).await??;
     Ok(())
 }

@@ -10,6 +10,7 @@ use meetbot_bot::local::LocalProcessLauncher;
 use meetbot_bot::ticket::{BotControl, BotTicket, ControlError, TicketIssuer};
 use meetbot_core::TenantId;
 use meetbot_core::config::{Config, LauncherKind, QueueKind};
+use meetbot_core::ops::Shutdown;
 use meetbot_queue::{EventKind, JobQueue};
 use meetbot_store::vault::Tenants;
 use secrecy::SecretString;
@@ -25,25 +26,32 @@ pub fn launch_settings(config: &Config) -> LaunchSettings {
     }
 }
 
-/// The configured launcher. Local bots are this binary's `bot` subcommand; their environment is
-/// built, not inherited (their ticket and what a process needs: `meetbot_bot::local`).
-pub async fn launcher(config: &Config) -> Result<Arc<dyn BotLauncher>> {
+/// The configured launcher, and the local one again where bots are this process's children
+/// (they stop with it). Local bots are this binary's `bot` subcommand; their environment is
+/// built, not inherited (their ticket and what a process needs: `meetbot_bot::local`). A
+/// stopped local bot has half the service's shutdown grace to leave before SIGKILL, so the
+/// launcher itself still stops within its grace; Kubernetes bots are Jobs that outlive it and
+/// report to whichever launcher replica answers.
+pub async fn launcher(
+    config: &Config,
+) -> Result<(Arc<dyn BotLauncher>, Option<Arc<LocalProcessLauncher>>)> {
     let l = &config.launcher;
     Ok(match l.kind {
         LauncherKind::Local => {
             let exe = std::env::current_exe().context("locating the meetbot binary for bots")?;
-            Arc::new(LocalProcessLauncher::new(
-                exe,
-                vec!["bot".into()],
-                l.max_concurrent,
-            ))
+            let grace = Duration::from_secs((config.ops.shutdown_grace_seconds / 2).max(1));
+            let local = Arc::new(
+                LocalProcessLauncher::new(exe, vec!["bot".into()], l.max_concurrent)
+                    .with_grace(grace),
+            );
+            (local.clone(), Some(local))
         }
         LauncherKind::Kubernetes => {
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to Kubernetes (in-cluster service account or kubeconfig)")?;
             let t = JobTemplate::from_config(&l.kubernetes);
-            Arc::new(KubernetesLauncher::new(client, t))
+            (Arc::new(KubernetesLauncher::new(client, t)), None)
         }
     })
 }
@@ -58,7 +66,9 @@ pub async fn run_consumer(
     tenants: Arc<Tenants>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let launcher = launcher(config).await?;
+    // Local bots run as this user: they must not read this process's environment or memory.
+    crate::not_dumpable();
+    let (launcher, local) = launcher(config).await?;
     let listener = tokio::net::TcpListener::bind(&config.launcher.control_listen)
         .await
         .with_context(|| {
@@ -75,9 +85,18 @@ pub async fn run_consumer(
         .unwrap_or_else(|| format!("http://{addr}"));
     let store = tenants.store().clone();
     let (control_stop_tx, mut control_stop) = tokio::sync::watch::channel(false);
+    let l = &config.launcher;
+    let tls = match (&l.control_tls_cert_file, &l.control_tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            meetbot_transcriber::service::tls_config(cert, key)
+                .context("launcher.control_tls_cert_file / launcher.control_tls_key_file")?,
+        ),
+        _ => None,
+    };
     let control = tokio::spawn(meetbot_bot::control::serve(
         listener,
         Control::new(store.clone(), Some(queue.clone())),
+        tls,
         async move {
             let _ = control_stop.changed().await;
         },
@@ -107,22 +126,31 @@ pub async fn run_consumer(
         launch_settings(config),
     );
     let r = consumer.run(stop).await;
+    // Local bots leave their meetings and report their end to the control endpoint, which
+    // stays up until they have.
+    if let Some(local) = local {
+        let n = local.stop_all().await;
+        if n > 0 {
+            eprintln!("launcher: {n} bot(s) stopped");
+        }
+    }
     let _ = control_stop_tx.send(true);
     let _ = control.await;
     r?;
     Ok(())
 }
 
-/// `meetbot launcher`: consumes bot jobs from RabbitMQ and launches their bots.
-pub async fn launcher_service(config: Config) -> Result<()> {
+/// `meetbot launcher`: consumes bot jobs from RabbitMQ and launches their bots, until `stop`.
+pub async fn launcher_service(config: Config, stop: Shutdown) -> Result<()> {
     anyhow::ensure!(
         config.queue.kind == QueueKind::Rabbitmq,
         "meetbot launcher needs queue.kind = \"rabbitmq\" (with the in-process queue, `meetbot dev` launches bots itself)"
     );
     let tenants = Arc::new(crate::runtime::tenants(&config).await?);
     let queue = rabbitmq(&config, "launcher").await?;
-    let stop = meetbot_core::ops::shutdown_signal();
-    run_consumer(&config, queue, tenants, stop).await
+    let consumer = run_consumer(&config, queue, tenants, stop.stopped());
+    stop.track("launcher (consumer, bots, control endpoint)", consumer)
+        .await
 }
 
 /// Reports a bot's lifecycle to its launcher (which moves the job and publishes the event).
@@ -159,19 +187,54 @@ async fn fail_and_exit(events: &Events, job_id: &str, reason: String) -> Result<
 /// deleting the meeting) makes it leave within about this long, even when no stop reaches it.
 const JOB_LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a bot in a meeting goes on without an answer from its launcher before it leaves:
+/// a stop it cannot hear of must not keep it in the meeting for hours.
+const LAUNCHER_SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a starting bot tries to reach its launcher before it gives up without joining.
+const LAUNCHER_WAIT_AT_START: Duration = Duration::from_secs(30);
+
 /// Resolves once the launcher says to leave (job stopped, withdrawn or gone, meeting deleted),
-/// or refuses the ticket (a newer bot took the job over). An unreachable launcher is asked
-/// again at the next look.
+/// refuses the ticket (a newer bot took the job over), or has not answered for
+/// [`LAUNCHER_SILENCE_LIMIT`].
 async fn told_to_leave(control: BotControl) {
     let mut every = tokio::time::interval(JOB_LOOK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answered = tokio::time::Instant::now();
     loop {
         every.tick().await;
         match control.status().await {
             Ok(s) if s.leave => return,
-            Ok(_) => {}
+            Ok(_) => answered = tokio::time::Instant::now(),
             Err(ControlError::Refused(_)) => return,
-            Err(e) => tracing::warn!(error = %e, "job state unknown"),
+            Err(e) => {
+                tracing::warn!(error = %e, "job state unknown");
+                if answered.elapsed() >= LAUNCHER_SILENCE_LIMIT {
+                    tracing::warn!("no answer from the launcher for a minute: leaving");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Asks the launcher about the job until it answers (at most [`LAUNCHER_WAIT_AT_START`]):
+/// a bot joins only when its launcher can stop it.
+async fn first_status(control: &BotControl) -> Result<meetbot_bot::ticket::ControlStatus> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match control.status().await {
+            Ok(s) => return Ok(s),
+            Err(e @ ControlError::Refused(_)) => return Err(e.into()),
+            Err(e) if start.elapsed() >= LAUNCHER_WAIT_AT_START => {
+                return Err(anyhow::Error::new(e).context(
+                    "the launcher's control endpoint did not answer for 30 s: not joining a meeting it could not stop me in",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "launcher not reachable yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }
@@ -188,6 +251,7 @@ pub async fn bot(
     ticket: Option<zeroize::Zeroizing<String>>,
     tenant: TenantId,
     job_id: String,
+    shutdown: Shutdown,
 ) -> Result<()> {
     use meetbot_bot::janus::{
         JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
@@ -209,15 +273,10 @@ pub async fn bot(
         ticket.tenant
     );
     let control = BotControl::new(&ticket);
-    match control.status().await {
-        Ok(s) if s.leave => {
-            eprintln!("bot job {job_id} is {}: nothing to do", s.state);
-            return Ok(());
-        }
-        Ok(_) => {}
-        Err(e @ ControlError::Refused(_)) => return Err(e.into()),
-        // The launcher restarting: the job's own checks below keep asking.
-        Err(e) => tracing::warn!(error = %e, "job state unknown at start"),
+    let s = first_status(&control).await?;
+    if s.leave {
+        eprintln!("bot job {job_id} is {}: nothing to do", s.state);
+        return Ok(());
     }
     let events = Events {
         control: control.clone(),
@@ -261,10 +320,8 @@ pub async fn bot(
             use meetbot_bot::browser::{BrowserConnector, BrowserSettings, profile::Profiles};
             // Chromium refuses its sandbox as root, and without it a hostile meeting page is
             // one renderer bug from the bot's process: say which setting is wrong.
-            let root = {
-                use std::os::unix::fs::MetadataExt;
-                std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-            };
+            // SAFETY: getuid(2) cannot fail and touches no memory.
+            let root = unsafe { libc::getuid() } == 0;
             if root && !b.browser.no_sandbox {
                 tracing::warn!(
                     "the bot runs as root, where Chromium refuses its sandbox: run it as a non-root user (the bot image does)"
@@ -327,8 +384,8 @@ pub async fn bot(
             token: SecretString::from(a.token.clone()),
             buffer_frames: b.audio_buffer_frames,
             max_outage: Duration::from_secs(60),
-            // The transcriber's private CA, if any, came with the ticket.
-            trusted_ca: a.trusted_ca(),
+            // The cluster's private CA, if any, came with the ticket.
+            trusted_ca: ticket.trusted_ca(),
         });
     let audio = tokio::spawn(async move {
         use meetbot_bot::audio_stream::{Outgoing, stream_audio};
@@ -374,7 +431,7 @@ pub async fn bot(
         let watch = told_to_leave(control.clone());
         async move {
             tokio::select! {
-                _ = meetbot_core::ops::shutdown_signal() => {}
+                _ = shutdown.stopped() => {}
                 _ = watch => {}
             }
         }

@@ -10,10 +10,11 @@ use meetbot_bot::room::{Rendered, RoomServer, Script};
 use meetbot_core::TenantId;
 use meetbot_core::config::Config;
 use meetbot_core::model::{BotJobState, BotRuleOverrides, Role, TenantSettings};
+use meetbot_core::ops::Shutdown;
 use meetbot_store::vault::Tenants;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The demo user's address (a name only: the email goes to the outbox folder).
 pub const DEMO_EMAIL: &str = "newcomer@example.com";
@@ -26,6 +27,8 @@ pub struct Host {
     rooms: RoomServer,
     lead_in: i64,
     conversation: tokio::task::JoinHandle<Result<Rendered, meetbot_bot::room::RoomError>>,
+    /// A moment before start: files changed since are this run's.
+    since: SystemTime,
 }
 
 /// Binds the demo server (the meeting `lead_in_seconds` after start) and points the configuration at it: bots join its rooms, the calendar
@@ -48,8 +51,11 @@ pub async fn prepare(config: &mut Config, lead_in_seconds: u64) -> Result<Host> 
     if config.delivery.smtp_host.is_none() && config.delivery.email_dir.is_none() {
         config.delivery.email_dir = Some(config.store.embedded_dir.join("outbox"));
     }
+    // File times come from a coarse clock: a second's margin keeps this run's files in.
+    let since = SystemTime::now() - Duration::from_secs(1);
     let conversation = tokio::task::spawn_blocking(|| Rendered::speak(&Script::demo()));
     Ok(Host {
+        since,
         listener,
         base,
         rooms: RoomServer::new(config.bot.ice_ip),
@@ -88,15 +94,44 @@ fn feed(uid: &str, title: &str, at: DateTime<Utc>, room: &str) -> String {
 /// Runs the demo until `stop`: serves the room and the feed, connects the feed for the demo
 /// user of `tenant`, and reports each step of the meeting's way to the email. `live` is the
 /// transcriber's base URL and audio secret, for following the transcript as it is made.
+///
+/// The stop ends it in any step (the conversation still being spoken, the feed being
+/// connected, the meeting under way); what it started ends with it: its server and calendar
+/// worker see the stop, the live transcript it follows is dropped.
 pub async fn run(
     host: Host,
     config: Config,
     tenants: Arc<Tenants>,
     tenant: TenantId,
     live: Option<(String, String)>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
+) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let demo = demo(host, config, tenants, tenant, live, &stop, &mut tasks);
+    let r = tokio::select! {
+        r = demo => r,
+        _ = stop.stopped() => Ok(()),
+    };
+    match &r {
+        // Done: the room, feed and calendar worker stay until the stop.
+        Ok(()) => stop.stopped().await,
+        Err(_) => tasks.abort_all(),
+    }
+    while tasks.join_next().await.is_some() {}
+    r
+}
+
+async fn demo(
+    host: Host,
+    config: Config,
+    tenants: Arc<Tenants>,
+    tenant: TenantId,
+    live: Option<(String, String)>,
+    stop: &Shutdown,
+    tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<()> {
     let started = Instant::now();
+    let since = host.since;
     let conversation = host
         .conversation
         .await
@@ -119,13 +154,11 @@ pub async fn run(
             async move { ([("content-type", "text/calendar; charset=utf-8")], ics) }
         }),
     );
-    let mut server_stop = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(host.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.changed().await;
-            })
-            .await
+    let server_stop = stop.stopped();
+    tasks.spawn(async move {
+        let _ = axum::serve(host.listener, app)
+            .with_graceful_shutdown(server_stop)
+            .await;
     });
     say(format_args!("room {room}"));
 
@@ -173,17 +206,13 @@ pub async fn run(
         at.format("%H:%M:%S"),
         (at - Utc::now()).num_seconds().max(0),
     ));
-    let sync = {
-        let (worker, mut s) = (worker.clone(), stop.clone());
-        tokio::spawn(async move {
+    {
+        let (worker, s) = (worker.clone(), stop.stopped());
+        tasks.spawn(async move {
             let _keep = trigger_tx;
-            worker
-                .run(trigger_rx, async move {
-                    let _ = s.changed().await;
-                })
-                .await
-        })
-    };
+            worker.run(trigger_rx, s).await
+        });
+    }
 
     let outbox = config.delivery.email_dir.clone();
     let before = outbox.as_deref().map(eml_files).unwrap_or_default();
@@ -193,22 +222,32 @@ pub async fn run(
         tenant.clone(),
         room.clone(),
         at,
-        outbox,
-        before,
+        Checked {
+            outbox,
+            before,
+            data: config.store.embedded_dir.clone(),
+            since,
+        },
         live,
         started,
     );
-    tokio::select! {
-        r = follow => if let Err(e) = r { say(format_args!("stopped following: {e:#}")) },
-        _ = stop.changed() => {}
+    if let Err(e) = follow.await {
+        say(format_args!("stopped following: {e:#}"));
     }
-    let _ = stop.wait_for(|s| *s).await;
-    let _ = sync.await;
-    let _ = server.await;
     Ok(())
 }
 
-fn eml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Where the demo looks for what it made: the outbox (and the emails in it before start), and
+/// the data directory, which holds meetbot's private temporary directory (`TMPDIR`, made at
+/// start: `runtime::PrivateTmp`), for audio files written since start.
+struct Checked {
+    outbox: Option<PathBuf>,
+    before: Vec<PathBuf>,
+    data: PathBuf,
+    since: SystemTime,
+}
+
+fn eml_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -219,38 +258,82 @@ fn eml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
-/// Files under `dir` (recursively) whose names say audio.
-fn audio_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
+/// Audio files under `dirs` (recursively, not following links, each file once) created or
+/// changed since `since`: a name that says audio, or content that starts like an audio or
+/// media container (WAV, Ogg/Opus, FLAC, MP3 with a tag, WebM/Matroska, MP4/M4A, AMR). Only
+/// files of this run count (their ctime, which no program can set back), so what other
+/// programs keep in the same directories does not.
+pub(crate) fn audio_files_since(dirs: &[&Path], since: SystemTime) -> usize {
+    fn walk(dir: &Path, since: SystemTime, found: &mut std::collections::BTreeSet<PathBuf>) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
-                audio_files(&p)
-            } else {
-                let ext = p
-                    .extension()
-                    .map(|x| x.to_string_lossy().to_lowercase())
-                    .unwrap_or_default();
-                usize::from(matches!(
-                    ext.as_str(),
-                    "wav"
-                        | "opus"
-                        | "ogg"
-                        | "oga"
-                        | "webm"
-                        | "pcm"
-                        | "raw"
-                        | "mp3"
-                        | "m4a"
-                        | "flac"
-                ))
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(&p, since, found);
+                continue;
             }
-        })
-        .sum()
+            if !meta.is_file() {
+                continue;
+            }
+            let changed = u64::try_from(meta.ctime()).ok().map(|s| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(s)
+                    + Duration::from_nanos(u64::try_from(meta.ctime_nsec()).unwrap_or(0))
+            });
+            if changed.is_some_and(|c| c >= since) && is_audio(&p) {
+                found.insert(p);
+            }
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for dir in dirs {
+        walk(dir, since, &mut found);
+    }
+    found.len()
+}
+
+/// Whether the file's name or first bytes say audio.
+fn is_audio(p: &Path) -> bool {
+    use std::io::Read;
+    let ext = p
+        .extension()
+        .map(|x| x.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if matches!(
+        ext.as_str(),
+        "wav"
+            | "opus"
+            | "ogg"
+            | "oga"
+            | "webm"
+            | "pcm"
+            | "raw"
+            | "mp3"
+            | "m4a"
+            | "flac"
+            | "amr"
+            | "aac"
+    ) {
+        return true;
+    }
+    let mut head = [0u8; 12];
+    let n = std::fs::File::open(p)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let h = &head[..n];
+    (h.starts_with(b"RIFF") && h.get(8..12) == Some(b"WAVE"))
+        || h.starts_with(b"OggS")
+        || h.starts_with(b"fLaC")
+        || h.starts_with(b"ID3")
+        || h.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
+        || h.starts_with(b"#!AMR")
+        || h.get(4..8) == Some(b"ftyp")
 }
 
 /// Reports the demo meeting's way: found in the calendar, its bot's states, the transcript as it
@@ -262,16 +345,22 @@ async fn follow(
     tenant: TenantId,
     room: String,
     at: DateTime<Utc>,
-    outbox: Option<std::path::PathBuf>,
-    before: Vec<std::path::PathBuf>,
+    checked: Checked,
     live: Option<(String, String)>,
     started: Instant,
 ) -> Result<()> {
+    let Checked {
+        outbox,
+        before,
+        data,
+        since,
+    } = checked;
     let vault = tenants.vault(&tenant).await?;
     let mut meeting_id = None;
     let mut job_id: Option<String> = None;
     let mut last_state = String::new();
-    let mut following = None;
+    // The live transcript, dropped (and its stream closed) when following ends, however.
+    let mut following = tokio::task::JoinSet::new();
     let mut last_wait = Instant::now();
     let mut summary_seen = false;
     loop {
@@ -329,16 +418,16 @@ async fn follow(
             say(format_args!("bot job {}: {what}", job.id));
             last_state = state;
         }
-        if following.is_none()
+        if following.is_empty()
             && matches!(job.state, BotJobState::Launched | BotJobState::Joined)
             && let Some((url, secret)) = &live
         {
-            following = Some(tokio::spawn(transcript_stream(
+            following.spawn(transcript_stream(
                 url.clone(),
                 secret.clone(),
                 tenant.clone(),
                 job.id.clone(),
-            )));
+            ));
         }
         if !summary_seen && let Some(s) = store.summary_for_meeting(&tenant, &mid).await? {
             summary_seen = true;
@@ -372,24 +461,18 @@ async fn follow(
                 for e in &emails {
                     say(format_args!("email written: {}", e.display()));
                 }
-                let data = outbox
-                    .as_deref()
-                    .and_then(|o| o.parent())
-                    .map(std::path::Path::to_path_buf)
-                    .unwrap_or_else(|| ".".into());
+                let tmp = std::env::temp_dir();
                 say(format_args!(
-                    "audio: streamed in memory only; audio files under {} and {}: {}",
+                    "audio: streamed in memory only; audio files written since start under {} and in meetbot's temporary directory {}: {}",
                     data.display(),
-                    std::env::temp_dir().display(),
-                    audio_files(&data) + audio_files(&std::env::temp_dir())
+                    tmp.display(),
+                    audio_files_since(&[&data, &tmp], since)
                 ));
                 say(format_args!(
                     "done {} s after start: calendar -> bot -> transcript -> summary -> email. The API and ops server keep running; Ctrl-C stops.",
                     started.elapsed().as_secs()
                 ));
-                if let Some(f) = following {
-                    f.abort();
-                }
+                following.abort_all();
                 return Ok(());
             }
         }
@@ -445,5 +528,57 @@ async fn transcript_stream(url: String, secret: String, tenant: TenantId, job: S
                 event.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn wav() -> Vec<u8> {
+        let mut b = b"RIFF".to_vec();
+        b.extend_from_slice(&36u32.to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&[0; 28]);
+        b
+    }
+
+    #[test]
+    fn the_audio_check_counts_this_runs_files_by_name_or_content_and_not_older_ones() {
+        let data = tempfile::tempdir().unwrap();
+        let tmp = data.path().join("tmp-1");
+        std::fs::create_dir(&tmp).unwrap();
+        // From before the start: not this run's.
+        let old = data.path().join("old.wav");
+        std::fs::write(&old, wav()).unwrap();
+        let c = std::fs::metadata(&old).unwrap();
+        let old_change = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(c.ctime() as u64)
+            + Duration::from_nanos(c.ctime_nsec() as u64);
+        std::thread::sleep(Duration::from_millis(300));
+        let since = old_change + Duration::from_millis(100);
+        assert_eq!(audio_files_since(&[data.path(), &tmp], since), 0);
+        // What meetbot's private temporary directory would hold: a WAV under any name, and
+        // a recording named as one.
+        std::fs::write(tmp.join("chunk-0001.tmp"), wav()).unwrap();
+        std::fs::create_dir(tmp.join("profile")).unwrap();
+        std::fs::write(tmp.join("profile").join("capture.webm"), b"x").unwrap();
+        // Not audio: the store's files.
+        std::fs::write(data.path().join("control.sqlite"), b"SQLite format 3\0").unwrap();
+        // The private directory is inside the data directory: each file counts once.
+        assert_eq!(audio_files_since(&[data.path(), &tmp], since), 2);
+        assert_eq!(audio_files_since(&[&tmp], since), 2);
+    }
+
+    #[test]
+    fn the_audio_check_does_not_look_outside_the_directories_it_is_given() {
+        let data = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let since = SystemTime::now() - Duration::from_secs(1);
+        // Another program's test WAV in the machine's temporary directory.
+        std::fs::write(elsewhere.path().join("test-data.wav"), wav()).unwrap();
+        assert_eq!(audio_files_since(&[data.path()], since), 0);
+        assert_eq!(audio_files_since(&[elsewhere.path()], since), 1);
     }
 }

@@ -10,6 +10,7 @@ mod tenant;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use meetbot_core::config::Config;
+use meetbot_core::ops::Shutdown;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -137,12 +138,20 @@ enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum CalendarCmd {
-    /// Prints the normalised meeting(s) of a provider JSON payload (an event or a list/delta page).
+    /// Prints the normalised meeting(s) of a provider JSON payload (an event or a list/delta page),
+    /// or of an ICS file: every instance overlapping --from..--to. Events that cannot be read are
+    /// named on stderr; the exit code is non-zero only when nothing could be read.
     Parse {
         #[arg(long, value_enum)]
         provider: Provider,
-        /// The JSON file (`-` for standard input).
+        /// The JSON or ICS file (`-` for standard input).
         file: PathBuf,
+        /// Start of the window (RFC 3339), with --provider ics.
+        #[arg(long, value_parser = rfc3339)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the window (RFC 3339), with --provider ics.
+        #[arg(long, value_parser = rfc3339)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
     // No `connect` (OAuth): a consent URL printed here could be finished by anyone it is sent
     // to. Users connect Google and Microsoft calendars from their signed-in browser
@@ -190,6 +199,14 @@ pub(crate) enum CalendarCmd {
 pub(crate) enum Provider {
     Google,
     Microsoft,
+    /// An iCalendar (RFC 5545) file, e.g. a calendar's export or published feed.
+    Ics,
+}
+
+fn rfc3339(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time (2026-11-02T00:00:00Z): {e}"))
 }
 
 fn main() -> ExitCode {
@@ -202,6 +219,9 @@ fn main() -> ExitCode {
         // SAFETY: no other thread exists yet (the async runtime starts below), so nothing
         // reads the environment concurrently.
         unsafe { std::env::remove_var(meetbot_bot::ticket::TICKET_ENV) };
+        // The kernel keeps the starting environment (/proc/<pid>/environ): not dumpable, so
+        // another process of the same user (another bot) cannot read it or this memory.
+        not_dumpable();
     }
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
@@ -210,6 +230,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    // `meetbot dev` and its bots write temporary files only to a directory of their own
+    // (TMPDIR), set while this is the only thread.
+    let private_tmp = match cli.command {
+        Command::Dev { .. } => match runtime::PrivateTmp::create(&config.store.embedded_dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {}", one_line(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
     };
     meetbot_core::telemetry::init(&config.telemetry);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -222,12 +254,72 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command, config, ticket)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let service = cli.command.service();
+    let grace = std::time::Duration::from_secs(config.ops.shutdown_grace_seconds);
+    let outcome = rt.block_on(async move {
+        let Some(name) = service else {
+            return Ok(run(cli.command, config, ticket, Shutdown::new()).await);
+        };
+        // A service: SIGTERM and SIGINT are its stop from here on, in every phase, and it
+        // has `grace` to finish (decision 0040).
+        let stop = match Shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(anyhow::anyhow!("cannot listen for SIGTERM/SIGINT: {e}"))),
+        };
+        let announce = stop.clone();
+        tokio::spawn(async move {
+            announce.stopped().await;
+            eprintln!(
+                "meetbot {name}: stopping ({}); at most {} s (ops.shutdown_grace_seconds), Ctrl-C again exits at once",
+                announce.why().unwrap_or_default(),
+                grace.as_secs()
+            );
+        });
+        stop.finish(run(cli.command, config, ticket, stop.clone()), grace)
+            .await
+    });
+    // Nothing waits for blocking work still under way (a model loading, an utterance being
+    // decoded): the process ends now.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    drop(private_tmp);
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+        Err(e) => {
+            eprintln!("error: meetbot {}: {e}", service.unwrap_or_default());
+            ExitCode::from(meetbot_core::ops::EXIT_NOT_STOPPED)
+        }
+    }
+}
+
+impl Command {
+    /// The name of a long-running command (a service: it runs until SIGTERM or SIGINT), else
+    /// none (a tool: the signals end it as they end any program).
+    fn service(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Dev { .. } => "dev",
+            Command::Scheduler => "scheduler",
+            Command::CalendarSync => "calendar-sync",
+            Command::Launcher => "launcher",
+            Command::Bot { .. } => "bot",
+            Command::Api => "api",
+            Command::Delivery => "delivery",
+            Command::Transcriber => "transcriber",
+            _ => return None,
+        })
+    }
+}
+
+/// Makes this process not dumpable (prctl PR_SET_DUMPABLE 0): its /proc files (environ, mem)
+/// become root's, so processes of the same user cannot read its credentials or tickets.
+pub fn not_dumpable() {
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r != 0 {
+        tracing::warn!("could not make the process non-dumpable");
     }
 }
 
@@ -289,7 +381,14 @@ fn customer_key(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
+fn calendar_parse(
+    provider: Provider,
+    file: &std::path::Path,
+    window: (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+) -> Result<()> {
     use anyhow::Context;
     use std::io::Read;
     let mut bytes = Vec::new();
@@ -300,9 +399,39 @@ fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
     } else {
         bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     }
-    let provider = match provider {
-        Provider::Google => meetbot_core::model::CalendarProvider::Google,
-        Provider::Microsoft => meetbot_core::model::CalendarProvider::Microsoft,
+    let provider = match (provider, window) {
+        (Provider::Ics, (Some(from), Some(to))) => {
+            anyhow::ensure!(from < to, "--from must be before --to");
+            // Files from Windows machines are not always UTF-8: read what can be read.
+            let text = String::from_utf8_lossy(&bytes);
+            let feed = meetbot_calendar_sync::ics::read_feed(&text, "", (from, to))
+                .with_context(|| format!("parsing {}", file.display()))?;
+            for e in &feed.errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            anyhow::ensure!(
+                feed.read > 0 || feed.errors.is_empty(),
+                "parsing {}: none of its {} events could be read",
+                file.display(),
+                feed.errors.len()
+            );
+            use std::io::Write;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&feed.events)?
+            )
+            .context("writing standard output")?;
+            return Ok(());
+        }
+        (Provider::Ics, _) => anyhow::bail!("--provider ics needs --from and --to (RFC 3339)"),
+        (_, (Some(_), _) | (_, Some(_))) => {
+            anyhow::bail!(
+                "--from and --to are for --provider ics (JSON payloads are printed whole)"
+            )
+        }
+        (Provider::Google, _) => meetbot_core::model::CalendarProvider::Google,
+        (Provider::Microsoft, _) => meetbot_core::model::CalendarProvider::Microsoft,
     };
     let events = meetbot_calendar_sync::parse_payload(provider, &bytes)
         .with_context(|| format!("parsing {}", file.display()))?;
@@ -310,31 +439,38 @@ fn calendar_parse(provider: Provider, file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd`; services run until `stop`.
 async fn run(
     cmd: Command,
     config: Config,
     ticket: Option<zeroize::Zeroizing<String>>,
+    stop: Shutdown,
 ) -> Result<()> {
     match cmd {
         Command::Dev { no_demo, demo_in } => {
-            runtime::dev(config, (!no_demo).then_some(demo_in)).await
+            runtime::dev(config, (!no_demo).then_some(demo_in), stop).await
         }
         Command::Check => runtime::check(&config).await,
-        Command::Scheduler => runtime::scheduler(config).await,
-        Command::CalendarSync => runtime::calendar_sync(config).await,
-        Command::Launcher => bots::launcher_service(config).await,
-        Command::Bot { tenant, job } => bots::bot(ticket, tenant, job).await,
+        Command::Scheduler => runtime::scheduler(config, stop).await,
+        Command::CalendarSync => runtime::calendar_sync(config, stop).await,
+        Command::Launcher => bots::launcher_service(config, stop).await,
+        Command::Bot { tenant, job } => bots::bot(ticket, tenant, job, stop).await,
         Command::Tenant(c) => tenant::run_tenant(c, &config).await,
         Command::Keys(c) => tenant::run_keys(c, &config).await,
         Command::Audit(c) => tenant::run_audit(c, &config).await,
         Command::Privacy(c) => tenant::run_privacy(c, &config).await,
         Command::Decrypt { identity, file } => decrypt(&identity, file.as_deref()),
         Command::CustomerKey { out } => customer_key(&out),
-        Command::Calendar(CalendarCmd::Parse { provider, file }) => calendar_parse(provider, &file),
+        Command::Calendar(CalendarCmd::Parse {
+            provider,
+            file,
+            from,
+            to,
+        }) => calendar_parse(provider, &file, (from, to)),
         Command::Calendar(cmd) => tenant::run_calendar(cmd, &config).await,
-        Command::Transcriber => speech::transcriber_service(config).await,
-        Command::Api => api::api_service(config).await,
-        Command::Delivery => api::delivery_service(config).await,
+        Command::Transcriber => speech::transcriber_service(config, stop).await,
+        Command::Api => api::api_service(config, stop).await,
+        Command::Delivery => api::delivery_service(config, stop).await,
         Command::Model(c) => speech::run_model(c, &config).await,
         Command::Transcribe {
             file,

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use meetbot_core::config::{Config, KeyProviderKind, QueueKind, server_address};
 use meetbot_core::model::TenantStatus;
-use meetbot_core::ops::{Ops, ReadinessCheck, shutdown_signal};
+use meetbot_core::ops::{Ops, ReadinessCheck, Shutdown};
 use meetbot_crypto::{AzureKeyVaultProvider, KeyProvider, LocalKeyFile};
 use meetbot_queue::{InProcessQueue, JobQueue, RabbitQueue};
 use meetbot_scheduler::{Scheduler, SchedulerSettings};
@@ -12,7 +12,6 @@ use meetbot_store::vault::Tenants;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(meetbot_store::open(&config.store).await?)
@@ -97,40 +96,33 @@ pub fn readiness(
     checks
 }
 
-/// Serves the ops endpoints and runs the scheduler until SIGINT/SIGTERM, then stops both and
-/// releases the scheduler's leases.
-async fn serve_with_scheduler(
+/// Binds the ops server and serves it until the stop.
+async fn start_ops(
     config: &Config,
     service: &str,
-    sched: Scheduler,
-    checks: Vec<ReadinessCheck>,
     registry: Registry,
-) -> Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut ops_stop = stop_rx.clone();
+    checks: Vec<ReadinessCheck>,
+    stop: &Shutdown,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let (addr, server) = Ops::new(service, registry, checks)
-        .serve(config.ops.listen, async move {
-            let _ = ops_stop.changed().await;
-        })
+        .serve(config.ops.listen, stop.stopped())
         .await?;
     eprintln!("ops server on http://{addr} (/healthz /readyz /metrics); Ctrl-C stops");
-    let mut sched_stop = stop_rx;
-    let run = sched.run(async move {
-        let _ = sched_stop.changed().await;
-    });
-    tokio::pin!(run);
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = &mut run => {}
-    }
-    let _ = stop_tx.send(true);
-    run.await;
-    server.await??;
-    Ok(())
+    Ok(server)
+}
+
+/// Runs the scheduler until the stop, then releases its leases (so another replica takes its
+/// tenants over at once).
+async fn run_scheduler(sched: Scheduler, stop: Shutdown) {
+    stop.track(
+        "scheduler (releasing its leases)",
+        sched.run(stop.stopped()),
+    )
+    .await;
 }
 
 /// `meetbot scheduler`: the scheduler service against the configured store and RabbitMQ.
-pub async fn scheduler(config: Config) -> Result<()> {
+pub async fn scheduler(config: Config, stop: Shutdown) -> Result<()> {
     anyhow::ensure!(
         config.queue.kind == QueueKind::Rabbitmq,
         "the scheduler service needs queue.kind = \"rabbitmq\" (the in-process queue only connects the parts of `meetbot dev`)"
@@ -143,20 +135,16 @@ pub async fn scheduler(config: Config) -> Result<()> {
     let sched = Scheduler::new(store.clone(), queue.clone(), settings);
     let mut registry = Registry::default();
     sched.register_metrics(&mut registry);
-    serve_with_scheduler(
-        &config,
-        "scheduler",
-        sched,
-        readiness(store, keys, Some(queue)),
-        registry,
-    )
-    .await?;
+    let checks = readiness(store, keys, Some(queue));
+    let ops = start_ops(&config, "scheduler", registry, checks, &stop).await?;
+    run_scheduler(sched, stop.clone()).await;
+    stop.track("ops server", ops).await??;
     tracing::info!("scheduler stopped; leases released");
     Ok(())
 }
 
 /// `meetbot calendar-sync`: webhooks, the sync worker (push channels, rounds, polling) and ops.
-pub async fn calendar_sync(config: Config) -> Result<()> {
+pub async fn calendar_sync(config: Config, stop: Shutdown) -> Result<()> {
     use meetbot_calendar_sync::webhook::{WebhookCounters, WebhookState, oauth_router, router};
     use meetbot_calendar_sync::worker::SubscriptionIndex;
 
@@ -179,23 +167,13 @@ pub async fn calendar_sync(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(c.webhook_listen)
         .await
         .with_context(|| format!("cannot listen for webhooks on {}", c.webhook_listen))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut hook_stop = stop_rx.clone();
-    let hook_server = tokio::spawn(async move {
-        axum_serve(listener, hooks, async move {
-            let _ = hook_stop.changed().await;
-        })
-        .await
-    });
-    let mut ops_stop = stop_rx.clone();
+    let hook_server = tokio::spawn(axum_serve(listener, hooks, stop.stopped()));
     let (addr, ops) = Ops::new(
         "calendar-sync",
         Registry::default(),
         readiness(store, keys, None),
     )
-    .serve(config.ops.listen, async move {
-        let _ = ops_stop.changed().await;
-    })
+    .serve(config.ops.listen, stop.stopped())
     .await?;
     eprintln!(
         "calendar-sync: webhooks on {}, ops on http://{addr}, {channels} push channels, push {}",
@@ -206,19 +184,13 @@ pub async fn calendar_sync(config: Config) -> Result<()> {
             "off (polling only: set calendar.public_webhook_base)"
         }
     );
-    let mut worker_stop = stop_rx;
-    let run = worker.run(rx, async move {
-        let _ = worker_stop.changed().await;
-    });
-    tokio::pin!(run);
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = &mut run => {}
-    }
-    let _ = stop_tx.send(true);
-    run.await;
-    hook_server.await??;
-    ops.await??;
+    stop.track(
+        "calendar sync worker (a round in flight)",
+        worker.run(rx, stop.stopped()),
+    )
+    .await;
+    stop.track("webhook server", hook_server).await??;
+    stop.track("ops server", ops).await??;
     Ok(())
 }
 
@@ -339,9 +311,90 @@ async fn axum_serve(
         .await
 }
 
+/// The parts of `meetbot dev` that run until the stop, each named (for the stop's report).
+type Parts = tokio::task::JoinSet<(&'static str, Result<()>)>;
+
+fn spawn_part(
+    parts: &mut Parts,
+    stop: &Shutdown,
+    name: &'static str,
+    part: impl std::future::Future<Output = Result<()>> + Send + 'static,
+) {
+    parts.spawn(stop.track(name, async move { (name, part.await) }));
+}
+
 /// `meetbot dev`: the single-machine runtime on embedded defaults.
 /// `demo`: seconds to the demo meeting (none: no demo).
-pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
+///
+/// Every part sees the one `stop`, in whichever phase it comes: a stop during start-up
+/// abandons the rest of it (a model still loading is left to its thread), and once running,
+/// the scheduler releases its leases, the launcher stops its bots (SIGTERM, then SIGKILL after
+/// half the grace) while their control endpoint stays up for their last reports, and the
+/// demo, API and transcriber close. A part that fails stops the others.
+pub async fn dev(config: Config, demo: Option<u64>, stop: Shutdown) -> Result<()> {
+    let mut parts = Parts::new();
+    let started = {
+        let _p = stop.part("start-up");
+        tokio::select! {
+            r = start_dev(config, demo, &stop, &mut parts) => Some(r),
+            _ = stop.stopped() => None,
+        }
+    };
+    let mut failed = match started {
+        Some(Err(e)) => {
+            stop.trigger("the start-up failed");
+            Some(e)
+        }
+        Some(Ok(())) => {
+            // Until the stop, or until a part fails (then it stops the others).
+            let mut failed = None;
+            loop {
+                tokio::select! {
+                    _ = stop.stopped() => break,
+                    Some(done) = parts.join_next() => {
+                        if let Some(e) = part_failure(done) {
+                            if !stop.is_triggered() {
+                                stop.trigger("a part failed");
+                            }
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    else => break,
+                }
+            }
+            failed
+        }
+        None => None,
+    };
+    while let Some(done) = parts.join_next().await {
+        if let Some(e) = part_failure(done) {
+            failed.get_or_insert(e);
+        }
+    }
+    eprintln!("meetbot dev: stopped");
+    failed.map_or(Ok(()), Err)
+}
+
+fn part_failure(
+    done: Result<(&'static str, Result<()>), tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match done {
+        Ok((_, Ok(()))) => None,
+        Ok((name, Err(e))) => Some(e.context(name)),
+        Err(e) => Some(anyhow::anyhow!(
+            "a part of meetbot dev ended abnormally: {e}"
+        )),
+    }
+}
+
+/// Starts every part of `meetbot dev` into `parts`.
+async fn start_dev(
+    mut config: Config,
+    demo: Option<u64>,
+    stop: &Shutdown,
+    parts: &mut Parts,
+) -> Result<()> {
     let host = match demo {
         Some(secs) => Some(crate::demo::prepare(&mut config, secs).await?),
         None => None,
@@ -388,16 +441,18 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
         config.scheduler.lead_seconds,
         config.scheduler.tick_ms
     );
-    let (launch_stop_tx, mut launch_stop) = watch::channel(false);
     // The transcriber in process: local bots stream their audio to it, told where and with
     // which token by their tickets. Their control endpoint is on a free loopback port.
     let mut launch_config = config.clone();
     launch_config.launcher.control_listen = "127.0.0.1:0".into();
     launch_config.launcher.control_url = None;
-    let mut transcriber = None;
     let mut live = None;
     let tenants = Arc::new(tenants);
-    match crate::speech::in_process(&config, tenants.clone(), launch_stop_tx.subscribe()).await {
+    eprintln!(
+        "      transcriber: loading the speech model ({:?} {}) ...",
+        config.transcriber.engine.kind, config.transcriber.engine.model
+    );
+    match crate::speech::in_process(&config, tenants.clone(), stop.receiver()).await {
         Ok((url, secret, task)) => {
             eprintln!(
                 "      transcriber on {url}/<tenant>/<job> ({:?} {}, summaries: {:?})",
@@ -408,30 +463,29 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
             live = Some((url.clone(), secret.clone()));
             launch_config.bot.transcriber_url = Some(url);
             launch_config.transcriber.audio_token_secret = Some(secret);
-            transcriber = Some(task);
+            spawn_part(
+                parts,
+                stop,
+                "transcriber (open audio or live streams)",
+                async move { Ok(task.await??) },
+            );
         }
         Err(e) => eprintln!("      transcription off: {e:#}"),
     }
     let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
-    let mut api_stop = launch_stop_tx.subscribe();
-    let api = match crate::api::spawn(&config, api_tenants, Some(queue.clone()), async move {
-        let _ = api_stop.changed().await;
-    })
-    .await
-    {
+    match crate::api::spawn(&config, api_tenants, Some(queue.clone()), stop.stopped()).await {
         Ok((addr, task)) => {
             eprintln!(
                 "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json; add a user with `meetbot tenant add-user {} --email ... --role owner`)",
                 demo.id
             );
-            Some(task)
+            spawn_part(parts, stop, "API (open requests)", async move {
+                Ok(task.await??)
+            });
         }
-        Err(e) => {
-            eprintln!("      API off: {e:#}");
-            None
-        }
-    };
-    let demo_task = host.map(|host| {
+        Err(e) => eprintln!("      API off: {e:#}"),
+    }
+    if let Some(host) = host {
         eprintln!(
             "      demo: room and calendar feed on {}; email to {}",
             host.base,
@@ -441,43 +495,93 @@ pub async fn dev(mut config: Config, demo: Option<u64>) -> Result<()> {
                 .as_deref()
                 .map_or("the SMTP relay".to_string(), |d| format!("{}", d.display()))
         );
-        tokio::spawn(crate::demo::run(
-            host,
-            config.clone(),
-            tenants.clone(),
-            demo.id.clone(),
-            live,
-            launch_stop_tx.subscribe(),
-        ))
-    });
-    let launch = {
-        let (config, queue, tenants) = (launch_config, queue.clone(), tenants.clone());
-        tokio::spawn(async move {
-            crate::bots::run_consumer(&config, queue, tenants, async move {
-                let _ = launch_stop.changed().await;
-            })
-            .await
-        })
-    };
-    serve_with_scheduler(
-        &config,
-        "dev",
-        sched,
-        readiness(store, keys, Some(queue)),
-        registry,
-    )
-    .await?;
-    let _ = launch_stop_tx.send(true);
-    launch.await??;
-    if let Some(t) = transcriber {
-        t.await??;
+        spawn_part(
+            parts,
+            stop,
+            "demo (room, calendar feed)",
+            crate::demo::run(
+                host,
+                config.clone(),
+                tenants.clone(),
+                demo.id.clone(),
+                live,
+                stop.clone(),
+            ),
+        );
     }
-    if let Some(t) = api {
-        t.await??;
+    {
+        let (queue, tenants, stop2) = (queue.clone(), tenants.clone(), stop.clone());
+        spawn_part(
+            parts,
+            stop,
+            "launcher (bots, their control endpoint)",
+            async move {
+                crate::bots::run_consumer(&launch_config, queue, tenants, stop2.stopped()).await
+            },
+        );
     }
-    if let Some(t) = demo_task {
-        t.await??;
-    }
-    eprintln!("meetbot dev: stopped");
+    let checks = readiness(store, keys, Some(queue));
+    let ops = start_ops(&config, "dev", registry, checks, stop).await?;
+    spawn_part(parts, stop, "ops server", async move { Ok(ops.await??) });
+    let stop2 = stop.clone();
+    spawn_part(
+        parts,
+        stop,
+        "scheduler (releasing its leases)",
+        async move {
+            sched.run(stop2.stopped()).await;
+            Ok(())
+        },
+    );
     Ok(())
+}
+
+/// `meetbot dev`'s private temporary directory, `<store.embedded_dir>/tmp-<pid>` (mode 0700):
+/// made at start, named by TMPDIR for the process and everything it starts (bots, their
+/// browsers), removed at exit. What meetbot writes to temporary files is then where the
+/// demo's audio check looks, and other programs' files are not.
+pub struct PrivateTmp(std::path::PathBuf);
+
+impl PrivateTmp {
+    /// Makes the directory (removing those of earlier runs whose process is gone) and sets
+    /// TMPDIR. Call it before any other thread exists.
+    pub fn create(data: &std::path::Path) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let data = std::path::absolute(data)
+            .with_context(|| format!("store.embedded_dir {}", data.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data)
+            .with_context(|| format!("creating the data directory {}", data.display()))?;
+        for e in std::fs::read_dir(&data)
+            .with_context(|| format!("reading {}", data.display()))?
+            .flatten()
+        {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("tmp-")) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = data.join(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating meetbot's temporary directory {}", dir.display()))?;
+        // SAFETY: called from `main` before the runtime or any other thread starts, so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::set_var("TMPDIR", &dir) };
+        Ok(PrivateTmp(dir))
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -295,7 +295,15 @@ pub async fn build_service(
 ) -> Result<Arc<meetbot_transcriber::service::Service>> {
     use meetbot_transcriber::service::{Engines, Service, Settings};
     let t = &config.transcriber;
-    let mut engines = Engines::single(build_engine(config, &t.engine)?);
+    // Loading a model (and the names dataset below) takes a while and blocks: on a blocking
+    // thread, so the runtime keeps answering signals and a stop does not wait for it.
+    let main = {
+        let (c, e) = (config.clone(), t.engine.clone());
+        tokio::task::spawn_blocking(move || build_engine(&c, &e))
+            .await
+            .context("loading the speech engine")??
+    };
+    let mut engines = Engines::single(main);
     for (tenant, e) in &t.tenants {
         let what = || format!("transcriber.tenants.{tenant}");
         let e = tenant_engine(&tenants, tenant, e)
@@ -326,15 +334,20 @@ pub async fn build_service(
             }),
             partial_every: (t.partial_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(t.partial_every_ms)),
-            names: names_dataset(config, None)?,
+            names: {
+                let c = config.clone();
+                tokio::task::spawn_blocking(move || names_dataset(&c, None))
+                    .await
+                    .context("loading the names dataset")??
+            },
         },
         metrics,
     ))
 }
 
 /// `meetbot transcriber`: the bots' audio endpoint and live transcripts, plus the ops server.
-pub async fn transcriber_service(config: Config) -> Result<()> {
-    use meetbot_core::ops::{Ops, shutdown_signal};
+pub async fn transcriber_service(config: Config, stop: meetbot_core::ops::Shutdown) -> Result<()> {
+    use meetbot_core::ops::Ops;
     let Some(secret) = audio_secret(&config) else {
         bail!(
             "transcriber.audio_token_secret is not set (16+ characters, the same as the bots' bot.audio_token_secret): set MEETBOT_TRANSCRIBER__AUDIO_TOKEN_SECRET"
@@ -373,10 +386,11 @@ pub async fn transcriber_service(config: Config) -> Result<()> {
         config.transcriber.engine.model,
         config.transcriber.summarizer.kind
     );
-    shutdown_signal().await;
+    stop.stopped().await;
     let _ = stop_tx.send(true);
-    server.await??;
-    ops.await??;
+    stop.track("transcriber server (open audio or live streams)", server)
+        .await??;
+    stop.track("ops server", ops).await??;
     Ok(())
 }
 
@@ -404,7 +418,8 @@ async fn serve(
     };
     let svc = build_service(config, tenants.clone(), secret, metrics).await?;
     // Summaries go to each tenant's delivery targets through the outbox, which this process
-    // also works off (replicas share it safely: every claim is a compare-and-set).
+    // also works off (replicas share it safely: every claim is a compare-and-set). Each new
+    // delivery wakes this worker, so it is sent at once; the poll is the safety net (0038).
     let outbox = Arc::new(
         meetbot_delivery::service::outbox(
             tenants.store().clone(),

@@ -168,6 +168,7 @@ impl World {
         tokio::spawn(meetbot_bot::control::serve(
             listener,
             meetbot_bot::control::Control::new(self.store.clone(), Some(queue.clone())),
+            None,
             std::future::pending(),
         ));
         let issuer = meetbot_bot::ticket::TicketIssuer::new(

@@ -211,7 +211,10 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((buf.get(9..12)?.parse().ok()?, buf))
 }
 
-/// Starts a long-running command, waits for its ops server, checks it, then stops it with SIGTERM.
+/// Starts a long-running command, waits for its ops server, checks it, then stops it with
+/// SIGTERM: it must exit cleanly within its grace (20 s) and a margin, else it is killed and
+/// the test fails. HOME is the test's directory: nothing (a speech model) is found in the
+/// default places.
 fn service_serves_ops_and_stops_on_sigterm(
     args: &[&str],
     env: &[(&str, &str)],
@@ -223,6 +226,7 @@ fn service_serves_ops_and_stops_on_sigterm(
     let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
     c.current_dir(dir.path())
         .args(args)
+        .env("HOME", dir.path())
         .env("MEETBOT_OPS__LISTEN", &addr)
         .stderr(std::process::Stdio::piped());
     for (k, _) in std::env::vars() {
@@ -234,7 +238,7 @@ fn service_serves_ops_and_stops_on_sigterm(
     for (k, v) in env {
         c.env(k, v);
     }
-    let child = c.spawn().unwrap();
+    let mut child = c.spawn().unwrap();
     let start = std::time::Instant::now();
     let ready = loop {
         if let Some((200, body)) = http_get(&addr, "/readyz") {
@@ -264,6 +268,18 @@ fn service_serves_ops_and_stops_on_sigterm(
         .status()
         .unwrap();
     assert!(st.success());
+    let sent = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if sent.elapsed() > std::time::Duration::from_secs(25) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running 25 s after SIGTERM (grace 20 s): killed; it said:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

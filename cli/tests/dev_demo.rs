@@ -2,7 +2,9 @@
 //! tiny.en): the ICS feed's meeting is synced, scheduled and joined by a bot process, the three
 //! voices of the demo room are transcribed under their names, the summary finds the action
 //! items spoken, the email lands in the outbox folder, no audio file is left, and the store on
-//! disk holds none of the conversation in plain text.
+//! disk holds none of the conversation in plain text. The audio check counts what meetbot
+//! wrote (its data directory and its private temporary directory), so another program's WAV
+//! in the machine's temporary directory does not fool it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -63,7 +65,15 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("meetbot dev starts");
     let stderr = child.stderr.take().unwrap();
-    let _dev = Dev(child);
+    let dev = Dev(child);
+    // Another program's audio in the temporary directory this test (and so `meetbot dev`)
+    // was started with, written after meetbot started: not meetbot's, not counted.
+    let mut decoy = tempfile::Builder::new()
+        .prefix("not-meetbot-")
+        .suffix(".wav")
+        .tempfile_in(std::env::temp_dir())
+        .unwrap();
+    std::io::Write::write_all(&mut decoy, b"RIFF\x24\0\0\0WAVEfmt ").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -101,15 +111,25 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         "[demo] transcript  Jordan (front desk):",
         "bot left the meeting",
         "summary stored, sealed",
-        "audio files under",
+        "audio files written since start under",
     ] {
         assert!(said.contains(step), "missing {step:?} in:\n{said}");
     }
+    let audio = said
+        .lines()
+        .find(|l| l.starts_with("[demo] audio:"))
+        .unwrap_or_else(|| panic!("no audio line:\n{said}"));
+    assert!(audio.ends_with(": 0"), "no audio file is left: {audio}");
+    // It looked where meetbot writes: its data directory and its own temporary directory
+    // (which exists while it runs, inside the data directory, and goes when it stops).
+    let data = dir.path().join("data");
+    let private = format!("{}/tmp-{}", data.display(), dev.0.id());
     assert!(
-        said.lines()
-            .any(|l| l.starts_with("[demo] audio:") && l.ends_with(": 0")),
-        "no audio file is left:\n{said}"
+        audio.contains(&format!("under {} ", data.display())) && audio.contains(&private),
+        "{audio}"
     );
+    assert!(std::path::Path::new(&private).is_dir(), "{private}");
+    assert!(decoy.path().is_file());
     assert!(
         said.contains("[Sam (IT)] I will send the launch announcement"),
         "the action item is owned by its speaker's name:\n{said}"
@@ -140,4 +160,9 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
             String::from_utf8_lossy(plain)
         );
     }
+    drop(dev);
+    assert!(
+        !std::path::Path::new(&private).exists(),
+        "meetbot's temporary directory is removed when it stops"
+    );
 }

@@ -146,7 +146,8 @@ pub struct DeliveryConfig {
     /// Signs webhook bodies (`MEETBOT_DELIVERY__WEBHOOK_SECRET`); unset: webhooks give up.
     #[serde(skip_serializing)]
     pub webhook_secret: Option<String>,
-    /// How often the outbox is looked at.
+    /// How often the whole outbox is looked at: the safety net (retries, lapsed claims, other
+    /// processes' deliveries); a new delivery wakes the worker of its own process at once.
     pub poll_seconds: u64,
     /// Attempts before a delivery is given up.
     pub max_attempts: u32,
@@ -427,9 +428,13 @@ pub struct LauncherConfig {
     /// Where the launcher serves its bots' control endpoint (they report their state and ask
     /// whether to leave there, with their ticket's token; decision 0032).
     pub control_listen: String,
-    /// The URL bots reach that endpoint at (e.g. `http://meetbot-launcher:8093`); unset:
+    /// The URL bots reach that endpoint at (e.g. `https://meetbot-launcher:8093`); unset:
     /// `http://<control_listen>`.
     pub control_url: Option<String>,
+    /// TLS for the control endpoint (PEM): a certificate chain and its key, both or neither;
+    /// bots trust the system's roots and `bot.transcriber_ca_file`.
+    pub control_tls_cert_file: Option<PathBuf>,
+    pub control_tls_key_file: Option<PathBuf>,
     pub kubernetes: KubernetesLauncherConfig,
 }
 
@@ -443,6 +448,8 @@ impl Default for LauncherConfig {
             max_relaunches: 3,
             control_listen: "127.0.0.1:8093".into(),
             control_url: None,
+            control_tls_cert_file: None,
+            control_tls_key_file: None,
             kubernetes: KubernetesLauncherConfig::default(),
         }
     }
@@ -698,6 +705,16 @@ pub struct TelemetryConfig {
 pub struct OpsConfig {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
+    /// How long a service has, after SIGTERM or SIGINT, to finish or hand over its work and
+    /// exit (whatever it was doing: starting, loading a model, in a meeting). Past it, the
+    /// process exits anyway, naming what did not stop (exit code 5; decision 0040). Keep it
+    /// below Kubernetes' `terminationGracePeriodSeconds` (30 in `infra/kubernetes/base`).
+    #[serde(default = "default_shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn default_shutdown_grace_seconds() -> u64 {
+    20
 }
 
 impl Default for Config {
@@ -737,6 +754,7 @@ impl Default for Config {
             },
             ops: OpsConfig {
                 listen: "127.0.0.1:9464".parse().expect("literal address"),
+                shutdown_grace_seconds: default_shutdown_grace_seconds(),
             },
             calendar: CalendarConfig {
                 graph_base_url: "https://graph.microsoft.com/v1.0".into(),
@@ -999,6 +1017,16 @@ impl Config {
             bad(
                 "queue.connect_timeout_ms",
                 format!("{} is out of range 100..=600000", q.connect_timeout_ms),
+            );
+        }
+
+        if !(1..=600).contains(&self.ops.shutdown_grace_seconds) {
+            bad(
+                "ops.shutdown_grace_seconds",
+                format!(
+                    "{} is out of range 1..=600 (seconds a service has to stop after SIGTERM)",
+                    self.ops.shutdown_grace_seconds
+                ),
             );
         }
 
@@ -1366,6 +1394,19 @@ impl Config {
                 format!("{u:?} is not an http(s) URL (e.g. http://meetbot-launcher:8093)"),
             );
         }
+        match (&l.control_tls_cert_file, &l.control_tls_key_file) {
+            (Some(_), None) => bad(
+                "launcher.control_tls_key_file",
+                "required when launcher.control_tls_cert_file is set: the certificate's private key (PEM)"
+                    .into(),
+            ),
+            (None, Some(_)) => bad(
+                "launcher.control_tls_cert_file",
+                "required when launcher.control_tls_key_file is set: the certificate chain (PEM)"
+                    .into(),
+            ),
+            _ => {}
+        }
         if !(1..=1000).contains(&l.max_concurrent) {
             bad(
                 "launcher.max_concurrent",
@@ -1665,6 +1706,23 @@ mod tests {
         match err {
             ConfigError::Invalid(v) => v.into_iter().map(|e| e.field).collect(),
             other => panic!("expected invalid config, got {other}"),
+        }
+    }
+
+    #[test]
+    fn the_shutdown_grace_defaults_to_20_seconds_and_zero_or_past_ten_minutes_is_refused() {
+        assert_eq!(Config::default().ops.shutdown_grace_seconds, 20);
+        let c =
+            Config::load_with_env(None, &[("MEETBOT_OPS__SHUTDOWN_GRACE_SECONDS", "7")]).unwrap();
+        assert_eq!(c.ops.shutdown_grace_seconds, 7);
+        for bad in ["0", "601"] {
+            let err = Config::load_with_env(None, &[("MEETBOT_OPS__SHUTDOWN_GRACE_SECONDS", bad)])
+                .unwrap_err();
+            assert_eq!(
+                fields(err),
+                vec!["ops.shutdown_grace_seconds".to_string()],
+                "{bad}"
+            );
         }
     }
 

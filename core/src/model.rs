@@ -324,12 +324,18 @@ pub struct BotRuleOverrides {
 }
 
 impl BotRuleOverrides {
-    /// Each set value checked: timeouts 1..=86400 s, a display name of 1..=64 characters.
+    /// Each set value checked: timeouts 1..=86400 s, a display name of 1..=64 characters, a
+    /// chat notice of at most 500.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(n) = &self.display_name
             && (n.trim().is_empty() || n.chars().count() > 64)
         {
             return Err("display_name must be 1..=64 characters".into());
+        }
+        if let Some(n) = &self.chat_notice
+            && n.chars().count() > 500
+        {
+            return Err("chat_notice must be at most 500 characters".into());
         }
         for (f, v) in [
             (

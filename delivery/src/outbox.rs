@@ -8,6 +8,12 @@
 //! target refused for good. A sent delivery is never taken again; two senders never hold the
 //! same claim. Only a sender dying between the send and its record leaves a claim to lapse
 //! and the delivery to go again (its idempotency key lets the receiver drop it).
+//!
+//! A delivery is attempted as soon as it is queued: a new one wakes this outbox's worker
+//! ([`crate::service::run`]), which runs a round for its tenant at once, claims by
+//! compare-and-set like any other round. The worker's poll (`delivery.poll_seconds`) stays the
+//! safety net: retries after their backoff, lapsed claims, and deliveries queued by another
+//! process (decision 0038).
 
 use crate::notice::Notice;
 use crate::slack::SlackNotifier;
@@ -18,8 +24,8 @@ use meetbot_core::model::{Delivery, DeliveryChannel, DeliveryState};
 use meetbot_store::vault::{Tenants, VaultError};
 use meetbot_store::{Store, StoreError, Versioned};
 use rand::Rng;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,16 @@ pub struct Outbox {
     /// The egress client of tenants' own webhook senders (none: one with an empty allow-list).
     webhook_egress: Option<meetbot_egress::Egress>,
     policy: RetryPolicy,
+    wake: Wake,
+}
+
+/// Tenants with deliveries queued since the worker last looked, and the signal that wakes it.
+/// A wake is never lost: the tenant stays in `due` until the worker takes it, and `Notify`
+/// keeps one permit when the worker is busy with a round.
+#[derive(Default)]
+struct Wake {
+    due: Mutex<HashSet<TenantId>>,
+    notify: tokio::sync::Notify,
 }
 
 /// The stable key of one delivery: meeting, channel, and a digest of the target.
@@ -116,7 +132,30 @@ impl Outbox {
             tenant_slack: None,
             webhook_egress: None,
             policy,
+            wake: Wake::default(),
         }
+    }
+
+    /// Asks this outbox's worker ([`crate::service::run`]) to run `t`'s due deliveries now
+    /// instead of at its next poll. [`Outbox::enqueue`] does this for every new delivery.
+    pub fn wake(&self, t: &TenantId) {
+        self.wake
+            .due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t.clone());
+        self.wake.notify.notify_one();
+    }
+
+    /// The tenants woken since the last call (emptied).
+    pub(crate) fn take_woken(&self) -> Vec<TenantId> {
+        let mut due = self.wake.due.lock().unwrap_or_else(|e| e.into_inner());
+        due.drain().collect()
+    }
+
+    /// Resolves once a tenant is woken (at once when one was woken while nobody waited).
+    pub(crate) async fn woken(&self) {
+        self.wake.notify.notified().await
     }
 
     /// Tenants' own webhook senders (a tenant with its own signing secret) send through
@@ -185,8 +224,9 @@ impl Outbox {
         Ok(own)
     }
 
-    /// Puts `notice` for `target` in `t`'s outbox, due now. `Ok(false)`: it was already there,
-    /// or its meeting is deleted or a person stopped its bot (then nothing is put in).
+    /// Puts `notice` for `target` in `t`'s outbox, due now, and wakes the worker to send it.
+    /// `Ok(false)`: it was already there, or its meeting is deleted or a person stopped its bot
+    /// (then nothing is put in).
     pub async fn enqueue(
         &self,
         t: &TenantId,
@@ -219,7 +259,11 @@ impl Outbox {
             last_error: None,
             created_at: now,
         };
-        Ok(self.store.insert_delivery(t, &d).await?)
+        let new = self.store.insert_delivery(t, &d).await?;
+        if new {
+            self.wake(t);
+        }
+        Ok(new)
     }
 
     /// One pass over `t`'s due deliveries (at most `limit`).

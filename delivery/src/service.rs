@@ -155,7 +155,9 @@ impl Outbox {
     }
 }
 
-/// Runs the outbox of every active tenant every `every` until `stop` resolves.
+/// Runs the outbox of every active tenant every `every` until `stop` resolves, and the outbox
+/// of a woken tenant ([`Outbox::wake`], every new delivery) at once. Wake-ups do not move the
+/// poll: it stays the safety net for retries, lapsed claims and other processes' deliveries.
 pub async fn run(
     outbox: Arc<Outbox>,
     store: Arc<dyn Store>,
@@ -163,32 +165,47 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let mut next_poll = tokio::time::Instant::now();
     loop {
-        match store.list_tenants().await {
-            Ok(ts) => {
-                for t in ts.iter().filter(|t| t.status == TenantStatus::Active) {
-                    // Delivered meetings of a customer-held-key tenant are sealed to its key.
-                    if let Err(e) =
-                        crate::hold::hold_delivered(&*store, &outbox.tenants, &t.id).await
-                    {
-                        tracing::warn!(tenant = %t.id, error = %e, "customer-key sealing failed");
-                    }
-                    match outbox.run_once(&t.id, 100).await {
-                        Ok(r) if r.sent + r.gave_up > 0 => {
-                            tracing::info!(tenant = %t.id, sent = r.sent, retrying = r.retrying, gave_up = r.gave_up, "delivery round")
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(tenant = %t.id, error = %e, "delivery round failed")
-                        }
+        if tokio::time::Instant::now() >= next_poll {
+            // Woken tenants are all in this round too.
+            outbox.take_woken();
+            match store.list_tenants().await {
+                Ok(ts) => {
+                    for t in ts.iter().filter(|t| t.status == TenantStatus::Active) {
+                        round(&outbox, &*store, &t.id).await;
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "cannot list tenants for delivery"),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list tenants for delivery"),
+            next_poll = tokio::time::Instant::now() + every;
+        }
+        let woken = outbox.take_woken();
+        if !woken.is_empty() {
+            for t in &woken {
+                round(&outbox, &*store, t).await;
+            }
+            continue;
         }
         tokio::select! {
             _ = &mut stop => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until(next_poll) => {}
+            _ = outbox.woken() => {}
         }
+    }
+}
+
+/// One tenant's round: its due deliveries, then (a customer-held-key tenant) its delivered
+/// meetings sealed to its key.
+async fn round(outbox: &Outbox, store: &dyn Store, t: &TenantId) {
+    match outbox.run_once(t, 100).await {
+        Ok(r) if r.sent + r.gave_up > 0 => {
+            tracing::info!(tenant = %t, sent = r.sent, retrying = r.retrying, gave_up = r.gave_up, "delivery round")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = %t, error = %e, "delivery round failed"),
+    }
+    if let Err(e) = crate::hold::hold_delivered(store, &outbox.tenants, t).await {
+        tracing::warn!(tenant = %t, error = %e, "customer-key sealing failed");
     }
 }

@@ -1,9 +1,11 @@
 //! Transcription benchmark: word error rate, real-time factor and peak memory per engine and
 //! model on the 24-sentence, three-voice espeak-ng meeting script, and streaming latency (end of
-//! an utterance to its text on the live stream) through the transcriber service.
+//! an utterance to its text on the live stream) through the transcriber service, and end of
+//! meeting to summary delivered (woken delivery worker against poll only).
 //!
 //! `cargo bench -p meetbot-tests --bench speech` (needs `bash scripts/test.sh` run once: the
-//! tiny.en model and the faster-whisper-server venv; the base model is fetched if missing).
+//! tiny.en model and the faster-whisper-server venv; the base model is fetched if missing);
+//! `cargo bench -p meetbot-tests --bench speech -- delivery` runs only the last table.
 //! Each measurement runs in a child process of its own so its peak RSS is its own.
 
 use meetbot_core::config::{EngineConfig, EngineKind};
@@ -224,7 +226,11 @@ async fn speak(
 
 /// End of a meeting (the bot's last frame) to its summary stored, and to its summary posted to
 /// Slack (the stand-in of the Web API) by the delivery worker polling at its default interval.
-async fn delivery() -> serde_json::Value {
+/// `wake`: the worker runs on the outbox the transcriber enqueues through (as in the
+/// transcriber process), so each new delivery wakes it; otherwise the worker has an outbox of
+/// its own (as a separate `meetbot delivery` process) and only its poll finds the summaries.
+/// `MEETBOT_BENCH_DELIVERY_MEETINGS` meetings (default 20).
+async fn delivery(wake: bool) -> serde_json::Value {
     use meetbot_delivery::outbox::{Outbox, RetryPolicy};
     use meetbot_delivery::slack::SlackNotifier;
     let b = bench_service("job0").await;
@@ -234,7 +240,15 @@ async fn delivery() -> serde_json::Value {
             SlackNotifier::new(&slack.base_url(), "xoxb-bench".to_string().into()).unwrap(),
         )),
     );
-    b.svc.deliver_through(outbox.clone());
+    if wake {
+        b.svc.deliver_through(outbox.clone());
+    } else {
+        b.svc.deliver_through(Arc::new(Outbox::new(
+            b.store.clone(),
+            b.tenants.clone(),
+            RetryPolicy::default(),
+        )));
+    }
     let mut settings =
         meetbot_core::model::TenantSettings::new(Default::default(), chrono::Utc::now());
     settings.delivery.slack_channel = Some("C0123BENCH".into());
@@ -253,7 +267,10 @@ async fn delivery() -> serde_json::Value {
         poll,
         std::future::pending(),
     ));
-    let rounds = 6;
+    let rounds: usize = std::env::var("MEETBOT_BENCH_DELIVERY_MEETINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let (mut stored, mut delivered) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let job = format!("job{r}");
@@ -293,17 +310,22 @@ async fn delivery() -> serde_json::Value {
         stored.push(stored_at.unwrap_or(f64::NAN));
         stream.await.unwrap().unwrap();
     }
-    let med = |v: &mut Vec<f64>| {
+    // Nearest rank, as in the streaming table.
+    let pct = |v: &[f64], p: f64| {
+        let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
     };
     serde_json::json!({
         "meetings": rounds,
         "poll_s": poll.as_secs(),
-        "stored_p50_s": med(&mut stored.clone()),
-        "stored_max_s": stored.iter().cloned().fold(0.0, f64::max),
-        "delivered_p50_s": med(&mut delivered.clone()),
-        "delivered_max_s": delivered.iter().cloned().fold(0.0, f64::max),
+        "wake": wake,
+        "stored_p50_s": pct(&stored, 0.5),
+        "stored_p95_s": pct(&stored, 0.95),
+        "stored_max_s": pct(&stored, 1.0),
+        "delivered_p50_s": pct(&delivered, 0.5),
+        "delivered_p95_s": pct(&delivered, 0.95),
+        "delivered_max_s": pct(&delivered, 1.0),
     })
 }
 
@@ -436,11 +458,29 @@ fn main() {
         let v = if what == "streaming" {
             rt.block_on(streaming())
         } else if what == "delivery" {
-            rt.block_on(delivery())
+            rt.block_on(delivery(true))
+        } else if what == "delivery-poll" {
+            rt.block_on(delivery(false))
         } else {
             rt.block_on(measure(what))
         };
         println!("{v}");
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    let child = |what: &str| -> serde_json::Value {
+        eprintln!("measuring {what} ...");
+        let out = std::process::Command::new(&me)
+            .args(["--child", what])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what} failed");
+        serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+    };
+    // `-- delivery`: only the end-of-meeting-to-delivery table.
+    if args.iter().any(|a| a == "delivery") {
+        delivery_table(&child);
         return;
     }
     // The base model: fetched (and verified) once.
@@ -457,17 +497,6 @@ fn main() {
         ))
         .unwrap();
     }
-    let me = std::env::current_exe().unwrap();
-    let child = |what: &str| -> serde_json::Value {
-        eprintln!("measuring {what} ...");
-        let out = std::process::Command::new(&me)
-            .args(["--child", what])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{what} failed");
-        serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
-    };
     println!(
         "\n## Transcription: 24 sentences, 3 espeak-ng voices (en-us, en-gb, en-sc), 2 threads\n"
     );
@@ -502,21 +531,37 @@ fn main() {
         s["max_s"].as_f64().unwrap(),
         s["peak_rss_mib"].as_f64().unwrap(),
     );
-    let d = child("delivery");
-    println!(
-        "\n## End of meeting to summary: {} meetings of three sentences, delivery worker polling every {} s\n",
-        d["meetings"], d["poll_s"]
-    );
-    println!("| to summary stored p50 | max | to summary posted to Slack p50 | max |");
-    println!("| --- | --- | --- | --- |");
-    println!(
-        "| {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
-        d["stored_p50_s"].as_f64().unwrap(),
-        d["stored_max_s"].as_f64().unwrap(),
-        d["delivered_p50_s"].as_f64().unwrap(),
-        d["delivered_max_s"].as_f64().unwrap(),
-    );
+    delivery_table(&child);
     println!(
         "\n(The RSS of the HTTP engine is the client's; the server is a separate Python process.)"
     );
+}
+
+/// The end-of-meeting-to-delivery table: the same meetings with the delivery worker woken at
+/// enqueue, then with the poll alone.
+fn delivery_table(child: &dyn Fn(&str) -> serde_json::Value) {
+    let runs = [
+        ("woken at enqueue (transcriber's worker)", child("delivery")),
+        ("poll only (a separate worker)", child("delivery-poll")),
+    ];
+    println!(
+        "\n## End of meeting to summary: {} meetings of three sentences per worker, delivery worker polling every {} s\n",
+        runs[0].1["meetings"], runs[0].1["poll_s"]
+    );
+    println!(
+        "| delivery worker | to summary stored p50 | p95 | max | to summary posted to Slack p50 | p95 | max |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (name, d) in &runs {
+        let f = |k: &str| d[k].as_f64().unwrap();
+        println!(
+            "| {name} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            f("stored_p50_s"),
+            f("stored_p95_s"),
+            f("stored_max_s"),
+            f("delivered_p50_s"),
+            f("delivered_p95_s"),
+            f("delivered_max_s"),
+        );
+    }
 }

@@ -625,3 +625,218 @@ async fn a_webhook_url_pointing_at_loopback_is_given_up_without_connecting() {
         "no connection was made"
     );
 }
+
+/// The poll interval of the workers below: far longer than any wait in these tests, so a
+/// delivery that arrives within them was not sent by a poll.
+const SLOW_POLL: Duration = Duration::from_secs(30);
+
+/// Starts `outbox`'s worker (`service::run`, polling every [`SLOW_POLL`]) and lets its first
+/// round (the one at start) pass; the returned sender stops it.
+async fn worker(
+    w: &World,
+    outbox: &Arc<Outbox>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(meetbot_delivery::service::run(
+        outbox.clone(),
+        w.store.clone(),
+        SLOW_POLL,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (stop, task)
+}
+
+/// Waits (2 s at most, far below [`SLOW_POLL`]) until `n` posts reached the Slack stand-in.
+async fn posted_within_two_seconds(slack: &SlackStandIn, n: usize, what: &str) {
+    let start = Instant::now();
+    while slack.accepted().len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{what}: {} of {n} posted after 2 s: the delivery waited for the poll",
+            slack.accepted().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn slack_outbox(w: &World, slack: &SlackStandIn) -> Arc<Outbox> {
+    Arc::new(w.outbox(quick()).with(Arc::new(
+        SlackNotifier::new(&slack.base_url(), slack.token().to_string().into()).unwrap(),
+    )))
+}
+
+#[tokio::test]
+async fn a_queued_summary_is_posted_at_once_without_waiting_for_the_poll() {
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    let mut settings =
+        meetbot_core::model::TenantSettings::new(Default::default(), chrono::Utc::now());
+    settings.delivery.slack_channel = Some("C0123MEET".into());
+    w.store
+        .put_tenant_settings(&w.tenant, &settings)
+        .await
+        .unwrap();
+    // The transcriber's set-up: the outbox it enqueues through is the one its worker runs.
+    let outbox = slack_outbox(&w, &slack);
+    let (stop, task) = worker(&w, &outbox).await;
+    // Each summary is queued after the worker's last poll round, one after the other.
+    for i in 0..3 {
+        assert_eq!(
+            outbox
+                .enqueue_summary(&*w.store, &w.tenants, &w.tenant, &notice(i))
+                .await
+                .unwrap(),
+            1
+        );
+        posted_within_two_seconds(&slack, i + 1, &format!("summary {i}")).await;
+        let d = w.one(&format!("meeting-{i}")).await;
+        assert!(
+            matches!(d.state, DeliveryState::Sent { .. }),
+            "{:?}",
+            d.state
+        );
+        assert_eq!(d.attempts, 1);
+    }
+    let keys: BTreeSet<String> = slack
+        .accepted()
+        .iter()
+        .map(|p| p["metadata"]["event_payload"]["idempotency_key"].to_string())
+        .collect();
+    assert_eq!(keys.len(), 3, "each summary posted once");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the worker ends when told to stop")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_woken_at_once_send_each_delivery_once() {
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    // Two replicas, each with its own outbox and worker over the same store.
+    let (a, b) = (slack_outbox(&w, &slack), slack_outbox(&w, &slack));
+    let (stop_a, task_a) = worker(&w, &a).await;
+    let (stop_b, task_b) = worker(&w, &b).await;
+    // Queued by a third outbox, which wakes nobody; then both workers woken at the same time
+    // for the same twenty due deliveries.
+    let queuer = w.outbox(quick());
+    for i in 0..20 {
+        assert!(
+            queuer
+                .enqueue(&w.tenant, DeliveryChannel::Slack, "C0123MEET", &notice(i))
+                .await
+                .unwrap()
+        );
+    }
+    a.wake(&w.tenant);
+    b.wake(&w.tenant);
+    posted_within_two_seconds(&slack, 20, "twenty deliveries").await;
+    // Both rounds over (each has a claim or a skip for every delivery).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posted = slack.accepted();
+    let keys: BTreeSet<String> = posted
+        .iter()
+        .map(|p| p["metadata"]["event_payload"]["idempotency_key"].to_string())
+        .collect();
+    assert_eq!(posted.len(), 20, "each delivery posted once");
+    assert_eq!(keys.len(), 20);
+    for (m, s) in w.states().await {
+        assert!(matches!(s, DeliveryState::Sent { .. }), "{m}: {s:?}");
+        assert_eq!(w.one(&m).await.attempts, 1, "{m}: claimed once");
+    }
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_woken_worker_still_sends_nothing_for_a_meeting_stopped_after_its_summary_was_queued() {
+    use meetbot_testsupport::speech::joined_job;
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    let outbox = slack_outbox(&w, &slack);
+    let (stop, task) = worker(&w, &outbox).await;
+    // Queued (by an outbox that wakes nobody), then the bot of one meeting stopped by a person.
+    let queuer = w.outbox(quick());
+    for i in [1, 2] {
+        assert!(
+            queuer
+                .enqueue(&w.tenant, DeliveryChannel::Slack, "C0123MEET", &notice(i))
+                .await
+                .unwrap()
+        );
+    }
+    w.store
+        .insert_bot_job(&w.tenant, &joined_job("job-1", "meeting-1", "k-1"))
+        .await
+        .unwrap();
+    meetbot_scheduler::stop::stop_job(&*w.store, None, &w.tenant, "job-1", "user:u-lee", "left")
+        .await
+        .unwrap();
+    outbox.wake(&w.tenant);
+    posted_within_two_seconds(&slack, 1, "the live meeting's summary").await;
+    let start = Instant::now();
+    while !w.all_done().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            w.states().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(slack.accepted().len(), 1, "only the live meeting's summary");
+    match w.one("meeting-1").await.state {
+        DeliveryState::GaveUp { reason } => assert!(reason.starts_with("not sent"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        w.one("meeting-2").await.state,
+        DeliveryState::Sent { .. }
+    ));
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delivery_queued_by_another_process_is_sent_by_the_poll() {
+    let w = world().await;
+    let slack = SlackStandIn::start("xoxb-test-token").await;
+    // A delivery worker on its own (`meetbot delivery`), polling every second; the summary is
+    // queued by another process's outbox, whose wake-up does not reach this worker.
+    let outbox = slack_outbox(&w, &slack);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(meetbot_delivery::service::run(
+        outbox,
+        w.store.clone(),
+        Duration::from_secs(1),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        w.outbox(quick())
+            .enqueue(&w.tenant, DeliveryChannel::Slack, "C0123MEET", &notice(1))
+            .await
+            .unwrap()
+    );
+    let start = Instant::now();
+    while slack.accepted().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the poll did not send it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.one("meeting-1").await.attempts, 1);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -7,13 +7,16 @@
 //! pods, and writing the bots' ticket Secrets) in its namespace, default-deny network policies,
 //! an HPA for transcribers, and a configuration meetbot itself accepts. Bots get no Secret from
 //! the configuration and reach only the transcriber and the launcher's control port in the
-//! cluster. The bots' seccomp profile (`infra/kubernetes/seccomp`) is held to what Chromium's
-//! sandbox and the bot need, and the node installer (`infra/kubernetes/node-seccomp`) to
-//! shipping that very file where the Job template names it (decision 0034).
+//! cluster. The namespace enforces Pod Security `restricted`, which every pod of the base and
+//! the bot Job meet. The bots' seccomp profile (`infra/kubernetes/seccomp`) is held to what
+//! Chromium's sandbox and the bot need (run by the kernel in a child process: no netfilter
+//! table, no raw socket from a user namespace), and the node installer
+//! (`infra/kubernetes/node-seccomp`) to shipping that very file where the Job template names
+//! it (decision 0034).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -67,6 +70,7 @@ fn typed<T: DeserializeOwned + serde::Serialize>(doc: &Value, origin: &str) -> T
 
 #[derive(Default)]
 struct Objects {
+    namespaces: Vec<Namespace>,
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     accounts: Vec<ServiceAccount>,
@@ -85,6 +89,7 @@ fn load(docs: Vec<(String, Value)>) -> Objects {
             d["apiVersion"].as_str().unwrap_or(""),
             d["kind"].as_str().unwrap_or(""),
         ) {
+            ("v1", "Namespace") => o.namespaces.push(typed(&d, &origin)),
             ("apps/v1", "Deployment") => o.deployments.push(typed(&d, &origin)),
             ("v1", "Service") => o.services.push(typed(&d, &origin)),
             ("v1", "ServiceAccount") => o.accounts.push(typed(&d, &origin)),
@@ -847,7 +852,7 @@ fn bots_reach_in_the_cluster_only_the_transcribers_audio_and_the_launchers_contr
     let cfg = base_config(&o);
     assert_eq!(cfg.launcher.control_listen, "0.0.0.0:8093");
     let url = cfg.launcher.control_url.clone().unwrap();
-    assert_eq!(url, "http://meetbot-launcher:8093");
+    assert_eq!(url, "https://meetbot-launcher:8093");
     let container = &deployment(&o, "launcher")
         .spec
         .as_ref()
@@ -982,7 +987,9 @@ impl SeccompProfile {
 /// with ENOSYS so glibc falls back to the clone it can check, and refuses the calls that reach
 /// the kernel's most dangerous surface: mounts, modules, kexec, BPF, perf, ptrace, other
 /// processes' memory, keyrings, io_uring, userfaultfd, clocks, raw I/O, namespaces other than
-/// the sandbox's, netlink other than routes, sockets other than Unix and IP.
+/// the sandbox's, netlink other than routes, sockets other than Unix, route netlink, TCP and
+/// UDP (no raw IP), socket options of other levels, netfilter's table options and per-socket
+/// IPsec policies (also with the option number behind high bits of its register).
 #[test]
 fn the_bot_seccomp_profile_refuses_by_default_and_allows_chromiums_sandbox_and_the_bot_only() {
     let p = SeccompProfile::load();
@@ -1113,6 +1120,105 @@ fn the_bot_seccomp_profile_refuses_by_default_and_allows_chromiums_sandbox_and_t
     let pair = |domain: libc::c_int| allowed("socketpair", &[domain as u64, 0, 0]);
     assert!(pair(libc::AF_UNIX));
     assert!(!pair(libc::AF_INET));
+    // IP: TCP and UDP only, no raw socket, no other protocol behind a stream or datagram.
+    for (domain, kind, protocol) in [
+        (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP),
+        (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW),
+        (libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
+        (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+        (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE),
+        (libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_SCTP),
+        (libc::AF_INET, libc::SOCK_SEQPACKET, 0),
+        (libc::AF_INET, 10, 0), // SOCK_PACKET
+        (libc::AF_INET6, libc::SOCK_DCCP, 0),
+    ] {
+        assert!(
+            !socket(domain, kind, protocol),
+            "socket({domain}, {kind}, {protocol})"
+        );
+    }
+    // Socket options by level (and at the IP levels by number): no netfilter table (iptables,
+    // arptables, ebtables, IPVS, ip6tables), no per-socket IPsec policy.
+    let opt =
+        |name: &str, level: i64, option: i64| allowed(name, &[3, level as u64, option as u64]);
+    for name in ["setsockopt", "getsockopt"] {
+        for (level, option) in [
+            (libc::SOL_SOCKET, libc::SO_RCVBUF),
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            (libc::IPPROTO_UDP, libc::UDP_GRO),
+            (libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP),
+            (libc::IPPROTO_IP, libc::IP_TOS),
+            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_TTL),
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS),
+        ] {
+            assert!(
+                opt(name, level as i64, option as i64),
+                "{name}({level}, {option})"
+            );
+        }
+        for (level, option) in [
+            (0, 16),
+            (0, 17),
+            (0, 64),
+            (0, 65),
+            (0, 66),
+            (0, 67),
+            (0, 80),
+            (0, 96),
+            (0, 97),
+            (0, 128),
+            (0, 1152),
+            (41, 34),
+            (41, 35),
+            (41, 64),
+            (41, 65),
+            (41, 68),
+            (41, 69),
+            (41, 80),
+            // Levels nothing here uses (SOL_RAW, SOL_PACKET, SOL_ALG, SOL_TLS).
+            (255, 1),
+            (263, 1),
+            (279, 1),
+            (282, 1),
+            // High bits of the option's register: the kernel reads an int (64 here).
+            (41, (1 << 32) | 64),
+            (0, (1 << 32) | 64),
+            ((1 << 32) | 41, 64),
+        ] {
+            assert!(
+                !opt(name, level, option),
+                "{name}({level}, {option}) is allowed"
+            );
+        }
+    }
+    // Nothing allows a socket call by a greater-than (or not-equal) comparison: the kernel
+    // reads these arguments as 32-bit ints, the filter compares 64 bits, and a caller sets the
+    // high bits.
+    for r in p.syscalls.iter().filter(|r| {
+        r.names
+            .iter()
+            .any(|n| ["socket", "socketpair", "setsockopt", "getsockopt"].contains(&n.as_str()))
+    }) {
+        for a in &r.args {
+            assert!(
+                [
+                    "SCMP_CMP_EQ",
+                    "SCMP_CMP_LT",
+                    "SCMP_CMP_LE",
+                    "SCMP_CMP_MASKED_EQ"
+                ]
+                .contains(&a.op.as_str()),
+                "{:?}: {} on argument {}",
+                r.names,
+                a.op,
+                a.index
+            );
+        }
+    }
     for (domain, protocol) in [
         (libc::AF_NETLINK, libc::NETLINK_NETFILTER),
         (libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT),
@@ -1712,5 +1818,806 @@ async fn chromium_runs_sandboxed_with_webrtc_audio_under_the_bot_seccomp_profile
     match chromium_under(compile_with_libseccomp(&without)).await {
         ChromiumRun::Reported(r, _) => panic!("Chromium ran without user namespaces: {r}"),
         ChromiumRun::Ended(err) => assert!(err.contains("sandbox"), "{err}"),
+    }
+}
+
+/// What the Pod Security Standards' `restricted` level (everything of `baseline` included)
+/// refuses in a pod (its metadata and spec as JSON), one line per failed control, as the Pod
+/// Security admission controller checks it at its latest version: host process, host
+/// namespaces, privileged, capabilities (drop ALL, add NET_BIND_SERVICE at most), volume types,
+/// host ports, host probes and lifecycle hooks, AppArmor, SELinux, /proc mount, seccomp, sysctls,
+/// privilege escalation, non-root, uid 0. Its exemptions (Windows pods; `hostUsers: false` for
+/// the non-root, uid and /proc checks) are not taken: meetbot's pods are Linux pods in the
+/// node's user namespace.
+fn restricted_violations(meta: &Value, spec: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let absent_or = |v: Option<&Value>, allowed: &[Value]| v.is_none_or(|v| allowed.contains(v));
+    let f = || Value::Bool(false);
+    let psc = spec.get("securityContext").cloned().unwrap_or(Value::Null);
+    let containers: Vec<(String, &Value)> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
+        .map(|c| (c["name"].as_str().unwrap_or("?").to_string(), c))
+        .collect();
+    let contexts: Vec<(String, Value)> = std::iter::once(("pod".to_string(), psc.clone()))
+        .chain(
+            containers
+                .iter()
+                .map(|(n, c)| (n.clone(), c["securityContext"].clone())),
+        )
+        .collect();
+
+    // baseline: HostProcess
+    for (who, sc) in &contexts {
+        if !absent_or(sc.pointer("/windowsOptions/hostProcess"), &[f()]) {
+            out.push(format!("{who}: windowsOptions.hostProcess"));
+        }
+    }
+    // baseline: host namespaces
+    for k in ["hostNetwork", "hostPID", "hostIPC"] {
+        if !absent_or(spec.get(k), &[f()]) {
+            out.push(format!("pod: {k}"));
+        }
+    }
+    for (who, c) in &containers {
+        let sc = &c["securityContext"];
+        // baseline: privileged containers
+        if !absent_or(sc.get("privileged"), &[f()]) {
+            out.push(format!("{who}: privileged"));
+        }
+        // restricted: capabilities (drop ALL, add NET_BIND_SERVICE at most; stricter than
+        // baseline's default set)
+        let drops = sc.pointer("/capabilities/drop").and_then(Value::as_array);
+        if !drops.is_some_and(|d| d.iter().any(|c| c == "ALL")) {
+            out.push(format!("{who}: capabilities.drop lacks ALL"));
+        }
+        for a in sc
+            .pointer("/capabilities/add")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if a != "NET_BIND_SERVICE" {
+                out.push(format!("{who}: capabilities.add {a}"));
+            }
+        }
+        // baseline: host ports
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if !absent_or(p.get("hostPort"), &[Value::from(0)]) {
+                out.push(format!("{who}: hostPort {}", p["hostPort"]));
+            }
+        }
+        // baseline: host probes and lifecycle hooks
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            for kind in ["httpGet", "tcpSocket"] {
+                if !absent_or(c[probe][kind].get("host"), &[Value::from("")]) {
+                    out.push(format!("{who}: {probe}.{kind}.host"));
+                }
+            }
+        }
+        for hook in ["postStart", "preStop"] {
+            for kind in ["httpGet", "tcpSocket"] {
+                if !absent_or(c["lifecycle"][hook][kind].get("host"), &[Value::from("")]) {
+                    out.push(format!("{who}: lifecycle.{hook}.{kind}.host"));
+                }
+            }
+        }
+        // baseline and restricted: /proc mount type
+        if !absent_or(sc.get("procMount"), &[Value::from("Default")]) {
+            out.push(format!("{who}: procMount {}", sc["procMount"]));
+        }
+        // restricted: privilege escalation (must be set, to false)
+        if sc.get("allowPrivilegeEscalation") != Some(&f()) {
+            out.push(format!("{who}: allowPrivilegeEscalation is not false"));
+        }
+        // restricted: running as non-root (true at the pod, not overridden; or true here)
+        let non_root = match sc.get("runAsNonRoot") {
+            Some(v) => v == &Value::Bool(true),
+            None => psc.get("runAsNonRoot") == Some(&Value::Bool(true)),
+        };
+        if !non_root {
+            out.push(format!("{who}: runAsNonRoot is not true"));
+        }
+        // restricted: seccomp (RuntimeDefault or Localhost, here or at the pod)
+        let profile = sc
+            .pointer("/seccompProfile/type")
+            .or(psc.pointer("/seccompProfile/type"));
+        if !profile.is_some_and(|t| t == "RuntimeDefault" || t == "Localhost") {
+            out.push(format!("{who}: seccompProfile {profile:?}"));
+        }
+    }
+    for (who, sc) in &contexts {
+        // baseline: AppArmor
+        if !absent_or(
+            sc.pointer("/appArmorProfile/type"),
+            &[Value::from("RuntimeDefault"), Value::from("Localhost")],
+        ) {
+            out.push(format!("{who}: appArmorProfile {}", sc["appArmorProfile"]));
+        }
+        // baseline: SELinux
+        let selinux_types = [
+            "",
+            "container_t",
+            "container_init_t",
+            "container_kvm_t",
+            "container_engine_t",
+        ]
+        .map(Value::from);
+        if !absent_or(sc.pointer("/seLinuxOptions/type"), &selinux_types) {
+            out.push(format!("{who}: seLinuxOptions.type"));
+        }
+        for k in ["user", "role"] {
+            if !absent_or(sc["seLinuxOptions"].get(k), &[Value::from("")]) {
+                out.push(format!("{who}: seLinuxOptions.{k}"));
+            }
+        }
+        // restricted: not uid 0
+        if sc.get("runAsUser") == Some(&Value::from(0)) {
+            out.push(format!("{who}: runAsUser 0"));
+        }
+        // baseline: seccomp never Unconfined (pod level: also when containers set theirs)
+        if sc.pointer("/seccompProfile/type") == Some(&Value::from("Unconfined")) {
+            out.push(format!("{who}: seccompProfile Unconfined"));
+        }
+    }
+    // baseline: AppArmor and seccomp annotations
+    for (k, v) in meta["annotations"].as_object().into_iter().flatten() {
+        let v = v.as_str().unwrap_or("");
+        if k.starts_with("container.apparmor.security.beta.kubernetes.io/")
+            && !(v.is_empty() || v == "runtime/default" || v.starts_with("localhost/"))
+        {
+            out.push(format!("annotation {k}: {v}"));
+        }
+        if k.starts_with("seccomp.security.alpha.kubernetes.io/")
+            || k.starts_with("container.seccomp.security.alpha.kubernetes.io/")
+        {
+            out.push(format!("annotation {k}: the pre-1.19 seccomp annotations"));
+        }
+    }
+    // baseline: sysctls (the safe set only)
+    let safe = [
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+        "net.ipv4.tcp_slow_start_after_idle",
+        "net.ipv4.tcp_notsent_lowat",
+    ];
+    for s in psc["sysctls"].as_array().into_iter().flatten() {
+        let name = s["name"].as_str().unwrap_or("");
+        if !safe.contains(&name) {
+            out.push(format!("pod: sysctl {name}"));
+        }
+    }
+    // restricted: volume types (hostPath and every other node- or network-backed source)
+    let allowed = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+        "image",
+    ];
+    for vol in spec["volumes"].as_array().into_iter().flatten() {
+        for k in vol.as_object().unwrap().keys() {
+            if k != "name" && !allowed.contains(&k.as_str()) {
+                out.push(format!("volume {}: {k}", vol["name"]));
+            }
+        }
+    }
+    out
+}
+
+/// The bot Job the launcher makes from the base's configuration, as JSON.
+fn bot_job_from_the_base(o: &Objects) -> Value {
+    use meetbot_bot::kubernetes::{JobTemplate, manifest};
+    let cfg = base_config(o);
+    let spec = meetbot_bot::launcher::LaunchSpec {
+        tenant: "clinic01".parse().unwrap(),
+        job_id: "j1".into(),
+        meeting_id: "m1".into(),
+        max_duration: std::time::Duration::from_secs(3600),
+        ticket: meetbot_bot::ticket::EncodedTicket::new("ticket-text".into()),
+    };
+    serde_json::to_value(manifest(
+        &JobTemplate::from_config(&cfg.launcher.kubernetes),
+        &spec,
+    ))
+    .unwrap()
+}
+
+/// A launcher that was taken over may create Jobs in its namespace: Pod Security admission at
+/// `restricted` is what keeps those pods unprivileged. The base ships its namespace with
+/// `restricted` enforced (pinned to a version, audited and warned at the latest), named as
+/// the configuration sends bot Jobs there; every pod template of the base and the bot Job
+/// the launcher makes from the base's configuration meet every control of the standard; and
+/// the same checks refuse each thing such a launcher would try (host namespaces, hostPath,
+/// privileged, capabilities, root, escalation, no or an unconfined seccomp profile, host
+/// ports, unmasked /proc, unsafe sysctls, SELinux or AppArmor overrides, probes aimed at the
+/// node).
+#[test]
+fn every_pod_of_the_base_and_every_bot_job_meet_the_restricted_pod_security_level_the_namespace_enforces()
+ {
+    let (k, docs) = base_documents();
+    let o = load(docs);
+
+    // The namespace, enforcing `restricted`.
+    assert_eq!(o.namespaces.len(), 1, "the base ships one Namespace");
+    let ns = &o.namespaces[0];
+    let name = ns.metadata.name.clone().unwrap();
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    let label = |k: &str| {
+        labels
+            .get(&format!("pod-security.kubernetes.io/{k}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("Namespace {name}: no pod-security.kubernetes.io/{k}"))
+    };
+    for mode in ["enforce", "audit", "warn"] {
+        assert_eq!(label(mode), "restricted", "{mode}");
+    }
+    let pinned = label("enforce-version");
+    let minor: u32 = pinned
+        .strip_prefix("v1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("enforce-version {pinned}: pin a v1.N"));
+    assert!(
+        minor >= 25,
+        "enforce-version {pinned}: Pod Security admission is GA from v1.25"
+    );
+    assert_eq!(label("audit-version"), "latest");
+    assert_eq!(label("warn-version"), "latest");
+    // Everything of the base goes there, bot Jobs included.
+    assert_eq!(k["namespace"].as_str(), Some(name.as_str()));
+    let cfg = base_config(&o);
+    assert_eq!(cfg.launcher.kubernetes.namespace, name);
+    for b in &o.bindings {
+        for s in b.subjects.iter().flatten() {
+            assert!(
+                s.namespace.is_none() || s.namespace.as_deref() == Some(&name),
+                "{:?}: a subject in another namespace",
+                b.metadata.name
+            );
+        }
+    }
+
+    // Every pod template: the services' Deployments and the bot Job.
+    let mut templates: Vec<(String, Value)> = o
+        .deployments
+        .iter()
+        .map(|d| {
+            let t = serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap();
+            (
+                format!("Deployment {}", d.metadata.name.clone().unwrap()),
+                t,
+            )
+        })
+        .collect();
+    let job = bot_job_from_the_base(&o);
+    assert_eq!(job["metadata"]["namespace"], Value::from(name.clone()));
+    templates.push(("the bot Job".into(), job["spec"]["template"].clone()));
+    assert_eq!(templates.len(), 7);
+    for (what, t) in &templates {
+        let v = restricted_violations(&t["metadata"], &t["spec"]);
+        assert!(v.is_empty(), "{what} is refused at restricted: {v:?}");
+    }
+
+    // The same checks refuse what a taken-over launcher would put in a Job.
+    let bot = job["spec"]["template"].clone();
+    let c = "/spec/containers/0/securityContext";
+    let attempts: Vec<(String, &str, Value)> = vec![
+        ("/spec/hostPID".into(), "hostPID", Value::Bool(true)),
+        ("/spec/hostNetwork".into(), "hostNetwork", Value::Bool(true)),
+        ("/spec/hostIPC".into(), "hostIPC", Value::Bool(true)),
+        (
+            "/spec/volumes/1".into(),
+            "hostPath",
+            serde_json::json!({"name": "root", "hostPath": {"path": "/"}}),
+        ),
+        (
+            "/spec/volumes/1".into(),
+            "nfs",
+            serde_json::json!({"name": "n", "nfs": {"server": "10.0.0.1", "path": "/"}}),
+        ),
+        (format!("{c}/privileged"), "privileged", Value::Bool(true)),
+        (
+            format!("{c}/allowPrivilegeEscalation"),
+            "allowPrivilegeEscalation",
+            Value::Bool(true),
+        ),
+        (
+            format!("{c}/capabilities/add"),
+            "SYS_ADMIN",
+            serde_json::json!(["SYS_ADMIN"]),
+        ),
+        (
+            format!("{c}/capabilities/drop"),
+            "lacks ALL",
+            serde_json::json!(["NET_RAW"]),
+        ),
+        (format!("{c}/runAsUser"), "runAsUser 0", Value::from(0)),
+        (
+            format!("{c}/runAsNonRoot"),
+            "runAsNonRoot",
+            Value::Bool(false),
+        ),
+        (
+            format!("{c}/seccompProfile"),
+            "Unconfined",
+            serde_json::json!({"type": "Unconfined"}),
+        ),
+        (
+            format!("{c}/procMount"),
+            "procMount",
+            Value::from("Unmasked"),
+        ),
+        (
+            format!("{c}/seLinuxOptions"),
+            "seLinuxOptions.type",
+            serde_json::json!({"type": "spc_t"}),
+        ),
+        (
+            format!("{c}/appArmorProfile"),
+            "appArmorProfile",
+            serde_json::json!({"type": "Unconfined"}),
+        ),
+        (
+            format!("{c}/windowsOptions"),
+            "hostProcess",
+            serde_json::json!({"hostProcess": true}),
+        ),
+        (
+            "/spec/securityContext/sysctls".into(),
+            "kernel.core_pattern",
+            serde_json::json!([{"name": "kernel.core_pattern", "value": "|/tmp/x"}]),
+        ),
+        (
+            "/spec/containers/0/ports".into(),
+            "hostPort",
+            serde_json::json!([{"containerPort": 22, "hostPort": 22}]),
+        ),
+        (
+            "/spec/containers/0/readinessProbe".into(),
+            "readinessProbe.httpGet.host",
+            serde_json::json!({"httpGet": {"host": "169.254.169.254", "port": 80}}),
+        ),
+        (
+            "/spec/initContainers".into(),
+            "privileged",
+            serde_json::json!([{"name": "x", "image": "x", "securityContext": {
+                "privileged": true, "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}}}]),
+        ),
+        (
+            "/metadata/annotations".into(),
+            "apparmor",
+            serde_json::json!({"container.apparmor.security.beta.kubernetes.io/bot": "unconfined"}),
+        ),
+    ];
+    for (path, expect, value) in attempts {
+        let mut t = bot.clone();
+        set_json(&mut t, &path, value);
+        let v = restricted_violations(&t["metadata"], &t["spec"]);
+        assert!(
+            v.iter().any(|m| m.contains(expect)),
+            "{path}: not refused for {expect}: {v:?}"
+        );
+    }
+    // No profile at all (neither the container's nor the pod's) is refused too.
+    let mut t = bot.clone();
+    t.pointer_mut("/spec/containers/0/securityContext")
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("seccompProfile");
+    assert!(
+        restricted_violations(&t["metadata"], &t["spec"])
+            .iter()
+            .any(|m| m.contains("seccompProfile None"))
+    );
+}
+
+/// Sets the value at a JSON pointer, making the objects (or the array element) on the way.
+fn set_json(v: &mut Value, path: &str, value: Value) {
+    let (parent, last) = path.rsplit_once('/').unwrap();
+    let mut at = v;
+    for part in parent.split('/').skip(1) {
+        at = match at {
+            Value::Array(a) => &mut a[part.parse::<usize>().unwrap()],
+            other => {
+                if other.is_null() {
+                    *other = Value::Object(Default::default());
+                }
+                other
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(part.to_string())
+                    .or_insert(Value::Null)
+            }
+        };
+    }
+    match at {
+        Value::Array(a) => {
+            let i: usize = last.parse().unwrap();
+            if i < a.len() {
+                a[i] = value;
+            } else {
+                a.push(value);
+            }
+        }
+        other => {
+            if other.is_null() {
+                *other = Value::Object(Default::default());
+            }
+            other
+                .as_object_mut()
+                .unwrap()
+                .insert(last.to_string(), value);
+        }
+    }
+}
+
+/// `kubectl kustomize` of an overlay that only sets `namespace:` over the base, in a
+/// directory of its own (kustomize takes only relative paths to a base).
+fn kustomize_with_namespace(namespace: Option<&str>) -> Option<Vec<(String, Value)>> {
+    let dir = tempfile::tempdir().unwrap();
+    let depth = dir.path().components().count() - 1;
+    let base = base();
+    let relative = format!(
+        "{}{}",
+        "../".repeat(depth),
+        base.strip_prefix("/").unwrap().display()
+    );
+    let mut k = format!("resources:\n  - {relative}\n");
+    if let Some(ns) = namespace {
+        k.push_str(&format!("namespace: {ns}\n"));
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(yaml_docs(
+        &String::from_utf8(out.stdout).unwrap(),
+        "kubectl kustomize",
+    ))
+}
+
+/// Where kubectl is installed: the base as kustomize renders it puts every object in the
+/// namespace its Namespace object (with the Pod Security labels) names, the launcher's
+/// RoleBinding names its account there, and an overlay's `namespace:` moves all of it, the
+/// Namespace object and its labels included, so the enforced namespace is always the one the
+/// pods land in.
+#[test]
+fn kustomize_renames_the_enforced_namespace_with_everything_in_it() {
+    for (overlay, want) in [(None, "meetbot"), (Some("meetbot-prod"), "meetbot-prod")] {
+        let Some(docs) = kustomize_with_namespace(overlay) else {
+            eprintln!("kubectl is not installed: the files themselves are checked above");
+            return;
+        };
+        let mut namespaces = Vec::new();
+        for (_, d) in &docs {
+            let kind = d["kind"].as_str().unwrap();
+            let name = d["metadata"]["name"].as_str().unwrap();
+            if kind == "Namespace" {
+                namespaces.push(d.clone());
+                continue;
+            }
+            assert_eq!(
+                d["metadata"]["namespace"].as_str(),
+                Some(want),
+                "{kind} {name} ({overlay:?})"
+            );
+            for s in d["subjects"].as_array().into_iter().flatten() {
+                assert_eq!(
+                    s["namespace"].as_str(),
+                    Some(want),
+                    "{kind} {name}: subject"
+                );
+            }
+        }
+        assert_eq!(namespaces.len(), 1);
+        assert_eq!(namespaces[0]["metadata"]["name"].as_str(), Some(want));
+        let labels = &namespaces[0]["metadata"]["labels"];
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert!(
+            labels["pod-security.kubernetes.io/enforce-version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("v1."))
+        );
+        assert!(docs.len() > 25);
+    }
+}
+
+/// An option value a probe passes.
+#[derive(Clone, Copy, Debug)]
+enum OptValue {
+    /// An int, as the usual options take.
+    Int(libc::c_int),
+    /// 1 KiB of zeros: an empty table for the netfilter options (refused by the table code
+    /// before it looks any table up, where the kernel gets that far).
+    Zeros,
+}
+
+/// One call a child process makes under a filter.
+#[derive(Clone, Copy, Debug)]
+enum Probe {
+    /// socket(domain, type, protocol).
+    Socket(libc::c_int, libc::c_int, libc::c_int),
+    /// setsockopt on a fresh socket(domain, type, 0): level and option number as the 64-bit
+    /// registers the filter sees.
+    Set(libc::c_int, libc::c_int, i64, i64, OptValue),
+    /// getsockopt likewise, with room for an int (the netfilter GET options refuse that
+    /// length before anything else, where the kernel gets that far).
+    Get(libc::c_int, libc::c_int, i64, i64),
+}
+
+/// What a probe's socket(domain, type, 0) answered when it failed: its errno plus this.
+const PROBE_SOCKET_FAILED: i32 = 1000;
+
+/// Forks a child that loads `filter` (with no_new_privs, as the runtime does; none: no
+/// filter), becomes root of a new user and network namespace as Chromium's sandbox (and
+/// whoever took the bot over) may, then makes each probe: 0 where it succeeded, else its
+/// errno. The first answer is the unshare's. Between fork and exit the child makes system
+/// calls only (nothing allocates), and whatever it changes is in its own network namespace.
+fn probe_under(filter: Option<&[libc::sock_filter]>, probes: &[Probe]) -> Vec<i32> {
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let zeros = [0u8; 1024];
+    let prog = filter.map(|f| libc::sock_fprog {
+        len: f.len() as u16,
+        filter: f.as_ptr() as *mut libc::sock_filter,
+    });
+    // SAFETY: the child makes system calls only (async-signal-safe) and leaves by _exit; the
+    // buffers it passes live on this stack.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            let errno = || *libc::__errno_location();
+            let answer = |r: libc::c_long| if r == 0 { 0 } else { errno() };
+            let report = |r: i32| {
+                libc::write(fds[1], (&r as *const i32).cast(), 4);
+            };
+            if let Some(prog) = &prog
+                && (libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                        prog as *const libc::sock_fprog as libc::c_ulong,
+                    ) != 0)
+            {
+                libc::_exit(101);
+            }
+            report(answer(
+                libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) as libc::c_long,
+            ));
+            for p in probes {
+                let r = match *p {
+                    Probe::Socket(domain, kind, protocol) => {
+                        let fd = libc::socket(domain, kind, protocol);
+                        if fd >= 0 {
+                            libc::close(fd);
+                            0
+                        } else {
+                            errno()
+                        }
+                    }
+                    Probe::Set(domain, kind, level, name, _)
+                    | Probe::Get(domain, kind, level, name) => {
+                        let fd = libc::socket(domain, kind, 0);
+                        if fd < 0 {
+                            PROBE_SOCKET_FAILED + errno()
+                        } else {
+                            let r = match *p {
+                                Probe::Set(.., OptValue::Int(v)) => libc::syscall(
+                                    libc::SYS_setsockopt,
+                                    fd as libc::c_long,
+                                    level,
+                                    name,
+                                    &v as *const libc::c_int,
+                                    4 as libc::c_long,
+                                ),
+                                Probe::Set(.., OptValue::Zeros) => libc::syscall(
+                                    libc::SYS_setsockopt,
+                                    fd as libc::c_long,
+                                    level,
+                                    name,
+                                    zeros.as_ptr(),
+                                    zeros.len() as libc::c_long,
+                                ),
+                                _ => {
+                                    let mut v: libc::c_int = 0;
+                                    let mut len: libc::socklen_t = 4;
+                                    libc::syscall(
+                                        libc::SYS_getsockopt,
+                                        fd as libc::c_long,
+                                        level,
+                                        name,
+                                        &mut v as *mut libc::c_int,
+                                        &mut len as *mut libc::socklen_t,
+                                    )
+                                }
+                            };
+                            let r = answer(r);
+                            libc::close(fd);
+                            r
+                        }
+                    }
+                };
+                report(r);
+            }
+            libc::_exit(0);
+        }
+    }
+    unsafe { libc::close(fds[1]) };
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let mut r = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+        r.read_to_end(&mut bytes).unwrap();
+    }
+    let mut status = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the probing child ended with status {status:#x} (101: the filter did not load)"
+    );
+    bytes
+        .chunks(4)
+        .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// A taken-over bot, root of a user and network namespace of its own (what the profile allows
+/// for Chromium's sandbox), reaches no netfilter table and makes no raw socket under the
+/// profile, as the kernel runs it (compiled by libseccomp as the runtime does, loaded in a
+/// child process): IPT_SO_SET_REPLACE / ADD_COUNTERS, arptables, ebtables, IPVS, ip6tables,
+/// their GET options and per-socket IPsec policies answer EPERM, also with the option number
+/// hidden behind high bits of its register (the kernel reads an int; a greater-than test would
+/// see a big number), and so do raw IPv4 and IPv6 sockets and other protocols behind datagram
+/// sockets. Without the filter the same calls reach the kernel's code (an answer other than
+/// EPERM: the probes mean something). What a Chromium/WebRTC/tokio process sets works under
+/// it: TCP, UDP, Unix and route netlink sockets, IP_TOS and IPV6_TCLASS (WebRTC's DSCP),
+/// IPV6_V6ONLY, buffers, TCP_NODELAY, multicast TTL, packet info.
+#[test]
+fn the_bot_seccomp_profile_refuses_netfilter_tables_and_raw_sockets_in_a_user_namespace_and_keeps_what_webrtc_sets()
+ {
+    use Probe::*;
+    let (inet, inet6) = (libc::AF_INET, libc::AF_INET6);
+    let (dgram, stream) = (libc::SOCK_DGRAM, libc::SOCK_STREAM);
+    let (ip, ipv6) = (libc::IPPROTO_IP as i64, libc::IPPROTO_IPV6 as i64);
+    let int = |v: libc::c_int| OptValue::Int(v);
+    let high = 1i64 << 32;
+    let refused = [
+        Socket(inet, libc::SOCK_RAW, libc::IPPROTO_ICMP),
+        Socket(inet, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW),
+        Socket(inet6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
+        Socket(inet, dgram, libc::IPPROTO_UDPLITE),
+        // iptables (IPT_SO_SET_REPLACE, IPT_SO_SET_ADD_COUNTERS), arptables, ebtables, IPVS
+        Set(inet, dgram, ip, 64, OptValue::Zeros),
+        Set(inet, dgram, ip, 65, OptValue::Zeros),
+        Set(inet, dgram, ip, 96, OptValue::Zeros),
+        Set(inet, dgram, ip, 97, OptValue::Zeros),
+        Set(inet, dgram, ip, 128, OptValue::Zeros),
+        Set(inet, dgram, ip, 1152 + 2, OptValue::Zeros),
+        // ip6tables (IP6T_SO_SET_REPLACE, IP6T_SO_SET_ADD_COUNTERS)
+        Set(inet6, dgram, ipv6, 64, OptValue::Zeros),
+        Set(inet6, dgram, ipv6, 65, OptValue::Zeros),
+        // the same with high bits in the option's register: the kernel reads 64
+        Set(inet6, dgram, ipv6, high | 64, OptValue::Zeros),
+        Set(inet, dgram, ip, high | 64, OptValue::Zeros),
+        // per-socket IPsec policies (IP_IPSEC_POLICY, IP_XFRM_POLICY, and IPv6's)
+        Set(
+            inet,
+            dgram,
+            ip,
+            libc::IP_XFRM_POLICY as i64,
+            OptValue::Zeros,
+        ),
+        Set(inet, dgram, ip, 16, OptValue::Zeros),
+        Set(inet6, dgram, ipv6, 34, OptValue::Zeros),
+        Set(inet6, dgram, ipv6, 35, OptValue::Zeros),
+        // the tables' GET side: IPT_SO_GET_INFO, IP6T_SO_GET_REVISION_MATCH (loads modules)
+        Get(inet, dgram, ip, 64),
+        Get(inet6, dgram, ipv6, 68),
+    ];
+    let allowed = [
+        Socket(libc::AF_UNIX, stream | libc::SOCK_CLOEXEC, 0),
+        Socket(inet, stream | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
+        Socket(inet, stream, libc::IPPROTO_TCP),
+        Socket(inet, dgram | libc::SOCK_CLOEXEC, 0),
+        Socket(inet6, dgram, libc::IPPROTO_UDP),
+        Socket(inet6, stream, 0),
+        Socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        ),
+        Set(inet, dgram, ip, libc::IP_TOS as i64, int(0xb8)),
+        Set(inet6, dgram, ipv6, libc::IPV6_TCLASS as i64, int(0xb8)),
+        Set(inet6, dgram, ipv6, libc::IPV6_RECVTCLASS as i64, int(1)),
+        Set(inet6, dgram, ipv6, libc::IPV6_V6ONLY as i64, int(1)),
+        Set(inet6, dgram, ipv6, libc::IPV6_RECVPKTINFO as i64, int(1)),
+        Set(inet6, dgram, ipv6, 70, int(1)), // IPV6_AUTOFLOWLABEL
+        Set(inet6, dgram, ipv6, 78, int(1)), // IPV6_FREEBIND
+        Set(
+            inet,
+            dgram,
+            ip,
+            libc::IP_MTU_DISCOVER as i64,
+            int(libc::IP_PMTUDISC_DO),
+        ),
+        Set(inet, dgram, ip, libc::IP_PKTINFO as i64, int(1)),
+        Set(inet, dgram, ip, libc::IP_RECVERR as i64, int(1)),
+        Set(inet, dgram, ip, libc::IP_MULTICAST_TTL as i64, int(1)),
+        Set(inet, dgram, ip, 24, int(1)), // IP_BIND_ADDRESS_NO_PORT
+        Set(
+            inet,
+            dgram,
+            libc::SOL_SOCKET as i64,
+            libc::SO_RCVBUF as i64,
+            int(1 << 16),
+        ),
+        Set(
+            inet,
+            stream,
+            libc::IPPROTO_TCP as i64,
+            libc::TCP_NODELAY as i64,
+            int(1),
+        ),
+        Set(
+            inet,
+            stream,
+            libc::IPPROTO_TCP as i64,
+            libc::TCP_KEEPIDLE as i64,
+            int(30),
+        ),
+        Get(inet, dgram, libc::SOL_SOCKET as i64, libc::SO_ERROR as i64),
+        Get(inet, dgram, ip, libc::IP_TOS as i64),
+        Get(inet6, dgram, ipv6, libc::IPV6_TCLASS as i64),
+    ];
+    let probes: Vec<Probe> = refused.iter().chain(&allowed).copied().collect();
+    let filter = compile_with_libseccomp(&SeccompProfile::load());
+    let without = probe_under(None, &probes);
+    let under = probe_under(Some(&filter), &probes);
+    assert_eq!(without.len(), probes.len() + 1);
+    assert_eq!(under.len(), probes.len() + 1);
+    assert_eq!(
+        (without[0], under[0]),
+        (0, 0),
+        "unshare(CLONE_NEWUSER | CLONE_NEWNET) failed: this machine needs unprivileged user \
+         namespaces (as the bots' nodes do)"
+    );
+    let strerror = |e: i32| std::io::Error::from_raw_os_error(e % PROBE_SOCKET_FAILED);
+    for (i, p) in refused.iter().enumerate() {
+        let (w, u) = (without[i + 1], under[i + 1]);
+        assert!(
+            w != libc::EPERM && w < PROBE_SOCKET_FAILED,
+            "{p:?} without the filter: {} (the probe means nothing if the kernel refuses it)",
+            strerror(w)
+        );
+        assert_eq!(u, libc::EPERM, "{p:?} under the profile: {}", strerror(u));
+    }
+    for (i, p) in allowed.iter().enumerate() {
+        let u = under[refused.len() + i + 1];
+        assert_eq!(u, 0, "{p:?} under the profile: {}", strerror(u));
     }
 }

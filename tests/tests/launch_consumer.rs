@@ -393,6 +393,7 @@ async fn control(w: &World) -> String {
     tokio::spawn(meetbot_bot::control::serve(
         listener,
         meetbot_bot::control::Control::new(w.store.clone(), Some(w.queue.clone())),
+        None,
         std::future::pending(),
     ));
     url
@@ -501,13 +502,74 @@ async fn a_new_ticket_revokes_the_earlier_bots_token_and_a_stop_tells_the_bot_to
     .unwrap();
     let s = second.status().await.unwrap();
     assert!(s.leave, "{s:?}");
-    second
-        .report(&EventKind::Failed("left".into()))
-        .await
-        .unwrap();
+    assert!(matches!(
+        second.report(&EventKind::Failed("left".into())).await,
+        Err(ControlError::Status(409))
+    ));
     assert!(matches!(
         w.job("job-13").await.state,
         BotJobState::Stopped(_)
     ));
+    w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_reaches_its_launcher_over_tls_trusting_the_ca_its_ticket_carries_and_nothing_else() {
+    use meetbot_bot::ticket::{BotControl, ControlError};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let w = world("/bin/sh").await;
+    // The launcher's control endpoint over TLS, with a certificate from a private CA.
+    let ca = meetbot_testsupport::oidc::TestCa::for_loopback().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &ca.leaf_pem).unwrap();
+    std::fs::write(&key, &ca.leaf_key_pem).unwrap();
+    let tls = meetbot_transcriber::service::tls_config(&cert, &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(meetbot_bot::control::serve(
+        listener,
+        meetbot_bot::control::Control::new(w.store.clone(), Some(w.queue.clone())),
+        Some(tls),
+        std::future::pending(),
+    ));
+    launched(&w, 21).await;
+    // The issuer hands the CA to the bot in its ticket.
+    let ca_der: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let issuer = TicketIssuer::new(
+        w.issuer.tenants().clone(),
+        meetbot_core::config::BotConfig::default(),
+        None,
+        url.clone(),
+    )
+    .with_transcriber_ca(&ca_der);
+    let cur = w
+        .store
+        .get_bot_job(&w.tenant, "job-21")
+        .await
+        .unwrap()
+        .unwrap();
+    let (rec, ticket) = issuer.issue(&w.tenant, &cur.value).await.unwrap();
+    let mut j = cur.value.clone();
+    j.ticket = Some(rec);
+    w.store
+        .update_bot_job(&w.tenant, &j, cur.version)
+        .await
+        .unwrap();
+    let me = BotControl::new(&ticket);
+    me.report(&EventKind::InCall).await.unwrap();
+    assert_eq!(w.job("job-21").await.state, BotJobState::Joined);
+    // A bot whose ticket does not carry the CA cannot talk to it (nor be talked to by an
+    // impostor without the CA's certificate), and its token never reaches the wire in clear.
+    let mut untrusting = ticket.clone();
+    untrusting.trusted_ca.clear();
+    assert!(matches!(
+        BotControl::new(&untrusting).report(&EventKind::Done).await,
+        Err(ControlError::Unreachable(_))
+    ));
+    assert_eq!(w.job("job-21").await.state, BotJobState::Joined);
     w.queue.delete_topology().await.unwrap();
 }
