@@ -224,55 +224,64 @@ async fn speak(
     (end, stream)
 }
 
-/// End of a meeting (the bot's last frame) to its summary stored, and to its summary posted to
-/// Slack (the stand-in of the Web API) by the delivery worker polling at its default interval.
+/// One transcriber service with its delivery worker and a Slack stand-in (the Web API).
 /// `wake`: the worker runs on the outbox the transcriber enqueues through (as in the
 /// transcriber process), so each new delivery wakes it; otherwise the worker has an outbox of
 /// its own (as a separate `meetbot delivery` process) and only its poll finds the summaries.
-/// `MEETBOT_BENCH_DELIVERY_MEETINGS` meetings (default 20).
-async fn delivery(wake: bool) -> serde_json::Value {
-    use meetbot_delivery::outbox::{Outbox, RetryPolicy};
-    use meetbot_delivery::slack::SlackNotifier;
-    let b = bench_service("job0").await;
-    let slack = meetbot_testsupport::delivery::SlackStandIn::start("xoxb-bench").await;
-    let outbox = Arc::new(
-        Outbox::new(b.store.clone(), b.tenants.clone(), RetryPolicy::default()).with(Arc::new(
-            SlackNotifier::new(&slack.base_url(), "xoxb-bench".to_string().into()).unwrap(),
-        )),
-    );
-    if wake {
-        b.svc.deliver_through(outbox.clone());
-    } else {
-        b.svc.deliver_through(Arc::new(Outbox::new(
+struct DeliveryRig {
+    b: BenchService,
+    slack: meetbot_testsupport::delivery::SlackStandIn,
+    meetings: usize,
+    stored: Vec<f64>,
+    delivered: Vec<f64>,
+}
+
+impl DeliveryRig {
+    async fn start(wake: bool, poll: Duration) -> DeliveryRig {
+        use meetbot_delivery::outbox::{Outbox, RetryPolicy};
+        use meetbot_delivery::slack::SlackNotifier;
+        let b = bench_service("job0").await;
+        let slack = meetbot_testsupport::delivery::SlackStandIn::start("xoxb-bench").await;
+        let outbox = Arc::new(
+            Outbox::new(b.store.clone(), b.tenants.clone(), RetryPolicy::default()).with(Arc::new(
+                SlackNotifier::new(&slack.base_url(), "xoxb-bench".to_string().into()).unwrap(),
+            )),
+        );
+        if wake {
+            b.svc.deliver_through(outbox.clone());
+        } else {
+            b.svc.deliver_through(Arc::new(Outbox::new(
+                b.store.clone(),
+                b.tenants.clone(),
+                RetryPolicy::default(),
+            )));
+        }
+        let mut settings =
+            meetbot_core::model::TenantSettings::new(Default::default(), chrono::Utc::now());
+        settings.delivery.slack_channel = Some("C0123BENCH".into());
+        b.store
+            .put_tenant_settings(&b.tenant, &settings)
+            .await
+            .unwrap();
+        tokio::spawn(meetbot_delivery::service::run(
+            outbox,
             b.store.clone(),
-            b.tenants.clone(),
-            RetryPolicy::default(),
-        )));
+            poll,
+            std::future::pending(),
+        ));
+        DeliveryRig {
+            b,
+            slack,
+            meetings: 0,
+            stored: Vec::new(),
+            delivered: Vec::new(),
+        }
     }
-    let mut settings =
-        meetbot_core::model::TenantSettings::new(Default::default(), chrono::Utc::now());
-    settings.delivery.slack_channel = Some("C0123BENCH".into());
-    b.store
-        .put_tenant_settings(&b.tenant, &settings)
-        .await
-        .unwrap();
-    let poll = Duration::from_secs(
-        meetbot_core::config::Config::default()
-            .delivery
-            .poll_seconds,
-    );
-    tokio::spawn(meetbot_delivery::service::run(
-        outbox,
-        b.store.clone(),
-        poll,
-        std::future::pending(),
-    ));
-    let rounds: usize = std::env::var("MEETBOT_BENCH_DELIVERY_MEETINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let (mut stored, mut delivered) = (Vec::new(), Vec::new());
-    for r in 0..rounds {
+
+    /// One meeting of three sentences; records end (the bot's last frame) to summary stored
+    /// and to summary posted.
+    async fn meeting(&mut self) {
+        let (b, r) = (&self.b, self.meetings);
         let job = format!("job{r}");
         if r > 0 {
             b.store
@@ -283,12 +292,7 @@ async fn delivery(wake: bool) -> serde_json::Value {
                 .await
                 .unwrap();
         }
-        // Meetings end at different points of the worker's polling cycle.
-        tokio::time::sleep(Duration::from_millis(
-            (r as u64 * 1_700) % poll.as_millis().max(1) as u64,
-        ))
-        .await;
-        let (end, stream) = speak(&b, &job, 5..8).await;
+        let (end, stream) = speak(b, &job, 5..8).await;
         let mut stored_at = None;
         loop {
             if stored_at.is_none()
@@ -300,32 +304,73 @@ async fn delivery(wake: bool) -> serde_json::Value {
             {
                 stored_at = Some(end.elapsed().as_secs_f64());
             }
-            if slack.accepted().len() > r {
+            if self.slack.accepted().len() > r {
                 break;
             }
             assert!(end.elapsed() < Duration::from_secs(120), "no delivery");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        delivered.push(end.elapsed().as_secs_f64());
-        stored.push(stored_at.unwrap_or(f64::NAN));
+        self.delivered.push(end.elapsed().as_secs_f64());
+        self.stored.push(stored_at.unwrap_or(f64::NAN));
         stream.await.unwrap().unwrap();
+        self.meetings += 1;
     }
-    // Nearest rank, as in the streaming table.
-    let pct = |v: &[f64], p: f64| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[((v.len() as f64 - 1.0) * p).round() as usize]
-    };
+
+    fn figures(&self) -> serde_json::Value {
+        // Nearest rank, as in the streaming table.
+        let pct = |v: &[f64], p: f64| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[((v.len() as f64 - 1.0) * p).round() as usize]
+        };
+        // The delivery's own part: summary stored to posted (5 ms resolution).
+        let wait: Vec<f64> = (self.delivered.iter().zip(&self.stored))
+            .map(|(d, s)| d - s)
+            .collect();
+        let mut out = serde_json::Map::new();
+        for (name, v) in [
+            ("stored", &self.stored),
+            ("delivered", &self.delivered),
+            ("wait", &wait),
+        ] {
+            for (p, q) in [("p50", 0.5), ("p95", 0.95), ("max", 1.0)] {
+                out.insert(format!("{name}_{p}_s"), pct(v, q).into());
+            }
+        }
+        out.into()
+    }
+}
+
+/// End of a meeting (the bot's last frame) to its summary stored, and to its summary posted to
+/// Slack by the delivery worker polling at its default interval: the same meetings, taking
+/// turns, through a transcriber whose worker is woken at enqueue and one whose worker only
+/// polls (so both see the same load). `MEETBOT_BENCH_DELIVERY_MEETINGS` meetings each
+/// (default 20); they end at different points of the polling cycle.
+async fn delivery() -> serde_json::Value {
+    let poll = Duration::from_secs(
+        meetbot_core::config::Config::default()
+            .delivery
+            .poll_seconds,
+    );
+    let rounds: usize = std::env::var("MEETBOT_BENCH_DELIVERY_MEETINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut woken = DeliveryRig::start(true, poll).await;
+    let mut polled = DeliveryRig::start(false, poll).await;
+    for r in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(
+            (r as u64 * 1_700) % poll.as_millis().max(1) as u64,
+        ))
+        .await;
+        woken.meeting().await;
+        polled.meeting().await;
+    }
     serde_json::json!({
         "meetings": rounds,
         "poll_s": poll.as_secs(),
-        "wake": wake,
-        "stored_p50_s": pct(&stored, 0.5),
-        "stored_p95_s": pct(&stored, 0.95),
-        "stored_max_s": pct(&stored, 1.0),
-        "delivered_p50_s": pct(&delivered, 0.5),
-        "delivered_p95_s": pct(&delivered, 0.95),
-        "delivered_max_s": pct(&delivered, 1.0),
+        "woken": woken.figures(),
+        "polled": polled.figures(),
     })
 }
 
@@ -458,9 +503,7 @@ fn main() {
         let v = if what == "streaming" {
             rt.block_on(streaming())
         } else if what == "delivery" {
-            rt.block_on(delivery(true))
-        } else if what == "delivery-poll" {
-            rt.block_on(delivery(false))
+            rt.block_on(delivery())
         } else {
             rt.block_on(measure(what))
         };
@@ -537,31 +580,35 @@ fn main() {
     );
 }
 
-/// The end-of-meeting-to-delivery table: the same meetings with the delivery worker woken at
-/// enqueue, then with the poll alone.
+/// The end-of-meeting-to-delivery table: the delivery worker woken at enqueue against the poll
+/// alone, in one run.
 fn delivery_table(child: &dyn Fn(&str) -> serde_json::Value) {
+    let d = child("delivery");
     let runs = [
-        ("woken at enqueue (transcriber's worker)", child("delivery")),
-        ("poll only (a separate worker)", child("delivery-poll")),
+        ("woken at enqueue (the transcriber's own)", &d["woken"]),
+        ("poll only (a separate worker)", &d["polled"]),
     ];
     println!(
-        "\n## End of meeting to summary: {} meetings of three sentences per worker, delivery worker polling every {} s\n",
-        runs[0].1["meetings"], runs[0].1["poll_s"]
+        "\n## End of meeting to summary: {} meetings of three sentences per worker, taking turns, delivery worker polling every {} s\n",
+        d["meetings"], d["poll_s"]
     );
     println!(
-        "| delivery worker | to summary stored p50 | p95 | max | to summary posted to Slack p50 | p95 | max |"
+        "| delivery worker | to summary stored p50 | p95 | max | to summary posted to Slack p50 | p95 | max | stored to posted p50 | p95 | max |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, d) in &runs {
         let f = |k: &str| d[k].as_f64().unwrap();
         println!(
-            "| {name} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            "| {name} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
             f("stored_p50_s"),
             f("stored_p95_s"),
             f("stored_max_s"),
             f("delivered_p50_s"),
             f("delivered_p95_s"),
             f("delivered_max_s"),
+            f("wait_p50_s"),
+            f("wait_p95_s"),
+            f("wait_max_s"),
         );
     }
 }
