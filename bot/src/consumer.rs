@@ -12,7 +12,6 @@ use meetbot_core::TenantId;
 use meetbot_core::model::{BotJobState, StateChange};
 use meetbot_queue::{BotEvent, EventKind, JobDelivery, JobMessage, JobQueue, QueueError};
 use meetbot_scheduler::gate::{Claim, claim};
-use meetbot_scheduler::jobs::transition;
 use meetbot_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -164,20 +163,7 @@ impl LaunchConsumer {
 
     /// Moves the job to `Failed(reason)` (compare-and-set, retried on conflict).
     async fn fail_job(&self, t: &TenantId, job_id: &str, reason: &str) -> Result<(), StoreError> {
-        loop {
-            let Some(cur) = self.store.get_bot_job(t, job_id).await? else {
-                return Ok(());
-            };
-            let mut job = cur.value.clone();
-            if transition(&mut job, BotJobState::Failed(reason.into()), Utc::now()).is_err() {
-                return Ok(());
-            }
-            match self.store.update_bot_job(t, &job, cur.version).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        crate::control::set_state(&*self.store, t, job_id, BotJobState::Failed(reason.into())).await
     }
 
     /// The bot cannot be launched for `reason` (the platform refused it, or its ticket cannot be

@@ -214,19 +214,20 @@ fn clean_reason(r: &str) -> String {
 }
 
 /// Moves the job to `to` (compare-and-set, retried on conflict; a job that cannot make that
-/// move, e.g. one a person stopped, is left as it is).
+/// move, e.g. one a person stopped, is left as it is). The one way the launcher side moves a
+/// job: the consumer's failures and the bots' reports.
 pub async fn set_state(
     store: &dyn Store,
     t: &TenantId,
     job_id: &str,
     to: BotJobState,
 ) -> Result<(), StoreError> {
-    for _ in 0..5 {
+    loop {
         let Some(cur) = store.get_bot_job(t, job_id).await? else {
             return Ok(());
         };
         let mut j = cur.value.clone();
-        if !live(&j.state) || transition(&mut j, to.clone(), Utc::now()).is_err() {
+        if transition(&mut j, to.clone(), Utc::now()).is_err() {
             return Ok(());
         }
         match store.update_bot_job(t, &j, cur.version).await {
@@ -235,7 +236,6 @@ pub async fn set_state(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// Serves the control endpoint on `listener` until `shutdown` resolves: over TLS (rustls,
