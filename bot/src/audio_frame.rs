@@ -45,9 +45,13 @@ pub enum Frame {
     EndOfStream {
         seq: u64,
     },
+    /// Everything up to `seq` is durable at the receiver (stored or silence): the bot may drop
+    /// it. Sent only when it moves.
     Ack {
         seq: u64,
     },
+    /// The receiver's first message: send from `seq` on (frames below it are held there); `0`
+    /// from a receiver new to the stream: send every frame still held.
     Resume {
         seq: u64,
     },

@@ -109,6 +109,9 @@ pub struct SyncReport {
     /// The round stopped at its cap before the provider's last page; the stored cursor
     /// continues it (see [`continues_a_cut_round`]).
     pub cut: bool,
+    /// Events of an ICS feed that could not be read: left as they were (not taken for
+    /// deleted), each error naming the UID and field; the rest of the feed was applied.
+    pub skipped: Vec<String>,
 }
 
 /// The provider client a round runs on.
@@ -186,6 +189,8 @@ struct Round {
     snapshot: bool,
     /// Stopped at the page budget; `cursor` continues it.
     cut: bool,
+    /// A snapshot's events that could not be read (their meetings are kept as they are).
+    unreadable: crate::ics::Feed,
 }
 
 async fn round(
@@ -205,14 +210,15 @@ async fn round(
                 pages: 1,
                 snapshot: false,
                 cut: false,
+                unreadable: Default::default(),
             },
             crate::ics::Fetched::Changed { text, cursor } => {
                 // Parsed on a blocking thread (bounded by `limits.feed`), so a slow feed does
                 // not hold up the runtime; a panic in a parser is this feed's error, not the
                 // worker's end.
                 let (user, feed) = (user_email.to_string(), limits.feed);
-                let events = tokio::task::spawn_blocking(move || {
-                    crate::ics::parse_feed_within(&text, &user, window, feed)
+                let mut read = tokio::task::spawn_blocking(move || {
+                    crate::ics::read_feed_within(&text, &user, window, feed)
                 })
                 .await
                 .map_err(|_| {
@@ -223,11 +229,12 @@ async fn round(
                 })?
                 .map_err(crate::ics::IcsError::Parse)?;
                 Round {
-                    events,
+                    events: std::mem::take(&mut read.events),
                     cursor,
                     pages: 1,
                     snapshot: true,
                     cut: false,
+                    unreadable: read,
                 }
             }
         },
@@ -241,6 +248,7 @@ async fn round(
                 pages: r.pages,
                 snapshot: false,
                 cut: r.cut,
+                unreadable: Default::default(),
             }
         }
         Provider::Google(g) => {
@@ -253,6 +261,7 @@ async fn round(
                 pages: r.pages,
                 snapshot: false,
                 cut: r.cut,
+                unreadable: Default::default(),
             }
         }
     })
@@ -363,6 +372,7 @@ pub async fn sync_connection_within(
             if m.connection_id.as_deref() == Some(conn.id.as_str())
                 && m.status != meetbot_core::model::MeetingStatus::Cancelled
                 && !present.contains(m.event_instance_id.as_str())
+                && !r.unreadable.is_unreadable(&m.event_instance_id)
             {
                 gone.push(crate::normalize::NormalizedEvent::removal(
                     conn.provider,
@@ -376,6 +386,22 @@ pub async fn sync_connection_within(
         }
     }
     report.events = r.events.len() as u64;
+    report.skipped = r
+        .unreadable
+        .errors
+        .iter()
+        .take(20)
+        .map(|e| e.to_string())
+        .collect();
+    if !r.unreadable.errors.is_empty() {
+        // Counts only: the errors name UIDs, which the connection's record keeps.
+        tracing::warn!(
+            tenant = %tenant,
+            connection = %conn.id,
+            unreadable = r.unreadable.errors.len(),
+            "events of the feed could not be read and were left as they were; the rest was synced"
+        );
+    }
     report.pages = r.pages;
     report.cut = r.cut;
     if r.cut {
@@ -406,6 +432,7 @@ pub async fn sync_connection_within(
         at: conn.updated_at,
         events: report.events,
         error: None,
+        skipped: report.skipped.clone(),
     });
     store.put_connection(tenant, &conn).await?;
     Ok(report)

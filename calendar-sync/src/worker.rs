@@ -574,6 +574,7 @@ impl SyncWorker {
             return Ok(());
         };
         conn.last_sync = Some(meetbot_core::model::SyncOutcome {
+            skipped: Vec::new(),
             at: Utc::now(),
             events: 0,
             error: Some(e.reason()),

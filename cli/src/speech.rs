@@ -460,13 +460,28 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen} (transcriber.listen)"))?;
     let addr = listener.local_addr()?;
     let secure = tls.is_some();
+    // On stop, open streams store what they hold and close (their bots resume elsewhere); the
+    // server's task ends once they have (decision 0041).
+    {
+        let (svc, mut stop) = (svc.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _ = stop.changed().await;
+            svc.hand_over();
+        });
+    }
+    let handed_over = {
+        let svc = svc.clone();
+        async move { svc.handed_over().await }
+    };
     let task = match tls {
         None => tokio::spawn(async move {
-            axum::serve(listener, svc.router())
+            let served = axum::serve(listener, svc.router())
                 .with_graceful_shutdown(async move {
                     let _ = stop.changed().await;
                 })
-                .await
+                .await;
+            handed_over.await;
+            served
         }),
         Some(tls) => {
             // rustls (aws-lc-rs) in front of the same router; handshakes time out after 10 s.
@@ -482,7 +497,11 @@ async fn serve(
             )?
             .handle(handle);
             let router = svc.router();
-            tokio::spawn(async move { server.serve(router.into_make_service()).await })
+            tokio::spawn(async move {
+                let served = server.serve(router.into_make_service()).await;
+                handed_over.await;
+                served
+            })
         }
     };
     Ok((addr, secure, task))

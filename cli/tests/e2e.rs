@@ -80,6 +80,19 @@ fn audio_files_since(dir: &Path, since: SystemTime, out: &mut Vec<String>) {
 
 #[test]
 fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_else_kept() {
+    meeting_end_to_end(false);
+}
+
+/// #23: the transcriber is killed (SIGKILL, no chance to hand over) at a random moment while
+/// people speak, and started again: the bot replays what was not stored, the new process
+/// resumes from the stored parts, and the transcript, summary, email and post come out whole
+/// and once.
+#[test]
+fn a_transcriber_killed_mid_meeting_and_restarted_still_gives_the_whole_transcript_once() {
+    meeting_end_to_end(true);
+}
+
+fn meeting_end_to_end(kill_transcriber: bool) {
     let amqp = meetbot_testsupport::amqp_url();
     let mongo = meetbot_testsupport::mongodb_uri();
     let model = meetbot_testsupport::speech::whisper_model();
@@ -300,7 +313,28 @@ fn a_calendar_meeting_ends_as_a_sealed_summary_emailed_and_posted_with_nothing_e
             publishers.push(Publisher::start(&janus.url(), ROOM, who, lead, pcm).await);
             lead += len + Duration::from_millis(800);
         }
-        tokio::time::sleep(lead + Duration::from_secs(1)).await;
+        if kill_transcriber {
+            // A moment anywhere in the speech (from the clock: each run tries another).
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64;
+            let at = Duration::from_millis(1000 + nanos % (lead.as_millis() as u64 - 1000));
+            eprintln!("killing the transcriber {at:?} into the speech of {lead:?}");
+            tokio::time::sleep(at).await;
+            let i = services
+                .0
+                .iter()
+                .position(|(n, _)| n == "transcriber")
+                .unwrap();
+            let (_, mut old) = services.0.remove(i);
+            old.kill().unwrap(); // SIGKILL
+            old.wait().unwrap();
+            services.0.push(spawn("transcriber"));
+            tokio::time::sleep(lead - at + Duration::from_secs(1)).await;
+        } else {
+            tokio::time::sleep(lead + Duration::from_secs(1)).await;
+        }
         for p in publishers {
             p.leave().await;
         }

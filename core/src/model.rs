@@ -132,6 +132,10 @@ pub struct SyncOutcome {
     /// Why the round failed (no personal data, no addresses); `None`: it succeeded.
     #[serde(default)]
     pub error: Option<String>,
+    /// Events the round could not read and left as they were (each error names the event's
+    /// UID and the field; at most 20): the rest of the calendar was synced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// A provider push channel (Graph subscription, Google watch channel).
@@ -551,6 +555,37 @@ pub struct Transcript {
     pub held: Option<String>,
 }
 
+/// One utterance's final segments, stored sealed as soon as they are recognised (decision 0041):
+/// a transcriber that restarts or hands a stream over loses nothing of the meeting so far. The
+/// end of the stream assembles the transcript from its job's parts, then removes them; a part
+/// of a stream that never ended expires with `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptPart {
+    /// `<job>.<stream>.<last_seq>.<participant digest>`: the same audio makes the same id, so
+    /// storing a part again after a replay is idempotent.
+    pub id: String,
+    pub meeting_id: String,
+    pub job_id: String,
+    /// The bot's stream it came from (its ticket's id): a relaunched bot numbers its frames
+    /// anew, so resume points hold only within one stream.
+    pub stream: String,
+    /// The stream's participant id (opaque: a Janus feed id, a track id; no personal data).
+    pub participant: String,
+    /// Sequence number of the audio frame that ended the utterance: frames of this
+    /// participant up to it are transcribed and stored.
+    pub last_seq: u64,
+    /// Where this participant's timeline stood after that frame (ms from the stream's start)
+    /// and the RTP timestamp of that frame: a resumed stream continues the timeline.
+    pub resume_ms: u64,
+    pub last_ts: Option<u32>,
+    /// When the stream began (its timeline's zero), carried so a resumed stream keeps it.
+    pub stream_started_at: DateTime<Utc>,
+    /// The segments (and the participant's display name) as sealed JSON.
+    pub body: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub id: String,
@@ -849,6 +884,16 @@ impl SealedRecord for Transcript {
     }
     fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
         vec![("segments", &mut self.segments)]
+    }
+}
+
+impl SealedRecord for TranscriptPart {
+    const COLLECTION: &'static str = "transcript_parts";
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+    fn sealed_fields_mut(&mut self) -> Vec<(&'static str, &mut Sealed)> {
+        vec![("body", &mut self.body)]
     }
 }
 

@@ -52,6 +52,11 @@ pub async fn erase_session(
         None => 0,
     };
     counts.push(("transcripts".to_string(), transcripts));
+    // The text of a stream still running or never ended (decision 0041).
+    counts.push((
+        "transcript_parts".to_string(),
+        store.delete_transcript_parts(t, meeting_id, None).await?,
+    ));
     let summaries = match store.summary_for_meeting(t, meeting_id).await? {
         Some(s) => u64::from(store.delete_summary(t, &s.id).await?),
         None => 0,

@@ -163,6 +163,23 @@ pub trait Store: Send + Sync {
     async fn list_transcripts(&self, t: &TenantId) -> Result<Vec<Transcript>>;
     async fn delete_transcript(&self, t: &TenantId, id: &str) -> Result<bool>;
 
+    /// Stores one utterance's part of a running stream (idempotent by id).
+    async fn put_transcript_part(&self, t: &TenantId, p: &TranscriptPart) -> Result<()>;
+    /// The parts of a meeting's running streams (of one job, or of all), oldest first.
+    async fn transcript_parts(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<Vec<TranscriptPart>>;
+    /// Removes the parts of a meeting (of one job, or of all); returns how many.
+    async fn delete_transcript_parts(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<u64>;
+
     async fn put_summary(&self, t: &TenantId, s: &Summary) -> Result<()>;
     async fn summary_for_meeting(&self, t: &TenantId, meeting_id: &str) -> Result<Option<Summary>>;
     async fn list_summaries(&self, t: &TenantId) -> Result<Vec<Summary>>;

@@ -58,6 +58,12 @@ pub static TRANSCRIPTS: CollectionSpec = CollectionSpec {
     unique: &[&["meeting_id"]],
     ttl: true,
 };
+pub static TRANSCRIPT_PARTS: CollectionSpec = CollectionSpec {
+    name: "transcript_parts",
+    fields: &["meeting_id", "job_id"],
+    unique: &[],
+    ttl: true,
+};
 pub static SUMMARIES: CollectionSpec = CollectionSpec {
     name: "summaries",
     fields: &["meeting_id"],
@@ -142,6 +148,7 @@ pub static TENANT_COLLECTIONS: &[&CollectionSpec] = &[
     &MEETINGS,
     &BOT_JOBS,
     &TRANSCRIPTS,
+    &TRANSCRIPT_PARTS,
     &SUMMARIES,
     &AUDIT,
     &USER_SETTINGS,

@@ -124,6 +124,15 @@ async fn by_id<E: Engine + ?Sized, T: DeserializeOwned>(
         .transpose()
 }
 
+/// The parts of a meeting, of one job or all.
+fn parts_query(meeting_id: &str, job_id: Option<&str>) -> Query {
+    let mut q = eq("meeting_id", meeting_id);
+    if let Some(j) = job_id {
+        q.eq.push(("job_id", j.into()));
+    }
+    q
+}
+
 fn eq(field: &'static str, v: impl Into<IndexVal>) -> Query {
     Query {
         eq: vec![(field, v.into())],
@@ -632,6 +641,48 @@ impl<E: Engine> Store for E {
 
     async fn delete_transcript(&self, t: &TenantId, id: &str) -> Result<bool> {
         self.delete(&tenant(t), &TRANSCRIPTS, id).await
+    }
+
+    async fn put_transcript_part(&self, t: &TenantId, p: &TranscriptPart) -> Result<()> {
+        self.require_active(t).await?;
+        let rec = record(
+            &p.id,
+            vec![
+                ("meeting_id", p.meeting_id.clone().into()),
+                ("job_id", p.job_id.clone().into()),
+            ],
+            p.expires_at,
+            p,
+        )?;
+        self.put(&tenant(t), &TRANSCRIPT_PARTS, rec, Expect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    async fn transcript_parts(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<Vec<TranscriptPart>> {
+        let mut parts: Vec<TranscriptPart> = all(
+            self,
+            &tenant(t),
+            &TRANSCRIPT_PARTS,
+            parts_query(meeting_id, job_id),
+        )
+        .await?;
+        parts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(parts)
+    }
+
+    async fn delete_transcript_parts(
+        &self,
+        t: &TenantId,
+        meeting_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<u64> {
+        delete_where(self, t, &TRANSCRIPT_PARTS, parts_query(meeting_id, job_id)).await
     }
 
     async fn put_summary(&self, t: &TenantId, s: &Summary) -> Result<()> {

@@ -762,3 +762,94 @@ async fn a_slow_feed_in_a_poll_pass_does_not_hold_the_triggers_that_arrive_meanw
     );
     assert_eq!(store.list_meetings(&b, None, None).await.unwrap().len(), 4);
 }
+
+/// #23: one event a real feed gets wrong (here an unreadable start) is that event's error, kept
+/// on the connection: the rest of the feed is synced, and the event's meeting is not taken for
+/// deleted because it could not be read.
+#[tokio::test]
+async fn an_unreadable_event_is_skipped_and_named_while_the_rest_of_the_feed_syncs() {
+    let c = common::connected(
+        meetbot_core::model::CalendarProvider::Google,
+        "unused",
+        "anna@firm.example",
+    )
+    .await;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let f = Feed::default();
+    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let app = axum::Router::new()
+        .route("/calendar.ics", axum::routing::get(serve))
+        .with_state(f.clone());
+    let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
+    let url = format!("http://{addr}/calendar.ics");
+    let worker = SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        c.tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
+    let (conn, first) = worker
+        .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
+        .await
+        .unwrap();
+    assert_eq!(first.unwrap().applied.written, 4);
+
+    // The exporter now writes the call's start wrongly, and a new meeting is added.
+    let good = ics_time(start);
+    let body = feed(start, true, "Standup").replacen(
+        &format!("DTSTART:{good}"),
+        "DTSTART:2026-13-45 25:99",
+        1,
+    );
+    let added = format!(
+        "BEGIN:VEVENT\r\nUID:review@firm.example\r\nDTSTART:{}\r\nDURATION:PT30M\r\n\
+SUMMARY:Review\r\nLOCATION:https://meet.google.com/xyz-abcd-efg\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        ics_time(start + CDuration::hours(5))
+    );
+    let body = body.replace("END:VCALENDAR\r\n", &added);
+    *f.body.lock().unwrap() = (body, 2);
+    let r = worker.sync(&c.tenant, &conn.id).await.unwrap().unwrap();
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(
+        r.skipped[0].contains("call-1@firm.example"),
+        "{:?}",
+        r.skipped
+    );
+
+    let mut ms = c.store.list_meetings(&c.tenant, None, None).await.unwrap();
+    ms.retain(|m| m.connection_id.as_deref() == Some(conn.id.as_str()));
+    let v = c.tenants.vault(&c.tenant).await.unwrap();
+    let titled = |title: &str| {
+        ms.iter()
+            .find(|m| open_meeting(&v, m).unwrap().title == title)
+            .cloned()
+    };
+    let call = titled("Client call").expect("the call's meeting is kept");
+    assert_eq!(
+        call.status,
+        MeetingStatus::Confirmed,
+        "an unreadable event is not a deleted one"
+    );
+    assert!(
+        titled("Review").is_some(),
+        "the rest of the feed was synced"
+    );
+    let stored = c
+        .store
+        .get_connection(&c.tenant, &conn.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = stored.last_sync.unwrap();
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        outcome.skipped, r.skipped,
+        "the user can see what was skipped"
+    );
+}

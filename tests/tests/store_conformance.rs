@@ -1550,6 +1550,79 @@ async fn api_key_updates_by_compare_and_set_never_undo_a_revocation(env: Env) {
     assert_eq!(env.store.get_api_key(&other, "k1").await.unwrap(), None);
 }
 
+async fn transcript_parts_are_idempotent_by_id_listed_per_job_removed_per_job_and_stay_in_their_tenant(
+    env: Env,
+) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let other = env.tenants.create("U").await.unwrap().id;
+    let v = env.tenants.vault(&t).await.unwrap();
+    let part = |id: &str, job: &str, last_seq: u64, expires: CDuration| TranscriptPart {
+        id: id.into(),
+        meeting_id: "m1".into(),
+        job_id: job.into(),
+        stream: "s1".into(),
+        participant: "feed-7".into(),
+        last_seq,
+        resume_ms: last_seq * 20,
+        last_ts: Some(960),
+        stream_started_at: Utc::now(),
+        body: v
+            .seal::<TranscriptPart>(id, "body", b"the words of a running meeting")
+            .unwrap(),
+        created_at: Utc::now(),
+        expires_at: Some(Utc::now() + expires),
+    };
+    let s = &env.store;
+    let p1 = part("p1", "j1", 10, CDuration::hours(48));
+    s.put_transcript_part(&t, &p1).await.unwrap();
+    // The same part again (a replayed utterance): still one.
+    s.put_transcript_part(&t, &p1).await.unwrap();
+    s.put_transcript_part(&t, &part("p2", "j1", 20, CDuration::hours(48)))
+        .await
+        .unwrap();
+    s.put_transcript_part(&t, &part("p3", "j2", 5, CDuration::hours(48)))
+        .await
+        .unwrap();
+    s.put_transcript_part(&t, &part("gone", "j1", 30, CDuration::seconds(-1)))
+        .await
+        .unwrap();
+    let ids = |ps: Vec<TranscriptPart>| ps.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.transcript_parts(&t, "m1", Some("j1")).await.unwrap()),
+        ["p1", "p2"],
+        "one job's parts, oldest first, the expired one hidden"
+    );
+    assert_eq!(s.transcript_parts(&t, "m1", None).await.unwrap().len(), 3);
+    assert!(s.transcript_parts(&t, "m2", None).await.unwrap().is_empty());
+    // Another tenant neither sees nor removes them.
+    assert!(
+        s.transcript_parts(&other, "m1", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.delete_transcript_parts(&other, "m1", None).await.unwrap(),
+        0
+    );
+    // Sealed as stored.
+    assert!(!contains(
+        &env.dump(&t).await,
+        b"the words of a running meeting"
+    ));
+    assert_eq!(
+        s.delete_transcript_parts(&t, "m1", Some("j1"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        ids(s.transcript_parts(&t, "m1", None).await.unwrap()),
+        ["p3"]
+    );
+    assert_eq!(s.delete_transcript_parts(&t, "m1", None).await.unwrap(), 1);
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1580,4 +1653,5 @@ suite!(
     the_audit_log_is_one_hash_chain_and_tampering_below_the_store_is_named,
     a_signed_out_session_is_not_brought_back_by_an_idle_refresh,
     api_key_updates_by_compare_and_set_never_undo_a_revocation,
+    transcript_parts_are_idempotent_by_id_listed_per_job_removed_per_job_and_stay_in_their_tenant,
 );

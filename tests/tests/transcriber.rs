@@ -685,9 +685,10 @@ async fn a_reconnecting_bot_takes_over_from_a_stalled_connection() {
     );
     let (mut stalled, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let hello = stalled.next().await.unwrap().unwrap();
+    // A stream new to this transcriber starts at the oldest frame the bot holds (decision 0041).
     assert_eq!(
         meetbot_bot::audio_frame::Frame::decode(&hello.into_data()).unwrap(),
-        meetbot_bot::audio_frame::Frame::Resume { seq: 1 }
+        meetbot_bot::audio_frame::Frame::Resume { seq: 0 }
     );
     // The bot reconnects and streams: it is served at once, to the end.
     let (tx, rx) = mpsc::channel(64);
@@ -757,4 +758,236 @@ async fn a_tenant_with_redaction_on_has_names_and_dates_removed_before_storage_a
     for w in ["Sar", "Mitchell", "March"] {
         assert!(!events.contains(w), "{w:?} streamed live: {events}");
     }
+}
+
+/// A transcriber service over `f`'s store, with `engine`, as a second process would run it.
+fn replica(f: &Fixture, engine: Arc<dyn SpeechEngine>, metrics: Metrics) -> Arc<Service> {
+    Service::new(
+        f.tenants.clone(),
+        Engines::single(engine),
+        Arc::new(Extractive),
+        Settings {
+            secret: f.secret.clone(),
+            vad: Default::default(),
+            retention: None,
+            partial_every: None,
+            names: None,
+        },
+        metrics,
+    )
+}
+
+/// Alice's and Bob's turns (sentences of `MEETING`), each followed by a second of silence, as
+/// one participant's frames with running RTP timestamps.
+async fn say(
+    tx: &mpsc::Sender<Outgoing>,
+    ts: &mut std::collections::HashMap<String, u32>,
+    who: &str,
+    i: usize,
+) {
+    let (voice, text) = MEETING[i];
+    let (rate, pcm) = speech::espeak(text, voice);
+    let mut pcm48 = speech::resample(&pcm, rate, 48_000);
+    pcm48.extend(std::iter::repeat_n(0i16, 48_000));
+    let t = ts.entry(who.to_string()).or_insert(0);
+    for (k, p) in speech::opus_packets(&pcm48).into_iter().enumerate() {
+        tx.send(Outgoing::Audio(AudioPacket {
+            participant: who.to_string(),
+            ssrc: if who == "alice" { 1 } else { 2 },
+            sequence: k as u16,
+            timestamp: *t,
+            payload: p,
+            received_at: Instant::now(),
+        }))
+        .await
+        .unwrap();
+        *t = t.wrapping_add(960);
+    }
+}
+
+/// The transcript of meeting-1: each participant's words, and its segments.
+async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
+    let rec = f
+        .store
+        .transcript_for_meeting(&f.tenant, "meeting-1")
+        .await
+        .unwrap()
+        .expect("transcript stored");
+    let vault = f.tenants.vault(&f.tenant).await.unwrap();
+    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
+    let said = |who: &str| -> String {
+        doc.segments
+            .iter()
+            .filter(|s| s.participant == who)
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (a, b) = (said("alice"), said("bob"));
+    (doc, a, b)
+}
+
+/// Serves `svc` on 127.0.0.1:`port` in a runtime of its own (a process, as far as the bot can
+/// tell): dropping the runtime kills it with every stream it serves, as `kill -9` would.
+fn serve_in_own_runtime(svc: Arc<Service>, port: u16) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let _ = axum::serve(listener, svc.router()).await;
+    });
+    rt
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twice() {
+    let f = fixture(whisper()).await;
+    let engine: Arc<dyn SpeechEngine> = whisper();
+    let port = meetbot_testsupport::free_port();
+    let first = Metrics::new();
+    let a = serve_in_own_runtime(replica(&f, engine.clone(), first.clone()), port);
+    let mut settings = f.settings("job-1", &f.token("job-1"));
+    settings.url = format!("ws://127.0.0.1:{port}/v1/audio/{}/job-1", f.tenant);
+    settings.max_outage = Duration::from_secs(60);
+    let (tx, rx) = mpsc::channel(8192);
+    let stream = tokio::spawn(stream_audio(settings, rx));
+    let mut ts = Default::default();
+    say(&tx, &mut ts, "alice", 5).await;
+    say(&tx, &mut ts, "bob", 11).await;
+    // Killed once the first utterance is stored, the second one still in the engine or queue.
+    let start = Instant::now();
+    while first.parts.get() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no part stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::spawn_blocking(move || a.shutdown_timeout(Duration::ZERO))
+        .await
+        .unwrap();
+    let stored_before = f
+        .store
+        .transcript_parts(&f.tenant, "meeting-1", Some("job-1"))
+        .await
+        .unwrap()
+        .len();
+    assert!(stored_before >= 1);
+    // The bot keeps taking audio while the transcriber is gone; a new one comes up.
+    say(&tx, &mut ts, "alice", 7).await;
+    let second = Metrics::new();
+    let b = serve_in_own_runtime(replica(&f, engine, second.clone()), port);
+    say(&tx, &mut ts, "bob", 18).await;
+    drop(tx);
+    let rep = tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .unwrap();
+    assert!(rep.reconnects >= 1, "{rep:?}");
+    assert_eq!(
+        second.resumed.get(),
+        1,
+        "the new transcriber resumed from the parts"
+    );
+    let (doc, alice, bob) = heard(&f).await;
+    for s in &doc.segments {
+        eprintln!("{} {}-{} {}", s.participant, s.start_ms, s.end_ms, s.text);
+    }
+    // Every sentence, once: a lost or a doubled utterance would break the bound.
+    let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &alice);
+    let (eb, nb) = word_error_rate(&format!("{} {}", MEETING[11].1, MEETING[18].1), &bob);
+    let wer = (ea + eb) as f64 / (na + nb) as f64;
+    assert!(
+        wer <= 0.2,
+        "WER {:.1}%: alice {alice:?} bob {bob:?}",
+        wer * 100.0
+    );
+    // In order of speech, on one timeline.
+    let starts: Vec<_> = doc
+        .segments
+        .iter()
+        .map(|s| (s.participant.as_str(), s.start_ms))
+        .collect();
+    let mut order: Vec<_> = starts.iter().map(|(p, _)| *p).collect();
+    order.dedup();
+    assert_eq!(order, ["alice", "bob", "alice", "bob"], "{starts:?}");
+    // The parts are gone once in the transcript; the summary was made once.
+    assert!(
+        f.store
+            .transcript_parts(&f.tenant, "meeting-1", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(second.summaries.get(), 1);
+    assert_eq!(first.summaries.get(), 0);
+    tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcriber_shutting_down_stores_what_it_holds_and_its_bot_resumes_on_the_next() {
+    let f = fixture(whisper()).await;
+    let engine: Arc<dyn SpeechEngine> = whisper();
+    let port = meetbot_testsupport::free_port();
+    let first = Metrics::new();
+    let svc_a = replica(&f, engine.clone(), first.clone());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let server = {
+        let svc = svc_a.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, svc.router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.changed().await;
+                })
+                .await
+        })
+    };
+    let mut settings = f.settings("job-1", &f.token("job-1"));
+    settings.url = format!("ws://127.0.0.1:{port}/v1/audio/{}/job-1", f.tenant);
+    settings.max_outage = Duration::from_secs(60);
+    let (tx, rx) = mpsc::channel(8192);
+    let stream = tokio::spawn(stream_audio(settings, rx));
+    let mut ts = Default::default();
+    say(&tx, &mut ts, "alice", 5).await;
+    say(&tx, &mut ts, "bob", 11).await;
+    let start = Instant::now();
+    while first.frames.get() < 100 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no audio taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM: streams are handed over; new ones are refused while it stops.
+    svc_a.hand_over();
+    let _ = stop_tx.send(true);
+    tokio::time::timeout(Duration::from_secs(30), svc_a.handed_over())
+        .await
+        .expect("every stream handed over within the bound");
+    server.await.unwrap().unwrap();
+    let second = Metrics::new();
+    let b = serve_in_own_runtime(replica(&f, engine, second.clone()), port);
+    say(&tx, &mut ts, "alice", 7).await;
+    drop(tx);
+    let rep = tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .unwrap();
+    assert!(rep.reconnects >= 1, "{rep:?}");
+    let (_, alice, bob) = heard(&f).await;
+    let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &alice);
+    let (eb, nb) = word_error_rate(MEETING[11].1, &bob);
+    let wer = (ea + eb) as f64 / (na + nb) as f64;
+    assert!(
+        wer <= 0.2,
+        "WER {:.1}%: alice {alice:?} bob {bob:?}",
+        wer * 100.0
+    );
+    assert_eq!(first.transcripts.get(), 0);
+    assert_eq!(second.transcripts.get(), 1);
+    tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
 }

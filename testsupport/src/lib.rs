@@ -144,11 +144,12 @@ pub fn mongodb_uri() -> String {
     m.lock().unwrap_or_else(|p| p.into_inner()).uri.clone()
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or(27018)
+        .expect("a free loopback port")
 }
 
 fn start_mongoeco() -> anyhow::Result<(String, Child)> {

@@ -5,11 +5,16 @@
 //! assembled into the meeting's transcript, sealed under the tenant's key and stored, then
 //! summarised and the summary sealed and stored.
 //!
-//! Audio exists only in memory and is zeroized once its text exists. A frame is acknowledged
-//! once it is in the pipeline; a reconnecting bot is told to resume after the last frame taken.
+//! Audio exists only in memory and is zeroized once its text exists. Each utterance's text is
+//! stored sealed as soon as it is recognised (a `TranscriptPart`, decision 0041); a frame is
+//! acknowledged once everything up to it is stored or was silence, so a bot keeps in memory what
+//! a crashed transcriber had not yet made durable and replays it to any replica, which skips
+//! what its parts already hold. On shutdown the service stops taking streams, stores the
+//! utterances it holds and closes its streams: their bots resume elsewhere.
 
 use crate::audio::{OPUS_RATE, OpusTo16k};
 use crate::engine::SpeechEngine;
+use crate::parts::{Durable, PartBody, PartOf, Resumed};
 use crate::summarize::Summarizer;
 use crate::transcript::{Segment, TranscriptDoc};
 use crate::vad::{Utterance, Vad, VadSettings};
@@ -139,6 +144,12 @@ pub struct Metrics {
     pub discarded: Counter,
     /// From the end of an utterance (its last audio received) to its text.
     pub utterance_latency: Histogram,
+    /// Utterances' texts stored as parts of a running stream.
+    pub parts: Counter,
+    /// Parts that could not be stored after retries (kept in memory until the end instead).
+    pub part_errors: Counter,
+    /// Streams resumed from stored parts (after a restart or a hand-over).
+    pub resumed: Counter,
 }
 
 impl Default for Metrics {
@@ -158,6 +169,9 @@ impl Metrics {
             transcripts: Counter::default(),
             summaries: Counter::default(),
             discarded: Counter::default(),
+            parts: Counter::default(),
+            part_errors: Counter::default(),
+            resumed: Counter::default(),
             utterance_latency: Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
         }
     }
@@ -200,6 +214,21 @@ impl Metrics {
             self.discarded.clone(),
         );
         r.register(
+            "transcript_parts_stored",
+            "Utterances' texts stored as they were made",
+            self.parts.clone(),
+        );
+        r.register(
+            "transcript_part_errors",
+            "Utterances' texts that could not be stored as they were made",
+            self.part_errors.clone(),
+        );
+        r.register(
+            "streams_resumed",
+            "Streams resumed from stored parts",
+            self.resumed.clone(),
+        );
+        r.register(
             "utterance_latency_seconds",
             "End of an utterance to its text",
             self.utterance_latency.clone(),
@@ -240,6 +269,23 @@ struct Participant {
     last_ts: Option<u32>,
     /// Length of the utterance in progress at which its next partial result is due.
     next_partial_ms: u64,
+    /// Frames of this participant up to this one are stored already (a resumed stream).
+    skip_until: u64,
+    /// The latest frames fed (their sequence numbers): an utterance's audio reaches back over
+    /// the pre-roll, so it began no later than the oldest of them.
+    recent: std::collections::VecDeque<u64>,
+    /// The first frame of the utterance in progress (pre-roll included), if one is.
+    open_from: Option<u64>,
+}
+
+/// A participant whose last frame is this many frames of the stream back is not about to
+/// start speaking: its pre-roll frames are no longer held unacknowledged (a muted participant
+/// sends nothing, and must not hold the bot's buffer).
+const RECENT: u64 = 250;
+
+/// Frames an utterance's pre-roll and start reach back over (20 ms each), and one more.
+fn reach_back(v: &VadSettings) -> usize {
+    (v.pre_roll.as_millis() as usize / 20) + v.start_frames + 2
 }
 
 struct Work {
@@ -250,6 +296,19 @@ struct Work {
     utterance: Utterance,
     ended_at: Instant,
     partial: bool,
+    /// For a final utterance: where its audio begins and ends in the stream and where the
+    /// participant's timeline stands after it, to store it as a part.
+    durable: Option<Mark>,
+}
+
+/// What the part of an utterance (or of display names) records.
+#[derive(Clone)]
+struct Mark {
+    first_seq: u64,
+    last_seq: u64,
+    resume_ms: u64,
+    last_ts: Option<u32>,
+    names: BTreeMap<String, String>,
 }
 
 /// One job's stream (kept across reconnects).
@@ -264,9 +323,20 @@ struct Session {
     names: BTreeMap<String, String>,
     work: Option<mpsc::Sender<Work>>,
     worker: Option<tokio::task::JoinHandle<()>>,
+    /// Final segments that could not be stored as parts (kept for the end of the stream).
     segments: Arc<Mutex<Vec<Segment>>>,
     live: broadcast::Sender<LiveSegment>,
     end_seen: bool,
+    /// Set once the stream's stored parts were read (at its first connection here).
+    meeting_id: Option<String>,
+    /// The bot stream served (its ticket's id; frames are numbered per bot).
+    stream: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// Where each participant resumes (from stored parts), taken when it is next heard.
+    resume: BTreeMap<String, crate::parts::ResumePoint>,
+    durable: Arc<Mutex<Durable>>,
+    /// The highest frame acknowledged.
+    acked: u64,
     /// Set once the job is found stopped (a person made the bot leave or deleted the
     /// meeting): everything buffered was dropped and later frames are acknowledged unread.
     stopped: Option<&'static str>,
@@ -302,7 +372,24 @@ pub struct Service {
     metrics: Metrics,
     sessions: Mutex<HashMap<(TenantId, String), Arc<Handle>>>,
     outbox: std::sync::OnceLock<Arc<meetbot_delivery::outbox::Outbox>>,
+    /// Set on shutdown: no stream is taken, open ones store what they hold and close.
+    draining: watch::Sender<bool>,
+    /// Streams being served.
+    streams: watch::Sender<usize>,
 }
+
+/// Counts a stream being served while it lives.
+struct Serving(watch::Sender<usize>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long a stream being handed over waits for its queued utterances to be stored (what is
+/// not stored by then is replayed by its bot to the next transcriber).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
 
 /// The job token's check (`Authorization: Bearer v2.<expiry>.<mac>`, MAC compared in constant
 /// time): a missing, malformed, foreign or expired token answers 401 saying which.
@@ -327,6 +414,29 @@ fn authorized(
         .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))
 }
 
+/// Stores one part, trying again briefly: a store that blips does not cost the text.
+async fn store_part(
+    store: &dyn meetbot_store::Store,
+    vault: &meetbot_store::vault::TenantVault,
+    tenant: &TenantId,
+    of: &PartOf<'_>,
+    body: &PartBody,
+) -> Result<(), String> {
+    let part = crate::parts::seal(vault, of, body).map_err(|e| e.to_string())?;
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1..=4 {
+        match store.put_transcript_part(tenant, &part).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == 4 => return Err(e.to_string()),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 3;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A refused connect: its status and what to tell the client.
 type Refused = (StatusCode, String);
 
@@ -343,7 +453,7 @@ async fn stream_open(
     tenant: &TenantId,
     job: &str,
     token_expiry: Option<u64>,
-) -> Result<(), Refused> {
+) -> Result<String, Refused> {
     use meetbot_core::model::BotJobState;
     let refused = |why: &str| {
         (
@@ -396,7 +506,12 @@ async fn stream_open(
     if stored.is_some_and(|t| t.created_at >= launched) {
         return Err(refused("its transcript is stored"));
     }
-    Ok(())
+    // The bot's stream: its ticket (a relaunched bot gets a new one), else its token.
+    Ok(match (&j.ticket, token_expiry) {
+        (Some(t), _) => t.id.clone(),
+        (None, Some(exp)) => format!("token-{exp}"),
+        (None, None) => String::new(),
+    })
 }
 
 impl Service {
@@ -415,7 +530,22 @@ impl Service {
             metrics,
             sessions: Mutex::new(HashMap::new()),
             outbox: std::sync::OnceLock::new(),
+            draining: watch::channel(false).0,
+            streams: watch::channel(0).0,
         })
+    }
+
+    /// Shutdown: new streams are refused (503) and each open one stores the utterances it has
+    /// queued, then closes; its bot reconnects, to this service's successor or another replica,
+    /// and replays what was not stored yet. See [`Self::handed_over`].
+    pub fn hand_over(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Resolves once no stream is served any more.
+    pub async fn handed_over(&self) {
+        let mut rx = self.streams.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {
@@ -439,7 +569,9 @@ impl Service {
                         tenant: tenant.clone(),
                         job: job.to_string(),
                         started: Instant::now(),
-                        next_seq: 1,
+                        // Any first frame: a stream resumed from stored parts starts at the
+                        // oldest frame its bot holds.
+                        next_seq: 0,
                         participants: BTreeMap::new(),
                         names: BTreeMap::new(),
                         work: None,
@@ -447,6 +579,12 @@ impl Service {
                         segments: Arc::new(Mutex::new(Vec::new())),
                         live,
                         end_seen: false,
+                        meeting_id: None,
+                        stream: None,
+                        started_at: chrono::Utc::now(),
+                        resume: BTreeMap::new(),
+                        durable: Arc::new(Mutex::new(Durable::default())),
+                        acked: 0,
                         stopped: None,
                     }),
                 })
@@ -454,7 +592,8 @@ impl Service {
             .clone()
     }
 
-    /// Starts the engine worker of a session (once).
+    /// Starts the engine worker of a session (once). Each final utterance's segments are
+    /// stored as a part before its frames may be acknowledged.
     async fn ensure_worker(&self, s: &mut Session) {
         if s.work.is_some() {
             return;
@@ -468,52 +607,176 @@ impl Service {
         let segments = s.segments.clone();
         let live = s.live.clone();
         let m = self.metrics.clone();
-        let job = s.job.clone();
+        let durable = s.durable.clone();
+        let store = self.tenants.store().clone();
+        let vault = match self.tenants.vault(&s.tenant).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(job = %s.job, error = %e, "tenant key unavailable: this stream's text is kept in memory until its end");
+                None
+            }
+        };
+        let (tenant, job, meeting) = (s.tenant.clone(), s.job.clone(), s.meeting_id.clone());
+        let stream = s.stream.clone().unwrap_or_default();
+        let started_at = s.started_at;
         s.worker = Some(tokio::spawn(async move {
             while let Some(w) = rx.recv().await {
-                if !w.partial {
+                if !w.partial && !w.participant.is_empty() {
                     m.utterances.inc();
                 }
-                match engine.transcribe(&w.utterance.pcm).await {
-                    Ok(rs) => {
-                        let latency = w.ended_at.elapsed().as_secs_f64();
-                        m.utterance_latency.observe(latency);
-                        for r in rs {
-                            // Redacted before it is kept, streamed or stored; the raw text
-                            // is wiped.
-                            let text = match &redactor {
-                                Some(rd) => rd.redact(&zeroize::Zeroizing::new(r.text)),
-                                None => r.text,
-                            };
-                            let seg = Segment {
-                                participant: w.participant.clone(),
-                                speaker: w.speaker.clone(),
-                                start_ms: w.start_ms + r.start_ms,
-                                end_ms: (w.start_ms + r.end_ms)
-                                    .min(w.start_ms + w.utterance.end_ms() - w.utterance.start_ms),
-                                text,
-                            };
-                            if !w.partial {
-                                segments
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(seg.clone());
+                let mut made = Vec::new();
+                if !w.participant.is_empty() {
+                    match engine.transcribe(&w.utterance.pcm).await {
+                        Ok(rs) => {
+                            let latency = w.ended_at.elapsed().as_secs_f64();
+                            m.utterance_latency.observe(latency);
+                            for r in rs {
+                                // Redacted before it is kept, streamed or stored; the raw
+                                // text is wiped.
+                                let text = match &redactor {
+                                    Some(rd) => rd.redact(&zeroize::Zeroizing::new(r.text)),
+                                    None => r.text,
+                                };
+                                let seg = Segment {
+                                    participant: w.participant.clone(),
+                                    speaker: w.speaker.clone(),
+                                    start_ms: w.start_ms + r.start_ms,
+                                    end_ms: (w.start_ms + r.end_ms).min(
+                                        w.start_ms + w.utterance.end_ms() - w.utterance.start_ms,
+                                    ),
+                                    text,
+                                };
+                                if !w.partial {
+                                    made.push(seg.clone());
+                                }
+                                let _ = live.send(LiveSegment {
+                                    segment: seg,
+                                    is_final: !w.partial,
+                                    latency_seconds: latency,
+                                });
                             }
-                            let _ = live.send(LiveSegment {
-                                segment: seg,
-                                is_final: !w.partial,
-                                latency_seconds: latency,
-                            });
+                        }
+                        Err(e) => {
+                            m.engine_errors.inc();
+                            tracing::warn!(job = %job, engine = engine.name(), error = %e, "an utterance was not transcribed");
                         }
                     }
-                    Err(e) => {
-                        m.engine_errors.inc();
-                        tracing::warn!(job = %job, engine = engine.name(), error = %e, "an utterance was not transcribed");
+                }
+                // `w.utterance` (the audio) is dropped, and so zeroized, here.
+                drop(w.utterance);
+                let Some(mark) = w.durable else { continue };
+                if !made.is_empty() || w.participant.is_empty() {
+                    let of = PartOf {
+                        meeting_id: meeting.as_deref().unwrap_or_default(),
+                        job_id: &job,
+                        stream: &stream,
+                        participant: &w.participant,
+                        last_seq: mark.last_seq,
+                        resume_ms: mark.resume_ms,
+                        last_ts: mark.last_ts,
+                        stream_started_at: started_at,
+                    };
+                    let body = PartBody {
+                        segments: made,
+                        names: mark.names,
+                    };
+                    let stored = match (&vault, &meeting) {
+                        (Some(vault), Some(_)) => {
+                            store_part(store.as_ref(), vault, &tenant, &of, &body).await
+                        }
+                        _ => Err("the stream's meeting or key is unknown".to_string()),
+                    };
+                    match stored {
+                        Ok(()) => {
+                            m.parts.inc();
+                        }
+                        Err(e) => {
+                            // Kept in memory for the end of the stream, as before parts.
+                            m.part_errors.inc();
+                            tracing::warn!(job = %job, error = %e, "an utterance's text could not be stored as it was made; kept in memory until the end of the stream");
+                            segments
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .extend(body.segments);
+                        }
                     }
                 }
-                // `w` (and its audio) is dropped, and so zeroized, here.
+                durable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .done(mark.first_seq);
             }
         }));
+    }
+
+    /// Reads what earlier connections of this stream stored (on this process or another):
+    /// its meeting, its timeline's start, each participant's resume point and the display
+    /// names. Once per session.
+    async fn load(&self, s: &mut Session) -> Result<(), String> {
+        if s.meeting_id.is_some() {
+            return Ok(());
+        }
+        let store = self.tenants.store();
+        let job = store
+            .get_bot_job(&s.tenant, &s.job)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("job {} does not exist", s.job))?
+            .value;
+        let parts = store
+            .transcript_parts(&s.tenant, &job.meeting_id, Some(&s.job))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !parts.is_empty() {
+            let vault = self
+                .tenants
+                .vault(&s.tenant)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut opened = Vec::with_capacity(parts.len());
+            for p in parts {
+                let body = crate::parts::open(&vault, &p).map_err(|e| e.to_string())?;
+                // Only the resume points and names are kept here; the text is read at the end.
+                let body = PartBody {
+                    segments: Vec::new(),
+                    names: body.names,
+                };
+                opened.push((p, body));
+            }
+            let r = Resumed::from_parts(&opened, s.stream.as_deref().unwrap_or_default());
+            if let Some(at) = r.started_at {
+                let ago = (chrono::Utc::now() - at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(crate::parts::PART_LIFETIME.to_std().unwrap_or_default());
+                s.started = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+                s.started_at = at;
+            }
+            s.resume = r.participants;
+            for (k, v) in r.names {
+                s.names.entry(k).or_insert(v);
+            }
+            self.metrics.resumed.inc();
+            tracing::info!(tenant = %s.tenant, job = %s.job, parts = opened.len(), "stream resumed from its stored parts");
+        }
+        s.meeting_id = Some(job.meeting_id);
+        Ok(())
+    }
+
+    /// Removes the stored parts of a session's stream (after a discard).
+    async fn purge_parts(&self, s: &mut Session) {
+        let Some(meeting) = s.meeting_id.clone() else {
+            return;
+        };
+        let (tenant, job) = (s.tenant.clone(), s.job.clone());
+        if let Err(e) = self
+            .tenants
+            .store()
+            .delete_transcript_parts(&tenant, &meeting, Some(&job))
+            .await
+        {
+            tracing::warn!(job = %job, error = %e, "the parts of a dropped stream could not be removed; they expire within 48 h");
+        }
     }
 
     /// The tenant's redactor when its settings turn redaction on. When the settings cannot be
@@ -615,17 +878,25 @@ impl Service {
             return;
         }
         match self.stop_reason(&s.tenant.clone(), &s.job.clone()).await {
-            Ok(Some(why)) => self.discard(s, why),
+            Ok(Some(why)) => {
+                self.discard(s, why);
+                self.purge_parts(s).await;
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(job = %s.job, error = %e, "job state unreadable"),
         }
     }
 
-    /// Takes one frame; returns the sequence to acknowledge.
+    /// Takes one frame; returns the sequence to acknowledge, if the acknowledgement moved: the
+    /// highest frame below which everything is stored or was silence.
     async fn take(&self, s: &mut Session, f: Frame) -> Option<u64> {
         let seq = f.seq();
+        if s.next_seq == 0 {
+            // The first frame of a stream new to this process: the bot's oldest unacknowledged.
+            s.next_seq = seq;
+        }
         if seq < s.next_seq {
-            return Some(s.next_seq - 1);
+            return (s.acked > 0).then_some(s.acked);
         }
         if seq > s.next_seq || s.end_seen {
             // Out of order: the bot resumes from what we said; ignore.
@@ -638,12 +909,19 @@ impl Service {
             }
             s.end_seen |= matches!(f, Frame::EndOfStream { .. });
             s.next_seq = seq + 1;
+            s.acked = seq;
             return Some(seq);
         }
         self.ensure_worker(s).await;
         let now_ms = s.started.elapsed().as_millis() as u64;
-        let mut ready: Vec<(String, u64, Utterance)> = Vec::new();
+        // Utterances that ended with this frame: participant, timeline base, utterance, first
+        // frame of its audio.
+        let mut ready: Vec<(String, u64, Utterance, u64)> = Vec::new();
         let mut partial: Option<(String, u64, Utterance)> = None;
+        let mut names_changed = false;
+        // Where the timelines of participants that ended with this frame stood.
+        let mut gone: BTreeMap<String, (u64, Option<u32>)> = BTreeMap::new();
+        let back = reach_back(&self.settings.vad);
         match f {
             Frame::Audio {
                 participant,
@@ -652,25 +930,39 @@ impl Service {
                 ..
             } => {
                 self.metrics.frames.inc();
-                let p = match s.participants.get_mut(&participant) {
-                    Some(p) => p,
-                    None => {
-                        let Ok(dec) = OpusTo16k::new() else {
-                            return None;
-                        };
-                        s.participants.insert(
-                            participant.clone(),
-                            Participant {
-                                dec,
-                                vad: Vad::new(self.settings.vad.clone()),
-                                base_ms: now_ms,
-                                last_ts: None,
-                                next_partial_ms: 0,
-                            },
-                        );
-                        s.participants.get_mut(&participant)?
-                    }
-                };
+                if !s.participants.contains_key(&participant) {
+                    let Ok(dec) = OpusTo16k::new() else {
+                        return None;
+                    };
+                    // A participant heard before a restart continues its timeline and skips
+                    // what its stored parts hold.
+                    let resume = s.resume.remove(&participant);
+                    s.participants.insert(
+                        participant.clone(),
+                        Participant {
+                            dec,
+                            vad: Vad::new(self.settings.vad.clone()),
+                            base_ms: resume.as_ref().map_or(now_ms, |r| r.resume_ms),
+                            last_ts: resume.as_ref().and_then(|r| r.last_ts),
+                            next_partial_ms: 0,
+                            skip_until: resume.as_ref().map_or(0, |r| r.skip_until),
+                            recent: std::collections::VecDeque::new(),
+                            open_from: None,
+                        },
+                    );
+                }
+                let p = s.participants.get_mut(&participant)?;
+                if seq <= p.skip_until {
+                    // Stored before this stream moved here: not heard twice.
+                    s.next_seq = seq + 1;
+                    return self.acknowledge(s, seq);
+                }
+                p.recent.push_back(seq);
+                while p.recent.len() > back {
+                    p.recent.pop_front();
+                }
+                let from =
+                    |p: &Participant| p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
                 // A gap in RTP time (the sender sent nothing, e.g. DTX): up to 2 s of silence
                 // keeps the timeline; a longer one starts a new timeline at its true offset.
                 if let Some(last) = p.last_ts {
@@ -679,12 +971,12 @@ impl Service {
                     if gap > frame && gap < OPUS_RATE as usize * 2 {
                         if let Ok(z) = p.dec.gap(gap - frame) {
                             for u in p.vad.push(&z) {
-                                ready.push((participant.clone(), p.base_ms, u));
+                                ready.push((participant.clone(), p.base_ms, u, from(p)));
                             }
                         }
                     } else if gap >= OPUS_RATE as usize * 2 && gap < u32::MAX as usize / 2 {
                         if let Some(u) = p.vad.finish() {
-                            ready.push((participant.clone(), p.base_ms, u));
+                            ready.push((participant.clone(), p.base_ms, u, from(p)));
                         }
                         let at = p.base_ms
                             + p.vad.position_ms()
@@ -697,7 +989,7 @@ impl Service {
                 match p.dec.packet(&payload) {
                     Ok(pcm) => {
                         for u in p.vad.push(&pcm) {
-                            ready.push((participant.clone(), p.base_ms, u));
+                            ready.push((participant.clone(), p.base_ms, u, from(p)));
                         }
                         if let Some(every) = self.settings.partial_every {
                             let every = every.as_millis().max(500) as u64;
@@ -717,27 +1009,46 @@ impl Service {
                         self.metrics.decode_errors.inc();
                     }
                 }
+                // The utterance in progress began no later than the oldest recent frame; when
+                // none is in progress, this participant's frames so far are done with.
+                if p.vad.has_speech() {
+                    if p.open_from.is_none() || !ready.is_empty() {
+                        p.open_from = p.recent.front().copied();
+                    }
+                } else {
+                    p.open_from = None;
+                }
             }
             Frame::ParticipantLeft { participant, .. } => {
                 if let Some(mut p) = s.participants.remove(&participant)
                     && let Some(u) = p.vad.finish()
                 {
-                    ready.push((participant, p.base_ms, u));
+                    let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
+                    gone.insert(
+                        participant.clone(),
+                        (p.base_ms + p.vad.position_ms(), p.last_ts),
+                    );
+                    ready.push((participant, p.base_ms, u, first));
                 }
             }
             Frame::ParticipantNamed {
                 participant, name, ..
             } => {
                 // Bounded: a meeting has at most a few hundred participants.
-                if s.names.len() < 1024 || s.names.contains_key(&participant) {
+                if (s.names.len() < 1024 || s.names.contains_key(&participant))
+                    && s.names.get(&participant) != Some(&name)
+                {
                     s.names.insert(participant, name);
+                    names_changed = true;
                 }
             }
             Frame::EndOfStream { .. } => {
                 for (name, p) in std::mem::take(&mut s.participants) {
                     let mut p = p;
+                    let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
                     if let Some(u) = p.vad.finish() {
-                        ready.push((name, p.base_ms, u));
+                        gone.insert(name.clone(), (p.base_ms + p.vad.position_ms(), p.last_ts));
+                        ready.push((name, p.base_ms, u, first));
                     }
                 }
                 s.end_seen = true;
@@ -746,7 +1057,45 @@ impl Service {
         }
         let tx = s.work.clone();
         if let Some(tx) = tx {
-            for (participant, base, utterance) in ready {
+            let mark = |s: &Session, participant: &str, first_seq: u64| {
+                let (resume_ms, last_ts) = match s.participants.get(participant) {
+                    Some(p) => (p.base_ms + p.vad.position_ms(), p.last_ts),
+                    None => gone.get(participant).copied().unwrap_or((0, None)),
+                };
+                Mark {
+                    first_seq,
+                    last_seq: seq,
+                    resume_ms,
+                    last_ts,
+                    names: s.names.clone(),
+                }
+            };
+            if names_changed {
+                // Display names are stored too: a stream resumed elsewhere keeps them.
+                let m = mark(s, "", seq);
+                s.durable.lock().unwrap_or_else(|p| p.into_inner()).add(seq);
+                let w = Work {
+                    participant: String::new(),
+                    speaker: None,
+                    start_ms: 0,
+                    utterance: Utterance {
+                        start_ms: 0,
+                        pcm: Default::default(),
+                    },
+                    ended_at: Instant::now(),
+                    partial: false,
+                    durable: Some(m),
+                };
+                if tx.send(w).await.is_err() {
+                    return None;
+                }
+            }
+            for (participant, base, utterance, first_seq) in ready {
+                let m = mark(s, &participant, first_seq);
+                s.durable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(first_seq);
                 let w = Work {
                     speaker: s.names.get(&participant).cloned(),
                     participant,
@@ -754,6 +1103,7 @@ impl Service {
                     utterance,
                     ended_at: Instant::now(),
                     partial: false,
+                    durable: Some(m),
                 };
                 if tx.send(w).await.is_err() {
                     break;
@@ -770,11 +1120,39 @@ impl Service {
                     utterance,
                     ended_at: Instant::now(),
                     partial: true,
+                    durable: None,
                 });
             }
         }
         s.next_seq = seq + 1;
-        Some(seq)
+        self.acknowledge(s, seq)
+    }
+
+    /// The acknowledgement after frame `seq`, if it moved: below the first frame of every
+    /// utterance in progress or not yet stored.
+    fn acknowledge(&self, s: &mut Session, seq: u64) -> Option<u64> {
+        let mut low = seq + 1;
+        for p in s.participants.values() {
+            // Speech in progress holds from its first frame; a participant heard lately holds
+            // its last frames too, the pre-roll of speech that may be starting.
+            let recent = p
+                .recent
+                .back()
+                .is_some_and(|last| seq.saturating_sub(*last) < RECENT);
+            if let Some(o) = p.open_from.or(p.recent.front().copied().filter(|_| recent)) {
+                low = low.min(o);
+            }
+        }
+        if let Some(d) = s.durable.lock().unwrap_or_else(|p| p.into_inner()).lowest() {
+            low = low.min(d);
+        }
+        let ack = low.saturating_sub(1);
+        if ack > s.acked {
+            s.acked = ack;
+            Some(ack)
+        } else {
+            None
+        }
     }
 
     /// After end of stream: waits for the engine, stores the sealed transcript (merged with
@@ -789,6 +1167,7 @@ impl Service {
             self.discard(s, why);
         }
         if s.stopped.is_some() {
+            self.purge_parts(s).await;
             return Ok(Finished::Discarded);
         }
         // Dropping the sender ends the worker once the queue is drained.
@@ -799,6 +1178,7 @@ impl Service {
         }
         if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
             self.discard(s, why);
+            self.purge_parts(s).await;
             return Ok(Finished::Discarded);
         }
         let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
@@ -829,8 +1209,19 @@ impl Service {
                 segments: vec![],
             },
         };
-        doc.segments.extend(segments);
-        doc.sort();
+        // The stream's text: its stored parts (from every process that served it), and what
+        // could not be stored as it was made. Each segment once, even if a part was merged
+        // before and not removed.
+        let parts = store
+            .transcript_parts(&s.tenant, &job.meeting_id, Some(&s.job))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut from_parts = Vec::new();
+        for p in &parts {
+            let body = crate::parts::open(&vault, p).map_err(|e| e.to_string())?;
+            from_parts.extend(body.segments);
+        }
+        crate::parts::merge(&mut doc.segments, segments.into_iter().chain(from_parts));
         // The tenant's retention (its rules for this meeting's clients and series, else its
         // days) wins over the service's.
         let tenant_settings = store
@@ -857,12 +1248,15 @@ impl Service {
         // Stopped while the record was being prepared: nothing is written.
         if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
             self.discard_with(s, &mut doc, why);
+            self.purge_parts(s).await;
             return Ok(Finished::Discarded);
         }
         store
             .put_transcript(&s.tenant, &rec)
             .await
             .map_err(|e| e.to_string())?;
+        // In the transcript now; a removal that fails leaves parts that merge once or expire.
+        self.purge_parts(s).await;
         self.metrics.transcripts.inc();
         tracing::info!(tenant = %s.tenant, job = %s.job, segments = doc.segments.len(), "transcript stored");
         if doc.segments.is_empty() {
@@ -879,6 +1273,7 @@ impl Service {
                 .await
                 .map_err(|e| format!("erasing the transcript of a stopped meeting: {e}"))?;
             self.discard_with(s, &mut doc, why);
+            self.purge_parts(s).await;
             return Ok(Finished::Discarded);
         }
         let summary = summary.map_err(|e| format!("summary: {e}"))?;
@@ -929,6 +1324,42 @@ impl Service {
         Ok(Finished::Stored)
     }
 
+    /// A new bot took the job over: the old stream's queued utterances are stored, and the
+    /// session starts again (the end assembles every stream's parts).
+    async fn restart(&self, s: &mut Session) {
+        drop(s.work.take());
+        s.participants.clear();
+        if let Some(mut w) = s.worker.take()
+            && tokio::time::timeout(HAND_OVER_WAIT, &mut w).await.is_err()
+        {
+            w.abort();
+        }
+        s.next_seq = 0;
+        s.acked = 0;
+        s.end_seen = false;
+        s.meeting_id = None;
+        s.resume.clear();
+        s.durable = Arc::new(Mutex::new(Durable::default()));
+    }
+
+    /// Hand-over: the utterances queued to the engine are transcribed and stored (for at most
+    /// [`HAND_OVER_WAIT`]); the one in progress stays with the bot, which replays it.
+    async fn store_queued(&self, s: &mut Session) {
+        drop(s.work.take());
+        s.participants.clear();
+        if let Some(mut w) = s.worker.take()
+            && tokio::time::timeout(HAND_OVER_WAIT, &mut w).await.is_err()
+        {
+            w.abort();
+        }
+        let key = (s.tenant.clone(), s.job.clone());
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        tracing::info!(tenant = %s.tenant, job = %s.job, "stream handed over: its bot resumes elsewhere");
+    }
+
     /// Summaries go out through `outbox` (to the tenant's delivery targets) once stored.
     pub fn deliver_through(&self, outbox: Arc<meetbot_delivery::outbox::Outbox>) {
         let _ = self.outbox.set(outbox);
@@ -963,22 +1394,44 @@ async fn audio(
     let Ok(tenant) = tenant.parse::<TenantId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if let Err(refused) = stream_open(&svc, &tenant, &job, Some(expiry)).await {
-        return refused.into_response();
+    if *svc.draining.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this transcriber is shutting down; reconnect",
+        )
+            .into_response();
     }
+    let stream = match stream_open(&svc, &tenant, &job, Some(expiry)).await {
+        Ok(stream) => stream,
+        Err(refused) => return refused.into_response(),
+    };
     let session = svc.session(&tenant, &job);
     ws.max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(svc, session, socket))
+        .on_upgrade(move |socket| serve(svc, session, socket, stream))
 }
 
-async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
+async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, stream: String) {
+    svc.streams.send_modify(|n| *n += 1);
+    let _serving = Serving(svc.streams.clone());
+    let mut draining = svc.draining.subscribe();
     // One connection at a time per job: a new one supersedes the old, which lets go of the
     // session at its next message boundary.
     let mut superseded = session.generation.subscribe();
     session.generation.send_modify(|g| *g += 1);
     let mine = *superseded.borrow_and_update();
     let mut s = session.state.lock().await;
-    if *session.generation.borrow() != mine {
+    if *session.generation.borrow() != mine || *draining.borrow() {
+        return;
+    }
+    if s.stream.as_ref().is_some_and(|x| *x != stream) {
+        // Another bot for the job (relaunched): what the last one's stream holds is stored,
+        // and the new one starts afresh on the same timeline.
+        svc.restart(&mut s).await;
+    }
+    s.stream = Some(stream);
+    // What earlier connections stored, here or on another process.
+    if let Err(e) = svc.load(&mut s).await {
+        tracing::warn!(tenant = %s.tenant, job = %s.job, error = %e, "the stream's stored parts are unreadable; the bot reconnects");
         return;
     }
     // A stopped job's stream is taken (so its bot can end) but never read.
@@ -991,11 +1444,21 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
     let mut check = tokio::time::interval(STOP_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut hand_over = false;
         let msg = tokio::select! {
             m = socket.recv() => Some(m),
-            _ = superseded.wait_for(|g| *g != mine) => break,
+            _ = async { superseded.wait_for(|g| *g != mine).await.map(|_| ()) } => break,
+            _ = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
+                hand_over = true;
+                None
+            }
             _ = check.tick() => None,
         };
+        if hand_over {
+            svc.store_queued(&mut s).await;
+            let _ = socket.send(Message::Close(None)).await;
+            break;
+        }
         let Some(msg) = msg else {
             svc.check_stopped(&mut s).await;
             continue;
@@ -1015,10 +1478,10 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
             }
         };
         let is_end = matches!(frame, Frame::EndOfStream { .. });
-        let Some(ack) = svc.take(&mut s, frame).await else {
-            continue;
-        };
-        if is_end {
+        let (seq, before) = (frame.seq(), s.next_seq);
+        let mut ack = svc.take(&mut s, frame).await;
+        // The end, taken just now: the transcript is made, then the end acknowledged.
+        if is_end && s.end_seen && s.next_seq != before {
             let r = svc.finish(&mut s).await;
             if let Err(e) = &r {
                 tracing::error!(tenant = %s.tenant, job = %s.job, error = %e, "storing the transcript failed");
@@ -1039,7 +1502,10 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket) {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
+            s.acked = seq;
+            ack = Some(seq);
         }
+        let Some(ack) = ack else { continue };
         let Ok(a) = (Frame::Ack { seq: ack }).encode() else {
             break;
         };

@@ -170,6 +170,11 @@ impl Vad {
         (speech >= frames(self.s.min_speech)).then_some(Utterance { start_ms, pcm })
     }
 
+    /// Whether speech is going on (an utterance is being collected).
+    pub fn has_speech(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// The utterance in progress so far (a copy, zeroized on drop), if speech is going on.
     pub fn in_progress(&self) -> Option<Utterance> {
         self.current.as_ref().map(|(start_ms, pcm)| Utterance {
