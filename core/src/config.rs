@@ -343,7 +343,9 @@ pub struct BotConfig {
     /// (`MEETBOT_BOT__AUDIO_TOKEN_SECRET`).
     #[serde(skip_serializing)]
     pub audio_token_secret: Option<String>,
-    /// Frames kept for resuming after a reconnect (50 per second per speaker).
+    /// Frames kept until the transcriber has stored their text (50 per second per speaker;
+    /// a frame is acknowledged once its utterance is stored, decision 0041): the default holds
+    /// 20 minutes of one speaker, about 6 MB of Opus.
     pub audio_buffer_frames: usize,
     /// Meetings on Google Meet, Teams and Zoom, joined through their web clients in Chromium.
     pub browser: BrowserBotConfig,
@@ -398,7 +400,7 @@ impl Default for BotConfig {
             transcriber_url: None,
             transcriber_ca_file: None,
             audio_token_secret: None,
-            audio_buffer_frames: 15_000,
+            audio_buffer_frames: 60_000,
             browser: BrowserBotConfig::default(),
         }
     }

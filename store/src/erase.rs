@@ -98,13 +98,18 @@ pub async fn erase_transcript(
         return Ok(None);
     };
     let n = u64::from(store.delete_transcript(t, &tr.id).await?);
+    // Parts of a stream still running would otherwise bring the text back at its end.
+    let parts = store.delete_transcript_parts(t, meeting_id, None).await?;
     let r = receipt(
         store,
         t,
         "transcript",
         &format!("meeting:{meeting_id}"),
         requested_by,
-        vec![("transcripts".to_string(), n)],
+        vec![
+            ("transcripts".to_string(), n),
+            ("transcript_parts".to_string(), parts),
+        ],
     )
     .await?;
     Ok(Some(r))

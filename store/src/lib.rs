@@ -172,6 +172,8 @@ pub trait Store: Send + Sync {
         meeting_id: &str,
         job_id: Option<&str>,
     ) -> Result<Vec<TranscriptPart>>;
+    /// Every part of the tenant (key rotation).
+    async fn all_transcript_parts(&self, t: &TenantId) -> Result<Vec<TranscriptPart>>;
     /// Removes the parts of a meeting (of one job, or of all); returns how many.
     async fn delete_transcript_parts(
         &self,

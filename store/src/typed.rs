@@ -676,6 +676,10 @@ impl<E: Engine> Store for E {
         Ok(parts)
     }
 
+    async fn all_transcript_parts(&self, t: &TenantId) -> Result<Vec<TranscriptPart>> {
+        all(self, &tenant(t), &TRANSCRIPT_PARTS, Query::default()).await
+    }
+
     async fn delete_transcript_parts(
         &self,
         t: &TenantId,

@@ -291,6 +291,11 @@ impl Tenants {
                 s.put_summary(t, &x).await?;
             }
         }
+        for mut x in s.all_transcript_parts(t).await? {
+            if count(vault.reseal(&mut x)?) {
+                s.put_transcript_part(t, &x).await?;
+            }
+        }
         for mut x in s.list_user_settings(t).await? {
             if count(vault.reseal(&mut x)?) {
                 s.put_user_settings(t, &x).await?;
@@ -339,6 +344,9 @@ impl Tenants {
             tally(x.sealed_fields_mut());
         }
         for mut x in s.list_summaries(t).await? {
+            tally(x.sealed_fields_mut());
+        }
+        for mut x in s.all_transcript_parts(t).await? {
             tally(x.sealed_fields_mut());
         }
         for mut x in s.list_user_settings(t).await? {

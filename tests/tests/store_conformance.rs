@@ -1620,6 +1620,21 @@ async fn transcript_parts_are_idempotent_by_id_listed_per_job_removed_per_job_an
         ids(s.transcript_parts(&t, "m1", None).await.unwrap()),
         ["p3"]
     );
+    // Key rotation reaches parts: retiring the old key waits until they are re-sealed.
+    env.tenants.rotate(&t).await.unwrap();
+    assert!(matches!(
+        env.tenants.retire_old_keys(&t).await,
+        Err(VaultError::KeysInUse(2, 1))
+    ));
+    assert_eq!(env.tenants.reencrypt(&t).await.unwrap().records, 1);
+    env.tenants.retire_old_keys(&t).await.unwrap();
+    let p3 = s.all_transcript_parts(&t).await.unwrap().remove(0);
+    assert_eq!(p3.body.key_version, 2);
+    let v2 = env.tenants.vault(&t).await.unwrap();
+    assert_eq!(
+        &v2.open::<TranscriptPart>(&p3.id, "body", &p3.body).unwrap()[..],
+        b"the words of a running meeting"
+    );
     assert_eq!(s.delete_transcript_parts(&t, "m1", None).await.unwrap(), 1);
 }
 

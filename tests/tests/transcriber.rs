@@ -905,15 +905,18 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
         "WER {:.1}%: alice {alice:?} bob {bob:?}",
         wer * 100.0
     );
-    // In order of speech, on one timeline.
-    let starts: Vec<_> = doc
-        .segments
-        .iter()
-        .map(|s| (s.participant.as_str(), s.start_ms))
-        .collect();
-    let mut order: Vec<_> = starts.iter().map(|(p, _)| *p).collect();
-    order.dedup();
-    assert_eq!(order, ["alice", "bob", "alice", "bob"], "{starts:?}");
+    // Each participant's segments on its timeline in the order spoken (the words' order is
+    // checked by the WER above). Across participants only an estimate is possible for audio
+    // replayed after the restart: these test streams send faster than real time.
+    for who in ["alice", "bob"] {
+        let starts: Vec<_> = doc
+            .segments
+            .iter()
+            .filter(|s| s.participant == who)
+            .map(|s| s.start_ms)
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{who}: {starts:?}");
+    }
     // The parts are gone once in the transcript; the summary was made once.
     assert!(
         f.store
@@ -990,4 +993,42 @@ async fn a_transcriber_shutting_down_stores_what_it_holds_and_its_bot_resumes_on
     assert_eq!(first.transcripts.get(), 0);
     assert_eq!(second.transcripts.get(), 1);
     tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
+}
+
+/// A participant muted in the middle of a sentence (its feed just stops, no leave) must not
+/// hold the acknowledgement for the rest of the meeting: with a bot buffer of 14 s of audio,
+/// the others' 20 s of speech only get through if the cut utterance is ended and stored.
+#[tokio::test]
+async fn a_participant_muted_mid_sentence_does_not_hold_the_bots_buffer() {
+    let f = fixture(whisper()).await;
+    let mut settings = f.settings("job-1", &f.token("job-1"));
+    settings.buffer_frames = 700;
+    let (tx, rx) = mpsc::channel(64);
+    let stream = tokio::spawn(stream_audio(settings, rx));
+    let (voice, text) = MEETING[5];
+    let (rate, pcm) = speech::espeak(text, voice);
+    let pcm48 = speech::resample(&pcm, rate, 48_000);
+    let talk = async move {
+        // Alice's first two thirds, then nothing.
+        send_speech(&tx, "alice", &pcm48[..pcm48.len() * 2 / 3]).await;
+        let mut ts = std::collections::HashMap::new();
+        for i in [11, 18, 7, 12] {
+            say(&tx, &mut ts, "bob", i).await;
+        }
+    };
+    // A held acknowledgement fills the bot's buffer and the talk stops: bounded in time.
+    let rep = tokio::time::timeout(Duration::from_secs(180), async {
+        talk.await;
+        stream.await
+    })
+    .await
+    .expect("the stream went on to its end")
+    .unwrap()
+    .unwrap();
+    assert_eq!(rep.acked, rep.frames + 1);
+    let (_, alice, bob) = heard(&f).await;
+    assert!(!alice.is_empty(), "the cut utterance was transcribed");
+    let reference = [11, 18, 7, 12].map(|i| MEETING[i].1).join(" ");
+    let (e, n) = word_error_rate(&reference, &bob);
+    assert!(e as f64 / n as f64 <= 0.25, "bob: {bob:?}");
 }

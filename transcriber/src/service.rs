@@ -146,7 +146,7 @@ pub struct Metrics {
     pub utterance_latency: Histogram,
     /// Utterances' texts stored as parts of a running stream.
     pub parts: Counter,
-    /// Parts that could not be stored after retries (kept in memory until the end instead).
+    /// Attempts to store a part that failed (each is tried again until stored).
     pub part_errors: Counter,
     /// Streams resumed from stored parts (after a restart or a hand-over).
     pub resumed: Counter,
@@ -220,7 +220,7 @@ impl Metrics {
         );
         r.register(
             "transcript_part_errors",
-            "Utterances' texts that could not be stored as they were made",
+            "Failed attempts to store an utterance's text (tried again until stored)",
             self.part_errors.clone(),
         );
         r.register(
@@ -283,6 +283,20 @@ struct Participant {
 /// sends nothing, and must not hold the bot's buffer).
 const RECENT: u64 = 250;
 
+/// Frames after a stored part within which a new participant's first frame is placed on the
+/// timeline from that part (a minute of one speaker): audio the bot replays after a restart
+/// belongs where it was said, not at the time of the replay.
+const ANCHORED: u64 = 3_000;
+
+/// Where frame `seq` falls on a resumed stream's timeline, estimated from the nearest stored
+/// point before it (frames of `speakers` participants interleave, 20 ms each): `None` when no
+/// stored point is near enough.
+fn timeline_at(anchors: &[(u64, u64)], seq: u64, speakers: usize) -> Option<u64> {
+    let (at, ms) = anchors.iter().rev().find(|(at, _)| *at < seq)?;
+    let behind = seq - at;
+    (behind <= ANCHORED).then(|| ms + behind * 20 / speakers.max(1) as u64)
+}
+
 /// Frames an utterance's pre-roll and start reach back over (20 ms each), and one more.
 fn reach_back(v: &VadSettings) -> usize {
     (v.pre_roll.as_millis() as usize / 20) + v.start_frames + 2
@@ -323,7 +337,8 @@ struct Session {
     names: BTreeMap<String, String>,
     work: Option<mpsc::Sender<Work>>,
     worker: Option<tokio::task::JoinHandle<()>>,
-    /// Final segments that could not be stored as parts (kept for the end of the stream).
+    /// Segments held in memory at the end (the assembled transcript's, handed back by
+    /// `discard_with` to be zeroized with the rest).
     segments: Arc<Mutex<Vec<Segment>>>,
     live: broadcast::Sender<LiveSegment>,
     end_seen: bool,
@@ -334,9 +349,17 @@ struct Session {
     started_at: chrono::DateTime<chrono::Utc>,
     /// Where each participant resumes (from stored parts), taken when it is next heard.
     resume: BTreeMap<String, crate::parts::ResumePoint>,
+    /// Known points of the resumed stream's timeline: (frame, ms), by frame.
+    anchors: Vec<(u64, u64)>,
     durable: Arc<Mutex<Durable>>,
+    /// Woken when a work is done: the acknowledgement may move although no frame came (a bot
+    /// whose buffer is full sends none until it does).
+    progress: Arc<tokio::sync::Notify>,
     /// The highest frame acknowledged.
     acked: u64,
+    /// The engine worker died: the connection ends and the stream starts over from the bot's
+    /// buffer and the stored parts.
+    broken: bool,
     /// Set once the job is found stopped (a person made the bot leave or deleted the
     /// meeting): everything buffered was dropped and later frames are acknowledged unread.
     stopped: Option<&'static str>,
@@ -414,27 +437,77 @@ fn authorized(
         .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))
 }
 
-/// Stores one part, trying again briefly: a store that blips does not cost the text.
-async fn store_part(
+/// Why nothing of `job`'s stream may be kept, if so: its job was stopped by a person or no
+/// longer exists (its meeting erased), or its meeting is deleted.
+async fn stop_reason(
     store: &dyn meetbot_store::Store,
-    vault: &meetbot_store::vault::TenantVault,
+    tenant: &TenantId,
+    job: &str,
+) -> Result<Option<&'static str>, String> {
+    let job = match store.get_bot_job(tenant, job).await {
+        Ok(Some(j)) => j.value,
+        Ok(None) => return Ok(Some("the bot job no longer exists")),
+        Err(e) => return Err(e.to_string()),
+    };
+    if matches!(job.state, meetbot_core::model::BotJobState::Stopped(_)) {
+        return Ok(Some("a person stopped the bot"));
+    }
+    meetbot_scheduler::stop::meeting_stopped(store, tenant, &job.meeting_id)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Stores one part, unless its stream was stopped meanwhile (then the text is dropped). Tries
+/// until it is stored: until then its frames are not acknowledged, so the bot's buffer is the
+/// copy of the audio and a store outage pushes back on the bot instead of losing text.
+/// Returns whether it was stored.
+async fn store_part(
+    tenants: &Tenants,
     tenant: &TenantId,
     of: &PartOf<'_>,
     body: &PartBody,
-) -> Result<(), String> {
-    let part = crate::parts::seal(vault, of, body).map_err(|e| e.to_string())?;
+    failures: &Counter,
+) -> bool {
+    let store = tenants.store();
     let mut wait = Duration::from_millis(200);
-    for attempt in 1..=4 {
-        match store.put_transcript_part(tenant, &part).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt == 4 => return Err(e.to_string()),
-            Err(_) => {
+    loop {
+        let attempt = async {
+            if let Some(why) = stop_reason(store.as_ref(), tenant, of.job_id).await? {
+                return Ok::<_, String>(Some(why));
+            }
+            let vault = tenants.vault(tenant).await.map_err(|e| e.to_string())?;
+            let part = crate::parts::seal(&vault, of, body).map_err(|e| e.to_string())?;
+            store
+                .put_transcript_part(tenant, &part)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(None)
+        };
+        match attempt.await {
+            Ok(None) => return true,
+            Ok(Some(_stopped)) => return false,
+            Err(e) => {
+                failures.inc();
+                tracing::warn!(job = %of.job_id, error = %e, "an utterance's text could not be stored yet; trying again (its audio stays unacknowledged with the bot)");
                 tokio::time::sleep(wait).await;
-                wait *= 3;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }
-    Ok(())
+}
+
+/// Takes a work's first frame off the pending set when dropped: done, failed or panicked, a
+/// work never holds the acknowledgement for ever.
+struct PendingGuard(Arc<Mutex<Durable>>, u64, Arc<tokio::sync::Notify>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .done(self.1);
+        self.2.notify_one();
+    }
 }
 
 /// A refused connect: its status and what to tell the client.
@@ -583,8 +656,11 @@ impl Service {
                         stream: None,
                         started_at: chrono::Utc::now(),
                         resume: BTreeMap::new(),
+                        anchors: Vec::new(),
                         durable: Arc::new(Mutex::new(Durable::default())),
+                        progress: Arc::new(tokio::sync::Notify::new()),
                         acked: 0,
+                        broken: false,
                         stopped: None,
                     }),
                 })
@@ -604,23 +680,20 @@ impl Service {
         s.work = Some(tx);
         let engine = self.engine_for(&s.tenant).await;
         let redactor = self.redactor_for(&s.tenant).await;
-        let segments = s.segments.clone();
         let live = s.live.clone();
         let m = self.metrics.clone();
         let durable = s.durable.clone();
-        let store = self.tenants.store().clone();
-        let vault = match self.tenants.vault(&s.tenant).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(job = %s.job, error = %e, "tenant key unavailable: this stream's text is kept in memory until its end");
-                None
-            }
-        };
+        let progress = s.progress.clone();
+        let tenants = self.tenants.clone();
         let (tenant, job, meeting) = (s.tenant.clone(), s.job.clone(), s.meeting_id.clone());
         let stream = s.stream.clone().unwrap_or_default();
         let started_at = s.started_at;
         s.worker = Some(tokio::spawn(async move {
             while let Some(w) = rx.recv().await {
+                let _pending = w
+                    .durable
+                    .as_ref()
+                    .map(|mark| PendingGuard(durable.clone(), mark.first_seq, progress.clone()));
                 if !w.partial && !w.participant.is_empty() {
                     m.utterances.inc();
                 }
@@ -680,31 +753,14 @@ impl Service {
                         segments: made,
                         names: mark.names,
                     };
-                    let stored = match (&vault, &meeting) {
-                        (Some(vault), Some(_)) => {
-                            store_part(store.as_ref(), vault, &tenant, &of, &body).await
-                        }
-                        _ => Err("the stream's meeting or key is unknown".to_string()),
-                    };
-                    match stored {
-                        Ok(()) => {
-                            m.parts.inc();
-                        }
-                        Err(e) => {
-                            // Kept in memory for the end of the stream, as before parts.
-                            m.part_errors.inc();
-                            tracing::warn!(job = %job, error = %e, "an utterance's text could not be stored as it was made; kept in memory until the end of the stream");
-                            segments
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .extend(body.segments);
-                        }
+                    if meeting.is_some()
+                        && store_part(&tenants, &tenant, &of, &body, &m.part_errors).await
+                    {
+                        m.parts.inc();
                     }
                 }
-                durable
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .done(mark.first_seq);
+                // `_pending` releases the work's first frame here: stored (or the stream
+                // stopped), the acknowledgement may pass it.
             }
         }));
     }
@@ -735,7 +791,15 @@ impl Service {
                 .map_err(|e| e.to_string())?;
             let mut opened = Vec::with_capacity(parts.len());
             for p in parts {
-                let body = crate::parts::open(&vault, &p).map_err(|e| e.to_string())?;
+                let body = match crate::parts::open(&vault, &p) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // Not this stream's end: its frames are replayed by the bot if it
+                        // still holds them.
+                        tracing::warn!(job = %s.job, part = %p.id, error = %e, "a stored part does not open; skipped");
+                        continue;
+                    }
+                };
                 // Only the resume points and names are kept here; the text is read at the end.
                 let body = PartBody {
                     segments: Vec::new(),
@@ -752,6 +816,12 @@ impl Service {
                 s.started = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
                 s.started_at = at;
             }
+            s.anchors = r
+                .participants
+                .values()
+                .map(|p| (p.skip_until, p.resume_ms))
+                .collect();
+            s.anchors.sort_unstable();
             s.resume = r.participants;
             for (k, v) in r.names {
                 s.names.entry(k).or_insert(v);
@@ -765,6 +835,10 @@ impl Service {
 
     /// Removes the stored parts of a session's stream (after a discard).
     async fn purge_parts(&self, s: &mut Session) {
+        if let Some(w) = s.worker.take() {
+            w.abort();
+            let _ = w.await;
+        }
         let Some(meeting) = s.meeting_id.clone() else {
             return;
         };
@@ -822,18 +896,7 @@ impl Service {
         tenant: &TenantId,
         job: &str,
     ) -> Result<Option<&'static str>, String> {
-        let store = self.tenants.store();
-        let job = match store.get_bot_job(tenant, job).await {
-            Ok(Some(j)) => j.value,
-            Ok(None) => return Ok(Some("the bot job no longer exists")),
-            Err(e) => return Err(e.to_string()),
-        };
-        if matches!(job.state, meetbot_core::model::BotJobState::Stopped(_)) {
-            return Ok(Some("a person stopped the bot"));
-        }
-        meetbot_scheduler::stop::meeting_stopped(&**store, tenant, &job.meeting_id)
-            .await
-            .map_err(|e| e.to_string())
+        stop_reason(self.tenants.store().as_ref(), tenant, job).await
     }
 
     /// Drops everything the session holds of the meeting: queued and buffered audio
@@ -845,8 +908,9 @@ impl Service {
         }
         s.stopped = Some(why);
         drop(s.work.take());
-        if let Some(w) = s.worker.take() {
-            // Its queue (utterances in zeroizing buffers) is dropped with it.
+        if let Some(w) = &s.worker {
+            // Its queue (utterances in zeroizing buffers) is dropped with it; the handle stays
+            // for `purge_parts` to wait for, so no part lands after the purge.
             w.abort();
         }
         s.participants.clear();
@@ -937,12 +1001,18 @@ impl Service {
                     // A participant heard before a restart continues its timeline and skips
                     // what its stored parts hold.
                     let resume = s.resume.remove(&participant);
+                    let base_ms = match &resume {
+                        Some(r) => r.resume_ms,
+                        None => {
+                            timeline_at(&s.anchors, seq, s.participants.len()).unwrap_or(now_ms)
+                        }
+                    };
                     s.participants.insert(
                         participant.clone(),
                         Participant {
                             dec,
                             vad: Vad::new(self.settings.vad.clone()),
-                            base_ms: resume.as_ref().map_or(now_ms, |r| r.resume_ms),
+                            base_ms,
                             last_ts: resume.as_ref().and_then(|r| r.last_ts),
                             next_partial_ms: 0,
                             skip_until: resume.as_ref().map_or(0, |r| r.skip_until),
@@ -1055,6 +1125,22 @@ impl Service {
             }
             Frame::Ack { .. } | Frame::Resume { .. } => return None,
         }
+        // A participant that went quiet in the middle of speech (muted: its feed just stops)
+        // ends its utterance once the stream has gone on without it for a while, so it never
+        // holds the acknowledgement for the rest of the meeting.
+        for (name, p) in s.participants.iter_mut() {
+            if p.vad.has_speech()
+                && p.recent
+                    .back()
+                    .is_some_and(|last| seq.saturating_sub(*last) >= RECENT)
+            {
+                let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
+                if let Some(u) = p.vad.finish() {
+                    ready.push((name.clone(), p.base_ms, u, first));
+                }
+                p.open_from = None;
+            }
+        }
         let tx = s.work.clone();
         if let Some(tx) = tx {
             let mark = |s: &Session, participant: &str, first_seq: u64| {
@@ -1067,7 +1153,12 @@ impl Service {
                     last_seq: seq,
                     resume_ms,
                     last_ts,
-                    names: s.names.clone(),
+                    // Display names go into parts of their own (when one changes).
+                    names: if participant.is_empty() {
+                        s.names.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
                 }
             };
             if names_changed {
@@ -1087,6 +1178,7 @@ impl Service {
                     durable: Some(m),
                 };
                 if tx.send(w).await.is_err() {
+                    self.worker_gone(s, seq);
                     return None;
                 }
             }
@@ -1106,7 +1198,8 @@ impl Service {
                     durable: Some(m),
                 };
                 if tx.send(w).await.is_err() {
-                    break;
+                    self.worker_gone(s, first_seq);
+                    return None;
                 }
             }
             // A partial only when the engine is idle: it never delays a final segment.
@@ -1126,6 +1219,20 @@ impl Service {
         }
         s.next_seq = seq + 1;
         self.acknowledge(s, seq)
+    }
+
+    /// The engine worker ended (it panicked): what it held is not acknowledged, since the
+    /// frame is not taken (`next_seq` stays), and the next frame starts a new worker after the
+    /// bot resends.
+    fn worker_gone(&self, s: &mut Session, first_seq: u64) {
+        tracing::error!(job = %s.job, "the engine worker ended; the stream starts over from the bot's buffer");
+        s.durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .done(first_seq);
+        s.work = None;
+        s.worker = None;
+        s.broken = true;
     }
 
     /// The acknowledgement after frame `seq`, if it moved: below the first frame of every
@@ -1218,8 +1325,14 @@ impl Service {
             .map_err(|e| e.to_string())?;
         let mut from_parts = Vec::new();
         for p in &parts {
-            let body = crate::parts::open(&vault, p).map_err(|e| e.to_string())?;
-            from_parts.extend(body.segments);
+            match crate::parts::open(&vault, p) {
+                Ok(body) => from_parts.extend(body.segments),
+                // One part that cannot be opened (its key retired, say) costs its utterance,
+                // not the meeting.
+                Err(e) => {
+                    tracing::warn!(job = %s.job, part = %p.id, error = %e, "a stored part does not open; left out of the transcript")
+                }
+            }
         }
         crate::parts::merge(&mut doc.segments, segments.into_iter().chain(from_parts));
         // The tenant's retention (its rules for this meeting's clients and series, else its
@@ -1324,34 +1437,35 @@ impl Service {
         Ok(Finished::Stored)
     }
 
-    /// A new bot took the job over: the old stream's queued utterances are stored, and the
-    /// session starts again (the end assembles every stream's parts).
-    async fn restart(&self, s: &mut Session) {
+    /// A connection ended without the end of its stream (the bot reconnects, here or to
+    /// another replica), or a new bot took the job over: the utterances queued to the engine
+    /// are stored (for at most [`HAND_OVER_WAIT`]) and the session forgets the rest, which the
+    /// bot still holds unacknowledged. Its next connection starts from the stored parts and the
+    /// bot's oldest frame (`Resume{0}`), wherever it lands: a replica never serves from a
+    /// stale memory of the stream.
+    async fn reset(&self, s: &mut Session) {
         drop(s.work.take());
         s.participants.clear();
         if let Some(mut w) = s.worker.take()
             && tokio::time::timeout(HAND_OVER_WAIT, &mut w).await.is_err()
         {
             w.abort();
+            let _ = w.await;
         }
         s.next_seq = 0;
         s.acked = 0;
         s.end_seen = false;
+        s.broken = false;
         s.meeting_id = None;
         s.resume.clear();
+        s.anchors.clear();
         s.durable = Arc::new(Mutex::new(Durable::default()));
     }
 
     /// Hand-over: the utterances queued to the engine are transcribed and stored (for at most
     /// [`HAND_OVER_WAIT`]); the one in progress stays with the bot, which replays it.
     async fn store_queued(&self, s: &mut Session) {
-        drop(s.work.take());
-        s.participants.clear();
-        if let Some(mut w) = s.worker.take()
-            && tokio::time::timeout(HAND_OVER_WAIT, &mut w).await.is_err()
-        {
-            w.abort();
-        }
+        self.reset(s).await;
         let key = (s.tenant.clone(), s.job.clone());
         self.sessions
             .lock()
@@ -1426,7 +1540,7 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
     if s.stream.as_ref().is_some_and(|x| *x != stream) {
         // Another bot for the job (relaunched): what the last one's stream holds is stored,
         // and the new one starts afresh on the same timeline.
-        svc.restart(&mut s).await;
+        svc.reset(&mut s).await;
     }
     s.stream = Some(stream);
     // What earlier connections stored, here or on another process.
@@ -1443,10 +1557,17 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
     }
     let mut check = tokio::time::interval(STOP_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ended = false;
     loop {
         let mut hand_over = false;
+        let mut stored = false;
+        let progress = s.progress.clone();
         let msg = tokio::select! {
             m = socket.recv() => Some(m),
+            _ = progress.notified() => {
+                stored = true;
+                None
+            }
             _ = async { superseded.wait_for(|g| *g != mine).await.map(|_| ()) } => break,
             _ = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
                 hand_over = true;
@@ -1457,7 +1578,19 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
         if hand_over {
             svc.store_queued(&mut s).await;
             let _ = socket.send(Message::Close(None)).await;
-            break;
+            return;
+        }
+        if stored {
+            // An utterance was stored: acknowledge what that released.
+            let last = s.next_seq.saturating_sub(1);
+            if last > 0
+                && let Some(ack) = svc.acknowledge(&mut s, last)
+                && let Ok(a) = (Frame::Ack { seq: ack }).encode()
+                && socket.send(Message::Binary(a.into())).await.is_err()
+            {
+                break;
+            }
+            continue;
         }
         let Some(msg) = msg else {
             svc.check_stopped(&mut s).await;
@@ -1504,6 +1637,10 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
                 .remove(&key);
             s.acked = seq;
             ack = Some(seq);
+            ended = true;
+        }
+        if s.broken {
+            break;
         }
         let Some(ack) = ack else { continue };
         let Ok(a) = (Frame::Ack { seq: ack }).encode() else {
@@ -1512,6 +1649,9 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
         if socket.send(Message::Binary(a.into())).await.is_err() {
             break;
         }
+    }
+    if !ended {
+        svc.reset(&mut s).await;
     }
 }
 
@@ -1605,6 +1745,18 @@ mod engine_choice_tests {
 #[cfg(test)]
 mod tls_tests {
     use super::*;
+
+    #[test]
+    fn a_replayed_participants_first_frame_is_placed_from_the_nearest_stored_point() {
+        let anchors = [(100, 2_000), (400, 9_000)];
+        // 50 frames after the last point, two speakers interleaving: half a second later.
+        assert_eq!(timeline_at(&anchors, 450, 2), Some(9_500));
+        assert_eq!(timeline_at(&anchors, 200, 1), Some(4_000));
+        // Before any stored point, or far after the last one: no estimate (the clock decides).
+        assert_eq!(timeline_at(&anchors, 50, 1), None);
+        assert_eq!(timeline_at(&anchors, 400 + ANCHORED + 1, 1), None);
+        assert_eq!(timeline_at(&[], 10, 1), None);
+    }
 
     #[test]
     fn an_unreadable_or_empty_tls_file_is_refused_naming_its_path() {
