@@ -377,6 +377,70 @@ fn calendar_parse_prints_normalised_meetings_and_rejects_bad_json_clearly() {
     assert_eq!(e.trim().lines().count(), 1);
 }
 
+/// #23: an Outlook-style feed (a Windows zone name with its own VTIMEZONE) parsed from the
+/// command line: every instance in the window in UTC; one unreadable event named on stderr
+/// while the rest prints; a window missing or a file that is no calendar refused clearly.
+#[test]
+fn calendar_parse_reads_an_ics_file_as_real_software_writes_it_and_names_what_it_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../calendar-sync/tests/fixtures/ics/khal-tz_windows_format.ics"
+    );
+    let window = [
+        "--from",
+        "2019-11-19T00:00:00Z",
+        "--to",
+        "2020-02-20T00:00:00Z",
+    ];
+    fn args<'a>(file: &'a str, window: [&'a str; 4]) -> Vec<&'a str> {
+        let mut a = vec!["calendar", "parse", "--provider", "ics", file];
+        a.extend(window);
+        a
+    }
+    let o = meetbot(dir.path(), &args(fixture, window), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let evs = v.as_array().unwrap();
+    assert_eq!(evs.len(), 1, "{v}");
+    // 13:00 in "New Zealand Standard Time" as the file's own VTIMEZONE defines it (+01:00
+    // then), not as the Windows name would map it.
+    assert_eq!(evs[0]["starts_at"], "2019-11-20T12:00:00Z", "{v}");
+    assert_eq!(evs[0]["all_day"], false);
+
+    // The same file with a second event whose start cannot be read.
+    let text = std::fs::read_to_string(fixture).unwrap().replace(
+        "END:VCALENDAR",
+        "BEGIN:VEVENT\r\nUID:broken-1\r\nDTSTART:2019-13-45\r\nSUMMARY:Broken\r\nEND:VEVENT\r\nEND:VCALENDAR",
+    );
+    std::fs::write(dir.path().join("mixed.ics"), text).unwrap();
+    let o = meetbot(dir.path(), &args("mixed.ics", window), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        1,
+        "the readable event still prints"
+    );
+    assert!(stderr(&o).contains("broken-1"), "{}", stderr(&o));
+
+    let o = meetbot(
+        dir.path(),
+        &["calendar", "parse", "--provider", "ics", fixture],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--from and --to"), "{}", stderr(&o));
+    std::fs::write(dir.path().join("page.ics"), "<html>not a calendar</html>").unwrap();
+    let o = meetbot(dir.path(), &args("page.ics", window), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not an iCalendar feed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn api_service_serves_its_openapi_document_and_a_first_owner_added_by_the_cli_exists() {
     let dir = tempfile::tempdir().unwrap();
