@@ -2072,7 +2072,7 @@ async fn a_deleted_session_is_hidden_at_once_restorable_by_an_owner_and_erased_w
     assert_eq!(r["requested_by"], format!("user:{}", w.owner.id));
     assert_eq!(
         r["counts"],
-        json!({"transcripts": 1, "summaries": 1, "deliveries": 1, "bot_jobs": 1, "meetings": 1})
+        json!({"transcripts": 1, "transcript_parts": 0, "summaries": 1, "deliveries": 1, "bot_jobs": 1, "meetings": 1})
     );
     assert!(!meetbot_testsupport::contains(
         &meetbot_testsupport::raw_bytes(w._dir.path()),

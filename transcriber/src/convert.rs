@@ -59,8 +59,12 @@ pub struct Variable {
 }
 
 impl Variable {
-    fn elements(&self) -> usize {
-        self.dims.iter().product::<usize>().max(1)
+    /// The number of values its dims make; `None` when they overflow (a corrupt header).
+    fn elements(&self) -> Option<usize> {
+        self.dims
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(*d))
+            .map(|n| n.max(1))
     }
 
     /// The values as f32 (float types only).
@@ -178,7 +182,7 @@ impl Ct2Model {
             let bytes = r.u32()? as usize;
             let data = r.take(bytes)?.to_vec();
             let v = Variable { dims, dtype, data };
-            if v.elements().checked_mul(dtype.size()) != Some(bytes) {
+            if v.elements().and_then(|n| n.checked_mul(dtype.size())) != Some(bytes) {
                 return Err(ConvertError::Format(format!(
                     "{vname}: {bytes} bytes do not match dims {:?} of {dtype:?}",
                     v.dims
@@ -598,6 +602,24 @@ mod tests {
         assert_eq!(d[&'Ġ'], b' ');
         assert_eq!(d[&'Ċ'], b'\n');
         assert_eq!(d[&'a'], b'a');
+    }
+
+    #[test]
+    fn dims_whose_product_overflows_are_a_format_error_not_a_panic() {
+        // Found by `scripts/fuzz.sh` (ct2_model): a variable whose dims multiply past usize.
+        let crash: [u8; 48] = [
+            0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc2,
+            0x01, 0x00, 0x00, 0x04, 0x25, 0x00, 0x48, 0x00, 0x80, 0x01, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0xa8, 0xd9, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xcd, 0xf0, 0xd9, 0x2e, 0x00, 0x00,
+        ];
+        assert!(Ct2Model::parse(&crash).is_err());
+        let v = Variable {
+            dims: vec![usize::MAX, 2],
+            dtype: Dtype::F32,
+            data: vec![],
+        };
+        assert_eq!(v.elements(), None);
     }
 
     #[test]

@@ -414,6 +414,10 @@ impl Drop for Serving {
 /// not stored by then is replayed by its bot to the next transcriber).
 const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long after the start of a shutdown a stream may still end here (its bot leaving at the
+/// same time): past it, the stream is handed over.
+const HAND_OVER_AFTER: Duration = Duration::from_secs(3);
+
 /// The job token's check (`Authorization: Bearer v2.<expiry>.<mac>`, MAC compared in constant
 /// time): a missing, malformed, foreign or expired token answers 401 saying which.
 fn authorized(
@@ -608,9 +612,10 @@ impl Service {
         })
     }
 
-    /// Shutdown: new streams are refused (503) and each open one stores the utterances it has
-    /// queued, then closes; its bot reconnects, to this service's successor or another replica,
-    /// and replays what was not stored yet. See [`Self::handed_over`].
+    /// Shutdown: new streams are refused (503); an open one that ends within
+    /// [`HAND_OVER_AFTER`] (its bot is leaving too) is finished here, any other stores the
+    /// utterances it has queued, then closes; its bot reconnects, to this service's successor
+    /// or another replica, and replays what was not stored yet. See [`Self::handed_over`].
     pub fn hand_over(&self) {
         self.draining.send_replace(true);
     }
@@ -1558,6 +1563,9 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
     let mut check = tokio::time::interval(STOP_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ended = false;
+    // Set when the service starts shutting down: a stream that ends by then (its bot is
+    // leaving too, as in `meetbot dev`) is finished here; one that goes on is handed over.
+    let mut hand_over_at: Option<tokio::time::Instant> = None;
     loop {
         let mut hand_over = false;
         let mut stored = false;
@@ -1569,7 +1577,11 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
                 None
             }
             _ = async { superseded.wait_for(|g| *g != mine).await.map(|_| ()) } => break,
-            _ = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
+            _ = async { draining.wait_for(|d| *d).await.map(|_| ()) }, if hand_over_at.is_none() => {
+                hand_over_at = Some(tokio::time::Instant::now() + HAND_OVER_AFTER);
+                None
+            }
+            _ = async { tokio::time::sleep_until(hand_over_at.unwrap_or_else(tokio::time::Instant::now)).await }, if hand_over_at.is_some() => {
                 hand_over = true;
                 None
             }
