@@ -63,6 +63,28 @@ DESCRIPTION:https://meet.google.com/abc-defg-hij\r\nEND:VEVENT\r\nEND:VCALENDAR\
     s
 }
 
+/// Anna's tenant, a start three hours ahead at 10:00, her feed (a client call and a daily
+/// standup) and the app that serves it at `/calendar.ics`.
+async fn anna_and_her_feed() -> (common::Connected, chrono::DateTime<Utc>, Feed, axum::Router) {
+    let c = common::connected(
+        meetbot_core::model::CalendarProvider::Google,
+        "unused",
+        "anna@firm.example",
+    )
+    .await;
+    let start = (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    let f = Feed::default();
+    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let app = axum::Router::new()
+        .route("/calendar.ics", axum::routing::get(serve))
+        .with_state(f.clone());
+    (c, start, f, app)
+}
+
 #[tokio::test]
 async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() {
     let c = common::connected(
@@ -194,22 +216,7 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
 #[tokio::test]
 async fn an_ics_feed_whose_name_rebinds_to_loopback_is_refused_at_the_next_poll() {
     use meetbot_testsupport::egress::{CountingListener, ScriptedDns, serve_on};
-    let c = common::connected(
-        meetbot_core::model::CalendarProvider::Google,
-        "unused",
-        "anna@firm.example",
-    )
-    .await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let f = Feed::default();
-    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
-    let app = axum::Router::new()
-        .route("/calendar.ics", axum::routing::get(serve))
-        .with_state(f.clone());
+    let (c, start, f, app) = anna_and_her_feed().await;
     // The feed on 127.0.0.2 (the only allowed address) and the counting listener on 127.0.0.1
     // share a port: only the looked-up address tells them apart.
     let (port, _feed_task, listener) = loop {
@@ -768,22 +775,7 @@ async fn a_slow_feed_in_a_poll_pass_does_not_hold_the_triggers_that_arrive_meanw
 /// deleted because it could not be read.
 #[tokio::test]
 async fn an_unreadable_event_is_skipped_and_named_while_the_rest_of_the_feed_syncs() {
-    let c = common::connected(
-        meetbot_core::model::CalendarProvider::Google,
-        "unused",
-        "anna@firm.example",
-    )
-    .await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let f = Feed::default();
-    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
-    let app = axum::Router::new()
-        .route("/calendar.ics", axum::routing::get(serve))
-        .with_state(f.clone());
+    let (c, start, f, app) = anna_and_her_feed().await;
     let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
     let url = format!("http://{addr}/calendar.ics");
     let worker = SyncWorker::new(

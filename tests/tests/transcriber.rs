@@ -827,6 +827,27 @@ async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
     (doc, a, b)
 }
 
+/// A bot streaming job-1 to the transcriber on 127.0.0.1:`port` (it keeps trying for a minute
+/// while nothing answers there), once Alice and Bob have each said a sentence.
+async fn bot_talking_to(
+    f: &Fixture,
+    port: u16,
+) -> (
+    mpsc::Sender<Outgoing>,
+    tokio::task::JoinHandle<Result<meetbot_bot::audio_stream::StreamReport, StreamError>>,
+    std::collections::HashMap<String, u32>,
+) {
+    let mut settings = f.settings("job-1", &f.token("job-1"));
+    settings.url = format!("ws://127.0.0.1:{port}/v1/audio/{}/job-1", f.tenant);
+    settings.max_outage = Duration::from_secs(60);
+    let (tx, rx) = mpsc::channel(8192);
+    let stream = tokio::spawn(stream_audio(settings, rx));
+    let mut ts = Default::default();
+    say(&tx, &mut ts, "alice", 5).await;
+    say(&tx, &mut ts, "bob", 11).await;
+    (tx, stream, ts)
+}
+
 /// Serves `svc` on 127.0.0.1:`port` in a runtime of its own (a process, as far as the bot can
 /// tell): dropping the runtime kills it with every stream it serves, as `kill -9` would.
 fn serve_in_own_runtime(svc: Arc<Service>, port: u16) -> tokio::runtime::Runtime {
@@ -851,14 +872,7 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
     let port = meetbot_testsupport::free_port();
     let first = Metrics::new();
     let a = serve_in_own_runtime(replica(&f, engine.clone(), first.clone()), port);
-    let mut settings = f.settings("job-1", &f.token("job-1"));
-    settings.url = format!("ws://127.0.0.1:{port}/v1/audio/{}/job-1", f.tenant);
-    settings.max_outage = Duration::from_secs(60);
-    let (tx, rx) = mpsc::channel(8192);
-    let stream = tokio::spawn(stream_audio(settings, rx));
-    let mut ts = Default::default();
-    say(&tx, &mut ts, "alice", 5).await;
-    say(&tx, &mut ts, "bob", 11).await;
+    let (tx, stream, mut ts) = bot_talking_to(&f, port).await;
     // Killed once the first utterance is stored, the second one still in the engine or queue.
     let start = Instant::now();
     while first.parts.get() == 0 {
@@ -951,14 +965,7 @@ async fn a_transcriber_shutting_down_stores_what_it_holds_and_its_bot_resumes_on
                 .await
         })
     };
-    let mut settings = f.settings("job-1", &f.token("job-1"));
-    settings.url = format!("ws://127.0.0.1:{port}/v1/audio/{}/job-1", f.tenant);
-    settings.max_outage = Duration::from_secs(60);
-    let (tx, rx) = mpsc::channel(8192);
-    let stream = tokio::spawn(stream_audio(settings, rx));
-    let mut ts = Default::default();
-    say(&tx, &mut ts, "alice", 5).await;
-    say(&tx, &mut ts, "bob", 11).await;
+    let (tx, stream, mut ts) = bot_talking_to(&f, port).await;
     let start = Instant::now();
     while first.frames.get() < 100 {
         assert!(start.elapsed() < Duration::from_secs(30), "no audio taken");
@@ -1031,4 +1038,53 @@ async fn a_participant_muted_mid_sentence_does_not_hold_the_bots_buffer() {
     let reference = [11, 18, 7, 12].map(|i| MEETING[i].1).join(" ");
     let (e, n) = word_error_rate(&reference, &bob);
     assert!(e as f64 / n as f64 <= 0.25, "bob: {bob:?}");
+}
+
+/// A bot replaced mid-meeting (a relaunch: a new ticket, frames numbered from 1 again) whose
+/// predecessor's text is stored: the new bot's audio is not mistaken for what was stored (its
+/// frame numbers are its own), and the transcript has both bots' words.
+#[tokio::test]
+async fn a_relaunched_bot_numbers_its_frames_anew_and_both_bots_words_are_kept() {
+    let f = fixture(whisper()).await;
+    let mut first = f.settings("job-1", &f.token("job-1"));
+    first.max_outage = Duration::from_secs(5);
+    let (tx, rx) = mpsc::channel(8192);
+    let lost = tokio::spawn(stream_audio(first, rx));
+    let mut ts = Default::default();
+    say(&tx, &mut ts, "alice", 5).await;
+    let start = Instant::now();
+    while f.metrics.parts.get() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no part stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first bot dies (its connection drops, no end of stream).
+    lost.abort();
+    drop(tx);
+    // Its replacement: another token (the launcher's new ticket), frames from 1.
+    let token = job_token(
+        &f.secret,
+        f.tenant.as_str(),
+        "job-1",
+        Duration::from_secs(7200),
+    );
+    let (tx, rx) = mpsc::channel(8192);
+    let stream = tokio::spawn(stream_audio(f.settings("job-1", &token), rx));
+    let mut ts = Default::default();
+    say(&tx, &mut ts, "alice", 7).await;
+    say(&tx, &mut ts, "bob", 11).await;
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .unwrap();
+    let (_, alice, bob) = heard(&f).await;
+    let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &alice);
+    let (eb, nb) = word_error_rate(MEETING[11].1, &bob);
+    let wer = (ea + eb) as f64 / (na + nb) as f64;
+    assert!(
+        wer <= 0.2,
+        "WER {:.1}%: alice {alice:?} bob {bob:?}",
+        wer * 100.0
+    );
 }

@@ -770,6 +770,22 @@ impl Service {
         }));
     }
 
+    /// The stream's bot job, which must exist.
+    async fn job_of(
+        &self,
+        tenant: &TenantId,
+        job: &str,
+    ) -> Result<meetbot_core::model::BotJob, String> {
+        Ok(self
+            .tenants
+            .store()
+            .get_bot_job(tenant, job)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("job {job} does not exist"))?
+            .value)
+    }
+
     /// Reads what earlier connections of this stream stored (on this process or another):
     /// its meeting, its timeline's start, each participant's resume point and the display
     /// names. Once per session.
@@ -778,12 +794,7 @@ impl Service {
             return Ok(());
         }
         let store = self.tenants.store();
-        let job = store
-            .get_bot_job(&s.tenant, &s.job)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("job {} does not exist", s.job))?
-            .value;
+        let job = self.job_of(&s.tenant, &s.job).await?;
         let parts = store
             .transcript_parts(&s.tenant, &job.meeting_id, Some(&s.job))
             .await
@@ -1295,12 +1306,7 @@ impl Service {
         }
         let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
         let store = self.tenants.store().clone();
-        let job = store
-            .get_bot_job(&s.tenant, &s.job)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("job {} does not exist", s.job))?
-            .value;
+        let job = self.job_of(&s.tenant, &s.job).await?;
         let vault = self
             .tenants
             .vault(&s.tenant)
