@@ -848,6 +848,18 @@ async fn bot_talking_to(
     (tx, stream, ts)
 }
 
+/// The bot's stream, ended within two minutes after at least one reconnect.
+async fn ends_after_reconnecting(
+    stream: tokio::task::JoinHandle<Result<meetbot_bot::audio_stream::StreamReport, StreamError>>,
+) {
+    let rep = tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .unwrap();
+    assert!(rep.reconnects >= 1, "{rep:?}");
+}
+
 /// Serves `svc` on 127.0.0.1:`port` in a runtime of its own (a process, as far as the bot can
 /// tell): dropping the runtime kills it with every stream it serves, as `kill -9` would.
 fn serve_in_own_runtime(svc: Arc<Service>, port: u16) -> tokio::runtime::Runtime {
@@ -895,12 +907,7 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
     let b = serve_in_own_runtime(replica(&f, engine, second.clone()), port);
     say(&tx, &mut ts, "bob", 18).await;
     drop(tx);
-    let rep = tokio::time::timeout(Duration::from_secs(120), stream)
-        .await
-        .expect("the stream ends")
-        .unwrap()
-        .unwrap();
-    assert!(rep.reconnects >= 1, "{rep:?}");
+    ends_after_reconnecting(stream).await;
     assert_eq!(
         second.resumed.get(),
         1,
@@ -982,12 +989,7 @@ async fn a_transcriber_shutting_down_stores_what_it_holds_and_its_bot_resumes_on
     let b = serve_in_own_runtime(replica(&f, engine, second.clone()), port);
     say(&tx, &mut ts, "alice", 7).await;
     drop(tx);
-    let rep = tokio::time::timeout(Duration::from_secs(120), stream)
-        .await
-        .expect("the stream ends")
-        .unwrap()
-        .unwrap();
-    assert!(rep.reconnects >= 1, "{rep:?}");
+    ends_after_reconnecting(stream).await;
     let (_, alice, bob) = heard(&f).await;
     let (ea, na) = word_error_rate(&format!("{} {}", MEETING[5].1, MEETING[7].1), &alice);
     let (eb, nb) = word_error_rate(MEETING[11].1, &bob);
