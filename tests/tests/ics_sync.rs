@@ -63,6 +63,22 @@ DESCRIPTION:https://meet.google.com/abc-defg-hij\r\nEND:VEVENT\r\nEND:VCALENDAR\
     s
 }
 
+/// 10:00 UTC on the day three hours from now: the feeds' meetings start then.
+fn ten_o_clock_in_three_hours() -> chrono::DateTime<Utc> {
+    (Utc::now() + CDuration::hours(3))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// A feed (version 1) with a client call at `start` and a daily standup.
+fn standup_feed(start: chrono::DateTime<Utc>) -> Feed {
+    let f = Feed::default();
+    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    f
+}
+
 /// Anna's tenant, a start three hours ahead at 10:00, her feed (a client call and a daily
 /// standup) and the app that serves it at `/calendar.ics`.
 async fn anna_and_her_feed() -> (common::Connected, chrono::DateTime<Utc>, Feed, axum::Router) {
@@ -72,13 +88,8 @@ async fn anna_and_her_feed() -> (common::Connected, chrono::DateTime<Utc>, Feed,
         "anna@firm.example",
     )
     .await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let f = Feed::default();
-    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let start = ten_o_clock_in_three_hours();
+    let f = standup_feed(start);
     let app = axum::Router::new()
         .route("/calendar.ics", axum::routing::get(serve))
         .with_state(f.clone());
@@ -87,27 +98,11 @@ async fn anna_and_her_feed() -> (common::Connected, chrono::DateTime<Utc>, Feed,
 
 #[tokio::test]
 async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() {
-    let c = common::connected(
-        meetbot_core::model::CalendarProvider::Google,
-        "unused",
-        "anna@firm.example",
-    )
-    .await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .with_timezone(&Utc)
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let f = Feed::default();
-    *f.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
-    let app = axum::Router::new()
-        .route("/calendar.ics", axum::routing::get(serve))
-        .route(
-            "/page",
-            axum::routing::get(|| async { "<html>not a calendar</html>" }),
-        )
-        .with_state(f.clone());
+    let (c, start, f, app) = anna_and_her_feed().await;
+    let app = app.route(
+        "/page",
+        axum::routing::get(|| async { "<html>not a calendar</html>" }),
+    );
     let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
     let url = format!("http://{addr}/calendar.ics");
     let graph = GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap();
@@ -294,11 +289,7 @@ async fn a_feed_bomb_is_refused_within_bounded_memory_and_another_tenant_syncs_i
     use meetbot_testsupport::procstat::{peak_rss, reset_peak_rss, rss};
     let (tenants, store, a, _dir) = common::embedded_tenant("Bomber").await;
     let b = tenants.create("Neighbour").await.unwrap().id;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
+    let start = ten_o_clock_in_three_hours();
     let max = meetbot_calendar_sync::ics::DEFAULT_MAX_FEED_BYTES;
     let (empty, one) = (
         minutely_bomb(0).len(),
@@ -318,8 +309,7 @@ async fn a_feed_bomb_is_refused_within_bounded_memory_and_another_tenant_syncs_i
     }
     many.push_str("END:VCALENDAR\r\n");
     assert!(many.len() <= max);
-    let good = Feed::default();
-    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let good = standup_feed(start);
     let (bomb, many): (&'static str, &'static str) = (bomb.leak(), many.leak());
     let app = axum::Router::new()
         .route("/good.ics", axum::routing::get(serve))
@@ -515,13 +505,8 @@ async fn a_slow_dripping_feed_does_not_hold_another_tenants_sync_and_ends_at_the
     let (tenants, store, a, _dir) = common::embedded_tenant("Dripper").await;
     let b = tenants.create("Neighbour").await.unwrap().id;
     let drip = Dripping::start().await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let good = Feed::default();
-    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let start = ten_o_clock_in_three_hours();
+    let good = standup_feed(start);
     // B's feed answers only once A's fetch is under way, so B's round cannot simply have run
     // before A's.
     let accepted = drip.accepted.clone();
@@ -684,13 +669,8 @@ async fn a_slow_feed_in_a_poll_pass_does_not_hold_the_triggers_that_arrive_meanw
     let (tenants, store, a, _dir) = common::embedded_tenant("Dripper").await;
     let b = tenants.create("Neighbour").await.unwrap().id;
     let drip = Dripping::start().await;
-    let start = (Utc::now() + CDuration::hours(3))
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
-        .and_utc();
-    let good = Feed::default();
-    *good.body.lock().unwrap() = (feed(start, true, "Standup"), 1);
+    let start = ten_o_clock_in_three_hours();
+    let good = standup_feed(start);
     let app = axum::Router::new()
         .route("/good.ics", axum::routing::get(serve))
         .with_state(good.clone());

@@ -179,33 +179,16 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
     let turns = [("alice", 5usize), ("bob", 11), ("alice", 7), ("bob", 18)];
     let (tx, rx) = mpsc::channel(4096);
     let stream = tokio::spawn(stream_audio(f.settings("job-1", &f.token("job-1")), rx));
-    let mut ts = std::collections::HashMap::<&str, u32>::new();
+    let mut ts = std::collections::HashMap::new();
     for (n, (who, i)) in turns.iter().enumerate() {
-        let (voice, text) = MEETING[*i];
-        let (rate, pcm) = speech::espeak(text, voice);
-        let mut pcm48 = speech::resample(&pcm, rate, 48_000);
-        pcm48.extend(std::iter::repeat_n(0i16, 48_000)); // a second of silence after each turn
-        let t = ts.entry(who).or_insert(0);
-        for (k, p) in speech::opus_packets(&pcm48).into_iter().enumerate() {
-            tx.send(Outgoing::Audio(AudioPacket {
-                participant: who.to_string(),
-                ssrc: if *who == "alice" { 1 } else { 2 },
-                sequence: k as u16,
-                timestamp: *t,
-                payload: p,
-                received_at: Instant::now(),
-            }))
-            .await
-            .unwrap();
-            *t = t.wrapping_add(960);
-        }
+        say(&tx, &mut ts, who, *i).await;
         if n == 1 {
             // A corrupt packet in the middle: counted, not fatal.
             tx.send(Outgoing::Audio(AudioPacket {
                 participant: "bob".into(),
                 ssrc: 2,
                 sequence: 0,
-                timestamp: *ts.get("bob").unwrap(),
+                timestamp: ts["bob"],
                 payload: vec![0xff, 0xff, 0xfe, 0x01],
                 received_at: Instant::now(),
             }))
@@ -733,14 +716,7 @@ async fn a_tenant_with_redaction_on_has_names_and_dates_removed_before_storage_a
     drop(tx);
     stream.await.unwrap().unwrap();
 
-    let rec = f
-        .store
-        .transcript_for_meeting(&f.tenant, "meeting-1")
-        .await
-        .unwrap()
-        .expect("transcript stored");
-    let vault = f.tenants.vault(&f.tenant).await.unwrap();
-    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
+    let doc = stored_transcript(&f).await;
     let text: Vec<&str> = doc.segments.iter().map(|s| s.text.as_str()).collect();
     let text = text.join(" ");
     eprintln!("stored: {text}");
@@ -805,8 +781,8 @@ async fn say(
     }
 }
 
-/// The transcript of meeting-1: each participant's words, and its segments.
-async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
+/// The stored transcript of meeting-1, opened.
+async fn stored_transcript(f: &Fixture) -> TranscriptDoc {
     let rec = f
         .store
         .transcript_for_meeting(&f.tenant, "meeting-1")
@@ -814,7 +790,12 @@ async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
         .unwrap()
         .expect("transcript stored");
     let vault = f.tenants.vault(&f.tenant).await.unwrap();
-    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
+    TranscriptDoc::open(&vault, &rec).unwrap()
+}
+
+/// The transcript of meeting-1: each participant's words, and its segments.
+async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
+    let doc = stored_transcript(f).await;
     let said = |who: &str| -> String {
         doc.segments
             .iter()

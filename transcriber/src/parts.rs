@@ -108,20 +108,21 @@ pub struct Resumed {
 }
 
 impl Resumed {
-    /// From a job's parts and their opened bodies (any order), for its bot stream `stream`:
-    /// the timeline starts with the job's first stream, names come from every stream, resume
-    /// points from `stream`'s parts only (another bot numbered its frames differently).
-    pub fn from_parts(parts: &[(TranscriptPart, PartBody)], stream: &str) -> Self {
+    /// From a job's parts and the display names their bodies hold (any order), for its bot
+    /// stream `stream`: the timeline starts with the job's first stream, names come from every
+    /// stream, resume points from `stream`'s parts only (another bot numbered its frames
+    /// differently).
+    pub fn from_parts(parts: &[(TranscriptPart, BTreeMap<String, String>)], stream: &str) -> Self {
         let mut r = Resumed::default();
-        let mut by_seq: Vec<&(TranscriptPart, PartBody)> = parts.iter().collect();
+        let mut by_seq: Vec<&(TranscriptPart, BTreeMap<String, String>)> = parts.iter().collect();
         by_seq.sort_by_key(|(p, _)| p.last_seq);
-        for (p, body) in by_seq {
+        for (p, names) in by_seq {
             r.started_at = Some(match r.started_at {
                 Some(s) => s.min(p.stream_started_at),
                 None => p.stream_started_at,
             });
             r.names
-                .extend(body.names.iter().map(|(k, v)| (k.clone(), v.clone())));
+                .extend(names.iter().map(|(k, v)| (k.clone(), v.clone())));
             if !p.participant.is_empty() && p.stream == stream {
                 r.participants.insert(
                     p.participant.clone(),
@@ -214,14 +215,11 @@ mod tests {
 
     #[test]
     fn a_resumed_stream_skips_each_participants_stored_frames_and_keeps_names_and_its_start() {
-        let names = |k: &str, v: &str| PartBody {
-            segments: vec![],
-            names: [(k.to_string(), v.to_string())].into(),
-        };
+        let names = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
         let parts = vec![
             (part("bob", 900, 18_000, 100), names("bob", "Bob")),
             (part("alice", 300, 6_000, 90), names("alice", "Alice")),
-            (part("alice", 700, 14_000, 95), PartBody::default()),
+            (part("alice", 700, 14_000, 95), BTreeMap::new()),
             (part("", 50, 0, 120), names("carol", "Carol")),
         ];
         let mut other = part("alice", 9_000, 1, 80);

@@ -278,6 +278,22 @@ struct Participant {
     open_from: Option<u64>,
 }
 
+impl Participant {
+    /// The first frame the utterance ending now began at (pre-roll included), when the frame
+    /// in hand is `seq`.
+    fn first_frame(&self, seq: u64) -> u64 {
+        self.open_from
+            .or(self.recent.front().copied())
+            .unwrap_or(seq)
+    }
+
+    /// Where the participant's timeline stands after the frames fed: ms from the stream's
+    /// start, and the RTP timestamp of the last frame.
+    fn timeline(&self) -> (u64, Option<u32>) {
+        (self.base_ms + self.vad.position_ms(), self.last_ts)
+    }
+}
+
 /// A participant whose last frame is this many frames of the stream back is not about to
 /// start speaking: its pre-roll frames are no longer held unacknowledged (a muted participant
 /// sends nothing, and must not hold the bot's buffer).
@@ -817,11 +833,7 @@ impl Service {
                     }
                 };
                 // Only the resume points and names are kept here; the text is read at the end.
-                let body = PartBody {
-                    segments: Vec::new(),
-                    names: body.names,
-                };
-                opened.push((p, body));
+                opened.push((p, body.names));
             }
             let r = Resumed::from_parts(&opened, s.stream.as_deref().unwrap_or_default());
             if let Some(at) = r.started_at {
@@ -849,7 +861,7 @@ impl Service {
         Ok(())
     }
 
-    /// Removes the stored parts of a session's stream (after a discard).
+    /// Stops the session's worker (if any) and removes the parts its stream stored.
     async fn purge_parts(&self, s: &mut Session) {
         if let Some(w) = s.worker.take() {
             w.abort();
@@ -916,19 +928,15 @@ impl Service {
     }
 
     /// Drops everything the session holds of the meeting: queued and buffered audio
-    /// (zeroizing buffers), recognised text and display names (zeroized), the engine worker.
-    fn discard(&self, s: &mut Session, why: &'static str) {
+    /// (zeroizing buffers), recognised text and display names (zeroized), the engine worker,
+    /// and the parts its stream stored.
+    async fn discard(&self, s: &mut Session, why: &'static str) {
         use zeroize::Zeroize;
         if s.stopped.is_some() {
             return;
         }
         s.stopped = Some(why);
         drop(s.work.take());
-        if let Some(w) = &s.worker {
-            // Its queue (utterances in zeroizing buffers) is dropped with it; the handle stays
-            // for `purge_parts` to wait for, so no part lands after the purge.
-            w.abort();
-        }
         s.participants.clear();
         for (_, mut name) in std::mem::take(&mut s.names) {
             name.zeroize();
@@ -941,15 +949,18 @@ impl Service {
                 n.zeroize();
             }
         }
+        // The worker (its queue: utterances in zeroizing buffers) is stopped first, so no part
+        // lands after the purge.
+        self.purge_parts(s).await;
         self.metrics.discarded.inc();
         tracing::info!(tenant = %s.tenant, job = %s.job, why, "session dropped: nothing stored");
     }
 
     /// [`Self::discard`] for a session whose text was already taken into `doc`.
-    fn discard_with(&self, s: &mut Session, doc: &mut TranscriptDoc, why: &'static str) {
+    async fn discard_with(&self, s: &mut Session, doc: &mut TranscriptDoc, why: &'static str) {
         // Handed back so that `discard` zeroizes them with the rest.
         *s.segments.lock().unwrap_or_else(|p| p.into_inner()) = std::mem::take(&mut doc.segments);
-        self.discard(s, why);
+        self.discard(s, why).await;
     }
 
     /// Looks at the job; drops the session's audio and text if it was stopped.
@@ -958,10 +969,7 @@ impl Service {
             return;
         }
         match self.stop_reason(&s.tenant.clone(), &s.job.clone()).await {
-            Ok(Some(why)) => {
-                self.discard(s, why);
-                self.purge_parts(s).await;
-            }
+            Ok(Some(why)) => self.discard(s, why).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(job = %s.job, error = %e, "job state unreadable"),
         }
@@ -1047,8 +1055,6 @@ impl Service {
                 while p.recent.len() > back {
                     p.recent.pop_front();
                 }
-                let from =
-                    |p: &Participant| p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
                 // A gap in RTP time (the sender sent nothing, e.g. DTX): up to 2 s of silence
                 // keeps the timeline; a longer one starts a new timeline at its true offset.
                 if let Some(last) = p.last_ts {
@@ -1057,12 +1063,12 @@ impl Service {
                     if gap > frame && gap < OPUS_RATE as usize * 2 {
                         if let Ok(z) = p.dec.gap(gap - frame) {
                             for u in p.vad.push(&z) {
-                                ready.push((participant.clone(), p.base_ms, u, from(p)));
+                                ready.push((participant.clone(), p.base_ms, u, p.first_frame(seq)));
                             }
                         }
                     } else if gap >= OPUS_RATE as usize * 2 && gap < u32::MAX as usize / 2 {
                         if let Some(u) = p.vad.finish() {
-                            ready.push((participant.clone(), p.base_ms, u, from(p)));
+                            ready.push((participant.clone(), p.base_ms, u, p.first_frame(seq)));
                         }
                         let at = p.base_ms
                             + p.vad.position_ms()
@@ -1075,7 +1081,7 @@ impl Service {
                 match p.dec.packet(&payload) {
                     Ok(pcm) => {
                         for u in p.vad.push(&pcm) {
-                            ready.push((participant.clone(), p.base_ms, u, from(p)));
+                            ready.push((participant.clone(), p.base_ms, u, p.first_frame(seq)));
                         }
                         if let Some(every) = self.settings.partial_every {
                             let every = every.as_millis().max(500) as u64;
@@ -1109,12 +1115,8 @@ impl Service {
                 if let Some(mut p) = s.participants.remove(&participant)
                     && let Some(u) = p.vad.finish()
                 {
-                    let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
-                    gone.insert(
-                        participant.clone(),
-                        (p.base_ms + p.vad.position_ms(), p.last_ts),
-                    );
-                    ready.push((participant, p.base_ms, u, first));
+                    gone.insert(participant.clone(), p.timeline());
+                    ready.push((participant, p.base_ms, u, p.first_frame(seq)));
                 }
             }
             Frame::ParticipantNamed {
@@ -1131,9 +1133,9 @@ impl Service {
             Frame::EndOfStream { .. } => {
                 for (name, p) in std::mem::take(&mut s.participants) {
                     let mut p = p;
-                    let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
+                    let first = p.first_frame(seq);
                     if let Some(u) = p.vad.finish() {
-                        gone.insert(name.clone(), (p.base_ms + p.vad.position_ms(), p.last_ts));
+                        gone.insert(name.clone(), p.timeline());
                         ready.push((name, p.base_ms, u, first));
                     }
                 }
@@ -1150,7 +1152,7 @@ impl Service {
                     .back()
                     .is_some_and(|last| seq.saturating_sub(*last) >= RECENT)
             {
-                let first = p.open_from.or(p.recent.front().copied()).unwrap_or(seq);
+                let first = p.first_frame(seq);
                 if let Some(u) = p.vad.finish() {
                     ready.push((name.clone(), p.base_ms, u, first));
                 }
@@ -1161,7 +1163,7 @@ impl Service {
         if let Some(tx) = tx {
             let mark = |s: &Session, participant: &str, first_seq: u64| {
                 let (resume_ms, last_ts) = match s.participants.get(participant) {
-                    Some(p) => (p.base_ms + p.vad.position_ms(), p.last_ts),
+                    Some(p) => p.timeline(),
                     None => gone.get(participant).copied().unwrap_or((0, None)),
                 };
                 Mark {
@@ -1287,10 +1289,9 @@ impl Service {
         if s.stopped.is_none()
             && let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await?
         {
-            self.discard(s, why);
+            self.discard(s, why).await;
         }
         if s.stopped.is_some() {
-            self.purge_parts(s).await;
             return Ok(Finished::Discarded);
         }
         // Dropping the sender ends the worker once the queue is drained.
@@ -1300,8 +1301,7 @@ impl Service {
                 .map_err(|e| format!("the engine worker failed: {e}"))?;
         }
         if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
-            self.discard(s, why);
-            self.purge_parts(s).await;
+            self.discard(s, why).await;
             return Ok(Finished::Discarded);
         }
         let segments = std::mem::take(&mut *s.segments.lock().unwrap_or_else(|p| p.into_inner()));
@@ -1371,8 +1371,7 @@ impl Service {
             .map_err(|e| e.to_string())?;
         // Stopped while the record was being prepared: nothing is written.
         if let Some(why) = self.stop_reason(&s.tenant.clone(), &s.job.clone()).await? {
-            self.discard_with(s, &mut doc, why);
-            self.purge_parts(s).await;
+            self.discard_with(s, &mut doc, why).await;
             return Ok(Finished::Discarded);
         }
         store
@@ -1396,8 +1395,7 @@ impl Service {
                 .delete_transcript(&s.tenant, &id)
                 .await
                 .map_err(|e| format!("erasing the transcript of a stopped meeting: {e}"))?;
-            self.discard_with(s, &mut doc, why);
-            self.purge_parts(s).await;
+            self.discard_with(s, &mut doc, why).await;
             return Ok(Finished::Discarded);
         }
         let summary = summary.map_err(|e| format!("summary: {e}"))?;
@@ -1477,12 +1475,17 @@ impl Service {
     /// [`HAND_OVER_WAIT`]); the one in progress stays with the bot, which replays it.
     async fn store_queued(&self, s: &mut Session) {
         self.reset(s).await;
+        self.forget(s);
+        tracing::info!(tenant = %s.tenant, job = %s.job, "stream handed over: its bot resumes elsewhere");
+    }
+
+    /// Removes the session from the map: the job's next connection starts a new one.
+    fn forget(&self, s: &Session) {
         let key = (s.tenant.clone(), s.job.clone());
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        tracing::info!(tenant = %s.tenant, job = %s.job, "stream handed over: its bot resumes elsewhere");
     }
 
     /// Summaries go out through `outbox` (to the tenant's delivery targets) once stored.
@@ -1603,8 +1606,7 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
             let last = s.next_seq.saturating_sub(1);
             if last > 0
                 && let Some(ack) = svc.acknowledge(&mut s, last)
-                && let Ok(a) = (Frame::Ack { seq: ack }).encode()
-                && socket.send(Message::Binary(a.into())).await.is_err()
+                && !send_ack(&mut socket, ack).await
             {
                 break;
             }
@@ -1648,11 +1650,7 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
                 s.next_seq -= 1;
                 break;
             }
-            let key = (s.tenant.clone(), s.job.clone());
-            svc.sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            svc.forget(&s);
             s.acked = seq;
             ack = Some(seq);
             ended = true;
@@ -1661,15 +1659,20 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
             break;
         }
         let Some(ack) = ack else { continue };
-        let Ok(a) = (Frame::Ack { seq: ack }).encode() else {
-            break;
-        };
-        if socket.send(Message::Binary(a.into())).await.is_err() {
+        if !send_ack(&mut socket, ack).await {
             break;
         }
     }
     if !ended {
         svc.reset(&mut s).await;
+    }
+}
+
+/// Acknowledges everything up to `seq`; false when the connection is gone.
+async fn send_ack(socket: &mut WebSocket, seq: u64) -> bool {
+    match (Frame::Ack { seq }).encode() {
+        Ok(a) => socket.send(Message::Binary(a.into())).await.is_ok(),
+        Err(_) => false,
     }
 }
 
