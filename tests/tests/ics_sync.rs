@@ -63,6 +63,19 @@ DESCRIPTION:https://meet.google.com/abc-defg-hij\r\nEND:VEVENT\r\nEND:VCALENDAR\
     s
 }
 
+/// A sync worker for ICS feeds read through `ics`, with default settings and rules (Graph
+/// pointed at a closed loopback port: these tests use none).
+fn ics_worker(tenants: &Arc<meetbot_store::vault::Tenants>, ics: IcsClient) -> SyncWorker {
+    SyncWorker::new(
+        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
+        tenants.clone(),
+        AutoJoinRules::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .with_ics(ics)
+}
+
 /// 10:00 UTC on the day three hours from now: the feeds' meetings start then.
 fn ten_o_clock_in_three_hours() -> chrono::DateTime<Utc> {
     (Utc::now() + CDuration::hours(3))
@@ -105,16 +118,8 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
     );
     let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
     let url = format!("http://{addr}/calendar.ics");
-    let graph = GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap();
-    let worker = SyncWorker::new(
-        graph,
-        c.tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
     // The feed is on 127.0.0.1: named in the egress allow-list (the default refuses it).
-    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
+    let worker = ics_worker(&c.tenants, IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
 
     let (conn, first) = worker
         .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
@@ -168,14 +173,10 @@ async fn an_ics_feed_is_polled_into_meetings_and_follows_changes_and_removals() 
 
     // Refused at connect time, nothing stored: plain http without permission, a page that is
     // not a calendar, a server error.
-    let strict = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        c.tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::new(false, &["127.0.0.1/32"]).unwrap());
+    let strict = ics_worker(
+        &c.tenants,
+        IcsClient::new(false, &["127.0.0.1/32"]).unwrap(),
+    );
     let e = strict
         .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
         .await
@@ -227,14 +228,7 @@ async fn an_ics_feed_whose_name_rebinds_to_loopback_is_refused_at_the_next_poll(
         dns.clone(),
     )
     .unwrap();
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        c.tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::with_egress(true, egress));
+    let worker = ics_worker(&c.tenants, IcsClient::with_egress(true, egress));
     let url = format!("http://calendar.attacker.test:{port}/calendar.ics");
     let conn = worker
         .add_ics(&c.tenant, "user-1", "anna@firm.example", &url)
@@ -346,14 +340,7 @@ async fn a_feed_bomb_is_refused_within_bounded_memory_and_another_tenant_syncs_i
         "anna@firm.example",
     )
     .await;
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
+    let worker = ics_worker(&tenants, IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
 
     let me = std::process::id();
     let before = rss(me);
@@ -408,14 +395,8 @@ async fn a_feed_over_the_configured_size_is_refused_while_it_is_read() {
         "u@big.example",
     )
     .await;
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(
+    let worker = ics_worker(
+        &tenants,
         IcsClient::new(true, &["127.0.0.1/32"])
             .unwrap()
             .with_max_bytes(4096),
@@ -545,14 +526,7 @@ async fn a_slow_dripping_feed_does_not_hold_another_tenants_sync_and_ends_at_the
         },
     )
     .unwrap();
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::with_egress(true, egress));
+    let worker = ics_worker(&tenants, IcsClient::with_egress(true, egress));
 
     // Watches the pass: when B's round is recorded, is A's feed still dripping?
     let watch = async {
@@ -686,14 +660,7 @@ async fn a_slow_feed_in_a_poll_pass_does_not_hold_the_triggers_that_arrive_meanw
         },
     )
     .unwrap();
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::with_egress(true, egress));
+    let worker = ics_worker(&tenants, IcsClient::with_egress(true, egress));
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drive = async {
@@ -758,14 +725,7 @@ async fn an_unreadable_event_is_skipped_and_named_while_the_rest_of_the_feed_syn
     let (c, start, f, app) = anna_and_her_feed().await;
     let (addr, _task) = meetbot_testsupport::serve_on_loopback(app).await;
     let url = format!("http://{addr}/calendar.ics");
-    let worker = SyncWorker::new(
-        GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9/v1.0").unwrap(),
-        c.tenants.clone(),
-        AutoJoinRules::default(),
-        Default::default(),
-        Default::default(),
-    )
-    .with_ics(IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
+    let worker = ics_worker(&c.tenants, IcsClient::new(true, &["127.0.0.1/32"]).unwrap());
     let (conn, first) = worker
         .connect_ics(&c.tenant, "user-1", "anna@firm.example", &url)
         .await
