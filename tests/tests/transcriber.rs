@@ -213,28 +213,8 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
         .expect("transcript stored");
     assert!(rec.expires_at.is_some(), "retention applied");
     let vault = f.tenants.vault(&f.tenant).await.unwrap();
-    let doc = TranscriptDoc::open(&vault, &rec).unwrap();
-    for s in &doc.segments {
-        eprintln!("{} {}-{} {}", s.participant, s.start_ms, s.end_ms, s.text);
-    }
-    let said = |who: &str| -> String {
-        doc.segments
-            .iter()
-            .filter(|s| s.participant == who)
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let (ea, na) = word_error_rate(
-        &format!("{} {}", MEETING[5].1, MEETING[7].1),
-        &said("alice"),
-    );
-    let (eb, nb) = word_error_rate(
-        &format!("{} {}", MEETING[11].1, MEETING[18].1),
-        &said("bob"),
-    );
-    let wer = (ea + eb) as f64 / (na + nb) as f64;
-    assert!(wer <= 0.2, "per-participant WER {:.1}%", wer * 100.0);
+    let (doc, alice, bob) = heard(&f).await;
+    words_within_a_fifth(&alice, &[5, 7], &bob, &[11, 18]);
     let raw = raw_bytes(f.dir.path());
     assert!(
         contains(&raw, b"meeting-1"),
@@ -793,9 +773,12 @@ async fn stored_transcript(f: &Fixture) -> TranscriptDoc {
     TranscriptDoc::open(&vault, &rec).unwrap()
 }
 
-/// The transcript of meeting-1: each participant's words, and its segments.
+/// The transcript of meeting-1 (printed): each participant's words, and its segments.
 async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
     let doc = stored_transcript(f).await;
+    for s in &doc.segments {
+        eprintln!("{} {}-{} {}", s.participant, s.start_ms, s.end_ms, s.text);
+    }
     let said = |who: &str| -> String {
         doc.segments
             .iter()
@@ -914,9 +897,6 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
         "the new transcriber resumed from the parts"
     );
     let (doc, alice, bob) = heard(&f).await;
-    for s in &doc.segments {
-        eprintln!("{} {}-{} {}", s.participant, s.start_ms, s.end_ms, s.text);
-    }
     // Every sentence, once: a lost or a doubled utterance would break the bound.
     words_within_a_fifth(&alice, &[5, 7], &bob, &[11, 18]);
     // Each participant's segments on its timeline in the order spoken (the words' order is
