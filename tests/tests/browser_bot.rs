@@ -396,3 +396,63 @@ fn an_unreachable_meeting_page_fails_the_join_with_the_network_error_and_not_the
         );
     });
 }
+
+#[test]
+fn a_chromium_that_hangs_at_start_is_started_again_and_the_join_goes_on() {
+    in_netns(|| async {
+        // A Chromium whose first start hangs before announcing DevTools (as one did on a
+        // loaded CI machine), whose later starts are the real one.
+        let dir = tempfile::tempdir().unwrap();
+        let starts = dir.path().join("starts");
+        let script = dir.path().join("chromium");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho start >> '{}'\n[ $(wc -l < '{}') -gt 1 ] || exec sleep 60\nexec /usr/bin/chromium \"$@\"\n",
+                starts.display(),
+                starts.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let link = format!("http://127.0.0.1:{port}/meet/abc-defg-hij");
+        let run = |attempts: u32| {
+            let s = BrowserSettings {
+                chromium: script.clone(),
+                launch_timeout: Duration::from_secs(3),
+                launch_attempts: attempts,
+                ..settings()
+            };
+            BrowserConnector::new(s, profile("google-meet"), link.clone())
+        };
+        // One attempt: the hang is the join's failure.
+        let (tx, _rx) = mpsc::channel(64);
+        let err = run(1)
+            .join(NAME, tx)
+            .await
+            .err()
+            .expect("a hung start fails");
+        assert!(err.to_string().contains("cannot start chromium"), "{err}");
+        // Again, with the default attempts: the second start is used and the join goes on to
+        // the page (which refuses: nothing listens there).
+        std::fs::remove_file(&starts).unwrap();
+        let (tx, _rx) = mpsc::channel(64);
+        let err = run(BrowserSettings::default().launch_attempts)
+            .join(NAME, tx)
+            .await
+            .err()
+            .expect("nothing listens on the meeting's port");
+        assert!(
+            err.to_string().contains("net::ERR_CONNECTION_REFUSED"),
+            "{err}"
+        );
+        let n = std::fs::read_to_string(&starts).unwrap().lines().count();
+        assert_eq!(n, 2, "started twice");
+    });
+}

@@ -63,6 +63,11 @@ pub struct BrowserSettings {
     pub hang_after: Duration,
     /// After admission, the call vanishing from the page for this long ends the session.
     pub lost_call_after: Duration,
+    /// How long one start of Chromium may take to announce its DevTools endpoint.
+    pub launch_timeout: Duration,
+    /// How many times a Chromium that does not announce it in time is started afresh before
+    /// the join fails (seen: one start in a few hundred hanging on a loaded node).
+    pub launch_attempts: u32,
 }
 
 impl Default for BrowserSettings {
@@ -76,6 +81,8 @@ impl Default for BrowserSettings {
             poll_every: Duration::from_millis(250),
             hang_after: Duration::from_secs(6),
             lost_call_after: Duration::from_secs(10),
+            launch_timeout: Duration::from_secs(30),
+            launch_attempts: 3,
         }
     }
 }
@@ -699,6 +706,47 @@ fn launch_error(e: impl std::fmt::Display) -> ConnectError {
     ConnectError::Unreachable(format!("cannot start chromium: {e}"))
 }
 
+impl BrowserConnector {
+    /// Starts Chromium with a fresh profile directory (kept alive by the returned guard). A start
+    /// that times out is killed (by chromiumoxide) and tried again; one that exits is not.
+    async fn launch(
+        &self,
+    ) -> Result<(tempfile::TempDir, Browser, chromiumoxide::Handler), ConnectError> {
+        let mut attempt = 1;
+        loop {
+            let dir = tempfile::Builder::new()
+                .prefix("meetbot-chromium-")
+                .tempdir()
+                .map_err(launch_error)?;
+            let cfg = BrowserConfig::builder()
+                .chrome_executable(&self.s.chromium)
+                .user_data_dir(dir.path())
+                .disable_default_args()
+                .with_head() // headless=new comes from the flags
+                .viewport(None)
+                .launch_timeout(self.s.launch_timeout)
+                .request_timeout(Duration::from_secs(10))
+                .args(chromium_args(&self.s))
+                .build()
+                .map_err(launch_error)?;
+            match Browser::launch(cfg).await {
+                Ok((browser, handler)) => return Ok((dir, browser, handler)),
+                Err(chromiumoxide::error::CdpError::LaunchTimeout(_))
+                    if attempt < self.s.launch_attempts =>
+                {
+                    tracing::warn!(
+                        attempt,
+                        timeout_s = self.s.launch_timeout.as_secs(),
+                        "chromium did not start in time; starting it again"
+                    );
+                    attempt += 1;
+                }
+                Err(e) => return Err(launch_error(e)),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl MeetingConnector for BrowserConnector {
     fn platform(&self) -> &'static str {
@@ -715,21 +763,7 @@ impl MeetingConnector for BrowserConnector {
         events: mpsc::Sender<ConnectorEvent>,
     ) -> Result<Box<dyn Joined>, ConnectError> {
         let p = &self.profile.profile;
-        let dir = tempfile::Builder::new()
-            .prefix("meetbot-chromium-")
-            .tempdir()
-            .map_err(launch_error)?;
-        let cfg = BrowserConfig::builder()
-            .chrome_executable(&self.s.chromium)
-            .user_data_dir(dir.path())
-            .disable_default_args()
-            .with_head() // headless=new comes from the flags
-            .viewport(None)
-            .launch_timeout(Duration::from_secs(30))
-            .request_timeout(Duration::from_secs(10))
-            .args(chromium_args(&self.s));
-        let cfg = cfg.build().map_err(launch_error)?;
-        let (mut browser, mut handler) = Browser::launch(cfg).await.map_err(launch_error)?;
+        let (dir, mut browser, mut handler) = self.launch().await?;
         *lock(&self.pid) = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let gone = Arc::new(AtomicBool::new(false));
         let handler = {
