@@ -110,6 +110,31 @@ pub fn open_meeting(v: &TenantVault, m: &Meeting) -> Result<OpenedMeeting, Vault
     })
 }
 
+/// The meeting itself, the same for its copy in every invitee's calendar (`Meeting::meeting_ref`):
+/// the call (canonical join link) with the invitation's UID and, for an occurrence of a series,
+/// its original start; without a UID, the call and the start.
+pub async fn meeting_ref(
+    tenants: &Tenants,
+    tenant: &TenantId,
+    link: &str,
+    ev: &NormalizedEvent,
+    starts_at: chrono::DateTime<Utc>,
+) -> Result<String, VaultError> {
+    let call = crate::links::canonical(link);
+    let (uid, when) = match &ev.uid {
+        Some(uid) => (uid.as_str(), ev.original_start.map(|s| s.timestamp())),
+        None => ("", Some(starts_at.timestamp())),
+    };
+    let when = when.map(|w| w.to_string()).unwrap_or_default();
+    tenants
+        .blind_index(
+            tenant,
+            "meeting/v1",
+            &[call.as_bytes(), uid.as_bytes(), when.as_bytes()],
+        )
+        .await
+}
+
 /// Writes `events` into the tenant store.
 pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyReport, ApplyError> {
     let store = t.tenants.store();
@@ -148,8 +173,14 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             people: people(ev),
         };
         let ends_at = ev.ends_at.unwrap_or(starts_at);
+        let meeting_ref = match &ev.link {
+            Some(l) => Some(meeting_ref(t.tenants, t.tenant, &l.url, ev, starts_at).await?),
+            None => None,
+        };
         if let Some(old) = &existing {
             let same_plain = old.starts_at == starts_at
+                && old.meeting_ref == meeting_ref
+                && old.source_updated_at == ev.source_updated_at
                 && old.ends_at == ends_at
                 && old.all_day == ev.all_day
                 && old.status == ev.status
@@ -183,6 +214,8 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             join_reason: Some(decision.reason),
             requested_by: None,
             deleted_at: None,
+            meeting_ref,
+            source_updated_at: ev.source_updated_at,
             updated_at: Utc::now(),
         };
         store.put_meeting(t.tenant, &m).await?;

@@ -654,6 +654,8 @@ struct Base {
     link: Option<crate::links::MeetingLink>,
     start: At,
     length: Duration,
+    /// LAST-MODIFIED (or DTSTAMP), when given.
+    modified: Option<DateTime<Utc>>,
 }
 
 /// The UID, or for an event without one an id derived from what identifies it in the file
@@ -801,6 +803,12 @@ fn base(
         link,
         start,
         length,
+        modified: ["LAST-MODIFIED", "DTSTAMP"].iter().find_map(|n| {
+            let v = c.prop(n)?.value.trim().to_string();
+            chrono::NaiveDateTime::parse_from_str(&v, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|n| n.and_utc())
+        }),
     })
 }
 
@@ -828,6 +836,17 @@ fn event(
     length: Duration,
 ) -> NormalizedEvent {
     NormalizedEvent {
+        uid: (!b.uid.starts_with("no-uid-"))
+            .then(|| crate::normalize::invitation_uid(&b.uid))
+            .flatten(),
+        // An occurrence's id holds its original start after the UID.
+        original_start: series.and_then(|_| {
+            let (_, at) = instance_id.rsplit_once('_')?;
+            chrono::NaiveDateTime::parse_from_str(at, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|n| n.and_utc())
+        }),
+        source_updated_at: b.modified,
         provider: CalendarProvider::Ics,
         instance_id,
         series_id: series.map(String::from),

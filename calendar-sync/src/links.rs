@@ -163,6 +163,67 @@ fn is_loopback_http(u: &Url) -> bool {
         }
 }
 
+/// The call a join link leads to, the same text for every form of the link that the invitees'
+/// calendars hold: scheme, case, tracking parameters, fragments, passcodes and per-invitee
+/// context dropped; Zoom by meeting number (any vanity host), Meet by code, Teams by thread and
+/// message id. Used only as an input to a meeting's blind index, never to join.
+pub fn canonical(link: &str) -> String {
+    let Ok(url) = Url::parse(link.trim()) else {
+        return link.trim().to_string();
+    };
+    let url = unwrap_tracking(url);
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
+    let path = url.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match classify(&url) {
+        Some(Platform::Zoom) => {
+            // /j/ID, /w/ID, /s/ID, /wc/join/ID, /wc/ID/join: the meeting number is the call.
+            if let Some(id) = segments
+                .iter()
+                .find(|s| s.len() >= 9 && s.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return format!("zoom:{id}");
+            }
+            format!("zoom:{}", path.to_ascii_lowercase())
+        }
+        Some(Platform::GoogleMeet) => {
+            format!("meet:{}", path.trim_start_matches('/').to_ascii_lowercase())
+        }
+        Some(Platform::Teams) => {
+            // /l/meetup-join/<thread>/<message id>?context=...: the context names the invitee's
+            // tenant and organiser, the same for every invitee but not needed for the call.
+            let decoded = percent_decode(path);
+            let parts: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+            match parts.as_slice() {
+                ["l", "meetup-join", thread, msg, ..] => format!("teams:{thread}/{msg}"),
+                ["meet", id, ..] | ["l", "meet", id, ..] => format!("teams:meet/{id}"),
+                _ => format!("teams:{decoded}"),
+            }
+        }
+        _ => {
+            let mut q: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    !(k.starts_with("utm_") || k == "pwd" || k == "passcode" || k == "context")
+                })
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            q.sort();
+            let q: Vec<String> = q.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{host}{path}?{}", q.join("&"))
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
 /// The best link among candidate texts, tried in order (conference fields, location, body).
 pub fn best_link<'a>(
     candidates: impl IntoIterator<Item = (&'a str, Source)>,
@@ -176,6 +237,36 @@ pub fn best_link<'a>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn canonical_links_ignore_host_case_tracking_passcodes_and_invitee_context() {
+        let zoom = canonical("https://us02web.zoom.us/j/81234567890?pwd=abc#success");
+        assert_eq!(zoom, "zoom:81234567890");
+        assert_eq!(canonical("https://ACME.zoom.us/j/81234567890/"), zoom);
+        assert_eq!(canonical("https://zoom.us/wc/join/81234567890?pwd=x"), zoom);
+        assert_ne!(canonical("https://zoom.us/j/81234567891"), zoom);
+        assert_eq!(
+            canonical("https://meet.google.com/abc-defg-hij?authuser=1"),
+            canonical("https://MEET.GOOGLE.COM/abc-defg-hij")
+        );
+        let teams = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjY2%40thread.v2/0?context=%7b%22Tid%22%3a%22a%22%7d";
+        let teams_other_ctx = "https://teams.microsoft.com/l/meetup-join/19%3Ameeting_NjY2%40thread.v2/0?context=%7B%22Tid%22%3A%22a%22%2C%22Oid%22%3A%22b%22%7D";
+        assert_eq!(canonical(teams), canonical(teams_other_ctx));
+        assert_eq!(canonical(teams), "teams:19:meeting_NjY2@thread.v2/0");
+        let safelink = format!(
+            "https://nam02.safelinks.protection.outlook.com/?url={}&data=x",
+            url::form_urlencoded::byte_serialize(teams.as_bytes()).collect::<String>()
+        );
+        assert_eq!(canonical(&safelink), canonical(teams));
+        assert_eq!(
+            canonical("https://rooms.example.org/r/7?b=2&a=1&utm_source=mail"),
+            canonical("https://Rooms.example.org/r/7/?a=1&b=2")
+        );
+        assert_ne!(
+            canonical("https://rooms.example.org/r/7"),
+            canonical("https://rooms.example.org/r/8")
+        );
+    }
 
     fn p(text: &str, s: Source) -> Option<(String, Platform)> {
         link_in(text, s).map(|l| (l.url, l.platform))

@@ -53,6 +53,68 @@ pub struct NormalizedEvent {
     pub link: Option<MeetingLink>,
     /// Deleted from the calendar (Graph delta `@removed`, Google cancelled instance).
     pub removed: bool,
+    /// The invitation's UID, the same in every invitee's calendar (Google `iCalUID`, Graph
+    /// `iCalUId` with Outlook's per-occurrence date taken out, ICS `UID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// For an occurrence of a recurring series, the start it had in the series (kept when that
+    /// one occurrence is moved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_start: Option<DateTime<Utc>>,
+    /// When the provider last changed the event (Google `updated`, Graph
+    /// `lastModifiedDateTime`, ICS `LAST-MODIFIED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_updated_at: Option<DateTime<Utc>>,
+}
+
+/// The invitation UID every invitee's calendar shares. Outlook's GlobalObjectId (hex, class id
+/// `040000008200E00074C5B7101A82E008`) carries the occurrence date in bytes 16 to 19: zeroed
+/// here, as in the UID Exchange sends to other calendars; one that wraps a foreign UID
+/// (`vCal-Uid`) gives that UID.
+pub fn invitation_uid(raw: &str) -> Option<String> {
+    const CLASS: &str = "040000008200E00074C5B7101A82E008";
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let is_goid = raw.len() >= 80
+        && raw.len().is_multiple_of(2)
+        && raw[..CLASS.len()].eq_ignore_ascii_case(CLASS)
+        && raw.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_goid {
+        return Some(raw.to_string());
+    }
+    let bytes = hex::decode(raw).ok()?;
+    // class id 16, instance date 4, creation time 8, reserved 8, data size 4 (LE), data.
+    let data = bytes.get(40..).unwrap_or_default();
+    if let Some(rest) = data.strip_prefix(b"vCal-Uid\x01\x00\x00\x00") {
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        if let Ok(uid) = std::str::from_utf8(&rest[..end])
+            && !uid.trim().is_empty()
+        {
+            return Some(uid.trim().to_string());
+        }
+    }
+    let mut clean = bytes;
+    clean[16..20].fill(0);
+    Some(hex::encode_upper(clean))
+}
+
+fn instant(v: &Value, key: &str) -> Option<DateTime<Utc>> {
+    let text = s(v, key)?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            // Graph writes `2019-04-16T09:00:00Z`, sometimes with 7 fractional digits and
+            // without an offset.
+            chrono::NaiveDateTime::parse_from_str(
+                text.trim_end_matches('Z'),
+                "%Y-%m-%dT%H:%M:%S%.f",
+            )
+            .ok()
+            .map(|n| n.and_utc())
+        })
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -296,7 +358,14 @@ pub fn google_event(v: &Value) -> Result<NormalizedEvent, ParseError> {
         Some(w) => (Some(w.at), w.all_day, w.zone),
         None => (None, false, None),
     };
+    let original_start = google_time(&id, v.get("originalStartTime"), "originalStartTime")
+        .ok()
+        .flatten()
+        .map(|w| w.at);
     Ok(NormalizedEvent {
+        uid: s(v, "iCalUID").and_then(invitation_uid),
+        original_start,
+        source_updated_at: instant(v, "updated"),
         provider: CalendarProvider::Google,
         series_id: s(v, "recurringEventId").map(String::from),
         title: s(v, "summary").unwrap_or("").to_string(),
@@ -448,6 +517,9 @@ pub fn graph_event(v: &Value) -> Result<NormalizedEvent, ParseError> {
         _ => None,
     };
     Ok(NormalizedEvent {
+        uid: s(v, "iCalUId").and_then(invitation_uid),
+        original_start: instant(v, "originalStart"),
+        source_updated_at: instant(v, "lastModifiedDateTime"),
         provider: CalendarProvider::Microsoft,
         instance_id: id,
         series_id,
@@ -487,6 +559,9 @@ impl NormalizedEvent {
             self_response: Response::None,
             link: None,
             removed: true,
+            uid: None,
+            original_start: None,
+            source_updated_at: None,
         }
     }
 }

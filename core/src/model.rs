@@ -201,6 +201,17 @@ pub struct Meeting {
     /// the purge erases the session (meeting, transcript, summary, deliveries, bots) for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The meeting itself, whichever calendar this copy of it comes from: a blind index (keyed
+    /// under the tenant's index key) of its canonical join link with its invitation UID and
+    /// occurrence, or its start when there is no UID. Copies in several users' calendars share
+    /// it, and the scheduler arms one bot for all of them. `None`: this copy stands alone
+    /// (ad-hoc bots, meetings without a link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_ref: Option<String>,
+    /// When the calendar provider last changed this copy (its own clock): of copies that
+    /// disagree on the time, the newest wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_updated_at: Option<DateTime<Utc>>,
     /// Last change; the scheduler reads meetings changed since its last pass by this field.
     pub updated_at: DateTime<Utc>,
 }

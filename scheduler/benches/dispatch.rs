@@ -122,6 +122,8 @@ async fn main() {
             join_reason: None,
             requested_by: None,
             deleted_at: None,
+            meeting_ref: None,
+            source_updated_at: None,
             updated_at: Utc::now(),
         };
         store.put_meeting(tenant, &m).await.unwrap();

@@ -9,6 +9,18 @@ pub fn idempotency_key(tenant: &TenantId, event_instance_id: &str, start: DateTi
     format!("{tenant}:{event_instance_id}:{}", start.timestamp())
 }
 
+/// The idempotency key of the one job for a meeting whichever calendars hold a copy of it
+/// (`Meeting::meeting_ref`), at one start time.
+pub fn meeting_key(tenant: &TenantId, meeting_ref: &str, start: DateTime<Utc>) -> String {
+    format!("{tenant}:m:{meeting_ref}:{}", start.timestamp())
+}
+
+/// The meeting reference of a key made by [`meeting_key`].
+pub fn meeting_ref_of_key<'a>(tenant: &TenantId, key: &'a str) -> Option<&'a str> {
+    let rest = key.strip_prefix(tenant.as_str())?.strip_prefix(":m:")?;
+    rest.rsplit_once(':').map(|(r, _)| r)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("bot job cannot go from {from} to {to}")]
 pub struct InvalidTransition {
@@ -73,6 +85,24 @@ pub fn served(state: &BotJobState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meeting_key_names_the_meeting_and_the_start_not_the_copy() {
+        let t: TenantId = "tenant1".parse().unwrap();
+        let at = Utc::now();
+        let k = meeting_key(&t, "abc", at);
+        assert_eq!(meeting_ref_of_key(&t, &k), Some("abc"));
+        assert_ne!(
+            k,
+            meeting_key(&t, "abc", at + chrono::Duration::minutes(30))
+        );
+        assert_eq!(
+            meeting_ref_of_key(&t, &idempotency_key(&t, "ev-1", at)),
+            None
+        );
+        let other: TenantId = "tenant2".parse().unwrap();
+        assert_eq!(meeting_ref_of_key(&other, &k), None);
+    }
 
     fn job() -> BotJob {
         BotJob {

@@ -1,4 +1,4 @@
-use crate::jobs::{idempotency_key, served, transition};
+use crate::jobs::{idempotency_key, meeting_key, meeting_ref_of_key, served, transition};
 use chrono::{DateTime, Duration as CDuration, Utc};
 use meetbot_core::TenantId;
 use meetbot_core::config::SchedulerConfig;
@@ -13,6 +13,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Whether this copy of a meeting asks for a bot (and a bot could join it).
+fn wants_bot(m: &Meeting) -> bool {
+    m.wants_bot && m.status != MeetingStatus::Cancelled && m.join_url.is_some() && !m.all_day
+}
 
 /// Timing and identity of one scheduler replica.
 #[derive(Clone, Debug)]
@@ -273,8 +278,159 @@ impl Scheduler {
         result
     }
 
-    /// Brings the jobs of one meeting in line with the meeting.
+    /// Brings the jobs of one meeting in line with the meeting: of the one copy, or of every
+    /// copy of the meeting in the tenant's calendars when it has a `meeting_ref`.
     async fn reconcile(
+        &self,
+        t: &TenantId,
+        m: &Meeting,
+        r: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let Some(first) = m.meeting_ref.clone() else {
+            return self.reconcile_copy(t, m, r).await;
+        };
+        // A copy that moved to another meeting (its link or invitation changed) withdraws the
+        // job it held there; that meeting's other copies are then brought in line too.
+        let mut todo = vec![first];
+        let mut done = Vec::new();
+        while let Some(mref) = todo.pop() {
+            if done.contains(&mref) || done.len() >= 8 {
+                continue;
+            }
+            let others = self.reconcile_group(t, m, &mref, r).await?;
+            done.push(mref);
+            todo.extend(others);
+        }
+        Ok(())
+    }
+
+    /// One bot for all copies of meeting `mref`: armed while any copy wants one, at the time of
+    /// the copy its provider changed last, held by one copy; returns the other meetings whose
+    /// jobs it withdrew. `m` is the copy that changed (it may have left `mref`).
+    async fn reconcile_group(
+        &self,
+        t: &TenantId,
+        m: &Meeting,
+        mref: &str,
+        r: &mut PassReport,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut copies = self.store.meetings_with_ref(t, mref).await?;
+        copies.retain(|c| c.deleted_at.is_none());
+        let mut holders: Vec<&str> = copies.iter().map(|c| c.id.as_str()).collect();
+        if m.meeting_ref.as_deref() == Some(mref) && !holders.contains(&m.id.as_str()) {
+            holders.push(&m.id);
+        }
+        let mut jobs = Vec::new();
+        for id in &holders {
+            jobs.extend(
+                self.store
+                    .find_bot_jobs(t, &JobFilter::of_meeting(id))
+                    .await?,
+            );
+        }
+        // The time every calendar will agree on: that of the copy changed last at its provider
+        // (a reschedule seen by one calendar before another), cancelled copies aside unless
+        // every copy is cancelled.
+        let newest = copies
+            .iter()
+            .filter(|c| c.status != MeetingStatus::Cancelled)
+            .max_by_key(|c| (c.source_updated_at.unwrap_or(c.updated_at), c.updated_at));
+        let wanted = copies.iter().any(wants_bot);
+        let desired = match newest {
+            Some(n) if wanted => Some((meeting_key(t, mref, n.starts_at), n.starts_at)),
+            _ => None,
+        };
+        let mut others = Vec::new();
+        for j in &jobs {
+            let live = matches!(
+                j.value.state,
+                BotJobState::Scheduled | BotJobState::Dispatched | BotJobState::Launched
+            );
+            let key = j.value.idempotency_key.as_str();
+            if live && desired.as_ref().map(|d| d.0.as_str()) != Some(key) {
+                let reason = if desired.is_some() {
+                    "meeting moved"
+                } else {
+                    "meeting cancelled or no longer wants a bot"
+                };
+                if self.withdraw(t, j, reason).await? {
+                    r.withdrawn += 1;
+                }
+                if let Some(other) = meeting_ref_of_key(t, key)
+                    && other != mref
+                {
+                    others.push(other.to_string());
+                }
+            }
+        }
+        if jobs.iter().any(|j| served(&j.value.state)) {
+            return Ok(others); // a meeting already served is never armed again
+        }
+        let Some((key, starts_at)) = desired else {
+            return Ok(others);
+        };
+        let join_at = starts_at - CDuration::from_std(self.s.lead).unwrap_or_default();
+        // The job keeps its holder while that copy is one of the meeting's; otherwise (and for a
+        // new job) the wanting copy with the smallest id holds it.
+        let holder = copies
+            .iter()
+            .filter(|c| wants_bot(c))
+            .map(|c| c.id.as_str())
+            .min()
+            .unwrap_or(m.id.as_str());
+        let existing = match jobs.iter().find(|j| j.value.idempotency_key == key) {
+            Some(j) => Some(j.clone()),
+            None => self
+                .store
+                .find_bot_jobs(
+                    t,
+                    &JobFilter {
+                        idempotency_key: Some(key.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?
+                .into_iter()
+                .next(),
+        };
+        if let Some(existing) = existing {
+            if served(&existing.value.state) {
+                return Ok(others);
+            }
+            if existing.value.state == BotJobState::Cancelled {
+                let mut job = existing.value.clone();
+                job.join_at = join_at;
+                if !holders.contains(&job.meeting_id.as_str()) {
+                    job.meeting_id = holder.to_string();
+                }
+                if transition(&mut job, BotJobState::Scheduled, Utc::now()).is_ok() {
+                    match self.store.update_bot_job(t, &job, existing.version).await {
+                        Ok(_) => {
+                            r.rearmed += 1;
+                            self.count("rearmed");
+                        }
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            return Ok(others);
+        }
+        let job = BotJob::scheduled(holder, key, join_at);
+        match self.store.insert_bot_job(t, &job).await {
+            Ok(_) => {
+                r.armed += 1;
+                self.count("armed");
+                Ok(others)
+            }
+            // Another replica armed the same key first: that is the one job.
+            Err(StoreError::Conflict { .. }) => Ok(others),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings the jobs of one copy that stands alone in line with it.
+    async fn reconcile_copy(
         &self,
         t: &TenantId,
         m: &Meeting,
@@ -284,10 +440,7 @@ impl Scheduler {
             .store
             .find_bot_jobs(t, &JobFilter::of_meeting(&m.id))
             .await?;
-        let wants = m.wants_bot
-            && m.status != MeetingStatus::Cancelled
-            && m.join_url.is_some()
-            && !m.all_day;
+        let wants = wants_bot(m);
         let desired = wants.then(|| idempotency_key(t, &m.event_instance_id, m.starts_at));
 
         for j in &jobs {

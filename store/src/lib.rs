@@ -72,6 +72,7 @@ pub struct TenantErasure {
 pub struct JobFilter {
     pub state: Option<&'static str>,
     pub meeting_id: Option<String>,
+    pub idempotency_key: Option<String>,
     pub join_before: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
 }
@@ -100,6 +101,9 @@ pub trait Store: Send + Sync {
     /// Stores a new data-key version and makes it the tenant's current one.
     async fn add_key_version(&self, key: &WrappedKey) -> Result<()>;
     async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>>;
+    /// Stores the tenant's blind-index key (a version that is never current and never retired);
+    /// `Conflict` when it exists already.
+    async fn add_index_key(&self, key: &WrappedKey) -> Result<()>;
     /// Destroys wrapped key versions below `keep_from`; returns what was destroyed.
     async fn destroy_key_versions_below(
         &self,
@@ -132,6 +136,8 @@ pub trait Store: Send + Sync {
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Meeting>>;
     async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool>;
+    /// Every copy of one meeting (`Meeting::meeting_ref`) in the tenant's calendars.
+    async fn meetings_with_ref(&self, t: &TenantId, meeting_ref: &str) -> Result<Vec<Meeting>>;
     /// Meetings whose `updated_at` is at or after `since` (all when `None`), oldest change first.
     async fn meetings_updated_since(
         &self,

@@ -42,6 +42,7 @@ pub static MEETINGS: CollectionSpec = CollectionSpec {
         "starts_at",
         "status",
         "updated_at",
+        "meeting_ref",
     ],
     unique: &[&["connection_id", "event_instance_id"]],
     ttl: false,

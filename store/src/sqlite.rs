@@ -209,6 +209,23 @@ impl Engine for SqliteEngine {
                     "CREATE TABLE IF NOT EXISTS \"{n}\" (id TEXT PRIMARY KEY, version INTEGER NOT NULL, expires_at INTEGER, body TEXT NOT NULL{extra});\n",
                     n = s.name
                 ));
+                c.execute_batch(&sql).map_err(|e| StoreError::Backend(format!("embedded store at {dir}: {e}")))?;
+                sql.clear();
+                // A table made by an older version lacks the index columns added since: add them
+                // (empty; the typed layer fills them as records are written again).
+                let have: Vec<String> = {
+                    let mut st = c
+                        .prepare(&format!("SELECT name FROM pragma_table_info('{}')", s.name))
+                        .map_err(|e| StoreError::Backend(format!("embedded store at {dir}: {e}")))?;
+                    st.query_map([], |r| r.get::<_, String>(0))
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                        .map_err(|e| StoreError::Backend(format!("embedded store at {dir}: {e}")))?
+                };
+                for f in s.fields {
+                    if !have.iter().any(|h| *h == format!("f_{f}")) {
+                        sql.push_str(&format!("ALTER TABLE \"{n}\" ADD COLUMN {c};\n", n = s.name, c = col(f)));
+                    }
+                }
                 for f in s.fields {
                     sql.push_str(&format!("CREATE INDEX IF NOT EXISTS \"{n}_{f}\" ON \"{n}\" ({c});\n", n = s.name, c = col(f)));
                 }
@@ -498,5 +515,69 @@ impl Engine for SqliteEngine {
             })
             .await?;
         Ok(r.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Expect, Query, RawRecord};
+
+    static BEFORE: CollectionSpec = CollectionSpec {
+        name: "things",
+        fields: &["a"],
+        unique: &[],
+        ttl: false,
+    };
+    static SINCE: CollectionSpec = CollectionSpec {
+        name: "things",
+        fields: &["a", "b"],
+        unique: &[],
+        ttl: false,
+    };
+
+    #[tokio::test]
+    async fn a_table_made_by_an_older_version_gets_the_index_columns_added_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = SqliteEngine::open(dir.path()).unwrap();
+        e.ensure_scope(&Scope::Control, &[&BEFORE]).await.unwrap();
+        let old = RawRecord {
+            id: "old".into(),
+            version: 0,
+            index: vec![("a", "1".into())],
+            expires_at: None,
+            body: serde_json::json!({}),
+        };
+        e.put(&Scope::Control, &BEFORE, old, Expect::Absent)
+            .await
+            .unwrap();
+        // The next version opens the same file with one more indexed field, twice (idempotent).
+        for _ in 0..2 {
+            e.ensure_scope(&Scope::Control, &[&SINCE]).await.unwrap();
+        }
+        let new = RawRecord {
+            id: "new".into(),
+            version: 0,
+            index: vec![("a", "1".into()), ("b", "x".into())],
+            expires_at: None,
+            body: serde_json::json!({}),
+        };
+        e.put(&Scope::Control, &SINCE, new, Expect::Absent)
+            .await
+            .unwrap();
+        let q = Query {
+            eq: vec![("b", "x".into())],
+            ..Default::default()
+        };
+        let found = e.find(&Scope::Control, &SINCE, &q).await.unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        let all = e
+            .find(&Scope::Control, &SINCE, &Query::default())
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2, "the old record is still there");
     }
 }

@@ -269,6 +269,26 @@ impl<E: Engine> Store for E {
         Ok(())
     }
 
+    async fn add_index_key(&self, key: &WrappedKey) -> Result<()> {
+        let t = &key.tenant_id;
+        match Store::get_tenant(self, t).await? {
+            Some(ten) if ten.status == TenantStatus::Active => {}
+            _ => return Err(StoreError::UnknownTenant(t.clone())),
+        }
+        let k = record(
+            &key_id(t, key.version),
+            vec![
+                ("tenant_id", t.as_str().into()),
+                ("version", i64::from(key.version).into()),
+            ],
+            None,
+            key,
+        )?;
+        self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
+            .await?;
+        Ok(())
+    }
+
     async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>> {
         let q = Query {
             order: Some(("version", Order::Asc)),
@@ -304,7 +324,12 @@ impl<E: Engine> Store for E {
             return Err(StoreError::UnknownTenant(id.clone()));
         }
         // Keys first: once they are gone, whatever copy of the data survives anywhere is unreadable.
-        let keys_destroyed = Store::destroy_key_versions_below(self, id, u32::MAX).await?;
+        let mut keys_destroyed = Vec::new();
+        for k in Store::wrapped_keys(self, id).await? {
+            self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
+                .await?;
+            keys_destroyed.push(k);
+        }
         ten.status = TenantStatus::Erased;
         ten.erased_at = Some(Utc::now());
         let rec = record(id.as_str(), vec![("status", "erased".into())], None, &ten)?;
@@ -442,6 +467,10 @@ impl<E: Engine> Store for E {
                 ("starts_at", m.starts_at.into()),
                 ("status", status.into()),
                 ("updated_at", m.updated_at.into()),
+                (
+                    "meeting_ref",
+                    m.meeting_ref.clone().unwrap_or_default().into(),
+                ),
             ],
             None,
             m,
@@ -471,6 +500,13 @@ impl<E: Engine> Store for E {
 
     async fn delete_meeting(&self, t: &TenantId, id: &str) -> Result<bool> {
         self.delete(&tenant(t), &MEETINGS, id).await
+    }
+
+    async fn meetings_with_ref(&self, t: &TenantId, meeting_ref: &str) -> Result<Vec<Meeting>> {
+        if meeting_ref.is_empty() {
+            return Ok(Vec::new());
+        }
+        all(self, &tenant(t), &MEETINGS, eq("meeting_ref", meeting_ref)).await
     }
 
     async fn meetings_updated_since(
@@ -525,6 +561,9 @@ impl<E: Engine> Store for E {
         }
         if let Some(m) = &f.meeting_id {
             q.eq.push(("meeting_id", m.clone().into()));
+        }
+        if let Some(k) = &f.idempotency_key {
+            q.eq.push(("idempotency_key", k.clone().into()));
         }
         if let Some(b) = f.join_before {
             q.range = Some(("join_at", None, Some(b.into())));

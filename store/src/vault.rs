@@ -32,11 +32,17 @@ pub enum VaultError {
     Malformed(String),
 }
 
+/// The wrapped-key version under which a tenant's blind-index key is kept: never current (no
+/// field is sealed under it), never retired by rotation, destroyed with the tenant.
+pub const INDEX_KEY_VERSION: u32 = u32::MAX;
+
 /// One tenant's unwrapped data keys, in memory only.
 pub struct TenantVault {
     tenant: TenantId,
     current: u32,
     keys: HashMap<u32, DataKey>,
+    /// The blind-index key, once created (see [`Tenants::blind_index`]).
+    index: Option<DataKey>,
 }
 
 impl TenantVault {
@@ -216,12 +222,17 @@ impl Tenants {
             _ => return Err(VaultError::UnknownTenant(t.clone())),
         };
         let mut keys = HashMap::new();
+        let mut index = None;
         for w in self.store.wrapped_keys(t).await? {
             let k = self
                 .keys
                 .unwrap(t, w.version, &w.kek_id, &w.wrapped)
                 .await?;
-            keys.insert(w.version, k);
+            if w.version == INDEX_KEY_VERSION {
+                index = Some(k);
+            } else {
+                keys.insert(w.version, k);
+            }
         }
         if !keys.contains_key(&tenant.current_key_version) {
             return Err(VaultError::MissingKeyVersion {
@@ -233,7 +244,46 @@ impl Tenants {
             tenant: t.clone(),
             current: tenant.current_key_version,
             keys,
+            index,
         })
+    }
+
+    /// A blind index of `parts` under the tenant's index key (HMAC-SHA-256, hex): the same
+    /// value for the same parts whatever the data-key rotations, and nothing an attacker with
+    /// the database alone can recompute. The key is made on first use, once per tenant (two
+    /// replicas racing keep the one stored first), and destroyed with the tenant.
+    pub async fn blind_index(
+        &self,
+        t: &TenantId,
+        domain: &str,
+        parts: &[&[u8]],
+    ) -> Result<String, VaultError> {
+        let vault = self.vault(t).await?;
+        if let Some(k) = &vault.index {
+            return Ok(k.blind_index(domain, parts));
+        }
+        let key = DataKey::generate()?;
+        let w = self.keys.wrap(t, INDEX_KEY_VERSION, &key).await?;
+        let wrapped = WrappedKey {
+            tenant_id: t.clone(),
+            version: INDEX_KEY_VERSION,
+            provider: self.keys.name().to_string(),
+            kek_id: w.kek_id,
+            algorithm: w.algorithm,
+            wrapped: w.wrapped,
+            created_at: Utc::now(),
+        };
+        match self.store.add_index_key(&wrapped).await {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(StoreError::UnknownTenant(t)) => return Err(VaultError::UnknownTenant(t)),
+            Err(e) => return Err(e.into()),
+        }
+        self.forget(t);
+        let vault = self.vault(t).await?;
+        let k = vault.index.as_ref().ok_or_else(|| {
+            VaultError::Malformed("the blind-index key was stored but does not load".into())
+        })?;
+        Ok(k.blind_index(domain, parts))
     }
 
     /// Adds a new data-key version and makes it current. Records sealed under older versions

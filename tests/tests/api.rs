@@ -139,6 +139,8 @@ async fn meeting(tenants: &Tenants, t: &TenantId, conn: Option<&str>, people: &[
         join_reason: None,
         requested_by: None,
         deleted_at: None,
+        meeting_ref: None,
+        source_updated_at: None,
         updated_at: now,
     };
     tenants.store().put_meeting(t, &m).await.unwrap();
@@ -1704,6 +1706,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "7",
             "--workers",
             "1",
+            // Hypothesis' health checks time the generator, not the API; on a loaded CI machine
+            // they fail on their own (seen once: "1 error" with every check passing).
+            "--suppress-health-check",
+            "all",
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
@@ -1715,7 +1721,16 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "schemathesis failed:\n{text}");
+    // What went wrong first (CI shows the head of a long message), then everything.
+    let first = ["ERRORS", "FAILURES"]
+        .iter()
+        .filter_map(|h| text.find(&format!(" {h} ")))
+        .min()
+        .map_or("", |i| &text[i..]);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{first}\n---- the whole run ----\n{text}"
+    );
     eprintln!("{text}");
     assert!(text.contains("passed") || text.contains("Passed"), "{text}");
 }
@@ -4478,4 +4493,53 @@ async fn a_revocation_racing_a_requests_last_used_write_stays_revoked() {
     assert_eq!(s, 204);
     let (s, _) = w.call(Some(&key), Method::GET, "/v1/meetings", None).await;
     assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn an_invitee_reads_the_one_transcript_of_a_meeting_whose_bot_another_calendars_copy_held() {
+    let w = world().await;
+    // The admin's copy of the meeting held the bot and has the transcript; Mia has her own
+    // copy of the same meeting in her calendar.
+    let mine = meeting(&w.tenants, &w.a, None, &["mia@clinic.test"]).await;
+    let path = |id: &str, what: &str| format!("/v1/meetings/{id}/{what}");
+    let member = Some(w.tokens.member.as_str());
+    let (s, _) = w
+        .call(member, Method::GET, &path(&mine, "transcript"), None)
+        .await;
+    assert_eq!(s, 404, "a copy that stands alone has no transcript");
+
+    for id in [&w.m_other, &mine] {
+        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
+        m.meeting_ref = Some("ref-of-the-quarterly-review".into());
+        w.store.put_meeting(&w.a, &m).await.unwrap();
+    }
+    let (s, t) = w
+        .call(member, Method::GET, &path(&mine, "transcript"), None)
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["meeting_id"], mine.as_str(), "answered as her own copy");
+    assert_eq!(
+        t["segments"][0]["text"],
+        "Sarah will send the contract by Friday."
+    );
+    let (s, sum) = w
+        .call(member, Method::GET, &path(&mine, "summary"), None)
+        .await;
+    assert_eq!(s, 200, "{sum}");
+    // The other copy itself stays the admin's: not listed to her, not readable by id.
+    let (s, _) = w
+        .call(member, Method::GET, &path(&w.m_other, "transcript"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = w.call(member, Method::GET, "/v1/meetings", None).await;
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&mine.as_str()) && !ids.contains(&w.m_other.as_str()),
+        "{ids:?}"
+    );
 }

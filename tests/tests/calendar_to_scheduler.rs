@@ -175,3 +175,336 @@ async fn synced_events_are_sealed_decided_and_armed_and_removals_withdraw_their_
         1
     );
 }
+
+// ---------------------------------------------------------------- one bot per meeting
+
+/// One invitation as four calendars hold it: an Outlook organiser's Teams meeting, in two
+/// Microsoft 365 mailboxes of the firm (each its own Graph event id) and, through the emailed
+/// invitation, in two Google calendars (Google keeps the invitation's UID as `iCalUID` and the
+/// link in the description, wrapped by Outlook's safelinks).
+struct Invitation {
+    goid: String,
+    teams: String,
+    /// Whole seconds, as calendars keep times.
+    base: chrono::DateTime<Utc>,
+}
+
+impl Invitation {
+    fn new() -> Self {
+        // GlobalObjectId: class id, instance date (zero: not an occurrence), creation time,
+        // reserved, data size, data.
+        let mut goid = hex::decode("040000008200E00074C5B7101A82E008").unwrap();
+        goid.extend([0, 0, 0, 0]);
+        goid.extend([0x10, 0x2f, 0x66, 0x3c, 0x1a, 0x3b, 0xdb, 0x01]);
+        goid.extend([0; 8]);
+        goid.extend([16, 0, 0, 0]);
+        goid.extend(uuid::Uuid::new_v4().as_bytes());
+        Invitation {
+            goid: hex::encode_upper(goid),
+            teams: "https://teams.microsoft.com/l/meetup-join/19%3ameeting_OTk4%40thread.v2/0"
+                .into(),
+            base: chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap(),
+        }
+    }
+
+    fn graph(
+        &self,
+        id: &str,
+        start_in_min: i64,
+        modified_min_ago: i64,
+        response: &str,
+    ) -> serde_json::Value {
+        let start = self.base + CDuration::minutes(start_in_min);
+        let fmt = |t: chrono::DateTime<Utc>| format!("{}0", t.format("%Y-%m-%dT%H:%M:%S%.6f"));
+        serde_json::json!({
+            "id": id,
+            "iCalUId": self.goid,
+            "type": "singleInstance",
+            "subject": "Case review",
+            "isCancelled": false,
+            "lastModifiedDateTime": (Utc::now() - CDuration::minutes(modified_min_ago)).to_rfc3339(),
+            "responseStatus": {"response": response},
+            "start": {"dateTime": fmt(start), "timeZone": "UTC"},
+            "end": {"dateTime": fmt(start + CDuration::minutes(30)), "timeZone": "UTC"},
+            "organizer": {"emailAddress": {"address": "anna@lawfirm.example"}},
+            "onlineMeeting": {"joinUrl": format!("{}?context=%7b%22Tid%22%3a%22{id}%22%7d", self.teams)}
+        })
+    }
+
+    fn google(
+        &self,
+        id: &str,
+        start_in_min: i64,
+        modified_min_ago: i64,
+        response: &str,
+    ) -> serde_json::Value {
+        let start = self.base + CDuration::minutes(start_in_min);
+        let safelink = format!(
+            "https://eur01.safelinks.protection.outlook.com/?url={}&data=05%7C02",
+            url::form_urlencoded::byte_serialize(self.teams.as_bytes()).collect::<String>()
+        );
+        serde_json::json!({
+            "id": id,
+            "iCalUID": self.goid,
+            "status": "confirmed",
+            "summary": "Case review",
+            "updated": (Utc::now() - CDuration::minutes(modified_min_ago)).to_rfc3339(),
+            "description": format!("Microsoft Teams meeting<br>Join: <a href=\"{safelink}\">Click here to join</a>"),
+            "start": {"dateTime": start.to_rfc3339()},
+            "end": {"dateTime": (start + CDuration::minutes(30)).to_rfc3339()},
+            "organizer": {"email": "anna@lawfirm.example"},
+            "attendees": [
+                {"email": "anna@lawfirm.example", "organizer": true, "responseStatus": "accepted"},
+                {"email": format!("{id}@partner.example"), "self": true, "responseStatus": response}
+            ]
+        })
+    }
+}
+
+struct Firm {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    tenants: Tenants,
+    t: meetbot_core::TenantId,
+    sched: Scheduler,
+    rules: AutoJoinRules,
+}
+
+/// The four calendars: two Microsoft mailboxes, two Google accounts.
+const CALENDARS: [(&str, CalendarProvider); 4] = [
+    ("mailbox-anna", CalendarProvider::Microsoft),
+    ("mailbox-ben", CalendarProvider::Microsoft),
+    ("google-carla", CalendarProvider::Google),
+    ("google-dev", CalendarProvider::Google),
+];
+
+impl Firm {
+    async fn new() -> Firm {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
+            .await
+            .unwrap();
+        let tenants = Tenants::new(
+            store.clone(),
+            Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
+        );
+        let t = tenants.create("Law firm").await.unwrap().id;
+        let sched = Scheduler::new(
+            store.clone(),
+            Arc::new(InProcessQueue::new(5)),
+            SchedulerSettings {
+                lead: Duration::from_secs(60),
+                grace: Duration::from_secs(600),
+                tick: Duration::from_millis(100),
+                lease: Duration::from_secs(5),
+                replica: "r1".into(),
+            },
+        );
+        Firm {
+            _dir: dir,
+            store,
+            tenants,
+            t,
+            sched,
+            rules: AutoJoinRules::default(),
+        }
+    }
+
+    /// One calendar's copy of the invitation, synced.
+    async fn sync(&self, calendar: usize, event: serde_json::Value) {
+        let (conn, provider) = CALENDARS[calendar];
+        let payload = match provider {
+            CalendarProvider::Google => {
+                serde_json::to_vec(&serde_json::json!({"items": [event]})).unwrap()
+            }
+            _ => page(vec![event]),
+        };
+        let evs = parse_payload(provider, &payload).unwrap();
+        let email = format!("{conn}@lawfirm.example");
+        let target = Target {
+            tenants: &self.tenants,
+            tenant: &self.t,
+            connection_id: conn,
+            user_email: &email,
+            rules: &self.rules,
+        };
+        apply(&target, &evs).await.unwrap();
+    }
+
+    /// Every job of every copy, as (state, join time).
+    async fn jobs(
+        &self,
+        ids: &[(usize, &str)],
+    ) -> Vec<(BotJobState, chrono::DateTime<Utc>, String)> {
+        let mut out = Vec::new();
+        for (cal, id) in ids {
+            let m = meeting_id(CALENDARS[*cal].0, id);
+            for j in self
+                .store
+                .find_bot_jobs(&self.t, &JobFilter::of_meeting(&m))
+                .await
+                .unwrap()
+            {
+                out.push((j.value.state, j.value.join_at, j.value.idempotency_key));
+            }
+        }
+        out
+    }
+}
+
+const COPIES: [(usize, &str); 4] = [
+    (0, "AAMk-anna-1"),
+    (1, "AAMk-ben-7"),
+    (2, "g-carla-3"),
+    (3, "g-dev-9"),
+];
+
+fn live(jobs: &[(BotJobState, chrono::DateTime<Utc>, String)]) -> Vec<chrono::DateTime<Utc>> {
+    jobs.iter()
+        .filter(|j| matches!(j.0, BotJobState::Scheduled | BotJobState::Dispatched))
+        .map(|j| j.1)
+        .collect()
+}
+
+#[tokio::test]
+async fn two_graph_mailboxes_and_two_google_users_invited_to_one_meeting_get_one_bot() {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    f.sync(0, inv.graph(COPIES[0].1, 60, 10, "organizer")).await;
+    f.sync(1, inv.graph(COPIES[1].1, 60, 10, "accepted")).await;
+    f.sync(2, inv.google(COPIES[2].1, 60, 10, "accepted")).await;
+    f.sync(3, inv.google(COPIES[3].1, 60, 10, "needsAction"))
+        .await;
+    let mut refs = Vec::new();
+    for (cal, id) in COPIES {
+        let m = f
+            .store
+            .get_meeting(&f.t, &meeting_id(CALENDARS[cal].0, id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(m.wants_bot, "{id}");
+        refs.push(
+            m.meeting_ref
+                .expect("a meeting with a link has a reference"),
+        );
+    }
+    assert!(
+        refs.iter().all(|r| *r == refs[0]),
+        "four copies, one meeting: {refs:?}"
+    );
+    assert!(
+        !refs[0].contains("teams") && !refs[0].contains(&inv.goid) && refs[0].len() == 64,
+        "the reference is a keyed hash, not the link or the UID"
+    );
+
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!(r.armed, 1, "{r:?}");
+    let jobs = f.jobs(&COPIES).await;
+    assert_eq!(
+        live(&jobs).len(),
+        1,
+        "one bot for the four calendars: {jobs:?}"
+    );
+    assert_eq!(f.sched.pass(Utc::now()).await.unwrap().armed, 0);
+
+    // A fifth copy of another meeting on the same Teams link (a recurring personal link) at
+    // another time, without the UID, is another meeting.
+    let mut other = inv.graph("AAMk-anna-2", 240, 5, "organizer");
+    other.as_object_mut().unwrap().remove("iCalUId");
+    f.sync(0, other).await;
+    assert_eq!(f.sched.pass(Utc::now()).await.unwrap().armed, 1);
+}
+
+#[tokio::test]
+async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    for (i, (_, id)) in COPIES.iter().enumerate() {
+        let ev = if i < 2 {
+            inv.graph(id, 60, 30, "accepted")
+        } else {
+            inv.google(id, 60, 30, "accepted")
+        };
+        f.sync(i, ev).await;
+    }
+    f.sched.pass(Utc::now()).await.unwrap();
+    let before = live(&f.jobs(&COPIES).await);
+    assert_eq!(before.len(), 1);
+
+    // The organiser moves it an hour later; Ben's mailbox sees it first.
+    f.sync(1, inv.graph(COPIES[1].1, 120, 1, "accepted")).await;
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!((r.withdrawn, r.armed), (1, 1), "{r:?}");
+    let after = live(&f.jobs(&COPIES).await);
+    assert_eq!(after.len(), 1);
+    assert!(
+        (after[0] - before[0] - CDuration::minutes(60))
+            .num_seconds()
+            .abs()
+            < 5,
+        "the bot follows the newest change: {before:?} -> {after:?}"
+    );
+
+    // A stale page of another calendar (still the old time) changes nothing.
+    f.sync(2, inv.google(COPIES[2].1, 60, 30, "accepted")).await;
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!((r.withdrawn, r.armed, r.rearmed), (0, 0, 0), "{r:?}");
+
+    // The other calendars catch up: still the one bot, at the new time.
+    f.sync(0, inv.graph(COPIES[0].1, 120, 1, "accepted")).await;
+    f.sync(2, inv.google(COPIES[2].1, 120, 1, "accepted")).await;
+    f.sync(3, inv.google(COPIES[3].1, 120, 1, "accepted")).await;
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!((r.withdrawn, r.armed, r.rearmed), (0, 0, 0), "{r:?}");
+    assert_eq!(live(&f.jobs(&COPIES).await), after);
+}
+
+#[tokio::test]
+async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline_withdraws_it() {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    for (i, (_, id)) in COPIES.iter().enumerate() {
+        let ev = if i < 2 {
+            inv.graph(id, 60, 30, "accepted")
+        } else {
+            inv.google(id, 60, 30, "accepted")
+        };
+        f.sync(i, ev).await;
+    }
+    f.sched.pass(Utc::now()).await.unwrap();
+    let armed = live(&f.jobs(&COPIES).await);
+    assert_eq!(armed.len(), 1);
+
+    // Whichever copy holds the job, one decline leaves the bot for the other three.
+    for (i, (_, id)) in COPIES.iter().enumerate().take(3) {
+        let ev = if i < 2 {
+            inv.graph(id, 60, 20, "declined")
+        } else {
+            inv.google(id, 60, 20, "declined")
+        };
+        f.sync(i, ev).await;
+        let r = f.sched.pass(Utc::now()).await.unwrap();
+        assert_eq!((r.withdrawn, r.armed), (0, 0), "after {id} declined: {r:?}");
+        assert_eq!(live(&f.jobs(&COPIES).await), armed);
+    }
+    let decliner = f
+        .store
+        .get_meeting(&f.t, &meeting_id(CALENDARS[0].0, COPIES[0].1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decliner.join_reason.as_deref(), Some("you declined"));
+
+    // The last one declines: nobody wants it, the bot is withdrawn.
+    f.sync(3, inv.google(COPIES[3].1, 60, 20, "declined")).await;
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!(r.withdrawn, 1, "{r:?}");
+    assert!(live(&f.jobs(&COPIES).await).is_empty());
+
+    // One accepts again: the one job is armed again, not a second one.
+    f.sync(2, inv.google(COPIES[2].1, 60, 5, "accepted")).await;
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!((r.armed, r.rearmed), (0, 1), "{r:?}");
+    assert_eq!(live(&f.jobs(&COPIES).await), armed);
+}

@@ -130,6 +130,8 @@ impl World {
             join_reason: None,
             requested_by: None,
             deleted_at: None,
+            meeting_ref: None,
+            source_updated_at: None,
             updated_at: now,
         };
         self.store.put_meeting(&self.tenant, &m).await.unwrap();

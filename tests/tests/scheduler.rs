@@ -73,6 +73,8 @@ impl World {
             join_reason: None,
             requested_by: None,
             deleted_at: None,
+            meeting_ref: None,
+            source_updated_at: None,
             updated_at: Utc::now(),
         };
         self.store.put_meeting(t, &m).await.unwrap();

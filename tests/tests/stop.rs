@@ -55,6 +55,8 @@ async fn meeting(tenants: &Tenants, t: &TenantId, id: &str) {
         join_reason: None,
         requested_by: Some("user-lee".into()),
         deleted_at: None,
+        meeting_ref: None,
+        source_updated_at: None,
         updated_at: now,
     };
     tenants.store().put_meeting(t, &m).await.unwrap();

@@ -232,6 +232,8 @@ fn meeting(v: &TenantVault, starts_in_min: i64) -> Meeting {
         join_reason: None,
         requested_by: None,
         deleted_at: None,
+        meeting_ref: None,
+        source_updated_at: None,
         updated_at: Utc::now(),
     }
 }
@@ -1638,6 +1640,93 @@ async fn transcript_parts_are_idempotent_by_id_listed_per_job_removed_per_job_an
     assert_eq!(s.delete_transcript_parts(&t, "m1", None).await.unwrap(), 1);
 }
 
+async fn copies_of_a_meeting_are_found_by_reference_and_the_index_key_outlives_rotation_not_the_tenant(
+    env: Env,
+) {
+    let t = env.tenants.create("T").await.unwrap().id;
+    let u = env.tenants.create("U").await.unwrap().id;
+    let parts: [&[u8]; 2] = [b"teams:19:meeting_x/0", b"UID-1"];
+    let r = env
+        .tenants
+        .blind_index(&t, "meeting/v1", &parts)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        env.tenants
+            .blind_index(&t, "meeting/v1", &parts)
+            .await
+            .unwrap()
+    );
+    assert_ne!(
+        r,
+        env.tenants
+            .blind_index(&u, "meeting/v1", &parts)
+            .await
+            .unwrap(),
+        "another tenant's index key"
+    );
+    let v = env.tenants.vault(&t).await.unwrap();
+    let mut copies = Vec::new();
+    for minutes in [10, 20] {
+        let mut m = meeting(&v, minutes);
+        m.meeting_ref = Some(r.clone());
+        env.store.put_meeting(&t, &m).await.unwrap();
+        copies.push(m.id);
+    }
+    let lone = meeting(&v, 30);
+    env.store.put_meeting(&t, &lone).await.unwrap();
+    let mut found: Vec<String> = env
+        .store
+        .meetings_with_ref(&t, &r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    found.sort();
+    copies.sort();
+    assert_eq!(found, copies);
+    assert!(
+        env.store
+            .meetings_with_ref(&u, &r)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        env.store
+            .meetings_with_ref(&t, "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Rotation and retirement of data keys leave the index key, and so every reference, as is.
+    env.tenants.rotate(&t).await.unwrap();
+    env.tenants.reencrypt(&t).await.unwrap();
+    env.tenants.retire_old_keys(&t).await.unwrap();
+    assert_eq!(
+        env.tenants
+            .blind_index(&t, "meeting/v1", &parts)
+            .await
+            .unwrap(),
+        r
+    );
+
+    // Erasing the tenant destroys it with the data keys.
+    let receipt = env.tenants.erase(&t, "operator").await.unwrap();
+    assert!(
+        receipt
+            .keys_destroyed
+            .iter()
+            .any(|k| k.contains(&format!("/v{}@", u32::MAX))),
+        "{:?}",
+        receipt.keys_destroyed
+    );
+    assert!(env.store.wrapped_keys(&t).await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod embedded_sqlite { $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )* }
@@ -1669,4 +1758,5 @@ suite!(
     a_signed_out_session_is_not_brought_back_by_an_idle_refresh,
     api_key_updates_by_compare_and_set_never_undo_a_revocation,
     transcript_parts_are_idempotent_by_id_listed_per_job_removed_per_job_and_stay_in_their_tenant,
+    copies_of_a_meeting_are_found_by_reference_and_the_index_key_outlives_rotation_not_the_tenant,
 );

@@ -103,6 +103,39 @@ async fn seen(
     Ok((m, o, vault))
 }
 
+/// The copy of `m` under which its session (bot, transcript, summary, deliveries) is kept: `m`
+/// itself, or, for a meeting in several invitees' calendars, the copy holding its one bot.
+async fn session_of(api: &AppState, c: &Caller, m: &Meeting) -> ApiResult<String> {
+    let store = api.tenants.store();
+    let holds = |id: String| async move {
+        let jobs = store
+            .find_bot_jobs(&c.tenant, &JobFilter::of_meeting(&id))
+            .await?;
+        let held = jobs.iter().any(|j| {
+            !matches!(
+                j.value.state,
+                BotJobState::Cancelled | BotJobState::Skipped(_)
+            )
+        });
+        Ok::<_, ApiError>(held.then_some(id))
+    };
+    let Some(mref) = m.meeting_ref.as_deref() else {
+        return Ok(m.id.clone());
+    };
+    if let Some(id) = holds(m.id.clone()).await? {
+        return Ok(id);
+    }
+    for copy in store.meetings_with_ref(&c.tenant, mref).await? {
+        if copy.id != m.id
+            && copy.deleted_at.is_none()
+            && let Some(id) = holds(copy.id).await?
+        {
+            return Ok(id);
+        }
+    }
+    Ok(m.id.clone())
+}
+
 /// The meeting, if the caller may see it (404 otherwise, as if it did not exist).
 async fn visible_meeting(
     api: &AppState,
@@ -225,10 +258,11 @@ pub async fn get_transcript(
 ) -> ApiResult<Json<TranscriptOut>> {
     c.require(Role::Member, "transcripts:read")?;
     let (m, _, vault) = seen(&api, &c, &id).await?;
+    let session = session_of(&api, &c, &m).await?;
     let tr = api
         .tenants
         .store()
-        .transcript_for_meeting(&c.tenant, &m.id)
+        .transcript_for_meeting(&c.tenant, &session)
         .await?
         .ok_or(ApiError::NotFound("transcript"))?;
     audit(&api, &c, "transcript.read", &format!("meeting:{}", m.id)).await?;
@@ -294,10 +328,11 @@ pub async fn get_summary(
 ) -> ApiResult<Json<SummaryOut>> {
     c.require(Role::Member, "transcripts:read")?;
     let (m, _, vault) = seen(&api, &c, &id).await?;
+    let session = session_of(&api, &c, &m).await?;
     let s = api
         .tenants
         .store()
-        .summary_for_meeting(&c.tenant, &m.id)
+        .summary_for_meeting(&c.tenant, &session)
         .await?
         .ok_or(ApiError::NotFound("summary"))?;
     if let Some(held) = s.held {
@@ -362,10 +397,11 @@ pub async fn list_deliveries(
 ) -> ApiResult<Json<DeliveryList>> {
     c.require(Role::Member, "meetings:read")?;
     let (m, _, _) = seen(&api, &c, &id).await?;
+    let session = session_of(&api, &c, &m).await?;
     let items = api
         .tenants
         .store()
-        .list_deliveries(&c.tenant, Some(&m.id))
+        .list_deliveries(&c.tenant, Some(&session))
         .await?
         .into_iter()
         .map(|d| {
@@ -674,6 +710,8 @@ pub async fn create_bot(
         join_reason: Some("requested through the API".into()),
         requested_by: c.user().map(|u| u.id.clone()),
         deleted_at: None,
+        meeting_ref: None,
+        source_updated_at: None,
         updated_at: now,
     };
     // The job first, under the key the scheduler would use: when it reads the meeting, it finds
