@@ -121,9 +121,13 @@ pub async fn meeting_ref(
     starts_at: chrono::DateTime<Utc>,
 ) -> Result<String, VaultError> {
     let call = crate::links::canonical(link);
-    let (uid, when) = match &ev.uid {
-        Some(uid) => (uid.as_str(), ev.original_start.map(|s| s.timestamp())),
-        None => ("", Some(starts_at.timestamp())),
+    // An occurrence of a series without its original start (a provider that did not send it)
+    // is told apart from its siblings by its start: they share the UID.
+    let (uid, when) = match (&ev.uid, ev.original_start) {
+        (Some(uid), Some(original)) => (uid.as_str(), Some(original.timestamp())),
+        (Some(uid), None) if ev.series_id.is_none() => (uid.as_str(), None),
+        (Some(uid), None) => (uid.as_str(), Some(starts_at.timestamp())),
+        (None, _) => ("", Some(starts_at.timestamp())),
     };
     let when = when.map(|w| w.to_string()).unwrap_or_default();
     tenants
@@ -178,9 +182,10 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             None => None,
         };
         if let Some(old) = &existing {
+            // (A new provider stamp alone is no change: some feeds restamp every event on
+            // every fetch.)
             let same_plain = old.starts_at == starts_at
                 && old.meeting_ref == meeting_ref
-                && old.source_updated_at == ev.source_updated_at
                 && old.ends_at == ends_at
                 && old.all_day == ev.all_day
                 && old.status == ev.status
@@ -215,7 +220,8 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             requested_by: None,
             deleted_at: None,
             meeting_ref,
-            source_updated_at: ev.source_updated_at,
+            // A stamp from the future (a feed's clock, or a feed written to win) counts as now.
+            source_updated_at: ev.source_updated_at.map(|at| at.min(Utc::now())),
             updated_at: Utc::now(),
         };
         store.put_meeting(t.tenant, &m).await?;

@@ -654,7 +654,7 @@ struct Base {
     link: Option<crate::links::MeetingLink>,
     start: At,
     length: Duration,
-    /// LAST-MODIFIED (or DTSTAMP), when given.
+    /// LAST-MODIFIED, when given.
     modified: Option<DateTime<Utc>>,
 }
 
@@ -803,9 +803,9 @@ fn base(
         link,
         start,
         length,
-        modified: ["LAST-MODIFIED", "DTSTAMP"].iter().find_map(|n| {
-            let v = c.prop(n)?.value.trim().to_string();
-            chrono::NaiveDateTime::parse_from_str(&v, "%Y%m%dT%H%M%SZ")
+        // Not DTSTAMP: many feeds stamp it with the time of the fetch.
+        modified: c.prop("LAST-MODIFIED").and_then(|p| {
+            chrono::NaiveDateTime::parse_from_str(p.value.trim(), "%Y%m%dT%H%M%SZ")
                 .ok()
                 .map(|n| n.and_utc())
         }),

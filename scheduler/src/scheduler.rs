@@ -286,12 +286,13 @@ impl Scheduler {
         m: &Meeting,
         r: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let Some(first) = m.meeting_ref.clone() else {
-            return self.reconcile_copy(t, m, r).await;
+        // A copy that moved to another meeting (its link or invitation changed, or it lost its
+        // link) withdraws the job it held there; that meeting's other copies are then brought
+        // in line too.
+        let mut todo = match m.meeting_ref.clone() {
+            Some(first) => vec![first],
+            None => self.reconcile_copy(t, m, r).await?,
         };
-        // A copy that moved to another meeting (its link or invitation changed) withdraws the
-        // job it held there; that meeting's other copies are then brought in line too.
-        let mut todo = vec![first];
         let mut done = Vec::new();
         while let Some(mref) = todo.pop() {
             if done.contains(&mref) || done.len() >= 8 {
@@ -370,13 +371,20 @@ impl Scheduler {
             return Ok(others);
         };
         let join_at = starts_at - CDuration::from_std(self.s.lead).unwrap_or_default();
-        // The job keeps its holder while that copy is one of the meeting's; otherwise (and for a
-        // new job) the wanting copy with the smallest id holds it.
-        let holder = copies
+        // The job keeps its holder while that copy is one of the meeting's; a new job (the
+        // meeting moved) stays with the holder of the last one while it wants a bot; only the
+        // first job goes to the wanting copy with the smallest id.
+        let wanting: Vec<&str> = copies
             .iter()
             .filter(|c| wants_bot(c))
             .map(|c| c.id.as_str())
-            .min()
+            .collect();
+        let holder = jobs
+            .iter()
+            .max_by_key(|j| j.value.history.last().map(|h| h.at))
+            .map(|j| j.value.meeting_id.as_str())
+            .filter(|id| wanting.contains(id))
+            .or_else(|| wanting.iter().min().copied())
             .unwrap_or(m.id.as_str());
         let existing = match jobs.iter().find(|j| j.value.idempotency_key == key) {
             Some(j) => Some(j.clone()),
@@ -429,20 +437,21 @@ impl Scheduler {
         }
     }
 
-    /// Brings the jobs of one copy that stands alone in line with it.
+    /// Brings the jobs of one copy that stands alone in line with it; returns the meetings
+    /// whose shared job it withdrew (it held one before it lost its link).
     async fn reconcile_copy(
         &self,
         t: &TenantId,
         m: &Meeting,
         r: &mut PassReport,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let jobs = self
             .store
             .find_bot_jobs(t, &JobFilter::of_meeting(&m.id))
             .await?;
         let wants = wants_bot(m);
         let desired = wants.then(|| idempotency_key(t, &m.event_instance_id, m.starts_at));
-
+        let mut others = Vec::new();
         for j in &jobs {
             let live = matches!(
                 j.value.state,
@@ -457,12 +466,17 @@ impl Scheduler {
                 if self.withdraw(t, j, reason).await? {
                     r.withdrawn += 1;
                 }
+                if let Some(other) = meeting_ref_of_key(t, &j.value.idempotency_key) {
+                    others.push(other.to_string());
+                }
             }
         }
         if jobs.iter().any(|j| served(&j.value.state)) {
-            return Ok(()); // a meeting already served is never armed again
+            return Ok(others); // a meeting already served is never armed again
         }
-        let Some(key) = desired else { return Ok(()) };
+        let Some(key) = desired else {
+            return Ok(others);
+        };
         let join_at = m.starts_at - CDuration::from_std(self.s.lead).unwrap_or_default();
         if let Some(existing) = jobs.iter().find(|j| j.value.idempotency_key == key) {
             if existing.value.state == BotJobState::Cancelled {
@@ -479,17 +493,17 @@ impl Scheduler {
                     }
                 }
             }
-            return Ok(());
+            return Ok(others);
         }
         let job = BotJob::scheduled(&m.id, key, join_at);
         match self.store.insert_bot_job(t, &job).await {
             Ok(_) => {
                 r.armed += 1;
                 self.count("armed");
-                Ok(())
+                Ok(others)
             }
             // Another replica armed the same key first: that is the one job.
-            Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Ok(others),
             Err(e) => Err(e),
         }
     }

@@ -286,7 +286,15 @@ impl<E: Engine> Store for E {
         )?;
         self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
             .await?;
-        Ok(())
+        // An erasure that marked the tenant while this key was written did not see it: remove it.
+        match Store::get_tenant(self, t).await? {
+            Some(ten) if ten.status == TenantStatus::Active => Ok(()),
+            _ => {
+                self.delete(&Scope::Control, &DATA_KEYS, &key_id(t, key.version))
+                    .await?;
+                Err(StoreError::UnknownTenant(t.clone()))
+            }
+        }
     }
 
     async fn wrapped_keys(&self, id: &TenantId) -> Result<Vec<WrappedKey>> {
@@ -335,6 +343,12 @@ impl<E: Engine> Store for E {
         let rec = record(id.as_str(), vec![("status", "erased".into())], None, &ten)?;
         self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version))
             .await?;
+        // A key stored while the first sweep ran (a lazily made index key) is gone too.
+        for k in Store::wrapped_keys(self, id).await? {
+            self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
+                .await?;
+            keys_destroyed.push(k);
+        }
         let counts = self.drop_scope(id, TENANT_COLLECTIONS).await?;
         Ok(TenantErasure {
             counts,

@@ -4496,25 +4496,48 @@ async fn a_revocation_racing_a_requests_last_used_write_stays_revoked() {
 }
 
 #[tokio::test]
-async fn an_invitee_reads_the_one_transcript_of_a_meeting_whose_bot_another_calendars_copy_held() {
+async fn an_invitee_reads_the_one_transcript_through_their_own_copy_and_a_forged_copy_reads_nothing()
+ {
     let w = world().await;
-    // The admin's copy of the meeting held the bot and has the transcript; Mia has her own
-    // copy of the same meeting in her calendar.
-    let mine = meeting(&w.tenants, &w.a, None, &["mia@clinic.test"]).await;
+    // The copy that held the bot (from a calendar that lists Mia among the attendees) has the
+    // transcript; Mia's own calendar has its own copy of the meeting.
+    let holder = meeting(
+        &w.tenants,
+        &w.a,
+        None,
+        &["adam@clinic.test", "mia@clinic.test"],
+    )
+    .await;
+    transcript_and_summary(&w.tenants, &w.a, &holder).await;
+    job(&*w.store, &w.a, &holder).await;
+    let mia_conn = w
+        .store
+        .get_meeting(&w.a, &w.m_own)
+        .await
+        .unwrap()
+        .unwrap()
+        .connection_id;
+    let mine = meeting(&w.tenants, &w.a, mia_conn.as_deref(), &["x@partner.test"]).await;
+    // Another member puts an event with the same link and UID in their own calendar.
+    let eve = create_user(&*w.tenants, &w.a, "eve@clinic.test", Role::Member)
+        .await
+        .unwrap();
+    let eve_token = mint(&*w.store, &w.a, &eve.id, chrono::Duration::hours(1)).await;
+    let forged = meeting(&w.tenants, &w.a, None, &["eve@clinic.test"]).await;
     let path = |id: &str, what: &str| format!("/v1/meetings/{id}/{what}");
-    let member = Some(w.tokens.member.as_str());
+    let mia = Some(w.tokens.member.as_str());
     let (s, _) = w
-        .call(member, Method::GET, &path(&mine, "transcript"), None)
+        .call(mia, Method::GET, &path(&mine, "transcript"), None)
         .await;
     assert_eq!(s, 404, "a copy that stands alone has no transcript");
 
-    for id in [&w.m_other, &mine] {
+    for id in [&holder, &mine, &forged] {
         let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
         m.meeting_ref = Some("ref-of-the-quarterly-review".into());
         w.store.put_meeting(&w.a, &m).await.unwrap();
     }
     let (s, t) = w
-        .call(member, Method::GET, &path(&mine, "transcript"), None)
+        .call(mia, Method::GET, &path(&mine, "transcript"), None)
         .await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["meeting_id"], mine.as_str(), "answered as her own copy");
@@ -4523,23 +4546,37 @@ async fn an_invitee_reads_the_one_transcript_of_a_meeting_whose_bot_another_cale
         "Sarah will send the contract by Friday."
     );
     let (s, sum) = w
-        .call(member, Method::GET, &path(&mine, "summary"), None)
+        .call(mia, Method::GET, &path(&mine, "summary"), None)
         .await;
     assert_eq!(s, 200, "{sum}");
-    // The other copy itself stays the admin's: not listed to her, not readable by id.
-    let (s, _) = w
-        .call(member, Method::GET, &path(&w.m_other, "transcript"), None)
-        .await;
-    assert_eq!(s, 404);
-    let (_, list) = w.call(member, Method::GET, "/v1/meetings", None).await;
-    let ids: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
+    let listed = |list: Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect()
+    };
+    let (_, list) = w.call(mia, Method::GET, "/v1/meetings", None).await;
+    let ids = listed(list);
     assert!(
-        ids.contains(&mine.as_str()) && !ids.contains(&w.m_other.as_str()),
-        "{ids:?}"
+        ids.contains(&mine) && !ids.contains(&holder),
+        "one entry for the meeting, her own copy: {ids:?}"
     );
+
+    // The forged copy shares the reference but not the attendee list: nothing of the session.
+    let eve = Some(eve_token.as_str());
+    for what in ["transcript", "summary"] {
+        let (s, _) = w.call(eve, Method::GET, &path(&forged, what), None).await;
+        assert_eq!(s, 404, "{what}");
+        let (s, _) = w.call(eve, Method::GET, &path(&holder, what), None).await;
+        assert_eq!(s, 404, "{what}");
+    }
+    let (s, d) = w
+        .call(eve, Method::GET, &path(&forged, "deliveries"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(d["items"], json!([]), "{d}");
+    let (_, list) = w.call(eve, Method::GET, "/v1/meetings", None).await;
+    assert_eq!(listed(list), vec![forged.clone()]);
 }

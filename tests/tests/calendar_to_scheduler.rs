@@ -508,3 +508,103 @@ async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline
     assert_eq!((r.armed, r.rearmed), (0, 1), "{r:?}");
     assert_eq!(live(&f.jobs(&COPIES).await), armed);
 }
+
+/// Which copy holds the one live job.
+async fn holder(f: &Firm) -> Option<String> {
+    for (cal, id) in COPIES {
+        let m = meeting_id(CALENDARS[cal].0, id);
+        let jobs = f
+            .store
+            .find_bot_jobs(&f.t, &JobFilter::of_meeting(&m))
+            .await
+            .unwrap();
+        if jobs.iter().any(|j| j.value.state == BotJobState::Scheduled) {
+            return Some(m);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_copy_holding_the_bot_losing_its_link_leaves_the_bot_to_the_other_copies() {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    for (i, (_, id)) in COPIES.iter().enumerate() {
+        let ev = if i < 2 {
+            inv.graph(id, 60, 30, "accepted")
+        } else {
+            inv.google(id, 60, 30, "accepted")
+        };
+        f.sync(i, ev).await;
+    }
+    f.sched.pass(Utc::now()).await.unwrap();
+    let first = holder(&f).await.expect("armed");
+    let cal = COPIES
+        .iter()
+        .position(|(c, id)| meeting_id(CALENDARS[*c].0, id) == first)
+        .unwrap();
+    // That calendar's event loses its link (the organiser's copy edited by hand, say).
+    let mut ev = if cal < 2 {
+        inv.graph(COPIES[cal].1, 60, 5, "accepted")
+    } else {
+        inv.google(COPIES[cal].1, 60, 5, "accepted")
+    };
+    let o = ev.as_object_mut().unwrap();
+    o.remove("onlineMeeting");
+    o.remove("description");
+    f.sync(cal, ev).await;
+    f.sched.pass(Utc::now()).await.unwrap();
+    let now = holder(&f)
+        .await
+        .expect("the other three still want the bot");
+    assert_ne!(now, first);
+    assert_eq!(live(&f.jobs(&COPIES).await).len(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_stamp_from_the_future_does_not_let_one_copy_hold_the_time() {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    for (i, (_, id)) in COPIES.iter().enumerate() {
+        let ev = if i < 2 {
+            inv.graph(id, 60, 30, "accepted")
+        } else {
+            inv.google(id, 60, 30, "accepted")
+        };
+        f.sync(i, ev).await;
+    }
+    // One calendar says the meeting moved to +180, stamped a day ahead.
+    f.sync(3, inv.google(COPIES[3].1, 180, -24 * 60, "accepted"))
+        .await;
+    f.sched.pass(Utc::now()).await.unwrap();
+    // Then the organiser really moves it to +120, seen by a mailbox a moment later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.sync(0, inv.graph(COPIES[0].1, 120, 0, "accepted")).await;
+    f.sched.pass(Utc::now()).await.unwrap();
+    let at = live(&f.jobs(&COPIES).await);
+    assert_eq!(
+        at,
+        vec![inv.base + CDuration::minutes(120) - CDuration::seconds(60)]
+    );
+}
+
+#[tokio::test]
+async fn occurrences_of_an_outlook_series_are_separate_meetings_even_without_their_original_start()
+{
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    // Two occurrences in one mailbox: Outlook's per-occurrence UIDs differ only in the date
+    // bytes (zeroed when normalised), and this page carries no originalStart.
+    for (n, start) in [(1, 60), (2, 60 + 7 * 24 * 60)] {
+        let mut ev = inv.graph(&format!("AAMk-occ-{n}"), start, 30, "accepted");
+        let o = ev.as_object_mut().unwrap();
+        o.insert("type".into(), serde_json::json!("occurrence"));
+        o.insert("seriesMasterId".into(), serde_json::json!("AAMk-series"));
+        let mut goid = inv.goid.clone();
+        goid.replace_range(32..40, &format!("07EA0C{:02X}", n));
+        o.insert("iCalUId".into(), serde_json::json!(goid));
+        f.sync(0, ev).await;
+    }
+    let r = f.sched.pass(Utc::now()).await.unwrap();
+    assert_eq!(r.armed, 2, "{r:?}");
+}

@@ -104,7 +104,9 @@ async fn seen(
 }
 
 /// The copy of `m` under which its session (bot, transcript, summary, deliveries) is kept: `m`
-/// itself, or, for a meeting in several invitees' calendars, the copy holding its one bot.
+/// itself, or, for a meeting in several invitees' calendars, the copy holding its one bot, when
+/// the caller may see that copy too (an attendee of it). Sharing a reference gives nothing by
+/// itself: anyone can put an event with a known link and UID in their own calendar.
 async fn session_of(api: &AppState, c: &Caller, m: &Meeting) -> ApiResult<String> {
     let store = api.tenants.store();
     let holds = |id: String| async move {
@@ -125,11 +127,16 @@ async fn session_of(api: &AppState, c: &Caller, m: &Meeting) -> ApiResult<String
     if let Some(id) = holds(m.id.clone()).await? {
         return Ok(id);
     }
+    let vis = Visibility::of(api, c).await?;
+    let vault = api.tenants.vault(&c.tenant).await?;
     for copy in store.meetings_with_ref(&c.tenant, mref).await? {
-        if copy.id != m.id
-            && copy.deleted_at.is_none()
-            && let Some(id) = holds(copy.id).await?
-        {
+        if copy.id == m.id || copy.deleted_at.is_some() {
+            continue;
+        }
+        if !vis.sees(&copy, &people_of(&open_meeting(&vault, &copy)?)) {
+            continue;
+        }
+        if let Some(id) = holds(copy.id).await? {
             return Ok(id);
         }
     }
@@ -184,7 +191,7 @@ pub async fn list_meetings(
     let vis = Visibility::of(&api, &c).await?;
     let vault = api.tenants.vault(&c.tenant).await?;
     let show_link = c.role() >= Role::Admin;
-    let mut items = Vec::new();
+    let mut visible = Vec::new();
     for m in api
         .tenants
         .store()
@@ -196,13 +203,37 @@ pub async fn list_meetings(
         }
         let o = open_meeting(&vault, &m)?;
         if vis.sees(&m, &people_of(&o)) {
-            let key = format!(
-                "{}\u{0}{}",
-                m.starts_at.timestamp_millis() + 10i64.pow(14),
-                m.id
-            );
-            items.push((key, meeting_out(&m, o, show_link)));
+            visible.push((m, o));
         }
+    }
+    // A meeting in several calendars the caller sees is listed once: the copy from the caller's
+    // own calendar when there is one, else the first.
+    let mut keep: std::collections::HashMap<String, (String, bool)> = Default::default();
+    for (m, _) in &visible {
+        if let Some(r) = &m.meeting_ref {
+            let own = vis.owns(m);
+            match keep.get(r) {
+                Some((_, true)) => {}
+                Some((_, false)) if !own => {}
+                _ => {
+                    keep.insert(r.clone(), (m.id.clone(), own));
+                }
+            }
+        }
+    }
+    let mut items = Vec::new();
+    for (m, o) in visible {
+        if let Some(r) = &m.meeting_ref
+            && keep.get(r).is_some_and(|(id, _)| *id != m.id)
+        {
+            continue;
+        }
+        let key = format!(
+            "{}\u{0}{}",
+            m.starts_at.timestamp_millis() + 10i64.pow(14),
+            m.id
+        );
+        items.push((key, meeting_out(&m, o, show_link)));
     }
     let (items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
     Ok(Json(MeetingPage { items, next_cursor }))
@@ -906,10 +937,12 @@ pub async fn delete_transcript(
     c.person()?;
     c.require(Role::Admin, "meetings:delete")?;
     let (m, _, _) = seen(&api, &c, &id).await?;
+    // The transcript this copy shows: its own, or the one of the copy that held the bot.
+    let session = session_of(&api, &c, &m).await?;
     let r = meetbot_store::erase::erase_transcript(
         &**api.tenants.store(),
         &c.tenant,
-        &m.id,
+        &session,
         &c.actor(),
     )
     .await?
