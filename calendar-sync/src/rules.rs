@@ -143,6 +143,37 @@ pub async fn rules_for(
         .map_err(|e| SyncError::Rules(user_id.into(), e.to_string()))
 }
 
+/// Sets whether `user_id` gets the summaries of their meetings by email; their auto-join rules
+/// stay as they are (the default ones, sealed, if they never saved any).
+pub async fn save_summary_email(
+    tenants: &Tenants,
+    t: &TenantId,
+    user_id: &str,
+    on: bool,
+) -> Result<(), SyncError> {
+    let store = tenants.store();
+    let s = match store.get_user_settings(t, user_id).await? {
+        Some(s) => UserSettings {
+            summary_email: on,
+            updated_at: chrono::Utc::now(),
+            ..s
+        },
+        None => {
+            let vault = tenants.vault(t).await?;
+            let json = serde_json::to_vec(&AutoJoinRules::default())
+                .map_err(|e| SyncError::Rules(user_id.into(), e.to_string()))?;
+            UserSettings {
+                user_id: user_id.into(),
+                auto_join: vault.seal::<UserSettings>(user_id, "auto_join", &json)?,
+                summary_email: on,
+                updated_at: chrono::Utc::now(),
+            }
+        }
+    };
+    store.put_user_settings(t, &s).await?;
+    Ok(())
+}
+
 /// Saves `user_id`'s auto-join rules; the next sync round of each of the user's calendars
 /// re-decides every meeting under them.
 pub async fn save_rules(
@@ -154,12 +185,16 @@ pub async fn save_rules(
     let vault = tenants.vault(t).await?;
     let json =
         serde_json::to_vec(rules).map_err(|e| SyncError::Rules(user_id.into(), e.to_string()))?;
+    let store = tenants.store();
     let s = UserSettings {
         user_id: user_id.into(),
         auto_join: vault.seal::<UserSettings>(user_id, "auto_join", &json)?,
+        summary_email: store
+            .get_user_settings(t, user_id)
+            .await?
+            .is_some_and(|s| s.summary_email),
         updated_at: chrono::Utc::now(),
     };
-    let store = tenants.store();
     store.put_user_settings(t, &s).await?;
     // Unchanged events are not re-sent by an incremental round: the next round of each of the
     // user's calendars is a full one, so every meeting is decided again under the new rules.

@@ -761,6 +761,10 @@ pub struct UserSettings {
     pub user_id: String,
     /// JSON of the calendar-sync crate's `AutoJoinRules`.
     pub auto_join: Sealed,
+    /// The summary of each meeting the user's calendar asked a bot for is also emailed to the
+    /// user's own address (besides the tenant's delivery targets).
+    #[serde(default)]
+    pub summary_email: bool,
     pub updated_at: DateTime<Utc>,
 }
 

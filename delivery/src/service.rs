@@ -10,7 +10,7 @@ use crate::webhook::WebhookNotifier;
 use crate::{Notifier, NotifyError};
 use meetbot_core::TenantId;
 use meetbot_core::config::DeliveryConfig;
-use meetbot_core::model::{DeliveryChannel, TenantSettings, TenantStatus};
+use meetbot_core::model::{DeliveryChannel, Meeting, TenantSettings, TenantStatus, User};
 use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
 use std::sync::Arc;
@@ -122,8 +122,77 @@ impl Targets {
     }
 }
 
+/// The own addresses of the people whose calendars asked a bot for meeting `meeting_id` (every
+/// copy of it in the tenant's calendars that still wants one) and who asked for summaries by
+/// email (`UserSettings::summary_email`). One who declined, or whose rules did not want the
+/// meeting, gets nothing; nor does the owner of another copy whose address the meeting's own
+/// attendee list does not name (a copy forged with the same link and UID proves nothing).
+pub async fn invitees_by_email(
+    store: &dyn Store,
+    tenants: &Tenants,
+    t: &TenantId,
+    meeting_id: &str,
+) -> Result<Vec<String>, OutboxError> {
+    let Some(m) = store.get_meeting(t, meeting_id).await? else {
+        return Ok(Vec::new());
+    };
+    let vault = tenants.vault(t).await?;
+    let people: Vec<String> = {
+        let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+        v["organizer"]
+            .as_str()
+            .into_iter()
+            .chain(
+                v["attendees"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["email"].as_str()),
+            )
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
+    let holder = m.id.clone();
+    let copies = match &m.meeting_ref {
+        Some(r) => store.meetings_with_ref(t, r).await?,
+        None => vec![m],
+    };
+    let mut out = Vec::new();
+    for c in copies {
+        if c.deleted_at.is_some() || !c.wants_bot {
+            continue;
+        }
+        let Some(conn) = c.connection_id.as_deref() else {
+            continue;
+        };
+        let Some(conn) = store.get_connection(t, conn).await? else {
+            continue;
+        };
+        let asked = store
+            .get_user_settings(t, &conn.user_id)
+            .await?
+            .is_some_and(|s| s.summary_email);
+        if !asked {
+            continue;
+        }
+        let Some(user) = store.get_user(t, &conn.user_id).await? else {
+            continue;
+        };
+        let email = vault.open_string::<User>(&user.id, "email", &user.email)?;
+        if c.id != holder && !people.contains(&email.to_ascii_lowercase()) {
+            continue;
+        }
+        if !out.contains(&email) {
+            out.push(email);
+        }
+    }
+    Ok(out)
+}
+
 impl Outbox {
-    /// Enqueues `notice` for every target of `t`; returns how many deliveries are new.
+    /// Enqueues `notice` for every target of `t` and the own address of every invitee who asked
+    /// for it ([`invitees_by_email`]); returns how many deliveries are new.
     pub async fn enqueue_summary(
         &self,
         store: &dyn Store,
@@ -144,6 +213,14 @@ impl Outbox {
         );
         if let Some(u) = targets.webhook_url {
             all.push((DeliveryChannel::Webhook, u));
+        }
+        for e in invitees_by_email(store, tenants, t, &notice.meeting_id).await? {
+            if !all
+                .iter()
+                .any(|(c, x)| *c == DeliveryChannel::Email && x.eq_ignore_ascii_case(&e))
+            {
+                all.push((DeliveryChannel::Email, e));
+            }
         }
         let mut new = 0;
         for (channel, target) in all {

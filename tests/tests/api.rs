@@ -654,6 +654,20 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             [200, 200, 200, 200],
         ),
         case(
+            M::GET,
+            "/v1/me/delivery",
+            "/v1/me/delivery".into(),
+            None,
+            [200, 200, 200, 200],
+        ),
+        case(
+            M::PUT,
+            "/v1/me/delivery",
+            "/v1/me/delivery".into(),
+            Some(json!({"summary_email": true})),
+            [200, 200, 200, 200],
+        ),
+        case(
             M::POST,
             "/v1/me/totp",
             "/v1/me/totp".into(),
@@ -4579,4 +4593,97 @@ async fn an_invitee_reads_the_one_transcript_through_their_own_copy_and_a_forged
     assert_eq!(d["items"], json!([]), "{d}");
     let (_, list) = w.call(eve, Method::GET, "/v1/meetings", None).await;
     assert_eq!(listed(list), vec![forged.clone()]);
+}
+
+#[tokio::test]
+async fn each_invitee_who_asked_gets_the_summary_at_their_own_address_once_and_one_who_declined_none()
+ {
+    use meetbot_delivery::notice::Notice;
+    use meetbot_delivery::outbox::{Outbox, RetryPolicy, idempotency_key};
+    let w = world().await;
+    // Three colleagues invited, with the meeting in their own calendars: Ann and Ben asked for
+    // summaries by email, Cat did not; Ben declined the meeting. Eve, not invited, asked too
+    // and put an event with the same link and UID in her calendar.
+    let invited = [
+        "olga@clinic.test",
+        "ann@clinic.test",
+        "ben@clinic.test",
+        "cat@clinic.test",
+    ];
+    let mut copies = Vec::new();
+    for (name, asks) in [("ann", true), ("ben", true), ("eve", true), ("cat", false)] {
+        let user = create_user(
+            &*w.tenants,
+            &w.a,
+            &format!("{name}@clinic.test"),
+            Role::Member,
+        )
+        .await
+        .unwrap();
+        let token = mint(&*w.store, &w.a, &user.id, chrono::Duration::hours(1)).await;
+        if asks {
+            let body = json!({"summary_email": true});
+            let (s, out) = w
+                .call(Some(&token), Method::PUT, "/v1/me/delivery", Some(&body))
+                .await;
+            assert_eq!((s, out), (StatusCode::OK, body));
+        }
+        let (_, mine) = w
+            .call(Some(&token), Method::GET, "/v1/me/delivery", None)
+            .await;
+        assert_eq!(mine["summary_email"], asks);
+        let conn = connection(&w.tenants, &w.a, &user.id).await;
+        let people: &[&str] = if name == "eve" {
+            &["eve@clinic.test"]
+        } else {
+            &invited
+        };
+        let id = meeting(&w.tenants, &w.a, Some(&conn), people).await;
+        let mut m = w.store.get_meeting(&w.a, &id).await.unwrap().unwrap();
+        m.meeting_ref = Some("ref-of-the-case-review".into());
+        m.wants_bot = name != "ben";
+        w.store.put_meeting(&w.a, &m).await.unwrap();
+        copies.push(id);
+    }
+    let outbox = Outbox::new(w.store.clone(), w.tenants.clone(), RetryPolicy::default());
+    let notice = Notice {
+        meeting_id: copies[3].clone(),
+        title: "Case review".into(),
+        overview: "Reviewed the case.".into(),
+        decisions: vec![],
+        action_items: vec![],
+        link: None,
+    };
+    let new = outbox
+        .enqueue_summary(&*w.store, &w.tenants, &w.a, &notice)
+        .await
+        .unwrap();
+    let keys: Vec<String> = w
+        .store
+        .list_deliveries(&w.a, Some(&copies[3]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value.idempotency_key)
+        .collect();
+    let to = |who: &str| {
+        idempotency_key(
+            &copies[3],
+            DeliveryChannel::Email,
+            &format!("{who}@clinic.test"),
+        )
+    };
+    assert!(keys.contains(&to("ann")), "{keys:?}");
+    assert!(!keys.contains(&to("eve")), "not invited: {keys:?}");
+    assert!(!keys.contains(&to("ben")), "declined: {keys:?}");
+    assert!(!keys.contains(&to("cat")), "did not ask: {keys:?}");
+    assert_eq!(new as usize, keys.len());
+    assert_eq!(
+        outbox
+            .enqueue_summary(&*w.store, &w.tenants, &w.a, &notice)
+            .await
+            .unwrap(),
+        0,
+        "queued once"
+    );
 }

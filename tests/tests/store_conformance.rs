@@ -926,6 +926,7 @@ async fn user_settings_are_sealed_per_user_and_kept_through_key_rotation(env: En
                 br#"{"include_keywords":["Acme merger"]}"#,
             )
             .unwrap(),
+        summary_email: false,
         updated_at: Utc::now(),
     };
     env.store.put_user_settings(&t, &settings).await.unwrap();

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use meetbot_calendar_sync::rules::{AutoJoinRules, rules_for, save_rules};
+use meetbot_calendar_sync::rules::{AutoJoinRules, rules_for, save_rules, save_summary_email};
 use meetbot_core::model::{
     BotRuleOverrides, CalendarConnection, CalendarProvider, Role, TenantSettings,
 };
@@ -1021,4 +1021,46 @@ pub async fn put_rules(
     )
     .await?;
     Ok(Json(rules_out(&rules)?))
+}
+
+// ---- one's own delivery ----
+
+/// What the caller gets of their own meetings, besides the tenant's delivery targets.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MyDelivery {
+    /// The summary of each meeting your calendar asked a bot for, emailed to your own address.
+    pub summary_email: bool,
+}
+
+/// The caller's own delivery settings.
+#[utoipa::path(get, path = "/v1/me/delivery", tag = "me", responses((status = 200, body = MyDelivery)))]
+pub async fn get_my_delivery(
+    State(api): State<AppState>,
+    c: Caller,
+) -> ApiResult<Json<MyDelivery>> {
+    let me = c.person()?;
+    let on = api
+        .tenants
+        .store()
+        .get_user_settings(&c.tenant, &me.id)
+        .await?
+        .is_some_and(|s| s.summary_email);
+    Ok(Json(MyDelivery { summary_email: on }))
+}
+
+/// Replaces the caller's own delivery settings; they apply to summaries made from now on.
+#[utoipa::path(put, path = "/v1/me/delivery", tag = "me", request_body = MyDelivery,
+    responses((status = 200, body = MyDelivery)))]
+pub async fn put_my_delivery(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<MyDelivery>,
+) -> ApiResult<Json<MyDelivery>> {
+    let me = c.person()?;
+    save_summary_email(&api.tenants, &c.tenant, &me.id, body.summary_email)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    audit(&api, &c, "settings.my_delivery", &format!("user:{}", me.id)).await?;
+    Ok(Json(body))
 }
