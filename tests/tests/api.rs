@@ -15,8 +15,8 @@ use meetbot_calendar_sync::oauth::{OAuth, OAuthHttp, ProviderSettings};
 use meetbot_core::TenantId;
 use meetbot_core::ids::new_record_id;
 use meetbot_core::model::*;
-use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
+use meetbot_store::{JobFilter, Store};
 use meetbot_testsupport::oidc::{OidcClient, OidcProvider};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -4510,7 +4510,7 @@ async fn a_revocation_racing_a_requests_last_used_write_stays_revoked() {
 }
 
 #[tokio::test]
-async fn an_invitee_reads_the_one_transcript_through_their_own_copy_and_a_forged_copy_reads_nothing()
+async fn an_invitee_reads_the_one_transcript_and_stops_the_one_bot_through_their_own_copy_and_a_forged_copy_gets_neither()
  {
     let w = world().await;
     // The copy that held the bot (from a calendar that lists Mia among the attendees) has the
@@ -4593,6 +4593,22 @@ async fn an_invitee_reads_the_one_transcript_through_their_own_copy_and_a_forged
     assert_eq!(d["items"], json!([]), "{d}");
     let (_, list) = w.call(eve, Method::GET, "/v1/meetings", None).await;
     assert_eq!(listed(list), vec![forged.clone()]);
+
+    // The one bot is Mia's too: she can make it leave; Eve cannot even find it.
+    let bot = w
+        .store
+        .find_bot_jobs(&w.a, &JobFilter::of_meeting(&holder))
+        .await
+        .unwrap()[0]
+        .value
+        .id
+        .clone();
+    let leave = format!("/v1/bots/{bot}/leave");
+    let (s, _) = w.call(eve, Method::POST, &leave, None).await;
+    assert_eq!(s, 404);
+    let (s, out) = w.call(mia, Method::POST, &leave, None).await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["state"], "stopped", "{out}");
 }
 
 #[tokio::test]

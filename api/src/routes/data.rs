@@ -639,7 +639,17 @@ pub async fn leave_bot(
             ApiError::NotFound(_) => ApiError::NotFound("bot"),
             other => other,
         })?;
-    if !vis.owns(&m) {
+    // The bot of a meeting in several invitees' calendars is each one's: whoever owns a copy
+    // (and may see the copy holding the bot, checked above) can make it leave.
+    let owns_a_copy = match &m.meeting_ref {
+        Some(r) if !vis.owns(&m) => store
+            .meetings_with_ref(&c.tenant, r)
+            .await?
+            .iter()
+            .any(|x| x.deleted_at.is_none() && vis.owns(x)),
+        _ => vis.owns(&m),
+    };
+    if !owns_a_copy {
         return Err(ApiError::Forbidden(
             "only the bot's owner (who requested it, or whose calendar the meeting is on) or an admin can make it leave".into(),
         ));
