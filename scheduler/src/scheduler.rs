@@ -401,16 +401,32 @@ impl Scheduler {
                 .into_iter()
                 .next(),
         };
+        // A cancelled job re-armed for a meeting its holder has left gets a new holder.
+        let holder = match &existing {
+            Some(e) if holders.contains(&e.value.meeting_id.as_str()) => e.value.meeting_id.clone(),
+            _ => holder.to_string(),
+        };
+        self.arm_job(t, existing.as_ref(), &holder, key, join_at, r)
+            .await?;
+        Ok(others)
+    }
+
+    /// Arms the job with `key` for `holder` at `join_at`: inserts it, or re-arms `existing`
+    /// (the job with that key) if it was cancelled; a served or live one stays as it is.
+    async fn arm_job(
+        &self,
+        t: &TenantId,
+        existing: Option<&Versioned<BotJob>>,
+        holder: &str,
+        key: String,
+        join_at: DateTime<Utc>,
+        r: &mut PassReport,
+    ) -> Result<(), StoreError> {
         if let Some(existing) = existing {
-            if served(&existing.value.state) {
-                return Ok(others);
-            }
             if existing.value.state == BotJobState::Cancelled {
                 let mut job = existing.value.clone();
                 job.join_at = join_at;
-                if !holders.contains(&job.meeting_id.as_str()) {
-                    job.meeting_id = holder.to_string();
-                }
+                job.meeting_id = holder.to_string();
                 if transition(&mut job, BotJobState::Scheduled, Utc::now()).is_ok() {
                     match self.store.update_bot_job(t, &job, existing.version).await {
                         Ok(_) => {
@@ -422,17 +438,17 @@ impl Scheduler {
                     }
                 }
             }
-            return Ok(others);
+            return Ok(());
         }
         let job = BotJob::scheduled(holder, key, join_at);
         match self.store.insert_bot_job(t, &job).await {
             Ok(_) => {
                 r.armed += 1;
                 self.count("armed");
-                Ok(others)
+                Ok(())
             }
             // Another replica armed the same key first: that is the one job.
-            Err(StoreError::Conflict { .. }) => Ok(others),
+            Err(StoreError::Conflict { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -478,34 +494,9 @@ impl Scheduler {
             return Ok(others);
         };
         let join_at = m.starts_at - CDuration::from_std(self.s.lead).unwrap_or_default();
-        if let Some(existing) = jobs.iter().find(|j| j.value.idempotency_key == key) {
-            if existing.value.state == BotJobState::Cancelled {
-                let mut job = existing.value.clone();
-                job.join_at = join_at;
-                if transition(&mut job, BotJobState::Scheduled, Utc::now()).is_ok() {
-                    match self.store.update_bot_job(t, &job, existing.version).await {
-                        Ok(_) => {
-                            r.rearmed += 1;
-                            self.count("rearmed");
-                        }
-                        Err(StoreError::Conflict { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            return Ok(others);
-        }
-        let job = BotJob::scheduled(&m.id, key, join_at);
-        match self.store.insert_bot_job(t, &job).await {
-            Ok(_) => {
-                r.armed += 1;
-                self.count("armed");
-                Ok(others)
-            }
-            // Another replica armed the same key first: that is the one job.
-            Err(StoreError::Conflict { .. }) => Ok(others),
-            Err(e) => Err(e),
-        }
+        let existing = jobs.iter().find(|j| j.value.idempotency_key == key);
+        self.arm_job(t, existing, &m.id, key, join_at, r).await?;
+        Ok(others)
     }
 
     /// Cancels a live job; if it was already handed to the queue, tells launchers to stop it.

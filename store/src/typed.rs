@@ -144,6 +144,29 @@ fn key_id(t: &TenantId, version: u32) -> String {
     format!("{t}/v{version}")
 }
 
+/// Destroys every wrapped key of `id`, the index key included; returns them.
+async fn destroy_all_keys<E: Engine>(e: &E, id: &TenantId) -> Result<Vec<WrappedKey>> {
+    let keys = Store::wrapped_keys(e, id).await?;
+    for k in &keys {
+        e.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
+            .await?;
+    }
+    Ok(keys)
+}
+
+fn key_record(key: &WrappedKey) -> Result<RawRecord> {
+    let t = &key.tenant_id;
+    record(
+        &key_id(t, key.version),
+        vec![
+            ("tenant_id", t.as_str().into()),
+            ("version", i64::from(key.version).into()),
+        ],
+        None,
+        key,
+    )
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Lease {
     holder: String,
@@ -215,15 +238,7 @@ impl<E: Engine> Store for E {
         }
         self.ensure_scope(&tenant(&t.id), TENANT_COLLECTIONS)
             .await?;
-        let k = record(
-            &key_id(&t.id, key.version),
-            vec![
-                ("tenant_id", t.id.as_str().into()),
-                ("version", i64::from(key.version).into()),
-            ],
-            None,
-            key,
-        )?;
+        let k = key_record(key)?;
         self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
             .await?;
         let rec = record(t.id.as_str(), vec![("status", "active".into())], None, t)?;
@@ -251,15 +266,7 @@ impl<E: Engine> Store for E {
         if ten.status != TenantStatus::Active {
             return Err(StoreError::UnknownTenant(t.clone()));
         }
-        let k = record(
-            &key_id(t, key.version),
-            vec![
-                ("tenant_id", t.as_str().into()),
-                ("version", i64::from(key.version).into()),
-            ],
-            None,
-            key,
-        )?;
+        let k = key_record(key)?;
         self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
             .await?;
         ten.current_key_version = key.version;
@@ -275,15 +282,7 @@ impl<E: Engine> Store for E {
             Some(ten) if ten.status == TenantStatus::Active => {}
             _ => return Err(StoreError::UnknownTenant(t.clone())),
         }
-        let k = record(
-            &key_id(t, key.version),
-            vec![
-                ("tenant_id", t.as_str().into()),
-                ("version", i64::from(key.version).into()),
-            ],
-            None,
-            key,
-        )?;
+        let k = key_record(key)?;
         self.put(&Scope::Control, &DATA_KEYS, k, Expect::Absent)
             .await?;
         // An erasure that marked the tenant while this key was written did not see it: remove it.
@@ -332,23 +331,14 @@ impl<E: Engine> Store for E {
             return Err(StoreError::UnknownTenant(id.clone()));
         }
         // Keys first: once they are gone, whatever copy of the data survives anywhere is unreadable.
-        let mut keys_destroyed = Vec::new();
-        for k in Store::wrapped_keys(self, id).await? {
-            self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
-                .await?;
-            keys_destroyed.push(k);
-        }
+        let mut keys_destroyed = destroy_all_keys(self, id).await?;
         ten.status = TenantStatus::Erased;
         ten.erased_at = Some(Utc::now());
         let rec = record(id.as_str(), vec![("status", "erased".into())], None, &ten)?;
         self.put(&Scope::Control, &TENANTS, rec, Expect::Version(version))
             .await?;
         // A key stored while the first sweep ran (a lazily made index key) is gone too.
-        for k in Store::wrapped_keys(self, id).await? {
-            self.delete(&Scope::Control, &DATA_KEYS, &key_id(id, k.version))
-                .await?;
-            keys_destroyed.push(k);
-        }
+        keys_destroyed.extend(destroy_all_keys(self, id).await?);
         let counts = self.drop_scope(id, TENANT_COLLECTIONS).await?;
         Ok(TenantErasure {
             counts,

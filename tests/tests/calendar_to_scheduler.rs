@@ -261,6 +261,23 @@ impl Invitation {
     }
 }
 
+impl Invitation {
+    /// Calendar `i`'s copy (of [`COPIES`]): Graph for the mailboxes, Google for the others.
+    fn copy(
+        &self,
+        i: usize,
+        start_in_min: i64,
+        modified_min_ago: i64,
+        response: &str,
+    ) -> serde_json::Value {
+        let id = COPIES[i].1;
+        match CALENDARS[i].1 {
+            CalendarProvider::Microsoft => self.graph(id, start_in_min, modified_min_ago, response),
+            _ => self.google(id, start_in_min, modified_min_ago, response),
+        }
+    }
+}
+
 struct Firm {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
@@ -331,6 +348,20 @@ impl Firm {
         apply(&target, &evs).await.unwrap();
     }
 
+    /// Every calendar's copy, synced.
+    async fn sync_all(
+        &self,
+        inv: &Invitation,
+        start_in_min: i64,
+        modified_min_ago: i64,
+        response: &str,
+    ) {
+        for i in 0..COPIES.len() {
+            self.sync(i, inv.copy(i, start_in_min, modified_min_ago, response))
+                .await;
+        }
+    }
+
     /// Every job of every copy, as (state, join time).
     async fn jobs(
         &self,
@@ -370,11 +401,10 @@ fn live(jobs: &[(BotJobState, chrono::DateTime<Utc>, String)]) -> Vec<chrono::Da
 async fn two_graph_mailboxes_and_two_google_users_invited_to_one_meeting_get_one_bot() {
     let f = Firm::new().await;
     let inv = Invitation::new();
-    f.sync(0, inv.graph(COPIES[0].1, 60, 10, "organizer")).await;
-    f.sync(1, inv.graph(COPIES[1].1, 60, 10, "accepted")).await;
-    f.sync(2, inv.google(COPIES[2].1, 60, 10, "accepted")).await;
-    f.sync(3, inv.google(COPIES[3].1, 60, 10, "needsAction"))
-        .await;
+    f.sync(0, inv.copy(0, 60, 10, "organizer")).await;
+    f.sync(1, inv.copy(1, 60, 10, "accepted")).await;
+    f.sync(2, inv.copy(2, 60, 10, "accepted")).await;
+    f.sync(3, inv.copy(3, 60, 10, "needsAction")).await;
     let mut refs = Vec::new();
     for (cal, id) in COPIES {
         let m = f
@@ -420,20 +450,13 @@ async fn two_graph_mailboxes_and_two_google_users_invited_to_one_meeting_get_one
 async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
     let f = Firm::new().await;
     let inv = Invitation::new();
-    for (i, (_, id)) in COPIES.iter().enumerate() {
-        let ev = if i < 2 {
-            inv.graph(id, 60, 30, "accepted")
-        } else {
-            inv.google(id, 60, 30, "accepted")
-        };
-        f.sync(i, ev).await;
-    }
+    f.sync_all(&inv, 60, 30, "accepted").await;
     f.sched.pass(Utc::now()).await.unwrap();
     let before = live(&f.jobs(&COPIES).await);
     assert_eq!(before.len(), 1);
 
     // The organiser moves it an hour later; Ben's mailbox sees it first.
-    f.sync(1, inv.graph(COPIES[1].1, 120, 1, "accepted")).await;
+    f.sync(1, inv.copy(1, 120, 1, "accepted")).await;
     let r = f.sched.pass(Utc::now()).await.unwrap();
     assert_eq!((r.withdrawn, r.armed), (1, 1), "{r:?}");
     let after = live(&f.jobs(&COPIES).await);
@@ -447,14 +470,14 @@ async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
     );
 
     // A stale page of another calendar (still the old time) changes nothing.
-    f.sync(2, inv.google(COPIES[2].1, 60, 30, "accepted")).await;
+    f.sync(2, inv.copy(2, 60, 30, "accepted")).await;
     let r = f.sched.pass(Utc::now()).await.unwrap();
     assert_eq!((r.withdrawn, r.armed, r.rearmed), (0, 0, 0), "{r:?}");
 
     // The other calendars catch up: still the one bot, at the new time.
-    f.sync(0, inv.graph(COPIES[0].1, 120, 1, "accepted")).await;
-    f.sync(2, inv.google(COPIES[2].1, 120, 1, "accepted")).await;
-    f.sync(3, inv.google(COPIES[3].1, 120, 1, "accepted")).await;
+    f.sync(0, inv.copy(0, 120, 1, "accepted")).await;
+    f.sync(2, inv.copy(2, 120, 1, "accepted")).await;
+    f.sync(3, inv.copy(3, 120, 1, "accepted")).await;
     let r = f.sched.pass(Utc::now()).await.unwrap();
     assert_eq!((r.withdrawn, r.armed, r.rearmed), (0, 0, 0), "{r:?}");
     assert_eq!(live(&f.jobs(&COPIES).await), after);
@@ -464,26 +487,14 @@ async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
 async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline_withdraws_it() {
     let f = Firm::new().await;
     let inv = Invitation::new();
-    for (i, (_, id)) in COPIES.iter().enumerate() {
-        let ev = if i < 2 {
-            inv.graph(id, 60, 30, "accepted")
-        } else {
-            inv.google(id, 60, 30, "accepted")
-        };
-        f.sync(i, ev).await;
-    }
+    f.sync_all(&inv, 60, 30, "accepted").await;
     f.sched.pass(Utc::now()).await.unwrap();
     let armed = live(&f.jobs(&COPIES).await);
     assert_eq!(armed.len(), 1);
 
     // Whichever copy holds the job, one decline leaves the bot for the other three.
     for (i, (_, id)) in COPIES.iter().enumerate().take(3) {
-        let ev = if i < 2 {
-            inv.graph(id, 60, 20, "declined")
-        } else {
-            inv.google(id, 60, 20, "declined")
-        };
-        f.sync(i, ev).await;
+        f.sync(i, inv.copy(i, 60, 20, "declined")).await;
         let r = f.sched.pass(Utc::now()).await.unwrap();
         assert_eq!((r.withdrawn, r.armed), (0, 0), "after {id} declined: {r:?}");
         assert_eq!(live(&f.jobs(&COPIES).await), armed);
@@ -497,13 +508,13 @@ async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline
     assert_eq!(decliner.join_reason.as_deref(), Some("you declined"));
 
     // The last one declines: nobody wants it, the bot is withdrawn.
-    f.sync(3, inv.google(COPIES[3].1, 60, 20, "declined")).await;
+    f.sync(3, inv.copy(3, 60, 20, "declined")).await;
     let r = f.sched.pass(Utc::now()).await.unwrap();
     assert_eq!(r.withdrawn, 1, "{r:?}");
     assert!(live(&f.jobs(&COPIES).await).is_empty());
 
     // One accepts again: the one job is armed again, not a second one.
-    f.sync(2, inv.google(COPIES[2].1, 60, 5, "accepted")).await;
+    f.sync(2, inv.copy(2, 60, 5, "accepted")).await;
     let r = f.sched.pass(Utc::now()).await.unwrap();
     assert_eq!((r.armed, r.rearmed), (0, 1), "{r:?}");
     assert_eq!(live(&f.jobs(&COPIES).await), armed);
@@ -529,14 +540,7 @@ async fn holder(f: &Firm) -> Option<String> {
 async fn the_copy_holding_the_bot_losing_its_link_leaves_the_bot_to_the_other_copies() {
     let f = Firm::new().await;
     let inv = Invitation::new();
-    for (i, (_, id)) in COPIES.iter().enumerate() {
-        let ev = if i < 2 {
-            inv.graph(id, 60, 30, "accepted")
-        } else {
-            inv.google(id, 60, 30, "accepted")
-        };
-        f.sync(i, ev).await;
-    }
+    f.sync_all(&inv, 60, 30, "accepted").await;
     f.sched.pass(Utc::now()).await.unwrap();
     let first = holder(&f).await.expect("armed");
     let cal = COPIES
@@ -544,11 +548,7 @@ async fn the_copy_holding_the_bot_losing_its_link_leaves_the_bot_to_the_other_co
         .position(|(c, id)| meeting_id(CALENDARS[*c].0, id) == first)
         .unwrap();
     // That calendar's event loses its link (the organiser's copy edited by hand, say).
-    let mut ev = if cal < 2 {
-        inv.graph(COPIES[cal].1, 60, 5, "accepted")
-    } else {
-        inv.google(COPIES[cal].1, 60, 5, "accepted")
-    };
+    let mut ev = inv.copy(cal, 60, 5, "accepted");
     let o = ev.as_object_mut().unwrap();
     o.remove("onlineMeeting");
     o.remove("description");
@@ -565,21 +565,13 @@ async fn the_copy_holding_the_bot_losing_its_link_leaves_the_bot_to_the_other_co
 async fn a_provider_stamp_from_the_future_does_not_let_one_copy_hold_the_time() {
     let f = Firm::new().await;
     let inv = Invitation::new();
-    for (i, (_, id)) in COPIES.iter().enumerate() {
-        let ev = if i < 2 {
-            inv.graph(id, 60, 30, "accepted")
-        } else {
-            inv.google(id, 60, 30, "accepted")
-        };
-        f.sync(i, ev).await;
-    }
+    f.sync_all(&inv, 60, 30, "accepted").await;
     // One calendar says the meeting moved to +180, stamped a day ahead.
-    f.sync(3, inv.google(COPIES[3].1, 180, -24 * 60, "accepted"))
-        .await;
+    f.sync(3, inv.copy(3, 180, -24 * 60, "accepted")).await;
     f.sched.pass(Utc::now()).await.unwrap();
     // Then the organiser really moves it to +120, seen by a mailbox a moment later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    f.sync(0, inv.graph(COPIES[0].1, 120, 0, "accepted")).await;
+    f.sync(0, inv.copy(0, 120, 0, "accepted")).await;
     f.sched.pass(Utc::now()).await.unwrap();
     let at = live(&f.jobs(&COPIES).await);
     assert_eq!(
