@@ -113,10 +113,20 @@ pub async fn erase_person(
     );
     near.sort_by_key(|n| std::cmp::Reverse(n.len()));
     near.dedup();
+    // A meeting in several calendars keeps its transcript under the copy that held its bot:
+    // attending any copy is attending that one.
+    let attended_refs: std::collections::HashSet<String> = all
+        .iter()
+        .filter(|m| attended.contains_key(&m.id))
+        .filter_map(|m| m.meeting_ref.clone())
+        .collect();
     for mut m in all {
         let here = attended.remove(&m.id);
-        let attended_here = here.is_some();
-        let needles = if here.is_some() { &near } else { &strong };
+        let attended_here = here.is_some()
+            || m.meeting_ref
+                .as_ref()
+                .is_some_and(|r| attended_refs.contains(r));
+        let needles = if attended_here { &near } else { &strong };
         if let Some((mut people, records)) = here {
             meetings += 1;
             attendee_records += records;

@@ -4703,3 +4703,53 @@ async fn each_invitee_who_asked_gets_the_summary_at_their_own_address_once_and_o
         "queued once"
     );
 }
+
+#[tokio::test]
+async fn a_person_who_attended_through_another_calendars_copy_is_erased_by_first_name_from_the_one_transcript()
+ {
+    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+    let w = world().await;
+    let v = w.tenants.vault(&w.a).await.unwrap();
+    // The copy that held the bot lists only Adam; Sarah's own copy of the meeting lists her.
+    let holder = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let hers = meeting(&w.tenants, &w.a, None, &["sarah.connor@partner.test"]).await;
+    for id in [&holder, &hers] {
+        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
+        m.meeting_ref = Some("ref-of-the-results-call".into());
+        w.store.put_meeting(&w.a, &m).await.unwrap();
+    }
+    let doc = TranscriptDoc {
+        meeting_id: Some(holder.clone()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: vec![Segment {
+            participant: "p2".into(),
+            speaker: Some("Adam".into()),
+            start_ms: 0,
+            end_ms: 900,
+            text: "Thanks Sarah, I will call you.".into(),
+        }],
+    };
+    let tr = doc
+        .seal(&v, &format!("tr-{holder}"), &holder, None)
+        .unwrap();
+    w.store.put_transcript(&w.a, &tr).await.unwrap();
+    let o = Some(w.tokens.owner.as_str());
+    let body = json!({"email": "sarah.connor@partner.test", "name": "Sarah Connor"});
+    let (s, r) = w
+        .call(o, Method::POST, "/v1/privacy/people/erase", Some(&body))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (_, t) = w
+        .call(
+            o,
+            Method::GET,
+            &format!("/v1/meetings/{holder}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        t["segments"][0]["text"],
+        "Thanks [erased], I will call you."
+    );
+}
