@@ -161,6 +161,30 @@ async fn joined_job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
     id
 }
 
+/// Stores meeting `m`'s transcript in tenant A: one second per (speaker, text), in order.
+async fn said(w: &World, m: &str, lines: &[(&str, &str)]) {
+    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
+    let v = w.tenants.vault(&w.a).await.unwrap();
+    let doc = TranscriptDoc {
+        meeting_id: Some(m.into()),
+        language: "en".into(),
+        engine: "whisper".into(),
+        segments: lines
+            .iter()
+            .zip(0u64..)
+            .map(|((who, text), i)| Segment {
+                participant: format!("p-{who}"),
+                speaker: Some(who.to_string()),
+                start_ms: i * 1000,
+                end_ms: i * 1000 + 900,
+                text: text.to_string(),
+            })
+            .collect(),
+    };
+    let tr = doc.seal(&v, &format!("tr-{m}"), m, None).unwrap();
+    w.store.put_transcript(&w.a, &tr).await.unwrap();
+}
+
 async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) {
     use meetbot_transcriber::summarize::{ActionItem, SummaryDoc};
     use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
@@ -2302,7 +2326,6 @@ async fn an_erased_account_loses_its_keys_and_database_and_a_backup_of_its_recor
 #[tokio::test]
 async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenant() {
     use meetbot_transcriber::summarize::{ActionItem, SummaryDoc};
-    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
     let w = world().await;
     let v = w.tenants.vault(&w.a).await.unwrap();
     let m = meeting(
@@ -2312,29 +2335,15 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
         &["adam@clinic.test", "sarah.connor@partner.test"],
     )
     .await;
-    let doc = TranscriptDoc {
-        meeting_id: Some(m.clone()),
-        language: "en".into(),
-        engine: "whisper".into(),
-        segments: vec![
-            Segment {
-                participant: "p1".into(),
-                speaker: Some("Sarah Connor".into()),
-                start_ms: 0,
-                end_ms: 900,
-                text: "My diagnosis came back on Monday.".into(),
-            },
-            Segment {
-                participant: "p2".into(),
-                speaker: Some("Adam".into()),
-                start_ms: 1000,
-                end_ms: 1900,
-                text: "Thanks Sarah, I will call you.".into(),
-            },
+    said(
+        &w,
+        &m,
+        &[
+            ("Sarah Connor", "My diagnosis came back on Monday."),
+            ("Adam", "Thanks Sarah, I will call you."),
         ],
-    };
-    let tr = doc.seal(&v, &format!("tr-{m}"), &m, None).unwrap();
-    w.store.put_transcript(&w.a, &tr).await.unwrap();
+    )
+    .await;
     let sum = SummaryDoc {
         overview: "Sarah Connor shared her results.".into(),
         decisions: vec![],
@@ -2365,22 +2374,12 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
 
     // A meeting she did not attend, where she is mentioned by full name.
     let elsewhere = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
-    let mention = TranscriptDoc {
-        meeting_id: Some(elsewhere.clone()),
-        language: "en".into(),
-        engine: "whisper".into(),
-        segments: vec![Segment {
-            participant: "p2".into(),
-            speaker: Some("Adam".into()),
-            start_ms: 0,
-            end_ms: 900,
-            text: "Ask Sarah Connor about the referral.".into(),
-        }],
-    };
-    let tr2 = mention
-        .seal(&v, &format!("tr-{elsewhere}"), &elsewhere, None)
-        .unwrap();
-    w.store.put_transcript(&w.a, &tr2).await.unwrap();
+    said(
+        &w,
+        &elsewhere,
+        &[("Adam", "Ask Sarah Connor about the referral.")],
+    )
+    .await;
     let (s, r) = w
         .call(
             Some(&w.tokens.owner),
@@ -4707,9 +4706,7 @@ async fn each_invitee_who_asked_gets_the_summary_at_their_own_address_once_and_o
 #[tokio::test]
 async fn a_person_who_attended_through_another_calendars_copy_is_erased_by_first_name_from_the_one_transcript()
  {
-    use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
     let w = world().await;
-    let v = w.tenants.vault(&w.a).await.unwrap();
     // The copy that held the bot lists only Adam; Sarah's own copy of the meeting lists her.
     let holder = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
     let hers = meeting(&w.tenants, &w.a, None, &["sarah.connor@partner.test"]).await;
@@ -4718,22 +4715,7 @@ async fn a_person_who_attended_through_another_calendars_copy_is_erased_by_first
         m.meeting_ref = Some("ref-of-the-results-call".into());
         w.store.put_meeting(&w.a, &m).await.unwrap();
     }
-    let doc = TranscriptDoc {
-        meeting_id: Some(holder.clone()),
-        language: "en".into(),
-        engine: "whisper".into(),
-        segments: vec![Segment {
-            participant: "p2".into(),
-            speaker: Some("Adam".into()),
-            start_ms: 0,
-            end_ms: 900,
-            text: "Thanks Sarah, I will call you.".into(),
-        }],
-    };
-    let tr = doc
-        .seal(&v, &format!("tr-{holder}"), &holder, None)
-        .unwrap();
-    w.store.put_transcript(&w.a, &tr).await.unwrap();
+    said(&w, &holder, &[("Adam", "Thanks Sarah, I will call you.")]).await;
     let o = Some(w.tokens.owner.as_str());
     let body = json!({"email": "sarah.connor@partner.test", "name": "Sarah Connor"});
     let (s, r) = w

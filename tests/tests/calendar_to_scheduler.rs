@@ -45,18 +45,11 @@ fn page(events: Vec<serde_json::Value>) -> Vec<u8> {
 
 #[tokio::test]
 async fn synced_events_are_sealed_decided_and_armed_and_removals_withdraw_their_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = init_engine(SqliteEngine::open(&dir.path().join("s")).unwrap())
-        .await
-        .unwrap();
-    let tenants = Tenants::new(
-        store.clone(),
-        Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
-    );
-    let t = tenants.create("Law firm").await.unwrap().id;
+    let f = Firm::new().await;
+    let (store, tenants, t, sched) = (&f.store, &f.tenants, f.t.clone(), &f.sched);
     let rules = AutoJoinRules::default();
     let target = Target {
-        tenants: &tenants,
+        tenants,
         tenant: &t,
         connection_id: "conn-1",
         user_email: "anna@lawfirm.example",
@@ -97,17 +90,6 @@ async fn synced_events_are_sealed_decided_and_armed_and_removals_withdraw_their_
     assert_eq!(opened.join_url.as_deref(), Some(teams));
     assert_eq!(opened.people.attendees[0].email, "client@acme.example");
 
-    let sched = Scheduler::new(
-        store.clone(),
-        Arc::new(InProcessQueue::new(5)),
-        SchedulerSettings {
-            lead: Duration::from_secs(60),
-            grace: Duration::from_secs(600),
-            tick: Duration::from_millis(100),
-            lease: Duration::from_secs(5),
-            replica: "r1".into(),
-        },
-    );
     assert_eq!(sched.pass(Utc::now()).await.unwrap().armed, 1);
 
     // The next delta page: e1 deleted in the calendar.
