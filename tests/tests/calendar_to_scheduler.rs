@@ -430,12 +430,7 @@ async fn two_graph_mailboxes_and_two_google_users_invited_to_one_meeting_get_one
 
 #[tokio::test]
 async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
-    let f = Firm::new().await;
-    let inv = Invitation::new();
-    f.sync_all(&inv, 60, 30, "accepted").await;
-    f.sched.pass(Utc::now()).await.unwrap();
-    let before = live(&f.jobs(&COPIES).await);
-    assert_eq!(before.len(), 1);
+    let (f, inv, before) = invited().await;
 
     // The organiser moves it an hour later; Ben's mailbox sees it first.
     f.sync(1, inv.copy(1, 120, 1, "accepted")).await;
@@ -467,12 +462,7 @@ async fn a_reschedule_seen_by_one_calendar_first_moves_the_one_bot_once() {
 
 #[tokio::test]
 async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline_withdraws_it() {
-    let f = Firm::new().await;
-    let inv = Invitation::new();
-    f.sync_all(&inv, 60, 30, "accepted").await;
-    f.sched.pass(Utc::now()).await.unwrap();
-    let armed = live(&f.jobs(&COPIES).await);
-    assert_eq!(armed.len(), 1);
+    let (f, inv, armed) = invited().await;
 
     // Whichever copy holds the job, one decline leaves the bot for the other three.
     for (i, (_, id)) in COPIES.iter().enumerate().take(3) {
@@ -502,6 +492,18 @@ async fn one_invitee_declining_keeps_the_bot_for_the_others_and_the_last_decline
     assert_eq!(live(&f.jobs(&COPIES).await), armed);
 }
 
+/// The four calendars invited to a meeting an hour from now, all accepting, and the one bot
+/// armed for it (its join time).
+async fn invited() -> (Firm, Invitation, Vec<chrono::DateTime<Utc>>) {
+    let f = Firm::new().await;
+    let inv = Invitation::new();
+    f.sync_all(&inv, 60, 30, "accepted").await;
+    f.sched.pass(Utc::now()).await.unwrap();
+    let armed = live(&f.jobs(&COPIES).await);
+    assert_eq!(armed.len(), 1, "one bot for the four calendars");
+    (f, inv, armed)
+}
+
 /// Which copy holds the one live job.
 async fn holder(f: &Firm) -> Option<String> {
     for (cal, id) in COPIES {
@@ -520,10 +522,7 @@ async fn holder(f: &Firm) -> Option<String> {
 
 #[tokio::test]
 async fn the_copy_holding_the_bot_losing_its_link_leaves_the_bot_to_the_other_copies() {
-    let f = Firm::new().await;
-    let inv = Invitation::new();
-    f.sync_all(&inv, 60, 30, "accepted").await;
-    f.sched.pass(Utc::now()).await.unwrap();
+    let (f, inv, _) = invited().await;
     let first = holder(&f).await.expect("armed");
     let cal = COPIES
         .iter()
