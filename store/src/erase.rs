@@ -128,9 +128,20 @@ pub async fn erase_client(
     let want = email.trim().to_lowercase();
     let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
     let mut sessions = 0u64;
-    for m in store.list_meetings(t, None, None).await? {
-        let people = crate::retention::people_of(&vault, &m)?;
-        if !people.iter().any(|e| e.eq_ignore_ascii_case(&want)) {
+    let all = store.list_meetings(t, None, None).await?;
+    // A meeting in several calendars is one session: the client in any copy's people erases
+    // every copy (the transcript is kept under the copy that held the bot).
+    let mut hit = std::collections::HashSet::new();
+    for m in &all {
+        let people = crate::retention::people_of(&vault, m)?;
+        if people.iter().any(|e| e.eq_ignore_ascii_case(&want)) {
+            hit.insert(m.id.clone());
+            hit.extend(m.meeting_ref.clone());
+        }
+    }
+    for m in all {
+        let theirs = hit.contains(&m.id) || m.meeting_ref.as_ref().is_some_and(|r| hit.contains(r));
+        if !theirs {
             continue;
         }
         if let Some(r) = erase_session(&**store, t, &m.id, requested_by).await? {

@@ -4735,3 +4735,44 @@ async fn a_person_who_attended_through_another_calendars_copy_is_erased_by_first
         "Thanks [erased], I will call you."
     );
 }
+
+#[tokio::test]
+async fn a_client_in_one_calendars_copy_of_a_meeting_is_erased_with_the_transcript_another_copy_holds()
+ {
+    let w = world().await;
+    // The copy that held the bot lists only Adam; another calendar's copy lists the client.
+    let holder = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
+    let theirs = meeting(&w.tenants, &w.a, None, &["client@partner.test"]).await;
+    for id in [&holder, &theirs] {
+        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
+        m.meeting_ref = Some("ref-of-the-client-call".into());
+        w.store.put_meeting(&w.a, &m).await.unwrap();
+    }
+    said(
+        &w,
+        &holder,
+        &[("Adam", "The client's settlement figure is final.")],
+    )
+    .await;
+    let body = json!({"email": "client@partner.test"});
+    let (s, r) = w
+        .call(
+            Some(&w.tokens.owner),
+            Method::POST,
+            "/v1/privacy/clients/erase",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["counts"]["sessions"], 2, "{r}");
+    for m in [&holder, &theirs] {
+        assert!(w.store.get_meeting(&w.a, m).await.unwrap().is_none());
+    }
+    assert!(
+        w.store
+            .transcript_for_meeting(&w.a, &holder)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
