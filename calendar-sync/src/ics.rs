@@ -828,28 +828,24 @@ impl Base {
     }
 }
 
+/// One instance of event `b`: the event itself (`original` none), or the occurrence of its
+/// series that the rule put at `original`.
 fn event(
     b: &Base,
-    instance_id: String,
-    series: Option<&str>,
+    original: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
     length: Duration,
 ) -> NormalizedEvent {
+    let uid = b.uid.as_str();
     NormalizedEvent {
-        uid: (!b.uid.starts_with("no-uid-"))
-            .then(|| crate::normalize::invitation_uid(&b.uid))
+        uid: (!uid.starts_with("no-uid-"))
+            .then(|| crate::normalize::invitation_uid(uid))
             .flatten(),
-        // An occurrence's id holds its original start after the UID.
-        original_start: series.and_then(|_| {
-            let (_, at) = instance_id.rsplit_once('_')?;
-            chrono::NaiveDateTime::parse_from_str(at, "%Y%m%dT%H%M%SZ")
-                .ok()
-                .map(|n| n.and_utc())
-        }),
+        original_start: original,
+        instance_id: original.map_or_else(|| uid.to_string(), |o| occurrence_id(uid, o)),
+        series_id: original.map(|_| uid.to_string()),
         source_updated_at: b.modified,
         provider: CalendarProvider::Ics,
-        instance_id,
-        series_id: series.map(String::from),
         title: b.title.clone(),
         starts_at: Some(at),
         ends_at: Some(at + length),
@@ -1393,7 +1389,7 @@ pub fn read_feed_within(
             if !recurring {
                 if overlaps(b.start.utc(), b.length, window) {
                     budget.emit(b.size())?;
-                    instances.push(event(b, uid.clone(), None, b.start.utc(), b.length));
+                    instances.push(event(b, None, b.start.utc(), b.length));
                 }
             } else {
                 let skip: HashSet<DateTime<Utc>> = changes.iter().map(|(t, _)| *t).collect();
@@ -1402,7 +1398,7 @@ pub fn read_feed_within(
                         let size = b.size();
                         for (at, len) in list {
                             budget.emit(size)?;
-                            instances.push(event(b, occurrence_id(uid, at), Some(uid), at, len));
+                            instances.push(event(b, Some(at), at, len));
                         }
                     }
                     Err(e) => {
@@ -1439,13 +1435,7 @@ pub fn read_feed_within(
                     out.read += 1;
                     if overlaps(ob.start.utc(), ob.length, window) {
                         budget.emit(ob.size())?;
-                        instances.push(event(
-                            &ob,
-                            occurrence_id(uid, *orig),
-                            Some(uid),
-                            ob.start.utc(),
-                            ob.length,
-                        ));
+                        instances.push(event(&ob, Some(*orig), ob.start.utc(), ob.length));
                     }
                 }
                 Err(e) => fail(&mut out, uid, e)?,

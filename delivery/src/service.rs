@@ -10,7 +10,7 @@ use crate::webhook::WebhookNotifier;
 use crate::{Notifier, NotifyError};
 use meetbot_core::TenantId;
 use meetbot_core::config::DeliveryConfig;
-use meetbot_core::model::{DeliveryChannel, Meeting, TenantSettings, TenantStatus, User};
+use meetbot_core::model::{DeliveryChannel, TenantSettings, TenantStatus, User};
 use meetbot_store::Store;
 use meetbot_store::vault::Tenants;
 use std::sync::Arc;
@@ -137,22 +137,7 @@ pub async fn invitees_by_email(
         return Ok(Vec::new());
     };
     let vault = tenants.vault(t).await?;
-    let people: Vec<String> = {
-        let raw = vault.open::<Meeting>(&m.id, "attendees", &m.attendees)?;
-        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-        v["organizer"]
-            .as_str()
-            .into_iter()
-            .chain(
-                v["attendees"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a["email"].as_str()),
-            )
-            .map(str::to_ascii_lowercase)
-            .collect()
-    };
+    let people = meetbot_store::retention::people_of(&vault, &m)?;
     let holder = m.id.clone();
     let copies = match &m.meeting_ref {
         Some(r) => store.meetings_with_ref(t, r).await?,
@@ -180,7 +165,7 @@ pub async fn invitees_by_email(
             continue;
         };
         let email = vault.open_string::<User>(&user.id, "email", &user.email)?;
-        if c.id != holder && !people.contains(&email.to_ascii_lowercase()) {
+        if c.id != holder && !people.iter().any(|p| p.eq_ignore_ascii_case(&email)) {
             continue;
         }
         if !out.contains(&email) {

@@ -161,6 +161,16 @@ async fn joined_job(store: &dyn Store, t: &TenantId, meeting: &str) -> String {
     id
 }
 
+/// Marks meetings `ids` of tenant A as copies of one meeting (as calendar sync does for one
+/// invitation in several calendars).
+async fn copies_of_one_meeting(w: &World, meeting_ref: &str, ids: &[&String]) {
+    for id in ids {
+        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
+        m.meeting_ref = Some(meeting_ref.into());
+        w.store.put_meeting(&w.a, &m).await.unwrap();
+    }
+}
+
 /// Stores meeting `m`'s transcript in tenant A: one second per (speaker, text), in order.
 async fn said(w: &World, m: &str, lines: &[(&str, &str)]) {
     use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
@@ -4544,11 +4554,12 @@ async fn an_invitee_reads_the_one_transcript_and_stops_the_one_bot_through_their
         .await;
     assert_eq!(s, 404, "a copy that stands alone has no transcript");
 
-    for id in [&holder, &mine, &forged] {
-        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
-        m.meeting_ref = Some("ref-of-the-quarterly-review".into());
-        w.store.put_meeting(&w.a, &m).await.unwrap();
-    }
+    copies_of_one_meeting(
+        &w,
+        "ref-of-the-quarterly-review",
+        &[&holder, &mine, &forged],
+    )
+    .await;
     let (s, t) = w
         .call(mia, Method::GET, &path(&mine, "transcript"), None)
         .await;
@@ -4710,11 +4721,7 @@ async fn a_person_who_attended_through_another_calendars_copy_is_erased_by_first
     // The copy that held the bot lists only Adam; Sarah's own copy of the meeting lists her.
     let holder = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
     let hers = meeting(&w.tenants, &w.a, None, &["sarah.connor@partner.test"]).await;
-    for id in [&holder, &hers] {
-        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
-        m.meeting_ref = Some("ref-of-the-results-call".into());
-        w.store.put_meeting(&w.a, &m).await.unwrap();
-    }
+    copies_of_one_meeting(&w, "ref-of-the-results-call", &[&holder, &hers]).await;
     said(&w, &holder, &[("Adam", "Thanks Sarah, I will call you.")]).await;
     let o = Some(w.tokens.owner.as_str());
     let body = json!({"email": "sarah.connor@partner.test", "name": "Sarah Connor"});
@@ -4743,11 +4750,7 @@ async fn a_client_in_one_calendars_copy_of_a_meeting_is_erased_with_the_transcri
     // The copy that held the bot lists only Adam; another calendar's copy lists the client.
     let holder = meeting(&w.tenants, &w.a, None, &["adam@clinic.test"]).await;
     let theirs = meeting(&w.tenants, &w.a, None, &["client@partner.test"]).await;
-    for id in [&holder, &theirs] {
-        let mut m = w.store.get_meeting(&w.a, id).await.unwrap().unwrap();
-        m.meeting_ref = Some("ref-of-the-client-call".into());
-        w.store.put_meeting(&w.a, &m).await.unwrap();
-    }
+    copies_of_one_meeting(&w, "ref-of-the-client-call", &[&holder, &theirs]).await;
     said(
         &w,
         &holder,
