@@ -8,7 +8,8 @@
 #      each OAuth test starts its own (testsupport::oidc)
 #   5. Janus, espeak-ng, cmake and libclang from Debian if missing (the bot tests run Janus in a network
 #      namespace they create; libopus is built by the opus crate)
-#   6. the tiny.en speech model (`meetbot model fetch`) and a faster-whisper-server venv
+#   6. the tiny.en speech model (`meetbot model fetch`), a faster-whisper-server venv, schemathesis
+#      and Arize Phoenix (the OpenTelemetry backend of the trace test)
 #   7. every test of the workspace: cargo nextest (cargo test if nextest is missing)
 # Extra arguments go to the test runner, e.g. `bash scripts/test.sh store_conformance`;
 # `--setup-only` stops after step 6.
@@ -123,6 +124,17 @@ if ! "$ST/bin/schemathesis" --version >/dev/null 2>&1; then
     "$ST/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 export MEETBOT_TEST_SCHEMATHESIS="$ST/bin/schemathesis"
+
+# Arize Phoenix (PyPI, Elastic License 2.0): a real OpenTelemetry backend that takes the services'
+# OTLP traces in the end-to-end test (decision 0043); used only by the tests, never shipped
+PHX="$ENV_DIR/phoenix"
+if ! "$PHX/bin/python" -c 'import phoenix' 2>/dev/null; then
+    log "creating the Phoenix venv"
+    rm -rf "$PHX"
+    python3 -m venv "$PHX"
+    "$PHX/bin/pip" install --quiet --disable-pip-version-check arize-phoenix==20.26.1
+fi
+export MEETBOT_TEST_PHOENIX="$PHX/bin/phoenix"
 
 # 7. tests (not with --setup-only: scripts/bench.sh uses this script to set up)
 if [ "${1:-}" = "--setup-only" ]; then

@@ -16,6 +16,7 @@ use meetbot_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -65,7 +66,14 @@ struct Tracked {
     tenant: TenantId,
     meeting_id: String,
     relaunches: u32,
+    /// Found live in the store when this consumer started (its bot started by an earlier
+    /// launcher): since when.
+    adopted: Option<std::time::Instant>,
 }
+
+/// A bot an earlier launcher started counts as lost once it has not asked its control endpoint
+/// for this long (bots ask every second).
+pub const ADOPTED_LOST_AFTER: Duration = Duration::from_secs(8);
 
 pub struct LaunchConsumer {
     queue: Arc<dyn JobQueue>,
@@ -73,8 +81,9 @@ pub struct LaunchConsumer {
     launcher: Arc<dyn BotLauncher>,
     issuer: Arc<TicketIssuer>,
     s: LaunchSettings,
-    /// Jobs whose bots this consumer started.
+    /// Jobs whose bots this consumer started, and live ones it found at its start.
     tracked: Mutex<HashMap<String, Tracked>>,
+    heartbeats: crate::control::Heartbeats,
 }
 
 /// Why a bot got no ticket.
@@ -102,7 +111,51 @@ impl LaunchConsumer {
             issuer,
             s,
             tracked: Mutex::new(HashMap::new()),
+            heartbeats: Default::default(),
         }
+    }
+
+    /// The heartbeats of this launcher's control endpoint ([`crate::control::Control::with_heartbeats`]).
+    pub fn with_heartbeats(mut self, heartbeats: crate::control::Heartbeats) -> Self {
+        self.heartbeats = heartbeats;
+        self
+    }
+
+    /// Takes over the watch of every job left in a meeting (`launched`, `joined`) by an earlier
+    /// launcher: a bot of it that is lost later is launched again like one started here.
+    /// Returns how many were adopted.
+    pub async fn adopt(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for tenant in self.store.list_tenants().await? {
+            if tenant.status != meetbot_core::model::TenantStatus::Active {
+                continue;
+            }
+            for state in ["launched", "joined"] {
+                let jobs = self
+                    .store
+                    .find_bot_jobs(
+                        &tenant.id,
+                        &meetbot_store::JobFilter {
+                            state: Some(state),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+                for j in jobs {
+                    tracked.entry(j.value.id.clone()).or_insert_with(|| {
+                        n += 1;
+                        Tracked {
+                            tenant: tenant.id.clone(),
+                            meeting_id: j.value.meeting_id.clone(),
+                            relaunches: 0,
+                            adopted: Some(std::time::Instant::now()),
+                        }
+                    });
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn spec(&self, m: &JobMessage, ticket: EncodedTicket) -> LaunchSpec {
@@ -147,10 +200,12 @@ impl LaunchConsumer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(m.job_id.clone())
+            .and_modify(|t| t.adopted = None)
             .or_insert(Tracked {
                 tenant: m.tenant_id.clone(),
                 meeting_id: m.meeting_id.clone(),
                 relaunches: 0,
+                adopted: None,
             });
     }
 
@@ -274,7 +329,8 @@ impl LaunchConsumer {
 
     /// One look at every bot this consumer started. Returns how many were launched again.
     pub async fn watch_once(&self) -> Result<u32, ConsumerError> {
-        let jobs: Vec<(String, TenantId, String, u32)> = self
+        type Watched = (String, TenantId, String, u32, Option<std::time::Instant>);
+        let jobs: Vec<Watched> = self
             .tracked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -285,11 +341,12 @@ impl LaunchConsumer {
                     t.tenant.clone(),
                     t.meeting_id.clone(),
                     t.relaunches,
+                    t.adopted,
                 )
             })
             .collect();
         let mut relaunched = 0;
-        for (job_id, tenant, meeting_id, relaunches) in jobs {
+        for (job_id, tenant, meeting_id, relaunches, adopted) in jobs {
             let run = match self.launcher.state(&job_id).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -303,13 +360,24 @@ impl LaunchConsumer {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&job_id);
             };
-            let reason = match run {
-                BotRun::Failed(r) => r,
-                BotRun::Succeeded | BotRun::NotFound => {
+            let reason = match (run, adopted) {
+                (BotRun::Failed(r), _) => r,
+                // A bot this launcher did not start: alive while it keeps asking.
+                (BotRun::NotFound, Some(since)) => {
+                    let last = self.heartbeats.last(&job_id).unwrap_or(since).max(since);
+                    if last.elapsed() < ADOPTED_LOST_AFTER {
+                        continue;
+                    }
+                    format!(
+                        "bot not heard from for {} s (started by an earlier launcher)",
+                        ADOPTED_LOST_AFTER.as_secs()
+                    )
+                }
+                (BotRun::Succeeded | BotRun::NotFound, _) => {
                     forget();
                     continue;
                 }
-                BotRun::Starting | BotRun::Running => continue,
+                (BotRun::Starting | BotRun::Running, _) => continue,
             };
             let Some(cur) = self.store.get_bot_job(&tenant, &job_id).await? else {
                 forget();
@@ -371,6 +439,7 @@ impl LaunchConsumer {
                             .get_mut(&job_id)
                         {
                             t.relaunches += 1;
+                            t.adopted = None;
                         }
                         tracing::warn!(job = %job_id, reason = %reason, "bot lost mid-meeting; launched again");
                     }
@@ -392,50 +461,74 @@ impl LaunchConsumer {
     /// `watch_every`. `shutdown` is seen at every step, also while a delivery waits for a
     /// free slot or the store: an unfinished delivery is not acked, so the broker gives it to
     /// another consumer (the job's state decides what it still needs, `gate`).
+    ///
+    /// A lost broker connection is reopened (backoff from 1 s to 10 s) while the bots go on:
+    /// what was not acked comes again, and the job's state says what it still needs. Only
+    /// `shutdown` ends it.
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ConsumerError> {
         tokio::pin!(shutdown);
-        let start = async {
-            let jobs = self.queue.consume_jobs().await?;
-            let events = self.queue.subscribe_events().await?;
-            Ok::<_, ConsumerError>((jobs, events))
-        };
-        let (mut jobs, mut events) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            r = start => r?,
-        };
+        match self.adopt().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "bots of an earlier launcher watched from now on"),
+            Err(e) => tracing::warn!(error = %e, "live jobs not adopted: the store is unreadable"),
+        }
         let mut tick = tokio::time::interval(self.s.watch_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_secs(1);
         loop {
-            let step = async {
-                tokio::select! {
-                    d = jobs.next() => {
-                        let d = d?;
-                        let job = d.job.job_id.clone();
-                        match self.handle(d).await {
-                            Ok(h) => tracing::debug!(job = %job, handled = ?h, "bot job delivery"),
-                            Err(e) => tracing::warn!(job = %job, error = %e, "bot job delivery failed"),
-                        }
-                    }
-                    ev = events.next() => {
-                        if let Ok(ev) = ev {
-                            self.on_event(&ev).await;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        if let Err(e) = self.watch_once().await {
-                            tracing::warn!(error = %e, "watching bots failed");
-                        }
-                    }
-                }
-                Ok::<(), ConsumerError>(())
+            let start = async {
+                let jobs = self.queue.consume_jobs().await?;
+                let events = self.queue.subscribe_events().await?;
+                Ok::<_, QueueError>((jobs, events))
             };
-            tokio::select! {
+            let (mut jobs, mut events) = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                r = step => r?,
-            }
+                r = start => match r {
+                    Ok(streams) => streams,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "the job queue is unreachable; the bots go on");
+                        tokio::select! {
+                            _ = &mut shutdown => return Ok(()),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                },
+            };
+            backoff = Duration::from_secs(1);
+            let lost = loop {
+                let step = async {
+                    tokio::select! {
+                        d = jobs.next() => {
+                            let d = d?;
+                            let job = d.job.job_id.clone();
+                            let span = meetbot_core::meeting_span!(
+                                "launcher.launch", &d.job.tenant_id, &d.job.meeting_id, job = %job
+                            );
+                            match self.handle(d).instrument(span).await {
+                                Ok(h) => tracing::debug!(job = %job, handled = ?h, "bot job delivery"),
+                                Err(e) => tracing::warn!(job = %job, error = %e, "bot job delivery failed"),
+                            }
+                        }
+                        ev = events.next() => self.on_event(&ev?).await,
+                        _ = tick.tick() => {
+                            if let Err(e) = self.watch_once().await {
+                                tracing::warn!(error = %e, "watching bots failed");
+                            }
+                        }
+                    }
+                    Ok::<(), QueueError>(())
+                };
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    r = step => if let Err(e) = r { break e },
+                }
+            };
+            tracing::warn!(error = %lost, "the job queue connection was lost; reconnecting");
         }
     }
 }

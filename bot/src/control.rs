@@ -33,11 +33,39 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// Reasons longer than this are cut (they are stored in the job's history).
 const MAX_REASON_CHARS: usize = 500;
 
+/// When each job's bot last reached this endpoint with its current token: how a launcher that
+/// restarted tells a bot an earlier launcher started (still asking every second) from a lost
+/// one ([`crate::consumer`]).
+#[derive(Clone, Default)]
+pub struct Heartbeats(Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>);
+
+impl Heartbeats {
+    /// Records that `job`'s bot reached the endpoint now.
+    pub fn seen(&self, job: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded by the jobs that reach it; entries older than an hour are dropped.
+        if m.len() > 10_000 {
+            m.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(3600));
+        }
+        m.insert(job.to_string(), std::time::Instant::now());
+    }
+
+    /// When `job`'s bot was last heard from.
+    pub fn last(&self, job: &str) -> Option<std::time::Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+            .copied()
+    }
+}
+
 #[derive(Clone)]
 pub struct Control {
     store: Arc<dyn Store>,
     queue: Option<Arc<dyn JobQueue>>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    heartbeats: Heartbeats,
 }
 
 impl Control {
@@ -46,7 +74,14 @@ impl Control {
             store,
             queue,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            heartbeats: Heartbeats::default(),
         }
+    }
+
+    /// Records each authorised request in `heartbeats` (shared with the launch consumer).
+    pub fn with_heartbeats(mut self, heartbeats: Heartbeats) -> Self {
+        self.heartbeats = heartbeats;
+        self
     }
 
     /// The routes, with a 4 KiB body limit and at most [`MAX_IN_FLIGHT`] requests served at
@@ -110,6 +145,7 @@ async fn authorized(
     if !ok || rec.expires_at <= Utc::now() {
         return Err(refused());
     }
+    c.heartbeats.seen(job);
     Ok((tenant, j))
 }
 

@@ -10,6 +10,7 @@ use meetbot_core::model::{Meeting, MeetingStatus};
 use meetbot_store::StoreError;
 use meetbot_store::vault::{TenantVault, Tenants, VaultError};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// Whose calendar the events come from.
 pub struct Target<'a> {
@@ -159,7 +160,14 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
                     m.wants_bot = false;
                     m.join_reason = Some("cancelled".into());
                     m.updated_at = Utc::now();
-                    store.put_meeting(t.tenant, &m).await?;
+                    let span = meetbot_core::meeting_span!(
+                        "calendar.meeting",
+                        t.tenant,
+                        &m.id,
+                        change = "cancelled",
+                        wants_bot = false
+                    );
+                    store.put_meeting(t.tenant, &m).instrument(span).await?;
                     rep.cancelled += 1;
                 }
                 Some(_) => rep.unchanged += 1,
@@ -224,7 +232,15 @@ pub async fn apply(t: &Target<'_>, events: &[NormalizedEvent]) -> Result<ApplyRe
             source_updated_at: ev.source_updated_at.map(|at| at.min(Utc::now())),
             updated_at: Utc::now(),
         };
-        store.put_meeting(t.tenant, &m).await?;
+        let span = meetbot_core::meeting_span!(
+            "calendar.meeting",
+            t.tenant,
+            &m.id,
+            change = if existing.is_some() { "changed" } else { "new" },
+            status = ?m.status,
+            wants_bot = m.wants_bot
+        );
+        store.put_meeting(t.tenant, &m).instrument(span).await?;
         if m.status == MeetingStatus::Cancelled {
             rep.cancelled += 1;
         } else {

@@ -16,6 +16,7 @@ use meetbot_store::vault::Tenants;
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub fn launch_settings(config: &Config) -> LaunchSettings {
     let l = &config.launcher;
@@ -93,9 +94,10 @@ pub async fn run_consumer(
         ),
         _ => None,
     };
+    let heartbeats = meetbot_bot::control::Heartbeats::default();
     let control = tokio::spawn(meetbot_bot::control::serve(
         listener,
-        Control::new(store.clone(), Some(queue.clone())),
+        Control::new(store.clone(), Some(queue.clone())).with_heartbeats(heartbeats.clone()),
         tls,
         async move {
             let _ = control_stop.changed().await;
@@ -124,7 +126,8 @@ pub async fn run_consumer(
         launcher,
         Arc::new(issuer),
         launch_settings(config),
-    );
+    )
+    .with_heartbeats(heartbeats);
     let r = consumer.run(stop).await;
     // Local bots leave their meetings and report their end to the control endpoint, which
     // stays up until they have.
@@ -176,11 +179,33 @@ impl Events {
     }
 }
 
-/// Reports the job as failed with `reason` and ends the process with code 3.
+/// How a bot process ends when it does not end well: the exit code its launcher reads (3: the
+/// job failed; 4: the meeting client was lost, launch me again), returned up to `main` so that
+/// the process ends the normal way (its spans exported).
+#[derive(Debug)]
+pub struct BotExit {
+    pub code: u8,
+    pub job_id: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BotExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bot {}: {}", self.job_id, self.reason)
+    }
+}
+
+impl std::error::Error for BotExit {}
+
+/// Reports the job as failed with `reason`; the process ends with code 3.
 async fn fail_and_exit(events: &Events, job_id: &str, reason: String) -> Result<()> {
     events.finish(EventKind::Failed(reason.clone())).await;
-    eprintln!("bot {job_id}: {reason}");
-    std::process::exit(3);
+    Err(BotExit {
+        code: 3,
+        job_id: job_id.to_string(),
+        reason,
+    }
+    .into())
 }
 
 /// How often a bot in a meeting asks its launcher about its job: a person stopping it (or
@@ -253,11 +278,6 @@ pub async fn bot(
     job_id: String,
     shutdown: Shutdown,
 ) -> Result<()> {
-    use meetbot_bot::janus::{
-        JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
-    };
-    use meetbot_bot::session::{Lifecycle, Rules, run_session};
-
     let text = ticket.with_context(|| {
         format!(
             "no bot ticket: the launcher starts bots with one in {}",
@@ -272,6 +292,18 @@ pub async fn bot(
         ticket.job_id,
         ticket.tenant
     );
+    let span =
+        meetbot_core::meeting_span!("bot.session", &tenant, &ticket.meeting_id, job = %job_id);
+    in_meeting(ticket, job_id, shutdown).instrument(span).await
+}
+
+/// The bot's work once its ticket is checked (in its meeting's trace).
+async fn in_meeting(ticket: BotTicket, job_id: String, shutdown: Shutdown) -> Result<()> {
+    use meetbot_bot::janus::{
+        JanusAudioBridge, JanusRoomKind, JanusVideoRoom, VideoRoomSettings, janus_room,
+    };
+    use meetbot_bot::session::{Lifecycle, Rules, run_session};
+
     let control = BotControl::new(&ticket);
     let s = first_status(&control).await?;
     if s.leave {
@@ -490,10 +522,14 @@ pub async fn bot(
             // with 4, so the launcher's watcher launches the bot again per its relaunch policy
             // (the meeting still runs) or fails the job when the policy is spent.
             // (Reported as leaving: a `failed` report would end the job.)
-            let reason = format!("the meeting client failed: {reason}");
+            let reason = format!("the meeting client failed: {reason}; exiting for a relaunch");
             events.publish(EventKind::Leaving).await;
-            eprintln!("bot {job_id}: {reason}; exiting for a relaunch");
-            std::process::exit(4);
+            Err(BotExit {
+                code: 4,
+                job_id,
+                reason,
+            }
+            .into())
         }
         Err(e) => fail_and_exit(&events, &job_id, e.to_string()).await,
     }

@@ -243,7 +243,10 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    meetbot_core::telemetry::init(&config.telemetry);
+    meetbot_core::telemetry::init(
+        &config.telemetry,
+        &format!("meetbot-{}", cli.command.service().unwrap_or("cli")),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -281,13 +284,21 @@ fn main() -> ExitCode {
     // Nothing waits for blocking work still under way (a model loading, an utterance being
     // decoded): the process ends now.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    // The spans not yet exported (a no-op without telemetry.otlp_endpoint).
+    meetbot_core::telemetry::flush();
     drop(private_tmp);
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
+        Ok(Err(e)) => match e.downcast_ref::<bots::BotExit>() {
+            Some(exit) => {
+                eprintln!("{exit}");
+                ExitCode::from(exit.code)
+            }
+            None => {
+                eprintln!("error: {}", one_line(&e));
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("error: meetbot {}: {e}", service.unwrap_or_default());
             ExitCode::from(meetbot_core::ops::EXIT_NOT_STOPPED)

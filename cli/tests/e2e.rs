@@ -13,6 +13,8 @@
 //! connections a host-side runtime opens (`relay_from_host`). Nothing leaves 127.0.0.0/8.
 
 mod common;
+#[path = "e2e/soak.rs"]
+mod soak;
 
 use chrono::{Duration as CDuration, Utc};
 use common::{Services, free_port, host_port, wait_for};
@@ -24,6 +26,7 @@ use meetbot_store::{JobFilter, MongoEngine, Store, init_engine};
 use meetbot_testsupport::delivery::{MailDev, SlackStandIn};
 use meetbot_testsupport::google::{GoogleStandIn, TOKEN};
 use meetbot_testsupport::janus::{JanusServer, Publisher, in_netns, relay_from_host, speech};
+use meetbot_testsupport::otlp::Phoenix;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -109,6 +112,8 @@ fn meeting_end_to_end(kill_transcriber: bool) {
         let mongo_relay = relay_from_host(&handle, socket_of(&host_port(&mongo)));
         let amqp_in = amqp.replace(&host_port(&amqp), &amqp_relay.to_string());
         let mongo_in = mongo.replace(&host_port(&mongo), &mongo_relay.to_string());
+        // A real OpenTelemetry backend for the meeting's trace (not in the kill variant).
+        let mut phoenix = (!kill_transcriber).then(Phoenix::start);
 
         // The store as every service sees it, and a tenant with its delivery targets.
         let dir = tempfile::tempdir().unwrap();
@@ -194,8 +199,11 @@ fn meeting_end_to_end(kill_transcriber: bool) {
         let slack = SlackStandIn::start("xoxb-e2e").await;
 
         // Every service, configured by environment only, as in a deployment.
+        if let Some(p) = phoenix.as_mut() {
+            p.ready().await;
+        }
         let transcriber_port = free_port();
-        let env: Vec<(String, String)> = [
+        let mut env: Vec<(String, String)> = [
             ("MEETBOT_STORE__KIND", "mongodb".to_string()),
             ("MEETBOT_STORE__MONGODB_URI", mongo_in.clone()),
             ("MEETBOT_STORE__DB_PREFIX", prefix.clone()),
@@ -250,6 +258,9 @@ fn meeting_end_to_end(kill_transcriber: bool) {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        if let Some(p) = &phoenix {
+            env.push(("MEETBOT_TELEMETRY__OTLP_ENDPOINT".into(), p.otlp_endpoint()));
+        }
         let spawn = |name: &str| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
             for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
@@ -428,6 +439,11 @@ fn meeting_end_to_end(kill_transcriber: bool) {
                 .contains("insurance company")
         );
 
+        // One trace for the meeting, from every service, carrying ids only.
+        if let Some(p) = &phoenix {
+            meeting_trace(p, &t, &meeting.id, &mut services).await;
+        }
+
         // No audio file anywhere: the test's directory, the temporary directory.
         let mut audio = Vec::new();
         audio_files_since(dir.path(), started, &mut audio);
@@ -511,6 +527,75 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             .ok();
     });
     drop(host);
+}
+
+/// The spans each service exports for a meeting (decision 0043), by name.
+const MEETING_SPANS: [(&str, &str); 8] = [
+    ("calendar.meeting", "calendar-sync"),
+    ("scheduler.arm", "scheduler"),
+    ("scheduler.dispatch", "scheduler"),
+    ("launcher.launch", "launcher"),
+    ("bot.session", "bot"),
+    ("transcriber.stream", "transcriber"),
+    ("transcriber.finish", "transcriber"),
+    ("delivery.attempt", "delivery worker"),
+];
+
+/// Phoenix holds one trace for the meeting with a span of every service in it, in the trace
+/// every service derives from the ids alone; and no span anywhere names a person, the title,
+/// the link or what was said.
+async fn meeting_trace(
+    phoenix: &Phoenix,
+    t: &meetbot_core::TenantId,
+    meeting_id: &str,
+    services: &mut Services,
+) {
+    let (trace, _) = meetbot_core::telemetry::meeting_trace_ids(t, meeting_id);
+    let trace = trace.to_string();
+    let spans = wait_for(
+        "every service's span of the meeting",
+        60,
+        services,
+        || async {
+            let spans = phoenix.spans().await;
+            let names: std::collections::BTreeSet<String> = spans
+                .iter()
+                .filter(|s| s["context"]["trace_id"] == trace.as_str())
+                .filter_map(|s| s["name"].as_str().map(String::from))
+                .collect();
+            MEETING_SPANS
+                .iter()
+                .all(|(n, _)| names.contains(*n))
+                .then_some(spans)
+        },
+    )
+    .await;
+    let ours: Vec<&serde_json::Value> = spans
+        .iter()
+        .filter(|s| s["context"]["trace_id"] == trace.as_str())
+        .collect();
+    eprintln!(
+        "the meeting's trace {trace}: {:?}",
+        ours.iter().map(|s| &s["name"]).collect::<Vec<_>>()
+    );
+    for s in &spans {
+        if s["attributes"]["meeting"] == meeting_id {
+            assert_eq!(s["context"]["trace_id"], trace.as_str(), "{s}");
+        }
+    }
+    let all = serde_json::to_string(&spans).unwrap();
+    for plain in [
+        USER,
+        "maria@clinic.example",
+        "team@clinic.example",
+        "Intake process review",
+        "rooms.clinic.example",
+        "consent form",
+        "insurance company",
+        TOKEN,
+    ] {
+        assert!(!all.contains(plain), "{plain:?} in an exported span");
+    }
 }
 
 /// Every byte of the control database and the tenant's, as someone with database access reads it.

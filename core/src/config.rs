@@ -700,6 +700,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// A `tracing` filter: `info`, `meetbot=debug,warn`, ...
     pub log_level: String,
+    /// Where to send traces (OTLP over HTTP, e.g. `http://otel-collector:4318`; `/v1/traces` is
+    /// added): one trace per meeting across the services, ids only (decision 0043). Unset: no
+    /// traces leave the process.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -753,6 +758,7 @@ impl Default for Config {
             telemetry: TelemetryConfig {
                 log_format: LogFormat::Text,
                 log_level: "info".into(),
+                otlp_endpoint: None,
             },
             ops: OpsConfig {
                 listen: "127.0.0.1:9464".parse().expect("literal address"),
@@ -1603,6 +1609,22 @@ impl Config {
                 bad("egress.allow_private", e.to_string());
             }
         }
+        if let Some(e) = self
+            .telemetry
+            .otlp_endpoint
+            .as_deref()
+            .filter(|e| !e.is_empty())
+        {
+            match url::Url::parse(e) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => bad(
+                    "telemetry.otlp_endpoint",
+                    format!(
+                        "{e:?} is not an http(s) URL; give the collector's OTLP/HTTP address, e.g. http://otel-collector:4318"
+                    ),
+                ),
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             bad(
                 "telemetry.log_level",
@@ -1879,7 +1901,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported_at_once() {
         let err = load(
-            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"http://x\"\ndb_prefix = \"Bad Prefix\"\n[queue]\nkind = \"rabbitmq\"\namqp_url = \"nope\"\n[telemetry]\nlog_level = \"[[[\"\n[calendar]\npublic_webhook_base = \"http://hooks.example\"\n",
+            "[store]\nkind = \"mongodb\"\nmongodb_uri = \"http://x\"\ndb_prefix = \"Bad Prefix\"\n[queue]\nkind = \"rabbitmq\"\namqp_url = \"nope\"\n[telemetry]\nlog_level = \"[[[\"\notlp_endpoint = \"collector:4318\"\n[calendar]\npublic_webhook_base = \"http://hooks.example\"\n",
             &[],
         )
         .unwrap_err();
@@ -1889,6 +1911,7 @@ mod tests {
             "store.db_prefix",
             "queue.amqp_url",
             "telemetry.log_level",
+            "telemetry.otlp_endpoint",
             "calendar.public_webhook_base",
         ] {
             assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");

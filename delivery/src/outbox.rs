@@ -27,6 +27,7 @@ use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -275,7 +276,15 @@ impl Outbox {
         let own = self.tenant_senders(t, &due).await?;
         let mut round = Round::default();
         for d in due {
-            match self.attempt(t, d, now, &own).await? {
+            let span = meetbot_core::meeting_span!(
+                "delivery.attempt",
+                t,
+                &d.value.meeting_id,
+                delivery = %d.value.id,
+                channel = ?d.value.channel,
+                attempt = d.value.attempts + 1
+            );
+            match self.attempt(t, d, now, &own).instrument(span).await? {
                 Outcome::Sent => round.sent += 1,
                 Outcome::Retrying => round.retrying += 1,
                 Outcome::GaveUp => round.gave_up += 1,

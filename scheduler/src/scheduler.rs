@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Whether this copy of a meeting asks for a bot (and a bot could join it).
 fn wants_bot(m: &Meeting) -> bool {
@@ -428,7 +429,15 @@ impl Scheduler {
                 job.join_at = join_at;
                 job.meeting_id = holder.to_string();
                 if transition(&mut job, BotJobState::Scheduled, Utc::now()).is_ok() {
-                    match self.store.update_bot_job(t, &job, existing.version).await {
+                    let span = meetbot_core::meeting_span!(
+                        "scheduler.arm", t, holder, job = %job.id, rearmed = true
+                    );
+                    match self
+                        .store
+                        .update_bot_job(t, &job, existing.version)
+                        .instrument(span)
+                        .await
+                    {
                         Ok(_) => {
                             r.rearmed += 1;
                             self.count("rearmed");
@@ -441,7 +450,8 @@ impl Scheduler {
             return Ok(());
         }
         let job = BotJob::scheduled(holder, key, join_at);
-        match self.store.insert_bot_job(t, &job).await {
+        let span = meetbot_core::meeting_span!("scheduler.arm", t, holder, job = %job.id);
+        match self.store.insert_bot_job(t, &job).instrument(span).await {
             Ok(_) => {
                 r.armed += 1;
                 self.count("armed");
@@ -511,7 +521,15 @@ impl Scheduler {
         if transition(&mut job, BotJobState::Cancelled, Utc::now()).is_err() {
             return Ok(false);
         }
-        match self.store.update_bot_job(t, &job, j.version).await {
+        let span = meetbot_core::meeting_span!(
+            "scheduler.withdraw", t, &job.meeting_id, job = %job.id, was = was.name()
+        );
+        match self
+            .store
+            .update_bot_job(t, &job, j.version)
+            .instrument(span)
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) => return Ok(false),
             Err(e) => return Err(e),
@@ -639,7 +657,16 @@ impl Scheduler {
                 .lateness
                 .observe(((now - job.join_at).num_milliseconds().max(0) as f64) / 1000.0);
             job.published_at = Some(now);
-            match self.store.update_bot_job(t, &job, j.version).await {
+            let span = meetbot_core::meeting_span!(
+                "scheduler.dispatch", t, &job.meeting_id, job = %job.id,
+                late_ms = (now - job.join_at).num_milliseconds().max(0)
+            );
+            match self
+                .store
+                .update_bot_job(t, &job, j.version)
+                .instrument(span)
+                .await
+            {
                 // A conflict means a consumer already moved the job on: it was delivered.
                 Ok(_) | Err(StoreError::Conflict { .. }) => confirmed += 1,
                 Err(e) => return Err(e),

@@ -399,7 +399,10 @@ impl Engine for MongoEngine {
         spec: &'static CollectionSpec,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let filter = doc! { "expire_at": { "$lte": bson::DateTime::from_chrono(now) } };
+        // Only dates: MongoDB never matches null against a date, but some MongoDB-wire servers
+        // order null first (mongoeco 4.11 did), which would purge every record kept for good.
+        let filter =
+            doc! { "expire_at": { "$type": "date", "$lte": bson::DateTime::from_chrono(now) } };
         let r = self
             .coll(scope, spec)
             .delete_many(filter)

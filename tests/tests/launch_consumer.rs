@@ -32,6 +32,7 @@ struct World {
     consumer: LaunchConsumer,
     issuer: Arc<TicketIssuer>,
     dir: tempfile::TempDir,
+    prefix: String,
 }
 
 async fn world(program: &str) -> World {
@@ -49,10 +50,11 @@ async fn world_running(program: &str, script: &str) -> World {
         Arc::new(LocalKeyFile::open_or_create(&dir.path().join("k")).unwrap()),
     ));
     let tenant = tenants.create("Clinic").await.unwrap().id;
+    let prefix = meetbot_testsupport::unique("launch");
     let queue = Arc::new(
         RabbitQueue::connect(
             &meetbot_testsupport::amqp_url(),
-            &meetbot_testsupport::unique("launch"),
+            &prefix,
             "launch-consumer-test",
             5,
             Duration::from_secs(5),
@@ -97,6 +99,7 @@ async fn world_running(program: &str, script: &str) -> World {
         consumer,
         issuer,
         dir,
+        prefix,
     }
 }
 
@@ -574,4 +577,129 @@ async fn a_bot_reaches_its_launcher_over_tls_trusting_the_ca_its_ticket_carries_
     ));
     assert_eq!(w.job("job-21").await.state, BotJobState::Joined);
     w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_launcher_keeps_watching_the_earlier_ones_bots_and_relaunches_a_silent_one() {
+    let w = world("/bin/sh").await;
+    let mut jobs = w.queue.consume_jobs().await.unwrap();
+    for n in [7, 8] {
+        let msg = w.dispatched(n).await;
+        w.queue.publish_job(&msg).await.unwrap();
+        assert_eq!(
+            w.consumer.handle(jobs.next().await.unwrap()).await.unwrap(),
+            Handled::Launched
+        );
+    }
+    // The launcher process is gone (its bots live on in their own process groups); the next
+    // one knows neither bot, but finds both jobs live in the store.
+    let heartbeats = meetbot_bot::control::Heartbeats::default();
+    let next = LaunchConsumer::new(
+        w.queue.clone(),
+        w.store.clone(),
+        Arc::new(LocalProcessLauncher::new(
+            "/bin/sh",
+            vec!["-c".into(), BOT_SCRIPT.into(), "/nonexistent".into()],
+            4,
+        )),
+        w.issuer.clone(),
+        LaunchSettings::default(),
+    )
+    .with_heartbeats(heartbeats.clone());
+    assert_eq!(next.adopt().await.unwrap(), 2);
+    assert_eq!(next.watch_once().await.unwrap(), 0, "both just adopted");
+    // job-8's bot keeps asking its control endpoint, job-7's was killed with its launcher.
+    let until = Instant::now() + meetbot_bot::consumer::ADOPTED_LOST_AFTER + Duration::from_secs(1);
+    while Instant::now() < until {
+        heartbeats.seen("job-8");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(next.watch_once().await.unwrap(), 1);
+    let lost = w.job("job-7").await;
+    assert_eq!(lost.state, BotJobState::Launched);
+    assert!(
+        lost.history.iter().any(|c| matches!(&c.state,
+            BotJobState::Failed(r) if r.contains("not heard from"))),
+        "{:?}",
+        lost.history
+    );
+    assert!(
+        w.job("job-8")
+            .await
+            .history
+            .iter()
+            .all(|c| !matches!(c.state, BotJobState::Failed(_)))
+    );
+    w.queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launcher_whose_broker_connections_are_cut_reconnects_and_takes_the_next_job() {
+    let w = world("/bin/sh").await;
+    // The consumer reaches RabbitMQ through a relay that can cut every connection it carries.
+    let host = tokio::runtime::Handle::current();
+    let broker = meetbot_testsupport::amqp_url();
+    let hp = broker
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (relay, cut) = meetbot_testsupport::janus::relay_with_cut(&host, hp.parse().unwrap());
+    let prefix = w.prefix.clone();
+    let relayed = Arc::new(
+        RabbitQueue::connect(
+            &broker.replace(&hp, &relay.to_string()),
+            &prefix,
+            "launch-consumer-relayed",
+            5,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    let consumer = LaunchConsumer::new(
+        relayed,
+        w.store.clone(),
+        w.launcher.clone(),
+        w.issuer.clone(),
+        LaunchSettings::default(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        consumer
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let msg = w.dispatched(9).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    in_state(&w, "job-9", BotJobState::Launched).await;
+    cut.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !running.is_finished(),
+        "the consumer ended on a lost connection"
+    );
+    let msg = w.dispatched(10).await;
+    w.queue.publish_job(&msg).await.unwrap();
+    in_state(&w, "job-10", BotJobState::Launched).await;
+    let _ = stop_tx.send(());
+    running.await.unwrap().unwrap();
+    w.queue.delete_topology().await.unwrap();
+}
+
+async fn in_state(w: &World, job: &str, want: BotJobState) {
+    let start = Instant::now();
+    while w.job(job).await.state != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{job} is {:?}, not {want:?}",
+            w.job(job).await.state
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -854,9 +854,19 @@ async fn expired_transcripts_are_hidden_at_once_and_purged(env: Env) {
         env.store.list_transcripts(&t).await.unwrap(),
         vec![kept.clone()]
     );
+    // A record without expiry is kept for good (a MongoDB-wire server that orders null before
+    // dates in `$lte`, as mongoeco 4.11 does, must not make the purge take it).
+    let m3 = meeting(&v, -20);
+    let forever = transcript(&v, &m3.id, None);
+    env.store.put_transcript(&t, &forever).await.unwrap();
     // MongoDB's TTL monitor may have removed it already; either way the purge leaves nothing.
     let counts = env.store.purge_expired(&t, Utc::now()).await.unwrap();
     assert!(counts.iter().all(|(_, n)| *n <= 1), "{counts:?}");
+    assert_eq!(
+        env.store.get_transcript(&t, &forever.id).await.unwrap(),
+        Some(forever),
+        "a record without expiry survives the purge"
+    );
     assert!(
         !contains(&env.dump(&t).await, old.id.as_bytes()),
         "the purged record is gone from the raw store"

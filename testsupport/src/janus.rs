@@ -277,6 +277,10 @@ pub enum Room {
     AudioBridge,
 }
 
+/// What a participant says: each line's PCM (48 kHz mono) from its offset after joining; lines
+/// do not overlap.
+pub type Script = Vec<(Duration, Arc<Vec<i16>>)>;
+
 /// A participant publishing Opus audio into a VideoRoom or an AudioBridge.
 pub struct Publisher {
     pub id: u64,
@@ -308,6 +312,17 @@ impl Publisher {
         lead_in: Duration,
         pcm: Vec<i16>,
     ) -> Self {
+        Self::join(kind, url, room, display, vec![(lead_in, Arc::new(pcm))]).await
+    }
+
+    /// Joins a VideoRoom `room` as `display` and says each line of `script` at its offset
+    /// from joining (silence between and after), until it leaves.
+    pub async fn speak(url: &str, room: u64, display: &str, script: Script) -> Self {
+        Self::join(Room::VideoRoom, url, room, display, script).await
+    }
+
+    async fn join(kind: Room, url: &str, room: u64, display: &str, mut script: Script) -> Self {
+        script.sort_by_key(|(at, _)| *at);
         let session = JanusSession::create(url).await.expect("publisher session");
         let (plugin, join, configure) = match kind {
             Room::VideoRoom => (
@@ -382,23 +397,31 @@ impl Publisher {
         let sender = tokio::spawn(async move {
             let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
                 .expect("opus encoder");
-            let silence = vec![0i16; 960];
-            let lead = (lead_in.as_millis() / 20) as usize;
-            let mut frames: Vec<Vec<i16>> = Vec::new();
-            frames.extend(std::iter::repeat_n(silence.clone(), lead));
-            for f in pcm.chunks(960) {
-                let mut f = f.to_vec();
-                f.resize(960, 0);
-                frames.push(f);
-            }
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut out = vec![0u8; 1500];
-            let mut i = 0usize;
+            let mut frame = vec![0i16; 960];
+            // Sample offset of each 20 ms frame from joining; `line` is the first line not over.
+            let mut at = 0usize;
+            let mut line = 0usize;
+            let start_of = |(off, _): &(Duration, Arc<Vec<i16>>)| off.as_millis() as usize * 48;
             loop {
                 tick.tick().await;
-                let frame = frames.get(i).unwrap_or(&silence);
-                i += 1;
-                let n = match enc.encode(frame, &mut out) {
+                while script
+                    .get(line)
+                    .is_some_and(|l| at >= start_of(l) + l.1.len())
+                {
+                    line += 1;
+                }
+                frame.fill(0);
+                if let Some(l) = script.get(line)
+                    && at >= start_of(l)
+                {
+                    let from = at - start_of(l);
+                    let part = &l.1[from..(from + 960).min(l.1.len())];
+                    frame[..part.len()].copy_from_slice(part);
+                }
+                at += 960;
+                let n = match enc.encode(&frame, &mut out) {
                     Ok(n) => n,
                     Err(_) => continue,
                 };
@@ -494,6 +517,26 @@ pub fn relay_from_host(
     host: &tokio::runtime::Handle,
     target: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
+    // Without its `Cut` the relay's connections are never cut (a closed watch is ignored).
+    relay_with_cut(host, target).0
+}
+
+/// Cuts every connection a relay carries at the moment (new ones are still accepted): what a
+/// broker restart or a network fault looks like to the clients.
+pub struct Cut(tokio::sync::watch::Sender<u64>);
+
+impl Cut {
+    pub fn cut(&self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+}
+
+/// [`relay_from_host`] with a [`Cut`] for its connections.
+pub fn relay_with_cut(
+    host: &tokio::runtime::Handle,
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Cut) {
+    let (cut, cuts) = tokio::sync::watch::channel(0u64);
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").expect("bind a relay port in the namespace");
     listener
@@ -503,13 +546,18 @@ pub fn relay_from_host(
     host.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("relay listener");
         while let Ok((mut inner, _)) = listener.accept().await {
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
             tokio::spawn(async move {
                 // Opened on a host runtime thread: a socket of the host's namespace.
                 if let Ok(mut outer) = tokio::net::TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inner, &mut outer).await;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inner, &mut outer) => {}
+                        Ok(()) = cuts.changed() => {}
+                    }
                 }
             });
         }
     });
-    addr
+    (addr, Cut(cut))
 }

@@ -20,6 +20,7 @@ pub mod janus;
 pub mod keyvault;
 pub mod kube;
 pub mod oidc;
+pub mod otlp;
 pub mod procstat;
 pub mod speech;
 

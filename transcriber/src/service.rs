@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
 
 /// Why the listener's TLS certificate or key cannot be used (each names its file).
 #[derive(Debug, thiserror::Error)]
@@ -541,12 +542,14 @@ type Refused = (StatusCode, String);
 ///
 /// With `token_expiry` (a bot's stream), the token must be the one of the job's current ticket
 /// (decision 0032): a bot the launcher replaced cannot take the stream back.
+///
+/// Returns the stream's id and the job's meeting.
 async fn stream_open(
     svc: &Service,
     tenant: &TenantId,
     job: &str,
     token_expiry: Option<u64>,
-) -> Result<String, Refused> {
+) -> Result<(String, String), Refused> {
     use meetbot_core::model::BotJobState;
     let refused = |why: &str| {
         (
@@ -600,11 +603,12 @@ async fn stream_open(
         return Err(refused("its transcript is stored"));
     }
     // The bot's stream: its ticket (a relaunched bot gets a new one), else its token.
-    Ok(match (&j.ticket, token_expiry) {
+    let stream = match (&j.ticket, token_expiry) {
         (Some(t), _) => t.id.clone(),
         (None, Some(exp)) => format!("token-{exp}"),
         (None, None) => String::new(),
-    })
+    };
+    Ok((stream, j.meeting_id))
 }
 
 impl Service {
@@ -1529,13 +1533,14 @@ async fn audio(
         )
             .into_response();
     }
-    let stream = match stream_open(&svc, &tenant, &job, Some(expiry)).await {
-        Ok(stream) => stream,
+    let (stream, meeting) = match stream_open(&svc, &tenant, &job, Some(expiry)).await {
+        Ok(open) => open,
         Err(refused) => return refused.into_response(),
     };
     let session = svc.session(&tenant, &job);
+    let span = meetbot_core::meeting_span!("transcriber.stream", &tenant, &meeting, job = %job);
     ws.max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(svc, session, socket, stream))
+        .on_upgrade(move |socket| serve(svc, session, socket, stream).instrument(span))
 }
 
 async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, stream: String) {
@@ -1635,7 +1640,8 @@ async fn serve(svc: Arc<Service>, session: Arc<Handle>, mut socket: WebSocket, s
         let mut ack = svc.take(&mut s, frame).await;
         // The end, taken just now: the transcript is made, then the end acknowledged.
         if is_end && s.end_seen && s.next_seq != before {
-            let r = svc.finish(&mut s).await;
+            let span = tracing::info_span!(target: "meetbot", "transcriber.finish", job = %s.job);
+            let r = svc.finish(&mut s).instrument(span).await;
             if let Err(e) = &r {
                 tracing::error!(tenant = %s.tenant, job = %s.job, error = %e, "storing the transcript failed");
             }
