@@ -73,7 +73,7 @@ struct Tracked {
 
 /// A bot an earlier launcher started counts as lost once it has not asked its control endpoint
 /// for this long (bots ask every second).
-pub const ADOPTED_LOST_AFTER: Duration = Duration::from_secs(8);
+pub const ADOPTED_LOST_AFTER: Duration = Duration::from_secs(30);
 
 pub struct LaunchConsumer {
     queue: Arc<dyn JobQueue>,
