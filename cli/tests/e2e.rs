@@ -203,61 +203,19 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             p.ready().await;
         }
         let transcriber_port = free_port();
-        let mut env: Vec<(String, String)> = [
-            ("MEETBOT_STORE__KIND", "mongodb".to_string()),
-            ("MEETBOT_STORE__MONGODB_URI", mongo_in.clone()),
-            ("MEETBOT_STORE__DB_PREFIX", prefix.clone()),
-            (
-                "MEETBOT_KEYS__LOCAL_KEY_FILE",
-                key_file.display().to_string(),
-            ),
-            ("MEETBOT_QUEUE__KIND", "rabbitmq".into()),
-            ("MEETBOT_QUEUE__AMQP_URL", amqp_in.clone()),
-            ("MEETBOT_QUEUE__PREFIX", prefix.clone()),
-            ("MEETBOT_CALENDAR__GOOGLE_ROOT_URL", google.root_url()),
-            ("MEETBOT_CALENDAR__WEBHOOK_LISTEN", "127.0.0.1:0".into()),
-            ("MEETBOT_BOT__JANUS_API_URL", janus.url()),
-            (
-                "MEETBOT_BOT__JANUS_ROOM_HOST",
-                "rooms.clinic.example".into(),
-            ),
-            (
-                "MEETBOT_BOT__ICE_IP",
-                meetbot_testsupport::janus::ICE_IP.into(),
-            ),
-            (
-                "MEETBOT_BOT__TRANSCRIBER_URL",
-                format!("ws://127.0.0.1:{transcriber_port}/v1/audio"),
-            ),
-            (
-                "MEETBOT_BOT__AUDIO_TOKEN_SECRET",
-                "e2e-audio-secret-0123456789".into(),
-            ),
-            (
-                "MEETBOT_TRANSCRIBER__LISTEN",
-                format!("127.0.0.1:{transcriber_port}"),
-            ),
-            (
-                "MEETBOT_TRANSCRIBER__MODEL_DIR",
-                model.parent().unwrap().display().to_string(),
-            ),
-            ("MEETBOT_DELIVERY__SMTP_HOST", "127.0.0.1".into()),
-            ("MEETBOT_DELIVERY__SMTP_PORT", mail.smtp_port.to_string()),
-            ("MEETBOT_DELIVERY__SMTP_SECURITY", "none".into()),
-            (
-                "MEETBOT_DELIVERY__SLACK_BASE_URL",
-                format!("http://{}", slack.addr),
-            ),
-            ("MEETBOT_DELIVERY__SLACK_TOKEN", "xoxb-e2e".into()),
-            ("MEETBOT_DELIVERY__POLL_SECONDS", "1".into()),
-            ("MEETBOT_OPS__LISTEN", "127.0.0.1:0".into()),
-            // The launcher's control endpoint for its bots, on a free port.
-            ("MEETBOT_LAUNCHER__CONTROL_LISTEN", "127.0.0.1:0".into()),
-            ("MEETBOT_TELEMETRY__LOG_LEVEL", "warn".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut env = service_env(&Deployment {
+            mongo: &mongo_in,
+            prefix: &prefix,
+            key_file: &key_file,
+            amqp: &amqp_in,
+            google: &google,
+            janus: &janus,
+            transcriber_port,
+            model: &model,
+            mail: &mail,
+            slack: &slack,
+            slack_token: "xoxb-e2e",
+        });
         if let Some(p) = &phoenix {
             env.push(("MEETBOT_TELEMETRY__OTLP_ENDPOINT".into(), p.otlp_endpoint()));
         }
@@ -527,6 +485,79 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             .ok();
     });
     drop(host);
+}
+
+/// What the services of an end-to-end test are pointed at.
+struct Deployment<'a> {
+    mongo: &'a str,
+    prefix: &'a str,
+    key_file: &'a Path,
+    amqp: &'a str,
+    google: &'a GoogleStandIn,
+    janus: &'a JanusServer,
+    transcriber_port: u16,
+    model: &'a Path,
+    mail: &'a MailDev,
+    slack: &'a SlackStandIn,
+    slack_token: &'a str,
+}
+
+/// Every service's configuration, by environment only, as in a deployment (a later entry with
+/// the same name wins).
+fn service_env(d: &Deployment<'_>) -> Vec<(String, String)> {
+    let port = d.transcriber_port;
+    [
+        ("MEETBOT_STORE__KIND", "mongodb".to_string()),
+        ("MEETBOT_STORE__MONGODB_URI", d.mongo.to_string()),
+        ("MEETBOT_STORE__DB_PREFIX", d.prefix.to_string()),
+        (
+            "MEETBOT_KEYS__LOCAL_KEY_FILE",
+            d.key_file.display().to_string(),
+        ),
+        ("MEETBOT_QUEUE__KIND", "rabbitmq".into()),
+        ("MEETBOT_QUEUE__AMQP_URL", d.amqp.to_string()),
+        ("MEETBOT_QUEUE__PREFIX", d.prefix.to_string()),
+        ("MEETBOT_CALENDAR__GOOGLE_ROOT_URL", d.google.root_url()),
+        ("MEETBOT_CALENDAR__WEBHOOK_LISTEN", "127.0.0.1:0".into()),
+        ("MEETBOT_BOT__JANUS_API_URL", d.janus.url()),
+        (
+            "MEETBOT_BOT__JANUS_ROOM_HOST",
+            "rooms.clinic.example".into(),
+        ),
+        (
+            "MEETBOT_BOT__ICE_IP",
+            meetbot_testsupport::janus::ICE_IP.into(),
+        ),
+        (
+            "MEETBOT_BOT__TRANSCRIBER_URL",
+            format!("ws://127.0.0.1:{port}/v1/audio"),
+        ),
+        (
+            "MEETBOT_BOT__AUDIO_TOKEN_SECRET",
+            "e2e-audio-secret-0123456789".into(),
+        ),
+        ("MEETBOT_TRANSCRIBER__LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "MEETBOT_TRANSCRIBER__MODEL_DIR",
+            d.model.parent().unwrap().display().to_string(),
+        ),
+        ("MEETBOT_DELIVERY__SMTP_HOST", "127.0.0.1".into()),
+        ("MEETBOT_DELIVERY__SMTP_PORT", d.mail.smtp_port.to_string()),
+        ("MEETBOT_DELIVERY__SMTP_SECURITY", "none".into()),
+        (
+            "MEETBOT_DELIVERY__SLACK_BASE_URL",
+            format!("http://{}", d.slack.addr),
+        ),
+        ("MEETBOT_DELIVERY__SLACK_TOKEN", d.slack_token.to_string()),
+        ("MEETBOT_DELIVERY__POLL_SECONDS", "1".into()),
+        ("MEETBOT_OPS__LISTEN", "127.0.0.1:0".into()),
+        // The launcher's control endpoint for its bots, on a free port.
+        ("MEETBOT_LAUNCHER__CONTROL_LISTEN", "127.0.0.1:0".into()),
+        ("MEETBOT_TELEMETRY__LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The spans each service exports for a meeting (decision 0043), by name.
