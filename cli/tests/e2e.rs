@@ -119,35 +119,24 @@ fn meeting_end_to_end(kill_transcriber: bool) {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("key");
         let prefix = meetbot_testsupport::unique("e2e");
-        let engine = init_engine(
-            MongoEngine::connect(&mongo_in, &prefix, Duration::from_secs(10))
-                .await
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        let store: Arc<dyn Store> = engine.clone();
-        let tenants = Tenants::new(
-            store.clone(),
-            Arc::new(LocalKeyFile::open_or_create(&key_file).unwrap()),
-        );
-        let t = tenants.create("Clinic").await.unwrap().id;
-        let vault = tenants.vault(&t).await.unwrap();
-        let mut settings = TenantSettings::new(
+        let Clinic {
+            engine,
+            store,
+            t,
+            vault,
+        } = Clinic::open(
+            &mongo_in,
+            &prefix,
+            &key_file,
+            "Clinic",
             BotRuleOverrides {
                 display_name: Some("Clinic notetaker (recording)".into()),
                 alone_timeout_seconds: Some(2),
                 ..Default::default()
             },
-            Utc::now(),
-        );
-        settings.delivery.emails = Some(
-            vault
-                .seal::<TenantSettings>("settings", "delivery_emails", b"team@clinic.example")
-                .unwrap(),
-        );
-        settings.delivery.slack_channel = Some("C0CLINIC".into());
-        store.put_tenant_settings(&t, &settings).await.unwrap();
+            "C0CLINIC",
+        )
+        .await;
 
         // The user's Google calendar: a meeting in a Janus room, starting in 20 s.
         let google = GoogleStandIn::start().await;
@@ -163,35 +152,7 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             "attendees": [{"email": USER, "self": true, "organizer": true, "responseStatus": "accepted"},
                           {"email": "maria@clinic.example", "responseStatus": "accepted"}]
         }));
-        let conn_id = meetbot_core::ids::new_record_id();
-        let now = Utc::now();
-        let seal = |field: &str, v: &str| {
-            vault
-                .seal::<CalendarConnection>(&conn_id, field, v.as_bytes())
-                .unwrap()
-        };
-        store
-            .put_connection(
-                &t,
-                &CalendarConnection {
-                    account_email: seal("account_email", USER),
-                    access_token: seal("access_token", TOKEN),
-                    refresh_token: None,
-                    id: conn_id.clone(),
-                    user_id: "user-lee".into(),
-                    provider: CalendarProvider::Google,
-                    scopes: vec![],
-                    access_expires_at: None,
-                    status: ConnectionStatus::Active,
-                    sync_cursor: None,
-                    push: None,
-                    last_sync: None,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .await
-            .unwrap();
+        google_connection(&*store, &vault, &t).await;
 
         let janus = JanusServer::start().await;
         janus.create_room(ROOM, None).await;
@@ -220,20 +181,11 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             env.push(("MEETBOT_TELEMETRY__OTLP_ENDPOINT".into(), p.otlp_endpoint()));
         }
         let spawn = |name: &str| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
-            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
-                c.env_remove(k);
-            }
-            c.arg(name)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
-            (
-                name.to_string(),
-                c.spawn().unwrap_or_else(|e| panic!("meetbot {name}: {e}")),
-            )
+            let child = service_command(name, &env, dir.path())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("meetbot {name}: {e}"));
+            (name.to_string(), child)
         };
         let mut services = Services(vec![
             spawn("transcriber"),
@@ -558,6 +510,107 @@ fn service_env(d: &Deployment<'_>) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The store as every service sees it, and a tenant whose summaries go to
+/// team@clinic.example and a Slack channel.
+struct Clinic {
+    engine: Arc<MongoEngine>,
+    store: Arc<dyn Store>,
+    t: meetbot_core::TenantId,
+    vault: Arc<meetbot_store::vault::TenantVault>,
+}
+
+impl Clinic {
+    async fn open(
+        mongo: &str,
+        prefix: &str,
+        key_file: &Path,
+        name: &str,
+        bot: BotRuleOverrides,
+        slack_channel: &str,
+    ) -> Clinic {
+        let engine = init_engine(
+            MongoEngine::connect(mongo, prefix, Duration::from_secs(10))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let store: Arc<dyn Store> = engine.clone();
+        let tenants = Tenants::new(
+            store.clone(),
+            Arc::new(LocalKeyFile::open_or_create(key_file).unwrap()),
+        );
+        let t = tenants.create(name).await.unwrap().id;
+        let vault = tenants.vault(&t).await.unwrap();
+        let mut settings = TenantSettings::new(bot, Utc::now());
+        settings.delivery.emails = Some(
+            vault
+                .seal::<TenantSettings>("settings", "delivery_emails", b"team@clinic.example")
+                .unwrap(),
+        );
+        settings.delivery.slack_channel = Some(slack_channel.into());
+        store.put_tenant_settings(&t, &settings).await.unwrap();
+        Clinic {
+            engine,
+            store,
+            t,
+            vault,
+        }
+    }
+}
+
+/// `meetbot <name>` configured by `env` alone (none of this process's `MEETBOT_*` variables),
+/// in `dir`, without stdin or stdout; the caller says where its stderr goes.
+fn service_command(name: &str, env: &[(String, String)], dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
+        c.env_remove(k);
+    }
+    c.arg(name)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    c
+}
+
+/// `USER`'s Google calendar connected to tenant `t`, with the stand-in's token (sealed).
+async fn google_connection(
+    store: &dyn Store,
+    vault: &meetbot_store::vault::TenantVault,
+    t: &meetbot_core::TenantId,
+) {
+    let conn_id = meetbot_core::ids::new_record_id();
+    let now = Utc::now();
+    let seal = |field: &str, v: &str| {
+        vault
+            .seal::<CalendarConnection>(&conn_id, field, v.as_bytes())
+            .unwrap()
+    };
+    store
+        .put_connection(
+            t,
+            &CalendarConnection {
+                account_email: seal("account_email", USER),
+                access_token: seal("access_token", TOKEN),
+                refresh_token: None,
+                id: conn_id.clone(),
+                user_id: "user-lee".into(),
+                provider: CalendarProvider::Google,
+                scopes: vec![],
+                access_expires_at: None,
+                status: ConnectionStatus::Active,
+                sync_cursor: None,
+                push: None,
+                last_sync: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await
+        .unwrap();
 }
 
 /// The spans each service exports for a meeting (decision 0043), by name.

@@ -227,36 +227,25 @@ fn meetings_come_through_whole_while_services_bots_and_the_broker_link_are_kille
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("key");
         let prefix = meetbot_testsupport::unique("soak");
-        let engine = init_engine(
-            MongoEngine::connect(&mongo_in, &prefix, Duration::from_secs(10))
-                .await
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        let store: Arc<dyn Store> = engine.clone();
-        let tenants = Tenants::new(
-            store.clone(),
-            Arc::new(LocalKeyFile::open_or_create(&key_file).unwrap()),
-        );
-        let t = tenants.create("Soak clinic").await.unwrap().id;
-        let vault = tenants.vault(&t).await.unwrap();
-        let mut settings = TenantSettings::new(
+        let Clinic {
+            engine,
+            store,
+            t,
+            vault,
+        } = Clinic::open(
+            &mongo_in,
+            &prefix,
+            &key_file,
+            "Soak clinic",
             BotRuleOverrides {
                 display_name: Some(BOT_NAME.into()),
                 // Long enough for the speakers of every room to arrive after the bots.
                 alone_timeout_seconds: Some((3 * meetings as u64).max(20)),
                 ..Default::default()
             },
-            Utc::now(),
-        );
-        settings.delivery.emails = Some(
-            vault
-                .seal::<TenantSettings>("settings", "delivery_emails", b"team@clinic.example")
-                .unwrap(),
-        );
-        settings.delivery.slack_channel = Some("C0SOAK".into());
-        store.put_tenant_settings(&t, &settings).await.unwrap();
+            "C0SOAK",
+        )
+        .await;
 
         // N meetings in N rooms, all starting in 30 s, each long enough for the speech.
         let google = GoogleStandIn::start().await;
@@ -274,35 +263,7 @@ fn meetings_come_through_whole_while_services_bots_and_the_broker_link_are_kille
                 "attendees": [{"email": USER, "self": true, "organizer": true, "responseStatus": "accepted"}]
             }));
         }
-        let conn_id = meetbot_core::ids::new_record_id();
-        let now = Utc::now();
-        let seal = |field: &str, v: &str| {
-            vault
-                .seal::<CalendarConnection>(&conn_id, field, v.as_bytes())
-                .unwrap()
-        };
-        store
-            .put_connection(
-                &t,
-                &CalendarConnection {
-                    account_email: seal("account_email", USER),
-                    access_token: seal("access_token", TOKEN),
-                    refresh_token: None,
-                    id: conn_id.clone(),
-                    user_id: "user-lee".into(),
-                    provider: CalendarProvider::Google,
-                    scopes: vec![],
-                    access_expires_at: None,
-                    status: ConnectionStatus::Active,
-                    sync_cursor: None,
-                    push: None,
-                    last_sync: None,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .await
-            .unwrap();
+        google_connection(&*store, &vault, &t).await;
 
         let janus = JanusServer::start().await;
         for i in 0..meetings {
@@ -342,19 +303,12 @@ fn meetings_come_through_whole_while_services_bots_and_the_broker_link_are_kille
         let spawn = |name: &str| {
             let n = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let log = std::fs::File::create(logs.join(format!("{n:03}-{name}.log"))).unwrap();
-            let mut c = Command::new(env!("CARGO_BIN_EXE_meetbot"));
-            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MEETBOT_")) {
-                c.env_remove(k);
-            }
-            c.arg(name)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log);
             Proc {
                 name: name.to_string(),
-                child: c.spawn().unwrap_or_else(|e| panic!("meetbot {name}: {e}")),
+                child: service_command(name, &env, dir.path())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("meetbot {name}: {e}")),
                 started: Instant::now(),
                 rss: Vec::new(),
             }
