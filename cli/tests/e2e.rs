@@ -423,18 +423,7 @@ fn meeting_end_to_end(kill_transcriber: bool) {
             assert_eq!(counts[kind], 1, "{kind}: {counts:?}");
         }
         assert!(counts["deliveries"] >= 2, "{counts:?}");
-        engine
-            .client()
-            .database(&format!("{prefix}_t_{t}"))
-            .drop()
-            .await
-            .ok();
-        engine
-            .client()
-            .database(&format!("{prefix}_control"))
-            .drop()
-            .await
-            .ok();
+        drop_databases(&engine, &prefix, &t).await;
     });
     drop(host);
 }
@@ -558,6 +547,13 @@ impl Clinic {
             t,
             vault,
         }
+    }
+}
+
+/// Removes the test's databases (the tenant's and the control one).
+async fn drop_databases(engine: &MongoEngine, prefix: &str, t: &meetbot_core::TenantId) {
+    for db in [format!("{prefix}_t_{t}"), format!("{prefix}_control")] {
+        engine.client().database(&db).drop().await.ok();
     }
 }
 

@@ -848,18 +848,7 @@ fn meetings_come_through_whole_while_services_bots_and_the_broker_link_are_kille
                 }
             }
         }
-        engine
-            .client()
-            .database(&format!("{prefix}_t_{t}"))
-            .drop()
-            .await
-            .ok();
-        engine
-            .client()
-            .database(&format!("{prefix}_control"))
-            .drop()
-            .await
-            .ok();
+        drop_databases(&engine, &prefix, &t).await;
         assert!(failures.is_empty(), "soak failed:\n{}", failures.join("\n"));
     });
     drop(host);
