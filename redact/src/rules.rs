@@ -19,7 +19,13 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SPOKEN_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:[a-z0-9]+ (?:dot|underscore) )*[a-z0-9]+ at [a-z0-9-]+(?: dot [a-z0-9-]+)*? dot (?:com|org|net|edu|gov|io|co|us|uk|info)\b",
+        r"(?i)\b(?:[a-z0-9]+ (?:dot|underscore) )*[a-z0-9]+ at [a-z0-9-]+(?: dot [a-z0-9-]+)*? dot (?:com|org|net|edu|gov|io|co|us|uk|info|biz|[a-z]{2})\b",
+    )
+});
+/// A web address said aloud: "www dot example dot se", "example dot com slash login".
+static SPOKEN_URL: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:https?\s+(?:colon\s+)?(?:slash\s+slash\s+)?)?(?:www\s+dot\s+)?[a-z0-9-]+(?:\s+dot\s+[a-z0-9-]+)*\s+dot\s+(?:com|org|net|edu|gov|io|co|info|biz|app|dev|[a-z]{2})\b(?:\s+slash\s+[a-z0-9-]+)*",
     )
 });
 static URL: LazyLock<Regex> = LazyLock::new(|| {
@@ -70,7 +76,7 @@ static DATES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         re(&format!(r"\b{WEEKDAY},?\s+the\s+{ord}\b")),
         // 9/12/2023, 12-01-98, 1975-04-09, 12.05.2024
         re(
-            r"\b\d{1,2}/\d{1,2}/(?:\d{4}|\d{2})\b|\b\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})\b|\b\d{1,2}\.\d{1,2}\.(?:19|20)\d\d\b|\b(?:19|20)\d\d[/-]\d{1,2}[/-]\d{1,2}\b",
+            r"\b\d{1,2}/\d{1,2}/(?:\d{4}|\d{2})\b|\b\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})\b|\b\d{1,2}\.\d{1,2}\.(?:19|20)\d\d\b|\b(?:19|20|21)\d\d[/-]\d{1,2}[/-]\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b",
         ),
     ]
 });
@@ -113,8 +119,39 @@ static ZIP: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     vec![
         re(&format!(r"\b{STATES},?\s+(\d{{5}}(?:-\d{{4}})?)\b")),
         re(r"(?i)\bzip(?:\s*code)?\b\D{0,15}?\b(\d{5}(?:-\d{4})?)\b"),
+        // Any country's postcode after the word: "ZIP: 6280", "postal code B0J 2H0".
+        re(
+            r"(?i)\b(?:zip|postal|postcode|post code)(?:\s*code)?\b[\s:#-]{0,4}(?:is\s+)?((?-i:[A-Z0-9]{2,5}(?:[ -][A-Z0-9]{2,4})?))\b",
+        ),
+        re(&format!(
+            r"(?i)\b(?:zip|postal|postcode|post code)(?:\s*code)?\b[\s:#-]{{0,4}}(?:is\s+)?((?:{DIGIT_WORD}[\s,-]+){{2,8}}{DIGIT_WORD})\b"
+        )),
     ]
 });
+/// A month and a two-digit year or day with nothing around it ("seen on 2/03", "CABG in 3/80");
+/// checked by [`short_dates`] so that ratios and longer numbers stay.
+static SHORT_DATE: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:0?[1-9]|1[0-2])/\d{2}\b"));
+/// A month named alone ("in November"); "May" only where a date is plain from the words around.
+static MONTH_ALONE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:January|February|March|April|June|July|August|September|October|November|December)\b|(?i:\b(?:in|of|since|until|till|early|late|mid|last|next|this|during)\s+)(May)\b",
+    )
+});
+/// Any run of digit groups that could be a phone number, in any country's grouping.
+static PHONE_ANY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:\+\s?)?(?:\(\d{1,5}\)[\s.-]?|\b)\d{1,13}(?:(?:[ .-]?\(\d{1,4}\)[ .-]?|[ .-])\d{1,6}){0,6}(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?\b",
+    )
+});
+/// Words just before a number that make it a phone number.
+static PHONE_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:phone|telephone|tel|cell|mobile|cellphone|number|numbers|call|called|calling|dial|reach|reached|text|texted|whatsapp|fax|contact|landline|line|ph|mob|pager|pgr|beeper|bleep|ext|extension)\b[^.!?]{0,25}$",
+    )
+});
+/// International bank account numbers.
+static IBAN: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"));
 static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}\b"));
 /// Keywords that announce an identifier, with the class they announce (longest first).
 static KEYWORD: LazyLock<Regex> = LazyLock::new(|| {
@@ -208,6 +245,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
             class: Class::Url,
         });
     }
+    push_all(&mut out, &SPOKEN_URL, text, Class::Url);
     push_all(&mut out, &IPV4, text, Class::Ip);
     for m in IPV6.find_iter(text) {
         let s = m.as_str();
@@ -225,7 +263,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
     push_group(&mut out, &SSN_CONTEXT, text, Class::Ssn);
     let lower = text.to_ascii_lowercase();
     for m in PHONE.find_iter(text) {
-        let before = &lower[m.start().saturating_sub(30)..m.start()];
+        let before = window_before(&lower, m.start(), 30);
         let class = if before.contains("fax") {
             Class::Fax
         } else {
@@ -243,7 +281,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
             .split(|c: char| !c.is_ascii_alphabetic())
             .filter(|w| !w.is_empty())
             .count();
-        let before = &lower[m.start().saturating_sub(30)..m.start()];
+        let before = window_before(&lower, m.start(), 30);
         let class = if before.contains("social") || before.contains("ssn") {
             Class::Ssn
         } else if before.contains("fax") {
@@ -270,6 +308,18 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
             }
         }
     }
+    short_dates(text, &mut out);
+    for c in MONTH_ALONE.captures_iter(text) {
+        if let Some(m) = c.get(1).or_else(|| c.get(0)) {
+            out.push(Hit {
+                start: m.start(),
+                end: m.end(),
+                class: Class::Date,
+            });
+        }
+    }
+    any_phones(text, &mut out);
+    push_all(&mut out, &IBAN, text, Class::Account);
     push_all(&mut out, &AGE[0], text, Class::Age);
     push_group(&mut out, &AGE[1], text, Class::Age);
     push_group(&mut out, &AGE[3], text, Class::Age);
@@ -314,6 +364,109 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
         }
     }
     out
+}
+
+/// Up to `n` bytes of `text` before `at`, starting on a character boundary.
+fn window_before(text: &str, at: usize, n: usize) -> &str {
+    let mut from = at.saturating_sub(n);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    text.get(from..at).unwrap_or("")
+}
+
+/// `M/YY` and `M/DD` not inside a longer number, fraction or path.
+fn short_dates(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    for m in SHORT_DATE.find_iter(text) {
+        let before = m.start().checked_sub(1).map(|i| b[i]);
+        let after = b.get(m.end()).copied();
+        let glued =
+            |c: Option<u8>| c.is_some_and(|c| c == b'/' || c == b'.' || c.is_ascii_alphanumeric());
+        let decimal_after =
+            after == Some(b'.') && b.get(m.end() + 1).is_some_and(u8::is_ascii_digit);
+        if glued(before)
+            || decimal_after
+            || (after.is_some_and(|c| c == b'/' || c.is_ascii_alphanumeric()))
+        {
+            continue;
+        }
+        out.push(Hit {
+            start: m.start(),
+            end: m.end(),
+            class: Class::Date,
+        });
+    }
+}
+
+/// Phone numbers in any country's grouping ("0490 75 40 81", "+44 7700 900123", "99 668472",
+/// "pager 84710"): 7 to 15 digits, written as a phone is (a leading `+` or area code in
+/// brackets, or three groups and more) or after a word that announces one; never a date
+/// (dates are found first and win).
+fn any_phones(text: &str, out: &mut Vec<Hit>) {
+    let dates: Vec<(usize, usize)> = out
+        .iter()
+        .filter(|h| h.class == Class::Date)
+        .map(|h| (h.start, h.end))
+        .collect();
+    let lower = text.to_lowercase();
+    for m in PHONE_ANY.find_iter(text) {
+        let s = m.as_str();
+        let digits = s.bytes().filter(u8::is_ascii_digit).count();
+        let groups = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|g| !g.is_empty())
+            .count();
+        let before = window_before(&lower, m.start(), 40);
+        // Glued to letters ("HPB-2209-7741", "MD-0098812"): an id, not a phone.
+        let b = text.as_bytes();
+        let glued_before = m.start() >= 2
+            && matches!(b[m.start() - 1], b'-' | b'/')
+            && b[m.start() - 2].is_ascii_alphanumeric();
+        let glued_after = b
+            .get(m.end())
+            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'/');
+        if glued_before || glued_after {
+            continue;
+        }
+        // "record number 4482917", "routing number ...": the id rules own it, unless a phone
+        // word is there too.
+        let strong = [
+            "phone", "tel", "call", "cell", "mobile", "fax", "pager", "pgr", "beeper", "dial",
+            "text", "whatsapp", "reach",
+        ]
+        .iter()
+        .any(|w| before.contains(w));
+        if KEYWORD.is_match(before) && !strong {
+            continue;
+        }
+        let cue = PHONE_CUE.is_match(before);
+        let pager = cue
+            && ["pager", "pgr", "beeper", "bleep", "ext"]
+                .iter()
+                .any(|w| before.contains(w));
+        let shaped = s.starts_with('+') || s.starts_with('(') || groups >= 3;
+        let ok = match digits {
+            7..=15 => shaped || cue,
+            4..=6 => pager,
+            _ => false,
+        };
+        let card = digits >= 13 && !s.starts_with('+') && s.split([' ', '-']).all(|g| g.len() == 4);
+        let is_date = dates.iter().any(|&(a, b)| m.start() < b && m.end() > a);
+        let dotted_ip = s.matches('.').count() == 3 && groups == 4 && !s.contains(' ');
+        if ok && !card && !is_date && !dotted_ip {
+            let class = if before.contains("fax") {
+                Class::Fax
+            } else {
+                Class::Phone
+            };
+            out.push(Hit {
+                start: m.start(),
+                end: m.end(),
+                class,
+            });
+        }
+    }
 }
 
 /// The first id-shaped token after a keyword, within its sentence and 60 bytes.

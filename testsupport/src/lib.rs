@@ -22,6 +22,7 @@ pub mod kube;
 pub mod oidc;
 pub mod otlp;
 pub mod procstat;
+pub mod redaction_corpora;
 pub mod speech;
 
 use std::net::{SocketAddr, TcpStream};

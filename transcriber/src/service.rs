@@ -714,6 +714,9 @@ impl Service {
         let stream = s.stream.clone().unwrap_or_default();
         let started_at = s.started_at;
         s.worker = Some(tokio::spawn(async move {
+            // The meeting's names (speaker labels, names said): a name found once is redacted
+            // in every later utterance of this stream. Held in this task only.
+            let mut memory = meetbot_redact::Memory::default();
             while let Some(w) = rx.recv().await {
                 let _pending = w
                     .durable
@@ -732,7 +735,12 @@ impl Service {
                                 // Redacted before it is kept, streamed or stored; the raw
                                 // text is wiped.
                                 let text = match &redactor {
-                                    Some(rd) => rd.redact(&zeroize::Zeroizing::new(r.text)),
+                                    Some(rd) => {
+                                        if let Some(label) = &w.speaker {
+                                            memory.learn_label(label);
+                                        }
+                                        rd.redact_in(&zeroize::Zeroizing::new(r.text), &mut memory)
+                                    }
                                     None => r.text,
                                 };
                                 let seg = Segment {
