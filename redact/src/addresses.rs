@@ -114,7 +114,7 @@ static CUE: LazyLock<Regex> = LazyLock::new(|| {
 /// brackets included ("Cyprus (Greek)").
 static SEGMENT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:[ \t]*(?:\p{Lu}[\p{L}\p{M}'’.-]+|\d[\dA-Za-z-]*|#\s?\d+|\(\p{Lu}[\p{L} ]*\)|de|del|di|da|la|le|van|von|der|am|sur|upon|on)){1,5}",
+        r"^(?:[ \t]*(?:\p{Lu}[\p{L}\p{M}'’.-]+|\p{Lu}[\p{Lu}\d]{1,5}\b|\d[\dA-Za-z-]*|#\s?\d+|\(\p{Lu}[\p{L} ]*\)|de|del|di|da|la|le|van|von|der|am|sur|upon|on)){1,5}",
     )
 });
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
@@ -136,6 +136,13 @@ fn tail(text: &str, mut end: usize) -> usize {
         let after = &rest[sep.end()..];
         let seg = UNIT.find(after).or_else(|| SEGMENT.find(after));
         let Some(seg) = seg else { break };
+        // "Mobile:", "Desk:" on the next line are labels of what follows, not places.
+        if after[seg.end()..]
+            .trim_start_matches([' ', '\t'])
+            .starts_with(':')
+        {
+            break;
+        }
         // A unit word swallowed by the separator comes back: "Apt. 864" is one segment.
         let matched = &after[..seg.end()];
         let word_count = matched.split_whitespace().count();

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod names;
 mod people;
 mod rules;
+mod spoken;
 pub mod topics;
 
 pub use names::Names;
@@ -278,6 +279,21 @@ impl Redactor {
         let mut hits = extra;
         hits.extend(rules::find(text));
         hits.extend(addresses::find(text));
+        // The same rules over the text with numbers said in words written as digits, mapped
+        // back onto what was said ("five five five, one two one two", "twelve Oak Street").
+        if let Some(n) = spoken::normalize(text) {
+            let mut said = rules::find(&n.text);
+            said.extend(addresses::find(&n.text));
+            for h in said {
+                if let Some((start, end)) = n.original(h.start, h.end) {
+                    hits.push(Hit {
+                        start,
+                        end,
+                        class: h.class,
+                    });
+                }
+            }
+        }
         hits.extend(people::find(text, self.names.as_deref()));
         hits.retain(|h| h.start < h.end && h.end <= text.len());
         // Earlier families first, then longer spans, then leftmost; the sort is stable.

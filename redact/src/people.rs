@@ -330,6 +330,25 @@ const REPORTING: &[&str] = &[
     "joined",
 ];
 
+/// Verbs after which a capitalised word is who spoke ("says Gerste").
+const AFTER_REPORTING: &[&str] = &[
+    "says",
+    "said",
+    "asks",
+    "asked",
+    "adds",
+    "added",
+    "writes",
+    "wrote",
+    "explains",
+    "explained",
+    "recalls",
+    "recalled",
+    "notes",
+    "noted",
+    "according",
+];
+
 /// Words that, before a capitalised word inside a sentence, announce a person.
 const PERSON_CUES: &[&str] = &[
     "with",
@@ -490,6 +509,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
     let toks = tokens(text);
     let mut out = Vec::new();
     let first = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).first);
+    let common = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).common);
     // A first name from outside the Census or a surname that is also an ordinary English word
     // ("General", "Reason", "Signs") needs context, like the built-in ambiguous words.
     let ambiguous = |t: &Tok<'_>| {
@@ -503,7 +523,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
-        if !t.cap && !t.upper {
+        if !t.cap && !t.upper && !t.text.chars().all(char::is_lowercase) {
             i += 1;
             continue;
         }
@@ -546,6 +566,30 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                             n.joined
                                 && (REPORTING.contains(&n.lower.as_str())
                                     || (last(t) && !ambiguous(t) && n.lower == "will"))
+                        }))
+                    // After a reporting verb ("says Gerste", "said Ms Okafor").
+                    || (i >= 1
+                        && t.joined
+                        && !common(t)
+                        && AFTER_REPORTING.contains(&toks[i - 1].lower.as_str()))
+                    // A middle initial between capitalised words ("Ravil G Yefimov").
+                    || (!ambiguous(t)
+                        && !common(t)
+                        && next.is_some_and(|n| {
+                            let g = &text[t.end..n.start];
+                            n.letter
+                                && g == " "
+                                && toks.get(i + 2).is_some_and(|m| {
+                                    let g2 = &text[n.end..m.start];
+                                    (g2 == " " || g2 == ". ") && m.cap && !stop(m) && !common(m)
+                                })
+                        }))
+                    // Two capitalised words side by side, neither an English word nor a
+                    // calendar, place or product word ("Cendrillon Coudert", "Rubija Liberšar").
+                    || (!common(t)
+                        && !ambiguous(t)
+                        && next.is_some_and(|n| {
+                            n.joined && n.cap && !stop(n) && !is_title(n) && !common(n) && !ambiguous(n)
                         })));
             starts.then_some((i, i))
         };
@@ -574,6 +618,21 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                 && n.text.chars().count() >= 3
                 && matches!(gap, " " | "," | ", ")
                 && ((first(t) && last(n)) || (last(t) && first(n)))
+                && !stop(t)
+                && !stop(n);
+            pair.then_some((i, i + 1))
+        });
+        // A first name and a surname in lower case, neither an English word ("eva kleist").
+        let start = start.or_else(|| {
+            let n = toks.get(i + 1)?;
+            let lower = |x: &Tok<'_>| x.text.chars().all(char::is_lowercase);
+            let pair = lower(t)
+                && lower(n)
+                && text[t.end..n.start] == *" "
+                && first(t)
+                && last(n)
+                && !common(t)
+                && !common(n)
                 && !stop(t)
                 && !stop(n);
             pair.then_some((i, i + 1))
@@ -625,6 +684,13 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                 break;
             }
         }
+        // "Kevin Veitonen II", "Ravi Patel Jr."
+        if let Some(n) = toks.get(to + 1) {
+            let gap = &text[toks[to].end..n.start];
+            if (gap == " " || gap == ", ") && matches!(n.text, "II" | "III" | "IV" | "Jr" | "Sr") {
+                to += 1;
+            }
+        }
         // "Villegas, Yosef": a surname, a comma, then a first name.
         if let Some(n) = toks.get(to + 1) {
             let gap = &text[toks[to].end..n.start];
@@ -638,6 +704,42 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
             class: Class::Name,
         });
         i = to + 1;
+    }
+    // Lists: "our founders: Morrison, Rogers and Torres". A capitalised word listed next to a
+    // name found above is a name too (a few rounds, for longer lists).
+    let listed = |a: usize, b: usize| {
+        a <= b
+            && matches!(
+                text.get(a..b),
+                Some(", " | " and " | ", and " | " & " | " or ")
+            )
+    };
+    for _ in 0..4 {
+        let mut added = false;
+        for t in &toks {
+            if !t.cap
+                || stop(t)
+                || is_title(t)
+                || (common(t) && !first(t) && !last(t))
+                || out.iter().any(|h| h.start < t.end && t.start < h.end)
+            {
+                continue;
+            }
+            let beside = out.iter().any(|h| {
+                h.class == Class::Name && (listed(h.end, t.start) || listed(t.end, h.start))
+            });
+            if beside {
+                out.push(Hit {
+                    start: t.start,
+                    end: t.end,
+                    class: Class::Name,
+                });
+                added = true;
+            }
+        }
+        if !added {
+            break;
+        }
     }
     out
 }

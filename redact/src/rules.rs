@@ -140,7 +140,7 @@ static MONTH_ALONE: LazyLock<Regex> = LazyLock::new(|| {
 /// Any run of digit groups that could be a phone number, in any country's grouping.
 static PHONE_ANY: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:\+\s?)?(?:\(\d{1,5}\)[\s.-]?|\b)\d{1,13}(?:(?:[ .-]?\(\d{1,4}\)[ .-]?|[ .-])\d{1,6}){0,6}(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?\b",
+        r"(?:\+\s?)?(?:\(\d{1,5}\)[\s.-]?|\b)\d{1,13}(?:(?:[ .-]?\(\d{1,4}\)[ .-]?|[ .-])\d{1,8}){0,6}(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?\b",
     )
 });
 /// Words just before a number that make it a phone number.
@@ -445,7 +445,16 @@ fn any_phones(text: &str, out: &mut Vec<Hit>) {
             && ["pager", "pgr", "beeper", "bleep", "ext"]
                 .iter()
                 .any(|w| before.contains(w));
-        let shaped = s.starts_with('+') || s.starts_with('(') || groups >= 3;
+        // Two groups of eight digits and more ("99 668472", "0341 8387176"), unless they are
+        // years side by side.
+        let years = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|g| !g.is_empty())
+            .all(|g| g.len() == 4 && (g.starts_with("19") || g.starts_with("20")));
+        let shaped = s.starts_with('+')
+            || s.starts_with('(')
+            || groups >= 3
+            || (groups == 2 && digits >= 8 && !years);
         let ok = match digits {
             7..=15 => shaped || cue,
             4..=6 => pager,
