@@ -124,7 +124,8 @@ enum Command {
         #[arg(long)]
         no_topics: bool,
         /// The names dataset (default: names-0.3.0.tar.gz in the model directory, from
-        /// `meetbot model fetch`).
+        /// `meetbot model fetch`; Faker's and the English words' packages are read from beside
+        /// it).
         #[arg(long)]
         names: Option<PathBuf>,
     },

@@ -592,6 +592,8 @@ mod tests {
             ("PATIENT: OROZCO,KYLE", "PATIENT: [NAME]"),
             ("FILBERT BRIGHT", "[NAME]"),
             ("BP TSH FLP ordered.", "BP TSH FLP ordered."),
+            ("Attending: YBARRA", "Attending: [NAME]"),
+            ("MR:\t8249813", "MR:\t[RECORD]"),
         ] {
             assert_eq!(r.redact(said), kept, "{said}");
         }

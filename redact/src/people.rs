@@ -529,7 +529,12 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
         }
         // Where the name starts (token index) and whether its first word is settled.
         let start = if !t.cap {
-            None
+            // An upper-case name after a cue ("Attending: YBARRA").
+            (t.upper
+                && t.text.chars().count() >= 3
+                && cued(&toks, i, text)
+                && (first(t) || last(t) || !common(t)))
+            .then_some((i, i))
         } else if is_title(t) {
             let next = toks.get(i + 1);
             let dotted = next.is_some_and(|n| {

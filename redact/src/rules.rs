@@ -336,6 +336,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
         }
     }
     keyword_ids(text, &mut out);
+    push_group(&mut out, &MR, text, Class::Record);
     push_all(&mut out, &CARD, text, Class::Account);
     push_all(&mut out, &STREET, text, Class::Address);
     push_all(&mut out, &PO_BOX, text, Class::Address);
@@ -477,6 +478,10 @@ fn any_phones(text: &str, out: &mut Vec<Hit>) {
         }
     }
 }
+
+/// "MR: 8249813", "MR# 8249813": a medical record number (the title "Mr." never has a colon).
+static MR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:MR|Mr|mr)\s*[:#]\s*([A-Za-z0-9][A-Za-z0-9-]*\d[A-Za-z0-9-]*)"));
 
 /// The first id-shaped token after a keyword, within its sentence and 60 bytes.
 fn keyword_ids(text: &str, out: &mut Vec<Hit>) {
