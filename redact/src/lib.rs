@@ -2,18 +2,23 @@
 //! with labels (`[NAME]`, `[DATE]`, `[PHONE]`, ...) and each sentence that touches a sensitive
 //! topic with `[TOPIC:<name>]`.
 //!
-//! How each class is found (see `rules.rs` and `people.rs`):
-//! - by pattern: emails (written and spoken), URLs, IPv4/IPv6, MAC addresses, SSNs, phone and fax
-//!   numbers (also spoken digit runs), dates (every element but the year alone), ages over 89,
-//!   street addresses, PO boxes, cities before a state, ZIP codes, card numbers;
+//! How each class is found (see `rules.rs`, `addresses.rs` and `people.rs`):
+//! - by pattern: emails and web addresses (written and spoken), IPv4/IPv6, MAC addresses, SSNs,
+//!   phone and fax numbers in any country's grouping, dates (every element but the year alone),
+//!   ages over 89, street addresses of many countries with their following lines, PO and
+//!   military boxes, cities before a state, postcodes, card numbers and IBANs;
 //! - by context: record, health plan, account, licence/certificate, vehicle and device numbers
 //!   and other unique ids are the first id-shaped token after a keyword ("MRN", "member ID",
 //!   "plate", "serial"...), and any remaining token of letters and digits;
-//! - names: the US Census names dataset ([`names::Names`]) plus context (titles, "my name is",
-//!   "this is", a first name followed by a capitalised surname); without the dataset only the
-//!   context rules find names.
+//! - names: three lists ([`names::Names`]: Census names, Faker's names of 80-odd locales,
+//!   Webster's English words to tell ordinary words from names) plus context (titles, cues,
+//!   reporting verbs, lists, initials, "Last, First"); without the lists only context finds
+//!   names; within a meeting, a name found once is found everywhere ([`Memory`]);
+//! - numbers said in words are read as digits and every rule runs on that reading too
+//!   (`spoken.rs`).
 //!
-//! Spans never overlap: the earlier rule family wins (see [`Class::priority`]).
+//! Spans never overlap: findings that overlap become one span under the label of the earlier rule
+//! family (see [`Class::priority`]).
 
 mod addresses;
 pub mod eval;
@@ -295,7 +300,8 @@ impl Redactor {
             }
         }
         hits.extend(people::find(text, self.names.as_deref()));
-        hits.retain(|h| h.start < h.end && h.end <= text.len());
+        // Only the chosen classes take part, so that one left out never swallows a chosen one.
+        hits.retain(|h| h.start < h.end && h.end <= text.len() && self.classes.contains(&h.class));
         // Earlier families first, then longer spans, then leftmost; the sort is stable.
         hits.sort_by_key(|h| {
             (
@@ -305,26 +311,28 @@ impl Redactor {
             )
         });
         // A later hit overlapping taken ones widens them into one span (keeping the class of
-        // the one taken first): what either rule saw is removed, and spans never overlap. The
-        // union is covered by the hit and the spans it touches, so it touches no other.
-        let mut taken: Vec<Hit> = Vec::new();
-        for h in hits {
-            let overlapping: Vec<usize> = (0..taken.len())
-                .filter(|&i| h.start < taken[i].end && h.end > taken[i].start)
+        // the one taken first): what either rule saw is removed, and spans never overlap. Taken
+        // spans are disjoint and kept by start, so the ones a hit touches are found by a range.
+        let mut taken: std::collections::BTreeMap<usize, (Hit, usize)> = Default::default();
+        for (order, h) in hits.into_iter().enumerate() {
+            let touched: Vec<usize> = taken
+                .range(..h.end)
+                .rev()
+                .take_while(|(_, (t, _))| t.end > h.start)
+                .map(|(&k, _)| k)
                 .collect();
-            let Some(&first) = overlapping.first() else {
-                taken.push(h);
-                continue;
-            };
-            let mut merged = taken[first];
-            for &i in &overlapping {
-                merged.start = merged.start.min(taken[i].start).min(h.start);
-                merged.end = merged.end.max(taken[i].end).max(h.end);
+            let (mut merged, mut first) = (h, order);
+            for k in touched {
+                if let Some((t, o)) = taken.remove(&k) {
+                    merged.start = merged.start.min(t.start);
+                    merged.end = merged.end.max(t.end);
+                    if o < first {
+                        first = o;
+                        merged.class = t.class;
+                    }
+                }
             }
-            for &i in overlapping.iter().rev() {
-                taken.remove(i);
-            }
-            taken.insert(first, merged);
+            taken.insert(merged.start, (merged, first));
         }
         let mut spans: Vec<Span> = self
             .topics
@@ -336,21 +344,29 @@ impl Redactor {
                 kind: Kind::Topic(topic),
             })
             .collect();
-        for h in taken {
-            if !self.classes.contains(&h.class) {
-                continue;
+        spans.extend(taken.into_values().map(|(h, _)| Span {
+            start: h.start,
+            end: h.end,
+            kind: Kind::Identifier(h.class),
+        }));
+        // An identifier reaching past a topic's sentence widens it: nothing of it is left.
+        spans.sort_by(|a, b| {
+            let topic = |s: &Span| !matches!(s.kind, Kind::Topic(_));
+            (a.start, topic(a)).cmp(&(b.start, topic(b)))
+        });
+        let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+        for s in spans {
+            match out.last_mut() {
+                Some(last) if s.start < last.end => {
+                    last.end = last.end.max(s.end);
+                    if matches!(s.kind, Kind::Topic(_)) {
+                        last.kind = s.kind;
+                    }
+                }
+                _ => out.push(s),
             }
-            if spans.iter().any(|s| h.start < s.end && h.end > s.start) {
-                continue;
-            }
-            spans.push(Span {
-                start: h.start,
-                end: h.end,
-                kind: Kind::Identifier(h.class),
-            });
         }
-        spans.sort_by_key(|s| s.start);
-        spans
+        out
     }
 
     /// `text` with every span replaced by its label.
@@ -374,23 +390,45 @@ fn replace(text: &str, spans: &[Span]) -> String {
 /// What one meeting has taught the redactor: the words of every name said or shown in it
 /// (speaker labels, the title, names found in earlier utterances), so that a name found once is
 /// a name everywhere in that meeting. Kept in memory for the meeting only; never stored.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Memory {
     words: std::collections::HashSet<String>,
+}
+
+/// How many name words one meeting remembers at most (speaker labels are the participants'
+/// own words: a hostile one cannot grow it without bound).
+const MEMORY_WORDS: usize = 2_000;
+
+impl std::fmt::Debug for Memory {
+    /// The count only: the words are names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("words", &self.words.len())
+            .finish()
+    }
 }
 
 impl Memory {
     /// Learns the name in a speaker label ("Dr. Krisztian Szollosy (Guest)"): its capitalised
     /// words, without titles, bracketed notes and words such labels carry that are not names.
     pub fn learn_label(&mut self, label: &str) {
-        self.words.extend(people::label_words(label));
+        self.learn(people::label_words(label));
+    }
+
+    fn learn(&mut self, words: Vec<String>) {
+        for w in words {
+            if self.words.len() >= MEMORY_WORDS {
+                break;
+            }
+            self.words.insert(w);
+        }
     }
 
     /// Learns the names the redactor finds in `text` (a meeting's title, say).
     pub fn learn_text(&mut self, redactor: &Redactor, text: &str) {
         for s in redactor.find(text) {
             if s.kind == Kind::Identifier(Class::Name) {
-                self.words.extend(people::name_words(&text[s.start..s.end]));
+                self.learn(people::name_words(&text[s.start..s.end]));
             }
         }
     }
@@ -600,6 +638,18 @@ mod tests {
     }
 
     #[test]
+    fn a_class_left_out_never_swallows_a_chosen_one() {
+        // The address (not chosen) reaches the name; the name is still redacted.
+        let r = Redactor::new()
+            .with_names(names())
+            .with_classes([Class::Name]);
+        assert_eq!(
+            r.redact("Send it to 12 Oak Street, John Smith."),
+            "Send it to 12 Oak Street, [NAME]."
+        );
+    }
+
+    #[test]
     fn overlapping_findings_are_removed_together() {
         let r = Redactor::new().with_names(names());
         // The address (its tail reaches the name) and the name overlap: one span covers both.
@@ -624,7 +674,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_text_is_redacted_without_panicking(s in "\\PC{0,200}") {
-            let r = Redactor::new().with_names(names());
+            static R: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| {
+                Redactor::new().with_names(names()).with_topics(Topics::builtin())
+            });
+            let r = &*R;
             let spans = r.find(&s);
             for w in spans.windows(2) {
                 proptest::prop_assert!(w[0].end <= w[1].start);

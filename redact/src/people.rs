@@ -489,7 +489,7 @@ fn ambiguous(t: &Tok<'_>) -> bool {
 }
 
 /// Whether a cue phrase ends just before token `i`.
-fn cued(toks: &[Tok<'_>], i: usize, text: &str) -> bool {
+fn cued(toks: &[Tok<'_>], i: usize) -> bool {
     CUES.iter().any(|cue| {
         if cue.len() > i {
             return false;
@@ -498,11 +498,11 @@ fn cued(toks: &[Tok<'_>], i: usize, text: &str) -> bool {
         cue.iter()
             .zip(&toks[at..i])
             .all(|(c, t)| *c == t.lower.as_str())
-    }) || (i >= 1
-        && toks[i - 1].lower == "it's"
-        && text[..toks[i - 1].start]
-            .to_ascii_lowercase()
-            .contains("name"))
+    }) || (i >= 1 && toks[i - 1].lower == "it's" && {
+        // "the name? It's Okafor": "name" among the few words before.
+        let from = i.saturating_sub(6);
+        toks[from..i - 1].iter().any(|t| t.lower == "name")
+    })
 }
 
 pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
@@ -532,7 +532,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
             // An upper-case name after a cue ("Attending: YBARRA").
             (t.upper
                 && t.text.chars().count() >= 3
-                && cued(&toks, i, text)
+                && cued(&toks, i)
                 && (first(t) || last(t) || !common(t)))
             .then_some((i, i))
         } else if is_title(t) {
@@ -551,7 +551,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                 })
             };
             let starts = !stop(t)
-                && (cued(&toks, i, text)
+                && (cued(&toks, i)
                     || (first(t) && !ambiguous(t))
                     // A common word that is also a name: only with a surname after it.
                     || ((first(t) || (last(t) && ambiguous(t)))
@@ -711,30 +711,54 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
         i = to + 1;
     }
     // Lists: "our founders: Morrison, Rogers and Torres". A capitalised word listed next to a
-    // name found above is a name too (a few rounds, for longer lists).
-    let listed = |a: usize, b: usize| {
-        a <= b
-            && matches!(
-                text.get(a..b),
-                Some(", " | " and " | ", and " | " & " | " or ")
-            )
-    };
+    // name found above is a name too (a few rounds, for longer lists). Sets and a sorted index
+    // keep each round linear in the text.
+    const SEPARATORS: [&str; 5] = [", ", " and ", ", and ", " & ", " or "];
     for _ in 0..4 {
         let mut added = false;
+        let ends: std::collections::HashSet<usize> = out
+            .iter()
+            .filter(|h| h.class == Class::Name)
+            .map(|h| h.end)
+            .collect();
+        let starts: std::collections::HashSet<usize> = out
+            .iter()
+            .filter(|h| h.class == Class::Name)
+            .map(|h| h.start)
+            .collect();
+        let mut spans: Vec<(usize, usize)> = out.iter().map(|h| (h.start, h.end)).collect();
+        spans.sort_unstable();
+        let mut reach = Vec::with_capacity(spans.len());
+        let mut far = 0;
+        for &(_, e) in &spans {
+            far = far.max(e);
+            reach.push(far);
+        }
+        let covered = |t: &Tok<'_>| {
+            let k = spans.partition_point(|s| s.0 < t.end);
+            k > 0 && reach[k - 1] > t.start
+        };
+        let mut new_hits = Vec::new();
         for t in &toks {
             if !t.cap
                 || stop(t)
                 || is_title(t)
                 || (common(t) && !first(t) && !last(t))
-                || out.iter().any(|h| h.start < t.end && t.start < h.end)
+                || covered(t)
             {
                 continue;
             }
-            let beside = out.iter().any(|h| {
-                h.class == Class::Name && (listed(h.end, t.start) || listed(t.end, h.start))
+            let beside = SEPARATORS.iter().any(|sep| {
+                let before = t
+                    .start
+                    .checked_sub(sep.len())
+                    .is_some_and(|at| text.get(at..t.start) == Some(*sep) && ends.contains(&at));
+                let after = text.get(t.end..t.end + sep.len()) == Some(*sep)
+                    && starts.contains(&(t.end + sep.len()));
+                before || after
             });
             if beside {
-                out.push(Hit {
+                new_hits.push(Hit {
                     start: t.start,
                     end: t.end,
                     class: Class::Name,
@@ -742,6 +766,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                 added = true;
             }
         }
+        out.extend(new_hits);
         if !added {
             break;
         }

@@ -24,8 +24,10 @@ static SPOKEN_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// A web address said aloud: "www dot example dot se", "example dot com slash login".
 static SPOKEN_URL: LazyLock<Regex> = LazyLock::new(|| {
+    // After "www dot" any ending is a web address; without it, only endings that are not also
+    // little English words ("the dot at nine").
     re(
-        r"(?i)\b(?:https?\s+(?:colon\s+)?(?:slash\s+slash\s+)?)?(?:www\s+dot\s+)?[a-z0-9-]+(?:\s+dot\s+[a-z0-9-]+)*\s+dot\s+(?:com|org|net|edu|gov|io|co|info|biz|app|dev|[a-z]{2})\b(?:\s+slash\s+[a-z0-9-]+)*",
+        r"(?i)\b(?:https?\s+(?:colon\s+)?(?:slash\s+slash\s+)?)?(?:www\s+dot\s+[a-z0-9-]+(?:\s+dot\s+[a-z0-9-]+)*\s+dot\s+[a-z]{2,6}|[a-z0-9-]+(?:\s+dot\s+[a-z0-9-]+)*\s+dot\s+(?:com|org|net|edu|gov|io|co|info|biz|app|dev|uk|us|ca|au|nz|ie|de|fr|es|nl|be|se|dk|fi|pl|cz|sk|pt|br|ch|ee|lv|lt|hu|gr|tr|za|mx|ar|jp|cn|ru|ua|ro|bg|hr|si|rs|il|sg|hk))\b(?:\s+slash\s+[a-z0-9-]+)*",
     )
 });
 static URL: LazyLock<Regex> = LazyLock::new(|| {
@@ -261,7 +263,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
     push_all(&mut out, &MAC, text, Class::Device);
     push_all(&mut out, &SSN, text, Class::Ssn);
     push_group(&mut out, &SSN_CONTEXT, text, Class::Ssn);
-    let lower = text.to_ascii_lowercase();
+    let lower = zeroize::Zeroizing::new(text.to_ascii_lowercase());
     for m in PHONE.find_iter(text) {
         let before = window_before(&lower, m.start(), 30);
         let class = if before.contains("fax") {
@@ -410,7 +412,7 @@ fn any_phones(text: &str, out: &mut Vec<Hit>) {
         .filter(|h| h.class == Class::Date)
         .map(|h| (h.start, h.end))
         .collect();
-    let lower = text.to_lowercase();
+    let lower = zeroize::Zeroizing::new(text.to_ascii_lowercase());
     for m in PHONE_ANY.find_iter(text) {
         let s = m.as_str();
         let digits = s.bytes().filter(u8::is_ascii_digit).count();

@@ -84,15 +84,17 @@ fn digits(words: &[Word]) -> String {
         let (mut total, mut current) = (0u64, 0u64);
         for w in words {
             match *w {
-                Word::Unit(v) | Word::Tens(v) | Word::Compound(v) => current += u64::from(v),
-                Word::Hundred => current = current.max(1) * 100,
+                Word::Unit(v) | Word::Tens(v) | Word::Compound(v) => {
+                    current = current.saturating_add(u64::from(v));
+                }
+                Word::Hundred => current = current.max(1).saturating_mul(100),
                 Word::Thousand => {
-                    total += current.max(1) * 1000;
+                    total = total.saturating_add(current.max(1).saturating_mul(1000));
                     current = 0;
                 }
             }
         }
-        return (total + current).to_string();
+        return total.saturating_add(current).to_string();
     }
     // Said digit by digit or in pairs: "five five five", "nineteen eighty-seven", "twenty three".
     let mut out = String::new();
@@ -114,7 +116,8 @@ fn digits(words: &[Word]) -> String {
 
 /// The text with numbers said in words written as digits, and where each byte came from.
 pub(crate) struct Normalized {
-    pub text: String,
+    /// A copy of what was said: wiped when dropped.
+    pub text: zeroize::Zeroizing<String>,
     starts: Vec<usize>,
     ends: Vec<usize>,
 }
@@ -178,7 +181,7 @@ pub(crate) fn normalize(text: &str) -> Option<Normalized> {
     }
     found.sort_by_key(|f| f.0);
     let mut n = Normalized {
-        text: String::with_capacity(text.len()),
+        text: zeroize::Zeroizing::new(String::with_capacity(text.len())),
         starts: Vec::with_capacity(text.len()),
         ends: Vec::with_capacity(text.len()),
     };
@@ -250,7 +253,7 @@ mod tests {
     fn numbers_said_in_words_read_as_digits_and_map_back() {
         let t = "Call five five five, one two one two or go to thirty-nine sixty-eight Bay Street";
         let n = normalize(t).unwrap();
-        assert_eq!(n.text, "Call 555 1212 or go to 3968 Bay Street");
+        assert_eq!(n.text.as_str(), "Call 555 1212 or go to 3968 Bay Street");
         let at = n.text.find("3968").unwrap();
         let (s, e) = n.original(at, at + 4).unwrap();
         assert_eq!(&t[s..e], "thirty-nine sixty-eight");
@@ -260,20 +263,25 @@ mod tests {
         assert_eq!(
             normalize("four hundred fifty, nineteen eighty-seven, two thousand four, twenty three")
                 .unwrap()
-                .text,
+                .text
+                .as_str(),
             "450 1987 2004 23"
         );
         assert!(normalize("nothing said in numbers").is_none());
+        // Multipliers said over and over saturate instead of overflowing.
+        let many = "hundred ".repeat(40) + "thousand ".repeat(40).as_str();
+        assert!(!normalize(&many).unwrap().text.is_empty());
         assert_eq!(
             normalize("G B eight eight X D H F zero five, or plus four four seven seven")
                 .unwrap()
-                .text,
+                .text
+                .as_str(),
             "GB88XDHF05, or +4477"
         );
         assert_eq!(
-            normalize("I met A one time").unwrap().text,
+            normalize("I met A one time").unwrap().text.as_str(),
             "I met A 1 time"
         );
-        assert_eq!(normalize("Zoë, oh, one").unwrap().text, "Zoë, 0 1");
+        assert_eq!(normalize("Zoë, oh, one").unwrap().text.as_str(), "Zoë, 0 1");
     }
 }

@@ -422,7 +422,8 @@ pub fn spoken(docs: &[Doc]) -> Vec<Doc> {
             let mut at = 0;
             for g in &d.gold {
                 if g.start < at {
-                    continue; // overlapping labels: the first one stands
+                    // Overlapping labels (none in these corpora): the first one stands.
+                    continue;
                 }
                 text.push_str(&spoken_plain(&d.text[at..g.start]));
                 let span = &d.text[g.start..g.end];
@@ -550,6 +551,7 @@ impl Score {
 /// Scores predicted spans (byte ranges into each document's text, any class) with the rule in
 /// the module's documentation. `predicted[i]` belongs to `docs[i]`.
 pub fn score(docs: &[Doc], predicted: &[Vec<(usize, usize)>]) -> Score {
+    assert_eq!(docs.len(), predicted.len(), "one prediction per document");
     let mut s = Score::default();
     for (d, pred) in docs.iter().zip(predicted) {
         let covered = |a: usize, b: usize| {

