@@ -638,6 +638,32 @@ mod tests {
     }
 
     #[test]
+    fn names_without_a_list_entry_are_found_by_what_surrounds_them() {
+        let mut n = Names::default();
+        n.add_list("PAMELA 1 1 1\nBRIAN 1 1 2\nBENJAMIN 1 1 3\n", true);
+        n.add_list("GRAVES 1 1 1\nREED 1 1 2\nSEILER 1 1 3\n", false);
+        let r = Redactor::new().with_names(Arc::new(n));
+        for (said, kept) in [
+            (
+                "They had two: pamela and brian.",
+                "They had two: [NAME] and [NAME].",
+            ),
+            (
+                "Follow up with benjamin a seiler soon.",
+                "Follow up with [NAME] soon.",
+            ),
+            (
+                "Our founders: Monjeau, Graves and Reed.",
+                "Our founders: [NAME], [NAME] and [NAME].",
+            ),
+            ("Gijsbrecht: \"Who are you?\"", "[NAME]: \"Who are you?\""),
+            ("Zak shouted at us.", "[NAME] shouted at us."),
+        ] {
+            assert_eq!(r.redact(said), kept, "{said}");
+        }
+    }
+
+    #[test]
     fn a_class_left_out_never_swallows_a_chosen_one() {
         // The address (not chosen) reaches the name; the name is still redacted.
         let r = Redactor::new()

@@ -330,6 +330,45 @@ const REPORTING: &[&str] = &[
     "joined",
 ];
 
+/// Verbs only people do, after a word that opens a sentence ("Zak shouted").
+const PERSON_VERBS: &[&str] = &[
+    "shouted",
+    "lives",
+    "lived",
+    "spent",
+    "went",
+    "told",
+    "asked",
+    "wants",
+    "wanted",
+    "thinks",
+    "thought",
+    "knows",
+    "knew",
+    "works",
+    "worked",
+    "gave",
+    "married",
+    "loves",
+    "loved",
+    "likes",
+    "liked",
+    "died",
+    "visited",
+    "moved",
+    "says",
+    "said",
+    "replied",
+    "wrote",
+    "feels",
+    "felt",
+    "smiled",
+    "laughed",
+    "cried",
+    "agreed",
+    "explained",
+];
+
 /// Verbs after which a capitalised word is who spoke ("says Gerste").
 const AFTER_REPORTING: &[&str] = &[
     "says",
@@ -510,6 +549,7 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
     let mut out = Vec::new();
     let first = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).first);
     let common = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).common);
+    let census_first = |t: &Tok<'_>| names.is_some_and(|n| n.get(t.text).census_first);
     // A first name from outside the Census or a surname that is also an ordinary English word
     // ("General", "Reason", "Signs") needs context, like the built-in ambiguous words.
     let ambiguous = |t: &Tok<'_>| {
@@ -642,6 +682,68 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
                 && !stop(n);
             pair.then_some((i, i + 1))
         });
+        // A Census first name in lower case that is no English word ("pamela, donna and
+        // brian"), with a middle initial and a surname after it when they are there
+        // ("benjamin a seiler").
+        let start = start.or_else(|| {
+            let lower = |x: &Tok<'_>| x.text.chars().all(char::is_lowercase);
+            let known = lower(t)
+                && t.text.chars().count() >= 3
+                && census_first(t)
+                && !common(t)
+                && !stop(t);
+            if !known {
+                return None;
+            }
+            let n = toks.get(i + 1);
+            let m = toks.get(i + 2);
+            let initial_then_word = n.zip(m).is_some_and(|(n, m)| {
+                n.text.chars().count() == 1
+                    && lower(n)
+                    && matches!(&text[t.end..n.start], " ")
+                    && matches!(&text[n.end..m.start], " " | ". ")
+                    && lower(m)
+                    && !common(m)
+                    && !stop(m)
+            });
+            Some(if initial_then_word {
+                (i, i + 2)
+            } else {
+                (i, i)
+            })
+        });
+        // A word opening a line and followed by a colon, no English word: a speaker
+        // ("Gijsbrecht: \"Who are you?\"").
+        let start = start.or_else(|| {
+            let line_start = text[..t.start].trim_end_matches([' ', '\t']);
+            let opens_line = line_start.is_empty() || line_start.ends_with('\n');
+            let colon = text[t.end..].starts_with(':');
+            let cue_word = CUES.iter().any(|c| c.len() == 1 && c[0] == t.lower);
+            // Only with the English words loaded: without them every heading would pass.
+            (names.is_some()
+                && t.cap
+                && opens_line
+                && colon
+                && !cue_word
+                && !common(t)
+                && !stop(t)
+                && !is_title(t))
+            .then_some((i, i))
+        });
+        // A word opening a sentence before a verb only people do ("Zak shouted", "Trivo
+        // lives on"), no English word.
+        let start = start.or_else(|| {
+            let n = toks.get(i + 1)?;
+            (names.is_some()
+                && t.cap
+                && t.initial
+                && n.joined
+                && PERSON_VERBS.contains(&n.lower.as_str())
+                && !common(t)
+                && !stop(t)
+                && !is_title(t))
+            .then_some((i, i))
+        });
         let Some((from, mut to)) = start else {
             i += 1;
             continue;
@@ -714,6 +816,38 @@ pub(crate) fn find(text: &str, names: Option<&Names>) -> Vec<Hit> {
     // name found above is a name too (a few rounds, for longer lists). Sets and a sorted index
     // keep each round linear in the text.
     const SEPARATORS: [&str; 5] = [", ", " and ", ", and ", " & ", " or "];
+    // A list of surnames and words no dictionary knows ("Monjeau, Graves and Reed", "Usamov and
+    // Bowers"): all names, when one of them is an unknown word and one a known surname.
+    let mut k = 0;
+    while k < toks.len() {
+        let item = |t: &Tok<'_>| t.cap && !stop(t) && !is_title(t);
+        if !item(&toks[k]) {
+            k += 1;
+            continue;
+        }
+        let mut end = k;
+        while end + 1 < toks.len()
+            && item(&toks[end + 1])
+            && SEPARATORS.contains(&&text[toks[end].end..toks[end + 1].start])
+        {
+            end += 1;
+        }
+        let run = &toks[k..=end];
+        if run.len() >= 2
+            && run.iter().all(|t| last(t) || !common(t))
+            && run.iter().any(|t| !common(t))
+            && run.iter().any(last)
+        {
+            for t in run {
+                out.push(Hit {
+                    start: t.start,
+                    end: t.end,
+                    class: Class::Name,
+                });
+            }
+        }
+        k = end + 1;
+    }
     for _ in 0..4 {
         let mut added = false;
         let ends: std::collections::HashSet<usize> = out
