@@ -264,13 +264,7 @@ impl Redactor {
     pub fn find_in(&self, text: &str, memory: &mut Memory) -> Vec<Span> {
         let known = people::remembered(text, &memory.words);
         let spans = self.find_with(text, known);
-        for s in &spans {
-            if s.kind == Kind::Identifier(Class::Name) {
-                memory
-                    .words
-                    .extend(people::name_words(&text[s.start..s.end]));
-            }
-        }
+        memory.learn_names(text, &spans);
         spans
     }
 
@@ -426,7 +420,12 @@ impl Memory {
 
     /// Learns the names the redactor finds in `text` (a meeting's title, say).
     pub fn learn_text(&mut self, redactor: &Redactor, text: &str) {
-        for s in redactor.find(text) {
+        self.learn_names(text, &redactor.find(text));
+    }
+
+    /// Learns the words of the names among `spans` of `text`.
+    fn learn_names(&mut self, text: &str, spans: &[Span]) {
+        for s in spans {
             if s.kind == Kind::Identifier(Class::Name) {
                 self.learn(people::name_words(&text[s.start..s.end]));
             }
@@ -578,6 +577,24 @@ mod tests {
             r.redact_in("Smith sent the Weekly notes.", &mut other),
             "[NAME] sent the Weekly notes."
         );
+    }
+
+    #[test]
+    fn a_meeting_remembers_at_most_its_bound_of_name_words() {
+        let r = Redactor::new();
+        let mut m = Memory::default();
+        for i in 0..MEMORY_WORDS + 100 {
+            // Distinct letter-only names: "Zqaaa", "Zqaab", ...
+            let mut name = String::from("Zq");
+            let mut n = i;
+            for _ in 0..3 {
+                name.push((b'a' + (n % 26) as u8) as char);
+                n /= 26;
+            }
+            let said = format!("My name is {name}.");
+            assert_eq!(r.redact_in(&said, &mut m), "My name is [NAME].");
+        }
+        assert_eq!(m.len(), MEMORY_WORDS);
     }
 
     #[test]

@@ -121,31 +121,18 @@ impl Names {
 
     /// Reads the three lists out of the package's tar.gz.
     pub fn from_sdist(bytes: &[u8]) -> Result<Names, NamesError> {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         let mut names = Names::default();
         let mut seen = 0;
-        let entries = archive
-            .entries()
-            .map_err(|e| NamesError::Format(e.to_string()))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| NamesError::Format(e.to_string()))?;
-            let path = entry
-                .path()
-                .map_err(|e| NamesError::Format(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            let first = path.ends_with("/dist.male.first") || path.ends_with("/dist.female.first");
-            let last = path.ends_with("/dist.all.last");
-            if !first && !last {
-                continue;
-            }
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
-            names.add_list(&text, first);
-            seen += 1;
-        }
+        let first = |p: &str| p.ends_with("/dist.male.first") || p.ends_with("/dist.female.first");
+        tar_members(
+            bytes,
+            |p| first(p) || p.ends_with("/dist.all.last"),
+            |path, raw| {
+                names.add_list(&utf8(path, raw)?, first(path));
+                seen += 1;
+                Ok(())
+            },
+        )?;
         if seen != 3 {
             return Err(NamesError::Format(format!(
                 "expected dist.male.first, dist.female.first and dist.all.last; found {seen} of them"
@@ -157,44 +144,32 @@ impl Names {
     /// Adds the first and last names of every locale in Faker's sdist; returns how many
     /// names were read.
     pub fn add_faker_sdist(&mut self, bytes: &[u8]) -> Result<usize, NamesError> {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         let mut read = 0;
-        let entries = archive
-            .entries()
-            .map_err(|e| NamesError::Format(e.to_string()))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| NamesError::Format(e.to_string()))?;
-            let path = entry
-                .path()
-                .map_err(|e| NamesError::Format(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            if !(path.contains("/faker/providers/person/") && path.ends_with("/__init__.py")) {
-                continue;
-            }
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
-            for (name, first) in python_name_lists(&text) {
-                for word in name.split_whitespace() {
-                    if !word.chars().next().is_some_and(char::is_uppercase)
-                        || !word
-                            .chars()
-                            .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’'))
-                    {
-                        continue;
+        tar_members(
+            bytes,
+            |p| p.contains("/faker/providers/person/") && p.ends_with("/__init__.py"),
+            |path, raw| {
+                for (name, first) in python_name_lists(&utf8(path, raw)?) {
+                    for word in name.split_whitespace() {
+                        if !word.chars().next().is_some_and(char::is_uppercase)
+                            || !word
+                                .chars()
+                                .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’'))
+                        {
+                            continue;
+                        }
+                        let info = self.words.entry(word.to_uppercase()).or_default();
+                        if first {
+                            info.first = true;
+                        } else if info.last_rank.is_none() {
+                            info.last_rank = Some(FAKER_RANK);
+                        }
+                        read += 1;
                     }
-                    let info = self.words.entry(word.to_uppercase()).or_default();
-                    if first {
-                        info.first = true;
-                    } else if info.last_rank.is_none() {
-                        info.last_rank = Some(FAKER_RANK);
-                    }
-                    read += 1;
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         if read < 10_000 {
             return Err(NamesError::Format(format!(
                 "expected Faker's person providers; found {read} names"
@@ -205,41 +180,33 @@ impl Names {
 
     /// Adds the lower-case words of `web2` in `english-words`' sdist; returns how many.
     pub fn add_words_sdist(&mut self, bytes: &[u8]) -> Result<usize, NamesError> {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-        let entries = archive
-            .entries()
-            .map_err(|e| NamesError::Format(e.to_string()))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| NamesError::Format(e.to_string()))?;
-            let path = entry
-                .path()
-                .map_err(|e| NamesError::Format(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            if !path.ends_with("/english_words/data/web2.pickle") {
-                continue;
-            }
-            let mut raw = Vec::new();
-            entry
-                .read_to_end(&mut raw)
-                .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
-            let before = self.common.len();
-            for w in pickled_strings(&raw).map_err(NamesError::Format)? {
-                if w.chars().next().is_some_and(char::is_lowercase) {
-                    self.common.insert(w.to_uppercase());
+        let before = self.common.len();
+        let mut found = false;
+        tar_members(
+            bytes,
+            |p| p.ends_with("/english_words/data/web2.pickle"),
+            |_, raw| {
+                found = true;
+                for w in pickled_strings(&raw).map_err(NamesError::Format)? {
+                    if w.chars().next().is_some_and(char::is_lowercase) {
+                        self.common.insert(w.to_uppercase());
+                    }
                 }
-            }
-            let added = self.common.len() - before;
-            if added < 100_000 {
-                return Err(NamesError::Format(format!(
-                    "web2.pickle: expected Webster's word list, found {added} words"
-                )));
-            }
-            return Ok(added);
+                Ok(())
+            },
+        )?;
+        if !found {
+            return Err(NamesError::Format(
+                "english_words/data/web2.pickle not in the package".into(),
+            ));
         }
-        Err(NamesError::Format(
-            "english_words/data/web2.pickle not in the package".into(),
-        ))
+        let added = self.common.len() - before;
+        if added < 100_000 {
+            return Err(NamesError::Format(format!(
+                "web2.pickle: expected Webster's word list, found {added} words"
+            )));
+        }
+        Ok(added)
     }
 
     /// Adds one Census list (`NAME  freq  cumulative  rank` per line).
@@ -342,6 +309,34 @@ fn pickled_strings(raw: &[u8]) -> Result<Vec<String>, String> {
         }
     }
     Err("pickle without STOP".into())
+}
+
+/// Calls `each` with the path and bytes of every member of a tar.gz whose path `wanted` accepts.
+fn tar_members(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+    mut each: impl FnMut(&str, Vec<u8>) -> Result<(), NamesError>,
+) -> Result<(), NamesError> {
+    let format = |e: std::io::Error| NamesError::Format(e.to_string());
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    for entry in archive.entries().map_err(format)? {
+        let mut entry = entry.map_err(format)?;
+        let path = entry.path().map_err(format)?.to_string_lossy().into_owned();
+        if !wanted(&path) {
+            continue;
+        }
+        let mut raw = Vec::new();
+        entry
+            .read_to_end(&mut raw)
+            .map_err(|e| NamesError::Format(format!("{path}: {e}")))?;
+        each(&path, raw)?;
+    }
+    Ok(())
+}
+
+/// A member's bytes as text.
+fn utf8(path: &str, raw: Vec<u8>) -> Result<String, NamesError> {
+    String::from_utf8(raw).map_err(|e| NamesError::Format(format!("{path}: {e}")))
 }
 
 /// The rank given to a Faker last name (Faker has no frequencies): after every Census one.

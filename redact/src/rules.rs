@@ -320,7 +320,7 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
             });
         }
     }
-    any_phones(text, &mut out);
+    any_phones(text, &lower, &mut out);
     push_all(&mut out, &IBAN, text, Class::Account);
     push_all(&mut out, &AGE[0], text, Class::Age);
     push_group(&mut out, &AGE[1], text, Class::Age);
@@ -406,13 +406,12 @@ fn short_dates(text: &str, out: &mut Vec<Hit>) {
 /// "pager 84710"): 7 to 15 digits, written as a phone is (a leading `+` or area code in
 /// brackets, or three groups and more) or after a word that announces one; never a date
 /// (dates are found first and win).
-fn any_phones(text: &str, out: &mut Vec<Hit>) {
+fn any_phones(text: &str, lower: &str, out: &mut Vec<Hit>) {
     let dates: Vec<(usize, usize)> = out
         .iter()
         .filter(|h| h.class == Class::Date)
         .map(|h| (h.start, h.end))
         .collect();
-    let lower = zeroize::Zeroizing::new(text.to_ascii_lowercase());
     for m in PHONE_ANY.find_iter(text) {
         let s = m.as_str();
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
@@ -420,7 +419,7 @@ fn any_phones(text: &str, out: &mut Vec<Hit>) {
             .split(|c: char| !c.is_ascii_digit())
             .filter(|g| !g.is_empty())
             .count();
-        let before = window_before(&lower, m.start(), 40);
+        let before = window_before(lower, m.start(), 40);
         // Glued to letters ("HPB-2209-7741", "MD-0098812"): an id, not a phone.
         let b = text.as_bytes();
         let glued_before = m.start() >= 2
