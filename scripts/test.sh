@@ -3,8 +3,9 @@
 #   1. a Python >= 3.13 venv with mongoeco (the MongoDB-wire test server) in target/test-env/
 #   2. RabbitMQ on 127.0.0.1:5672 (installed from Debian and started if it is not running)
 #   3. one shared mongoeco server on a free loopback port, stopped (by PID) when this script exits
-#   4. node-oidc-provider (the OpenID provider of the OAuth tests) and maildev (the SMTP server of
-#      the delivery tests) installed from their lockfiles;
+#   4. node-oidc-provider (the OpenID provider of the OAuth tests), maildev (the SMTP server of
+#      the delivery tests) and playwright-core + axe-core (the web app's browser tests) installed
+#      from their lockfiles;
 #      each OAuth test starts its own (testsupport::oidc)
 #   5. Janus, espeak-ng, cmake and libclang from Debian if missing (the bot tests run Janus in a network
 #      namespace they create; libopus is built by the opus crate)
@@ -80,6 +81,12 @@ fi
 if [ ! -f testsupport/maildev/node_modules/maildev/package.json ]; then
     log "installing maildev (npm ci in testsupport/maildev)"
     (cd testsupport/maildev && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# ... and the web app's browser tests: Playwright (playwright-core, driving Debian's chromium)
+# and the axe-core accessibility scanner
+if [ ! -f testsupport/web/node_modules/playwright-core/package.json ] || [ ! -f testsupport/web/node_modules/axe-core/axe.min.js ]; then
+    log "installing playwright-core and axe-core (npm ci in testsupport/web)"
+    (cd testsupport/web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # 5. Janus and friends

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod person;
 pub mod routes;
+pub mod signin_link;
 mod totp;
 
 use crate::error::{ApiError, REQUEST_ID};
@@ -82,6 +83,9 @@ pub struct Api {
     /// Where stopping a bot is announced to launchers (`withdrawn` events). `None`: bots still
     /// find their job stopped at their next look (every second).
     pub queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
+    /// One-time sign-in links (`meetbot dev` makes one for its demo owner). `None`: links are
+    /// not offered (every deployment but `meetbot dev`).
+    pub sign_in_links: Option<signin_link::SignInLinks>,
 }
 
 pub type AppState = Arc<Api>;
@@ -89,8 +93,15 @@ pub type AppState = Arc<Api>;
 /// The whole API as an axum app. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so the per-address limit sees clients.
 pub fn router(api: AppState) -> Router {
+    app(api, Router::new())
+}
+
+/// The API with `extra` routes (the web app) served beside it, under the same limits, request
+/// ids and no-store headers.
+pub fn app(api: AppState, extra: Router<AppState>) -> Router {
     let body_limit = api.settings.body_limit;
     routes::routes()
+        .merge(extra)
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             (
@@ -174,6 +185,36 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(api.clone());
+    serve_app(api, app, listener, stop).await
+}
+
+/// Told to long-lived responses (live transcripts) when the server begins to stop, so that
+/// they end and the graceful shutdown does not wait on them.
+#[derive(Clone)]
+pub struct Stopping(pub tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the server is stopping.
+    pub async fn stopped(mut self) {
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+}
+
+/// Serves `app` (built by [`app`] or [`router`] over `api`) on `listener` until `stop`
+/// resolves; open live streams are ended first.
+pub async fn serve_app(
+    api: AppState,
+    app: Router,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let app = app.layer(axum::Extension(Stopping(stopping_rx)));
+    let stop = async move {
+        stop.await;
+        let _ = stopping_tx.send(true);
+    };
     let sweeper = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -184,7 +225,6 @@ pub async fn serve(
             }
         })
     };
-    let app = router(api);
     let r = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

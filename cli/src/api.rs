@@ -8,11 +8,12 @@ use meetbot_store::vault::Tenants;
 use std::sync::Arc;
 
 /// The API as configured: sign-in providers, limits, calendar connect/disconnect; bot stops
-/// announced on `queue`.
+/// announced on `queue`; one-time sign-in links only when `links` is given (`meetbot dev`).
 pub fn build(
     config: &Config,
     tenants: Arc<Tenants>,
     queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
+    links: Option<meetbot_api::signin_link::SignInLinks>,
 ) -> Result<Arc<Api>> {
     let a = &config.api;
     let settings = Settings::from_config(config);
@@ -50,25 +51,33 @@ pub fn build(
             .trusting(proxies),
         calendars: Some(Arc::new(calendars)),
         queue,
+        sign_in_links: links,
     }))
 }
 
-/// Listens on `api.listen` and serves until `stop`.
+/// The API and the web app beside it, as one service.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    pub api: Arc<Api>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Listens on `api.listen` and serves the API and the web app (`/app/`) until `stop`.
 pub async fn spawn(
     config: &Config,
     tenants: Arc<Tenants>,
     queue: Option<Arc<dyn meetbot_queue::JobQueue>>,
+    links: Option<meetbot_api::signin_link::SignInLinks>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(
-    std::net::SocketAddr,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-)> {
-    let api = build(config, tenants, queue)?;
+) -> Result<Served> {
+    let api = build(config, tenants, queue, links)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    Ok((addr, tokio::spawn(meetbot_api::serve(api, listener, stop))))
+    let app = meetbot_api::app(api.clone(), meetbot_web::routes());
+    let task = tokio::spawn(meetbot_api::serve_app(api.clone(), app, listener, stop));
+    Ok(Served { addr, api, task })
 }
 
 /// `meetbot api`: the REST API and the ops server.
@@ -96,7 +105,9 @@ pub async fn api_service(config: Config, stop: meetbot_core::ops::Shutdown) -> R
         }
         meetbot_core::config::QueueKind::InProcess => None,
     };
-    let (addr, server) = spawn(&config, tenants, queue, async move {
+    let Served {
+        addr, task: server, ..
+    } = spawn(&config, tenants, queue, None, async move {
         let _ = api_stop.changed().await;
     })
     .await?;
@@ -111,7 +122,7 @@ pub async fn api_service(config: Config, stop: meetbot_core::ops::Shutdown) -> R
     })
     .await?;
     eprintln!(
-        "api: http://{addr}/v1 (OpenAPI at /v1/openapi.json; sign-in providers: {}), ops on http://{ops_addr}",
+        "api: http://{addr}/v1 (OpenAPI at /v1/openapi.json; web app at /app/; sign-in providers: {}), ops on http://{ops_addr}",
         if config.api.oidc.is_empty() {
             "none configured (api.oidc)".to_string()
         } else {

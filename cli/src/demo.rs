@@ -64,6 +64,19 @@ pub async fn prepare(config: &mut Config, lead_in_seconds: u64) -> Result<Host> 
     })
 }
 
+/// The demo owner of `tenant` (`DEMO_EMAIL`), made on first use.
+pub async fn owner(tenants: &Tenants, tenant: &TenantId) -> Result<meetbot_core::model::User> {
+    let hash = meetbot_api::auth::email_hash(tenant, DEMO_EMAIL);
+    Ok(
+        match tenants.store().user_by_email_hash(tenant, &hash).await? {
+            Some(u) => u,
+            None => meetbot_api::routes::create_user(tenants, tenant, DEMO_EMAIL, Role::Owner)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the demo user: {e}"))?,
+        },
+    )
+}
+
 fn say(line: impl std::fmt::Display) {
     eprintln!("[demo] {line}");
 }
@@ -165,13 +178,7 @@ async fn demo(
     // The demo user, their settings (summaries by email; a bot that leaves 5 s after the last
     // voice), and their calendar: the feed, connected as any ICS calendar is.
     let store = tenants.store().clone();
-    let hash = meetbot_api::auth::email_hash(&tenant, DEMO_EMAIL);
-    let user = match store.user_by_email_hash(&tenant, &hash).await? {
-        Some(u) => u,
-        None => meetbot_api::routes::create_user(&*tenants, &tenant, DEMO_EMAIL, Role::Owner)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating the demo user: {e}"))?,
-    };
+    let user = owner(&tenants, &tenant).await?;
     let vault = tenants.vault(&tenant).await?;
     let mut settings = store
         .get_tenant_settings(&tenant)

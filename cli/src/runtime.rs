@@ -473,12 +473,38 @@ async fn start_dev(
         Err(e) => eprintln!("      transcription off: {e:#}"),
     }
     let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
-    match crate::api::spawn(&config, api_tenants, Some(queue.clone()), stop.stopped()).await {
-        Ok((addr, task)) => {
+    // The demo owner, who signs in to the web app with a one-time link.
+    let owner = crate::demo::owner(&tenants, &demo.id).await?;
+    let links = meetbot_api::signin_link::SignInLinks::new();
+    match crate::api::spawn(
+        &config,
+        api_tenants,
+        Some(queue.clone()),
+        Some(links),
+        stop.stopped(),
+    )
+    .await
+    {
+        Ok(served) => {
+            let addr = served.addr;
             eprintln!(
-                "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json; add a user with `meetbot tenant add-user {} --email ... --role owner`)",
-                demo.id
+                "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json), web app on http://{addr}/app/"
             );
+            // Links work from loopback only: name a loopback address even when listening on all.
+            let host = if addr.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            } else {
+                addr
+            };
+            if let Some(links) = &served.api.sign_in_links {
+                let secret = links
+                    .mint(&demo.id, &owner.id)
+                    .map_err(|e| anyhow::anyhow!("making the sign-in link: {e}"))?;
+                eprintln!(
+                    "sign in: http://{host}/app/sign-in/link/{secret}  (the demo owner; works once, for 10 minutes, from this machine)"
+                );
+            }
+            let task = served.task;
             spawn_part(parts, stop, "API (open requests)", async move {
                 Ok(task.await??)
             });

@@ -384,6 +384,7 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         ),
         calendars: Some(Arc::new(worker)),
         queue: Some(queue.clone() as Arc<dyn meetbot_queue::JobQueue>),
+        sign_in_links: None,
     });
     tokio::spawn(meetbot_api::serve(api, listener, std::future::pending()));
     let life = chrono::Duration::hours(1);

@@ -130,6 +130,7 @@ async fn world(provider: CalendarProvider) -> World {
         limits: meetbot_api::limits::Limits::new(100_000, 100_000),
         calendars: Some(worker.clone()),
         queue: None,
+        sign_in_links: None,
     });
     tokio::spawn(meetbot_api::serve(
         api,

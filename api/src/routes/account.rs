@@ -152,49 +152,23 @@ pub async fn callback(
     })
     .await?
     .ok_or_else(not_invited)?;
-    let require_mfa = store
-        .get_tenant_settings(&t)
-        .await?
-        .is_some_and(|s| s.require_mfa);
-    let enrolled = user.totp.as_ref().is_some_and(|x| x.confirmed);
-    let (token, id) = auth::new_session_token(&t)?;
-    let now = Utc::now();
-    let session = Session {
-        id,
-        user_id: user.id.clone(),
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + api.settings.session_max,
-        mfa_passed: !(enrolled || require_mfa),
-        mfa_at: None,
-    };
-    store.put_session(&t, &session).await?;
-    let caller = Caller {
-        tenant: t.clone(),
-        who: Who::User {
-            user: user.clone(),
-            session: session.clone(),
-        },
-    };
-    audit(&api, &caller, "auth.sign_in", &format!("user:{}", user.id)).await?;
-    tracing::info!(tenant = %t, user = %user.id, "signed in");
-    let body = SessionOut {
-        token: token.clone(),
-        expires_at: session.expires_at,
-        idle_timeout_seconds: api.settings.session_idle.num_seconds(),
-        mfa_required: !session.mfa_passed,
-        mfa_enrolled: enrolled,
-    };
-    let mut resp = axum::Json(body).into_response();
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        api.settings.session_max.num_seconds(),
-        if api.settings.cookie_secure {
-            "; Secure"
+    let body = start_session(&api, &t, &user, "auth.sign_in").await?;
+    let cookie = session_cookie(&api, &body.token);
+    // A browser (it asks for HTML) goes on to the web app; API clients get the session.
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let mut resp = if wants_html {
+        Redirect::to(if body.mfa_required {
+            "/app/sign-in/totp"
         } else {
-            ""
-        }
-    );
+            "/app/"
+        })
+        .into_response()
+    } else {
+        axum::Json(body).into_response()
+    };
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -208,6 +182,63 @@ pub async fn callback(
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// Starts a session for `user` of tenant `t` (signed in by `how`, the audit action): a TOTP
+/// code is owed first when the user has one or the tenant requires it.
+pub async fn start_session(
+    api: &AppState,
+    t: &TenantId,
+    user: &User,
+    how: &str,
+) -> ApiResult<SessionOut> {
+    let store = api.tenants.store();
+    let require_mfa = store
+        .get_tenant_settings(t)
+        .await?
+        .is_some_and(|s| s.require_mfa);
+    let enrolled = user.totp.as_ref().is_some_and(|x| x.confirmed);
+    let (token, id) = auth::new_session_token(t)?;
+    let now = Utc::now();
+    let session = Session {
+        id,
+        user_id: user.id.clone(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + api.settings.session_max,
+        mfa_passed: !(enrolled || require_mfa),
+        mfa_at: None,
+    };
+    store.put_session(t, &session).await?;
+    let caller = Caller {
+        tenant: t.clone(),
+        who: Who::User {
+            user: user.clone(),
+            session: session.clone(),
+        },
+    };
+    audit(api, &caller, how, &format!("user:{}", user.id)).await?;
+    tracing::info!(tenant = %t, user = %user.id, "signed in");
+    Ok(SessionOut {
+        token,
+        expires_at: session.expires_at,
+        idle_timeout_seconds: api.settings.session_idle.num_seconds(),
+        mfa_required: !session.mfa_passed,
+        mfa_enrolled: enrolled,
+    })
+}
+
+/// The `Set-Cookie` value that hands a browser its session `token`.
+pub fn session_cookie(api: &AppState, token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        api.settings.session_max.num_seconds(),
+        if api.settings.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Ends this session; its token stops working at once.

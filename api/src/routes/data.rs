@@ -47,6 +47,8 @@ pub struct MeetingOut {
     /// The calendar's id of the recurring event this meeting is one of (retention rules name
     /// a series by it).
     pub series_id: Option<String>,
+    /// The meeting's newest bot, if it has one.
+    pub bot: Option<BotOut>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -88,11 +90,26 @@ fn meeting_out(m: &Meeting, o: OpenedMeeting, show_link: bool) -> MeetingOut {
             })
             .collect(),
         join_url: if show_link { o.join_url } else { None },
+        bot: None,
     }
 }
 
+/// The newest bot of meeting `id` (by join time).
+async fn newest_bot(api: &AppState, c: &Caller, id: &str) -> ApiResult<Option<BotOut>> {
+    let jobs = api
+        .tenants
+        .store()
+        .find_bot_jobs(&c.tenant, &JobFilter::of_meeting(id))
+        .await?;
+    Ok(jobs
+        .iter()
+        .map(|j| &j.value)
+        .max_by_key(|j| j.join_at)
+        .map(bot_out))
+}
+
 /// The meeting `id` and the tenant's vault, if the caller may see the meeting.
-async fn seen(
+pub(super) async fn seen(
     api: &AppState,
     c: &Caller,
     id: &str,
@@ -107,7 +124,7 @@ async fn seen(
 /// itself, or, for a meeting in several invitees' calendars, the copy holding its one bot, when
 /// the caller may see that copy too (an attendee of it). Sharing a reference gives nothing by
 /// itself: anyone can put an event with a known link and UID in their own calendar.
-async fn session_of(api: &AppState, c: &Caller, m: &Meeting) -> ApiResult<String> {
+pub(super) async fn session_of(api: &AppState, c: &Caller, m: &Meeting) -> ApiResult<String> {
     let store = api.tenants.store();
     let holds = |id: String| async move {
         let jobs = store
@@ -174,9 +191,25 @@ pub struct MeetingQuery {
     pub from: Option<DateTime<Utc>>,
     /// Meetings starting before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
+    /// Only meetings whose title, organizer or people contain this (case-insensitive).
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    /// `asc` (default: earliest first) or `desc` (latest first).
+    pub order: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+/// Whether meeting `o` matches the search `q` (lower-cased): in its title or among its people.
+fn matches(o: &OpenedMeeting, q: &str) -> bool {
+    o.title.to_lowercase().contains(q)
+        || people_of(o).iter().any(|p| p.to_lowercase().contains(q))
+        || o.people.attendees.iter().any(|a| {
+            a.name
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase().contains(q))
+        })
 }
 
 /// Meetings the caller may see, by start time.
@@ -188,6 +221,20 @@ pub async fn list_meetings(
     Query(q): Query<MeetingQuery>,
 ) -> ApiResult<Json<MeetingPage>> {
     c.require(Role::Member, "meetings:read")?;
+    let search = match q.q.as_deref().map(str::trim) {
+        Some(s) if s.chars().count() > 200 => {
+            return Err(ApiError::BadRequest(
+                "q is longer than 200 characters".into(),
+            ));
+        }
+        Some("") | None => None,
+        Some(s) => Some(s.to_lowercase()),
+    };
+    let desc = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(ApiError::BadRequest("order: use asc or desc".into())),
+    };
     let vis = Visibility::of(&api, &c).await?;
     let vault = api.tenants.vault(&c.tenant).await?;
     let show_link = c.role() >= Role::Admin;
@@ -202,7 +249,7 @@ pub async fn list_meetings(
             continue;
         }
         let o = open_meeting(&vault, &m)?;
-        if vis.sees(&m, &people_of(&o)) {
+        if vis.sees(&m, &people_of(&o)) && search.as_deref().is_none_or(|s| matches(&o, s)) {
             visible.push((m, o));
         }
     }
@@ -228,14 +275,22 @@ pub async fn list_meetings(
         {
             continue;
         }
+        let at = m.starts_at.timestamp_millis();
         let key = format!(
-            "{}\u{0}{}",
-            m.starts_at.timestamp_millis() + 10i64.pow(14),
+            "{:015}\u{0}{}",
+            if desc {
+                10i64.pow(14) - at
+            } else {
+                at + 10i64.pow(14)
+            },
             m.id
         );
         items.push((key, meeting_out(&m, o, show_link)));
     }
-    let (items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
+    let (mut items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
+    for m in &mut items {
+        m.bot = newest_bot(&api, &c, &m.id).await?;
+    }
     Ok(Json(MeetingPage { items, next_cursor }))
 }
 
@@ -251,7 +306,10 @@ pub async fn get_meeting(
     let (m, o, _) = seen(&api, &c, &id).await?;
     let owner =
         c.role() >= Role::Admin || m.requested_by.as_deref() == c.user().map(|u| u.id.as_str());
-    Ok(Json(meeting_out(&m, o, owner)))
+    let session = session_of(&api, &c, &m).await?;
+    let mut out = meeting_out(&m, o, owner);
+    out.bot = newest_bot(&api, &c, &session).await?;
+    Ok(Json(out))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1077,4 +1135,65 @@ pub async fn erase_person(
         crate::person::erase_person(&api.tenants, &c.tenant, &body.email, name, &c.actor()).await?;
     audit(&api, &c, "person.erase", &r.target).await?;
     Ok(Json((&r).into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryOut {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// `user:<id>` or `key:<id>` (opaque).
+    pub actor: String,
+    pub action: String,
+    /// What it was done to (opaque ids).
+    pub target: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditOut {
+    /// Every entry is linked to the one before by its hash, none is missing or altered, and
+    /// the last matches the separately kept head.
+    pub intact: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// What is wrong with the chain, if it is broken.
+    pub problem: Option<String>,
+    /// The newest entries (at most 100), newest first.
+    pub recent: Vec<AuditEntryOut>,
+}
+
+/// The tenant's audit log: the chain's state, checked now, and its newest entries (admins).
+#[utoipa::path(get, path = "/v1/privacy/audit", tag = "privacy",
+    responses((status = 200, body = AuditOut)))]
+pub async fn audit_log(State(api): State<AppState>, c: Caller) -> ApiResult<Json<AuditOut>> {
+    c.person()?;
+    c.require(Role::Admin, "settings:read")?;
+    let store = api.tenants.store();
+    let (intact, entries, problem) = match meetbot_store::audit::verify(&**store, &c.tenant).await?
+    {
+        Ok(r) => (true, r.entries, None),
+        Err(b) => (false, 0, Some(b.to_string())),
+    };
+    let mut recent: Vec<AuditEntryOut> = store
+        .audit_records(&c.tenant)
+        .await?
+        .into_iter()
+        .filter_map(|(_, body)| {
+            serde_json::from_value::<meetbot_core::model::AuditEvent>(body).ok()
+        })
+        .map(|e| AuditEntryOut {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+        })
+        .collect();
+    recent.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    recent.truncate(100);
+    Ok(Json(AuditOut {
+        intact,
+        entries,
+        problem,
+        recent,
+    }))
 }

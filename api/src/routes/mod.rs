@@ -8,11 +8,16 @@
 
 mod account;
 mod data;
+mod live;
 mod settings;
 
 pub use account::*;
 pub use data::*;
+pub use live::*;
 pub use settings::*;
+
+/// How long a deleted session can be restored.
+pub use meetbot_store::retention::RECOVERY_WINDOW;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -57,6 +62,7 @@ pub fn routes() -> Router<AppState> {
             get(get_transcript).delete(delete_transcript),
         )
         .route("/v1/privacy/deletions", get(list_deletions))
+        .route("/v1/privacy/audit", get(audit_log))
         .route("/v1/privacy/clients/erase", post(erase_client))
         .route("/v1/privacy/people/erase", post(erase_person))
         .route("/v1/account", delete(erase_account))
@@ -70,6 +76,7 @@ pub fn routes() -> Router<AppState> {
             get(crate::export::download_export).post(crate::export::download_export_form),
         )
         .route("/v1/meetings/{id}/summary", get(get_summary))
+        .route("/v1/meetings/{id}/live", get(live_transcript))
         .route("/v1/meetings/{id}/deliveries", get(list_deliveries))
         .route("/v1/bots", get(list_bots).post(create_bot))
         .route("/v1/bots/{id}", get(get_bot))

@@ -1,0 +1,248 @@
+//! `GET /v1/meetings/{id}/live`: the transcript as it is made, as server-sent events.
+//!
+//! The transcriber stores each utterance as a sealed part the moment it is recognised
+//! (decision 0041); this route reads the meeting's parts once a second and sends the segments
+//! it has not sent yet. It streams only while a bot is launching or in the call; otherwise it
+//! says where the bot stands and closes, and the browser's `EventSource` comes back after the
+//! `retry` it was given. A stream also closes when its bot's job ends (`done`), after
+//! [`MAX_STREAM`] (the client reconnects; segments carry ids to deduplicate), and when the
+//! server stops.
+
+use super::data::{seen, session_of};
+use super::{Path, audit};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::{AppState, Stopping};
+use axum::Extension;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream};
+use meetbot_core::TenantId;
+use meetbot_core::model::{BotJobState, Role};
+use meetbot_store::JobFilter;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// How long one stream lasts at most; the client reconnects.
+pub const MAX_STREAM: Duration = Duration::from_secs(600);
+/// How often the meeting's parts are read.
+const POLL: Duration = Duration::from_secs(1);
+/// When to come back (ms), told to the client for a meeting with no bot in the call yet.
+const RETRY_MS: u64 = 5000;
+
+/// One recognised utterance, as the `segment` event's data.
+#[derive(Serialize, ToSchema)]
+pub struct LiveSegment {
+    /// Stable across reconnects: skip one already shown.
+    pub id: String,
+    /// The name the meeting showed, when it told.
+    pub speaker: Option<String>,
+    pub participant: String,
+    /// Since the bot's stream began.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+}
+
+/// The `status` event's data: where the meeting's bot stands.
+#[derive(Serialize, ToSchema)]
+pub struct LiveStatus {
+    /// none, scheduled, dispatched, launched, joined, done, failed, skipped, cancelled, stopped.
+    pub bot: String,
+    /// Whether segments are coming (a bot is launching or in the call).
+    pub live: bool,
+}
+
+/// The meeting's transcript as it is made: `status` events (where the bot stands), `segment`
+/// events (each new utterance, JSON), and `done` once the bot has left.
+#[utoipa::path(get, path = "/v1/meetings/{id}/live", tag = "meetings",
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "events `status` (LiveStatus), `segment` (LiveSegment), `done`")))]
+pub async fn live_transcript(
+    State(api): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    stopping: Option<Extension<Stopping>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    c.require(Role::Member, "transcripts:read")?;
+    let (m, _, _) = seen(&api, &c, &id).await?;
+    let session = session_of(&api, &c, &m).await?;
+    audit(&api, &c, "transcript.live", &format!("meeting:{}", m.id)).await?;
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let stopping = stopping.map(|Extension(s)| s);
+    let tenant = c.tenant.clone();
+    tokio::spawn(async move {
+        let follow = follow(api, tenant, session, tx);
+        let stopped = async move {
+            match stopping {
+                Some(s) => s.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = follow => {}
+            _ = stopped => {}
+            _ = tokio::time::sleep(MAX_STREAM) => {}
+        }
+    });
+    Ok(Sse::new(rx).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Where the meeting's newest bot stands (`None`: it has none).
+async fn bot_state(api: &AppState, t: &TenantId, meeting: &str) -> ApiResult<Option<BotJobState>> {
+    let jobs = api
+        .tenants
+        .store()
+        .find_bot_jobs(t, &JobFilter::of_meeting(meeting))
+        .await?;
+    Ok(jobs
+        .into_iter()
+        .map(|j| j.value)
+        .max_by_key(|j| j.join_at)
+        .map(|j| j.state))
+}
+
+fn is_live(s: &BotJobState) -> bool {
+    matches!(
+        s,
+        BotJobState::Dispatched | BotJobState::Launched | BotJobState::Joined
+    )
+}
+
+/// Sends the meeting's segments as they are stored until its bot is no longer live or the
+/// client is gone (a send fails).
+async fn follow(
+    api: AppState,
+    t: TenantId,
+    meeting: String,
+    mut tx: mpsc::Sender<Result<Event, Infallible>>,
+) {
+    let mut sent: HashSet<String> = HashSet::new();
+    let mut last_status: Option<String> = None;
+    let mut first = true;
+    loop {
+        let state = match bot_state(&api, &t, &meeting).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(tenant = %t, meeting = %meeting, error = %e, "live transcript: reading the bot failed");
+                return;
+            }
+        };
+        let live = state.as_ref().is_some_and(is_live);
+        let name = state.as_ref().map_or("none", |s| s.name()).to_string();
+        if last_status.as_deref() != Some(name.as_str()) {
+            let data = serde_json::to_string(&LiveStatus {
+                bot: name.clone(),
+                live,
+            })
+            .unwrap_or_default();
+            let mut ev = Event::default().event("status").data(data);
+            if first {
+                ev = ev.retry(Duration::from_millis(RETRY_MS));
+            }
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+            last_status = Some(name);
+        }
+        first = false;
+        match segments(&api, &t, &meeting, &mut sent).await {
+            Ok(new) => {
+                for s in new {
+                    let Ok(data) = serde_json::to_string(&s) else {
+                        continue;
+                    };
+                    let ev = Event::default().event("segment").id(s.id).data(data);
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t, meeting = %meeting, error = %e, "live transcript: reading the parts failed");
+                return;
+            }
+        }
+        if !live {
+            // An ended bot is final (the page shows the stored transcript); one not yet
+            // launched is come back to after `retry`.
+            if state.as_ref().is_some_and(|s| s.is_terminal()) {
+                let _ = tx.send(Ok(Event::default().event("done").data("{}"))).await;
+            }
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The parts of `meeting` not sent yet, opened, in the order they were said.
+async fn segments(
+    api: &AppState,
+    t: &TenantId,
+    meeting: &str,
+    sent: &mut HashSet<String>,
+) -> ApiResult<Vec<LiveSegment>> {
+    let parts = api
+        .tenants
+        .store()
+        .transcript_parts(t, meeting, None)
+        .await?;
+    if parts.iter().all(|p| sent.contains(&p.id)) {
+        return Ok(vec![]);
+    }
+    let vault = api.tenants.vault(t).await?;
+    let mut out = Vec::new();
+    for p in parts {
+        if !sent.insert(p.id.clone()) {
+            continue;
+        }
+        let body = meetbot_transcriber::parts::open(&vault, &p)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let offset = (p.stream_started_at.timestamp_millis()).max(0) as u64;
+        for (i, s) in body.segments.into_iter().enumerate() {
+            let speaker = s
+                .speaker
+                .or_else(|| body.names.get(&s.participant).cloned());
+            out.push((
+                offset + s.start_ms,
+                LiveSegment {
+                    id: format!("{}.{i}", p.id),
+                    speaker,
+                    participant: s.participant,
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    text: s.text,
+                },
+            ));
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    Ok(out.into_iter().map(|(_, s)| s).collect())
+}
+
+/// What the live route would send first for meeting `id`: where its bot stands and the segments
+/// stored so far (for a page that shows them without JavaScript).
+pub async fn live_so_far(
+    api: &AppState,
+    c: &Caller,
+    id: &str,
+) -> ApiResult<(LiveStatus, Vec<LiveSegment>)> {
+    c.require(Role::Member, "transcripts:read")?;
+    let (m, _, _) = seen(api, c, id).await?;
+    let session = session_of(api, c, &m).await?;
+    let state = bot_state(api, &c.tenant, &session).await?;
+    let status = LiveStatus {
+        bot: state.as_ref().map_or("none", |s| s.name()).to_string(),
+        live: state.as_ref().is_some_and(is_live),
+    };
+    if !status.live {
+        return Ok((status, vec![]));
+    }
+    let segs = segments(api, &c.tenant, &session, &mut HashSet::new()).await?;
+    Ok((status, segs))
+}

@@ -1,0 +1,295 @@
+//! The admins' pages: people and API keys, the tenant's settings, and privacy (deletion
+//! receipts with their verification, the audit chain's state and its newest entries).
+
+use super::{Chrome, When, render};
+use crate::viewer::{Form, Viewer, WebError};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use meetbot_api::AppState;
+use meetbot_api::error::ApiError;
+use meetbot_api::routes::{self, ApiKeyOut, UserOut};
+use serde::Deserialize;
+
+pub struct PersonRow {
+    pub email: String,
+    pub role: String,
+    pub mfa: bool,
+    pub signed_in: bool,
+    pub since: When,
+}
+
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub scopes: String,
+    pub state: String,
+    pub last_used: Option<When>,
+    pub expires: When,
+    pub active: bool,
+}
+
+fn role_name<T: serde::Serialize>(r: &T) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn person(u: UserOut) -> PersonRow {
+    PersonRow {
+        role: role_name(&u.role),
+        email: u.email,
+        mfa: u.mfa_enrolled,
+        signed_in: u.signed_in_before,
+        since: When::of(u.created_at),
+    }
+}
+
+fn key(k: ApiKeyOut) -> KeyRow {
+    let now = chrono::Utc::now();
+    let (state, active) = if k.revoked_at.is_some() {
+        ("revoked", false)
+    } else if k.expires_at <= now {
+        ("expired", false)
+    } else {
+        ("active", true)
+    };
+    KeyRow {
+        scopes: k.scopes.join(", "),
+        state: state.into(),
+        active,
+        last_used: k.last_used_at.map(When::of),
+        expires: When::of(k.expires_at),
+        name: k.name,
+        id: k.id,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+struct PeoplePage {
+    chrome: Chrome,
+    csrf: String,
+    people: Vec<PersonRow>,
+    keys: Vec<KeyRow>,
+    /// A key just made: its token, shown this once.
+    new_token: Option<String>,
+    can_add_owner: bool,
+}
+
+async fn people_page(
+    api: AppState,
+    v: Viewer,
+    new_token: Option<String>,
+) -> Result<Response, WebError> {
+    v.require_admin()?;
+    let users = routes::list_users(State(api.clone()), v.caller.clone())
+        .await?
+        .0
+        .items;
+    let keys = routes::list_keys(State(api), v.caller.clone())
+        .await?
+        .0
+        .items;
+    Ok(render(&PeoplePage {
+        chrome: Chrome::of(&v, "People and API keys", "people"),
+        csrf: v.csrf.clone(),
+        people: users.into_iter().map(person).collect(),
+        keys: keys.into_iter().map(key).collect(),
+        new_token,
+        can_add_owner: v.role() >= meetbot_core::model::Role::Owner,
+    }))
+}
+
+pub async fn people(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    people_page(api, v, None).await
+}
+
+#[derive(Deserialize)]
+pub struct AddForm {
+    csrf: String,
+    email: String,
+    role: String,
+}
+
+pub async fn add_person(
+    State(api): State<AppState>,
+    v: Viewer,
+    Form(f): Form<AddForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    let role = serde_json::from_value(serde_json::Value::String(f.role))
+        .map_err(|_| ApiError::BadRequest("role: owner, admin or member".into()))?;
+    routes::add_user(
+        State(api),
+        v.caller,
+        routes::Json(routes::NewUser {
+            email: f.email.trim().to_string(),
+            role,
+        }),
+    )
+    .await?;
+    Ok(Redirect::to("/app/people").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    meetings_read: Option<String>,
+    #[serde(default)]
+    transcripts_read: Option<String>,
+    #[serde(default)]
+    bots_write: Option<String>,
+    #[serde(default)]
+    settings_read: Option<String>,
+    #[serde(default)]
+    settings_write: Option<String>,
+    #[serde(default)]
+    days: Option<String>,
+}
+
+/// Makes an API key and shows its token once, on the page that answers the form.
+pub async fn create_key(
+    State(api): State<AppState>,
+    v: Viewer,
+    Form(f): Form<KeyForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    let mut scopes = Vec::new();
+    for (on, name) in [
+        (&f.meetings_read, "meetings:read"),
+        (&f.transcripts_read, "transcripts:read"),
+        (&f.bots_write, "bots:write"),
+        (&f.settings_read, "settings:read"),
+        (&f.settings_write, "settings:write"),
+    ] {
+        if on.is_some() {
+            scopes.push(serde_json::Value::String(name.into()));
+        }
+    }
+    let days =
+        match f.days.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => Some(d.parse::<u32>().map_err(|_| {
+                ApiError::BadRequest("days: a whole number of days, 1 to 365".into())
+            })?),
+        };
+    let body: routes::NewApiKey = serde_json::from_value(serde_json::json!({
+        "name": f.name,
+        "scopes": scopes,
+        "expires_in_days": days,
+    }))
+    .map_err(|e| ApiError::BadRequest(format!("the key could not be made: {e}")))?;
+    let (_, made) =
+        routes::create_key(State(api.clone()), v.caller.clone(), routes::Json(body)).await?;
+    people_page(api, v, Some(made.0.token)).await
+}
+
+pub async fn revoke_key(
+    State(api): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<super::meeting::CsrfForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    routes::revoke_key(State(api), v.caller, routes::Path(id)).await?;
+    Ok(Redirect::to("/app/people").into_response())
+}
+
+pub struct Receipt {
+    pub scope: String,
+    pub target: String,
+    pub when: When,
+    pub counts: String,
+    pub keys: usize,
+    pub digest: String,
+    pub verified: bool,
+}
+
+pub struct Entry {
+    pub seq: u64,
+    pub when: When,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+}
+
+#[derive(Template)]
+#[template(path = "privacy.html")]
+struct PrivacyPage {
+    chrome: Chrome,
+    receipts: Vec<Receipt>,
+    intact: bool,
+    entries: u64,
+    problem: Option<String>,
+    recent: Vec<Entry>,
+}
+
+pub async fn privacy(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    v.require_admin()?;
+    let receipts = routes::list_deletions(State(api.clone()), v.caller.clone())
+        .await?
+        .0
+        .items;
+    let audit = routes::audit_log(State(api), v.caller.clone()).await?.0;
+    Ok(render(&PrivacyPage {
+        chrome: Chrome::of(&v, "Privacy", "privacy"),
+        receipts: receipts
+            .into_iter()
+            .rev()
+            .map(|r| Receipt {
+                scope: r.scope,
+                target: r.target,
+                when: When::of(r.erased_at),
+                counts: r
+                    .counts
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                keys: r.keys_destroyed.len(),
+                digest: r.digest.chars().take(16).collect(),
+                verified: r.verified,
+            })
+            .collect(),
+        intact: audit.intact,
+        entries: audit.entries,
+        problem: audit.problem,
+        recent: audit
+            .recent
+            .into_iter()
+            .take(50)
+            .map(|e| Entry {
+                seq: e.seq,
+                when: When::of(e.at),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    s: routes::SettingsOut,
+}
+
+/// The tenant's settings as they stand (changed through `PATCH /v1/settings`).
+pub async fn settings(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    v.require_admin()?;
+    let s = routes::get_settings(State(api), v.caller.clone()).await?.0;
+    Ok(render(&SettingsPage {
+        chrome: Chrome::of(&v, "Settings", "settings"),
+        s,
+    }))
+}
