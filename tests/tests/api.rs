@@ -564,6 +564,27 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
         ),
         case(
             M::GET,
+            "/v1/meetings/{id}/live",
+            format!("/v1/meetings/{mt}/live"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/meetings/{id}/live",
+            format!("/v1/meetings/{mo}/live"),
+            None,
+            [404, 200, 200, 404],
+        ),
+        case(
+            M::GET,
+            "/v1/privacy/audit",
+            "/v1/privacy/audit".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::GET,
             "/v1/meetings/{id}/deliveries",
             format!("/v1/meetings/{ma}/deliveries"),
             None,
