@@ -85,11 +85,47 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
     });
     let mut out = Vec::new();
     let start = Instant::now();
+    // A newcomer's browser: the `sign in:` link, the demo meeting's live transcript, its summary.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let modules = repo.join("testsupport/web/node_modules");
+    assert!(
+        modules.join("playwright-core/package.json").exists(),
+        "playwright-core is missing: run scripts/test.sh (npm ci in testsupport/web)"
+    );
+    let shots = repo.join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = None;
     loop {
         let left = Duration::from_secs(240).saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 let done = line.starts_with("[demo] done");
+                if let Some(link) = line.strip_prefix("sign in: ") {
+                    let link = link.split_whitespace().next().unwrap_or_default();
+                    assert!(
+                        link.starts_with("http://127.0.0.1:")
+                            && link.contains("/app/sign-in/link/"),
+                        "{line}"
+                    );
+                    browser = Some(
+                        // Bounded: a browser that hangs fails the test, never CI.
+                        Command::new("timeout")
+                            .args(["--kill-after=5", "240", "node"])
+                            .arg(repo.join("tests/web/demo.test.mjs"))
+                            .env("MEETBOT_WEB_MODULES", &modules)
+                            .env("LINK", link)
+                            .env("SHOTS", &shots)
+                            .env(
+                                "CHROMIUM",
+                                std::env::var("MEETBOT_TEST_CHROMIUM")
+                                    .unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                            )
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::piped())
+                            .spawn()
+                            .expect("node starts"),
+                    );
+                }
                 out.push(line);
                 if done {
                     break;
@@ -102,6 +138,17 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         }
     }
     let said = out.join("\n");
+    let browser = browser.unwrap_or_else(|| panic!("no `sign in:` line:\n{said}"));
+    let seen = browser.wait_with_output().unwrap();
+    let seen_log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&seen.stdout),
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    assert!(
+        seen.status.success(),
+        "the browser did not see the live transcript and the summary:\n{seen_log}\nmeetbot said:\n{said}"
+    );
     for step in [
         "[demo] calendar: ICS feed http://127.0.0.1:",
         "platform Some(WebRtc), bot wanted: true",

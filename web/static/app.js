@@ -70,8 +70,16 @@ function live() {
   });
 }
 
+// The bot has just left and the summary is being made: look again shortly.
+function pendingSummary() {
+  if (document.getElementById("summary-pending") && !document.getElementById("live")) {
+    setTimeout(() => window.location.reload(), 5000);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   confirmations();
   live();
+  pendingSummary();
 });

@@ -56,6 +56,9 @@ struct MeetingPage {
     can_stop: bool,
     live: bool,
     live_lines: Vec<Line>,
+    /// The bot is in the call or has just left and the summary is not stored yet: the page
+    /// looks again by itself (with JavaScript).
+    summary_pending: bool,
     summary: Option<SummaryOut>,
     transcript: Option<Vec<Line>>,
     /// Sealed to the tenant's own key: not readable here.
@@ -126,6 +129,13 @@ pub async fn page(
             "scheduled" | "dispatched" | "launched" | "joined"
         )
     }) && (owns || v.role() >= Role::Admin);
+    let just_left = m.bot.as_ref().is_some_and(|b| {
+        b.state == "done"
+            && b.timeline
+                .last()
+                .is_some_and(|s| chrono::Utc::now() - s.at < chrono::Duration::minutes(10))
+    });
+    let summary_pending = summary.is_none() && (status.live || just_left);
     let customer_sealed = transcript
         .as_ref()
         .is_some_and(|t| t.customer_sealed.is_some());
@@ -168,6 +178,7 @@ pub async fn page(
         badge,
         can_stop,
         live: status.live,
+        summary_pending,
         live_lines: so_far.into_iter().map(live_line).collect(),
         summary: summary.filter(|s| s.customer_sealed.is_none()),
         customer_sealed,
