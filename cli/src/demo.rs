@@ -117,10 +117,13 @@ pub async fn run(
     tenants: Arc<Tenants>,
     tenant: TenantId,
     live: Option<(String, String)>,
+    pages: Option<String>,
     stop: Shutdown,
 ) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    let demo = demo(host, config, tenants, tenant, live, &stop, &mut tasks);
+    let demo = demo(
+        host, config, tenants, tenant, live, pages, &stop, &mut tasks,
+    );
     let r = tokio::select! {
         r = demo => r,
         _ = stop.stopped() => Ok(()),
@@ -140,6 +143,7 @@ async fn demo(
     tenants: Arc<Tenants>,
     tenant: TenantId,
     live: Option<(String, String)>,
+    pages: Option<String>,
     stop: &Shutdown,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<()> {
@@ -236,6 +240,7 @@ async fn demo(
             since,
         },
         live,
+        pages,
         started,
     );
     if let Err(e) = follow.await {
@@ -354,6 +359,7 @@ async fn follow(
     at: DateTime<Utc>,
     checked: Checked,
     live: Option<(String, String)>,
+    pages: Option<String>,
     started: Instant,
 ) -> Result<()> {
     let Checked {
@@ -475,8 +481,13 @@ async fn follow(
                     tmp.display(),
                     audio_files_since(&[&data, &tmp], since)
                 ));
+                if let (Some(p), Some(m)) = (&pages, &meeting_id) {
+                    say(format_args!(
+                        "the meeting in the web app: {p}/app/meetings/{m} (signed in with the `sign in:` link above)"
+                    ));
+                }
                 say(format_args!(
-                    "done {} s after start: calendar -> bot -> transcript -> summary -> email. The API and ops server keep running; Ctrl-C stops.",
+                    "done {} s after start: calendar -> bot -> transcript -> summary -> email. The API, the web app and the ops server keep running; Ctrl-C stops.",
                     started.elapsed().as_secs()
                 ));
                 following.abort_all();

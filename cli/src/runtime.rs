@@ -476,6 +476,7 @@ async fn start_dev(
     // The demo owner, who signs in to the web app with a one-time link.
     let owner = crate::demo::owner(&tenants, &demo.id).await?;
     let links = meetbot_api::signin_link::SignInLinks::new();
+    let mut pages = None;
     match crate::api::spawn(
         &config,
         api_tenants,
@@ -496,6 +497,7 @@ async fn start_dev(
             } else {
                 addr
             };
+            pages = Some(format!("http://{host}"));
             if let Some(links) = &served.api.sign_in_links {
                 let secret = links
                     .mint(&demo.id, &owner.id)
@@ -531,6 +533,7 @@ async fn start_dev(
                 tenants.clone(),
                 demo.id.clone(),
                 live,
+                pages,
                 stop.clone(),
             ),
         );

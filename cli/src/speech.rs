@@ -334,6 +334,7 @@ pub async fn build_service(
             }),
             partial_every: (t.partial_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(t.partial_every_ms)),
+            meeting_pages: Some(config.api.public_url.clone()),
             names: {
                 let c = config.clone();
                 tokio::task::spawn_blocking(move || names_dataset(&c, None))

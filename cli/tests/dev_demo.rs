@@ -159,6 +159,7 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
         "bot left the meeting",
         "summary stored, sealed",
         "audio files written since start under",
+        "[demo] the meeting in the web app: http://127.0.0.1:",
     ] {
         assert!(said.contains(step), "missing {step:?} in:\n{said}");
     }
@@ -187,6 +188,10 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
     let email = emails[0].replace("=\r\n", "").replace("\r\n", "\n");
     assert!(email.contains("To: newcomer@example.com"), "{email}");
     assert!(email.contains("Subject: Meeting summary: Clinic weekly operations"));
+    assert!(
+        email.contains("http://127.0.0.1:8080/app/meetings/"),
+        "the email links to the meeting's page (api.public_url):\n{email}"
+    );
     for item in ["Friday", "announcement", "appointment reminders"] {
         assert!(
             email.contains(item),

@@ -149,6 +149,7 @@ async fn bench_service(job: &str) -> BenchService {
             vad: Default::default(),
             retention: None,
             partial_every: None,
+            meeting_pages: None,
             names: None,
         },
         meetbot_transcriber::service::Metrics::new(),

@@ -282,6 +282,7 @@ async fn transcriber_with(summarizer: Arc<dyn Summarizer>) -> Transcriber {
             vad: Default::default(),
             retention: None,
             partial_every: None,
+            meeting_pages: None,
             names: None,
         },
         metrics.clone(),

@@ -85,6 +85,7 @@ async fn fixture(engine: Arc<dyn SpeechEngine>) -> Fixture {
             vad: Default::default(),
             retention: Some(Duration::from_secs(30 * 86_400)),
             partial_every: Some(Duration::from_millis(1500)),
+            meeting_pages: None,
             names: Some(Arc::new(
                 meetbot_redact::Names::load(&speech::names_dataset()).unwrap(),
             )),
@@ -727,6 +728,7 @@ fn replica(f: &Fixture, engine: Arc<dyn SpeechEngine>, metrics: Metrics) -> Arc<
             vad: Default::default(),
             retention: None,
             partial_every: None,
+            meeting_pages: None,
             names: None,
         },
         metrics,

@@ -247,6 +247,8 @@ pub struct Settings {
     pub partial_every: Option<Duration>,
     /// The names dataset for tenants that turn redaction on (None: names by context only).
     pub names: Option<Arc<meetbot_redact::Names>>,
+    /// The web app's address (`api.public_url`): summaries link to `<it>/app/meetings/<id>`.
+    pub meeting_pages: Option<String>,
 }
 
 /// A live segment, as sent to `/v1/live` subscribers.
@@ -1447,7 +1449,13 @@ impl Service {
                         text: a.text.clone(),
                     })
                     .collect(),
-                link: None,
+                link: self.settings.meeting_pages.as_ref().map(|base| {
+                    format!(
+                        "{}/app/meetings/{}",
+                        base.trim_end_matches('/'),
+                        job.meeting_id
+                    )
+                }),
             };
             let n = outbox
                 .enqueue_summary(store.as_ref(), &self.tenants, &s.tenant, &notice)
