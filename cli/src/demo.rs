@@ -29,6 +29,9 @@ pub struct Host {
     conversation: tokio::task::JoinHandle<Result<Rendered, meetbot_bot::room::RoomError>>,
     /// A moment before start: files changed since are this run's.
     since: SystemTime,
+    /// The web app's address (`http://<api>`), once the API listens: the demo names the
+    /// meeting's page there.
+    pub pages: Option<String>,
 }
 
 /// Binds the demo server (the meeting `lead_in_seconds` after start) and points the configuration at it: bots join its rooms, the calendar
@@ -61,6 +64,7 @@ pub async fn prepare(config: &mut Config, lead_in_seconds: u64) -> Result<Host> 
         rooms: RoomServer::new(config.bot.ice_ip),
         lead_in: lead_in_seconds.min(3600) as i64,
         conversation,
+        pages: None,
     })
 }
 
@@ -117,13 +121,10 @@ pub async fn run(
     tenants: Arc<Tenants>,
     tenant: TenantId,
     live: Option<(String, String)>,
-    pages: Option<String>,
     stop: Shutdown,
 ) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    let demo = demo(
-        host, config, tenants, tenant, live, pages, &stop, &mut tasks,
-    );
+    let demo = demo(host, config, tenants, tenant, live, &stop, &mut tasks);
     let r = tokio::select! {
         r = demo => r,
         _ = stop.stopped() => Ok(()),
@@ -143,10 +144,10 @@ async fn demo(
     tenants: Arc<Tenants>,
     tenant: TenantId,
     live: Option<(String, String)>,
-    pages: Option<String>,
     stop: &Shutdown,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<()> {
+    let pages = host.pages.clone();
     let started = Instant::now();
     let since = host.since;
     let conversation = host

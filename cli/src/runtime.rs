@@ -513,7 +513,8 @@ async fn start_dev(
         }
         Err(e) => eprintln!("      API off: {e:#}"),
     }
-    if let Some(host) = host {
+    if let Some(mut host) = host {
+        host.pages = pages;
         eprintln!(
             "      demo: room and calendar feed on {}; email to {}",
             host.base,
@@ -533,7 +534,6 @@ async fn start_dev(
                 tenants.clone(),
                 demo.id.clone(),
                 live,
-                pages,
                 stop.clone(),
             ),
         );
