@@ -283,6 +283,20 @@ async fn the_web_app_in_a_real_browser_signs_in_shows_live_and_past_meetings_and
         },
     )
     .await;
+    // A hostile title from a calendar: shown as text, never run.
+    meeting(
+        &tenants,
+        &a,
+        MeetingSpec {
+            title: "Budget <script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">",
+            conn: Some(&admin_conn),
+            people: &["adam@clinic.test"],
+            starts_in: Duration::days(3),
+            wants_bot: true,
+            reason: None,
+        },
+    )
+    .await;
     let mine = meeting(
         &tenants,
         &a,
@@ -366,6 +380,26 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         queue: None,
         sign_in_links: Some(links),
     });
+    // A sign-in link is honoured only from loopback: the same link from another address is
+    // refused, and stays unused for this machine.
+    let spare = api
+        .sign_in_links
+        .as_ref()
+        .unwrap()
+        .mint(&a, &owner.id)
+        .unwrap();
+    let from_afar =
+        meetbot_api::signin_link::redeem(&api, &spare, "192.0.2.7".parse().unwrap()).await;
+    assert!(
+        matches!(from_afar, Err(meetbot_api::error::ApiError::Forbidden(_))),
+        "a sign-in link used from 192.0.2.7: {:?}",
+        from_afar.map(|_| "a session")
+    );
+    assert!(
+        meetbot_api::signin_link::redeem(&api, &spare, "::1".parse().unwrap())
+            .await
+            .is_ok()
+    );
     let app = meetbot_api::app(api.clone(), meetbot_web::routes());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(meetbot_api::serve_app(api, app, listener, async move {

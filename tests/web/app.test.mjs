@@ -84,6 +84,9 @@ try {
   assert.match(body, /Bot joins at|Bot will join/);
   assert.match(body, /No bot: declined/);
   assert.doesNotMatch(body, /Quarterly review with Acme/, "a past meeting is not upcoming");
+  assert.match(body, /Budget <script>window\.__pwned=1<\/script><img src=x/, "a hostile title is shown as text");
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "and never runs");
+  assert.equal(await page.locator("main img, main script").count(), 0);
   await shot(page, "meetings");
   await scan(page, "meetings");
 

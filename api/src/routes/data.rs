@@ -238,7 +238,9 @@ pub async fn list_meetings(
     let vis = Visibility::of(&api, &c).await?;
     let vault = api.tenants.vault(&c.tenant).await?;
     let show_link = c.role() >= Role::Admin;
-    let mut visible = Vec::new();
+    // Only what decides visibility or a search is opened for every meeting: a meeting the caller
+    // owns (every one, for admins) is opened only if it lands on the page.
+    let mut visible: Vec<(Meeting, Option<OpenedMeeting>)> = Vec::new();
     for m in api
         .tenants
         .store()
@@ -248,9 +250,13 @@ pub async fn list_meetings(
         if m.deleted_at.is_some() {
             continue;
         }
+        if search.is_none() && vis.owns(&m) {
+            visible.push((m, None));
+            continue;
+        }
         let o = open_meeting(&vault, &m)?;
         if vis.sees(&m, &people_of(&o)) && search.as_deref().is_none_or(|s| matches(&o, s)) {
-            visible.push((m, o));
+            visible.push((m, Some(o)));
         }
     }
     // A meeting in several calendars the caller sees is listed once: the copy from the caller's
@@ -285,11 +291,18 @@ pub async fn list_meetings(
             },
             m.id
         );
-        items.push((key, meeting_out(&m, o, show_link)));
+        items.push((key, (m, o)));
     }
-    let (mut items, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
-    for m in &mut items {
-        m.bot = newest_bot(&api, &c, &m.id).await?;
+    let (page, next_cursor) = paginate(items, q.limit, q.cursor.as_deref())?;
+    let mut items = Vec::with_capacity(page.len());
+    for (m, o) in page {
+        let o = match o {
+            Some(o) => o,
+            None => open_meeting(&vault, &m)?,
+        };
+        let mut out = meeting_out(&m, o, show_link);
+        out.bot = newest_bot(&api, &c, &m.id).await?;
+        items.push(out);
     }
     Ok(Json(MeetingPage { items, next_cursor }))
 }
