@@ -518,6 +518,13 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         sent >= 4,
         "the bot sent from the page was stored ({sent} jobs)"
     );
+    let settings = store.get_tenant_settings(&a).await.unwrap().unwrap();
+    assert_eq!(settings.transcript_retention_days, Some(30));
+    assert!(settings.redaction.as_ref().is_some_and(|r| r.enabled));
+    assert_eq!(
+        settings.bot.display_name.as_deref(),
+        Some("Clinic notetaker")
+    );
     let keys = store.list_api_keys(&a).await.unwrap();
     assert_eq!(keys.len(), 1, "one API key made on the people page");
     for name in [

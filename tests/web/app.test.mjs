@@ -215,8 +215,52 @@ try {
   await shot(page, "privacy");
   await scan(page, "privacy");
 
+  at("privacy: export the organisation, with progress and a download");
+  await page.getByRole("button", { name: "Start the export" }).click();
+  await page.getByRole("heading", { name: "Export" }).waitFor();
+  await page.getByText(/Ready: \d+ meetings/).waitFor({ timeout: 30000 });
+  await shot(page, "export");
+  await scan(page, "export");
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("link", { name: "Download the export" }).click(),
+  ]);
+  assert.match(download.suggestedFilename(), /\.tar\.gz$/);
+  const archive = await download.path();
+  assert.ok(readFileSync(archive).length > 100, "the archive has content");
+
+  at("privacy: erase a person, with a verified receipt");
+  await page.goto(`${BASE}/app/privacy`);
+  await page.fill("#erase-email", "tom@acme.test");
+  await page.fill("#erase-name", "Tom");
+  await page.getByRole("button", { name: "Erase" }).click();
+  await page.getByText(/Erased\. Receipt .*verified/).waitFor();
+
+  at("settings: retention, redaction, delivery, the bot");
   await page.goto(`${BASE}/app/settings`);
   await page.getByRole("heading", { level: 1, name: "Settings" }).waitFor();
+  await page.fill("#transcript_days", "30");
+  await page.fill("#rules", "@acme.test 7 -");
+  await page.getByRole("button", { name: "Save retention" }).click();
+  await page.getByText("Saved.").waitFor();
+  assert.equal(await page.inputValue("#transcript_days"), "30");
+  assert.equal(await page.inputValue("#rules"), "@acme.test 7 -");
+  await page.fill("#rules", "@acme.test seven -");
+  await page.getByRole("button", { name: "Save retention" }).click();
+  assert.match(await page.locator("main").innerText(), /retention rule on line 1/, "a bad rule is named");
+  await page.goto(`${BASE}/app/settings`);
+  await page.check("#enabled");
+  await page.getByRole("button", { name: "Save redaction" }).click();
+  await page.getByText("Saved.").waitFor();
+  assert.equal(await page.isChecked("#enabled"), true);
+  await page.fill("#emails", "team@clinic.test");
+  await page.getByRole("button", { name: "Save delivery" }).click();
+  await page.getByText("Saved.").waitFor();
+  assert.equal(await page.inputValue("#emails"), "team@clinic.test");
+  await page.fill("#display_name", "Clinic notetaker");
+  await page.getByRole("button", { name: "Save the bot's rules" }).click();
+  await page.getByText("Saved.").waitFor();
+  assert.equal(await page.inputValue("#display_name"), "Clinic notetaker");
   await shot(page, "settings");
   await scan(page, "settings");
 
@@ -256,6 +300,9 @@ try {
   assert.match(mine, /Mia's patient follow-up/);
   assert.doesNotMatch(mine, /Board planning|Weekly clinic huddle/);
   assert.equal(await mp.getByRole("link", { name: "People" }).count(), 0, "no admin links");
+  const memberToken = await mp.locator("form.signout input[name=csrf]").inputValue();
+  const form = await mp.request.post(`${BASE}/app/settings/retention`, { form: { csrf: memberToken, transcript_days: "1" }, maxRedirects: 0 });
+  assert.equal(form.status(), 403, "a member cannot change settings");
   for (const path of ["/app/people", "/app/privacy", "/app/settings"]) {
     resp = await mp.goto(`${BASE}${path}`);
     assert.equal(resp.status(), 403, path);

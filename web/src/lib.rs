@@ -68,7 +68,14 @@ pub fn routes() -> Router<AppState> {
         .route("/app/api-keys", post(pages::admin::create_key))
         .route("/app/api-keys/{id}/revoke", post(pages::admin::revoke_key))
         .route("/app/privacy", get(pages::admin::privacy))
-        .route("/app/settings", get(pages::admin::settings))
+        .route("/app/privacy/erase", post(pages::admin::erase))
+        .route("/app/privacy/export", post(pages::admin::start_export))
+        .route(
+            "/app/privacy/exports/{id}",
+            get(pages::admin::export_status),
+        )
+        .route("/app/settings", get(pages::settings::page))
+        .route("/app/settings/{part}", post(pages::settings::save))
         .route("/app/{*rest}", get(pages::not_found).post(pages::not_found))
         .route("/app", get(|| async { Redirect::to("/app/") }))
         .route("/", get(|| async { Redirect::to("/app/") }))

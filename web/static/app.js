@@ -77,9 +77,28 @@ function pendingSummary() {
   }
 }
 
+// An export's progress, read from the API until it is ready or failed.
+function exportProgress() {
+  const el = document.getElementById("export-progress");
+  if (!el) return;
+  const tick = async () => {
+    try {
+      const r = await fetch(el.dataset.src, { credentials: "same-origin" });
+      if (!r.ok) return;
+      const e = await r.json();
+      el.textContent = e.state === "ready" ? `Ready: ${e.total} meetings.`
+        : e.state === "failed" ? `Failed: ${e.error || "see the server's log"}.`
+        : `Running: ${e.done} of ${e.total} meetings.`;
+      if (e.state === "running") setTimeout(tick, 1500);
+    } catch (_) { /* the page still says where it stood */ }
+  };
+  setTimeout(tick, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   confirmations();
   live();
   pendingSummary();
+  exportProgress();
 });

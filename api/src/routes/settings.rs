@@ -157,6 +157,14 @@ pub struct RedactionOut {
     pub builtin_topics: bool,
 }
 
+/// Every identifier class redaction knows, by its label.
+pub fn redaction_classes() -> Vec<&'static str> {
+    meetbot_redact::Class::ALL
+        .iter()
+        .map(|c| c.label())
+        .collect()
+}
+
 fn redaction_out(r: Option<&meetbot_core::model::RedactionSettings>) -> RedactionOut {
     let r = r.cloned().unwrap_or_default();
     let classes = if r.classes.is_empty() {

@@ -1,5 +1,5 @@
-//! The admins' pages: people and API keys, the tenant's settings, and privacy (deletion
-//! receipts with their verification, the audit chain's state and its newest entries).
+//! The admins' pages: people and API keys, and privacy (deletion receipts with their
+//! verification, the audit chain's state and its newest entries).
 
 use super::{Chrome, When, render};
 use crate::viewer::{Form, Viewer, WebError};
@@ -224,6 +224,9 @@ pub struct Entry {
 #[template(path = "privacy.html")]
 struct PrivacyPage {
     chrome: Chrome,
+    csrf: String,
+    notice: Option<String>,
+    is_owner: bool,
     receipts: Vec<Receipt>,
     intact: bool,
     entries: u64,
@@ -232,6 +235,14 @@ struct PrivacyPage {
 }
 
 pub async fn privacy(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    privacy_page(api, v, None).await
+}
+
+async fn privacy_page(
+    api: AppState,
+    v: Viewer,
+    notice: Option<String>,
+) -> Result<Response, WebError> {
     v.require_admin()?;
     let receipts = routes::list_deletions(State(api.clone()), v.caller.clone())
         .await?
@@ -240,6 +251,9 @@ pub async fn privacy(State(api): State<AppState>, v: Viewer) -> Result<Response,
     let audit = routes::audit_log(State(api), v.caller.clone()).await?.0;
     Ok(render(&PrivacyPage {
         chrome: Chrome::of(&v, "Privacy", "privacy"),
+        csrf: v.csrf.clone(),
+        notice,
+        is_owner: v.role() >= meetbot_core::model::Role::Owner,
         receipts: receipts
             .into_iter()
             .rev()
@@ -277,19 +291,139 @@ pub async fn privacy(State(api): State<AppState>, v: Viewer) -> Result<Response,
     }))
 }
 
-#[derive(Template)]
-#[template(path = "settings.html")]
-struct SettingsPage {
-    chrome: Chrome,
-    s: routes::SettingsOut,
+#[derive(Deserialize)]
+pub struct EraseForm {
+    csrf: String,
+    /// person or client.
+    kind: String,
+    email: String,
+    #[serde(default)]
+    name: String,
 }
 
-/// The tenant's settings as they stand (changed through `PATCH /v1/settings`).
-pub async fn settings(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+/// Erases a person (their attendance, speech and name) or a client (every session they
+/// attended), owners only, and shows the receipt on the privacy page.
+pub async fn erase(
+    State(api): State<AppState>,
+    v: Viewer,
+    Form(f): Form<EraseForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
     v.require_admin()?;
-    let s = routes::get_settings(State(api), v.caller.clone()).await?.0;
-    Ok(render(&SettingsPage {
-        chrome: Chrome::of(&v, "Settings", "settings"),
-        s,
+    let email = f.email.trim().to_string();
+    let r = match f.kind.as_str() {
+        "person" => {
+            let name = f.name.trim();
+            routes::erase_person(
+                State(api.clone()),
+                v.caller.clone(),
+                routes::Json(routes::PersonErasure {
+                    email,
+                    name: (!name.is_empty()).then(|| name.to_string()),
+                }),
+            )
+            .await?
+            .0
+        }
+        "client" => {
+            routes::erase_client(
+                State(api.clone()),
+                v.caller.clone(),
+                routes::Json(routes::ClientErasure { email }),
+            )
+            .await?
+            .0
+        }
+        _ => return Err(ApiError::BadRequest("kind: person or client".into()).into()),
+    };
+    let notice = format!(
+        "Erased. Receipt {} ({}), {}.",
+        r.id,
+        r.scope,
+        if r.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        }
+    );
+    privacy_page(api, v, Some(notice)).await
+}
+
+#[derive(Template)]
+#[template(path = "export.html")]
+struct ExportPage {
+    chrome: Chrome,
+    id: String,
+    state: String,
+    done: u64,
+    total: u64,
+    expires: When,
+    /// The download link, in the answer that started the export only.
+    link: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ExportForm {
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// Starts an export (the tenant, or one person) and shows its progress and, this once, its
+/// download link.
+pub async fn start_export(
+    State(api): State<AppState>,
+    v: Viewer,
+    Form(f): Form<ExportForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    let email = f.email.trim().to_string();
+    let resp = meetbot_api::export::start_export(
+        State(api),
+        v.caller.clone(),
+        routes::Json(meetbot_api::export::ExportRequest {
+            email: (!email.is_empty()).then_some(email),
+        }),
+    )
+    .await?;
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the export: {e}")))?;
+    let e: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Internal(format!("reading the export: {e}")))?;
+    export_page(&v, &e)
+}
+
+fn export_page(v: &Viewer, e: &serde_json::Value) -> Result<Response, WebError> {
+    let expires = e["expires_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| ApiError::Internal("the export has no expiry".into()))?;
+    Ok(render(&ExportPage {
+        chrome: Chrome::of(v, "Export", "privacy"),
+        id: e["id"].as_str().unwrap_or_default().to_string(),
+        state: e["state"].as_str().unwrap_or_default().to_string(),
+        done: e["done"].as_u64().unwrap_or(0),
+        total: e["total"].as_u64().unwrap_or(0),
+        expires: When::of(expires),
+        link: e["download_url"].as_str().map(String::from),
+        error: e["error"].as_str().map(String::from),
     }))
+}
+
+/// An export's progress (its link is not shown again).
+pub async fn export_status(
+    State(api): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    v.require_admin()?;
+    let e = meetbot_api::export::export_status(State(api), v.caller.clone(), routes::Path(id))
+        .await?
+        .0;
+    let json = serde_json::to_value(&e).map_err(|e| ApiError::Internal(e.to_string()))?;
+    export_page(&v, &json)
 }

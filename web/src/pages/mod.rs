@@ -5,6 +5,7 @@ pub mod admin;
 pub mod calendars;
 pub mod meeting;
 pub mod meetings;
+pub mod settings;
 pub mod signin;
 
 use crate::viewer::{Viewer, WebError};

@@ -1,0 +1,296 @@
+//! The organisation's settings (admins), one form per part, each sent as the API's
+//! `PATCH /v1/settings` with only what the form changed: changes that weaken security (where
+//! summaries go, turning MFA off, weakening redaction) still need an owner signed in within the
+//! last ten minutes, as through the API.
+
+use super::{Chrome, render};
+use crate::viewer::{Form, Viewer, WebError};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use meetbot_api::AppState;
+use meetbot_api::error::ApiError;
+use meetbot_api::routes::{self, SettingsOut};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+pub struct ClassBox {
+    pub label: &'static str,
+    pub on: bool,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    csrf: String,
+    s: SettingsOut,
+    classes: Vec<ClassBox>,
+    rules_text: String,
+    topics_text: String,
+    /// Retention in days as the form shows it ("": kept until deleted).
+    transcript_days: String,
+    summary_days: String,
+    emails_text: String,
+    notice: Option<String>,
+    /// A webhook signing secret just made: shown this once.
+    new_secret: Option<String>,
+    is_owner: bool,
+}
+
+fn shown_days(d: Option<u32>) -> String {
+    d.filter(|d| *d > 0)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+fn days(d: Option<u32>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+}
+
+async fn show(
+    api: AppState,
+    v: Viewer,
+    s: Option<SettingsOut>,
+    notice: Option<String>,
+) -> Result<Response, WebError> {
+    v.require_admin()?;
+    let s = match s {
+        Some(s) => s,
+        None => routes::get_settings(State(api), v.caller.clone()).await?.0,
+    };
+    let classes = routes::redaction_classes()
+        .into_iter()
+        .map(|label| ClassBox {
+            label,
+            on: s.redaction.classes.iter().any(|c| c == label),
+        })
+        .collect();
+    let rules_text = s
+        .retention_rules
+        .iter()
+        .map(|r| {
+            let who = match (&r.client, &r.series) {
+                (Some(c), _) => c.clone(),
+                (_, Some(sr)) => format!("series:{sr}"),
+                _ => String::new(),
+            };
+            format!("{who} {} {}", days(r.transcript_days), days(r.summary_days))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let topics_text = if s.redaction.builtin_topics {
+        String::new()
+    } else {
+        s.redaction
+            .topics
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Ok(render(&SettingsPage {
+        chrome: Chrome::of(&v, "Settings", "settings"),
+        csrf: v.csrf.clone(),
+        new_secret: s.delivery.new_webhook_secret.clone(),
+        emails_text: s.delivery.emails.join(", "),
+        transcript_days: shown_days(s.transcript_retention_days),
+        summary_days: shown_days(s.summary_retention_days),
+        classes,
+        rules_text,
+        topics_text,
+        notice,
+        is_owner: v.role() >= meetbot_core::model::Role::Owner,
+        s,
+    }))
+}
+
+pub async fn page(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    show(api, v, None, None).await
+}
+
+fn bad(field: &str, what: &str) -> WebError {
+    ApiError::BadRequest(format!("{field}: {what}")).into()
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A number of days; blank is `blank`.
+fn day_field(field: &str, s: &str, blank: Option<u32>) -> Result<Option<u32>, WebError> {
+    match s.trim() {
+        "" | "-" => Ok(blank),
+        d => d
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| bad(field, "a whole number of days")),
+    }
+}
+
+/// Retention rules, one per line: `<client address, @domain or series:ID> <transcript days>
+/// <summary days>`, `-` for either left to the tenant's default.
+fn parse_rules(text: &str) -> Result<Vec<Value>, WebError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let field = format!("retention rule on line {}", i + 1);
+        let [who, t, s] = parts[..] else {
+            return Err(bad(
+                &field,
+                "write it as: who, transcript days, summary days (e.g. @acme.test 30 -)",
+            ));
+        };
+        let (client, series) = match who.strip_prefix("series:") {
+            Some(sr) => (None, Some(sr.to_string())),
+            None => (Some(who.to_string()), None),
+        };
+        out.push(json!({
+            "client": client,
+            "series": series,
+            "transcript_days": day_field(&field, t, None)?,
+            "summary_days": day_field(&field, s, None)?,
+        }));
+    }
+    Ok(out)
+}
+
+/// Topics, one per line: `<name>: <phrase>, <phrase>`.
+fn parse_topics(text: &str) -> Result<Map<String, Value>, WebError> {
+    let mut out = Map::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((name, phrases)) = line.split_once(':') else {
+            return Err(bad(
+                &format!("topic on line {}", i + 1),
+                "write it as: name: phrase, phrase",
+            ));
+        };
+        out.insert(name.trim().to_string(), json!(list(phrases)));
+    }
+    Ok(out)
+}
+
+fn text(f: &HashMap<String, String>, k: &str) -> String {
+    f.get(k).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn opt_text(f: &HashMap<String, String>, k: &str) -> Value {
+    let t = text(f, k);
+    if t.is_empty() { Value::Null } else { json!(t) }
+}
+
+fn seconds(f: &HashMap<String, String>, k: &str) -> Result<Value, WebError> {
+    let t = text(f, k);
+    if t.is_empty() {
+        return Ok(Value::Null);
+    }
+    t.parse::<u64>()
+        .map(|n| json!(n))
+        .map_err(|_| bad(k, "a whole number of seconds"))
+}
+
+/// `POST /app/settings/{part}`: one part's form, as a settings patch.
+pub async fn save(
+    State(api): State<AppState>,
+    v: Viewer,
+    Path(part): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    v.check(f.get("csrf").map(String::as_str).unwrap_or_default())?;
+    v.require_admin()?;
+    let now = routes::get_settings(State(api.clone()), v.caller.clone())
+        .await?
+        .0;
+    let patch = match part.as_str() {
+        "retention" => json!({
+            "transcript_retention_days": day_field("transcripts", &text(&f, "transcript_days"), Some(0))?,
+            "summary_retention_days": day_field("summaries", &text(&f, "summary_days"), Some(0))?,
+            "retention_rules": parse_rules(f.get("rules").map(String::as_str).unwrap_or_default())?,
+        }),
+        "redaction" => {
+            let classes: Vec<&str> = routes::redaction_classes()
+                .into_iter()
+                .filter(|c| f.contains_key(&format!("class_{c}")))
+                .collect();
+            let topics = if f.contains_key("builtin_topics") {
+                Value::Null
+            } else {
+                Value::Object(parse_topics(
+                    f.get("topics").map(String::as_str).unwrap_or_default(),
+                )?)
+            };
+            json!({"redaction": {
+                "enabled": f.contains_key("enabled"),
+                "classes": classes,
+                "topics": topics,
+            }})
+        }
+        "delivery" => {
+            // Only what changed: each target is a change an owner makes in person.
+            let mut d = Map::new();
+            let channel = text(&f, "slack_channel");
+            if channel != now.delivery.slack_channel.clone().unwrap_or_default() {
+                d.insert("slack_channel".into(), json!(channel));
+            }
+            let token = text(&f, "slack_token");
+            if !token.is_empty() {
+                d.insert("slack_token".into(), json!(token));
+            }
+            let emails = list(&text(&f, "emails"));
+            if emails != now.delivery.emails {
+                d.insert("emails".into(), json!(emails));
+            }
+            let hook = text(&f, "webhook_url");
+            if hook != now.delivery.webhook_url.clone().unwrap_or_default() {
+                d.insert("webhook_url".into(), json!(hook));
+            }
+            if f.contains_key("rotate_webhook_secret") {
+                d.insert("rotate_webhook_secret".into(), json!(true));
+            }
+            json!({ "delivery": d })
+        }
+        "bot" => json!({"bot": {
+            "display_name": opt_text(&f, "display_name"),
+            "chat_notice": opt_text(&f, "chat_notice"),
+            "waiting_room_timeout_seconds": seconds(&f, "waiting_room_timeout_seconds")?,
+            "alone_timeout_seconds": seconds(&f, "alone_timeout_seconds")?,
+            "silence_timeout_seconds": seconds(&f, "silence_timeout_seconds")?,
+            "max_duration_seconds": seconds(&f, "max_duration_seconds")?,
+        }}),
+        "security" => {
+            let mut p = Map::new();
+            let mfa = f.contains_key("require_mfa");
+            if mfa != now.require_mfa {
+                p.insert("require_mfa".into(), json!(mfa));
+            }
+            let engine = text(&f, "speech_engine");
+            if engine != now.speech_engine.clone().unwrap_or_default() {
+                p.insert("speech_engine".into(), json!(engine));
+            }
+            let key = text(&f, "customer_key");
+            if key != now.customer_key.clone().unwrap_or_default() {
+                p.insert("customer_key".into(), json!(key));
+            }
+            Value::Object(p)
+        }
+        _ => return Err(ApiError::NotFound("settings part").into()),
+    };
+    let patch: routes::SettingsPatch = serde_json::from_value(patch)
+        .map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
+    let saved = routes::patch_settings(State(api.clone()), v.caller.clone(), routes::Json(patch))
+        .await?
+        .0;
+    show(api, v, Some(saved), Some("Saved.".into())).await
+}
