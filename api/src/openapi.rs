@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         routes::get_settings, routes::patch_settings,
         routes::delete_meeting, routes::restore_meeting, routes::delete_transcript,
         routes::list_deletions, routes::erase_client, routes::erase_account,
-        routes::erase_person, routes::audit_log,
+        routes::erase_person, routes::audit_log, routes::list_keys_sealing,
         crate::export::start_export, crate::export::export_status, crate::export::download_export, crate::export::download_export_form,
     ),
     components(schemas(ErrorBody, routes::LiveSegment, routes::LiveStatus)),

@@ -578,6 +578,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
         ),
         case(
             M::GET,
+            "/v1/privacy/keys",
+            "/v1/privacy/keys".into(),
+            None,
+            [403, 200, 200, 200],
+        ),
+        case(
+            M::GET,
             "/v1/privacy/audit",
             "/v1/privacy/audit".into(),
             None,

@@ -212,6 +212,7 @@ try {
   assert.match(privacy, /verified/i);
   assert.match(privacy, /intact/i);
   assert.match(privacy, /session\.restore/);
+  assert.match(privacy, /v1 \(in use\)\s+local/, "the data key and what wraps it");
   await shot(page, "privacy");
   await scan(page, "privacy");
 

@@ -1210,3 +1210,62 @@ pub async fn audit_log(State(api): State<AppState>, c: Caller) -> ApiResult<Json
         recent,
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyVersionOut {
+    pub version: u32,
+    /// Which key provider wrapped it: `local` (a key file) or `azure-key-vault`.
+    pub provider: String,
+    /// The key-encryption key that wraps it (a key file's fingerprint, or a Key Vault key id).
+    pub kek_id: String,
+    pub algorithm: String,
+    pub created_at: DateTime<Utc>,
+    /// New seals use this version.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeysOut {
+    /// The tenant's data key versions, newest first: every sealed field of the tenant is
+    /// sealed under one of them, and each is stored only wrapped by its key-encryption key.
+    pub data_keys: Vec<KeyVersionOut>,
+    /// Customer-held key mode: the age recipient delivered meetings are sealed to (the
+    /// service cannot open those).
+    pub customer_key: Option<String>,
+}
+
+/// Under which keys the tenant's data is sealed (admins).
+#[utoipa::path(get, path = "/v1/privacy/keys", tag = "privacy",
+    responses((status = 200, body = KeysOut)))]
+pub async fn list_keys_sealing(State(api): State<AppState>, c: Caller) -> ApiResult<Json<KeysOut>> {
+    c.person()?;
+    c.require(Role::Admin, "settings:read")?;
+    let store = api.tenants.store();
+    let current = store
+        .get_tenant(&c.tenant)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?
+        .current_key_version;
+    let mut data_keys: Vec<KeyVersionOut> = store
+        .wrapped_keys(&c.tenant)
+        .await?
+        .into_iter()
+        .map(|k| KeyVersionOut {
+            current: k.version == current,
+            version: k.version,
+            provider: k.provider,
+            kek_id: k.kek_id,
+            algorithm: k.algorithm,
+            created_at: k.created_at,
+        })
+        .collect();
+    data_keys.sort_by_key(|k| std::cmp::Reverse(k.version));
+    let customer_key = store
+        .get_tenant_settings(&c.tenant)
+        .await?
+        .and_then(|s| s.customer_key);
+    Ok(Json(KeysOut {
+        data_keys,
+        customer_key,
+    }))
+}

@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/privacy/deletions", get(list_deletions))
         .route("/v1/privacy/audit", get(audit_log))
+        .route("/v1/privacy/keys", get(list_keys_sealing))
         .route("/v1/privacy/clients/erase", post(erase_client))
         .route("/v1/privacy/people/erase", post(erase_person))
         .route("/v1/account", delete(erase_account))

@@ -212,6 +212,15 @@ pub struct Receipt {
     pub verified: bool,
 }
 
+pub struct KeyRow2 {
+    pub version: u32,
+    pub provider: String,
+    pub kek: String,
+    pub algorithm: String,
+    pub since: When,
+    pub current: bool,
+}
+
 pub struct Entry {
     pub seq: u64,
     pub when: When,
@@ -228,6 +237,8 @@ struct PrivacyPage {
     notice: Option<String>,
     is_owner: bool,
     receipts: Vec<Receipt>,
+    keys: Vec<KeyRow2>,
+    customer_key: Option<String>,
     intact: bool,
     entries: u64,
     problem: Option<String>,
@@ -248,7 +259,12 @@ async fn privacy_page(
         .await?
         .0
         .items;
-    let audit = routes::audit_log(State(api), v.caller.clone()).await?.0;
+    let audit = routes::audit_log(State(api.clone()), v.caller.clone())
+        .await?
+        .0;
+    let keys = routes::list_keys_sealing(State(api), v.caller.clone())
+        .await?
+        .0;
     Ok(render(&PrivacyPage {
         chrome: Chrome::of(&v, "Privacy", "privacy"),
         csrf: v.csrf.clone(),
@@ -273,6 +289,19 @@ async fn privacy_page(
                 verified: r.verified,
             })
             .collect(),
+        keys: keys
+            .data_keys
+            .into_iter()
+            .map(|k| KeyRow2 {
+                version: k.version,
+                provider: k.provider,
+                kek: k.kek_id,
+                algorithm: k.algorithm,
+                since: When::of(k.created_at),
+                current: k.current,
+            })
+            .collect(),
+        customer_key: keys.customer_key,
         intact: audit.intact,
         entries: audit.entries,
         problem: audit.problem,
