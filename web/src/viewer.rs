@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn form_tokens_differ_per_session_and_check_exactly() {
+    fn form_tokens_are_64_hex_digits_and_differ_per_session() {
         let a = csrf_token("session-a");
         assert_ne!(a, csrf_token("session-b"));
         assert_eq!(a.len(), 64);

@@ -294,3 +294,42 @@ pub async fn save(
         .0;
     show(api, v, Some(saved), Some("Saved.".into())).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retention_lines_read_as_who_then_days_and_a_bad_line_is_named() {
+        let r = parse_rules("@acme.test 30 -\n\n  series:abc 7 90 \njo@client.test - 5").unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0]["client"], "@acme.test");
+        assert_eq!(r[0]["transcript_days"], 30);
+        assert!(r[0]["summary_days"].is_null());
+        assert_eq!(r[1]["series"], "abc");
+        assert!(r[1]["client"].is_null());
+        let e = parse_rules("@acme.test 30 -\n@b.test thirty -").unwrap_err();
+        assert!(format!("{e:?}").contains("line 2"), "{e:?}");
+        assert!(parse_rules("@acme.test 30").is_err(), "a missing column");
+    }
+
+    #[test]
+    fn topics_read_as_name_colon_phrases() {
+        let t = parse_topics("salary: salary, pay rise\nhealth:sick leave").unwrap();
+        assert_eq!(t["salary"], json!(["salary", "pay rise"]));
+        assert_eq!(t["health"], json!(["sick leave"]));
+        assert!(parse_topics("no colon here").is_err());
+    }
+
+    proptest! {
+        // Whatever a form sends, the parsers answer (a value or a named error), never panic.
+        #[test]
+        fn any_form_text_parses_or_is_refused_without_panicking(text in "\\PC{0,300}") {
+            let _ = parse_rules(&text);
+            let _ = parse_topics(&text);
+            let _ = day_field("f", &text, None);
+            let _ = list(&text);
+        }
+    }
+}
