@@ -441,6 +441,52 @@ async fn start_dev(
         config.scheduler.lead_seconds,
         config.scheduler.tick_ms
     );
+    let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
+    // The API and the web app first, so that what links to them (summaries) names the address
+    // they listen on. The demo owner signs in with a one-time link.
+    let owner = crate::demo::owner(&tenants, &demo.id).await?;
+    let links = meetbot_api::signin_link::SignInLinks::new();
+    let mut pages = None;
+    match crate::api::spawn(
+        &config,
+        api_tenants,
+        Some(queue.clone()),
+        Some(links),
+        stop.stopped(),
+    )
+    .await
+    {
+        Ok(served) => {
+            let addr = served.addr;
+            eprintln!(
+                "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json), web app on http://{addr}/app/"
+            );
+            // Links work from loopback only: name a loopback address even when listening on all.
+            let host = if addr.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            } else {
+                addr
+            };
+            pages = Some(format!("http://{host}"));
+            // Left at its default, the public address is where this run listens.
+            if config.api.public_url == Config::default().api.public_url {
+                config.api.public_url = format!("http://{host}");
+            }
+            if let Some(links) = &served.api.sign_in_links {
+                let secret = links
+                    .mint(&demo.id, &owner.id)
+                    .map_err(|e| anyhow::anyhow!("making the sign-in link: {e}"))?;
+                eprintln!(
+                    "sign in: http://{host}/app/sign-in/link/{secret}  (the demo owner; works once, for 10 minutes, from this machine)"
+                );
+            }
+            let task = served.task;
+            spawn_part(parts, stop, "API (open requests)", async move {
+                Ok(task.await??)
+            });
+        }
+        Err(e) => eprintln!("      API off: {e:#}"),
+    }
     // The transcriber in process: local bots stream their audio to it, told where and with
     // which token by their tickets. Their control endpoint is on a free loopback port.
     let mut launch_config = config.clone();
@@ -471,47 +517,6 @@ async fn start_dev(
             );
         }
         Err(e) => eprintln!("      transcription off: {e:#}"),
-    }
-    let api_tenants = Arc::new(Tenants::new(store.clone(), keys.clone()));
-    // The demo owner, who signs in to the web app with a one-time link.
-    let owner = crate::demo::owner(&tenants, &demo.id).await?;
-    let links = meetbot_api::signin_link::SignInLinks::new();
-    let mut pages = None;
-    match crate::api::spawn(
-        &config,
-        api_tenants,
-        Some(queue.clone()),
-        Some(links),
-        stop.stopped(),
-    )
-    .await
-    {
-        Ok(served) => {
-            let addr = served.addr;
-            eprintln!(
-                "      API on http://{addr}/v1 (OpenAPI: /v1/openapi.json), web app on http://{addr}/app/"
-            );
-            // Links work from loopback only: name a loopback address even when listening on all.
-            let host = if addr.ip().is_unspecified() {
-                std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-            } else {
-                addr
-            };
-            pages = Some(format!("http://{host}"));
-            if let Some(links) = &served.api.sign_in_links {
-                let secret = links
-                    .mint(&demo.id, &owner.id)
-                    .map_err(|e| anyhow::anyhow!("making the sign-in link: {e}"))?;
-                eprintln!(
-                    "sign in: http://{host}/app/sign-in/link/{secret}  (the demo owner; works once, for 10 minutes, from this machine)"
-                );
-            }
-            let task = served.task;
-            spawn_part(parts, stop, "API (open requests)", async move {
-                Ok(task.await??)
-            });
-        }
-        Err(e) => eprintln!("      API off: {e:#}"),
     }
     if let Some(mut host) = host {
         host.pages = pages;

@@ -95,6 +95,7 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
     let shots = repo.join("target/web-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let mut browser = None;
+    let mut web = String::new();
     loop {
         let left = Duration::from_secs(240).saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
@@ -107,6 +108,7 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
                             && link.contains("/app/sign-in/link/"),
                         "{line}"
                     );
+                    web = link.split("/app/").next().unwrap_or_default().to_string();
                     browser = Some(
                         // Bounded: a browser that hangs fails the test, never CI.
                         Command::new("timeout")
@@ -189,8 +191,8 @@ fn the_dev_demo_goes_from_calendar_to_an_emailed_summary_with_no_audio_kept() {
     assert!(email.contains("To: newcomer@example.com"), "{email}");
     assert!(email.contains("Subject: Meeting summary: Clinic weekly operations"));
     assert!(
-        email.contains("http://127.0.0.1:8080/app/meetings/"),
-        "the email links to the meeting's page (api.public_url):\n{email}"
+        email.contains(&format!("{web}/app/meetings/")),
+        "the email links to the meeting's page where this run serves it ({web}):\n{email}"
     );
     for item in ["Friday", "announcement", "appointment reminders"] {
         assert!(

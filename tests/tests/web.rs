@@ -525,6 +525,12 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
         settings.bot.display_name.as_deref(),
         Some("Clinic notetaker")
     );
+    let adam = store.get_user(&a, &admin.id).await.unwrap().unwrap();
+    assert_eq!(
+        adam.role,
+        Role::Member,
+        "the role changed on the people page"
+    );
     let keys = store.list_api_keys(&a).await.unwrap();
     assert_eq!(keys.len(), 1, "one API key made on the people page");
     for name in [

@@ -205,6 +205,17 @@ try {
   await scan(page, "people");
   await page.goto(`${BASE}/app/people`);
   assert.equal(await page.locator("code.secret").count(), 0, "the token is not shown again");
+  await page.fill("#email", "temp@clinic.test");
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await page.waitForURL(`${BASE}/app/people`);
+  assert.match(await page.locator("main").innerText(), /temp@clinic\.test/);
+  await page.getByRole("button", { name: "Remove temp@clinic.test" }).click();
+  await page.waitForURL(`${BASE}/app/people`);
+  assert.doesNotMatch(await page.locator("main").innerText(), /temp@clinic\.test/, "removed");
+  await page.getByLabel("Role of adam@clinic.test").selectOption("member");
+  await page.getByRole("button", { name: "Change the role of adam@clinic.test" }).click();
+  await page.waitForURL(`${BASE}/app/people`);
+  assert.equal(await page.getByLabel("Role of adam@clinic.test").inputValue(), "member");
 
   at("privacy: receipts verified, the audit chain intact");
   await page.goto(`${BASE}/app/privacy`);

@@ -35,6 +35,8 @@ try {
     await page.reload();
   }
   log(`demo meeting at ${link}`);
+  const row = await page.locator("tr", { has: page.getByRole("link", { name: TITLE }) }).first().innerText();
+  assert.match(row, /Bot (joins at|will join|is joining|is in the call)/, `the demo meeting is armed: ${row}`);
   await page.goto(new URL(link, page.url()).href);
 
   // Until the bot is in the call, the page says so; then the live transcript is there.

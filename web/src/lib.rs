@@ -65,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/calendars/rules", post(pages::calendars::save_rules))
         .route("/app/people", get(pages::admin::people))
         .route("/app/people/add", post(pages::admin::add_person))
+        .route("/app/people/{id}/role", post(pages::admin::change_role))
+        .route("/app/people/{id}/remove", post(pages::admin::remove_person))
         .route("/app/api-keys", post(pages::admin::create_key))
         .route("/app/api-keys/{id}/revoke", post(pages::admin::revoke_key))
         .route("/app/privacy", get(pages::admin::privacy))

@@ -28,6 +28,25 @@ pub struct Viewer {
     pub csrf: String,
 }
 
+/// Refuses `presented` unless it is `expected` (compared in constant time).
+pub fn check_token(expected: &str, presented: &str) -> Result<(), WebError> {
+    let ok = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(WebError::Api(ApiError::Forbidden(
+            "this form is out of date or was not sent from this app's page: reload the page \
+             and try again"
+                .into(),
+        )))
+    }
+}
+
 /// The form token of session `session_id`.
 pub fn csrf_token(session_id: &str) -> String {
     hex::encode(Sha256::digest(
@@ -46,21 +65,7 @@ impl Viewer {
 
     /// Refuses a form whose token is not this session's.
     pub fn check(&self, presented: &str) -> Result<(), WebError> {
-        let ok = presented.len() == self.csrf.len()
-            && presented
-                .bytes()
-                .zip(self.csrf.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if ok {
-            Ok(())
-        } else {
-            Err(WebError::Api(ApiError::Forbidden(
-                "this form is out of date or was not sent from this app's page: reload the page \
-                 and try again"
-                    .into(),
-            )))
-        }
+        check_token(&self.csrf, presented)
     }
 
     /// An admin page: a member gets a 403 page.
@@ -186,5 +191,18 @@ mod tests {
         let a = csrf_token("session-a");
         assert_ne!(a, csrf_token("session-b"));
         assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn only_the_exact_token_passes() {
+        let a = csrf_token("session-a");
+        assert!(check_token(&a, &a).is_ok());
+        assert!(check_token(&a, &csrf_token("session-b")).is_err());
+        assert!(check_token(&a, &a[..63]).is_err());
+        assert!(check_token(&a, "").is_err());
+        let mut flipped = a.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        assert!(check_token(&a, std::str::from_utf8(&flipped).unwrap()).is_err());
     }
 }

@@ -60,7 +60,10 @@ function live() {
     text.className = "text";
     text.textContent = s.text;
     li.append(at, " ", who, " ", text);
-    list.append(li);
+    li.dataset.at = String(s.start_ms);
+    // In the order they were said: a line stored late goes where it belongs.
+    const after = [...list.children].find((x) => Number(x.dataset.at) > s.start_ms);
+    list.insertBefore(li, after || null);
   });
   es.addEventListener("done", () => {
     es.close();

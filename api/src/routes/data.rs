@@ -300,8 +300,14 @@ pub async fn list_meetings(
             Some(o) => o,
             None => open_meeting(&vault, &m)?,
         };
+        // A meeting in several calendars has its one bot on one copy: the page shows that bot,
+        // as the meeting's own page does.
+        let session = match m.meeting_ref {
+            Some(_) => session_of(&api, &c, &m).await?,
+            None => m.id.clone(),
+        };
         let mut out = meeting_out(&m, o, show_link);
-        out.bot = newest_bot(&api, &c, &m.id).await?;
+        out.bot = newest_bot(&api, &c, &session).await?;
         items.push(out);
     }
     Ok(Json(MeetingPage { items, next_cursor }))

@@ -33,6 +33,34 @@ pub const MAX_STREAM: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_secs(1);
 /// When to come back (ms), told to the client for a meeting with no bot in the call yet.
 const RETRY_MS: u64 = 5000;
+/// How often (in polls) a stream checks again that its viewer may still see the meeting and
+/// that their session still exists.
+const RECHECK_EVERY: u32 = 10;
+/// Live streams one process serves at once; more are answered 503 (each polls the store).
+pub const MAX_STREAMS: usize = 512;
+
+static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One stream counted while it lives.
+struct Counted;
+
+impl Counted {
+    fn take() -> Option<Counted> {
+        use std::sync::atomic::Ordering;
+        let n = STREAMS.fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_STREAMS {
+            STREAMS.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Counted)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// One recognised utterance, as the `segment` event's data.
 #[derive(Serialize, ToSchema)]
@@ -42,7 +70,8 @@ pub struct LiveSegment {
     /// The name the meeting showed, when it told.
     pub speaker: Option<String>,
     pub participant: String,
-    /// Since the bot's stream began.
+    /// Since the meeting's first bot stream began (a relaunched bot's lines continue its
+    /// clock); lines are shown in this order.
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,
@@ -72,12 +101,17 @@ pub async fn live_transcript(
     c.require(Role::Member, "transcripts:read")?;
     let (m, _, _) = seen(&api, &c, &id).await?;
     let session = session_of(&api, &c, &m).await?;
+    let counted = Counted::take().ok_or_else(|| {
+        ApiError::Unavailable(
+            "too many live transcripts are open on this server; retry in a moment".into(),
+        )
+    })?;
     audit(&api, &c, "transcript.live", &format!("meeting:{}", m.id)).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let stopping = stopping.map(|Extension(s)| s);
-    let tenant = c.tenant.clone();
     tokio::spawn(async move {
-        let follow = follow(api, tenant, session, tx);
+        let _counted = counted;
+        let follow = follow(api, c, id, session, tx);
         let stopped = async move {
             match stopping {
                 Some(s) => s.stopped().await,
@@ -91,6 +125,32 @@ pub async fn live_transcript(
         }
     });
     Ok(Sse::new(rx).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Whether `c` may still read meeting `id`: their session still exists and the meeting is
+/// still theirs to see (not deleted, their role unchanged).
+async fn still_allowed(api: &AppState, c: &Caller, id: &str) -> bool {
+    if let crate::auth::Who::User { session, .. } = &c.who {
+        match api
+            .tenants
+            .store()
+            .get_session(&c.tenant, &session.id)
+            .await
+        {
+            Ok(Some(s)) if s.expires_at > chrono::Utc::now() => {}
+            _ => return false,
+        }
+        match api
+            .tenants
+            .store()
+            .get_user(&c.tenant, &session.user_id)
+            .await
+        {
+            Ok(Some(u)) if u.role == c.role() => {}
+            _ => return false,
+        }
+    }
+    seen(api, c, id).await.is_ok()
 }
 
 /// Where the meeting's newest bot stands (`None`: it has none).
@@ -114,18 +174,26 @@ fn is_live(s: &BotJobState) -> bool {
     )
 }
 
-/// Sends the meeting's segments as they are stored until its bot is no longer live or the
-/// client is gone (a send fails).
+/// Sends the meeting's segments as they are stored until its bot is no longer live, the client
+/// is gone, or the viewer may no longer see the meeting.
 async fn follow(
     api: AppState,
-    t: TenantId,
+    c: Caller,
+    id: String,
     meeting: String,
     mut tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
+    let t = c.tenant.clone();
     let mut sent: HashSet<String> = HashSet::new();
     let mut last_status: Option<String> = None;
-    let mut first = true;
+    let mut polls = 0u32;
     loop {
+        if tx.is_closed() {
+            return;
+        }
+        if polls > 0 && polls.is_multiple_of(RECHECK_EVERY) && !still_allowed(&api, &c, &id).await {
+            return;
+        }
         let state = match bot_state(&api, &t, &meeting).await {
             Ok(s) => s,
             Err(e) => {
@@ -142,7 +210,7 @@ async fn follow(
             })
             .unwrap_or_default();
             let mut ev = Event::default().event("status").data(data);
-            if first {
+            if polls == 0 {
                 ev = ev.retry(Duration::from_millis(RETRY_MS));
             }
             if tx.send(Ok(ev)).await.is_err() {
@@ -150,7 +218,7 @@ async fn follow(
             }
             last_status = Some(name);
         }
-        first = false;
+        polls += 1;
         match segments(&api, &t, &meeting, &mut sent).await {
             Ok(new) => {
                 for s in new {
@@ -196,6 +264,13 @@ async fn segments(
         return Ok(vec![]);
     }
     let vault = api.tenants.vault(t).await?;
+    // One clock for the meeting: from its first stream's start (a relaunched bot's stream
+    // starts later and its lines continue that clock).
+    let zero = parts
+        .iter()
+        .map(|p| p.stream_started_at)
+        .min()
+        .unwrap_or_default();
     let mut out = Vec::new();
     for p in parts {
         if !sent.insert(p.id.clone()) {
@@ -203,7 +278,7 @@ async fn segments(
         }
         let body = meetbot_transcriber::parts::open(&vault, &p)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let offset = (p.stream_started_at.timestamp_millis()).max(0) as u64;
+        let offset = (p.stream_started_at - zero).num_milliseconds().max(0) as u64;
         for (i, s) in body.segments.into_iter().enumerate() {
             let speaker = s
                 .speaker
@@ -214,8 +289,8 @@ async fn segments(
                     id: format!("{}.{i}", p.id),
                     speaker,
                     participant: s.participant,
-                    start_ms: s.start_ms,
-                    end_ms: s.end_ms,
+                    start_ms: offset + s.start_ms,
+                    end_ms: offset + s.end_ms,
                     text: s.text,
                 },
             ));
@@ -244,5 +319,8 @@ pub async fn live_so_far(
         return Ok((status, vec![]));
     }
     let segs = segments(api, &c.tenant, &session, &mut HashSet::new()).await?;
+    if !segs.is_empty() {
+        audit(api, c, "transcript.live", &format!("meeting:{}", m.id)).await?;
+    }
     Ok((status, segs))
 }

@@ -12,6 +12,7 @@ use meetbot_api::routes::{self, ApiKeyOut, UserOut};
 use serde::Deserialize;
 
 pub struct PersonRow {
+    pub id: String,
     pub email: String,
     pub role: String,
     pub mfa: bool,
@@ -38,6 +39,7 @@ fn role_name<T: serde::Serialize>(r: &T) -> String {
 
 fn person(u: UserOut) -> PersonRow {
     PersonRow {
+        id: u.id.clone(),
         role: role_name(&u.role),
         email: u.email,
         mfa: u.mfa_enrolled,
@@ -76,6 +78,8 @@ struct PeoplePage {
     /// A key just made: its token, shown this once.
     new_token: Option<String>,
     can_add_owner: bool,
+    /// This viewer's own user id (they cannot remove themselves here).
+    me: String,
 }
 
 async fn people_page(
@@ -99,6 +103,7 @@ async fn people_page(
         keys: keys.into_iter().map(key).collect(),
         new_token,
         can_add_owner: v.role() >= meetbot_core::model::Role::Owner,
+        me: v.caller.person()?.id.clone(),
     }))
 }
 
@@ -455,4 +460,38 @@ pub async fn export_status(
         .0;
     let json = serde_json::to_value(&e).map_err(|e| ApiError::Internal(e.to_string()))?;
     export_page(&v, &json)
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    csrf: String,
+    role: String,
+}
+
+/// Changes a person's role (owners; their sessions end so it applies at once).
+pub async fn change_role(
+    State(api): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<RoleForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    let body: routes::RoleChange = serde_json::from_value(serde_json::json!({ "role": f.role }))
+        .map_err(|_| ApiError::BadRequest("role: owner, admin or member".into()))?;
+    routes::change_role(State(api), v.caller, routes::Path(id), routes::Json(body)).await?;
+    Ok(Redirect::to("/app/people").into_response())
+}
+
+/// Removes a person (owners): their sessions end and their API keys are revoked.
+pub async fn remove_person(
+    State(api): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<super::meeting::CsrfForm>,
+) -> Result<Response, WebError> {
+    v.check(&f.csrf)?;
+    v.require_admin()?;
+    routes::remove_user(State(api), v.caller, routes::Path(id)).await?;
+    Ok(Redirect::to("/app/people").into_response())
 }

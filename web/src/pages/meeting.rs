@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 pub struct Line {
     pub id: String,
+    /// Where in the meeting (ms): lines are kept in this order.
+    pub at_ms: u64,
     pub speaker: String,
     pub at: String,
     pub text: String,
@@ -79,6 +81,7 @@ fn live_line(s: LiveSegment) -> Line {
     Line {
         speaker: speaker(s.speaker, &s.participant),
         at: clock(s.start_ms),
+        at_ms: s.start_ms,
         text: s.text,
         id: s.id,
     }
@@ -146,6 +149,7 @@ pub async fn page(
             .enumerate()
             .map(|(i, s)| Line {
                 id: i.to_string(),
+                at_ms: s.start_ms,
                 speaker: speaker(s.speaker, &s.participant),
                 at: clock(s.start_ms),
                 text: s.text,

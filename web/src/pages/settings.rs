@@ -28,9 +28,11 @@ struct SettingsPage {
     classes: Vec<ClassBox>,
     rules_text: String,
     topics_text: String,
-    /// Retention in days as the form shows it ("": kept until deleted).
+    /// Retention in days as the form shows it ("": the deployment's default; 0: until deleted).
     transcript_days: String,
     summary_days: String,
+    /// The deployment's transcript retention (`transcriber.transcript_retention_days`).
+    default_transcript_days: Option<u32>,
     emails_text: String,
     notice: Option<String>,
     /// A webhook signing secret just made: shown this once.
@@ -57,7 +59,11 @@ async fn show(
     v.require_admin()?;
     let s = match s {
         Some(s) => s,
-        None => routes::get_settings(State(api), v.caller.clone()).await?.0,
+        None => {
+            routes::get_settings(State(api.clone()), v.caller.clone())
+                .await?
+                .0
+        }
     };
     let classes = routes::redaction_classes()
         .into_iter()
@@ -95,6 +101,7 @@ async fn show(
         new_secret: s.delivery.new_webhook_secret.clone(),
         emails_text: s.delivery.emails.join(", "),
         transcript_days: shown_days(s.transcript_retention_days),
+        default_transcript_days: api.settings.default_transcript_days,
         summary_days: shown_days(s.summary_retention_days),
         classes,
         rules_text,
@@ -214,16 +221,37 @@ pub async fn save(
         .await?
         .0;
     let patch = match part.as_str() {
-        "retention" => json!({
-            "transcript_retention_days": day_field("transcripts", &text(&f, "transcript_days"), Some(0))?,
-            "summary_retention_days": day_field("summaries", &text(&f, "summary_days"), Some(0))?,
-            "retention_rules": parse_rules(f.get("rules").map(String::as_str).unwrap_or_default())?,
-        }),
+        "retention" => {
+            // Only what changed: an empty field leaves the tenant's value (or the deployment's
+            // default) as it is; 0 keeps records until they are deleted.
+            let mut p = Map::new();
+            let t = day_field("transcripts", &text(&f, "transcript_days"), None)?;
+            if t.is_some() && t != now.transcript_retention_days {
+                p.insert("transcript_retention_days".into(), json!(t));
+            }
+            let sm = day_field("summaries", &text(&f, "summary_days"), None)?;
+            if sm.is_some() && sm != now.summary_retention_days {
+                p.insert("summary_retention_days".into(), json!(sm));
+            }
+            p.insert(
+                "retention_rules".into(),
+                json!(parse_rules(
+                    f.get("rules").map(String::as_str).unwrap_or_default()
+                )?),
+            );
+            Value::Object(p)
+        }
         "redaction" => {
-            let classes: Vec<&str> = routes::redaction_classes()
-                .into_iter()
+            let all = routes::redaction_classes();
+            let mut classes: Vec<&str> = all
+                .iter()
+                .copied()
                 .filter(|c| f.contains_key(&format!("class_{c}")))
                 .collect();
+            // Every class ticked is "all" (new classes included), as none ticked is.
+            if classes.len() == all.len() {
+                classes.clear();
+            }
             let topics = if f.contains_key("builtin_topics") {
                 Value::Null
             } else {
@@ -245,7 +273,9 @@ pub async fn save(
                 d.insert("slack_channel".into(), json!(channel));
             }
             let token = text(&f, "slack_token");
-            if !token.is_empty() {
+            if f.contains_key("remove_slack_token") {
+                d.insert("slack_token".into(), json!(""));
+            } else if !token.is_empty() {
                 d.insert("slack_token".into(), json!(token));
             }
             let emails = list(&text(&f, "emails"));

@@ -148,9 +148,7 @@ pub async fn totp_submit(
     Form(f): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     let c = pending(&api, &mut parts).await?;
-    if f.csrf != pending_csrf(&c)? {
-        return Err(ApiError::Forbidden("this form is out of date: reload the page".into()).into());
-    }
+    crate::viewer::check_token(&pending_csrf(&c)?, &f.csrf)?;
     meetbot_api::routes::totp_verify(
         State(api),
         PendingCaller(c),
