@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         routes::providers, routes::login, routes::callback, routes::logout, routes::totp_verify,
         routes::me, routes::totp_enrol, routes::totp_confirm, routes::totp_remove,
-        routes::get_rules, routes::put_rules, routes::get_my_delivery, routes::put_my_delivery,
+        routes::get_rules, routes::preview_rules, routes::put_rules, routes::get_my_delivery, routes::put_my_delivery,
         routes::list_users, routes::add_user, routes::get_user, routes::change_role,
         routes::remove_user,
         routes::list_keys, routes::create_key, routes::revoke_key,

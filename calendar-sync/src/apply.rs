@@ -2,7 +2,7 @@
 //! instance becomes one meeting record (same id on every sync), sealed, with the user's auto-join
 //! decision; removed instances are marked cancelled. The scheduler reads the result.
 
-use crate::normalize::{Attendee, NormalizedEvent};
+use crate::normalize::{Attendee, NormalizedEvent, Response};
 use crate::rules::AutoJoinRules;
 use chrono::Utc;
 use meetbot_core::TenantId;
@@ -82,6 +82,60 @@ fn people(ev: &NormalizedEvent) -> People {
                 organizer: a.organizer,
             })
             .collect(),
+    }
+}
+
+/// A stored meeting as the auto-join rules see an event (for previewing rules on meetings
+/// already synced): its title, link, people and the user's own answer, as stored. `user_email`
+/// is the calendar's user.
+pub fn event_of(m: &Meeting, o: &OpenedMeeting, user_email: &str) -> NormalizedEvent {
+    // As `people` stores it (the serialised name).
+    let resp = |s: &str| match s {
+        "accepted" => Response::Accepted,
+        "tentative" => Response::Tentative,
+        "declined" => Response::Declined,
+        "needs_action" => Response::NeedsAction,
+        _ => Response::None,
+    };
+    let me = user_email.to_lowercase();
+    let attendees: Vec<Attendee> = o
+        .people
+        .attendees
+        .iter()
+        .map(|a| Attendee {
+            email: a.email.to_lowercase(),
+            name: a.name.clone(),
+            response: resp(&a.response),
+            organizer: a.organizer,
+            is_self: a.email.eq_ignore_ascii_case(&me),
+            resource: false,
+        })
+        .collect();
+    let self_response = attendees
+        .iter()
+        .find(|a| a.is_self)
+        .map_or(Response::None, |a| a.response);
+    NormalizedEvent {
+        provider: meetbot_core::model::CalendarProvider::Ics,
+        instance_id: m.event_instance_id.clone(),
+        series_id: m.series_id.clone(),
+        title: o.title.clone(),
+        starts_at: Some(m.starts_at),
+        ends_at: Some(m.ends_at),
+        time_zone: None,
+        all_day: m.all_day,
+        status: m.status,
+        organizer_email: o.people.organizer.as_ref().map(|e| e.to_lowercase()),
+        attendees,
+        self_response,
+        link: o.join_url.as_ref().map(|u| crate::links::MeetingLink {
+            url: u.clone(),
+            platform: m.platform.unwrap_or(meetbot_core::model::Platform::Unknown),
+        }),
+        removed: false,
+        uid: None,
+        original_start: None,
+        source_updated_at: None,
     }
 }
 
@@ -272,4 +326,72 @@ pub async fn withdraw_connection(
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::*;
+    use crate::normalize::Response;
+
+    #[test]
+    fn a_stored_meeting_reads_back_with_every_answer_and_the_users_own() {
+        for r in [
+            Response::Accepted,
+            Response::Tentative,
+            Response::Declined,
+            Response::NeedsAction,
+            Response::None,
+        ] {
+            let stored = serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string();
+            let o = OpenedMeeting {
+                title: "Weekly".into(),
+                join_url: Some("https://zoom.us/j/1".into()),
+                people: People {
+                    organizer: Some("Boss@Clinic.test".into()),
+                    attendees: vec![SealedAttendee {
+                        email: "Me@Clinic.test".into(),
+                        name: None,
+                        response: stored,
+                        organizer: false,
+                    }],
+                },
+            };
+            let now = Utc::now();
+            let nothing = || meetbot_core::model::Sealed {
+                key_version: 1,
+                nonce: vec![],
+                ciphertext: vec![],
+            };
+            let m = Meeting {
+                id: "m1".into(),
+                connection_id: None,
+                event_instance_id: "e1".into(),
+                series_id: None,
+                title: nothing(),
+                starts_at: now,
+                ends_at: now,
+                all_day: false,
+                status: MeetingStatus::Confirmed,
+                platform: None,
+                join_url: None,
+                attendees: nothing(),
+                wants_bot: true,
+                join_reason: None,
+                requested_by: None,
+                deleted_at: None,
+                meeting_ref: None,
+                source_updated_at: None,
+                updated_at: now,
+            };
+            let ev = event_of(&m, &o, "me@clinic.test");
+            assert_eq!(ev.self_response, r, "{r:?}");
+            assert!(ev.attendees[0].is_self);
+            assert_eq!(ev.organizer_email.as_deref(), Some("boss@clinic.test"));
+            assert!(ev.link.is_some());
+        }
+    }
 }

@@ -577,6 +577,13 @@ async fn every_route_answers_401_without_a_session_403_for_a_missing_role_and_40
             [404, 200, 200, 404],
         ),
         case(
+            M::POST,
+            "/v1/me/auto-join-rules/preview",
+            "/v1/me/auto-join-rules/preview".into(),
+            Some(json!({"mode": "all_with_link"})),
+            [200, 200, 200, 200],
+        ),
+        case(
             M::GET,
             "/v1/privacy/keys",
             "/v1/privacy/keys".into(),

@@ -324,6 +324,24 @@ try {
   await scan(mp, "forbidden");
   resp = await mp.goto(`${BASE}/app/meetings/${OTHER}`);
   assert.equal(resp.status(), 404, "another person's meeting is not found");
+
+  at("a member previews auto-join rules on their own next meetings");
+  await mp.goto(`${BASE}/app/calendars`);
+  await mp.check("#mode-mine");
+  await mp.fill("#exclude", "patient");
+  await mp.getByRole("button", { name: "Preview" }).click();
+  await mp.getByText("A preview: these rules are not saved yet.").waitFor();
+  let previewed = await mp.locator("main").innerText();
+  assert.match(previewed, /Mia's patient follow-up\s+skips title contains excluded keyword/i);
+  await mp.fill("#exclude", "");
+  await mp.getByRole("button", { name: "Preview" }).click();
+  await mp.getByText("A preview: these rules are not saved yet.").waitFor();
+  previewed = await mp.locator("main").innerText();
+  assert.match(previewed, /Mia's patient follow-up\s+joins/i);
+  assert.doesNotMatch(previewed, /Board planning/, "only the member's own calendars");
+  assert.equal(await mp.isChecked("#mode-mine"), true, "the draft stays in the form");
+  await shot(mp, "rules-preview");
+  await scan(mp, "rules-preview");
   resp = await mp.goto(`${BASE}/app/meetings/${MINE}`);
   assert.equal(resp.status(), 200);
   assert.equal(await mp.getByRole("button", { name: "Delete the session" }).count(), 0, "members cannot delete sessions");

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/me/totp", post(totp_enrol).delete(totp_remove))
         .route("/v1/me/totp/confirm", post(totp_confirm))
         .route("/v1/me/auto-join-rules", get(get_rules).put(put_rules))
+        .route("/v1/me/auto-join-rules/preview", post(preview_rules))
         .route("/v1/me/delivery", get(get_my_delivery).put(put_my_delivery))
         .route("/v1/users", get(list_users).post(add_user))
         .route(

@@ -1072,3 +1072,69 @@ pub async fn put_my_delivery(
     audit(&api, &c, "settings.my_delivery", &format!("user:{}", me.id)).await?;
     Ok(Json(body))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct PreviewItem {
+    pub meeting_id: String,
+    pub title: String,
+    pub starts_at: DateTime<Utc>,
+    /// Whether these rules send a bot.
+    pub join: bool,
+    /// Why (or why not).
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RulesPreview {
+    /// The caller's own calendars' meetings of the next 30 days (at most 50), soonest first.
+    pub items: Vec<PreviewItem>,
+}
+
+/// Which of the caller's upcoming meetings `rules` would send a bot to, without saving them.
+#[utoipa::path(post, path = "/v1/me/auto-join-rules/preview", tag = "me", request_body = Rules,
+    responses((status = 200, body = RulesPreview)))]
+pub async fn preview_rules(
+    State(api): State<AppState>,
+    c: Caller,
+    Json(body): Json<Rules>,
+) -> ApiResult<Json<RulesPreview>> {
+    let me = c.person()?;
+    let rules: AutoJoinRules = serde_json::to_value(&body)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::BadRequest(format!("rules: {e}")))?;
+    let store = api.tenants.store();
+    let vault = api.tenants.vault(&c.tenant).await?;
+    let email = vault.open_string::<meetbot_core::model::User>(&me.id, "email", &me.email)?;
+    let mine: std::collections::HashSet<String> = store
+        .list_connections(&c.tenant)
+        .await?
+        .into_iter()
+        .filter(|x| x.user_id == me.id)
+        .map(|x| x.id)
+        .collect();
+    let now = Utc::now();
+    let mut items = Vec::new();
+    for m in store
+        .list_meetings(&c.tenant, Some(now), Some(now + chrono::Duration::days(30)))
+        .await?
+    {
+        if m.deleted_at.is_some() || !m.connection_id.as_ref().is_some_and(|x| mine.contains(x)) {
+            continue;
+        }
+        let o = meetbot_calendar_sync::apply::open_meeting(&vault, &m)?;
+        let d = rules.decide(
+            &meetbot_calendar_sync::apply::event_of(&m, &o, &email),
+            &email,
+        );
+        items.push(PreviewItem {
+            meeting_id: m.id,
+            title: o.title,
+            starts_at: m.starts_at,
+            join: d.join,
+            reason: d.reason,
+        });
+    }
+    items.sort_by_key(|i| i.starts_at);
+    items.truncate(50);
+    Ok(Json(RulesPreview { items }))
+}

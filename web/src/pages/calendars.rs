@@ -53,19 +53,40 @@ struct CalendarsPage {
     exclude: String,
     domains: String,
     notice: Option<String>,
+    /// What the rules in the form would do (not saved), when previewed.
+    preview: Option<Vec<PreviewRow>>,
+}
+
+pub struct PreviewRow {
+    pub meeting_id: String,
+    pub title: String,
+    pub when: When,
+    pub join: bool,
+    pub reason: String,
 }
 
 pub async fn page(State(api): State<AppState>, v: Viewer) -> Result<Response, WebError> {
-    show(api, v, None).await
+    show(api, v, None, None).await
 }
 
-async fn show(api: AppState, v: Viewer, notice: Option<String>) -> Result<Response, WebError> {
+async fn show(
+    api: AppState,
+    v: Viewer,
+    notice: Option<String>,
+    draft: Option<(Rules, Vec<PreviewRow>)>,
+) -> Result<Response, WebError> {
     let me = v.caller.person()?.id.clone();
     let list = routes::list_calendars(State(api.clone()), v.caller.clone())
         .await?
         .0
         .items;
-    let rules = routes::get_rules(State(api), v.caller.clone()).await?.0;
+    let (rules, preview) = match draft {
+        Some((r, p)) => (r, Some(p)),
+        None => (
+            routes::get_rules(State(api), v.caller.clone()).await?.0,
+            None,
+        ),
+    };
     let mode = serde_json::to_value(rules.mode)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
@@ -79,6 +100,7 @@ async fn show(api: AppState, v: Viewer, notice: Option<String>) -> Result<Respon
         exclude: rules.exclude_keywords.join(", "),
         domains: rules.internal_domains.join(", "),
         notice,
+        preview,
     }))
 }
 
@@ -193,6 +215,9 @@ pub struct RulesForm {
     exclude: String,
     #[serde(default)]
     domains: String,
+    /// "preview": show what the rules would do, without saving them.
+    #[serde(default)]
+    action: String,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -209,18 +234,45 @@ pub async fn save_rules(
     Form(f): Form<RulesForm>,
 ) -> Result<Response, WebError> {
     v.check(&f.csrf)?;
-    let rules: Rules = serde_json::from_value(serde_json::json!({
-        "mode": f.mode,
-        "include_keywords": list(&f.include),
-        "exclude_keywords": list(&f.exclude),
-        "internal_domains": list(&f.domains),
-    }))
-    .map_err(|_| ApiError::BadRequest("mode: choose one of the listed rules".into()))?;
-    routes::put_rules(State(api.clone()), v.caller.clone(), routes::Json(rules)).await?;
+    let draft = || -> Result<Rules, WebError> {
+        serde_json::from_value(serde_json::json!({
+            "mode": f.mode,
+            "include_keywords": list(&f.include),
+            "exclude_keywords": list(&f.exclude),
+            "internal_domains": list(&f.domains),
+        }))
+        .map_err(|_| ApiError::BadRequest("mode: choose one of the listed rules".into()).into())
+    };
+    if f.action == "preview" {
+        let items =
+            routes::preview_rules(State(api.clone()), v.caller.clone(), routes::Json(draft()?))
+                .await?
+                .0
+                .items;
+        let rows = items
+            .into_iter()
+            .map(|i| PreviewRow {
+                meeting_id: i.meeting_id,
+                title: i.title,
+                when: When::of(i.starts_at),
+                join: i.join,
+                reason: i.reason,
+            })
+            .collect();
+        return show(
+            api,
+            v,
+            Some("A preview: these rules are not saved yet.".into()),
+            Some((draft()?, rows)),
+        )
+        .await;
+    }
+    routes::put_rules(State(api.clone()), v.caller.clone(), routes::Json(draft()?)).await?;
     show(
         api,
         v,
         Some("Your auto-join rules are saved; the meetings page shows what they select.".into()),
+        None,
     )
     .await
 }
