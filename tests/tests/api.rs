@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::mint;
+
 use chrono::Utc;
 use meetbot_api::auth;
 use meetbot_api::limits::Limits;
@@ -84,27 +86,6 @@ struct Tokens {
     admin: String,
     member: String,
     foreign: String,
-}
-
-async fn mint(store: &dyn Store, t: &TenantId, user: &str, life: chrono::Duration) -> String {
-    let (token, id) = auth::new_session_token(t).unwrap();
-    let now = Utc::now();
-    store
-        .put_session(
-            t,
-            &Session {
-                id,
-                user_id: user.into(),
-                created_at: now,
-                last_seen_at: now,
-                expires_at: now + life,
-                mfa_passed: true,
-                mfa_at: None,
-            },
-        )
-        .await
-        .unwrap();
-    token
 }
 
 async fn meeting(tenants: &Tenants, t: &TenantId, conn: Option<&str>, people: &[&str]) -> String {

@@ -558,23 +558,7 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
     // A live stream still open when the server stops ends with it: the stop does not wait on it.
     let second = meetbot_testsupport::speech::joined_job(&new_record_id(), &other, "k-other");
     store.insert_bot_job(&a, &second).await.unwrap();
-    let (token, sid) = meetbot_api::auth::new_session_token(&a).unwrap();
-    let now = Utc::now();
-    store
-        .put_session(
-            &a,
-            &Session {
-                id: sid,
-                user_id: owner.id.clone(),
-                created_at: now,
-                last_seen_at: now,
-                expires_at: now + Duration::hours(1),
-                mfa_passed: true,
-                mfa_at: None,
-            },
-        )
-        .await
-        .unwrap();
+    let token = common::mint(&*store, &a, &owner.id, Duration::hours(1)).await;
     let mut stream = reqwest::Client::new()
         .get(format!("{base}/v1/meetings/{other}/live"))
         .bearer_auth(&token)

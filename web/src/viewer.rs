@@ -110,6 +110,12 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
+/// A form that carries nothing but its token (a button: stop, delete, revoke, sign out).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// A form body, with a bad one answered by an error page.
 #[derive(FromRequest)]
 #[from_request(via(axum::Form), rejection(WebError))]

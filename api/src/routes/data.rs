@@ -94,18 +94,23 @@ fn meeting_out(m: &Meeting, o: OpenedMeeting, show_link: bool) -> MeetingOut {
     }
 }
 
-/// The newest bot of meeting `id` (by join time).
-async fn newest_bot(api: &AppState, c: &Caller, id: &str) -> ApiResult<Option<BotOut>> {
+/// The newest job (by join time) of meeting `id`.
+pub(super) async fn newest_job(
+    api: &AppState,
+    t: &meetbot_core::TenantId,
+    id: &str,
+) -> ApiResult<Option<BotJob>> {
     let jobs = api
         .tenants
         .store()
-        .find_bot_jobs(&c.tenant, &JobFilter::of_meeting(id))
+        .find_bot_jobs(t, &JobFilter::of_meeting(id))
         .await?;
-    Ok(jobs
-        .iter()
-        .map(|j| &j.value)
-        .max_by_key(|j| j.join_at)
-        .map(bot_out))
+    Ok(jobs.into_iter().map(|j| j.value).max_by_key(|j| j.join_at))
+}
+
+/// The newest bot of meeting `id` (by join time).
+async fn newest_bot(api: &AppState, c: &Caller, id: &str) -> ApiResult<Option<BotOut>> {
+    Ok(newest_job(api, &c.tenant, id).await?.as_ref().map(bot_out))
 }
 
 /// The meeting `id` and the tenant's vault, if the caller may see the meeting.

@@ -8,7 +8,7 @@
 //! [`MAX_STREAM`] (the client reconnects; segments carry ids to deduplicate), and when the
 //! server stops.
 
-use super::data::{seen, session_of};
+use super::data::{newest_job, seen, session_of};
 use super::{Path, audit};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -20,7 +20,6 @@ use futures::channel::mpsc;
 use futures::{SinkExt, Stream};
 use meetbot_core::TenantId;
 use meetbot_core::model::{BotJobState, Role};
-use meetbot_store::JobFilter;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -155,16 +154,7 @@ async fn still_allowed(api: &AppState, c: &Caller, id: &str) -> bool {
 
 /// Where the meeting's newest bot stands (`None`: it has none).
 async fn bot_state(api: &AppState, t: &TenantId, meeting: &str) -> ApiResult<Option<BotJobState>> {
-    let jobs = api
-        .tenants
-        .store()
-        .find_bot_jobs(t, &JobFilter::of_meeting(meeting))
-        .await?;
-    Ok(jobs
-        .into_iter()
-        .map(|j| j.value)
-        .max_by_key(|j| j.join_at)
-        .map(|j| j.state))
+    Ok(newest_job(api, t, meeting).await?.map(|j| j.state))
 }
 
 fn is_live(s: &BotJobState) -> bool {

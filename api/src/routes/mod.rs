@@ -87,7 +87,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// An enum's serialised name (`"confirmed"`, `"google_meet"`), as the API shows it.
-pub(crate) fn wire<T: serde::Serialize>(v: &T) -> String {
+pub fn wire<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))

@@ -1,8 +1,8 @@
 //! The admins' pages: people and API keys, and privacy (deletion receipts with their
 //! verification, the audit chain's state and its newest entries).
 
-use super::{Chrome, When, render};
-use crate::viewer::{Form, Viewer, WebError};
+use super::{Chrome, When, json_of, render};
+use crate::viewer::{CsrfForm, Form, Viewer, WebError};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,17 +30,10 @@ pub struct KeyRow {
     pub active: bool,
 }
 
-fn role_name<T: serde::Serialize>(r: &T) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 fn person(u: UserOut) -> PersonRow {
     PersonRow {
         id: u.id.clone(),
-        role: role_name(&u.role),
+        role: routes::wire(&u.role),
         email: u.email,
         mfa: u.mfa_enrolled,
         signed_in: u.signed_in_before,
@@ -199,7 +192,7 @@ pub async fn revoke_key(
     State(api): State<AppState>,
     v: Viewer,
     Path(id): Path<String>,
-    Form(f): Form<super::meeting::CsrfForm>,
+    Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     v.check(&f.csrf)?;
     v.require_admin()?;
@@ -422,12 +415,7 @@ pub async fn start_export(
         }),
     )
     .await?;
-    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the export: {e}")))?;
-    let e: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Internal(format!("reading the export: {e}")))?;
-    export_page(&v, &e)
+    export_page(&v, &json_of(resp, "export").await?)
 }
 
 fn export_page(v: &Viewer, e: &serde_json::Value) -> Result<Response, WebError> {
@@ -488,7 +476,7 @@ pub async fn remove_person(
     State(api): State<AppState>,
     v: Viewer,
     Path(id): Path<String>,
-    Form(f): Form<super::meeting::CsrfForm>,
+    Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     v.check(&f.csrf)?;
     v.require_admin()?;

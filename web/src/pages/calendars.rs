@@ -1,8 +1,8 @@
 //! Calendars: the person's connections (Google, Microsoft, ICS feeds), connecting and
 //! disconnecting them, and their auto-join rules.
 
-use super::{Chrome, When, render};
-use crate::viewer::{Form, Viewer, WebError};
+use super::{Chrome, When, json_of, list, render};
+use crate::viewer::{CsrfForm, Form, Viewer, WebError};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -87,10 +87,7 @@ async fn show(
             None,
         ),
     };
-    let mode = serde_json::to_value(rules.mode)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    let mode = routes::wire(&rules.mode);
     Ok(render(&CalendarsPage {
         chrome: Chrome::of(&v, "Calendars", "calendars"),
         csrf: v.csrf.clone(),
@@ -168,11 +165,7 @@ pub async fn connect(
         .iter()
         .cloned()
         .collect();
-    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the consent: {e}")))?;
-    let consent: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Internal(format!("reading the consent: {e}")))?;
+    let consent = json_of(resp, "consent").await?;
     let url = consent["authorization_url"]
         .as_str()
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
@@ -187,11 +180,6 @@ pub async fn connect(
         page.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(page)
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn disconnect(
@@ -218,14 +206,6 @@ pub struct RulesForm {
     /// "preview": show what the rules would do, without saving them.
     #[serde(default)]
     action: String,
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split([',', '\n'])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 pub async fn save_rules(

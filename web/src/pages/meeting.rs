@@ -5,7 +5,7 @@
 
 use super::meetings::{bot_words, platform_name};
 use super::{Chrome, When, clock, render};
-use crate::viewer::{Form, Viewer, WebError};
+use crate::viewer::{CsrfForm, Form, Viewer, WebError};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -247,11 +247,6 @@ pub async fn stop(
     }
     routes::leave_bot(State(api), v.caller, routes::Path(f.bot)).await?;
     Ok(Redirect::to(&format!("/app/meetings/{id}")).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    pub csrf: String,
 }
 
 pub async fn delete_transcript(

@@ -97,6 +97,25 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
+/// A form field holding a list: entries separated by commas or lines, trimmed, blanks dropped.
+pub fn list(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The JSON body of an API handler's response (`what` names it in the error), for the handlers
+/// that answer with a whole response (a cookie beside the body).
+pub async fn json_of(resp: Response, what: &str) -> Result<serde_json::Value, WebError> {
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the {what}: {e}")))?;
+    Ok(serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Internal(format!("reading the {what}: {e}")))?)
+}
+
 /// An instant as pages show it: UTC on the server (the script shows it in local time), with
 /// the machine-readable form for `<time datetime>`.
 pub struct When {

@@ -3,7 +3,7 @@
 //! summaries go, turning MFA off, weakening redaction) still need an owner signed in within the
 //! last ten minutes, as through the API.
 
-use super::{Chrome, render};
+use super::{Chrome, list, render};
 use crate::viewer::{Form, Viewer, WebError};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -118,14 +118,6 @@ pub async fn page(State(api): State<AppState>, v: Viewer) -> Result<Response, We
 
 fn bad(field: &str, what: &str) -> WebError {
     ApiError::BadRequest(format!("{field}: {what}")).into()
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split([',', '\n'])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 /// A number of days; blank is `blank`.

@@ -2,7 +2,7 @@
 //! TOTP code a session may owe.
 
 use super::{Chrome, render};
-use crate::viewer::{Form, Viewer, WebError, csrf_token};
+use crate::viewer::{CsrfForm, Form, Viewer, WebError, csrf_token};
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::{HeaderValue, header};
@@ -160,16 +160,11 @@ pub async fn totp_submit(
     Ok(Redirect::to("/app/").into_response())
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 /// Ends the session and forgets the cookie.
 pub async fn sign_out(
     State(api): State<AppState>,
     v: Viewer,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     v.check(&f.csrf)?;
     meetbot_api::routes::logout(State(api), PendingCaller(v.caller)).await?;
