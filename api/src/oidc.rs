@@ -96,6 +96,14 @@ impl Oidc {
         self.providers.values().map(|p| p.issuer.clone()).collect()
     }
 
+    /// The configured providers as (name, issuer), by name.
+    pub fn offered(&self) -> Vec<(String, String)> {
+        self.providers
+            .iter()
+            .map(|(n, p)| (n.clone(), p.issuer.clone()))
+            .collect()
+    }
+
     async fn client(&self, name: &str) -> ApiResult<Rp> {
         let p = self
             .providers

@@ -35,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         routes::erase_person, routes::audit_log, routes::list_keys_sealing,
         crate::export::start_export, crate::export::export_status, crate::export::download_export, crate::export::download_export_form,
     ),
-    components(schemas(ErrorBody, routes::LiveSegment, routes::LiveStatus)),
+    components(schemas(ErrorBody, routes::LiveSegment, routes::LiveStatus, routes::LivePeople)),
     modifiers(&Security, &SharedErrors),
     security(("bearer" = [])),
 )]

@@ -174,6 +174,16 @@ pub async fn erase_person(
                     s.text = text;
                 }
             }
+            // The name the meeting showed for them, in who was in the call.
+            for p in &mut doc.presence {
+                if p.name
+                    .as_deref()
+                    .is_some_and(|n| needles.iter().any(|x| n.eq_ignore_ascii_case(x)))
+                {
+                    p.name = Some(ERASED.into());
+                    changed = true;
+                }
+            }
             if changed {
                 let resealed = doc
                     .seal(&vault, &tr.id, &m.id, tr.expires_at)

@@ -152,10 +152,23 @@ async fn copies_of_one_meeting(w: &World, meeting_ref: &str, ids: &[&String]) {
     }
 }
 
-/// Stores meeting `m`'s transcript in tenant A: one second per (speaker, text), in order.
+/// Stores meeting `m`'s transcript in tenant A: one second per (speaker, text), in order; each
+/// speaker in the call from their first line.
 async fn said(w: &World, m: &str, lines: &[(&str, &str)]) {
+    use meetbot_transcriber::presence::{arrive, name};
     use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
     let v = w.tenants.vault(&w.a).await.unwrap();
+    let mut presence = Vec::new();
+    for ((who, _), i) in lines.iter().zip(0u64..) {
+        arrive(&mut presence, &format!("p-{who}"), i * 1000);
+    }
+    name(
+        &mut presence,
+        &lines
+            .iter()
+            .map(|(who, _)| (format!("p-{who}"), who.to_string()))
+            .collect(),
+    );
     let doc = TranscriptDoc {
         meeting_id: Some(m.into()),
         language: "en".into(),
@@ -171,6 +184,7 @@ async fn said(w: &World, m: &str, lines: &[(&str, &str)]) {
                 text: text.to_string(),
             })
             .collect(),
+        presence,
     };
     let tr = doc.seal(&v, &format!("tr-{m}"), m, None).unwrap();
     w.store.put_transcript(&w.a, &tr).await.unwrap();
@@ -191,6 +205,7 @@ async fn transcript_and_summary(tenants: &Tenants, t: &TenantId, meeting: &str) 
             end_ms: 1500,
             text: "Sarah will send the contract by Friday.".into(),
         }],
+        presence: vec![],
     };
     let tr = doc
         .seal(&v, &format!("tr-{meeting}"), meeting, None)
@@ -1992,6 +2007,7 @@ async fn an_expired_transcript_is_hidden_from_the_api_at_once_and_purged_from_th
             end_ms: 900,
             text: "the short lived sentence".into(),
         }],
+        presence: vec![],
     };
     let id = format!("tr-{m}");
     let tr = doc
@@ -2444,6 +2460,11 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
         t["segments"][1]["text"],
         "Thanks [erased], I will call you."
     );
+    // Who was in the call: her stay is kept, her name is not.
+    let stays = t["participants"].as_array().unwrap();
+    assert_eq!(stays.len(), 2, "{t}");
+    assert_eq!(stays[0]["name"], "[erased]");
+    assert_eq!(stays[1]["name"], "Adam");
     let (_, s2) = w
         .call(
             Some(o),

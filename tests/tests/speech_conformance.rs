@@ -83,6 +83,7 @@ async fn summarizer_contract(s: Box<dyn Summarizer>) {
         language: "en".into(),
         engine: "t".into(),
         segments: vec![],
+        presence: vec![],
     };
     assert!(
         matches!(s.summarize(&empty).await, Err(SummarizeError::Empty)),

@@ -231,6 +231,19 @@ async fn bot_audio_stream_becomes_a_sealed_transcript_and_summary_with_live_segm
         assert!(!contains(&raw, magic), "audio ({magic:?}) in the raw store");
     }
     assert!(f.metrics.decode_errors.get() >= 1);
+    // Participants the bot named nobody for are in the call from when they were first heard.
+    let mut heard_from: Vec<_> = doc
+        .presence
+        .iter()
+        .map(|p| p.participant.as_str())
+        .collect();
+    heard_from.sort_unstable();
+    assert_eq!(heard_from, ["alice", "bob"], "{:?}", doc.presence);
+    assert!(
+        doc.presence
+            .iter()
+            .all(|p| p.name.is_none() && p.left_ms.is_none())
+    );
 
     // The summary: sealed too, with the decision and Sarah's action item (tiny.en may spell
     // her "Sara").
@@ -578,6 +591,7 @@ fn long_transcript(n: usize) -> TranscriptDoc {
                 },
             })
             .collect(),
+        presence: vec![],
     }
 }
 
@@ -794,7 +808,8 @@ async fn heard(f: &Fixture) -> (TranscriptDoc, String, String) {
 }
 
 /// A bot streaming job-1 to the transcriber on 127.0.0.1:`port` (it keeps trying for a minute
-/// while nothing answers there), once Alice and Bob have each said a sentence.
+/// while nothing answers there), once Alice and Bob have joined (named as the meeting shows
+/// them) and each said a sentence.
 async fn bot_talking_to(
     f: &Fixture,
     port: u16,
@@ -809,6 +824,14 @@ async fn bot_talking_to(
     let (tx, rx) = mpsc::channel(8192);
     let stream = tokio::spawn(stream_audio(settings, rx));
     let mut ts = Default::default();
+    for (participant, name) in [("alice", "Alice Moreau"), ("bob", "Bob Okafor")] {
+        tx.send(Outgoing::ParticipantNamed {
+            participant: participant.into(),
+            name: name.into(),
+        })
+        .await
+        .unwrap();
+    }
     say(&tx, &mut ts, "alice", 5).await;
     say(&tx, &mut ts, "bob", 11).await;
     (tx, stream, ts)
@@ -870,9 +893,17 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
     let first = Metrics::new();
     let a = serve_in_own_runtime(replica(&f, engine.clone(), first.clone()), port);
     let (tx, stream, mut ts) = bot_talking_to(&f, port).await;
-    // Killed once the first utterance is stored, the second one still in the engine or queue.
+    // Killed once the first utterance is stored (not only the names part before it), the
+    // second one still in the engine or queue.
     let start = Instant::now();
-    while first.parts.get() == 0 {
+    while !f
+        .store
+        .transcript_parts(&f.tenant, "meeting-1", Some("job-1"))
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| !p.participant.is_empty())
+    {
         assert!(start.elapsed() < Duration::from_secs(60), "no part stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -891,6 +922,9 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
     let second = Metrics::new();
     let b = serve_in_own_runtime(replica(&f, engine, second.clone()), port);
     say(&tx, &mut ts, "bob", 18).await;
+    tx.send(Outgoing::ParticipantLeft("bob".into()))
+        .await
+        .unwrap();
     drop(tx);
     ends_after_reconnecting(stream).await;
     assert_eq!(
@@ -901,6 +935,30 @@ async fn a_transcriber_killed_mid_meeting_loses_no_utterance_and_stores_none_twi
     let (doc, alice, bob) = heard(&f).await;
     // Every sentence, once: a lost or a doubled utterance would break the bound.
     words_within_a_fifth(&alice, &[5, 7], &bob, &[11, 18]);
+    // Who was in the call survived the restart: each joined once (named before the kill),
+    // Bob's leaving (after it) closed his stay, Alice stayed until the bot left.
+    let stays: Vec<_> = doc
+        .presence
+        .iter()
+        .map(|p| {
+            (
+                p.participant.as_str(),
+                p.name.as_deref(),
+                p.left_ms.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stays,
+        [
+            ("alice", Some("Alice Moreau"), false),
+            ("bob", Some("Bob Okafor"), true)
+        ],
+        "{:?}",
+        doc.presence
+    );
+    let bob_stay = &doc.presence[1];
+    assert!(bob_stay.left_ms.unwrap() > bob_stay.joined_ms);
     // Each participant's segments on its timeline in the order spoken (the words' order is
     // checked by the WER above). Across participants only an estimate is possible for audio
     // replayed after the restart: these test streams send faster than real time.

@@ -73,6 +73,7 @@ async fn meeting(tenants: &Tenants, t: &TenantId, s: MeetingSpec<'_>) -> String 
 /// A transcript and a summary for meeting `m` (what the transcriber stores when the bot
 /// leaves), and a finished bot.
 async fn finished(tenants: &Tenants, t: &TenantId, m: &str) {
+    use meetbot_transcriber::presence::Presence;
     use meetbot_transcriber::summarize::{ActionItem, SummaryDoc};
     use meetbot_transcriber::transcript::{Segment, TranscriptDoc};
     let v = tenants.vault(t).await.unwrap();
@@ -96,6 +97,21 @@ async fn finished(tenants: &Tenants, t: &TenantId, m: &str) {
                 text: text.to_string(),
             })
             .collect(),
+        // Sarah was there throughout; Tom came a second in and left before the end.
+        presence: vec![
+            Presence {
+                participant: "p-Sarah".into(),
+                name: Some("Sarah".into()),
+                joined_ms: 0,
+                left_ms: None,
+            },
+            Presence {
+                participant: "p-Tom".into(),
+                name: Some("Tom".into()),
+                joined_ms: 1_000,
+                left_ms: Some(71_000),
+            },
+        ],
     };
     let tr = doc.seal(&v, &format!("tr-{m}"), m, None).unwrap();
     tenants.store().put_transcript(t, &tr).await.unwrap();
@@ -132,9 +148,13 @@ async fn finished(tenants: &Tenants, t: &TenantId, m: &str) {
     tenants.store().insert_bot_job(t, &j).await.unwrap();
 }
 
-/// Stores one utterance of the live meeting as the transcriber does (a sealed part).
+static STREAM_START: std::sync::OnceLock<chrono::DateTime<Utc>> = std::sync::OnceLock::new();
+
+/// Stores one utterance of the live meeting as the transcriber does (a sealed part), with who
+/// is in the call: Olga from the start, Adam from the second line.
 async fn say(tenants: &Tenants, t: &TenantId, m: &str, job: &str, n: u64, who: &str, text: &str) {
     use meetbot_transcriber::parts::{PartBody, PartOf, seal};
+    use meetbot_transcriber::presence::{arrive, name};
     use meetbot_transcriber::transcript::Segment;
     let v = tenants.vault(t).await.unwrap();
     let participant = format!("feed-{who}");
@@ -147,7 +167,21 @@ async fn say(tenants: &Tenants, t: &TenantId, m: &str, job: &str, n: u64, who: &
             text: text.into(),
         }],
         names: [(participant.clone(), who.to_string())].into(),
+        presence: Vec::new(),
     };
+    let mut body = body;
+    arrive(&mut body.presence, "feed-Olga", 0);
+    if n >= 1 {
+        arrive(&mut body.presence, "feed-Adam", 2_500);
+    }
+    name(
+        &mut body.presence,
+        &[
+            ("feed-Olga".to_string(), "Olga".to_string()),
+            ("feed-Adam".to_string(), "Adam".to_string()),
+        ]
+        .into(),
+    );
     let part = seal(
         &v,
         &PartOf {
@@ -158,7 +192,8 @@ async fn say(tenants: &Tenants, t: &TenantId, m: &str, job: &str, n: u64, who: &
             last_seq: n * 150,
             resume_ms: n * 3000 + 2500,
             last_ts: None,
-            stream_started_at: Utc::now() - Duration::minutes(5),
+            // One stream, one clock: every part of it carries when it began.
+            stream_started_at: *STREAM_START.get_or_init(|| Utc::now() - Duration::minutes(5)),
         },
         &body,
     )
@@ -374,7 +409,12 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
             OAuthHttp::new(reqwest::Client::builder()).unwrap(),
             &format!("{base}/v1/auth/callback"),
         )
-        .unwrap(),
+        .unwrap()
+        // Offered, never contacted: nothing in the test signs in with it.
+        .with(
+            "clinic-idp",
+            meetbot_api::oidc::Provider::new("http://127.0.0.1:9/clinic-idp", "meetbot", None),
+        ),
         limits: Limits::new(100_000, 100_000),
         calendars: Some(Arc::new(worker)),
         queue: None,
@@ -524,6 +564,11 @@ DTSTART:20991124T090000Z\r\nDURATION:PT30M\r\nSUMMARY:Far away\r\nEND:VEVENT\r\n
     assert_eq!(
         settings.bot.display_name.as_deref(),
         Some("Clinic notetaker")
+    );
+    assert_eq!(settings.allowed_issuers, ["http://127.0.0.1:9/clinic-idp"]);
+    assert_eq!(
+        settings.allowed_email_domains,
+        ["clinic.test", "partner.test"]
     );
     let adam = store.get_user(&a, &admin.id).await.unwrap().unwrap();
     assert_eq!(

@@ -119,6 +119,10 @@ try {
   assert.match(await page.locator("#live-lines").innerText(), /waiting list|twelve patients|two more slots|front desk/);
   const ids = await lines.evaluateAll((ls) => ls.map((l) => l.dataset.id));
   assert.equal(new Set(ids).size, ids.length, "no line is shown twice");
+  at("who is in the call, as the bot saw them join");
+  await page.waitForFunction(() => document.querySelectorAll("#presence-rows tr").length >= 2, null, { timeout: 30000 });
+  const rows = (sel) => page.locator(sel).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent).join(" | ")));
+  assert.deepEqual(await rows("#presence-rows tr"), ["Olga | 0:00 | in the call", "Adam | 0:02 | in the call"]);
   assert.match(await page.locator("main").innerText(), /Timeline/);
   await shot(page, "meeting-live");
   await scan(page, "meeting-live");
@@ -138,6 +142,8 @@ try {
   assert.match(done, /Tom: send the draft to Acme tomorrow/);
   assert.match(done, /I will send the draft to Acme tomorrow/);
   assert.match(done, /sarah@acme\.test/);
+  assert.match(await page.locator("#presence").innerText(), /Who was in the call/);
+  assert.deepEqual(await rows("#presence-rows tr"), ["Sarah | 0:00 | stayed until the bot left", "Tom | 0:01 | 1:11"]);
   await shot(page, "meeting-done");
   await scan(page, "meeting-done");
 
@@ -273,6 +279,18 @@ try {
   await page.getByRole("button", { name: "Save the bot's rules" }).click();
   await page.getByText("Saved.").waitFor();
   assert.equal(await page.inputValue("#display_name"), "Clinic notetaker");
+  at("settings: who may sign in");
+  await page.getByLabel(/clinic-idp/).check();
+  await page.fill("#email_domains", "Clinic.test\npartner.test");
+  await page.getByRole("button", { name: "Save sign-in" }).click();
+  await page.getByText("Saved.").waitFor();
+  assert.equal(await page.getByLabel(/clinic-idp/).isChecked(), true);
+  assert.equal(await page.inputValue("#email_domains"), "clinic.test\npartner.test");
+  await page.fill("#email_domains", "partner.test");
+  await page.getByRole("button", { name: "Save sign-in" }).click();
+  assert.match(await page.locator("main").innerText(), /must include your own address's domain/, "no locking oneself out");
+  await page.goto(`${BASE}/app/settings`);
+  assert.equal(await page.inputValue("#email_domains"), "clinic.test\npartner.test", "the refused change was not kept");
   await shot(page, "settings");
   await scan(page, "settings");
 

@@ -14,6 +14,7 @@ pub mod file;
 pub mod model;
 pub mod openai;
 pub mod parts;
+pub mod presence;
 pub mod service;
 pub mod summarize;
 pub mod transcript;

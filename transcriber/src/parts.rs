@@ -24,6 +24,9 @@ pub struct PartBody {
     /// Display names by participant id as known when the part was made.
     #[serde(default)]
     pub names: BTreeMap<String, String>,
+    /// Who joined and left so far, as known when the part was made (parts of names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<crate::presence::Presence>,
 }
 
 /// The id of the part made of `participant`'s utterance that ended at frame `last_seq` of

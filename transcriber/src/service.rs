@@ -342,6 +342,7 @@ struct Mark {
     resume_ms: u64,
     last_ts: Option<u32>,
     names: BTreeMap<String, String>,
+    presence: Vec<crate::presence::Presence>,
 }
 
 /// One job's stream (kept across reconnects).
@@ -354,6 +355,8 @@ struct Session {
     participants: BTreeMap<String, Participant>,
     /// Display names by participant id (`ParticipantNamed` frames).
     names: BTreeMap<String, String>,
+    /// Who came and went, on the stream's timeline (names filled in when stored).
+    presence: Vec<crate::presence::Presence>,
     work: Option<mpsc::Sender<Work>>,
     worker: Option<tokio::task::JoinHandle<()>>,
     /// Segments held in memory at the end (the assembled transcript's, handed back by
@@ -674,6 +677,7 @@ impl Service {
                         next_seq: 0,
                         participants: BTreeMap::new(),
                         names: BTreeMap::new(),
+                        presence: Vec::new(),
                         work: None,
                         worker: None,
                         segments: Arc::new(Mutex::new(Vec::new())),
@@ -787,6 +791,7 @@ impl Service {
                     let body = PartBody {
                         segments: made,
                         names: mark.names,
+                        presence: mark.presence,
                     };
                     if meeting.is_some()
                         && store_part(&tenants, &tenant, &of, &body, &m.part_errors).await
@@ -846,7 +851,9 @@ impl Service {
                         continue;
                     }
                 };
-                // Only the resume points and names are kept here; the text is read at the end.
+                // Only the resume points, names and stays are kept here; the text is read at
+                // the end.
+                crate::presence::merge_presence(&mut s.presence, body.presence);
                 opened.push((p, body.names));
             }
             let r = Resumed::from_parts(&opened, s.stream.as_deref().unwrap_or_default());
@@ -952,6 +959,7 @@ impl Service {
         s.stopped = Some(why);
         drop(s.work.take());
         s.participants.clear();
+        s.presence.clear();
         for (_, mut name) in std::mem::take(&mut s.names) {
             name.zeroize();
         }
@@ -974,6 +982,11 @@ impl Service {
     async fn discard_with(&self, s: &mut Session, doc: &mut TranscriptDoc, why: &'static str) {
         // Handed back so that `discard` zeroizes them with the rest.
         *s.segments.lock().unwrap_or_else(|p| p.into_inner()) = std::mem::take(&mut doc.segments);
+        for p in &mut doc.presence {
+            if let Some(n) = p.name.as_mut() {
+                zeroize::Zeroize::zeroize(n);
+            }
+        }
         self.discard(s, why).await;
     }
 
@@ -1021,6 +1034,7 @@ impl Service {
         let mut ready: Vec<(String, u64, Utterance, u64)> = Vec::new();
         let mut partial: Option<(String, u64, Utterance)> = None;
         let mut names_changed = false;
+        let mut presence_changed = false;
         // Where the timelines of participants that ended with this frame stood.
         let mut gone: BTreeMap<String, (u64, Option<u32>)> = BTreeMap::new();
         let back = reach_back(&self.settings.vad);
@@ -1033,6 +1047,9 @@ impl Service {
             } => {
                 self.metrics.frames.inc();
                 if !s.participants.contains_key(&participant) {
+                    // Heard: in the call (a participant the bot saw no name for joins here).
+                    presence_changed |=
+                        crate::presence::arrive(&mut s.presence, &participant, now_ms);
                     let Ok(dec) = OpusTo16k::new() else {
                         return None;
                     };
@@ -1126,6 +1143,7 @@ impl Service {
                 }
             }
             Frame::ParticipantLeft { participant, .. } => {
+                presence_changed |= crate::presence::leave(&mut s.presence, &participant, now_ms);
                 if let Some(mut p) = s.participants.remove(&participant)
                     && let Some(u) = p.vad.finish()
                 {
@@ -1136,6 +1154,7 @@ impl Service {
             Frame::ParticipantNamed {
                 participant, name, ..
             } => {
+                presence_changed |= crate::presence::arrive(&mut s.presence, &participant, now_ms);
                 // Bounded: a meeting has at most a few hundred participants.
                 if (s.names.len() < 1024 || s.names.contains_key(&participant))
                     && s.names.get(&participant) != Some(&name)
@@ -1185,16 +1204,22 @@ impl Service {
                     last_seq: seq,
                     resume_ms,
                     last_ts,
-                    // Display names go into parts of their own (when one changes).
+                    // Display names and stays go into parts of their own (when one changes).
                     names: if participant.is_empty() {
                         s.names.clone()
                     } else {
                         BTreeMap::new()
                     },
+                    presence: if participant.is_empty() {
+                        s.presence.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }
             };
-            if names_changed {
-                // Display names are stored too: a stream resumed elsewhere keeps them.
+            if names_changed || presence_changed {
+                // Display names and stays are stored too: a stream resumed elsewhere keeps
+                // them.
                 let m = mark(s, "", seq);
                 s.durable.lock().unwrap_or_else(|p| p.into_inner()).add(seq);
                 let w = Work {
@@ -1339,6 +1364,7 @@ impl Service {
                 language: "en".into(),
                 engine: engine.name().into(),
                 segments: vec![],
+                presence: vec![],
             },
         };
         // The stream's text: its stored parts (from every process that served it), and what
@@ -1349,9 +1375,17 @@ impl Service {
             .await
             .map_err(|e| e.to_string())?;
         let mut from_parts = Vec::new();
+        let mut presence = std::mem::take(&mut s.presence);
+        let mut names = s.names.clone();
         for p in &parts {
             match crate::parts::open(&vault, p) {
-                Ok(body) => from_parts.extend(body.segments),
+                Ok(body) => {
+                    from_parts.extend(body.segments);
+                    crate::presence::merge_presence(&mut presence, body.presence);
+                    for (k, v) in body.names {
+                        names.entry(k).or_insert(v);
+                    }
+                }
                 // One part that cannot be opened (its key retired, say) costs its utterance,
                 // not the meeting.
                 Err(e) => {
@@ -1360,6 +1394,11 @@ impl Service {
             }
         }
         crate::parts::merge(&mut doc.segments, segments.into_iter().chain(from_parts));
+        crate::presence::name(&mut presence, &names);
+        crate::presence::merge_presence(&mut doc.presence, presence);
+        drop(zeroize::Zeroizing::new(
+            names.into_values().collect::<Vec<_>>(),
+        ));
         // The tenant's retention (its rules for this meeting's clients and series, else its
         // days) wins over the service's.
         let tenant_settings = store

@@ -696,6 +696,7 @@ mod tests {
                     text: text.to_string(),
                 })
                 .collect(),
+            presence: vec![],
         }
     }
 

@@ -24,6 +24,9 @@ pub struct TranscriptDoc {
     pub language: String,
     pub engine: String,
     pub segments: Vec<Segment>,
+    /// Who was in the call as the bot saw them join and leave, in the order they joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<crate::presence::Presence>,
 }
 
 impl TranscriptDoc {
@@ -33,6 +36,7 @@ impl TranscriptDoc {
             language: language.into(),
             engine: engine.into(),
             segments: segs.to_vec(),
+            presence: Vec::new(),
         }
     }
 

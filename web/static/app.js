@@ -65,6 +65,25 @@ function live() {
     const after = [...list.children].find((x) => Number(x.dataset.at) > s.start_ms);
     list.insertBefore(li, after || null);
   });
+  // Who is in the call: the whole list, each time it changes.
+  es.addEventListener("people", (e) => {
+    const rows = document.getElementById("presence-rows");
+    if (!rows) return;
+    const { people } = JSON.parse(e.data);
+    rows.replaceChildren(...people.map((p) => {
+      const tr = document.createElement("tr");
+      const who = p.name || `Speaker ${String(p.participant).slice(0, 6)}`;
+      const left = p.left_ms == null ? "in the call" : clock(p.left_ms);
+      for (const text of [who, clock(p.joined_ms), left]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    }));
+    document.getElementById("presence-table").hidden = people.length === 0;
+    document.getElementById("presence-empty").hidden = people.length > 0;
+  });
   es.addEventListener("done", () => {
     es.close();
     status.textContent = "The bot has left the meeting. The summary and the full transcript follow in a moment.";

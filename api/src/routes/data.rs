@@ -347,6 +347,29 @@ pub struct Segment {
     pub text: String,
 }
 
+/// One participant's stay in the call as the bot saw it, on the transcript's clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Stay {
+    /// The stream's participant id (opaque).
+    pub participant: String,
+    /// The name the meeting showed, when it told.
+    pub name: Option<String>,
+    pub joined_ms: u64,
+    /// None: still in the call when the bot left.
+    pub left_ms: Option<u64>,
+}
+
+impl From<meetbot_transcriber::presence::Presence> for Stay {
+    fn from(p: meetbot_transcriber::presence::Presence) -> Self {
+        Stay {
+            participant: p.participant,
+            name: p.name,
+            joined_ms: p.joined_ms,
+            left_ms: p.left_ms,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct TranscriptOut {
     pub meeting_id: String,
@@ -356,6 +379,8 @@ pub struct TranscriptOut {
     /// When retention removes it (none: kept until deleted).
     pub expires_at: Option<DateTime<Utc>>,
     pub segments: Vec<Segment>,
+    /// Who was in the call as the bot saw them join and leave, in the order they joined.
+    pub participants: Vec<Stay>,
     /// Customer-held key mode: the transcript sealed to the tenant's own key (ASCII-armored
     /// age); `segments` is then empty. Open it with `meetbot decrypt --identity FILE`.
     pub customer_sealed: Option<String>,
@@ -387,6 +412,7 @@ pub async fn get_transcript(
             created_at: tr.created_at,
             expires_at: tr.expires_at,
             segments: vec![],
+            participants: vec![],
             customer_sealed: Some(held),
         }));
     }
@@ -409,6 +435,7 @@ pub async fn get_transcript(
                 text: s.text,
             })
             .collect(),
+        participants: doc.presence.into_iter().map(Stay::from).collect(),
     }))
 }
 

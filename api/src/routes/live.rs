@@ -76,6 +76,13 @@ pub struct LiveSegment {
     pub text: String,
 }
 
+/// The `people` event's data: who is in the call so far, as the bot saw them join and leave
+/// (every stay, in the order they joined; sent again whenever it changes).
+#[derive(Serialize, ToSchema)]
+pub struct LivePeople {
+    pub people: Vec<super::data::Stay>,
+}
+
 /// The `status` event's data: where the meeting's bot stands.
 #[derive(Serialize, ToSchema)]
 pub struct LiveStatus {
@@ -86,11 +93,12 @@ pub struct LiveStatus {
 }
 
 /// The meeting's transcript as it is made: `status` events (where the bot stands), `segment`
-/// events (each new utterance, JSON), and `done` once the bot has left.
+/// events (each new utterance, JSON), `people` events (who is in the call, when it changes),
+/// and `done` once the bot has left.
 #[utoipa::path(get, path = "/v1/meetings/{id}/live", tag = "meetings",
     params(("id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream",
-        description = "events `status` (LiveStatus), `segment` (LiveSegment), `done`")))]
+        description = "events `status` (LiveStatus), `segment` (LiveSegment), `people` (LivePeople), `done`")))]
 pub async fn live_transcript(
     State(api): State<AppState>,
     c: Caller,
@@ -174,7 +182,7 @@ async fn follow(
     mut tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let t = c.tenant.clone();
-    let mut sent: HashSet<String> = HashSet::new();
+    let mut sent = Read::default();
     let mut last_status: Option<String> = None;
     let mut polls = 0u32;
     loop {
@@ -210,7 +218,20 @@ async fn follow(
         }
         polls += 1;
         match segments(&api, &t, &meeting, &mut sent).await {
-            Ok(new) => {
+            Ok((new, people)) => {
+                if people {
+                    let data = serde_json::to_string(&LivePeople {
+                        people: sent.people.clone(),
+                    })
+                    .unwrap_or_default();
+                    if tx
+                        .send(Ok(Event::default().event("people").data(data)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
                 for s in new {
                     let Ok(data) = serde_json::to_string(&s) else {
                         continue;
@@ -238,20 +259,30 @@ async fn follow(
     }
 }
 
-/// The parts of `meeting` not sent yet, opened, in the order they were said.
+/// What a live stream has read of the meeting's parts.
+#[derive(Default)]
+struct Read {
+    parts: HashSet<String>,
+    /// Who is in the call so far, on the meeting's clock.
+    people: Vec<super::data::Stay>,
+}
+
+/// The parts of `meeting` not read yet, opened: their segments in the order they were said,
+/// and whether who is in the call changed.
 async fn segments(
     api: &AppState,
     t: &TenantId,
     meeting: &str,
-    sent: &mut HashSet<String>,
-) -> ApiResult<Vec<LiveSegment>> {
+    read: &mut Read,
+) -> ApiResult<(Vec<LiveSegment>, bool)> {
+    use meetbot_transcriber::presence::{Presence, merge_presence, name};
     let parts = api
         .tenants
         .store()
         .transcript_parts(t, meeting, None)
         .await?;
-    if parts.iter().all(|p| sent.contains(&p.id)) {
-        return Ok(vec![]);
+    if parts.iter().all(|p| read.parts.contains(&p.id)) {
+        return Ok((vec![], false));
     }
     let vault = api.tenants.vault(t).await?;
     // One clock for the meeting: from its first stream's start (a relaunched bot's stream
@@ -262,13 +293,31 @@ async fn segments(
         .min()
         .unwrap_or_default();
     let mut out = Vec::new();
+    let mut stays: Vec<Presence> = read
+        .people
+        .drain(..)
+        .map(|s| Presence {
+            participant: s.participant,
+            name: s.name,
+            joined_ms: s.joined_ms,
+            left_ms: s.left_ms,
+        })
+        .collect();
+    let before = stays.clone();
     for p in parts {
-        if !sent.insert(p.id.clone()) {
+        if !read.parts.insert(p.id.clone()) {
             continue;
         }
         let body = meetbot_transcriber::parts::open(&vault, &p)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let offset = (p.stream_started_at - zero).num_milliseconds().max(0) as u64;
+        let mut here = body.presence;
+        for s in &mut here {
+            s.joined_ms += offset;
+            s.left_ms = s.left_ms.map(|l| l + offset);
+        }
+        name(&mut here, &body.names);
+        merge_presence(&mut stays, here);
         for (i, s) in body.segments.into_iter().enumerate() {
             let speaker = s
                 .speaker
@@ -287,16 +336,18 @@ async fn segments(
         }
     }
     out.sort_by_key(|(at, _)| *at);
-    Ok(out.into_iter().map(|(_, s)| s).collect())
+    let changed = stays != before;
+    read.people = stays.into_iter().map(super::data::Stay::from).collect();
+    Ok((out.into_iter().map(|(_, s)| s).collect(), changed))
 }
 
-/// What the live route would send first for meeting `id`: where its bot stands and the segments
-/// stored so far (for a page that shows them without JavaScript).
+/// What the live route would send first for meeting `id`: where its bot stands, the segments
+/// stored so far and who is in the call (for a page that shows them without JavaScript).
 pub async fn live_so_far(
     api: &AppState,
     c: &Caller,
     id: &str,
-) -> ApiResult<(LiveStatus, Vec<LiveSegment>)> {
+) -> ApiResult<(LiveStatus, Vec<LiveSegment>, Vec<super::data::Stay>)> {
     c.require(Role::Member, "transcripts:read")?;
     let (m, _, _) = seen(api, c, id).await?;
     let session = session_of(api, c, &m).await?;
@@ -306,11 +357,12 @@ pub async fn live_so_far(
         live: state.as_ref().is_some_and(is_live),
     };
     if !status.live {
-        return Ok((status, vec![]));
+        return Ok((status, vec![], vec![]));
     }
-    let segs = segments(api, &c.tenant, &session, &mut HashSet::new()).await?;
-    if !segs.is_empty() {
+    let mut read = Read::default();
+    let (segs, _) = segments(api, &c.tenant, &session, &mut read).await?;
+    if !segs.is_empty() || !read.people.is_empty() {
         audit(api, c, "transcript.live", &format!("meeting:{}", m.id)).await?;
     }
-    Ok((status, segs))
+    Ok((status, segs, read.people))
 }

@@ -208,9 +208,28 @@ pub struct SettingsOut {
     /// Sign-in only with these identity providers (issuer URLs); empty: any this deployment
     /// offers. The person must always have been added, with a verified address.
     pub allowed_issuers: Vec<String>,
+    /// The identity providers this deployment offers (what `allowed_issuers` may name).
+    pub identity_providers_offered: Vec<OfferedProvider>,
     /// Sign-in only with addresses at these domains; empty: any domain.
     pub allowed_email_domains: Vec<String>,
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// An identity provider this deployment offers for signing in.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct OfferedProvider {
+    /// Its name in `/v1/auth/{provider}/login`.
+    pub name: String,
+    /// Its issuer URL (what `allowed_issuers` names).
+    pub issuer: String,
+}
+
+fn offered(api: &AppState) -> Vec<OfferedProvider> {
+    api.oidc
+        .offered()
+        .into_iter()
+        .map(|(name, issuer)| OfferedProvider { name, issuer })
+        .collect()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -283,6 +302,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
             speech_engines_offered: api.settings.speech_engines.clone(),
             redaction: redaction_out(None),
             allowed_issuers: vec![],
+            identity_providers_offered: offered(api),
             allowed_email_domains: vec![],
             updated_at: None,
         });
@@ -319,6 +339,7 @@ async fn settings_out(api: &AppState, c: &Caller) -> ApiResult<SettingsOut> {
         speech_engines_offered: api.settings.speech_engines.clone(),
         redaction: redaction_out(s.redaction.as_ref()),
         allowed_issuers: s.allowed_issuers,
+        identity_providers_offered: offered(api),
         allowed_email_domains: s.allowed_email_domains,
         updated_at: Some(s.updated_at),
     })

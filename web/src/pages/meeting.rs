@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use meetbot_api::AppState;
 use meetbot_api::error::ApiError;
-use meetbot_api::routes::{self, BotOut, DeliveryOut, LiveSegment, Person, SummaryOut};
+use meetbot_api::routes::{self, BotOut, DeliveryOut, LiveSegment, Person, Stay, SummaryOut};
 use meetbot_core::model::Role;
 use serde::Deserialize;
 
@@ -22,6 +22,13 @@ pub struct Line {
     pub speaker: String,
     pub at: String,
     pub text: String,
+}
+
+/// One participant's stay in the call.
+pub struct Here {
+    pub who: String,
+    pub joined: String,
+    pub left: String,
 }
 
 pub struct Step {
@@ -50,6 +57,8 @@ struct MeetingPage {
     platform: String,
     organizer: Option<String>,
     people: Vec<Person>,
+    /// Who was (or is) in the call, as the bot saw them join and leave.
+    stays: Vec<Here>,
     bot_text: String,
     badge: &'static str,
     bot: Option<BotOut>,
@@ -87,6 +96,18 @@ fn live_line(s: LiveSegment) -> Line {
     }
 }
 
+fn here(s: Stay, live: bool) -> Here {
+    Here {
+        who: speaker(s.name, &s.participant),
+        joined: clock(s.joined_ms),
+        left: match s.left_ms {
+            Some(l) => clock(l),
+            None if live => "in the call".into(),
+            None => "stayed until the bot left".into(),
+        },
+    }
+}
+
 /// Not found (no transcript yet, no summary yet) is an answer, not a failure.
 fn optional<T>(r: Result<T, ApiError>) -> Result<Option<T>, WebError> {
     match r {
@@ -105,7 +126,7 @@ pub async fn page(
     let m = routes::get_meeting(State(api.clone()), c.clone(), routes::Path(id.clone()))
         .await?
         .0;
-    let (status, so_far) = routes::live_so_far(&api, c, &id).await?;
+    let (status, so_far, people_now) = routes::live_so_far(&api, c, &id).await?;
     let summary = optional(
         routes::get_summary(State(api.clone()), c.clone(), routes::Path(id.clone()))
             .await
@@ -143,6 +164,20 @@ pub async fn page(
         .as_ref()
         .is_some_and(|t| t.customer_sealed.is_some());
     let transcript_expires = transcript.as_ref().and_then(|t| t.expires_at).map(When::of);
+    let stays: Vec<Here> = if status.live {
+        people_now.into_iter().map(|s| here(s, true)).collect()
+    } else {
+        transcript
+            .as_ref()
+            .map(|t| {
+                t.participants
+                    .iter()
+                    .cloned()
+                    .map(|s| here(s, false))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let transcript = transcript.filter(|t| t.customer_sealed.is_none()).map(|t| {
         t.segments
             .into_iter()
@@ -191,6 +226,7 @@ pub async fn page(
         deliveries: deliveries.into_iter().map(sent).collect(),
         title: m.title,
         people: m.people,
+        stays,
         bot: m.bot,
         id: m.id,
     };

@@ -19,6 +19,13 @@ pub struct ClassBox {
     pub on: bool,
 }
 
+/// An identity provider this server offers, ticked when the tenant accepts it by name.
+pub struct IdpBox {
+    pub name: String,
+    pub issuer: String,
+    pub on: bool,
+}
+
 #[derive(Template)]
 #[template(path = "settings.html")]
 struct SettingsPage {
@@ -26,6 +33,7 @@ struct SettingsPage {
     csrf: String,
     s: SettingsOut,
     classes: Vec<ClassBox>,
+    idps: Vec<IdpBox>,
     rules_text: String,
     topics_text: String,
     /// Retention in days as the form shows it ("": the deployment's default; 0: until deleted).
@@ -104,6 +112,15 @@ async fn show(
         default_transcript_days: api.settings.default_transcript_days,
         summary_days: shown_days(s.summary_retention_days),
         classes,
+        idps: s
+            .identity_providers_offered
+            .iter()
+            .map(|p| IdpBox {
+                name: p.name.clone(),
+                issuer: p.issuer.clone(),
+                on: s.allowed_issuers.contains(&p.issuer),
+            })
+            .collect(),
         rules_text,
         topics_text,
         notice,
@@ -304,6 +321,30 @@ pub async fn save(
             let key = text(&f, "customer_key");
             if key != now.customer_key.clone().unwrap_or_default() {
                 p.insert("customer_key".into(), json!(key));
+            }
+            Value::Object(p)
+        }
+        "sign-in" => {
+            // Only what changed: each is a change an owner makes in person.
+            let mut p = Map::new();
+            let mut issuers: Vec<String> = now
+                .identity_providers_offered
+                .iter()
+                .filter(|o| f.contains_key(&format!("idp_{}", o.name)))
+                .map(|o| o.issuer.clone())
+                .collect();
+            let mut was = now.allowed_issuers.clone();
+            issuers.sort();
+            was.sort();
+            if issuers != was {
+                p.insert("allowed_issuers".into(), json!(issuers));
+            }
+            let domains: Vec<String> = list(&text(&f, "email_domains"))
+                .into_iter()
+                .map(|d| d.to_lowercase())
+                .collect();
+            if domains != now.allowed_email_domains {
+                p.insert("allowed_email_domains".into(), json!(domains));
             }
             Value::Object(p)
         }
