@@ -52,12 +52,17 @@ try {
   await page.waitForFunction((n) => document.querySelectorAll("#live-lines li").length >= n + 2, before, { timeout: 90_000 });
   assert.equal(await page.evaluate(() => window.__stillHere), true, "lines arrived without a reload");
   log(`live lines: ${await page.locator("#live-lines li").count()}`);
+  const who = () => page.locator("#presence-rows tr td:first-child").allTextContents();
+  await page.waitForFunction(() => document.querySelectorAll("#presence-rows tr").length >= 3, null, { timeout: 30_000 });
+  assert.deepEqual((await who()).sort(), ["Alex (clinic manager)", "Jordan (front desk)", "Sam (IT)"], "in the call, live");
   await page.screenshot({ path: `${SHOTS}/demo-live.png`, fullPage: true });
 
   // When the bot leaves, the page reloads itself and shows the summary.
   await page.getByRole("heading", { name: "Action items" }).waitFor({ timeout: 120_000 });
   const text = await page.locator("main").innerText();
   assert.match(text, /Sam \(IT\)/, "action items are owned by their speakers");
+  // Each speaker came once and is listed once, as the bot saw them.
+  assert.deepEqual((await who()).sort(), ["Alex (clinic manager)", "Jordan (front desk)", "Sam (IT)"], "who was in the call");
   log("summary shown");
   await page.screenshot({ path: `${SHOTS}/demo-summary.png`, fullPage: true });
 } catch (e) {

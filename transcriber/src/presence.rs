@@ -67,6 +67,17 @@ pub fn arrive(stays: &mut Vec<Presence>, participant: &str, at_ms: u64) -> bool 
     true
 }
 
+/// A participant was heard at `at_ms`: a participant the bot named nobody for is in the call
+/// from their first audio. Audio never reopens a stay: frames still in flight when someone
+/// leaves arrive after their leaving, and a rejoin is announced by a name. Returns whether
+/// anything changed.
+pub fn heard(stays: &mut Vec<Presence>, participant: &str, at_ms: u64) -> bool {
+    if stays.iter().any(|p| p.participant == participant) {
+        return false;
+    }
+    arrive(stays, participant, at_ms)
+}
+
 /// A participant left at `at_ms`: closes their open stay (a leave never announced is ignored).
 /// Returns whether anything changed.
 pub fn leave(stays: &mut [Presence], participant: &str, at_ms: u64) -> bool {
@@ -105,6 +116,17 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].joined_ms, s[0].left_ms), (100, Some(5_000)));
         assert_eq!((s[1].joined_ms, s[1].left_ms), (7_000, None));
+    }
+
+    #[test]
+    fn audio_arriving_after_a_leave_does_not_bring_the_participant_back() {
+        let mut s = Vec::new();
+        assert!(heard(&mut s, "a", 0), "first heard: in the call");
+        assert!(leave(&mut s, "a", 35_000));
+        assert!(!heard(&mut s, "a", 35_020), "a frame still in flight");
+        assert_eq!(s.len(), 1);
+        assert!(arrive(&mut s, "a", 60_000), "named again: back in the call");
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -1049,7 +1049,7 @@ impl Service {
                 if !s.participants.contains_key(&participant) {
                     // Heard: in the call (a participant the bot saw no name for joins here).
                     presence_changed |=
-                        crate::presence::arrive(&mut s.presence, &participant, now_ms);
+                        crate::presence::heard(&mut s.presence, &participant, now_ms);
                     let Ok(dec) = OpusTo16k::new() else {
                         return None;
                     };
