@@ -163,8 +163,9 @@ pub async fn erase_person(
                     .speaker
                     .as_deref()
                     .is_some_and(|sp| needles.iter().any(|n| sp.eq_ignore_ascii_case(n)));
-                if spoke {
+                if spoke || scrub(&s.participant, &strong) != s.participant {
                     s.speaker = Some(ERASED.into());
+                    s.participant = ERASED.into();
                     s.text = ERASED.into();
                     segments += 1;
                     changed = true;
@@ -174,13 +175,16 @@ pub async fn erase_person(
                     s.text = text;
                 }
             }
-            // The name the meeting showed for them, in who was in the call.
+            // Who was in the call: their stay is kept, the name the meeting showed for them
+            // goes (also inside a longer label, "Sarah Connor (Guest)"), and so does a
+            // participant id made of it (a browser bot's id can be the display name).
             for p in &mut doc.presence {
-                if p.name
-                    .as_deref()
-                    .is_some_and(|n| needles.iter().any(|x| n.eq_ignore_ascii_case(x)))
-                {
+                let named = p.name.as_deref().is_some_and(|n| {
+                    needles.iter().any(|x| n.eq_ignore_ascii_case(x)) || scrub(n, &strong) != n
+                });
+                if named || scrub(&p.participant, &strong) != p.participant {
                     p.name = Some(ERASED.into());
+                    p.participant = ERASED.into();
                     changed = true;
                 }
             }

@@ -2464,6 +2464,11 @@ async fn a_person_is_erased_from_attendees_speech_and_summaries_across_the_tenan
     let stays = t["participants"].as_array().unwrap();
     assert_eq!(stays.len(), 2, "{t}");
     assert_eq!(stays[0]["name"], "[erased]");
+    assert_eq!(
+        stays[0]["participant"], "[erased]",
+        "an id made of the name goes too"
+    );
+    assert_eq!(t["segments"][0]["participant"], "[erased]");
     assert_eq!(stays[1]["name"], "Adam");
     let (_, s2) = w
         .call(
@@ -3709,6 +3714,7 @@ async fn weakening_settings_are_refused_for_an_admin_an_api_key_and_an_owner_wit
         json!({"delivery": {"webhook_url": "https://hooks.attacker.test/x"}}),
         json!({"customer_key": recipient}),
         json!({"allowed_email_domains": ["clinic.test"]}),
+        json!({"allowed_issuers": []}),
     ];
     for body in &weakening {
         for (who, tok) in [

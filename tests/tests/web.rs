@@ -150,13 +150,52 @@ async fn finished(tenants: &Tenants, t: &TenantId, m: &str) {
 
 static STREAM_START: std::sync::OnceLock<chrono::DateTime<Utc>> = std::sync::OnceLock::new();
 
-/// Stores one utterance of the live meeting as the transcriber does (a sealed part), with who
-/// is in the call: Olga from the start, Adam from the second line.
+/// Stores one utterance of the live meeting as the transcriber does (a sealed part), and, when
+/// someone comes, a part of names and stays (participant ""), as the transcriber writes it: the
+/// stays unnamed, the names beside them. Olga is there from the start, Adam from 2.5 s.
 async fn say(tenants: &Tenants, t: &TenantId, m: &str, job: &str, n: u64, who: &str, text: &str) {
     use meetbot_transcriber::parts::{PartBody, PartOf, seal};
-    use meetbot_transcriber::presence::{arrive, name};
+    use meetbot_transcriber::presence::arrive;
     use meetbot_transcriber::transcript::Segment;
     let v = tenants.vault(t).await.unwrap();
+    // One stream, one clock: every part of it carries when it began.
+    let started = *STREAM_START.get_or_init(|| Utc::now() - Duration::minutes(5));
+    let put = |participant: String, last_seq: u64, body: PartBody| {
+        let v = v.clone();
+        async move {
+            let part = seal(
+                &v,
+                &PartOf {
+                    meeting_id: m,
+                    job_id: job,
+                    stream: "stream-1",
+                    participant: &participant,
+                    last_seq,
+                    resume_ms: n * 3000 + 2500,
+                    last_ts: None,
+                    stream_started_at: started,
+                },
+                &body,
+            )
+            .unwrap();
+            tenants.store().put_transcript_part(t, &part).await.unwrap();
+        }
+    };
+    if n <= 1 {
+        let mut stays = Vec::new();
+        arrive(&mut stays, "feed-Olga", 0);
+        let mut names = vec![("feed-Olga".to_string(), "Olga".to_string())];
+        if n == 1 {
+            arrive(&mut stays, "feed-Adam", 2_500);
+            names.push(("feed-Adam".to_string(), "Adam".to_string()));
+        }
+        let body = PartBody {
+            segments: vec![],
+            names: names.into_iter().collect(),
+            presence: stays,
+        };
+        put(String::new(), n * 150 + 1, body).await;
+    }
     let participant = format!("feed-{who}");
     let body = PartBody {
         segments: vec![Segment {
@@ -166,39 +205,10 @@ async fn say(tenants: &Tenants, t: &TenantId, m: &str, job: &str, n: u64, who: &
             end_ms: n * 3000 + 2500,
             text: text.into(),
         }],
-        names: [(participant.clone(), who.to_string())].into(),
+        names: Default::default(),
         presence: Vec::new(),
     };
-    let mut body = body;
-    arrive(&mut body.presence, "feed-Olga", 0);
-    if n >= 1 {
-        arrive(&mut body.presence, "feed-Adam", 2_500);
-    }
-    name(
-        &mut body.presence,
-        &[
-            ("feed-Olga".to_string(), "Olga".to_string()),
-            ("feed-Adam".to_string(), "Adam".to_string()),
-        ]
-        .into(),
-    );
-    let part = seal(
-        &v,
-        &PartOf {
-            meeting_id: m,
-            job_id: job,
-            stream: "stream-1",
-            participant: &participant,
-            last_seq: n * 150,
-            resume_ms: n * 3000 + 2500,
-            last_ts: None,
-            // One stream, one clock: every part of it carries when it began.
-            stream_started_at: *STREAM_START.get_or_init(|| Utc::now() - Duration::minutes(5)),
-        },
-        &body,
-    )
-    .unwrap();
-    tenants.store().put_transcript_part(t, &part).await.unwrap();
+    put(participant, n * 150, body).await;
 }
 
 fn repo() -> PathBuf {

@@ -27,12 +27,13 @@ pub const MAX_PRESENCE: usize = 1024;
 /// Adds `more` to `into`: one entry per stay (participant and join time), a stay known to have
 /// ended keeps its end and a known name is kept; ordered by join time, then participant.
 pub fn merge_presence(into: &mut Vec<Presence>, more: impl IntoIterator<Item = Presence>) {
+    let mut at: std::collections::HashMap<(String, u64), usize> = Default::default();
+    for (i, p) in into.iter().enumerate() {
+        at.entry((p.participant.clone(), p.joined_ms)).or_insert(i);
+    }
     for p in more {
-        let at = into
-            .iter()
-            .position(|q| q.participant == p.participant && q.joined_ms == p.joined_ms);
-        match at {
-            Some(i) => {
+        match at.get(&(p.participant.clone(), p.joined_ms)) {
+            Some(&i) => {
                 let q = &mut into[i];
                 if q.left_ms.is_none() {
                     q.left_ms = p.left_ms;
@@ -41,7 +42,10 @@ pub fn merge_presence(into: &mut Vec<Presence>, more: impl IntoIterator<Item = P
                     q.name = p.name;
                 }
             }
-            None if into.len() < MAX_PRESENCE => into.push(p),
+            None if into.len() < MAX_PRESENCE => {
+                at.insert((p.participant.clone(), p.joined_ms), into.len());
+                into.push(p);
+            }
             None => {}
         }
     }

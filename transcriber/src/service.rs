@@ -357,6 +357,10 @@ struct Session {
     names: BTreeMap<String, String>,
     /// Who came and went, on the stream's timeline (names filled in when stored).
     presence: Vec<crate::presence::Presence>,
+    /// Joins and leaves up to this frame are already in the stays loaded from stored parts:
+    /// the bot replays frames not acknowledged yet, and a replayed join or leave would count
+    /// twice.
+    presence_until: u64,
     work: Option<mpsc::Sender<Work>>,
     worker: Option<tokio::task::JoinHandle<()>>,
     /// Segments held in memory at the end (the assembled transcript's, handed back by
@@ -678,6 +682,7 @@ impl Service {
                         participants: BTreeMap::new(),
                         names: BTreeMap::new(),
                         presence: Vec::new(),
+                        presence_until: 0,
                         work: None,
                         worker: None,
                         segments: Arc::new(Mutex::new(Vec::new())),
@@ -853,6 +858,9 @@ impl Service {
                 };
                 // Only the resume points, names and stays are kept here; the text is read at
                 // the end.
+                if p.participant.is_empty() && p.stream == s.stream.as_deref().unwrap_or_default() {
+                    s.presence_until = s.presence_until.max(p.last_seq);
+                }
                 crate::presence::merge_presence(&mut s.presence, body.presence);
                 opened.push((p, body.names));
             }
@@ -1035,6 +1043,8 @@ impl Service {
         let mut partial: Option<(String, u64, Utterance)> = None;
         let mut names_changed = false;
         let mut presence_changed = false;
+        // A join or leave replayed from before a restart is already in the loaded stays.
+        let counts = seq > s.presence_until;
         // Where the timelines of participants that ended with this frame stood.
         let mut gone: BTreeMap<String, (u64, Option<u32>)> = BTreeMap::new();
         let back = reach_back(&self.settings.vad);
@@ -1047,12 +1057,12 @@ impl Service {
             } => {
                 self.metrics.frames.inc();
                 if !s.participants.contains_key(&participant) {
-                    // Heard: in the call (a participant the bot saw no name for joins here).
-                    presence_changed |=
-                        crate::presence::heard(&mut s.presence, &participant, now_ms);
                     let Ok(dec) = OpusTo16k::new() else {
                         return None;
                     };
+                    // Heard: in the call (a participant the bot saw no name for joins here).
+                    presence_changed |=
+                        counts && crate::presence::heard(&mut s.presence, &participant, now_ms);
                     // A participant heard before a restart continues its timeline and skips
                     // what its stored parts hold.
                     let resume = s.resume.remove(&participant);
@@ -1143,7 +1153,8 @@ impl Service {
                 }
             }
             Frame::ParticipantLeft { participant, .. } => {
-                presence_changed |= crate::presence::leave(&mut s.presence, &participant, now_ms);
+                presence_changed |=
+                    counts && crate::presence::leave(&mut s.presence, &participant, now_ms);
                 if let Some(mut p) = s.participants.remove(&participant)
                     && let Some(u) = p.vad.finish()
                 {
@@ -1154,7 +1165,8 @@ impl Service {
             Frame::ParticipantNamed {
                 participant, name, ..
             } => {
-                presence_changed |= crate::presence::arrive(&mut s.presence, &participant, now_ms);
+                presence_changed |=
+                    counts && crate::presence::arrive(&mut s.presence, &participant, now_ms);
                 // Bounded: a meeting has at most a few hundred participants.
                 if (s.names.len() < 1024 || s.names.contains_key(&participant))
                     && s.names.get(&participant) != Some(&name)
@@ -1396,15 +1408,24 @@ impl Service {
         crate::parts::merge(&mut doc.segments, segments.into_iter().chain(from_parts));
         crate::presence::name(&mut presence, &names);
         crate::presence::merge_presence(&mut doc.presence, presence);
+        let tenant_settings = store
+            .get_tenant_settings(&s.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Customer-held key mode seals a meeting to the customer's key once its summary is
+        // delivered; a meeting where nobody spoke gets no summary, so its names are not kept.
+        if doc.segments.is_empty()
+            && tenant_settings
+                .as_ref()
+                .is_some_and(|t| t.customer_key.is_some())
+        {
+            doc.presence.clear();
+        }
         drop(zeroize::Zeroizing::new(
             names.into_values().collect::<Vec<_>>(),
         ));
         // The tenant's retention (its rules for this meeting's clients and series, else its
         // days) wins over the service's.
-        let tenant_settings = store
-            .get_tenant_settings(&s.tenant)
-            .await
-            .map_err(|e| e.to_string())?;
         let service_days = self
             .settings
             .retention

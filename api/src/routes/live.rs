@@ -219,18 +219,16 @@ async fn follow(
         polls += 1;
         match segments(&api, &t, &meeting, &mut sent).await {
             Ok((new, people)) => {
-                if people {
-                    let data = serde_json::to_string(&LivePeople {
+                if people
+                    && let Ok(data) = serde_json::to_string(&LivePeople {
                         people: sent.people.clone(),
                     })
-                    .unwrap_or_default();
-                    if tx
+                    && tx
                         .send(Ok(Event::default().event("people").data(data)))
                         .await
                         .is_err()
-                    {
-                        return;
-                    }
+                {
+                    return;
                 }
                 for s in new {
                     let Ok(data) = serde_json::to_string(&s) else {

@@ -34,6 +34,8 @@ struct SettingsPage {
     s: SettingsOut,
     classes: Vec<ClassBox>,
     idps: Vec<IdpBox>,
+    /// Allowed issuers this server no longer offers (kept, shown).
+    idps_gone: Vec<String>,
     rules_text: String,
     topics_text: String,
     /// Retention in days as the form shows it ("": the deployment's default; 0: until deleted).
@@ -112,6 +114,12 @@ async fn show(
         default_transcript_days: api.settings.default_transcript_days,
         summary_days: shown_days(s.summary_retention_days),
         classes,
+        idps_gone: s
+            .allowed_issuers
+            .iter()
+            .filter(|i| !s.identity_providers_offered.iter().any(|o| &o.issuer == *i))
+            .cloned()
+            .collect(),
         idps: s
             .identity_providers_offered
             .iter()
@@ -327,11 +335,23 @@ pub async fn save(
         "sign-in" => {
             // Only what changed: each is a change an owner makes in person.
             let mut p = Map::new();
+            // An allowed issuer this server no longer offers has no box: it stays as it is
+            // (dropping it could leave the list empty, which accepts any provider).
             let mut issuers: Vec<String> = now
                 .identity_providers_offered
                 .iter()
                 .filter(|o| f.contains_key(&format!("idp_{}", o.name)))
                 .map(|o| o.issuer.clone())
+                .chain(
+                    now.allowed_issuers
+                        .iter()
+                        .filter(|i| {
+                            !now.identity_providers_offered
+                                .iter()
+                                .any(|o| &o.issuer == *i)
+                        })
+                        .cloned(),
+                )
                 .collect();
             let mut was = now.allowed_issuers.clone();
             issuers.sort();
