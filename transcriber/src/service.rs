@@ -381,6 +381,9 @@ struct Session {
     /// Woken when a work is done: the acknowledgement may move although no frame came (a bot
     /// whose buffer is full sends none until it does).
     progress: Arc<tokio::sync::Notify>,
+    /// Works of names and stays only, queued for the engine worker: they take no engine time,
+    /// so they do not make the engine busy for a partial result.
+    names_queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The highest frame acknowledged.
     acked: u64,
     /// The engine worker died: the connection ends and the stream starts over from the bot's
@@ -695,6 +698,7 @@ impl Service {
                         anchors: Vec::new(),
                         durable: Arc::new(Mutex::new(Durable::default())),
                         progress: Arc::new(tokio::sync::Notify::new()),
+                        names_queued: Default::default(),
                         acked: 0,
                         broken: false,
                         stopped: None,
@@ -720,6 +724,9 @@ impl Service {
         let m = self.metrics.clone();
         let durable = s.durable.clone();
         let progress = s.progress.clone();
+        // One count per worker: a worker that died took its queue with it.
+        s.names_queued = Default::default();
+        let names_queued = s.names_queued.clone();
         let tenants = self.tenants.clone();
         let (tenant, job, meeting) = (s.tenant.clone(), s.job.clone(), s.meeting_id.clone());
         let stream = s.stream.clone().unwrap_or_default();
@@ -729,6 +736,9 @@ impl Service {
             // in every later utterance of this stream. Held in this task only.
             let mut memory = meetbot_redact::Memory::default();
             while let Some(w) = rx.recv().await {
+                if w.participant.is_empty() {
+                    names_queued.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
                 let _pending = w
                     .durable
                     .as_ref()
@@ -1246,6 +1256,8 @@ impl Service {
                     partial: false,
                     durable: Some(m),
                 };
+                s.names_queued
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 if tx.send(w).await.is_err() {
                     self.worker_gone(s, seq);
                     return None;
@@ -1271,9 +1283,11 @@ impl Service {
                     return None;
                 }
             }
-            // A partial only when the engine is idle: it never delays a final segment.
+            // A partial only when the engine is idle (nothing but names and stays queued): it
+            // never delays a final segment.
             if let Some((participant, base, utterance)) = partial
-                && tx.capacity() == tx.max_capacity()
+                && tx.max_capacity() - tx.capacity()
+                    <= s.names_queued.load(std::sync::atomic::Ordering::Acquire)
             {
                 let _ = tx.try_send(Work {
                     speaker: s.names.get(&participant).cloned(),
