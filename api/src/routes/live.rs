@@ -221,7 +221,7 @@ async fn follow(
             Ok((new, people)) => {
                 if people
                     && let Ok(data) = serde_json::to_string(&LivePeople {
-                        people: sent.people.clone(),
+                        people: sent.stays(),
                     })
                     && tx
                         .send(Ok(Event::default().event("people").data(data)))
@@ -262,7 +262,17 @@ async fn follow(
 struct Read {
     parts: HashSet<String>,
     /// Who is in the call so far, on the meeting's clock.
-    people: Vec<super::data::Stay>,
+    people: Vec<meetbot_transcriber::presence::Presence>,
+}
+
+impl Read {
+    fn stays(&self) -> Vec<super::data::Stay> {
+        self.people
+            .iter()
+            .cloned()
+            .map(super::data::Stay::from)
+            .collect()
+    }
 }
 
 /// The parts of `meeting` not read yet, opened: their segments in the order they were said,
@@ -273,7 +283,7 @@ async fn segments(
     meeting: &str,
     read: &mut Read,
 ) -> ApiResult<(Vec<LiveSegment>, bool)> {
-    use meetbot_transcriber::presence::{Presence, merge_presence, name};
+    use meetbot_transcriber::presence::{merge_presence, name};
     let parts = api
         .tenants
         .store()
@@ -291,17 +301,7 @@ async fn segments(
         .min()
         .unwrap_or_default();
     let mut out = Vec::new();
-    let mut stays: Vec<Presence> = read
-        .people
-        .drain(..)
-        .map(|s| Presence {
-            participant: s.participant,
-            name: s.name,
-            joined_ms: s.joined_ms,
-            left_ms: s.left_ms,
-        })
-        .collect();
-    let before = stays.clone();
+    let before = read.people.clone();
     for p in parts {
         if !read.parts.insert(p.id.clone()) {
             continue;
@@ -315,7 +315,7 @@ async fn segments(
             s.left_ms = s.left_ms.map(|l| l + offset);
         }
         name(&mut here, &body.names);
-        merge_presence(&mut stays, here);
+        merge_presence(&mut read.people, here);
         for (i, s) in body.segments.into_iter().enumerate() {
             let speaker = s
                 .speaker
@@ -334,9 +334,10 @@ async fn segments(
         }
     }
     out.sort_by_key(|(at, _)| *at);
-    let changed = stays != before;
-    read.people = stays.into_iter().map(super::data::Stay::from).collect();
-    Ok((out.into_iter().map(|(_, s)| s).collect(), changed))
+    Ok((
+        out.into_iter().map(|(_, s)| s).collect(),
+        read.people != before,
+    ))
 }
 
 /// What the live route would send first for meeting `id`: where its bot stands, the segments
@@ -362,5 +363,5 @@ pub async fn live_so_far(
     if !segs.is_empty() || !read.people.is_empty() {
         audit(api, c, "transcript.live", &format!("meeting:{}", m.id)).await?;
     }
-    Ok((status, segs, read.people))
+    Ok((status, segs, read.stays()))
 }
